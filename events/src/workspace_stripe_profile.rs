@@ -1,0 +1,179 @@
+//! Events of the `WorkspaceStripeProfile` aggregate: one stream per workspace.
+//!
+//! No secret value is ever carried here: secret keys and webhook signing secrets sit
+//! encrypted in the vault, and events refer to them by credential version and a keyed
+//! fingerprint (HMAC) that cannot be reversed into the secret.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// Everything that can happen to a workspace's roaming payment configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WorkspaceStripeProfileEvent {
+    WorkspaceOcpiConfigUpdated(WorkspaceOcpiConfigUpdated),
+    WorkspaceStripeCredentialsUpdated(WorkspaceStripeCredentialsUpdated),
+    WorkspaceStripeCredentialsValidated(WorkspaceStripeCredentialsValidated),
+    WorkspaceStripeCredentialsValidationFailed(WorkspaceStripeCredentialsValidationFailed),
+    WorkspaceStripeCredentialsRemoved(WorkspaceStripeCredentialsRemoved),
+}
+
+impl WorkspaceStripeProfileEvent {
+    /// The stable name stored in the `event_type` column.
+    pub fn event_type(&self) -> &'static str {
+        match self {
+            Self::WorkspaceOcpiConfigUpdated(_) => "WorkspaceOcpiConfigUpdated",
+            Self::WorkspaceStripeCredentialsUpdated(_) => "WorkspaceStripeCredentialsUpdated",
+            Self::WorkspaceStripeCredentialsValidated(_) => "WorkspaceStripeCredentialsValidated",
+            Self::WorkspaceStripeCredentialsValidationFailed(_) => {
+                "WorkspaceStripeCredentialsValidationFailed"
+            }
+            Self::WorkspaceStripeCredentialsRemoved(_) => "WorkspaceStripeCredentialsRemoved",
+        }
+    }
+
+    pub fn workspace_id(&self) -> &str {
+        match self {
+            Self::WorkspaceOcpiConfigUpdated(e) => &e.workspace_id,
+            Self::WorkspaceStripeCredentialsUpdated(e) => &e.workspace_id,
+            Self::WorkspaceStripeCredentialsValidated(e) => &e.workspace_id,
+            Self::WorkspaceStripeCredentialsValidationFailed(e) => &e.workspace_id,
+            Self::WorkspaceStripeCredentialsRemoved(e) => &e.workspace_id,
+        }
+    }
+}
+
+/// Roaming settings that changed; a field left out did not change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkspaceOcpiConfigUpdated {
+    pub workspace_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_guest_access: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_user_registration: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pre_auth_cents: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub currency: Option<String>,
+    pub updated_by: String,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// `sk_` keys are full-access secret keys, `rk_` keys restricted ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SecretKeyKind {
+    Secret,
+    Restricted,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StripeMode {
+    Test,
+    Live,
+}
+
+impl StripeMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Test => "test",
+            Self::Live => "live",
+        }
+    }
+}
+
+/// A reference to a secret stored in the vault at `credential_version`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecretRef {
+    /// HMAC-SHA256 of the secret under a key derived from the master key (hex, 32 chars).
+    pub fingerprint: String,
+    pub last4: String,
+}
+
+/// A new credential set, or a rotation of some of its parts. Fields left out keep the
+/// value of the previous version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkspaceStripeCredentialsUpdated {
+    pub workspace_id: String,
+    pub credential_version: u32,
+    pub mode: StripeMode,
+    /// Publishable keys are public by design (they go to browsers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub publishable_key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_key: Option<SecretRef>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_key_kind: Option<SecretKeyKind>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_signing_secret: Option<SecretRef>,
+    pub updated_by: String,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// The credential set at `credential_version` passed the Stripe round trip.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkspaceStripeCredentialsValidated {
+    pub workspace_id: String,
+    pub credential_version: u32,
+    pub mode: StripeMode,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_id: Option<String>,
+    pub validated_at: DateTime<Utc>,
+}
+
+/// The credential set at `credential_version` could not be used. `stripe_unreachable`
+/// leaves the set `pending` (it is retried); every other code makes it `invalid`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkspaceStripeCredentialsValidationFailed {
+    pub workspace_id: String,
+    pub credential_version: u32,
+    pub failure_code: String,
+    pub failure_message: String,
+    pub validated_at: DateTime<Utc>,
+}
+
+/// The workspace no longer takes paid roaming sessions. Older secret-key versions stay
+/// in the vault so intents created under them can still be settled.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkspaceStripeCredentialsRemoved {
+    pub workspace_id: String,
+    pub credential_version: u32,
+    pub removed_by: String,
+    pub removed_at: DateTime<Utc>,
+}
+
+/// Credential health as Manage Web and the payment path see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HealthStatus {
+    Unconfigured,
+    Pending,
+    Valid,
+    Invalid,
+}
+
+impl HealthStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Unconfigured => "unconfigured",
+            Self::Pending => "pending",
+            Self::Valid => "valid",
+            Self::Invalid => "invalid",
+        }
+    }
+}
+
+/// The failure code that means "Stripe did not answer", as opposed to "Stripe said no".
+pub const STRIPE_UNREACHABLE: &str = "stripe_unreachable";
+
+impl WorkspaceStripeCredentialsValidationFailed {
+    /// An unreachable Stripe leaves the set `pending` (retried in the background);
+    /// any answer from Stripe that refuses the set makes it `invalid`.
+    pub fn health_status(&self) -> HealthStatus {
+        if self.failure_code == STRIPE_UNREACHABLE {
+            HealthStatus::Pending
+        } else {
+            HealthStatus::Invalid
+        }
+    }
+}

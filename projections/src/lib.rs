@@ -1,0 +1,24 @@
+//! The read side of roampay: projectors that catch up from the durable global order
+//! of the event log, each with its own checkpoint, writing in batches.
+//!
+//! A projector's table writes and its checkpoint move in one transaction, so a crash
+//! at any point loses nothing and applies nothing twice. Projections only copy what
+//! events carry: no clock, no Stripe.
+
+pub mod audit_log;
+pub mod credential_health;
+pub mod db;
+pub mod log;
+pub mod runner;
+
+pub use db::{Db, DbTx};
+pub use log::{Position, StoredEvent};
+pub use runner::{Projection, ProjectionError, Projector};
+
+/// Every projection this crate maintains, in the order they are caught up.
+pub fn all() -> Vec<Box<dyn Projection>> {
+    vec![
+        Box::new(credential_health::CredentialHealth),
+        Box::new(audit_log::AuditLog),
+    ]
+}

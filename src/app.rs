@@ -1,0 +1,128 @@
+//! Wiring: store, vault, Stripe, aggregates, projectors, background work, HTTP server.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::{middleware, web, App, HttpServer};
+use roampay_projections::{on_db, Db, Projector};
+
+use crate::config::{secret_or_file, KeyArgs, ServeArgs, StoreArgs};
+use crate::http::auth::JwtAuth;
+use crate::http::{self, AppState};
+use crate::store::{self, Aggregates, Metadata};
+use crate::stripe::StripeApi;
+use crate::vault::{DbVault, MasterKey};
+use crate::workspace_stripe_profile::{ProfileServices, ValidateWorkspaceStripeCredentials, WorkspaceStripeProfileCommand};
+
+pub type AnyError = Box<dyn std::error::Error + Send + Sync>;
+
+pub async fn open_store(args: &StoreArgs) -> Result<Db, AnyError> {
+    let db = store::connect(args.database_url.as_deref(), &args.data_dir).await?;
+    store::migrate(&db).await?;
+    Ok(db)
+}
+
+pub fn master_keys(keys: &KeyArgs, data_dir: &std::path::Path) -> Result<(MasterKey, Vec<MasterKey>), AnyError> {
+    use secrecy::ExposeSecret;
+    let (text, created) = secret_or_file(keys.master_key.as_ref(), data_dir, "master.key", || {
+        MasterKey::generate_base64().to_string()
+    })?;
+    if let Some(path) = created {
+        tracing::warn!(path = %path.display(), "no ROAMPAY_MASTER_KEY given: generated a master key (keep this file safe and backed up)");
+    }
+    let master = MasterKey::from_base64(text.expose_secret())?;
+    let previous = keys
+        .previous_master_keys
+        .as_ref()
+        .map(|s| s.expose_secret().split(',').filter(|p| !p.trim().is_empty()).map(MasterKey::from_base64).collect::<Result<Vec<_>, _>>())
+        .transpose()?
+        .unwrap_or_default();
+    Ok((master, previous))
+}
+
+pub fn jwt(keys: &KeyArgs, data_dir: &std::path::Path) -> Result<JwtAuth, AnyError> {
+    let (secret, created) = secret_or_file(keys.jwt_secret.as_ref(), data_dir, "jwt.secret", || {
+        MasterKey::generate_base64().to_string()
+    })?;
+    if let Some(path) = created {
+        tracing::warn!(path = %path.display(), "no ROAMPAY_JWT_SECRET given: generated one");
+    }
+    Ok(JwtAuth::new(&secret, keys.jwt_issuer.clone(), keys.jwt_audience.clone()))
+}
+
+/// Re-validates credential sets left `pending` (Stripe was unreachable).
+async fn revalidate_pending(state: web::Data<AppState>, interval: Duration) {
+    let meta = Metadata { actor: "system:revalidator".into(), request_id: String::new() };
+    loop {
+        tokio::time::sleep(interval).await;
+        let pending: Result<Vec<String>, sqlx::Error> = on_db!(&state.db, pool => sqlx::query_scalar(
+            "SELECT workspace_id FROM credential_health WHERE status = 'pending' ORDER BY updated_at LIMIT 100")
+            .fetch_all(pool).await);
+        let pending = match pending {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not list pending credential sets");
+                continue;
+            }
+        };
+        for ws in pending {
+            let cmd = WorkspaceStripeProfileCommand::ValidateWorkspaceStripeCredentials(ValidateWorkspaceStripeCredentials {
+                workspace_id: ws.clone(),
+                only_if_pending: true,
+                at: chrono::Utc::now(),
+            });
+            if let Err(e) = state.profiles.execute(&ws, cmd, &meta).await {
+                tracing::warn!(workspace_id = %ws, error = %e, "background validation failed");
+            }
+        }
+        state.projector.nudge();
+    }
+}
+
+pub async fn serve(args: ServeArgs) -> Result<(), AnyError> {
+    if args.webhook_tolerance_secs <= 0 {
+        return Err("ROAMPAY_WEBHOOK_TOLERANCE_SECS must be positive: a tolerance of 0 or less would accept or refuse every webhook".into());
+    }
+    let db = open_store(&args.store).await?;
+    let (master, previous) = master_keys(&args.keys, &args.store.data_dir)?;
+    let auth = jwt(&args.keys, &args.store.data_dir)?;
+    let vault = Arc::new(DbVault::new(db.clone(), master, previous));
+    let stripe = Arc::new(StripeApi::new(&args.stripe_api_base, Duration::from_millis(args.stripe_timeout_ms)));
+    let services = ProfileServices { vault, stripe };
+    let projector = Projector::new(db.clone(), roampay_projections::all(), 1000);
+
+    let listener = std::net::TcpListener::bind(&args.bind)?;
+    let addr = listener.local_addr()?;
+    let public_url = args
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{addr}"))
+        .trim_end_matches('/')
+        .to_string();
+    let state = web::Data::new(AppState {
+        db: db.clone(),
+        profiles: Aggregates::new(&db, services),
+        projector: projector.clone(),
+        auth,
+        public_url,
+        validation_wait: Duration::from_millis(args.validation_wait_ms),
+    });
+
+    if !args.no_projectors {
+        tokio::spawn(projector.clone().run_forever(Duration::from_millis(args.projection_poll_ms)));
+    }
+    tokio::spawn(revalidate_pending(state.clone(), Duration::from_secs(args.revalidate_interval_secs.max(1))));
+
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .wrap(middleware::from_fn(http::request_id::middleware))
+            .configure(http::routes)
+            .default_service(web::to(http::not_found))
+    })
+    .listen(listener)?
+    .run();
+    crate::cli::announce(addr, db.backend());
+    server.await?;
+    Ok(())
+}

@@ -1,0 +1,135 @@
+//! The command line: `serve`, `migrate`, `replay`, `token`.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use roampay_projections::Projector;
+
+use crate::app::{self, AnyError};
+use crate::config::{KeyArgs, ServeArgs, StoreArgs};
+
+#[derive(Debug, Parser)]
+#[command(name = "roampay", version, about = "Payment orchestration for workspace-owned Stripe accounts")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the HTTP API (runs migrations first).
+    Serve(Box<ServeArgs>),
+    /// Apply database migrations and exit.
+    Migrate(StoreArgs),
+    /// Rebuild projections from the first event.
+    Replay {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Only this projection (default: all).
+        #[arg(long)]
+        projection: Option<String>,
+    },
+    /// Print a bearer token signed with the configured secret.
+    Token {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[command(flatten)]
+        keys: KeyArgs,
+        /// The actor recorded in the audit trail.
+        #[arg(long)]
+        sub: String,
+        /// A workspace the token may act on (repeat, or `*` for platform staff).
+        #[arg(long = "workspace", required = true)]
+        workspaces: Vec<String>,
+        /// Space-separated scopes, e.g. "roaming:read roaming:write".
+        #[arg(long)]
+        scope: String,
+        /// Lifetime in seconds.
+        #[arg(long, default_value_t = 3600)]
+        ttl_secs: i64,
+    },
+}
+
+fn init_tracing() {
+    use std::io::IsTerminal;
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if std::io::stderr().is_terminal() {
+        builder.init();
+    } else {
+        builder.json().flatten_event(true).init();
+    }
+}
+
+/// The line tests and scripts wait for.
+pub fn announce(addr: std::net::SocketAddr, backend: &str) {
+    println!("roampay listening on http://{addr} (store: {backend})");
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    match runtime.block_on(run(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "roampay failed");
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command) -> Result<(), AnyError> {
+    match command {
+        Command::Serve(args) => app::serve(*args).await,
+        Command::Migrate(store) => {
+            let db = app::open_store(&store).await?;
+            println!("migrations applied ({})", db.backend());
+            Ok(())
+        }
+        Command::Replay { store, projection } => replay(&store, projection.as_deref()).await,
+        Command::Token { store, keys, sub, workspaces, scope, ttl_secs } => {
+            let auth = app::jwt(&keys, &store.data_dir)?;
+            println!("{}", auth.issue(&sub, &workspaces, &scope, ttl_secs));
+            Ok(())
+        }
+    }
+}
+
+async fn replay(store: &StoreArgs, only: Option<&str>) -> Result<(), AnyError> {
+    let db = app::open_store(store).await?;
+    let all = roampay_projections::all();
+    let names: Vec<&'static str> = all.iter().map(|p| p.name()).collect();
+    if let Some(name) = only {
+        if !names.contains(&name) {
+            return Err(format!("unknown projection {name}; known: {}", names.join(", ")).into());
+        }
+    }
+    let chosen: Vec<_> = all.into_iter().filter(|p| only.is_none_or(|n| p.name() == n)).collect();
+    let count = chosen.len() as u64;
+    let projector = Projector::new(db.clone(), chosen, 5000);
+    for name in projector.names() {
+        projector.reset(name).await?;
+    }
+    let total = roampay_projections::log::count(&db).await? as u64 * count;
+    let bar = ProgressBar::new(total);
+    bar.set_style(
+        ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} events ({per_sec}, eta {eta})")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar.set_message("replaying");
+    let started = std::time::Instant::now();
+    let applied = projector.catch_up_with(|n| bar.inc(n)).await?;
+    bar.finish_and_clear();
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "replayed {applied} event applications into {} in {secs:.2}s ({:.0} events/s)",
+        projector.names().join(", "),
+        applied as f64 / secs.max(1e-9)
+    );
+    Ok(())
+}

@@ -1,0 +1,101 @@
+//! Settings: every one a flag and an environment variable.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use secrecy::SecretString;
+
+#[derive(Debug, Clone, Args)]
+pub struct StoreArgs {
+    /// `postgres://…` or `sqlite:…`; default: SQLite file `roampay.db` in the data directory.
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Where the default SQLite file and generated keys live.
+    #[arg(long, env = "ROAMPAY_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct KeyArgs {
+    /// Base64 of 32 bytes; generated under the data directory when unset.
+    #[arg(long, env = "ROAMPAY_MASTER_KEY", hide_env_values = true)]
+    pub master_key: Option<SecretString>,
+    /// Retired master keys (comma-separated base64) still able to unwrap data keys.
+    #[arg(long, env = "ROAMPAY_PREVIOUS_MASTER_KEYS", hide_env_values = true)]
+    pub previous_master_keys: Option<SecretString>,
+    /// HS256 secret for bearer tokens; generated under the data directory when unset.
+    #[arg(long, env = "ROAMPAY_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<SecretString>,
+    /// Required `iss` claim, when set.
+    #[arg(long, env = "ROAMPAY_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+    /// Required `aud` claim, when set.
+    #[arg(long, env = "ROAMPAY_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    #[command(flatten)]
+    pub keys: KeyArgs,
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, env = "ROAMPAY_BIND", default_value = "127.0.0.1:8080")]
+    pub bind: String,
+    /// Public base URL, used in the webhook URLs shown to admins; default http://<bind>.
+    #[arg(long, env = "ROAMPAY_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    #[arg(long, env = "STRIPE_API_BASE", default_value = "https://api.stripe.com")]
+    pub stripe_api_base: String,
+    /// Per-attempt timeout of a Stripe call.
+    #[arg(long, env = "ROAMPAY_STRIPE_TIMEOUT_MS", default_value_t = 10_000)]
+    pub stripe_timeout_ms: u64,
+    /// How long a credential save waits for Stripe before answering `pending`.
+    #[arg(long, env = "ROAMPAY_VALIDATION_WAIT_MS", default_value_t = 8_000)]
+    pub validation_wait_ms: u64,
+    /// How often `pending` credential sets are re-validated.
+    #[arg(long, env = "ROAMPAY_REVALIDATE_INTERVAL_SECS", default_value_t = 60)]
+    pub revalidate_interval_secs: u64,
+    /// Webhook timestamp tolerance, both directions; must be positive.
+    #[arg(long, env = "ROAMPAY_WEBHOOK_TOLERANCE_SECS", default_value_t = 300)]
+    pub webhook_tolerance_secs: i64,
+    /// How long a replaced webhook signing secret keeps verifying.
+    #[arg(long, env = "ROAMPAY_WEBHOOK_SECRET_OVERLAP_SECS", default_value_t = 86_400)]
+    pub webhook_secret_overlap_secs: i64,
+    /// How often projectors poll for events written by other instances.
+    #[arg(long, env = "ROAMPAY_PROJECTION_POLL_MS", default_value_t = 500)]
+    pub projection_poll_ms: u64,
+    /// Do not run projectors in this process (another instance, or a test, does).
+    #[arg(long, env = "ROAMPAY_NO_PROJECTORS", hide = true)]
+    pub no_projectors: bool,
+}
+
+/// Reads a secret from the environment/flag, else from `file` under the data
+/// directory, else creates that file (mode 0600) with `generate()`. Says which.
+pub fn secret_or_file(
+    given: Option<&SecretString>,
+    data_dir: &Path,
+    file: &str,
+    generate: impl FnOnce() -> String,
+) -> std::io::Result<(SecretString, Option<PathBuf>)> {
+    if let Some(s) = given {
+        return Ok((s.clone(), None));
+    }
+    let path = data_dir.join(file);
+    if let Ok(text) = fs::read_to_string(&path) {
+        return Ok((SecretString::from(text.trim().to_string()), None));
+    }
+    fs::create_dir_all(data_dir)?;
+    let value = generate();
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut f = options.open(&path)?;
+    f.write_all(value.as_bytes())?;
+    f.sync_all()?;
+    Ok((SecretString::from(value), Some(path)))
+}

@@ -1,0 +1,149 @@
+//! RFC 9457 problem details with stable `code`s: the one place errors become HTTP.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+
+tokio::task_local! {
+    /// The id of the request being served, for error bodies built deep in a handler.
+    pub static REQUEST_ID: String;
+}
+
+pub fn current_request_id() -> String {
+    REQUEST_ID.try_with(Clone::clone).unwrap_or_default()
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct FieldError {
+    pub field: String,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, code: &'static str, message: impl Into<String>) -> Self {
+        Self { field: field.into(), code, message: message.into() }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub detail: String,
+    pub errors: Vec<FieldError>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
+        Self { status, code, detail: detail.into(), errors: vec![] }
+    }
+    pub fn validation(errors: Vec<FieldError>) -> Self {
+        Self {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            code: "validation_failed",
+            detail: "The request was not saved: see errors.".into(),
+            errors,
+        }
+    }
+    pub fn bad_request(code: &'static str, detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, detail)
+    }
+    pub fn unauthenticated(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthenticated", detail)
+    }
+    pub fn forbidden(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", detail)
+    }
+    pub fn not_found(code: &'static str, detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, code, detail)
+    }
+    pub fn conflict(code: &'static str, detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, code, detail)
+    }
+    /// An unexpected failure: logged with its cause, answered without it.
+    pub fn internal(cause: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %cause, "internal error");
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "Something went wrong on our side; it has been logged.")
+    }
+    pub fn unavailable(code: &'static str, detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, code, detail)
+    }
+
+    fn title(&self) -> &'static str {
+        self.status.canonical_reason().unwrap_or("Error")
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}: {}", self.status.as_u16(), self.code, self.detail)
+    }
+}
+
+#[derive(Serialize)]
+struct Problem<'a> {
+    #[serde(rename = "type")]
+    kind: String,
+    title: &'a str,
+    status: u16,
+    detail: &'a str,
+    code: &'a str,
+    request_id: String,
+    #[serde(skip_serializing_if = "<[FieldError]>::is_empty")]
+    errors: &'a [FieldError],
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let body = Problem {
+            kind: format!("urn:roampay:problem:{}", self.code),
+            title: self.title(),
+            status: self.status.as_u16(),
+            detail: &self.detail,
+            code: self.code,
+            request_id: current_request_id(),
+            errors: &self.errors,
+        };
+        let mut resp = HttpResponse::build(self.status);
+        resp.content_type("application/problem+json");
+        if self.status == StatusCode::UNAUTHORIZED {
+            resp.insert_header(("WWW-Authenticate", "Bearer"));
+        }
+        resp.body(serde_json::to_string(&body).expect("problem serializes"))
+    }
+}
+
+/// Body-size and JSON errors from actix extractors, as problems.
+pub fn json_error(err: actix_web::error::JsonPayloadError, _req: &actix_web::HttpRequest) -> actix_web::Error {
+    use actix_web::error::JsonPayloadError as J;
+    match err {
+        J::Overflow { .. } | J::OverflowKnownLength { .. } => payload_too_large(),
+        J::ContentType => ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "Send JSON with Content-Type: application/json.").into(),
+        J::Deserialize(e) => ApiError::bad_request("invalid_json", format!("The body is not valid JSON: {}", e.classify_msg())).into(),
+        _ => ApiError::bad_request("invalid_json", "The body could not be read as JSON.").into(),
+    }
+}
+
+pub fn payload_too_large() -> actix_web::Error {
+    ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "Request bodies are limited to 64 KiB.").into()
+}
+
+trait ClassifyMsg {
+    fn classify_msg(&self) -> &'static str;
+}
+
+impl ClassifyMsg for serde_json::Error {
+    fn classify_msg(&self) -> &'static str {
+        match self.classify() {
+            serde_json::error::Category::Syntax => "syntax error",
+            serde_json::error::Category::Eof => "unexpected end of input",
+            serde_json::error::Category::Data => "unexpected shape",
+            serde_json::error::Category::Io => "read error",
+        }
+    }
+}

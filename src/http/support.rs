@@ -1,0 +1,145 @@
+//! Support views (scope `audit:read`).
+
+use actix_web::{web, HttpResponse};
+use chrono::{DateTime, Utc};
+use roampay_projections::on_db;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use sqlx::Row;
+
+use super::auth::Principal;
+use super::error::ApiError;
+use super::{workspace_id, AppState};
+
+#[derive(Debug, Deserialize)]
+pub struct AuditQuery {
+    workspace_id: Option<String>,
+    actor: Option<String>,
+    event_type: Option<String>,
+    aggregate_id: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    limit: Option<String>,
+    starting_after: Option<String>,
+}
+
+enum Bind {
+    Text(String),
+    Int(i64),
+    Time(DateTime<Utc>),
+}
+
+fn time(name: &str, v: &str) -> Result<DateTime<Utc>, ApiError> {
+    DateTime::parse_from_rfc3339(v)
+        .map(|d| d.with_timezone(&Utc))
+        .map_err(|_| ApiError::bad_request("invalid_query", format!("{name} must be an RFC 3339 timestamp.")))
+}
+
+/// Parses `limit` (1..=200, default 50).
+pub fn page_limit(raw: Option<&str>) -> Result<i64, ApiError> {
+    match raw {
+        None => Ok(50),
+        Some(v) => v
+            .parse::<i64>()
+            .ok()
+            .filter(|n| (1..=200).contains(n))
+            .ok_or_else(|| ApiError::bad_request("invalid_query", "limit must be a whole number from 1 to 200.")),
+    }
+}
+
+/// `GET /api/support/audit`: newest first, cursor `starting_after` = an entry id.
+pub async fn audit(
+    principal: Principal,
+    query: web::Query<AuditQuery>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    principal.authorize("audit:read", None)?;
+    let q = query.into_inner();
+    let limit = page_limit(q.limit.as_deref())?;
+    let mut clauses: Vec<String> = Vec::new();
+    let mut binds: Vec<Bind> = Vec::new();
+    macro_rules! push {
+        ($clause:expr, $bind:expr) => {{
+            binds.push($bind);
+            clauses.push($clause.replace('?', &format!("${}", binds.len())));
+        }};
+    }
+    match q.workspace_id.as_deref() {
+        Some(raw) => {
+            let ws = workspace_id(raw)?;
+            principal.authorize("audit:read", Some(ws.as_str()))?;
+            push!("workspace_id = ?", Bind::Text(ws.to_string()));
+        }
+        None if principal.may_access("*") => {}
+        None => {
+            // Not platform staff: only the workspaces the token names.
+            if principal.workspaces.is_empty() {
+                return Err(ApiError::forbidden("The token grants no workspace."));
+            }
+            let mut placeholders = Vec::new();
+            for ws in &principal.workspaces {
+                binds.push(Bind::Text(ws.clone()));
+                placeholders.push(format!("${}", binds.len()));
+            }
+            clauses.push(format!("workspace_id IN ({})", placeholders.join(",")));
+        }
+    }
+    if let Some(v) = q.actor {
+        push!("actor = ?", Bind::Text(v));
+    }
+    if let Some(v) = q.event_type {
+        push!("event_type = ?", Bind::Text(v));
+    }
+    if let Some(v) = q.aggregate_id {
+        push!("aggregate_id = ?", Bind::Text(v));
+    }
+    if let Some(v) = q.from {
+        push!("recorded_at >= ?", Bind::Time(time("from", &v)?));
+    }
+    if let Some(v) = q.to {
+        push!("recorded_at < ?", Bind::Time(time("to", &v)?));
+    }
+    if let Some(v) = q.starting_after {
+        let id = v
+            .parse::<i64>()
+            .map_err(|_| ApiError::bad_request("invalid_query", "starting_after must be an entry id."))?;
+        push!("id < ?", Bind::Int(id));
+    }
+    binds.push(Bind::Int(limit + 1));
+    let sql = format!(
+        "SELECT id, recorded_at, workspace_id, aggregate_type, aggregate_id, event_type, actor, request_id, summary
+           FROM audit_log {} ORDER BY id DESC LIMIT ${}",
+        if clauses.is_empty() { String::new() } else { format!("WHERE {}", clauses.join(" AND ")) },
+        binds.len()
+    );
+    let rows: Vec<Value> = on_db!(&state.db, pool => {
+        let mut query = sqlx::query(&sql);
+        for b in binds {
+            query = match b {
+                Bind::Text(s) => query.bind(s),
+                Bind::Int(i) => query.bind(i),
+                Bind::Time(t) => query.bind(t),
+            };
+        }
+        query.fetch_all(pool).await.map_err(ApiError::internal)?
+            .into_iter()
+            .map(|r| -> Result<Value, sqlx::Error> {
+                Ok(json!({
+                    "id": r.try_get::<i64, _>("id")?.to_string(),
+                    "recorded_at": r.try_get::<DateTime<Utc>, _>("recorded_at")?,
+                    "workspace_id": r.try_get::<Option<String>, _>("workspace_id")?,
+                    "aggregate_type": r.try_get::<String, _>("aggregate_type")?,
+                    "aggregate_id": r.try_get::<String, _>("aggregate_id")?,
+                    "event_type": r.try_get::<String, _>("event_type")?,
+                    "actor": r.try_get::<Option<String>, _>("actor")?,
+                    "request_id": r.try_get::<Option<String>, _>("request_id")?,
+                    "summary": r.try_get::<String, _>("summary")?,
+                }))
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(ApiError::internal)?
+    });
+    let has_more = rows.len() as i64 > limit;
+    let data: Vec<Value> = rows.into_iter().take(limit as usize).collect();
+    Ok(HttpResponse::Ok().json(json!({"data": data, "has_more": has_more})))
+}

@@ -1,0 +1,51 @@
+use chrono::{DateTime, Utc};
+
+use super::credentials::{PublishableKey, StripeSecretKey, WebhookSigningSecret};
+use crate::money::{Currency, PreAuthAmount};
+
+#[derive(Debug, Clone)]
+pub enum WorkspaceStripeProfileCommand {
+    SaveWorkspaceStripeCredentials(SaveWorkspaceStripeCredentials),
+    ValidateWorkspaceStripeCredentials(ValidateWorkspaceStripeCredentials),
+    UpdateWorkspaceOcpiConfig(UpdateWorkspaceOcpiConfig),
+    RemoveWorkspaceStripeCredentials(RemoveWorkspaceStripeCredentials),
+}
+
+/// Save a new credential set, or rotate any part of the current one.
+#[derive(Debug, Clone)]
+pub struct SaveWorkspaceStripeCredentials {
+    pub workspace_id: String,
+    pub publishable_key: Option<PublishableKey>,
+    pub secret_key: Option<StripeSecretKey>,
+    pub webhook_signing_secret: Option<WebhookSigningSecret>,
+    pub actor: String,
+    pub at: DateTime<Utc>,
+}
+
+/// Run the Stripe round trip for the current credential set.
+#[derive(Debug, Clone)]
+pub struct ValidateWorkspaceStripeCredentials {
+    pub workspace_id: String,
+    /// Background retries set this: a set that is no longer `pending` is left alone.
+    pub only_if_pending: bool,
+    pub at: DateTime<Utc>,
+}
+
+/// Change roaming settings; `None` leaves a setting as it is.
+#[derive(Debug, Clone, Default)]
+pub struct UpdateWorkspaceOcpiConfig {
+    pub workspace_id: String,
+    pub allow_guest_access: Option<bool>,
+    pub allow_user_registration: Option<bool>,
+    pub pre_auth_cents: Option<PreAuthAmount>,
+    pub currency: Option<Currency>,
+    pub actor: String,
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RemoveWorkspaceStripeCredentials {
+    pub workspace_id: String,
+    pub actor: String,
+    pub at: DateTime<Utc>,
+}
