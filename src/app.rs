@@ -12,7 +12,9 @@ use crate::http::{self, AppState};
 use crate::store::{self, Aggregates, Metadata};
 use crate::stripe::StripeApi;
 use crate::vault::{DbVault, MasterKey};
-use crate::workspace_stripe_profile::{ProfileServices, ValidateWorkspaceStripeCredentials, WorkspaceStripeProfileCommand};
+use crate::workspace_stripe_profile::{
+    ProfileServices, ValidateWorkspaceStripeCredentials, WorkspaceStripeProfileCommand,
+};
 
 pub type AnyError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -22,7 +24,10 @@ pub async fn open_store(args: &StoreArgs) -> Result<Db, AnyError> {
     Ok(db)
 }
 
-pub fn master_keys(keys: &KeyArgs, data_dir: &std::path::Path) -> Result<(MasterKey, Vec<MasterKey>), AnyError> {
+pub fn master_keys(
+    keys: &KeyArgs,
+    data_dir: &std::path::Path,
+) -> Result<(MasterKey, Vec<MasterKey>), AnyError> {
     use secrecy::ExposeSecret;
     let (text, created) = secret_or_file(keys.master_key.as_ref(), data_dir, "master.key", || {
         MasterKey::generate_base64().to_string()
@@ -34,25 +39,39 @@ pub fn master_keys(keys: &KeyArgs, data_dir: &std::path::Path) -> Result<(Master
     let previous = keys
         .previous_master_keys
         .as_ref()
-        .map(|s| s.expose_secret().split(',').filter(|p| !p.trim().is_empty()).map(MasterKey::from_base64).collect::<Result<Vec<_>, _>>())
+        .map(|s| {
+            s.expose_secret()
+                .split(',')
+                .filter(|p| !p.trim().is_empty())
+                .map(MasterKey::from_base64)
+                .collect::<Result<Vec<_>, _>>()
+        })
         .transpose()?
         .unwrap_or_default();
     Ok((master, previous))
 }
 
 pub fn jwt(keys: &KeyArgs, data_dir: &std::path::Path) -> Result<JwtAuth, AnyError> {
-    let (secret, created) = secret_or_file(keys.jwt_secret.as_ref(), data_dir, "jwt.secret", || {
-        MasterKey::generate_base64().to_string()
-    })?;
+    let (secret, created) =
+        secret_or_file(keys.jwt_secret.as_ref(), data_dir, "jwt.secret", || {
+            MasterKey::generate_base64().to_string()
+        })?;
     if let Some(path) = created {
         tracing::warn!(path = %path.display(), "no ROAMPAY_JWT_SECRET given: generated one");
     }
-    Ok(JwtAuth::new(&secret, keys.jwt_issuer.clone(), keys.jwt_audience.clone()))
+    Ok(JwtAuth::new(
+        &secret,
+        keys.jwt_issuer.clone(),
+        keys.jwt_audience.clone(),
+    ))
 }
 
 /// Re-validates credential sets left `pending` (Stripe was unreachable).
 async fn revalidate_pending(state: web::Data<AppState>, interval: Duration) {
-    let meta = Metadata { actor: "system:revalidator".into(), request_id: String::new() };
+    let meta = Metadata {
+        actor: "system:revalidator".into(),
+        request_id: String::new(),
+    };
     loop {
         tokio::time::sleep(interval).await;
         let pending: Result<Vec<String>, sqlx::Error> = on_db!(&state.db, pool => sqlx::query_scalar(
@@ -66,11 +85,13 @@ async fn revalidate_pending(state: web::Data<AppState>, interval: Duration) {
             }
         };
         for ws in pending {
-            let cmd = WorkspaceStripeProfileCommand::ValidateWorkspaceStripeCredentials(ValidateWorkspaceStripeCredentials {
-                workspace_id: ws.clone(),
-                only_if_pending: true,
-                at: chrono::Utc::now(),
-            });
+            let cmd = WorkspaceStripeProfileCommand::ValidateWorkspaceStripeCredentials(
+                ValidateWorkspaceStripeCredentials {
+                    workspace_id: ws.clone(),
+                    only_if_pending: true,
+                    at: chrono::Utc::now(),
+                },
+            );
             if let Err(e) = state.profiles.execute(&ws, cmd, &meta).await {
                 tracing::warn!(workspace_id = %ws, error = %e, "background validation failed");
             }
@@ -87,7 +108,10 @@ pub async fn serve(args: ServeArgs) -> Result<(), AnyError> {
     let (master, previous) = master_keys(&args.keys, &args.store.data_dir)?;
     let auth = jwt(&args.keys, &args.store.data_dir)?;
     let vault = Arc::new(DbVault::new(db.clone(), master, previous));
-    let stripe = Arc::new(StripeApi::new(&args.stripe_api_base, Duration::from_millis(args.stripe_timeout_ms)));
+    let stripe = Arc::new(StripeApi::new(
+        &args.stripe_api_base,
+        Duration::from_millis(args.stripe_timeout_ms),
+    ));
     let services = ProfileServices { vault, stripe };
     let projector = Projector::new(db.clone(), roampay_projections::all(), 1000);
 
@@ -109,9 +133,16 @@ pub async fn serve(args: ServeArgs) -> Result<(), AnyError> {
     });
 
     if !args.no_projectors {
-        tokio::spawn(projector.clone().run_forever(Duration::from_millis(args.projection_poll_ms)));
+        tokio::spawn(
+            projector
+                .clone()
+                .run_forever(Duration::from_millis(args.projection_poll_ms)),
+        );
     }
-    tokio::spawn(revalidate_pending(state.clone(), Duration::from_secs(args.revalidate_interval_secs.max(1))));
+    tokio::spawn(revalidate_pending(
+        state.clone(),
+        Duration::from_secs(args.revalidate_interval_secs.max(1)),
+    ));
 
     let server = HttpServer::new(move || {
         App::new()

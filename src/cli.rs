@@ -10,7 +10,11 @@ use crate::app::{self, AnyError};
 use crate::config::{KeyArgs, ServeArgs, StoreArgs};
 
 #[derive(Debug, Parser)]
-#[command(name = "roampay", version, about = "Payment orchestration for workspace-owned Stripe accounts")]
+#[command(
+    name = "roampay",
+    version,
+    about = "Payment orchestration for workspace-owned Stripe accounts"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -54,8 +58,11 @@ enum Command {
 fn init_tracing() {
     use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if std::io::stderr().is_terminal() {
         builder.init();
     } else {
@@ -71,7 +78,10 @@ pub fn announce(addr: std::net::SocketAddr, backend: &str) {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
     match runtime.block_on(run(cli.command)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -91,7 +101,14 @@ async fn run(command: Command) -> Result<(), AnyError> {
             Ok(())
         }
         Command::Replay { store, projection } => replay(&store, projection.as_deref()).await,
-        Command::Token { store, keys, sub, workspaces, scope, ttl_secs } => {
+        Command::Token {
+            store,
+            keys,
+            sub,
+            workspaces,
+            scope,
+            ttl_secs,
+        } => {
             let auth = app::jwt(&keys, &store.data_dir)?;
             println!("{}", auth.issue(&sub, &workspaces, &scope, ttl_secs));
             Ok(())
@@ -108,7 +125,10 @@ async fn replay(store: &StoreArgs, only: Option<&str>) -> Result<(), AnyError> {
             return Err(format!("unknown projection {name}; known: {}", names.join(", ")).into());
         }
     }
-    let chosen: Vec<_> = all.into_iter().filter(|p| only.is_none_or(|n| p.name() == n)).collect();
+    let chosen: Vec<_> = all
+        .into_iter()
+        .filter(|p| only.is_none_or(|n| p.name() == n))
+        .collect();
     let count = chosen.len() as u64;
     let projector = Projector::new(db.clone(), chosen, 5000);
     for name in projector.names() {

@@ -48,7 +48,11 @@ pub struct ServeArgs {
     /// Public base URL, used in the webhook URLs shown to admins; default http://<bind>.
     #[arg(long, env = "ROAMPAY_PUBLIC_URL")]
     pub public_url: Option<String>,
-    #[arg(long, env = "STRIPE_API_BASE", default_value = "https://api.stripe.com")]
+    #[arg(
+        long,
+        env = "STRIPE_API_BASE",
+        default_value = "https://api.stripe.com"
+    )]
     pub stripe_api_base: String,
     /// Per-attempt timeout of a Stripe call.
     #[arg(long, env = "ROAMPAY_STRIPE_TIMEOUT_MS", default_value_t = 10_000)]
@@ -63,7 +67,11 @@ pub struct ServeArgs {
     #[arg(long, env = "ROAMPAY_WEBHOOK_TOLERANCE_SECS", default_value_t = 300)]
     pub webhook_tolerance_secs: i64,
     /// How long a replaced webhook signing secret keeps verifying.
-    #[arg(long, env = "ROAMPAY_WEBHOOK_SECRET_OVERLAP_SECS", default_value_t = 86_400)]
+    #[arg(
+        long,
+        env = "ROAMPAY_WEBHOOK_SECRET_OVERLAP_SECS",
+        default_value_t = 86_400
+    )]
     pub webhook_secret_overlap_secs: i64,
     /// How often projectors poll for events written by other instances.
     #[arg(long, env = "ROAMPAY_PROJECTION_POLL_MS", default_value_t = 500)]

@@ -8,7 +8,9 @@ pub struct WorkspaceId(String);
 
 impl WorkspaceId {
     pub fn parse(s: &str) -> Option<Self> {
-        let ok = (1..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        let ok = (1..=64).contains(&s.len())
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
         ok.then(|| Self(s.to_string()))
     }
     pub fn as_str(&self) -> &str {

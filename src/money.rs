@@ -24,7 +24,10 @@ const CURRENCIES: &[&str] = &[
 
 impl Currency {
     pub fn parse(code: &str) -> Option<Self> {
-        CURRENCIES.binary_search(&code).ok().map(|_| Self(code.to_string()))
+        CURRENCIES
+            .binary_search(&code)
+            .ok()
+            .map(|_| Self(code.to_string()))
     }
     pub fn as_str(&self) -> &str {
         &self.0
@@ -57,7 +60,9 @@ impl fmt::Display for Currency {
 }
 
 /// The amount held on a driver's card before a paid session: 50..=1,000,000 minor units.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(try_from = "i64", into = "i64")]
 pub struct PreAuthAmount(i64);
 
@@ -67,7 +72,9 @@ impl PreAuthAmount {
     pub const DEFAULT: Self = Self(5000);
 
     pub fn parse(cents: i64) -> Option<Self> {
-        (Self::MIN..=Self::MAX).contains(&cents).then_some(Self(cents))
+        (Self::MIN..=Self::MAX)
+            .contains(&cents)
+            .then_some(Self(cents))
     }
     pub fn cents(self) -> i64 {
         self.0

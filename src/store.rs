@@ -42,7 +42,10 @@ pub async fn connect(database_url: Option<&str>, data_dir: &Path) -> Result<Db, 
                 .synchronous(SqliteSynchronous::Full)
                 .busy_timeout(Duration::from_secs(10))
                 .foreign_keys(true);
-            let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await?;
+            let pool = SqlitePoolOptions::new()
+                .max_connections(8)
+                .connect_with(options)
+                .await?;
             Ok(Db::Sqlite(pool))
         }
     }
@@ -68,7 +71,10 @@ impl Metadata {
         HashMap::from([
             ("actor".to_string(), self.actor.clone()),
             ("request_id".to_string(), self.request_id.clone()),
-            ("recorded_at".to_string(), chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)),
+            (
+                "recorded_at".to_string(),
+                chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            ),
         ])
     }
 }
@@ -78,8 +84,14 @@ type LiteStore<A> = PersistedEventStore<SqliteEventRepository, A>;
 
 /// Command execution and state loading for one aggregate type, on either backend.
 pub enum Aggregates<A: Aggregate> {
-    Postgres { cqrs: CqrsFramework<A, PgStore<A>>, store: PgStore<A> },
-    Sqlite { cqrs: CqrsFramework<A, LiteStore<A>>, store: LiteStore<A> },
+    Postgres {
+        cqrs: CqrsFramework<A, PgStore<A>>,
+        store: PgStore<A>,
+    },
+    Sqlite {
+        cqrs: CqrsFramework<A, LiteStore<A>>,
+        store: LiteStore<A>,
+    },
 }
 
 /// A lost optimistic-concurrency race is retried this many times (reload, decide again).
@@ -94,11 +106,21 @@ where
         // Projections catch up from the log; no in-process query dispatch.
         match db {
             Db::Postgres(p) => Self::Postgres {
-                cqrs: CqrsFramework::new(PersistedEventStore::new_event_store(PostgresEventRepository::new(p.clone())), vec![], services),
-                store: PersistedEventStore::new_event_store(PostgresEventRepository::new(p.clone())),
+                cqrs: CqrsFramework::new(
+                    PersistedEventStore::new_event_store(PostgresEventRepository::new(p.clone())),
+                    vec![],
+                    services,
+                ),
+                store: PersistedEventStore::new_event_store(PostgresEventRepository::new(
+                    p.clone(),
+                )),
             },
             Db::Sqlite(p) => Self::Sqlite {
-                cqrs: CqrsFramework::new(PersistedEventStore::new_event_store(SqliteEventRepository::new(p.clone())), vec![], services),
+                cqrs: CqrsFramework::new(
+                    PersistedEventStore::new_event_store(SqliteEventRepository::new(p.clone())),
+                    vec![],
+                    services,
+                ),
                 store: PersistedEventStore::new_event_store(SqliteEventRepository::new(p.clone())),
             },
         }
@@ -106,15 +128,28 @@ where
 
     /// Runs a command; a lost concurrency race reloads and decides again, so a
     /// duplicate becomes a no-op when the aggregate says so.
-    pub async fn execute(&self, id: &str, command: A::Command, meta: &Metadata) -> Result<(), AggregateError<A::Error>> {
+    pub async fn execute(
+        &self,
+        id: &str,
+        command: A::Command,
+        meta: &Metadata,
+    ) -> Result<(), AggregateError<A::Error>> {
         let mut attempt = 0;
         loop {
             let result = match self {
-                Self::Postgres { cqrs, .. } => cqrs.execute_with_metadata(id, command.clone(), meta.to_map()).await,
-                Self::Sqlite { cqrs, .. } => cqrs.execute_with_metadata(id, command.clone(), meta.to_map()).await,
+                Self::Postgres { cqrs, .. } => {
+                    cqrs.execute_with_metadata(id, command.clone(), meta.to_map())
+                        .await
+                }
+                Self::Sqlite { cqrs, .. } => {
+                    cqrs.execute_with_metadata(id, command.clone(), meta.to_map())
+                        .await
+                }
             };
             match result {
-                Err(AggregateError::AggregateConflict) if attempt < CONFLICT_RETRIES => attempt += 1,
+                Err(AggregateError::AggregateConflict) if attempt < CONFLICT_RETRIES => {
+                    attempt += 1
+                }
                 other => return other,
             }
         }
@@ -123,8 +158,12 @@ where
     /// The current state, folded from the aggregate's events.
     pub async fn load(&self, id: &str) -> Result<A, AggregateError<A::Error>> {
         Ok(match self {
-            Self::Postgres { store, .. } => std::mem::take(store.load_aggregate(id).await?.aggregate()),
-            Self::Sqlite { store, .. } => std::mem::take(store.load_aggregate(id).await?.aggregate()),
+            Self::Postgres { store, .. } => {
+                std::mem::take(store.load_aggregate(id).await?.aggregate())
+            }
+            Self::Sqlite { store, .. } => {
+                std::mem::take(store.load_aggregate(id).await?.aggregate())
+            }
         })
     }
 }

@@ -51,9 +51,27 @@ pub enum VaultError {
 pub trait SecretVault: Send + Sync {
     /// A keyed fingerprint (HMAC-SHA256 under a key derived from the workspace's data
     /// key): equal secrets give equal fingerprints, and it cannot be reversed.
-    async fn fingerprint(&self, workspace_id: &str, field: SecretField, secret: &SecretString) -> Result<String, VaultError>;
-    async fn put(&self, workspace_id: &str, field: SecretField, version: u32, fingerprint: &str, secret: &SecretString) -> Result<(), VaultError>;
-    async fn get(&self, workspace_id: &str, field: SecretField, version: u32, fingerprint: &str) -> Result<SecretString, VaultError>;
+    async fn fingerprint(
+        &self,
+        workspace_id: &str,
+        field: SecretField,
+        secret: &SecretString,
+    ) -> Result<String, VaultError>;
+    async fn put(
+        &self,
+        workspace_id: &str,
+        field: SecretField,
+        version: u32,
+        fingerprint: &str,
+        secret: &SecretString,
+    ) -> Result<(), VaultError>;
+    async fn get(
+        &self,
+        workspace_id: &str,
+        field: SecretField,
+        version: u32,
+        fingerprint: &str,
+    ) -> Result<SecretString, VaultError>;
 }
 
 /// The 32-byte master key; its id is the first 16 hex digits of its SHA-256.
@@ -64,14 +82,19 @@ pub struct MasterKey {
 
 impl std::fmt::Debug for MasterKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MasterKey").field("id", &self.id).finish_non_exhaustive()
+        f.debug_struct("MasterKey")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
     }
 }
 
 impl MasterKey {
     pub fn from_bytes(bytes: [u8; 32]) -> Self {
         let id = hex::encode(&Sha256::digest(bytes)[..8]);
-        Self { key: SecretBox::new(Box::new(bytes)), id }
+        Self {
+            key: SecretBox::new(Box::new(bytes)),
+            id,
+        }
     }
 
     /// Parses base64 (standard alphabet) of exactly 32 bytes.
@@ -118,7 +141,14 @@ fn encrypt(key: &[u8; 32], aad: &[u8], plaintext: &[u8]) -> (Vec<u8>, Vec<u8>) {
     let mut nonce = [0u8; 12];
     rand::thread_rng().fill_bytes(&mut nonce);
     let cipher = Aes256Gcm::new_from_slice(key).expect("32-byte key");
-    let ct = encrypt_nonce(&cipher, &nonce, Payload { msg: plaintext, aad });
+    let ct = encrypt_nonce(
+        &cipher,
+        &nonce,
+        Payload {
+            msg: plaintext,
+            aad,
+        },
+    );
     (nonce.to_vec(), ct)
 }
 
@@ -128,7 +158,12 @@ fn encrypt_nonce(cipher: &Aes256Gcm, nonce: &[u8; 12], payload: Payload<'_, '_>)
         .expect("AES-GCM encryption of a short secret cannot fail")
 }
 
-fn decrypt(cipher: &Aes256Gcm, nonce: &[u8], aad: &[u8], ct: &[u8]) -> Result<Zeroizing<Vec<u8>>, VaultError> {
+fn decrypt(
+    cipher: &Aes256Gcm,
+    nonce: &[u8],
+    aad: &[u8],
+    ct: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, VaultError> {
     let nonce: [u8; 12] = nonce.try_into().map_err(|_| VaultError::Decrypt)?;
     cipher
         .decrypt(&Nonce::from(nonce), Payload { msg: ct, aad })
@@ -146,7 +181,12 @@ fn data_key_aad(workspace_id: &str, master_id: &str) -> Vec<u8> {
 
 impl DbVault {
     pub fn new(db: Db, master: MasterKey, previous: Vec<MasterKey>) -> Self {
-        Self { db, master, previous, data_keys: Mutex::new(HashMap::new()) }
+        Self {
+            db,
+            master,
+            previous,
+            data_keys: Mutex::new(HashMap::new()),
+        }
     }
 
     pub fn master_key_id(&self) -> &str {
@@ -155,7 +195,12 @@ impl DbVault {
 
     /// The workspace's data key, created (and wrapped) on first use.
     async fn data_key(&self, workspace_id: &str) -> Result<Zeroizing<[u8; 32]>, VaultError> {
-        if let Some(k) = self.data_keys.lock().expect("vault cache").get(workspace_id) {
+        if let Some(k) = self
+            .data_keys
+            .lock()
+            .expect("vault cache")
+            .get(workspace_id)
+        {
             return Ok(k.clone());
         }
         let mut fresh = Zeroizing::new([0u8; 32]);
@@ -163,7 +208,14 @@ impl DbVault {
         let (nonce, wrapped) = {
             let mut n = [0u8; 12];
             rand::thread_rng().fill_bytes(&mut n);
-            let ct = encrypt_nonce(&self.master.cipher(), &n, Payload { msg: fresh.as_ref(), aad: &data_key_aad(workspace_id, self.master.id()) });
+            let ct = encrypt_nonce(
+                &self.master.cipher(),
+                &n,
+                Payload {
+                    msg: fresh.as_ref(),
+                    aad: &data_key_aad(workspace_id, self.master.id()),
+                },
+            );
             (n.to_vec(), ct)
         };
         // Two instances may race to create it: the first insert wins, both read it back.
@@ -181,17 +233,33 @@ impl DbVault {
             .chain(&self.previous)
             .find(|m| m.id() == master_id)
             .ok_or(VaultError::UnknownMasterKey(master_id.clone()))?;
-        let plain = decrypt(&master.cipher(), &nonce, &data_key_aad(workspace_id, &master_id), &wrapped)?;
-        let key: [u8; 32] = plain.as_slice().try_into().map_err(|_| VaultError::Decrypt)?;
+        let plain = decrypt(
+            &master.cipher(),
+            &nonce,
+            &data_key_aad(workspace_id, &master_id),
+            &wrapped,
+        )?;
+        let key: [u8; 32] = plain
+            .as_slice()
+            .try_into()
+            .map_err(|_| VaultError::Decrypt)?;
         let key = Zeroizing::new(key);
-        self.data_keys.lock().expect("vault cache").insert(workspace_id.to_string(), key.clone());
+        self.data_keys
+            .lock()
+            .expect("vault cache")
+            .insert(workspace_id.to_string(), key.clone());
         Ok(key)
     }
 }
 
 #[async_trait::async_trait]
 impl SecretVault for DbVault {
-    async fn fingerprint(&self, workspace_id: &str, field: SecretField, secret: &SecretString) -> Result<String, VaultError> {
+    async fn fingerprint(
+        &self,
+        workspace_id: &str,
+        field: SecretField,
+        secret: &SecretString,
+    ) -> Result<String, VaultError> {
         let dk = self.data_key(workspace_id).await?;
         let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(dk.as_ref()).expect("any key length");
         mac.update(b"roampay-fingerprint|");
@@ -201,9 +269,20 @@ impl SecretVault for DbVault {
         Ok(hex::encode(&mac.finalize().into_bytes()[..16]))
     }
 
-    async fn put(&self, workspace_id: &str, field: SecretField, version: u32, fingerprint: &str, secret: &SecretString) -> Result<(), VaultError> {
+    async fn put(
+        &self,
+        workspace_id: &str,
+        field: SecretField,
+        version: u32,
+        fingerprint: &str,
+        secret: &SecretString,
+    ) -> Result<(), VaultError> {
         let dk = self.data_key(workspace_id).await?;
-        let (nonce, ct) = encrypt(&dk, &secret_aad(workspace_id, field, version), secret.expose_secret().as_bytes());
+        let (nonce, ct) = encrypt(
+            &dk,
+            &secret_aad(workspace_id, field, version),
+            secret.expose_secret().as_bytes(),
+        );
         on_db!(&self.db, pool => sqlx::query(
             "INSERT INTO vault_secrets (workspace_id, field, version, fingerprint, nonce, ciphertext)
              VALUES ($1, $2, $3, $4, $5, $6)
@@ -214,17 +293,31 @@ impl SecretVault for DbVault {
         Ok(())
     }
 
-    async fn get(&self, workspace_id: &str, field: SecretField, version: u32, fingerprint: &str) -> Result<SecretString, VaultError> {
+    async fn get(
+        &self,
+        workspace_id: &str,
+        field: SecretField,
+        version: u32,
+        fingerprint: &str,
+    ) -> Result<SecretString, VaultError> {
         let row = on_db!(&self.db, pool => sqlx::query(
             "SELECT nonce, ciphertext FROM vault_secrets
               WHERE workspace_id = $1 AND field = $2 AND version = $3 AND fingerprint = $4")
             .bind(workspace_id).bind(field.as_str()).bind(i64::from(version)).bind(fingerprint)
             .fetch_optional(pool).await
             .and_then(|r| r.map(|r| Ok((r.try_get::<Vec<u8>, _>(0)?, r.try_get::<Vec<u8>, _>(1)?))).transpose()))?;
-        let (nonce, ct) = row.ok_or(VaultError::NotFound { field: field.as_str(), version })?;
+        let (nonce, ct) = row.ok_or(VaultError::NotFound {
+            field: field.as_str(),
+            version,
+        })?;
         let dk = self.data_key(workspace_id).await?;
         let cipher = Aes256Gcm::new_from_slice(dk.as_ref()).expect("32-byte key");
-        let plain = decrypt(&cipher, &nonce, &secret_aad(workspace_id, field, version), &ct)?;
+        let plain = decrypt(
+            &cipher,
+            &nonce,
+            &secret_aad(workspace_id, field, version),
+            &ct,
+        )?;
         let text = String::from_utf8(plain.to_vec()).map_err(|_| VaultError::Decrypt)?;
         Ok(SecretString::from(text))
     }

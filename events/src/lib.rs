@@ -48,8 +48,16 @@ mod golden {
         for (name, json) in samples {
             let event: WorkspaceStripeProfileEvent = serde_json::from_value(json.clone())
                 .unwrap_or_else(|e| panic!("{name} no longer deserializes: {e}"));
-            assert_eq!(event.event_type(), name, "sample file name is the event type");
-            assert_eq!(serde_json::to_value(&event).unwrap(), json, "{name} round trip");
+            assert_eq!(
+                event.event_type(),
+                name,
+                "sample file name is the event type"
+            );
+            assert_eq!(
+                serde_json::to_value(&event).unwrap(),
+                json,
+                "{name} round trip"
+            );
         }
     }
 
@@ -63,7 +71,10 @@ mod golden {
             "WorkspaceStripeCredentialsValidationFailed",
             "WorkspaceStripeCredentialsRemoved",
         ] {
-            assert!(names.iter().any(|n| n == expected), "missing sample for {expected}");
+            assert!(
+                names.iter().any(|n| n == expected),
+                "missing sample for {expected}"
+            );
         }
     }
 }

@@ -102,7 +102,10 @@ fn summarize_profile(event: &E) -> String {
             "Stripe credentials version {} validated ({} mode{})",
             e.credential_version,
             e.mode.as_str(),
-            e.account_id.as_ref().map(|a| format!(", account {a}")).unwrap_or_default()
+            e.account_id
+                .as_ref()
+                .map(|a| format!(", account {a}"))
+                .unwrap_or_default()
         ),
         E::WorkspaceStripeCredentialsValidationFailed(e) => format!(
             "Stripe credentials version {} failed validation: {} ({})",
@@ -118,7 +121,10 @@ fn summarize_profile(event: &E) -> String {
 }
 
 fn db_err(source: sqlx::Error) -> ProjectionError {
-    ProjectionError::Database { projection: "audit_log", source }
+    ProjectionError::Database {
+        projection: "audit_log",
+        source,
+    }
 }
 
 #[async_trait::async_trait]

@@ -8,7 +8,6 @@ use roampay_events::{HealthStatus, WorkspaceStripeProfileEvent as E};
 
 use crate::db::DbTx;
 use crate::log::StoredEvent;
-use crate::on_tx;
 use crate::runner::{Projection, ProjectionError};
 
 pub const AGGREGATE_TYPE: &str = "WorkspaceStripeProfile";
@@ -38,23 +37,32 @@ impl Projection for CredentialHealth {
     }
 
     async fn apply(&self, tx: &mut DbTx, events: &[StoredEvent]) -> Result<(), ProjectionError> {
-        // Fold the batch per workspace first: one write per workspace, not per event.
-        let mut rows: BTreeMap<String, Row> = BTreeMap::new();
+        // Decode, then load every touched row in one query, fold, and write back once.
+        let mut decoded = Vec::new();
         for stored in events.iter().filter(|e| e.aggregate_type == AGGREGATE_TYPE) {
-            let event: E = serde_json::from_value(stored.payload.clone()).map_err(|e| {
-                ProjectionError::Payload {
-                    projection: "credential_health",
-                    seq: stored.position.seq,
-                    event_type: stored.event_type.clone(),
-                    message: e.to_string(),
-                }
+            let event: E = serde_json::from_value(stored.payload.clone()).map_err(|e| ProjectionError::Payload {
+                projection: "credential_health",
+                seq: stored.position.seq,
+                event_type: stored.event_type.clone(),
+                message: e.to_string(),
             })?;
-            let ws = event.workspace_id().to_string();
-            if !rows.contains_key(&ws) {
-                let current = load(tx, &ws).await?;
-                rows.insert(ws.clone(), current.unwrap_or_default());
+            if !matches!(event, E::WorkspaceOcpiConfigUpdated(_)) {
+                decoded.push(event);
             }
-            let row = rows.get_mut(&ws).expect("inserted above");
+        }
+        if decoded.is_empty() {
+            return Ok(());
+        }
+        let touched: Vec<String> = {
+            let mut w: Vec<String> = decoded.iter().map(|e| e.workspace_id().to_string()).collect();
+            w.sort();
+            w.dedup();
+            w
+        };
+        let mut rows: BTreeMap<String, Row> = load(tx, &touched).await?;
+        for event in decoded {
+            let ws = event.workspace_id().to_string();
+            let row = rows.entry(ws).or_default();
             match event {
                 E::WorkspaceOcpiConfigUpdated(_) => {}
                 E::WorkspaceStripeCredentialsUpdated(e) => {
@@ -94,30 +102,31 @@ impl Projection for CredentialHealth {
                 }
             }
         }
-        for (ws, row) in rows {
-            if row.status.is_empty() {
-                continue; // only config changes: no credential row to show
-            }
-            store(tx, &ws, &row).await?;
-        }
-        Ok(())
+        rows.retain(|_, r| !r.status.is_empty());
+        store(tx, rows).await
     }
 }
 
 fn db_err(source: sqlx::Error) -> ProjectionError {
-    ProjectionError::Database { projection: "credential_health", source }
+    ProjectionError::Database {
+        projection: "credential_health",
+        source,
+    }
 }
 
-async fn load(tx: &mut DbTx, ws: &str) -> Result<Option<Row>, ProjectionError> {
-    use sqlx::Row as _;
-    let row = on_tx!(tx, c => sqlx::query(
-        "SELECT status, credential_version, mode, account_id, failure_code, failure_message,
-                checked_at, updated_at
-           FROM credential_health WHERE workspace_id = $1")
-        .bind(ws)
-        .fetch_optional(c)
-        .await
-        .and_then(|r| r.map(|r| Ok(Row {
+const COLUMNS: &str = "workspace_id, status, credential_version, mode, account_id, failure_code, failure_message, checked_at, updated_at";
+
+fn decode<R: sqlx::Row>(r: &R) -> Result<(String, Row), sqlx::Error>
+where
+    for<'a> &'a str: sqlx::ColumnIndex<R>,
+    String: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    i64: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    Option<String>: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    Option<DateTime<Utc>>: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+{
+    Ok((
+        r.try_get("workspace_id")?,
+        Row {
             status: r.try_get("status")?,
             credential_version: r.try_get("credential_version")?,
             mode: r.try_get("mode")?,
@@ -126,33 +135,100 @@ async fn load(tx: &mut DbTx, ws: &str) -> Result<Option<Row>, ProjectionError> {
             failure_message: r.try_get("failure_message")?,
             checked_at: r.try_get("checked_at")?,
             updated_at: r.try_get("updated_at")?,
-        })).transpose()))
-    .map_err(db_err)?;
-    Ok(row)
+        },
+    ))
 }
 
-async fn store(tx: &mut DbTx, ws: &str, row: &Row) -> Result<(), ProjectionError> {
-    on_tx!(tx, c => sqlx::query(
-        "INSERT INTO credential_health (workspace_id, status, credential_version, mode, account_id,
-                                        failure_code, failure_message, checked_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-         ON CONFLICT (workspace_id) DO UPDATE SET
-           status = excluded.status, credential_version = excluded.credential_version,
-           mode = excluded.mode, account_id = excluded.account_id,
-           failure_code = excluded.failure_code, failure_message = excluded.failure_message,
-           checked_at = excluded.checked_at, updated_at = excluded.updated_at")
-        .bind(ws)
-        .bind(&row.status)
-        .bind(row.credential_version)
-        .bind(&row.mode)
-        .bind(&row.account_id)
-        .bind(&row.failure_code)
-        .bind(&row.failure_message)
-        .bind(row.checked_at)
-        .bind(row.updated_at.unwrap_or_default())
-        .execute(c)
-        .await
-        .map(|r| r.rows_affected()))
-    .map_err(db_err)?;
+async fn load(tx: &mut DbTx, workspaces: &[String]) -> Result<BTreeMap<String, Row>, ProjectionError> {
+    let mut out = BTreeMap::new();
+    match tx {
+        DbTx::Postgres(t) => {
+            let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM credential_health WHERE workspace_id = ANY($1)"))
+                .bind(workspaces)
+                .fetch_all(&mut **t)
+                .await
+                .map_err(db_err)?;
+            for r in rows {
+                let (ws, row) = decode(&r).map_err(db_err)?;
+                out.insert(ws, row);
+            }
+        }
+        DbTx::Sqlite(t) => {
+            for ws in workspaces {
+                let r = sqlx::query(&format!("SELECT {COLUMNS} FROM credential_health WHERE workspace_id = $1"))
+                    .bind(ws)
+                    .fetch_optional(&mut **t)
+                    .await
+                    .map_err(db_err)?;
+                if let Some(r) = r {
+                    let (ws, row) = decode(&r).map_err(db_err)?;
+                    out.insert(ws, row);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+const UPSERT_TAIL: &str = "ON CONFLICT (workspace_id) DO UPDATE SET
+       status = excluded.status, credential_version = excluded.credential_version,
+       mode = excluded.mode, account_id = excluded.account_id,
+       failure_code = excluded.failure_code, failure_message = excluded.failure_message,
+       checked_at = excluded.checked_at, updated_at = excluded.updated_at";
+
+async fn store(tx: &mut DbTx, rows: BTreeMap<String, Row>) -> Result<(), ProjectionError> {
+    match tx {
+        DbTx::Postgres(t) => {
+            let mut ws = Vec::new();
+            let mut cols: (Vec<String>, Vec<i64>, Vec<Option<String>>, Vec<Option<String>>) = Default::default();
+            let mut more: (Vec<Option<String>>, Vec<Option<String>>, Vec<Option<DateTime<Utc>>>, Vec<DateTime<Utc>>) = Default::default();
+            for (w, r) in rows {
+                ws.push(w);
+                cols.0.push(r.status);
+                cols.1.push(r.credential_version);
+                cols.2.push(r.mode);
+                cols.3.push(r.account_id);
+                more.0.push(r.failure_code);
+                more.1.push(r.failure_message);
+                more.2.push(r.checked_at);
+                more.3.push(r.updated_at.unwrap_or_default());
+            }
+            sqlx::query(&format!(
+                "INSERT INTO credential_health ({COLUMNS})
+                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[],
+                                      $6::text[], $7::text[], $8::timestamptz[], $9::timestamptz[])
+                 {UPSERT_TAIL}"
+            ))
+            .bind(ws)
+            .bind(cols.0)
+            .bind(cols.1)
+            .bind(cols.2)
+            .bind(cols.3)
+            .bind(more.0)
+            .bind(more.1)
+            .bind(more.2)
+            .bind(more.3)
+            .execute(&mut **t)
+            .await
+            .map_err(db_err)?;
+        }
+        DbTx::Sqlite(t) => {
+            for (ws, row) in rows {
+                sqlx::query(&format!("INSERT INTO credential_health ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) {UPSERT_TAIL}"))
+                    .bind(ws)
+                    .bind(row.status)
+                    .bind(row.credential_version)
+                    .bind(row.mode)
+                    .bind(row.account_id)
+                    .bind(row.failure_code)
+                    .bind(row.failure_message)
+                    .bind(row.checked_at)
+                    .bind(row.updated_at.unwrap_or_default())
+                    .execute(&mut **t)
+                    .await
+                    .map_err(db_err)?;
+            }
+        }
+    }
     Ok(())
 }

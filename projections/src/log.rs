@@ -65,7 +65,8 @@ pub async fn read_after(
 ) -> Result<Vec<StoredEvent>, sqlx::Error> {
     macro_rules! read {
         ($rows:expr) => {{
-            $rows.into_iter()
+            $rows
+                .into_iter()
                 .map(|r| {
                     Ok(StoredEvent {
                         position: Position {
@@ -84,17 +85,21 @@ pub async fn read_after(
         }};
     }
     match tx {
-        DbTx::Postgres(t) => read!(sqlx::query(PG_READ)
-            .bind(after.tx.to_string())
-            .bind(after.seq)
-            .bind(limit)
-            .fetch_all(&mut **t)
-            .await?),
-        DbTx::Sqlite(t) => read!(sqlx::query(SQLITE_READ)
-            .bind(after.seq)
-            .bind(limit)
-            .fetch_all(&mut **t)
-            .await?),
+        DbTx::Postgres(t) => read!(
+            sqlx::query(PG_READ)
+                .bind(after.tx.to_string())
+                .bind(after.seq)
+                .bind(limit)
+                .fetch_all(&mut **t)
+                .await?
+        ),
+        DbTx::Sqlite(t) => read!(
+            sqlx::query(SQLITE_READ)
+                .bind(after.seq)
+                .bind(limit)
+                .fetch_all(&mut **t)
+                .await?
+        ),
     }
 }
 

@@ -78,7 +78,10 @@ impl Projector {
     }
 
     /// As [`catch_up`](Self::catch_up), reporting progress after each batch.
-    pub async fn catch_up_with(&self, mut progress: impl FnMut(u64)) -> Result<u64, ProjectionError> {
+    pub async fn catch_up_with(
+        &self,
+        mut progress: impl FnMut(u64),
+    ) -> Result<u64, ProjectionError> {
         let _guard = self.running.lock().await;
         let mut total = 0;
         for projection in &self.projections {
@@ -103,12 +106,16 @@ impl Projector {
             .ok_or_else(|| ProjectionError::Unknown(name.to_string()))?;
         let _guard = self.running.lock().await;
         let pname = projection.name();
-        let db_err = |source| ProjectionError::Database { projection: pname, source };
+        let db_err = |source| ProjectionError::Database {
+            projection: pname,
+            source,
+        };
         let mut tx = self.db.begin().await.map_err(db_err)?;
         lock_checkpoint(&mut tx, pname).await.map_err(db_err)?;
         for table in projection.tables() {
             let sql = format!("DELETE FROM {table}");
-            on_tx!(&mut tx, c => sqlx::query(&sql).execute(c).await.map(|r| r.rows_affected())).map_err(db_err)?;
+            on_tx!(&mut tx, c => sqlx::query(&sql).execute(c).await.map(|r| r.rows_affected()))
+                .map_err(db_err)?;
         }
         on_tx!(&mut tx, c => sqlx::query(
             "UPDATE projection_checkpoints SET last_tx = 0, last_seq = 0 WHERE name = $1")
@@ -119,7 +126,10 @@ impl Projector {
 
     /// Where a projection has got to.
     pub async fn checkpoint(&self, name: &'static str) -> Result<Position, ProjectionError> {
-        let db_err = |source| ProjectionError::Database { projection: name, source };
+        let db_err = |source| ProjectionError::Database {
+            projection: name,
+            source,
+        };
         let mut tx = self.db.begin().await.map_err(db_err)?;
         let pos = lock_checkpoint(&mut tx, name).await.map_err(db_err)?;
         tx.commit().await.map_err(db_err)?;
@@ -128,7 +138,10 @@ impl Projector {
 
     async fn run_batch(&self, projection: &dyn Projection) -> Result<u64, ProjectionError> {
         let name = projection.name();
-        let db_err = |source| ProjectionError::Database { projection: name, source };
+        let db_err = |source| ProjectionError::Database {
+            projection: name,
+            source,
+        };
         let mut tx = self.db.begin().await.map_err(db_err)?;
         let after = lock_checkpoint(&mut tx, name).await.map_err(db_err)?;
         let events = log::read_after(&mut tx, after, self.batch_size)

@@ -4,7 +4,9 @@
 use std::future::{ready, Ready};
 
 use actix_web::{web, FromRequest, HttpRequest};
-use jsonwebtoken::{decode, encode, errors::ErrorKind, Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use jsonwebtoken::{
+    decode, encode, errors::ErrorKind, Algorithm, DecodingKey, EncodingKey, Header, Validation,
+};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
@@ -66,7 +68,8 @@ impl JwtAuth {
             iss: self.issuer.clone(),
             aud: self.audience.clone(),
         };
-        encode(&Header::new(Algorithm::HS256), &claims, &self.encoding).expect("HS256 signing cannot fail")
+        encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .expect("HS256 signing cannot fail")
     }
 
     pub fn verify(&self, token: &str) -> Result<Principal, ApiError> {
@@ -74,8 +77,12 @@ impl JwtAuth {
             ApiError::unauthenticated(match e.kind() {
                 ErrorKind::ExpiredSignature => "The token has expired.",
                 ErrorKind::InvalidSignature => "The token signature does not verify.",
-                ErrorKind::InvalidIssuer | ErrorKind::InvalidAudience => "The token was issued for someone else.",
-                ErrorKind::MissingRequiredClaim(_) => "The token lacks a required claim (exp, sub).",
+                ErrorKind::InvalidIssuer | ErrorKind::InvalidAudience => {
+                    "The token was issued for someone else."
+                }
+                ErrorKind::MissingRequiredClaim(_) => {
+                    "The token lacks a required claim (exp, sub)."
+                }
                 _ => "The token is malformed.",
             })
         })?;
@@ -105,17 +112,23 @@ impl Principal {
     }
 
     pub fn may_access(&self, workspace_id: &str) -> bool {
-        self.workspaces.iter().any(|w| w == "*" || w == workspace_id)
+        self.workspaces
+            .iter()
+            .any(|w| w == "*" || w == workspace_id)
     }
 
     /// Requires the scope, and access to the workspace when one is named.
     pub fn authorize(&self, scope: &str, workspace_id: Option<&str>) -> Result<(), ApiError> {
         if !self.has_scope(scope) {
-            return Err(ApiError::forbidden(format!("This needs the scope {scope}.")));
+            return Err(ApiError::forbidden(format!(
+                "This needs the scope {scope}."
+            )));
         }
         if let Some(ws) = workspace_id {
             if !self.may_access(ws) {
-                return Err(ApiError::forbidden("The token does not grant access to this workspace."));
+                return Err(ApiError::forbidden(
+                    "The token does not grant access to this workspace.",
+                ));
             }
         }
         Ok(())
@@ -127,10 +140,18 @@ pub fn bearer(req: &HttpRequest) -> Result<Option<&str>, ApiError> {
     let Some(value) = req.headers().get(actix_web::http::header::AUTHORIZATION) else {
         return Ok(None);
     };
-    let value = value.to_str().map_err(|_| ApiError::unauthenticated("The Authorization header is malformed."))?;
+    let value = value
+        .to_str()
+        .map_err(|_| ApiError::unauthenticated("The Authorization header is malformed."))?;
     match value.split_once(' ') {
-        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() => Ok(Some(token.trim())),
-        _ => Err(ApiError::unauthenticated("Use Authorization: Bearer <token>.")),
+        Some((scheme, token))
+            if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
+        {
+            Ok(Some(token.trim()))
+        }
+        _ => Err(ApiError::unauthenticated(
+            "Use Authorization: Bearer <token>.",
+        )),
     }
 }
 
@@ -139,10 +160,14 @@ impl FromRequest for Principal {
     type Future = Ready<Result<Self, Self::Error>>;
 
     fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
-        let state = req.app_data::<web::Data<AppState>>().expect("app state is registered");
+        let state = req
+            .app_data::<web::Data<AppState>>()
+            .expect("app state is registered");
         ready(match bearer(req) {
             Ok(Some(token)) => state.auth.verify(token),
-            Ok(None) => Err(ApiError::unauthenticated("This endpoint needs a bearer token.")),
+            Ok(None) => Err(ApiError::unauthenticated(
+                "This endpoint needs a bearer token.",
+            )),
             Err(e) => Err(e),
         })
     }

@@ -22,7 +22,11 @@ pub struct FieldError {
 
 impl FieldError {
     pub fn new(field: impl Into<String>, code: &'static str, message: impl Into<String>) -> Self {
-        Self { field: field.into(), code, message: message.into() }
+        Self {
+            field: field.into(),
+            code,
+            message: message.into(),
+        }
     }
 }
 
@@ -36,7 +40,12 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
-        Self { status, code, detail: detail.into(), errors: vec![] }
+        Self {
+            status,
+            code,
+            detail: detail.into(),
+            errors: vec![],
+        }
     }
     pub fn validation(errors: Vec<FieldError>) -> Self {
         Self {
@@ -64,7 +73,11 @@ impl ApiError {
     /// An unexpected failure: logged with its cause, answered without it.
     pub fn internal(cause: impl std::fmt::Display) -> Self {
         tracing::error!(error = %cause, "internal error");
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "Something went wrong on our side; it has been logged.")
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "Something went wrong on our side; it has been logged.",
+        )
     }
     pub fn unavailable(code: &'static str, detail: impl Into<String>) -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, code, detail)
@@ -119,18 +132,35 @@ impl ResponseError for ApiError {
 }
 
 /// Body-size and JSON errors from actix extractors, as problems.
-pub fn json_error(err: actix_web::error::JsonPayloadError, _req: &actix_web::HttpRequest) -> actix_web::Error {
+pub fn json_error(
+    err: actix_web::error::JsonPayloadError,
+    _req: &actix_web::HttpRequest,
+) -> actix_web::Error {
     use actix_web::error::JsonPayloadError as J;
     match err {
         J::Overflow { .. } | J::OverflowKnownLength { .. } => payload_too_large(),
-        J::ContentType => ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "Send JSON with Content-Type: application/json.").into(),
-        J::Deserialize(e) => ApiError::bad_request("invalid_json", format!("The body is not valid JSON: {}", e.classify_msg())).into(),
+        J::ContentType => ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "Send JSON with Content-Type: application/json.",
+        )
+        .into(),
+        J::Deserialize(e) => ApiError::bad_request(
+            "invalid_json",
+            format!("The body is not valid JSON: {}", e.classify_msg()),
+        )
+        .into(),
         _ => ApiError::bad_request("invalid_json", "The body could not be read as JSON.").into(),
     }
 }
 
 pub fn payload_too_large() -> actix_web::Error {
-    ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "Request bodies are limited to 64 KiB.").into()
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+        "Request bodies are limited to 64 KiB.",
+    )
+    .into()
 }
 
 trait ClassifyMsg {

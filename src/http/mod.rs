@@ -34,7 +34,12 @@ pub struct AppState {
 }
 
 pub fn workspace_id(raw: &str) -> Result<WorkspaceId, ApiError> {
-    WorkspaceId::parse(raw).ok_or_else(|| ApiError::bad_request("invalid_id", "workspace_id must match ^[A-Za-z0-9_-]{1,64}$."))
+    WorkspaceId::parse(raw).ok_or_else(|| {
+        ApiError::bad_request(
+            "invalid_id",
+            "workspace_id must match ^[A-Za-z0-9_-]{1,64}$.",
+        )
+    })
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {

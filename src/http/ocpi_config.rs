@@ -12,17 +12,23 @@ use super::{workspace_id, AppState};
 use crate::ids::WorkspaceId;
 use crate::money::{Currency, PreAuthAmount};
 use crate::store::Metadata;
-use crate::workspace_stripe_profile::credentials::{PublishableKey, StripeSecretKey, WebhookSigningSecret};
+use crate::workspace_stripe_profile::credentials::{
+    PublishableKey, StripeSecretKey, WebhookSigningSecret,
+};
 use crate::workspace_stripe_profile::{
     RemoveWorkspaceStripeCredentials, SaveWorkspaceStripeCredentials, UpdateWorkspaceOcpiConfig,
-    ValidateWorkspaceStripeCredentials, WorkspaceStripeProfile, WorkspaceStripeProfileCommand as Cmd,
-    WorkspaceStripeProfileError,
+    ValidateWorkspaceStripeCredentials, WorkspaceStripeProfile,
+    WorkspaceStripeProfileCommand as Cmd, WorkspaceStripeProfileError,
 };
 
 pub fn metadata(req: &HttpRequest, actor: &str) -> Metadata {
     Metadata {
         actor: actor.to_string(),
-        request_id: req.extensions().get::<RequestId>().map(|r| r.0.clone()).unwrap_or_default(),
+        request_id: req
+            .extensions()
+            .get::<RequestId>()
+            .map(|r| r.0.clone())
+            .unwrap_or_default(),
     }
 }
 
@@ -30,13 +36,19 @@ pub fn metadata(req: &HttpRequest, actor: &str) -> Metadata {
 pub fn profile_error(err: AggregateError<WorkspaceStripeProfileError>) -> ApiError {
     use WorkspaceStripeProfileError as E;
     match err {
-        AggregateError::UserError(E::IncompleteCredentials) => ApiError::validation(vec![FieldError::new(
+        AggregateError::UserError(E::IncompleteCredentials) => {
+            ApiError::validation(vec![FieldError::new(
             "stripe",
             "incomplete_credentials",
             "The first save needs publishable_key, secret_key and webhook_signing_secret together.",
-        )]),
+        )])
+        }
         AggregateError::UserError(e @ E::CredentialModeMismatch { .. }) => {
-            ApiError::validation(vec![FieldError::new("stripe", "credential_mode_mismatch", e.to_string())])
+            ApiError::validation(vec![FieldError::new(
+                "stripe",
+                "credential_mode_mismatch",
+                e.to_string(),
+            )])
         }
         AggregateError::UserError(E::CredentialsNotConfigured) => ApiError::conflict(
             "credentials_not_configured",
@@ -66,7 +78,9 @@ pub fn view(state: &AppState, ws: &WorkspaceId, p: &WorkspaceStripeProfile) -> V
             "failure_code": c.health.failure_code,
             "failure_message": c.health.failure_message,
         }),
-        None => json!({"status": "unconfigured", "checked_at": null, "failure_code": null, "failure_message": null}),
+        None => {
+            json!({"status": "unconfigured", "checked_at": null, "failure_code": null, "failure_message": null})
+        }
     };
     json!({
         "workspace_id": ws.as_str(),
@@ -97,7 +111,11 @@ pub fn view(state: &AppState, ws: &WorkspaceId, p: &WorkspaceStripeProfile) -> V
 }
 
 async fn respond(state: &AppState, ws: &WorkspaceId) -> Result<HttpResponse, ApiError> {
-    let profile = state.profiles.load(ws.as_str()).await.map_err(profile_error)?;
+    let profile = state
+        .profiles
+        .load(ws.as_str())
+        .await
+        .map_err(profile_error)?;
     Ok(HttpResponse::Ok().json(view(state, ws, &profile)))
 }
 
@@ -129,42 +147,75 @@ struct StripePatch {
 
 fn parse_patch(body: Value) -> Result<Patch, Vec<FieldError>> {
     let Value::Object(fields) = body else {
-        return Err(vec![FieldError::new("", "invalid_body", "The body must be a JSON object.")]);
+        return Err(vec![FieldError::new(
+            "",
+            "invalid_body",
+            "The body must be a JSON object.",
+        )]);
     };
     let mut errors = Vec::new();
     let mut patch = Patch::default();
     for (key, value) in fields {
         match key.as_str() {
             "allow_guest_access" | "allow_user_registration" => match value.as_bool() {
-                Some(b) if key == "allow_guest_access" => patch.settings.allow_guest_access = Some(b),
+                Some(b) if key == "allow_guest_access" => {
+                    patch.settings.allow_guest_access = Some(b)
+                }
                 Some(b) => patch.settings.allow_user_registration = Some(b),
-                None => errors.push(FieldError::new(&key, "invalid_boolean", "Must be true or false.")),
+                None => errors.push(FieldError::new(
+                    &key,
+                    "invalid_boolean",
+                    "Must be true or false.",
+                )),
             },
             "pre_auth_cents" => match value.as_i64().and_then(PreAuthAmount::parse) {
                 Some(a) => patch.settings.pre_auth_cents = Some(a),
                 None => errors.push(FieldError::new(
                     &key,
                     "invalid_pre_auth_amount",
-                    format!("Must be a whole number of minor units from {} to {}.", PreAuthAmount::MIN, PreAuthAmount::MAX),
+                    format!(
+                        "Must be a whole number of minor units from {} to {}.",
+                        PreAuthAmount::MIN,
+                        PreAuthAmount::MAX
+                    ),
                 )),
             },
-            "currency" => match value.as_str().and_then(|c| Currency::parse(&c.to_ascii_lowercase())) {
+            "currency" => match value
+                .as_str()
+                .and_then(|c| Currency::parse(&c.to_ascii_lowercase()))
+            {
                 Some(c) => patch.settings.currency = Some(c),
-                None => errors.push(FieldError::new(&key, "invalid_currency", "Must be an ISO 4217 code Stripe supports, such as \"aud\".")),
+                None => errors.push(FieldError::new(
+                    &key,
+                    "invalid_currency",
+                    "Must be an ISO 4217 code Stripe supports, such as \"aud\".",
+                )),
             },
             "stripe" => match value {
                 Value::Null => patch.stripe = Some(None),
                 Value::Object(obj) => patch.stripe = Some(Some(parse_stripe(obj, &mut errors))),
-                _ => errors.push(FieldError::new(&key, "invalid_type", "Must be an object, or null to remove the credentials.")),
+                _ => errors.push(FieldError::new(
+                    &key,
+                    "invalid_type",
+                    "Must be an object, or null to remove the credentials.",
+                )),
             },
-            _ => errors.push(FieldError::new(&key, "unknown_field", "This field cannot be set here.")),
+            _ => errors.push(FieldError::new(
+                &key,
+                "unknown_field",
+                "This field cannot be set here.",
+            )),
         }
     }
     patch.has_settings = patch.settings.allow_guest_access.is_some()
         || patch.settings.allow_user_registration.is_some()
         || patch.settings.pre_auth_cents.is_some()
         || patch.settings.currency.is_some();
-    if errors.is_empty() { Ok(patch) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(patch)
+    } else {
+        Err(errors)
+    }
 }
 
 fn parse_stripe(obj: Map<String, Value>, errors: &mut Vec<FieldError>) -> StripePatch {
@@ -207,7 +258,11 @@ fn parse_stripe(obj: Map<String, Value>, errors: &mut Vec<FieldError>) -> Stripe
             errors.push(FieldError::new(
                 "stripe",
                 "credential_mode_mismatch",
-                format!("The publishable key is a {} key but the secret key is a {} key.", pk.mode().as_str(), sk.mode().as_str()),
+                format!(
+                    "The publishable key is a {} key but the secret key is a {} key.",
+                    pk.mode().as_str(),
+                    sk.mode().as_str()
+                ),
             ));
         }
     }
@@ -240,7 +295,11 @@ pub async fn patch(
                 actor: principal.sub.clone(),
                 at: now,
             });
-            state.profiles.execute(ws.as_str(), cmd, &meta).await.map_err(profile_error)?;
+            state
+                .profiles
+                .execute(ws.as_str(), cmd, &meta)
+                .await
+                .map_err(profile_error)?;
             validate = true;
         }
         Some(None) => {
@@ -249,7 +308,11 @@ pub async fn patch(
                 actor: principal.sub.clone(),
                 at: now,
             });
-            state.profiles.execute(ws.as_str(), cmd, &meta).await.map_err(profile_error)?;
+            state
+                .profiles
+                .execute(ws.as_str(), cmd, &meta)
+                .await
+                .map_err(profile_error)?;
         }
         None => {}
     }
@@ -273,7 +336,12 @@ pub async fn patch(
 
 /// Validates with Stripe, waiting at most `validation_wait`; past that the check goes
 /// on in the background and the set stays `pending`.
-async fn run_validation(state: &web::Data<AppState>, ws: &WorkspaceId, only_if_pending: bool, meta: Metadata) -> Result<(), ApiError> {
+async fn run_validation(
+    state: &web::Data<AppState>,
+    ws: &WorkspaceId,
+    only_if_pending: bool,
+    meta: Metadata,
+) -> Result<(), ApiError> {
     let task_state = state.clone();
     let id = ws.to_string();
     let task = tokio::spawn(async move {

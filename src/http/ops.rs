@@ -14,6 +14,9 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
     if state.db.ping().await {
         Ok(HttpResponse::Ok().json(json!({"status": "ready", "store": state.db.backend()})))
     } else {
-        Err(ApiError::unavailable("store_unavailable", "The event store does not answer."))
+        Err(ApiError::unavailable(
+            "store_unavailable",
+            "The event store does not answer.",
+        ))
     }
 }

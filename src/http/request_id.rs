@@ -32,10 +32,15 @@ pub async fn middleware(
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
     req.extensions_mut().insert(RequestId(id.clone()));
     let method = req.method().clone();
-    let path = req.match_pattern().unwrap_or_else(|| req.path().to_string());
+    let path = req
+        .match_pattern()
+        .unwrap_or_else(|| req.path().to_string());
     let started = std::time::Instant::now();
     let mut res = REQUEST_ID.scope(id.clone(), next.call(req)).await?;
-    res.headers_mut().insert(HEADER, HeaderValue::from_str(&id).expect("checked visible ASCII"));
+    res.headers_mut().insert(
+        HEADER,
+        HeaderValue::from_str(&id).expect("checked visible ASCII"),
+    );
     tracing::info!(
         request_id = %id,
         http.method = %method,

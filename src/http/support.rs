@@ -32,7 +32,12 @@ enum Bind {
 fn time(name: &str, v: &str) -> Result<DateTime<Utc>, ApiError> {
     DateTime::parse_from_rfc3339(v)
         .map(|d| d.with_timezone(&Utc))
-        .map_err(|_| ApiError::bad_request("invalid_query", format!("{name} must be an RFC 3339 timestamp.")))
+        .map_err(|_| {
+            ApiError::bad_request(
+                "invalid_query",
+                format!("{name} must be an RFC 3339 timestamp."),
+            )
+        })
 }
 
 /// Parses `limit` (1..=200, default 50).
@@ -43,7 +48,12 @@ pub fn page_limit(raw: Option<&str>) -> Result<i64, ApiError> {
             .parse::<i64>()
             .ok()
             .filter(|n| (1..=200).contains(n))
-            .ok_or_else(|| ApiError::bad_request("invalid_query", "limit must be a whole number from 1 to 200.")),
+            .ok_or_else(|| {
+                ApiError::bad_request(
+                    "invalid_query",
+                    "limit must be a whole number from 1 to 200.",
+                )
+            }),
     }
 }
 
@@ -100,9 +110,9 @@ pub async fn audit(
         push!("recorded_at < ?", Bind::Time(time("to", &v)?));
     }
     if let Some(v) = q.starting_after {
-        let id = v
-            .parse::<i64>()
-            .map_err(|_| ApiError::bad_request("invalid_query", "starting_after must be an entry id."))?;
+        let id = v.parse::<i64>().map_err(|_| {
+            ApiError::bad_request("invalid_query", "starting_after must be an entry id.")
+        })?;
         push!("id < ?", Bind::Int(id));
     }
     binds.push(Bind::Int(limit + 1));

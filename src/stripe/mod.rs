@@ -21,7 +21,11 @@ pub enum CredentialCheck {
 pub trait StripeGateway: Send + Sync {
     /// Can this key read PaymentIntents, in the mode it claims? Also reads the account
     /// id where the key may.
-    async fn check_credentials(&self, secret_key: &SecretString, mode: StripeMode) -> CredentialCheck;
+    async fn check_credentials(
+        &self,
+        secret_key: &SecretString,
+        mode: StripeMode,
+    ) -> CredentialCheck;
 }
 
 /// How a call to Stripe failed, stripped of anything Stripe echoed back.
@@ -61,10 +65,17 @@ impl StripeApi {
 
     /// Sends one request and returns the JSON body (parsed by us, not by the typed
     /// bindings, so a Stripe-compatible peer that omits fields still works).
-    async fn call(&self, client: &stripe::Client, request: RequestBuilder) -> Result<Value, CallError> {
+    async fn call(
+        &self,
+        client: &stripe::Client,
+        request: RequestBuilder,
+    ) -> Result<Value, CallError> {
         let path = request.path.clone();
         let started = std::time::Instant::now();
-        let result = request.customize::<miniserde::json::Value>().send(client).await;
+        let result = request
+            .customize::<miniserde::json::Value>()
+            .send(client)
+            .await;
         let outcome = match result {
             Ok(body) => serde_json::from_str(&miniserde::json::to_string(&body))
                 .map_err(|_| CallError::Unreachable("Stripe sent a body that is not JSON".into())),
@@ -72,10 +83,12 @@ impl StripeApi {
                 status,
                 code: err.code.map(|c| c.as_str().to_string()),
             }),
-            Err(stripe::StripeError::Timeout) => Err(CallError::Unreachable("Stripe did not answer in time".into())),
-            Err(stripe::StripeError::JSONDeserialize(_)) => {
-                Err(CallError::Unreachable("Stripe sent an answer that could not be read".into()))
-            }
+            Err(stripe::StripeError::Timeout) => Err(CallError::Unreachable(
+                "Stripe did not answer in time".into(),
+            )),
+            Err(stripe::StripeError::JSONDeserialize(_)) => Err(CallError::Unreachable(
+                "Stripe sent an answer that could not be read".into(),
+            )),
             Err(_) => Err(CallError::Unreachable("Stripe could not be reached".into())),
         };
         tracing::debug!(
@@ -91,13 +104,23 @@ impl StripeApi {
 #[async_trait::async_trait]
 impl StripeGateway for StripeApi {
     #[tracing::instrument(skip_all, fields(mode = mode.as_str()))]
-    async fn check_credentials(&self, secret_key: &SecretString, mode: StripeMode) -> CredentialCheck {
+    async fn check_credentials(
+        &self,
+        secret_key: &SecretString,
+        mode: StripeMode,
+    ) -> CredentialCheck {
         let client = match self.client(secret_key) {
             Ok(c) => c,
-            Err(CallError::Unreachable(message)) => return CredentialCheck::Failed { code: STRIPE_UNREACHABLE, message },
+            Err(CallError::Unreachable(message)) => {
+                return CredentialCheck::Failed {
+                    code: STRIPE_UNREACHABLE,
+                    message,
+                }
+            }
             Err(CallError::Api { .. }) => unreachable!("building a client makes no call"),
         };
-        let list = RequestBuilder::new(StripeMethod::Get, "/payment_intents").query(&ListParams { limit: 1 });
+        let list = RequestBuilder::new(StripeMethod::Get, "/payment_intents")
+            .query(&ListParams { limit: 1 });
         match self.call(&client, list).await {
             Ok(body) => {
                 let livemode = body.pointer("/data/0/livemode").and_then(Value::as_bool);

@@ -89,18 +89,29 @@ pub struct Health {
 
 impl Health {
     fn pending() -> Self {
-        Self { status: HealthStatus::Pending, checked_at: None, failure_code: None, failure_message: None }
+        Self {
+            status: HealthStatus::Pending,
+            checked_at: None,
+            failure_code: None,
+            failure_message: None,
+        }
     }
 }
 
 impl Credentials {
     pub fn current_webhook_secret(&self) -> &WebhookSecretVersion {
-        self.webhook_secrets.last().expect("a credential set always has a webhook secret")
+        self.webhook_secrets
+            .last()
+            .expect("a credential set always has a webhook secret")
     }
 
     /// The webhook secrets that verify at `now`: the current one, and any replaced less
     /// than `overlap` ago.
-    pub fn active_webhook_secrets(&self, now: DateTime<Utc>, overlap: Duration) -> Vec<&WebhookSecretVersion> {
+    pub fn active_webhook_secrets(
+        &self,
+        now: DateTime<Utc>,
+        overlap: Duration,
+    ) -> Vec<&WebhookSecretVersion> {
         self.webhook_secrets
             .iter()
             .filter(|s| s.replaced_at.is_none_or(|at| now < at + overlap))
@@ -110,29 +121,51 @@ impl Credentials {
 
 impl WorkspaceStripeProfile {
     pub fn health_status(&self) -> HealthStatus {
-        self.credentials.as_ref().map_or(HealthStatus::Unconfigured, |c| c.health.status)
+        self.credentials
+            .as_ref()
+            .map_or(HealthStatus::Unconfigured, |c| c.health.status)
     }
 
     /// The secret key to use for an intent created under `credential_version`.
     pub fn secret_key_for(&self, credential_version: u32) -> Option<&SecretKeyVersion> {
-        self.secret_key_history.iter().rev().find(|k| k.version <= credential_version)
+        self.secret_key_history
+            .iter()
+            .rev()
+            .find(|k| k.version <= credential_version)
     }
 
-    async fn save(&self, cmd: SaveWorkspaceStripeCredentials, svc: &ProfileServices) -> Result<Vec<Event>, Error> {
+    async fn save(
+        &self,
+        cmd: SaveWorkspaceStripeCredentials,
+        svc: &ProfileServices,
+    ) -> Result<Vec<Event>, Error> {
         let current = self.credentials.as_ref();
         if current.is_none()
-            && (cmd.publishable_key.is_none() || cmd.secret_key.is_none() || cmd.webhook_signing_secret.is_none())
+            && (cmd.publishable_key.is_none()
+                || cmd.secret_key.is_none()
+                || cmd.webhook_signing_secret.is_none())
         {
             return Err(Error::IncompleteCredentials);
         }
         // The mode of the resulting set: every key in it must agree.
-        let pk_mode = cmd.publishable_key.as_ref().map(|k| k.mode()).or(current.map(|c| c.mode));
-        let sk_mode = cmd.secret_key.as_ref().map(|k| k.mode()).or(current.map(|c| c.secret_key.mode));
+        let pk_mode = cmd
+            .publishable_key
+            .as_ref()
+            .map(|k| k.mode())
+            .or(current.map(|c| c.mode));
+        let sk_mode = cmd
+            .secret_key
+            .as_ref()
+            .map(|k| k.mode())
+            .or(current.map(|c| c.secret_key.mode));
         let (Some(pk_mode), Some(sk_mode)) = (pk_mode, sk_mode) else {
             return Err(Error::IncompleteCredentials);
         };
         if pk_mode != sk_mode {
-            return Err(Error::CredentialModeMismatch { publishable: pk_mode.as_str(), secret: sk_mode.as_str() });
+            return Err(Error::CredentialModeMismatch {
+                publishable: pk_mode.as_str(),
+                secret: sk_mode.as_str(),
+            });
         }
         let ws = &cmd.workspace_id;
         let vault_err = |e: crate::vault::VaultError| Error::Vault(e.to_string());
@@ -143,14 +176,22 @@ impl WorkspaceStripeProfile {
             .map(|k| k.as_str().to_string());
         let mut secret_key = None;
         if let Some(sk) = &cmd.secret_key {
-            let fp = svc.vault.fingerprint(ws, SecretField::SecretKey, sk.secret()).await.map_err(vault_err)?;
+            let fp = svc
+                .vault
+                .fingerprint(ws, SecretField::SecretKey, sk.secret())
+                .await
+                .map_err(vault_err)?;
             if current.is_none_or(|c| c.secret_key.secret.fingerprint != fp) {
                 secret_key = Some((sk, fp));
             }
         }
         let mut webhook = None;
         if let Some(wh) = &cmd.webhook_signing_secret {
-            let fp = svc.vault.fingerprint(ws, SecretField::WebhookSigningSecret, wh.secret()).await.map_err(vault_err)?;
+            let fp = svc
+                .vault
+                .fingerprint(ws, SecretField::WebhookSigningSecret, wh.secret())
+                .await
+                .map_err(vault_err)?;
             if current.is_none_or(|c| c.current_webhook_secret().secret.fingerprint != fp) {
                 webhook = Some((wh, fp));
             }
@@ -172,20 +213,46 @@ impl WorkspaceStripeProfile {
             updated_at: cmd.at,
         };
         if let Some((sk, fp)) = secret_key {
-            svc.vault.put(ws, SecretField::SecretKey, version, &fp, sk.secret()).await.map_err(vault_err)?;
-            event.secret_key = Some(SecretRef { fingerprint: fp, last4: sk.last4().to_string() });
+            svc.vault
+                .put(ws, SecretField::SecretKey, version, &fp, sk.secret())
+                .await
+                .map_err(vault_err)?;
+            event.secret_key = Some(SecretRef {
+                fingerprint: fp,
+                last4: sk.last4().to_string(),
+            });
             event.secret_key_kind = Some(sk.kind());
         }
         if let Some((wh, fp)) = webhook {
-            svc.vault.put(ws, SecretField::WebhookSigningSecret, version, &fp, wh.secret()).await.map_err(vault_err)?;
-            event.webhook_signing_secret = Some(SecretRef { fingerprint: fp, last4: wh.last4().to_string() });
+            svc.vault
+                .put(
+                    ws,
+                    SecretField::WebhookSigningSecret,
+                    version,
+                    &fp,
+                    wh.secret(),
+                )
+                .await
+                .map_err(vault_err)?;
+            event.webhook_signing_secret = Some(SecretRef {
+                fingerprint: fp,
+                last4: wh.last4().to_string(),
+            });
         }
         Ok(vec![Event::WorkspaceStripeCredentialsUpdated(event)])
     }
 
-    async fn validate(&self, cmd: ValidateWorkspaceStripeCredentials, svc: &ProfileServices) -> Result<Vec<Event>, Error> {
+    async fn validate(
+        &self,
+        cmd: ValidateWorkspaceStripeCredentials,
+        svc: &ProfileServices,
+    ) -> Result<Vec<Event>, Error> {
         let Some(creds) = &self.credentials else {
-            return if cmd.only_if_pending { Ok(vec![]) } else { Err(Error::CredentialsNotConfigured) };
+            return if cmd.only_if_pending {
+                Ok(vec![])
+            } else {
+                Err(Error::CredentialsNotConfigured)
+            };
         };
         if cmd.only_if_pending && creds.health.status != HealthStatus::Pending {
             return Ok(vec![]);
@@ -193,19 +260,26 @@ impl WorkspaceStripeProfile {
         let key_ref = &creds.secret_key;
         let key: SecretString = svc
             .vault
-            .get(&cmd.workspace_id, SecretField::SecretKey, key_ref.version, &key_ref.secret.fingerprint)
+            .get(
+                &cmd.workspace_id,
+                SecretField::SecretKey,
+                key_ref.version,
+                &key_ref.secret.fingerprint,
+            )
             .await
             .map_err(|e| Error::Vault(e.to_string()))?;
         let version = self.credential_version;
         Ok(match svc.stripe.check_credentials(&key, creds.mode).await {
             CredentialCheck::Valid { account_id } => {
-                vec![Event::WorkspaceStripeCredentialsValidated(WorkspaceStripeCredentialsValidated {
-                    workspace_id: cmd.workspace_id,
-                    credential_version: version,
-                    mode: creds.mode,
-                    account_id,
-                    validated_at: cmd.at,
-                })]
+                vec![Event::WorkspaceStripeCredentialsValidated(
+                    WorkspaceStripeCredentialsValidated {
+                        workspace_id: cmd.workspace_id,
+                        credential_version: version,
+                        mode: creds.mode,
+                        account_id,
+                        validated_at: cmd.at,
+                    },
+                )]
             }
             CredentialCheck::Failed { code, message } => {
                 // Still unreachable: already recorded, nothing new to say.
@@ -233,9 +307,18 @@ impl WorkspaceStripeProfile {
         let event = WorkspaceOcpiConfigUpdated {
             workspace_id: cmd.workspace_id,
             allow_guest_access: changed(cmd.allow_guest_access, s.allow_guest_access),
-            allow_user_registration: changed(cmd.allow_user_registration, s.allow_user_registration),
-            pre_auth_cents: cmd.pre_auth_cents.filter(|a| *a != s.pre_auth_cents).map(PreAuthAmount::cents),
-            currency: cmd.currency.filter(|c| *c != s.currency).map(|c| c.as_str().to_string()),
+            allow_user_registration: changed(
+                cmd.allow_user_registration,
+                s.allow_user_registration,
+            ),
+            pre_auth_cents: cmd
+                .pre_auth_cents
+                .filter(|a| *a != s.pre_auth_cents)
+                .map(PreAuthAmount::cents),
+            currency: cmd
+                .currency
+                .filter(|c| *c != s.currency)
+                .map(|c| c.as_str().to_string()),
             updated_by: cmd.actor,
             updated_at: cmd.at,
         };
@@ -243,19 +326,25 @@ impl WorkspaceStripeProfile {
             || event.allow_user_registration.is_some()
             || event.pre_auth_cents.is_some()
             || event.currency.is_some();
-        if any { vec![Event::WorkspaceOcpiConfigUpdated(event)] } else { vec![] }
+        if any {
+            vec![Event::WorkspaceOcpiConfigUpdated(event)]
+        } else {
+            vec![]
+        }
     }
 
     fn remove(&self, cmd: RemoveWorkspaceStripeCredentials) -> Vec<Event> {
         if self.credentials.is_none() {
             return vec![];
         }
-        vec![Event::WorkspaceStripeCredentialsRemoved(WorkspaceStripeCredentialsRemoved {
-            workspace_id: cmd.workspace_id,
-            credential_version: self.credential_version + 1,
-            removed_by: cmd.actor,
-            removed_at: cmd.at,
-        })]
+        vec![Event::WorkspaceStripeCredentialsRemoved(
+            WorkspaceStripeCredentialsRemoved {
+                workspace_id: cmd.workspace_id,
+                credential_version: self.credential_version + 1,
+                removed_by: cmd.actor,
+                removed_at: cmd.at,
+            },
+        )]
     }
 }
 
@@ -319,7 +408,12 @@ impl Aggregate for WorkspaceStripeProfile {
                     secret,
                     replaced_at: None,
                 });
-                match (self.credentials.as_mut(), secret_key, e.publishable_key, new_webhook) {
+                match (
+                    self.credentials.as_mut(),
+                    secret_key,
+                    e.publishable_key,
+                    new_webhook,
+                ) {
                     (Some(c), sk, pk, wh) => {
                         if let Some(sk) = sk {
                             c.secret_key = sk;
@@ -332,7 +426,10 @@ impl Aggregate for WorkspaceStripeProfile {
                                 prev.replaced_at = Some(e.updated_at);
                             }
                             c.webhook_secrets.push(wh);
-                            let excess = c.webhook_secrets.len().saturating_sub(WEBHOOK_SECRET_HISTORY);
+                            let excess = c
+                                .webhook_secrets
+                                .len()
+                                .saturating_sub(WEBHOOK_SECRET_HISTORY);
                             c.webhook_secrets.drain(..excess);
                         }
                         c.mode = e.mode;
@@ -358,7 +455,11 @@ impl Aggregate for WorkspaceStripeProfile {
                 }
             }
             Event::WorkspaceStripeCredentialsValidated(e) => {
-                if let Some(c) = self.credentials.as_mut().filter(|_| e.credential_version == self.credential_version) {
+                if let Some(c) = self
+                    .credentials
+                    .as_mut()
+                    .filter(|_| e.credential_version == self.credential_version)
+                {
                     c.account_id = e.account_id;
                     c.health = Health {
                         status: HealthStatus::Valid,
@@ -370,7 +471,11 @@ impl Aggregate for WorkspaceStripeProfile {
             }
             Event::WorkspaceStripeCredentialsValidationFailed(e) => {
                 let status = e.health_status();
-                if let Some(c) = self.credentials.as_mut().filter(|_| e.credential_version == self.credential_version) {
+                if let Some(c) = self
+                    .credentials
+                    .as_mut()
+                    .filter(|_| e.credential_version == self.credential_version)
+                {
                     c.health = Health {
                         status,
                         checked_at: Some(e.validated_at),

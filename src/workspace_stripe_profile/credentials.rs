@@ -44,7 +44,13 @@ fn parse_moded(value: &str, prefixes: &[&str]) -> Option<(usize, StripeMode)> {
 }
 
 fn last4(s: &str) -> String {
-    s.chars().rev().take(4).collect::<Vec<_>>().into_iter().rev().collect()
+    s.chars()
+        .rev()
+        .take(4)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect()
 }
 
 /// A Stripe publishable key (`pk_test_…` / `pk_live_…`); public by design.
@@ -58,7 +64,10 @@ impl PublishableKey {
     pub fn parse(value: &str) -> Result<Self, CredentialFormatError> {
         let value = value.trim();
         parse_moded(value, &["pk"])
-            .map(|(_, mode)| Self { value: value.to_string(), mode })
+            .map(|(_, mode)| Self {
+                value: value.to_string(),
+                mode,
+            })
             .ok_or(CredentialFormatError::InvalidPublishableKey)
     }
     pub fn as_str(&self) -> &str {
@@ -83,7 +92,11 @@ impl StripeSecretKey {
         let trimmed = value.expose_secret().trim();
         let (i, mode) =
             parse_moded(trimmed, &["sk", "rk"]).ok_or(CredentialFormatError::InvalidSecretKey)?;
-        let kind = if i == 0 { SecretKeyKind::Secret } else { SecretKeyKind::Restricted };
+        let kind = if i == 0 {
+            SecretKeyKind::Secret
+        } else {
+            SecretKeyKind::Restricted
+        };
         Ok(Self {
             last4: last4(trimmed),
             value: SecretString::from(trimmed.to_string()),
@@ -118,7 +131,9 @@ impl WebhookSigningSecret {
         let ok = trimmed.len() <= MAX_KEY_LEN
             && trimmed.strip_prefix("whsec_").is_some_and(|body| {
                 body.len() >= MIN_BODY_LEN
-                    && body.bytes().all(|b| b.is_ascii_alphanumeric() || b"+/=_".contains(&b))
+                    && body
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"+/=_".contains(&b))
             });
         if !ok {
             return Err(CredentialFormatError::InvalidWebhookSigningSecret);
@@ -146,24 +161,64 @@ mod tests {
 
     #[test]
     fn keys_of_each_kind_and_mode_parse() {
-        assert_eq!(PublishableKey::parse("pk_test_51HxAbcdefgh").unwrap().mode(), StripeMode::Test);
-        assert_eq!(PublishableKey::parse("pk_live_51HxAbcdefgh").unwrap().mode(), StripeMode::Live);
+        assert_eq!(
+            PublishableKey::parse("pk_test_51HxAbcdefgh")
+                .unwrap()
+                .mode(),
+            StripeMode::Test
+        );
+        assert_eq!(
+            PublishableKey::parse("pk_live_51HxAbcdefgh")
+                .unwrap()
+                .mode(),
+            StripeMode::Live
+        );
         let sk = StripeSecretKey::parse(s("sk_live_51HxAbcdefgh")).unwrap();
-        assert_eq!((sk.kind(), sk.mode(), sk.last4()), (SecretKeyKind::Secret, StripeMode::Live, "efgh"));
+        assert_eq!(
+            (sk.kind(), sk.mode(), sk.last4()),
+            (SecretKeyKind::Secret, StripeMode::Live, "efgh")
+        );
         let rk = StripeSecretKey::parse(s("rk_test_51HxAbcdefgh")).unwrap();
-        assert_eq!((rk.kind(), rk.mode()), (SecretKeyKind::Restricted, StripeMode::Test));
-        assert_eq!(WebhookSigningSecret::parse(s("whsec_abcDEF123456")).unwrap().last4(), "3456");
+        assert_eq!(
+            (rk.kind(), rk.mode()),
+            (SecretKeyKind::Restricted, StripeMode::Test)
+        );
+        assert_eq!(
+            WebhookSigningSecret::parse(s("whsec_abcDEF123456"))
+                .unwrap()
+                .last4(),
+            "3456"
+        );
     }
 
     #[test]
     fn malformed_keys_are_refused() {
-        for bad in ["", "pk_", "pk_test_", "pk_prod_abcdefghij", "sk_test_abcdefghij", "pk_test_abc def ghij", "pk_test_short"] {
+        for bad in [
+            "",
+            "pk_",
+            "pk_test_",
+            "pk_prod_abcdefghij",
+            "sk_test_abcdefghij",
+            "pk_test_abc def ghij",
+            "pk_test_short",
+        ] {
             assert!(PublishableKey::parse(bad).is_err(), "{bad}");
         }
-        for bad in ["pk_test_abcdefghij", "sk_test_", "sk_demo_abcdefghij", "whsec_abcdefghij", "sk_test_abc-defghij"] {
+        for bad in [
+            "pk_test_abcdefghij",
+            "sk_test_",
+            "sk_demo_abcdefghij",
+            "whsec_abcdefghij",
+            "sk_test_abc-defghij",
+        ] {
             assert!(StripeSecretKey::parse(s(bad)).is_err(), "{bad}");
         }
-        for bad in ["whsec_", "sk_test_abcdefghij", "whsec_abc", "whsec_abc defghij"] {
+        for bad in [
+            "whsec_",
+            "sk_test_abcdefghij",
+            "whsec_abc",
+            "whsec_abc defghij",
+        ] {
             assert!(WebhookSigningSecret::parse(s(bad)).is_err(), "{bad}");
         }
         assert!(PublishableKey::parse(&format!("pk_test_{}", "a".repeat(300))).is_err());

@@ -4,7 +4,10 @@ pub enum WorkspaceStripeProfileError {
     #[error("a new credential set needs the publishable key, the secret key and the webhook signing secret")]
     IncompleteCredentials,
     #[error("the publishable key is a {publishable} key but the secret key is a {secret} key")]
-    CredentialModeMismatch { publishable: &'static str, secret: &'static str },
+    CredentialModeMismatch {
+        publishable: &'static str,
+        secret: &'static str,
+    },
     #[error("this workspace has no Stripe credentials")]
     CredentialsNotConfigured,
     #[error("the secret vault failed: {0}")]

@@ -27,20 +27,44 @@ fn fp(secret: &str) -> String {
 
 #[async_trait::async_trait]
 impl SecretVault for FakeVault {
-    async fn fingerprint(&self, _ws: &str, _f: SecretField, secret: &SecretString) -> Result<String, VaultError> {
+    async fn fingerprint(
+        &self,
+        _ws: &str,
+        _f: SecretField,
+        secret: &SecretString,
+    ) -> Result<String, VaultError> {
         Ok(fp(secret.expose_secret()))
     }
-    async fn put(&self, ws: &str, f: SecretField, v: u32, _fp: &str, secret: &SecretString) -> Result<(), VaultError> {
-        self.stored.lock().unwrap().insert((ws.into(), f.as_str(), v), secret.expose_secret().to_string());
+    async fn put(
+        &self,
+        ws: &str,
+        f: SecretField,
+        v: u32,
+        _fp: &str,
+        secret: &SecretString,
+    ) -> Result<(), VaultError> {
+        self.stored.lock().unwrap().insert(
+            (ws.into(), f.as_str(), v),
+            secret.expose_secret().to_string(),
+        );
         Ok(())
     }
-    async fn get(&self, ws: &str, f: SecretField, v: u32, _fp: &str) -> Result<SecretString, VaultError> {
+    async fn get(
+        &self,
+        ws: &str,
+        f: SecretField,
+        v: u32,
+        _fp: &str,
+    ) -> Result<SecretString, VaultError> {
         self.stored
             .lock()
             .unwrap()
             .get(&(ws.into(), f.as_str(), v))
             .map(|s| SecretString::from(s.clone()))
-            .ok_or(VaultError::NotFound { field: f.as_str(), version: v })
+            .ok_or(VaultError::NotFound {
+                field: f.as_str(),
+                version: v,
+            })
     }
 }
 
@@ -66,12 +90,21 @@ fn at() -> DateTime<Utc> {
 fn services(check: CredentialCheck) -> ProfileServices {
     let vault = Arc::new(FakeVault::default());
     // The fakes' vault already holds the key the `given` events refer to.
-    vault.stored.lock().unwrap().insert(("ws-1".into(), "secret_key", 1), SK.into());
-    ProfileServices { vault, stripe: Arc::new(FakeStripe(check)) }
+    vault
+        .stored
+        .lock()
+        .unwrap()
+        .insert(("ws-1".into(), "secret_key", 1), SK.into());
+    ProfileServices {
+        vault,
+        stripe: Arc::new(FakeStripe(check)),
+    }
 }
 
 fn framework() -> TestFramework<WorkspaceStripeProfile> {
-    TestFramework::with(services(CredentialCheck::Valid { account_id: Some("acct_1".into()) }))
+    TestFramework::with(services(CredentialCheck::Valid {
+        account_id: Some("acct_1".into()),
+    }))
 }
 
 fn framework_checking(check: CredentialCheck) -> TestFramework<WorkspaceStripeProfile> {
@@ -83,64 +116,78 @@ fn save(pk: Option<&str>, sk: Option<&str>, wh: Option<&str>) -> WorkspaceStripe
         workspace_id: "ws-1".into(),
         publishable_key: pk.map(|k| PublishableKey::parse(k).unwrap()),
         secret_key: sk.map(|k| StripeSecretKey::parse(SecretString::from(k.to_string())).unwrap()),
-        webhook_signing_secret: wh.map(|k| WebhookSigningSecret::parse(SecretString::from(k.to_string())).unwrap()),
+        webhook_signing_secret: wh
+            .map(|k| WebhookSigningSecret::parse(SecretString::from(k.to_string())).unwrap()),
         actor: "alice".into(),
         at: at(),
     })
 }
 
 fn validate(only_if_pending: bool) -> WorkspaceStripeProfileCommand {
-    WorkspaceStripeProfileCommand::ValidateWorkspaceStripeCredentials(ValidateWorkspaceStripeCredentials {
-        workspace_id: "ws-1".into(),
-        only_if_pending,
-        at: at(),
-    })
+    WorkspaceStripeProfileCommand::ValidateWorkspaceStripeCredentials(
+        ValidateWorkspaceStripeCredentials {
+            workspace_id: "ws-1".into(),
+            only_if_pending,
+            at: at(),
+        },
+    )
 }
 
 fn remove() -> WorkspaceStripeProfileCommand {
-    WorkspaceStripeProfileCommand::RemoveWorkspaceStripeCredentials(RemoveWorkspaceStripeCredentials {
-        workspace_id: "ws-1".into(),
-        actor: "alice".into(),
-        at: at(),
-    })
+    WorkspaceStripeProfileCommand::RemoveWorkspaceStripeCredentials(
+        RemoveWorkspaceStripeCredentials {
+            workspace_id: "ws-1".into(),
+            actor: "alice".into(),
+            at: at(),
+        },
+    )
 }
 
 fn sref(secret: &str) -> SecretRef {
-    SecretRef { fingerprint: fp(secret), last4: secret[secret.len() - 4..].to_string() }
+    SecretRef {
+        fingerprint: fp(secret),
+        last4: secret[secret.len() - 4..].to_string(),
+    }
 }
 
 fn saved_v1() -> WorkspaceStripeProfileEvent {
-    WorkspaceStripeProfileEvent::WorkspaceStripeCredentialsUpdated(WorkspaceStripeCredentialsUpdated {
-        workspace_id: "ws-1".into(),
-        credential_version: 1,
-        mode: StripeMode::Test,
-        publishable_key: Some(PK.into()),
-        secret_key: Some(sref(SK)),
-        secret_key_kind: Some(SecretKeyKind::Secret),
-        webhook_signing_secret: Some(sref(WH)),
-        updated_by: "alice".into(),
-        updated_at: at(),
-    })
+    WorkspaceStripeProfileEvent::WorkspaceStripeCredentialsUpdated(
+        WorkspaceStripeCredentialsUpdated {
+            workspace_id: "ws-1".into(),
+            credential_version: 1,
+            mode: StripeMode::Test,
+            publishable_key: Some(PK.into()),
+            secret_key: Some(sref(SK)),
+            secret_key_kind: Some(SecretKeyKind::Secret),
+            webhook_signing_secret: Some(sref(WH)),
+            updated_by: "alice".into(),
+            updated_at: at(),
+        },
+    )
 }
 
 fn validated(version: u32) -> WorkspaceStripeProfileEvent {
-    WorkspaceStripeProfileEvent::WorkspaceStripeCredentialsValidated(WorkspaceStripeCredentialsValidated {
-        workspace_id: "ws-1".into(),
-        credential_version: version,
-        mode: StripeMode::Test,
-        account_id: Some("acct_1".into()),
-        validated_at: at(),
-    })
+    WorkspaceStripeProfileEvent::WorkspaceStripeCredentialsValidated(
+        WorkspaceStripeCredentialsValidated {
+            workspace_id: "ws-1".into(),
+            credential_version: version,
+            mode: StripeMode::Test,
+            account_id: Some("acct_1".into()),
+            validated_at: at(),
+        },
+    )
 }
 
 fn failed(code: &str) -> WorkspaceStripeProfileEvent {
-    WorkspaceStripeProfileEvent::WorkspaceStripeCredentialsValidationFailed(WorkspaceStripeCredentialsValidationFailed {
-        workspace_id: "ws-1".into(),
-        credential_version: 1,
-        failure_code: code.into(),
-        failure_message: format!("{code} message"),
-        validated_at: at(),
-    })
+    WorkspaceStripeProfileEvent::WorkspaceStripeCredentialsValidationFailed(
+        WorkspaceStripeCredentialsValidationFailed {
+            workspace_id: "ws-1".into(),
+            credential_version: 1,
+            failure_code: code.into(),
+            failure_message: format!("{code} message"),
+            validated_at: at(),
+        },
+    )
 }
 
 fn fold(events: Vec<WorkspaceStripeProfileEvent>) -> WorkspaceStripeProfile {
@@ -153,13 +200,23 @@ fn fold(events: Vec<WorkspaceStripeProfileEvent>) -> WorkspaceStripeProfile {
 
 #[test]
 fn a_first_save_with_all_three_values_records_version_one() {
-    framework().given_no_previous_events().when(save(Some(PK), Some(SK), Some(WH))).then_expect_events(vec![saved_v1()]);
+    framework()
+        .given_no_previous_events()
+        .when(save(Some(PK), Some(SK), Some(WH)))
+        .then_expect_events(vec![saved_v1()]);
 }
 
 #[test]
 fn a_first_save_without_all_three_values_is_refused() {
-    for cmd in [save(Some(PK), Some(SK), None), save(Some(PK), None, Some(WH)), save(None, Some(SK), Some(WH))] {
-        framework().given_no_previous_events().when(cmd).then_expect_error(WorkspaceStripeProfileError::IncompleteCredentials);
+    for cmd in [
+        save(Some(PK), Some(SK), None),
+        save(Some(PK), None, Some(WH)),
+        save(None, Some(SK), Some(WH)),
+    ] {
+        framework()
+            .given_no_previous_events()
+            .when(cmd)
+            .then_expect_error(WorkspaceStripeProfileError::IncompleteCredentials);
     }
 }
 
@@ -168,7 +225,10 @@ fn test_and_live_keys_mixed_in_one_set_are_refused() {
     framework()
         .given_no_previous_events()
         .when(save(Some("pk_live_51HxPublishable"), Some(SK), Some(WH)))
-        .then_expect_error(WorkspaceStripeProfileError::CredentialModeMismatch { publishable: "live", secret: "test" });
+        .then_expect_error(WorkspaceStripeProfileError::CredentialModeMismatch {
+            publishable: "live",
+            secret: "test",
+        });
 }
 
 #[test]
@@ -176,119 +236,209 @@ fn rotating_to_a_key_of_the_other_mode_is_refused() {
     framework()
         .given(vec![saved_v1()])
         .when(save(None, Some("sk_live_51HxSecretKeyLIVE"), None))
-        .then_expect_error(WorkspaceStripeProfileError::CredentialModeMismatch { publishable: "test", secret: "live" });
+        .then_expect_error(WorkspaceStripeProfileError::CredentialModeMismatch {
+            publishable: "test",
+            secret: "live",
+        });
 }
 
 #[test]
 fn the_secret_key_alone_can_be_rotated() {
-    framework().given(vec![saved_v1(), validated(1)]).when(save(None, Some(RK), None)).then_expect_events(vec![
-        WorkspaceStripeProfileEvent::WorkspaceStripeCredentialsUpdated(WorkspaceStripeCredentialsUpdated {
-            workspace_id: "ws-1".into(),
-            credential_version: 2,
-            mode: StripeMode::Test,
-            publishable_key: None,
-            secret_key: Some(sref(RK)),
-            secret_key_kind: Some(SecretKeyKind::Restricted),
-            webhook_signing_secret: None,
-            updated_by: "alice".into(),
-            updated_at: at(),
-        }),
-    ]);
+    framework()
+        .given(vec![saved_v1(), validated(1)])
+        .when(save(None, Some(RK), None))
+        .then_expect_events(vec![
+            WorkspaceStripeProfileEvent::WorkspaceStripeCredentialsUpdated(
+                WorkspaceStripeCredentialsUpdated {
+                    workspace_id: "ws-1".into(),
+                    credential_version: 2,
+                    mode: StripeMode::Test,
+                    publishable_key: None,
+                    secret_key: Some(sref(RK)),
+                    secret_key_kind: Some(SecretKeyKind::Restricted),
+                    webhook_signing_secret: None,
+                    updated_by: "alice".into(),
+                    updated_at: at(),
+                },
+            ),
+        ]);
 }
 
 #[test]
 fn the_webhook_signing_secret_alone_can_be_rotated() {
-    let events = framework().given(vec![saved_v1()]).when(save(None, None, Some(WH2))).inspect_result().unwrap();
-    let [WorkspaceStripeProfileEvent::WorkspaceStripeCredentialsUpdated(e)] = events.as_slice() else {
+    let events = framework()
+        .given(vec![saved_v1()])
+        .when(save(None, None, Some(WH2)))
+        .inspect_result()
+        .unwrap();
+    let [WorkspaceStripeProfileEvent::WorkspaceStripeCredentialsUpdated(e)] = events.as_slice()
+    else {
         panic!("expected one update, got {events:?}")
     };
-    assert_eq!((e.credential_version, e.secret_key.is_none(), e.publishable_key.is_none()), (2, true, true));
+    assert_eq!(
+        (
+            e.credential_version,
+            e.secret_key.is_none(),
+            e.publishable_key.is_none()
+        ),
+        (2, true, true)
+    );
     assert_eq!(e.webhook_signing_secret, Some(sref(WH2)));
 }
 
 #[test]
 fn saving_the_same_values_again_changes_nothing() {
-    framework().given(vec![saved_v1()]).when(save(Some(PK), Some(SK), Some(WH))).then_expect_events(vec![]);
+    framework()
+        .given(vec![saved_v1()])
+        .when(save(Some(PK), Some(SK), Some(WH)))
+        .then_expect_events(vec![]);
 }
 
 #[test]
 fn removal_records_a_new_version_and_a_second_removal_is_a_no_op() {
-    framework().given(vec![saved_v1()]).when(remove()).then_expect_events(vec![
-        WorkspaceStripeProfileEvent::WorkspaceStripeCredentialsRemoved(WorkspaceStripeCredentialsRemoved {
-            workspace_id: "ws-1".into(),
-            credential_version: 2,
-            removed_by: "alice".into(),
-            removed_at: at(),
-        }),
-    ]);
-    framework().given_no_previous_events().when(remove()).then_expect_events(vec![]);
+    framework()
+        .given(vec![saved_v1()])
+        .when(remove())
+        .then_expect_events(vec![
+            WorkspaceStripeProfileEvent::WorkspaceStripeCredentialsRemoved(
+                WorkspaceStripeCredentialsRemoved {
+                    workspace_id: "ws-1".into(),
+                    credential_version: 2,
+                    removed_by: "alice".into(),
+                    removed_at: at(),
+                },
+            ),
+        ]);
+    framework()
+        .given_no_previous_events()
+        .when(remove())
+        .then_expect_events(vec![]);
 }
 
 #[test]
 fn after_removal_a_save_must_carry_a_whole_set_again() {
-    let removed = WorkspaceStripeProfileEvent::WorkspaceStripeCredentialsRemoved(WorkspaceStripeCredentialsRemoved {
-        workspace_id: "ws-1".into(),
-        credential_version: 2,
-        removed_by: "alice".into(),
-        removed_at: at(),
-    });
+    let removed = WorkspaceStripeProfileEvent::WorkspaceStripeCredentialsRemoved(
+        WorkspaceStripeCredentialsRemoved {
+            workspace_id: "ws-1".into(),
+            credential_version: 2,
+            removed_by: "alice".into(),
+            removed_at: at(),
+        },
+    );
     framework()
         .given(vec![saved_v1(), removed.clone()])
         .when(save(None, Some(RK), None))
         .then_expect_error(WorkspaceStripeProfileError::IncompleteCredentials);
-    let events = framework().given(vec![saved_v1(), removed]).when(save(Some(PK), Some(SK), Some(WH))).inspect_result().unwrap();
-    assert!(matches!(&events[..], [WorkspaceStripeProfileEvent::WorkspaceStripeCredentialsUpdated(e)] if e.credential_version == 3));
+    let events = framework()
+        .given(vec![saved_v1(), removed])
+        .when(save(Some(PK), Some(SK), Some(WH)))
+        .inspect_result()
+        .unwrap();
+    assert!(
+        matches!(&events[..], [WorkspaceStripeProfileEvent::WorkspaceStripeCredentialsUpdated(e)] if e.credential_version == 3)
+    );
 }
 
 #[test]
 fn a_successful_round_trip_marks_the_set_valid() {
-    let result = futures::executor::block_on(framework().given(vec![saved_v1()]).when_async(validate(false)));
+    let result = futures::executor::block_on(
+        framework()
+            .given(vec![saved_v1()])
+            .when_async(validate(false)),
+    );
     result.then_expect_events(vec![validated(1)]);
 }
 
 #[test]
 fn each_stripe_refusal_is_recorded_with_its_failure_code() {
-    for code in ["authentication_failed", "permission_denied", "livemode_mismatch", "stripe_unreachable"] {
-        let check = CredentialCheck::Failed { code, message: format!("{code} message") };
-        futures::executor::block_on(framework_checking(check).given(vec![saved_v1()]).when_async(validate(false)))
-            .then_expect_events(vec![failed(code)]);
+    for code in [
+        "authentication_failed",
+        "permission_denied",
+        "livemode_mismatch",
+        "stripe_unreachable",
+    ] {
+        let check = CredentialCheck::Failed {
+            code,
+            message: format!("{code} message"),
+        };
+        futures::executor::block_on(
+            framework_checking(check)
+                .given(vec![saved_v1()])
+                .when_async(validate(false)),
+        )
+        .then_expect_events(vec![failed(code)]);
     }
 }
 
 #[test]
 fn refusals_make_the_set_invalid_but_unreachable_stripe_leaves_it_pending() {
-    assert_eq!(fold(vec![saved_v1(), failed("permission_denied")]).health_status(), HealthStatus::Invalid);
-    assert_eq!(fold(vec![saved_v1(), failed("stripe_unreachable")]).health_status(), HealthStatus::Pending);
-    assert_eq!(fold(vec![saved_v1(), validated(1)]).health_status(), HealthStatus::Valid);
-    assert_eq!(fold(vec![saved_v1(), validated(1), remove_event()]).health_status(), HealthStatus::Unconfigured);
+    assert_eq!(
+        fold(vec![saved_v1(), failed("permission_denied")]).health_status(),
+        HealthStatus::Invalid
+    );
+    assert_eq!(
+        fold(vec![saved_v1(), failed("stripe_unreachable")]).health_status(),
+        HealthStatus::Pending
+    );
+    assert_eq!(
+        fold(vec![saved_v1(), validated(1)]).health_status(),
+        HealthStatus::Valid
+    );
+    assert_eq!(
+        fold(vec![saved_v1(), validated(1), remove_event()]).health_status(),
+        HealthStatus::Unconfigured
+    );
 }
 
 fn remove_event() -> WorkspaceStripeProfileEvent {
-    WorkspaceStripeProfileEvent::WorkspaceStripeCredentialsRemoved(WorkspaceStripeCredentialsRemoved {
-        workspace_id: "ws-1".into(),
-        credential_version: 2,
-        removed_by: "alice".into(),
-        removed_at: at(),
-    })
+    WorkspaceStripeProfileEvent::WorkspaceStripeCredentialsRemoved(
+        WorkspaceStripeCredentialsRemoved {
+            workspace_id: "ws-1".into(),
+            credential_version: 2,
+            removed_by: "alice".into(),
+            removed_at: at(),
+        },
+    )
 }
 
 #[test]
 fn a_still_unreachable_stripe_records_nothing_new() {
-    let check = CredentialCheck::Failed { code: "stripe_unreachable", message: "down".into() };
-    futures::executor::block_on(framework_checking(check).given(vec![saved_v1(), failed("stripe_unreachable")]).when_async(validate(true)))
-        .then_expect_events(vec![]);
+    let check = CredentialCheck::Failed {
+        code: "stripe_unreachable",
+        message: "down".into(),
+    };
+    futures::executor::block_on(
+        framework_checking(check)
+            .given(vec![saved_v1(), failed("stripe_unreachable")])
+            .when_async(validate(true)),
+    )
+    .then_expect_events(vec![]);
 }
 
 #[test]
 fn background_validation_leaves_a_set_that_is_no_longer_pending_alone() {
-    futures::executor::block_on(framework().given(vec![saved_v1(), validated(1)]).when_async(validate(true))).then_expect_events(vec![]);
-    futures::executor::block_on(framework().given_no_previous_events().when_async(validate(true))).then_expect_events(vec![]);
+    futures::executor::block_on(
+        framework()
+            .given(vec![saved_v1(), validated(1)])
+            .when_async(validate(true)),
+    )
+    .then_expect_events(vec![]);
+    futures::executor::block_on(
+        framework()
+            .given_no_previous_events()
+            .when_async(validate(true)),
+    )
+    .then_expect_events(vec![]);
 }
 
 #[test]
 fn validating_without_credentials_is_refused() {
-    futures::executor::block_on(framework().given_no_previous_events().when_async(validate(false)))
-        .then_expect_error(WorkspaceStripeProfileError::CredentialsNotConfigured);
+    futures::executor::block_on(
+        framework()
+            .given_no_previous_events()
+            .when_async(validate(false)),
+    )
+    .then_expect_error(WorkspaceStripeProfileError::CredentialsNotConfigured);
 }
 
 #[test]
@@ -299,17 +449,19 @@ fn a_validation_result_for_an_older_version_does_not_apply() {
 }
 
 fn save_event_v2_secret() -> WorkspaceStripeProfileEvent {
-    WorkspaceStripeProfileEvent::WorkspaceStripeCredentialsUpdated(WorkspaceStripeCredentialsUpdated {
-        workspace_id: "ws-1".into(),
-        credential_version: 2,
-        mode: StripeMode::Test,
-        publishable_key: None,
-        secret_key: Some(sref(RK)),
-        secret_key_kind: Some(SecretKeyKind::Restricted),
-        webhook_signing_secret: Some(sref(WH2)),
-        updated_by: "alice".into(),
-        updated_at: at(),
-    })
+    WorkspaceStripeProfileEvent::WorkspaceStripeCredentialsUpdated(
+        WorkspaceStripeCredentialsUpdated {
+            workspace_id: "ws-1".into(),
+            credential_version: 2,
+            mode: StripeMode::Test,
+            publishable_key: None,
+            secret_key: Some(sref(RK)),
+            secret_key_kind: Some(SecretKeyKind::Restricted),
+            webhook_signing_secret: Some(sref(WH2)),
+            updated_by: "alice".into(),
+            updated_at: at(),
+        },
+    )
 }
 
 #[test]
@@ -317,9 +469,17 @@ fn a_replaced_webhook_secret_verifies_only_for_the_overlap_window() {
     let p = fold(vec![saved_v1(), save_event_v2_secret()]);
     let c = p.credentials.as_ref().unwrap();
     let overlap = Duration::hours(24);
-    let within: Vec<_> = c.active_webhook_secrets(at() + Duration::hours(23), overlap).iter().map(|s| s.version).collect();
+    let within: Vec<_> = c
+        .active_webhook_secrets(at() + Duration::hours(23), overlap)
+        .iter()
+        .map(|s| s.version)
+        .collect();
     assert_eq!(within, vec![1, 2]);
-    let after: Vec<_> = c.active_webhook_secrets(at() + Duration::hours(25), overlap).iter().map(|s| s.version).collect();
+    let after: Vec<_> = c
+        .active_webhook_secrets(at() + Duration::hours(25), overlap)
+        .iter()
+        .map(|s| s.version)
+        .collect();
     assert_eq!(after, vec![2]);
 }
 
@@ -342,7 +502,21 @@ fn settings_changes_record_only_what_changed() {
         actor: "alice".into(),
         at: at(),
     });
-    framework().given_no_previous_events().when(cmd.clone()).then_expect_events(vec![
+    framework()
+        .given_no_previous_events()
+        .when(cmd.clone())
+        .then_expect_events(vec![
+            WorkspaceStripeProfileEvent::WorkspaceOcpiConfigUpdated(WorkspaceOcpiConfigUpdated {
+                workspace_id: "ws-1".into(),
+                allow_guest_access: Some(true),
+                allow_user_registration: None,
+                pre_auth_cents: Some(7500),
+                currency: None,
+                updated_by: "alice".into(),
+                updated_at: at(),
+            }),
+        ]);
+    let applied = fold(vec![
         WorkspaceStripeProfileEvent::WorkspaceOcpiConfigUpdated(WorkspaceOcpiConfigUpdated {
             workspace_id: "ws-1".into(),
             allow_guest_access: Some(true),
@@ -353,15 +527,6 @@ fn settings_changes_record_only_what_changed() {
             updated_at: at(),
         }),
     ]);
-    let applied = fold(vec![WorkspaceStripeProfileEvent::WorkspaceOcpiConfigUpdated(WorkspaceOcpiConfigUpdated {
-        workspace_id: "ws-1".into(),
-        allow_guest_access: Some(true),
-        allow_user_registration: None,
-        pre_auth_cents: Some(7500),
-        currency: None,
-        updated_by: "alice".into(),
-        updated_at: at(),
-    })]);
     assert_eq!(applied.settings.pre_auth_cents.cents(), 7500);
     assert!(applied.settings.allow_guest_access);
 }

@@ -1,1 +1,12 @@
-fn main(){}
+//! API tests: the real `roampay serve` binary on port 0, against a fresh SQLite file
+//! or a fresh PostgreSQL database per test, with Stripe played by wiremock.
+
+mod support;
+
+mod audit;
+mod auth;
+mod canary;
+mod crash;
+mod http_basics;
+mod ocpi_config;
+mod vault;

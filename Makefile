@@ -1,0 +1,40 @@
+# roampay — the two commands a newcomer needs are `make run` and `make test`.
+SHELL := /bin/bash
+CARGO ?= cargo
+PG_URL ?= postgres://postgres@127.0.0.1:5432/postgres
+
+.PHONY: run test lint postgres bench fmt clean
+
+## Serve the API on the embedded SQLite default (./data/roampay.db, keys generated there).
+run:
+	$(CARGO) run --release --bin roampay -- serve
+
+## Lint, make sure PostgreSQL is up, then run every test (unit, API on SQLite and PostgreSQL).
+test: lint postgres
+	ROAMPAY_TEST_PG_URL=$(PG_URL) $(CARGO) test --workspace --all-targets
+
+## rustfmt and clippy, warnings are errors.
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+## Start the local PostgreSQL cluster when it is not answering; fail loudly when there is none.
+postgres:
+	@if ! pg_isready -q -h 127.0.0.1 -p 5432; then \
+	  echo "PostgreSQL is not answering on 127.0.0.1:5432; starting it"; \
+	  version=$$(ls /etc/postgresql 2>/dev/null | head -n1); \
+	  if [ -z "$$version" ]; then echo "no PostgreSQL cluster installed: the API tests need one" >&2; exit 1; fi; \
+	  pg_ctlcluster --skip-systemctl-redirect $$version main start; \
+	  for i in $$(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done; \
+	fi
+	@pg_isready -h 127.0.0.1 -p 5432
+
+## Benchmarks, each reported as a ratio against a baseline measured in the same run.
+bench: postgres
+	ROAMPAY_BENCH_PG_URL=$(PG_URL) $(CARGO) bench --bench replay
+
+clean:
+	$(CARGO) clean

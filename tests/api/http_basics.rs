@@ -1,0 +1,83 @@
+//! Request ids, ids, body limits, unknown routes, probes.
+
+use serde_json::json;
+
+use crate::on_both_backends;
+use crate::support::*;
+
+on_both_backends!(cross_cutting_http_behaviour_follows_the_contract);
+
+async fn cross_cutting_http_behaviour_follows_the_contract(b: Backend) {
+    let store = Store::fresh(b).await;
+    let stripe = stripe_ok().await;
+    let server = Server::start(&store, ServerOptions::new(&stripe)).await;
+    let t = token("staff", &["*"], "roaming:read roaming:write");
+
+    let r = server
+        .http
+        .get(server.url("/healthz"))
+        .header("x-request-id", "req-abc-123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-request-id"], "req-abc-123", "echoed");
+    let r = server.http.get(server.url("/readyz")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let generated = r.headers()["x-request-id"].to_str().unwrap().to_string();
+    assert!(generated.len() >= 32, "generated: {generated}");
+
+    let r = server
+        .http
+        .get(server.url(&config_path("bad%20id")))
+        .bearer_auth(&t)
+        .header("x-request-id", "req-400")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+    let (_, body) = status_json(r).await;
+    assert_eq!(body["code"], "invalid_id");
+    assert_eq!(
+        body["request_id"], "req-400",
+        "error bodies carry the request id"
+    );
+    for key in ["type", "title", "status", "detail"] {
+        assert!(body.get(key).is_some(), "problem has {key}: {body}");
+    }
+    let (status, body) = server.get(&config_path(&"a".repeat(65)), &t).await;
+    assert_eq!((status, body["code"].as_str()), (400, Some("invalid_id")));
+
+    let big = json!({"currency": "a".repeat(70 * 1024)});
+    let (status, body) = server.patch(&config_path("ws-1"), &t, big).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (413, Some("payload_too_large")),
+        "{body}"
+    );
+
+    let r = server
+        .http
+        .patch(server.url(&config_path("ws-1")))
+        .bearer_auth(&t)
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = status_json(r).await;
+    assert_eq!((status, body["code"].as_str()), (400, Some("invalid_json")));
+
+    let (status, body) = server
+        .patch(&config_path("ws-1"), &t, json!({"colour": "blue"}))
+        .await;
+    assert_eq!(status, 422);
+    assert_eq!(
+        body["errors"][0],
+        json!({"field": "colour", "code": "unknown_field", "message": "This field cannot be set here."})
+    );
+
+    let (status, body) = server.get("/no/such/route", &t).await;
+    assert_eq!((status, body["code"].as_str()), (404, Some("not_found")));
+}
