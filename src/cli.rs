@@ -130,7 +130,7 @@ async fn replay(store: &StoreArgs, only: Option<&str>) -> Result<(), AnyError> {
         .filter(|p| only.is_none_or(|n| p.name() == n))
         .collect();
     let count = chosen.len() as u64;
-    let projector = Projector::new(db.clone(), chosen, 5000);
+    let projector = Projector::new(db.clone(), chosen, roampay_projections::REPLAY_BATCH);
     for name in projector.names() {
         projector.reset(name).await?;
     }

@@ -78,3 +78,31 @@ mod golden {
         }
     }
 }
+
+/// Any stored event, decoded by its aggregate type. The read side decodes each event
+/// once and hands the typed value to every projection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AnyEvent {
+    WorkspaceStripeProfile(WorkspaceStripeProfileEvent),
+    /// An aggregate type this build does not know (written by a newer version).
+    Unknown,
+}
+
+impl AnyEvent {
+    pub fn decode(aggregate_type: &str, payload: &str) -> Result<Self, serde_json::Error> {
+        Ok(match aggregate_type {
+            "WorkspaceStripeProfile" => {
+                AnyEvent::WorkspaceStripeProfile(serde_json::from_str(payload)?)
+            }
+            _ => AnyEvent::Unknown,
+        })
+    }
+
+    /// The workspace the event belongs to, where it has one.
+    pub fn workspace_id(&self) -> Option<&str> {
+        match self {
+            AnyEvent::WorkspaceStripeProfile(e) => Some(e.workspace_id()),
+            AnyEvent::Unknown => None,
+        }
+    }
+}

@@ -2,8 +2,7 @@
 //! Summaries are built from event fields only, and events never hold a secret.
 
 use chrono::{DateTime, Utc};
-use roampay_events::WorkspaceStripeProfileEvent as E;
-use serde_json::Value;
+use roampay_events::{AnyEvent, WorkspaceStripeProfileEvent as E};
 
 use crate::db::DbTx;
 use crate::log::StoredEvent;
@@ -29,32 +28,18 @@ impl Entry {
     pub fn from_event(e: &StoredEvent) -> Self {
         Entry {
             id: e.position.seq,
-            recorded_at: e.recorded_at().unwrap_or_default(),
-            workspace_id: workspace_of(&e.payload),
+            recorded_at: e.metadata.recorded_at.unwrap_or_default(),
+            workspace_id: e.event.workspace_id().map(str::to_string),
             aggregate_type: e.aggregate_type.clone(),
             aggregate_id: e.aggregate_id.clone(),
             event_type: e.event_type.clone(),
-            actor: e.meta("actor").map(str::to_string),
-            request_id: e.meta("request_id").map(str::to_string),
-            summary: summarize(e),
+            actor: e.metadata.actor.clone(),
+            request_id: e.metadata.request_id.clone(),
+            summary: match &e.event {
+                AnyEvent::WorkspaceStripeProfile(p) => summarize_profile(p),
+                AnyEvent::Unknown => e.event_type.clone(),
+            },
         }
-    }
-}
-
-/// Events are stored as `{"EventName": {..., "workspace_id": ...}}`.
-fn workspace_of(payload: &Value) -> Option<String> {
-    payload
-        .as_object()
-        .and_then(|o| o.values().next())
-        .and_then(|inner| inner.get("workspace_id"))
-        .and_then(Value::as_str)
-        .map(str::to_string)
-}
-
-fn summarize(stored: &StoredEvent) -> String {
-    match serde_json::from_value::<E>(stored.payload.clone()) {
-        Ok(event) => summarize_profile(&event),
-        Err(_) => stored.event_type.clone(),
     }
 }
 
@@ -140,31 +125,22 @@ impl Projection for AuditLog {
     async fn apply(&self, tx: &mut DbTx, events: &[StoredEvent]) -> Result<(), ProjectionError> {
         let entries: Vec<Entry> = events.iter().map(Entry::from_event).collect();
         match tx {
-            // One statement per batch: arrays unnested into rows.
+            // One COPY per batch. The checkpoint moves in the same transaction, so
+            // these ids cannot already be present.
             DbTx::Postgres(t) => {
-                let mut cols = Columns::default();
-                for e in entries {
-                    cols.push(e);
+                let mut text = String::with_capacity(entries.len() * 256);
+                for e in &entries {
+                    copy_row(&mut text, e);
                 }
-                sqlx::query(
-                    "INSERT INTO audit_log (id, recorded_at, workspace_id, aggregate_type, aggregate_id,
-                                            event_type, actor, request_id, summary)
-                     SELECT * FROM UNNEST($1::bigint[], $2::timestamptz[], $3::text[], $4::text[],
-                                          $5::text[], $6::text[], $7::text[], $8::text[], $9::text[])
-                     ON CONFLICT (id) DO NOTHING",
-                )
-                .bind(cols.id)
-                .bind(cols.recorded_at)
-                .bind(cols.workspace_id)
-                .bind(cols.aggregate_type)
-                .bind(cols.aggregate_id)
-                .bind(cols.event_type)
-                .bind(cols.actor)
-                .bind(cols.request_id)
-                .bind(cols.summary)
-                .execute(&mut **t)
-                .await
-                .map_err(db_err)?;
+                let mut copy = t
+                    .copy_in_raw(
+                        "COPY audit_log (id, recorded_at, workspace_id, aggregate_type, aggregate_id,
+                                         event_type, actor, request_id, summary) FROM STDIN",
+                    )
+                    .await
+                    .map_err(db_err)?;
+                copy.send(text.into_bytes()).await.map_err(db_err)?;
+                copy.finish().await.map_err(db_err)?;
             }
             // In-process: a prepared statement per row inside the transaction is cheap.
             DbTx::Sqlite(t) => {
@@ -194,29 +170,71 @@ impl Projection for AuditLog {
     }
 }
 
-#[derive(Default)]
-struct Columns {
-    id: Vec<i64>,
-    recorded_at: Vec<DateTime<Utc>>,
-    workspace_id: Vec<Option<String>>,
-    aggregate_type: Vec<String>,
-    aggregate_id: Vec<String>,
-    event_type: Vec<String>,
-    actor: Vec<Option<String>>,
-    request_id: Vec<Option<String>>,
-    summary: Vec<String>,
+/// One row in COPY's text format.
+fn copy_row(out: &mut String, e: &Entry) {
+    use std::fmt::Write;
+    fn field(out: &mut String, v: Option<&str>) {
+        match v {
+            None => out.push_str("\\N"),
+            Some(v) => {
+                for c in v.chars() {
+                    match c {
+                        '\\' => out.push_str("\\\\"),
+                        '\t' => out.push_str("\\t"),
+                        '\n' => out.push_str("\\n"),
+                        '\r' => out.push_str("\\r"),
+                        c => out.push(c),
+                    }
+                }
+            }
+        }
+    }
+    let _ = write!(
+        out,
+        "{}\t{}\t",
+        e.id,
+        e.recorded_at
+            .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+    );
+    field(out, e.workspace_id.as_deref());
+    for v in [
+        Some(e.aggregate_type.as_str()),
+        Some(e.aggregate_id.as_str()),
+        Some(e.event_type.as_str()),
+        e.actor.as_deref(),
+        e.request_id.as_deref(),
+        Some(e.summary.as_str()),
+    ] {
+        out.push('\t');
+        field(out, v);
+    }
+    out.push('\n');
 }
 
-impl Columns {
-    fn push(&mut self, e: Entry) {
-        self.id.push(e.id);
-        self.recorded_at.push(e.recorded_at);
-        self.workspace_id.push(e.workspace_id);
-        self.aggregate_type.push(e.aggregate_type);
-        self.aggregate_id.push(e.aggregate_id);
-        self.event_type.push(e.event_type);
-        self.actor.push(e.actor);
-        self.request_id.push(e.request_id);
-        self.summary.push(e.summary);
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copy_rows_escape_what_copy_text_format_treats_specially() {
+        let mut out = String::new();
+        let e = Entry {
+            id: 7,
+            recorded_at: DateTime::parse_from_rfc3339("2026-11-22T05:00:00Z")
+                .unwrap()
+                .with_timezone(&Utc),
+            workspace_id: None,
+            aggregate_type: "A".into(),
+            aggregate_id: "a\tb".into(),
+            event_type: "E".into(),
+            actor: Some("x\\y".into()),
+            request_id: None,
+            summary: "line1\nline2".into(),
+        };
+        copy_row(&mut out, &e);
+        assert_eq!(
+            out,
+            "7\t2026-11-22T05:00:00.000000Z\t\\N\tA\ta\\tb\tE\tx\\\\y\t\\N\tline1\\nline2\n"
+        );
     }
 }

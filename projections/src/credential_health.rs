@@ -4,13 +4,11 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use roampay_events::{HealthStatus, WorkspaceStripeProfileEvent as E};
+use roampay_events::{AnyEvent, HealthStatus, WorkspaceStripeProfileEvent as E};
 
 use crate::db::DbTx;
 use crate::log::StoredEvent;
 use crate::runner::{Projection, ProjectionError};
-
-pub const AGGREGATE_TYPE: &str = "WorkspaceStripeProfile";
 
 pub struct CredentialHealth;
 
@@ -37,24 +35,26 @@ impl Projection for CredentialHealth {
     }
 
     async fn apply(&self, tx: &mut DbTx, events: &[StoredEvent]) -> Result<(), ProjectionError> {
-        // Decode, then load every touched row in one query, fold, and write back once.
-        let mut decoded = Vec::new();
-        for stored in events.iter().filter(|e| e.aggregate_type == AGGREGATE_TYPE) {
-            let event: E = serde_json::from_value(stored.payload.clone()).map_err(|e| ProjectionError::Payload {
-                projection: "credential_health",
-                seq: stored.position.seq,
-                event_type: stored.event_type.clone(),
-                message: e.to_string(),
-            })?;
-            if !matches!(event, E::WorkspaceOcpiConfigUpdated(_)) {
-                decoded.push(event);
-            }
-        }
+        // Load every touched row in one query, fold the batch, and write back once.
+        let decoded: Vec<&E> = events
+            .iter()
+            .filter_map(|e| match &e.event {
+                AnyEvent::WorkspaceStripeProfile(p)
+                    if !matches!(p, E::WorkspaceOcpiConfigUpdated(_)) =>
+                {
+                    Some(p)
+                }
+                _ => None,
+            })
+            .collect();
         if decoded.is_empty() {
             return Ok(());
         }
         let touched: Vec<String> = {
-            let mut w: Vec<String> = decoded.iter().map(|e| e.workspace_id().to_string()).collect();
+            let mut w: Vec<String> = decoded
+                .iter()
+                .map(|e| e.workspace_id().to_string())
+                .collect();
             w.sort();
             w.dedup();
             w
@@ -63,7 +63,7 @@ impl Projection for CredentialHealth {
         for event in decoded {
             let ws = event.workspace_id().to_string();
             let row = rows.entry(ws).or_default();
-            match event {
+            match event.clone() {
                 E::WorkspaceOcpiConfigUpdated(_) => {}
                 E::WorkspaceStripeCredentialsUpdated(e) => {
                     *row = Row {
@@ -139,15 +139,20 @@ where
     ))
 }
 
-async fn load(tx: &mut DbTx, workspaces: &[String]) -> Result<BTreeMap<String, Row>, ProjectionError> {
+async fn load(
+    tx: &mut DbTx,
+    workspaces: &[String],
+) -> Result<BTreeMap<String, Row>, ProjectionError> {
     let mut out = BTreeMap::new();
     match tx {
         DbTx::Postgres(t) => {
-            let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM credential_health WHERE workspace_id = ANY($1)"))
-                .bind(workspaces)
-                .fetch_all(&mut **t)
-                .await
-                .map_err(db_err)?;
+            let rows = sqlx::query(&format!(
+                "SELECT {COLUMNS} FROM credential_health WHERE workspace_id = ANY($1)"
+            ))
+            .bind(workspaces)
+            .fetch_all(&mut **t)
+            .await
+            .map_err(db_err)?;
             for r in rows {
                 let (ws, row) = decode(&r).map_err(db_err)?;
                 out.insert(ws, row);
@@ -155,11 +160,13 @@ async fn load(tx: &mut DbTx, workspaces: &[String]) -> Result<BTreeMap<String, R
         }
         DbTx::Sqlite(t) => {
             for ws in workspaces {
-                let r = sqlx::query(&format!("SELECT {COLUMNS} FROM credential_health WHERE workspace_id = $1"))
-                    .bind(ws)
-                    .fetch_optional(&mut **t)
-                    .await
-                    .map_err(db_err)?;
+                let r = sqlx::query(&format!(
+                    "SELECT {COLUMNS} FROM credential_health WHERE workspace_id = $1"
+                ))
+                .bind(ws)
+                .fetch_optional(&mut **t)
+                .await
+                .map_err(db_err)?;
                 if let Some(r) = r {
                     let (ws, row) = decode(&r).map_err(db_err)?;
                     out.insert(ws, row);
@@ -179,19 +186,17 @@ const UPSERT_TAIL: &str = "ON CONFLICT (workspace_id) DO UPDATE SET
 async fn store(tx: &mut DbTx, rows: BTreeMap<String, Row>) -> Result<(), ProjectionError> {
     match tx {
         DbTx::Postgres(t) => {
-            let mut ws = Vec::new();
-            let mut cols: (Vec<String>, Vec<i64>, Vec<Option<String>>, Vec<Option<String>>) = Default::default();
-            let mut more: (Vec<Option<String>>, Vec<Option<String>>, Vec<Option<DateTime<Utc>>>, Vec<DateTime<Utc>>) = Default::default();
+            let mut c = Columns::default();
             for (w, r) in rows {
-                ws.push(w);
-                cols.0.push(r.status);
-                cols.1.push(r.credential_version);
-                cols.2.push(r.mode);
-                cols.3.push(r.account_id);
-                more.0.push(r.failure_code);
-                more.1.push(r.failure_message);
-                more.2.push(r.checked_at);
-                more.3.push(r.updated_at.unwrap_or_default());
+                c.workspace_id.push(w);
+                c.status.push(r.status);
+                c.credential_version.push(r.credential_version);
+                c.mode.push(r.mode);
+                c.account_id.push(r.account_id);
+                c.failure_code.push(r.failure_code);
+                c.failure_message.push(r.failure_message);
+                c.checked_at.push(r.checked_at);
+                c.updated_at.push(r.updated_at.unwrap_or_default());
             }
             sqlx::query(&format!(
                 "INSERT INTO credential_health ({COLUMNS})
@@ -199,15 +204,15 @@ async fn store(tx: &mut DbTx, rows: BTreeMap<String, Row>) -> Result<(), Project
                                       $6::text[], $7::text[], $8::timestamptz[], $9::timestamptz[])
                  {UPSERT_TAIL}"
             ))
-            .bind(ws)
-            .bind(cols.0)
-            .bind(cols.1)
-            .bind(cols.2)
-            .bind(cols.3)
-            .bind(more.0)
-            .bind(more.1)
-            .bind(more.2)
-            .bind(more.3)
+            .bind(c.workspace_id)
+            .bind(c.status)
+            .bind(c.credential_version)
+            .bind(c.mode)
+            .bind(c.account_id)
+            .bind(c.failure_code)
+            .bind(c.failure_message)
+            .bind(c.checked_at)
+            .bind(c.updated_at)
             .execute(&mut **t)
             .await
             .map_err(db_err)?;
@@ -231,4 +236,18 @@ async fn store(tx: &mut DbTx, rows: BTreeMap<String, Row>) -> Result<(), Project
         }
     }
     Ok(())
+}
+
+/// Column arrays for one UNNEST upsert.
+#[derive(Default)]
+struct Columns {
+    workspace_id: Vec<String>,
+    status: Vec<String>,
+    credential_version: Vec<i64>,
+    mode: Vec<Option<String>>,
+    account_id: Vec<Option<String>>,
+    failure_code: Vec<Option<String>>,
+    failure_message: Vec<Option<String>>,
+    checked_at: Vec<Option<DateTime<Utc>>>,
+    updated_at: Vec<DateTime<Utc>>,
 }

@@ -22,3 +22,6 @@ pub fn all() -> Vec<Box<dyn Projection>> {
         Box::new(audit_log::AuditLog),
     ]
 }
+
+/// Batch size for a rebuild from zero (larger batches, fewer round trips).
+pub const REPLAY_BATCH: i64 = 5000;

@@ -1,7 +1,8 @@
 //! Reading the event log in its durable global order.
 
 use chrono::{DateTime, Utc};
-use serde_json::Value;
+use roampay_events::AnyEvent;
+use serde::Deserialize;
 use sqlx::Row;
 
 use crate::db::DbTx;
@@ -16,6 +17,14 @@ pub struct Position {
     pub seq: i64,
 }
 
+/// What the command side stores next to every event.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Metadata {
+    pub actor: Option<String>,
+    pub request_id: Option<String>,
+    pub recorded_at: Option<DateTime<Utc>>,
+}
+
 #[derive(Debug, Clone)]
 pub struct StoredEvent {
     pub position: Position,
@@ -23,26 +32,14 @@ pub struct StoredEvent {
     pub aggregate_id: String,
     pub sequence: i64,
     pub event_type: String,
-    pub payload: Value,
-    pub metadata: Value,
-}
-
-impl StoredEvent {
-    pub fn meta(&self, key: &str) -> Option<&str> {
-        self.metadata.get(key).and_then(Value::as_str)
-    }
-
-    /// When the event was recorded (metadata `recorded_at`, written by the command side).
-    pub fn recorded_at(&self) -> Option<DateTime<Utc>> {
-        self.meta("recorded_at")
-            .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
-            .map(|d| d.with_timezone(&Utc))
-    }
+    /// Decoded once, shared by every projection.
+    pub event: AnyEvent,
+    pub metadata: Metadata,
 }
 
 const PG_READ: &str = "
 SELECT tx_id::text::bigint AS tx, global_seq, aggregate_type, aggregate_id, sequence,
-       event_type, payload, metadata
+       event_type, payload::text AS payload, metadata::text AS metadata
   FROM events
  WHERE (tx_id, global_seq) > ($1::text::xid8, $2)
    AND tx_id < pg_snapshot_xmin(pg_current_snapshot())
@@ -57,49 +54,76 @@ SELECT 0 AS tx, global_seq, aggregate_type, aggregate_id, sequence,
  ORDER BY global_seq
  LIMIT $2";
 
+/// A stored event whose payload or metadata no longer decodes.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+    #[error("event {seq} ({event_type}) does not decode: {source}")]
+    Decode {
+        seq: i64,
+        event_type: String,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
 /// The next `limit` events after `after`, in global order.
 pub async fn read_after(
     tx: &mut DbTx,
     after: Position,
     limit: i64,
-) -> Result<Vec<StoredEvent>, sqlx::Error> {
-    macro_rules! read {
+) -> Result<Vec<StoredEvent>, ReadError> {
+    macro_rules! decode {
         ($rows:expr) => {{
-            $rows
-                .into_iter()
-                .map(|r| {
-                    Ok(StoredEvent {
-                        position: Position {
-                            tx: r.try_get("tx")?,
-                            seq: r.try_get("global_seq")?,
-                        },
-                        aggregate_type: r.try_get("aggregate_type")?,
-                        aggregate_id: r.try_get("aggregate_id")?,
-                        sequence: r.try_get("sequence")?,
-                        event_type: r.try_get("event_type")?,
-                        payload: r.try_get("payload")?,
-                        metadata: r.try_get("metadata")?,
-                    })
-                })
-                .collect()
+            let mut out = Vec::with_capacity($rows.len());
+            for r in $rows {
+                let seq: i64 = r.try_get("global_seq")?;
+                let aggregate_type: String = r.try_get("aggregate_type")?;
+                let event_type: String = r.try_get("event_type")?;
+                let payload: &str = r.try_get("payload")?;
+                let metadata: &str = r.try_get("metadata")?;
+                let decode_err = |source| ReadError::Decode {
+                    seq,
+                    event_type: event_type.clone(),
+                    source,
+                };
+                let event = AnyEvent::decode(&aggregate_type, payload).map_err(decode_err)?;
+                let metadata = serde_json::from_str(metadata).map_err(decode_err)?;
+                out.push(StoredEvent {
+                    position: Position {
+                        tx: r.try_get("tx")?,
+                        seq,
+                    },
+                    aggregate_id: r.try_get("aggregate_id")?,
+                    sequence: r.try_get("sequence")?,
+                    aggregate_type,
+                    event_type,
+                    event,
+                    metadata,
+                });
+            }
+            Ok(out)
         }};
     }
     match tx {
-        DbTx::Postgres(t) => read!(
-            sqlx::query(PG_READ)
+        DbTx::Postgres(t) => {
+            let rows = sqlx::query(PG_READ)
                 .bind(after.tx.to_string())
                 .bind(after.seq)
                 .bind(limit)
                 .fetch_all(&mut **t)
-                .await?
-        ),
-        DbTx::Sqlite(t) => read!(
-            sqlx::query(SQLITE_READ)
+                .await?;
+            decode!(rows.iter())
+        }
+        DbTx::Sqlite(t) => {
+            let rows = sqlx::query(SQLITE_READ)
                 .bind(after.seq)
                 .bind(limit)
                 .fetch_all(&mut **t)
-                .await?
-        ),
+                .await?;
+            decode!(rows.iter())
+        }
     }
 }
 

@@ -19,13 +19,10 @@ pub enum ProjectionError {
         #[source]
         source: sqlx::Error,
     },
-    #[error("event {seq} ({event_type}) cannot be read by projection {projection}: {message}")]
-    Payload {
-        projection: &'static str,
-        seq: i64,
-        event_type: String,
-        message: String,
-    },
+    #[error("the event log could not be read: {0}")]
+    Log(#[from] crate::log::ReadError),
+    #[error("reading ahead failed: {0}")]
+    Prefetch(String),
     #[error("unknown projection {0}")]
     Unknown(String),
 }
@@ -40,6 +37,12 @@ pub trait Projection: Send + Sync {
     /// Applies a batch of events in global order inside the checkpoint's transaction.
     /// Must be idempotent per event, since a replay applies the same events again.
     async fn apply(&self, tx: &mut DbTx, events: &[StoredEvent]) -> Result<(), ProjectionError>;
+}
+
+/// The next batch, being read while the current one is applied.
+struct Prefetch {
+    from: Position,
+    events: tokio::task::JoinHandle<Result<Vec<StoredEvent>, crate::log::ReadError>>,
 }
 
 /// Runs every projection over the log, in batches.
@@ -72,29 +75,30 @@ impl Projector {
         self.wake.notify_one();
     }
 
-    /// Catches every projection up to the head of the log. Returns the events applied.
+    /// Catches every projection up to the head of the log. Returns the event
+    /// applications made (events × projections that had not seen them).
     pub async fn catch_up(&self) -> Result<u64, ProjectionError> {
         self.catch_up_with(|_| {}).await
     }
 
-    /// As [`catch_up`](Self::catch_up), reporting progress after each batch.
+    /// As [`catch_up`](Self::catch_up), reporting progress after each batch. While a
+    /// batch is applied, the next one is already being read on another connection.
     pub async fn catch_up_with(
         &self,
         mut progress: impl FnMut(u64),
     ) -> Result<u64, ProjectionError> {
         let _guard = self.running.lock().await;
         let mut total = 0;
-        for projection in &self.projections {
-            loop {
-                let n = self.run_batch(projection.as_ref()).await?;
-                total += n;
-                progress(n);
-                if n < self.batch_size as u64 {
-                    break;
-                }
+        let mut ahead: Option<Prefetch> = None;
+        loop {
+            let (applied, read, next) = self.run_batch(ahead.take()).await?;
+            total += applied;
+            progress(applied);
+            if read < self.batch_size as u64 {
+                return Ok(total);
             }
+            ahead = next;
         }
-        Ok(total)
     }
 
     /// Empties a projection's tables and its checkpoint (then [`catch_up`] rebuilds it).
@@ -113,7 +117,10 @@ impl Projector {
         let mut tx = self.db.begin().await.map_err(db_err)?;
         lock_checkpoint(&mut tx, pname).await.map_err(db_err)?;
         for table in projection.tables() {
-            let sql = format!("DELETE FROM {table}");
+            let sql = match self.db {
+                Db::Postgres(_) => format!("TRUNCATE {table}"),
+                Db::Sqlite(_) => format!("DELETE FROM {table}"),
+            };
             on_tx!(&mut tx, c => sqlx::query(&sql).execute(c).await.map(|r| r.rows_affected()))
                 .map_err(db_err)?;
         }
@@ -136,28 +143,101 @@ impl Projector {
         Ok(pos)
     }
 
-    async fn run_batch(&self, projection: &dyn Projection) -> Result<u64, ProjectionError> {
-        let name = projection.name();
+    /// One batch for every projection. The log is read once, from the furthest-behind
+    /// checkpoint; then each projection applies the events past its own checkpoint in
+    /// its own transaction, all at the same time (they share no tables).
+    /// Returns (applications made, events read, the read of the next batch under way).
+    async fn run_batch(
+        &self,
+        ahead: Option<Prefetch>,
+    ) -> Result<(u64, u64, Option<Prefetch>), ProjectionError> {
+        if let Db::Sqlite(_) = self.db {
+            let (applied, read) = self.run_batch_single_writer().await?;
+            return Ok((applied, read, None));
+        }
         let db_err = |source| ProjectionError::Database {
-            projection: name,
+            projection: "projector",
+            source,
+        };
+        let mut txs = Vec::with_capacity(self.projections.len());
+        for p in &self.projections {
+            let mut tx = self.db.begin().await.map_err(db_err)?;
+            let at = lock_checkpoint(&mut tx, p.name()).await.map_err(db_err)?;
+            txs.push((tx, at));
+        }
+        let Some(from) = txs.iter().map(|(_, at)| *at).min() else {
+            return Ok((0, 0, None));
+        };
+        // A prefetch is only good if nobody else moved the checkpoints meanwhile.
+        let events = match ahead {
+            Some(p) if p.from == from => p
+                .events
+                .await
+                .map_err(|e| ProjectionError::Prefetch(e.to_string()))??,
+            _ => read_in_own_tx(self.db.clone(), from, self.batch_size).await?,
+        };
+        let Some(last) = events.last().map(|e| e.position) else {
+            return Ok((0, 0, None));
+        };
+        let next = (events.len() as i64 == self.batch_size).then(|| Prefetch {
+            from: last,
+            events: tokio::spawn(read_in_own_tx(self.db.clone(), last, self.batch_size)),
+        });
+        let events = &events;
+        let work = self
+            .projections
+            .iter()
+            .zip(txs)
+            .map(|(projection, (mut tx, at))| async move {
+                let start = events.partition_point(|e| e.position <= at);
+                if start == events.len() {
+                    return Ok(0);
+                }
+                let name = projection.name();
+                let db_err = |source| ProjectionError::Database {
+                    projection: name,
+                    source,
+                };
+                projection.apply(&mut tx, &events[start..]).await?;
+                set_checkpoint(&mut tx, name, last).await?;
+                tx.commit().await.map_err(db_err)?;
+                Ok::<u64, ProjectionError>((events.len() - start) as u64)
+            });
+        let applied: u64 = futures::future::try_join_all(work).await?.into_iter().sum();
+        tracing::debug!(events = events.len(), applied, "projected batch");
+        Ok((applied, events.len() as u64, next))
+    }
+
+    /// SQLite has one writer at a time: every projection in one transaction, in turn.
+    async fn run_batch_single_writer(&self) -> Result<(u64, u64), ProjectionError> {
+        let db_err = |source| ProjectionError::Database {
+            projection: "projector",
             source,
         };
         let mut tx = self.db.begin().await.map_err(db_err)?;
-        let after = lock_checkpoint(&mut tx, name).await.map_err(db_err)?;
-        let events = log::read_after(&mut tx, after, self.batch_size)
-            .await
-            .map_err(db_err)?;
-        let Some(last) = events.last().map(|e| e.position) else {
-            return Ok(0);
+        let mut positions = Vec::with_capacity(self.projections.len());
+        for p in &self.projections {
+            positions.push(lock_checkpoint(&mut tx, p.name()).await.map_err(db_err)?);
+        }
+        let Some(from) = positions.iter().min().copied() else {
+            return Ok((0, 0));
         };
-        projection.apply(&mut tx, &events).await?;
-        on_tx!(&mut tx, c => sqlx::query(
-            "UPDATE projection_checkpoints SET last_tx = $1, last_seq = $2, updated_at = CURRENT_TIMESTAMP WHERE name = $3")
-            .bind(last.tx).bind(last.seq).bind(name).execute(c).await.map(|r| r.rows_affected()))
-        .map_err(db_err)?;
+        let events = log::read_after(&mut tx, from, self.batch_size).await?;
+        let Some(last) = events.last().map(|e| e.position) else {
+            return Ok((0, 0));
+        };
+        let mut applied = 0;
+        for (projection, at) in self.projections.iter().zip(positions) {
+            let start = events.partition_point(|e| e.position <= at);
+            if start == events.len() {
+                continue;
+            }
+            projection.apply(&mut tx, &events[start..]).await?;
+            set_checkpoint(&mut tx, projection.name(), last).await?;
+            applied += (events.len() - start) as u64;
+        }
         tx.commit().await.map_err(db_err)?;
-        tracing::debug!(projection = name, events = events.len(), "projected batch");
-        Ok(events.len() as u64)
+        Ok((applied, events.len() as u64))
     }
 
     /// Catches up whenever nudged, and at least every `interval` (for events written by
@@ -170,6 +250,30 @@ impl Projector {
             let _ = tokio::time::timeout(interval, self.wake.notified()).await;
         }
     }
+}
+
+async fn set_checkpoint(
+    tx: &mut DbTx,
+    name: &'static str,
+    at: Position,
+) -> Result<(), ProjectionError> {
+    on_tx!(tx, c => sqlx::query(
+        "UPDATE projection_checkpoints SET last_tx = $1, last_seq = $2, updated_at = CURRENT_TIMESTAMP WHERE name = $3")
+        .bind(at.tx).bind(at.seq).bind(name).execute(c).await.map(|_| ()))
+    .map_err(|source| ProjectionError::Database { projection: name, source })
+}
+
+/// Reads a batch in a short transaction of its own (for reading ahead, and so the
+/// read does not hold up the projections' write transactions).
+async fn read_in_own_tx(
+    db: Db,
+    from: Position,
+    limit: i64,
+) -> Result<Vec<StoredEvent>, crate::log::ReadError> {
+    let mut tx = db.begin().await?;
+    let events = log::read_after(&mut tx, from, limit).await?;
+    tx.commit().await?;
+    Ok(events)
 }
 
 /// Takes the checkpoint row's write lock (the first statement writes, so SQLite takes
