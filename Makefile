@@ -7,7 +7,7 @@ PG_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 
 ## Serve the API on the embedded SQLite default (./data/roampay.db, keys generated there).
 run:
-	$(CARGO) run --release --bin roampay -- serve
+	$(CARGO) run --bin roampay -- serve
 
 ## Lint, make sure PostgreSQL is up, then run every test (unit, API on SQLite and PostgreSQL).
 test: lint postgres
