@@ -40,7 +40,15 @@ impl JwtAuth {
         let bytes = secret.expose_secret().as_bytes();
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 30;
-        validation.set_required_spec_claims(&["exp", "sub"]);
+        // A configured issuer or audience must be present, not merely right when present.
+        let mut required = vec!["exp", "sub"];
+        if issuer.is_some() {
+            required.push("iss");
+        }
+        if audience.is_some() {
+            required.push("aud");
+        }
+        validation.set_required_spec_claims(&required);
         match &issuer {
             Some(iss) => validation.set_issuer(&[iss]),
             None => validation.iss = None,

@@ -82,3 +82,54 @@ async fn every_way_of_failing_authentication_or_authorization_is_refused(b: Back
         .await;
     assert_eq!(status, 200);
 }
+
+on_both_backends!(
+    issuer_and_audience_are_enforced_when_configured_and_the_token_command_signs_usable_tokens
+);
+
+async fn issuer_and_audience_are_enforced_when_configured_and_the_token_command_signs_usable_tokens(
+    b: Backend,
+) {
+    let store = Store::fresh(b).await;
+    let stripe = stripe_ok().await;
+    let server = Server::start(
+        &store,
+        ServerOptions::new(&stripe)
+            .env("ROAMPAY_JWT_ISSUER", "https://auth.example.com")
+            .env("ROAMPAY_JWT_AUDIENCE", "roampay"),
+    )
+    .await;
+    let p = config_path("ws-1");
+    let (status, _) = server
+        .get(&p, &token("alice", &["ws-1"], "roaming:read"))
+        .await;
+    assert_eq!(status, 401, "no iss/aud");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_roampay"))
+        .args([
+            "token",
+            "--sub",
+            "alice@example.com",
+            "--workspace",
+            "ws-1",
+            "--scope",
+            "roaming:read",
+        ])
+        .env("ROAMPAY_JWT_SECRET", JWT_SECRET)
+        .env("ROAMPAY_JWT_ISSUER", "https://auth.example.com")
+        .env("ROAMPAY_JWT_AUDIENCE", "roampay")
+        .env("ROAMPAY_DATA_DIR", store.data_dir())
+        .output()
+        .expect("roampay token");
+    assert!(out.status.success());
+    let minted = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let (status, body) = server.get(&p, &minted).await;
+    assert_eq!(status, 200, "{body}");
+    let other_aud = JwtAuth::new(
+        &SecretString::from(JWT_SECRET.to_string()),
+        Some("https://auth.example.com".into()),
+        Some("someone-else".into()),
+    )
+    .issue("alice", &["ws-1".into()], "roaming:read", 3600);
+    let (status, _) = server.get(&p, &other_aud).await;
+    assert_eq!(status, 401, "wrong audience");
+}

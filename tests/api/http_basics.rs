@@ -81,3 +81,57 @@ async fn cross_cutting_http_behaviour_follows_the_contract(b: Backend) {
     let (status, body) = server.get("/no/such/route", &t).await;
     assert_eq!((status, body["code"].as_str()), (404, Some("not_found")));
 }
+
+/// `/readyz` answers 503 when the store is gone (PostgreSQL: the database is dropped).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_fails_when_the_store_is_unreachable() {
+    let store = Store::fresh(Backend::Postgres).await;
+    let stripe = stripe_ok().await;
+    let server = Server::start(&store, ServerOptions::new(&stripe)).await;
+    let r = server.http.get(server.url("/readyz")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let name = store.url.rsplit('/').next().unwrap().to_string();
+    let admin = sqlx::PgPool::connect("postgres://postgres@127.0.0.1:5432/postgres")
+        .await
+        .unwrap();
+    sqlx::query(&format!("DROP DATABASE {name} WITH (FORCE)"))
+        .execute(&admin)
+        .await
+        .unwrap();
+    let (status, body) =
+        status_json(server.http.get(server.url("/readyz")).send().await.unwrap()).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (503, Some("store_unavailable")),
+        "{body}"
+    );
+    let r = server
+        .http
+        .get(server.url("/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "the process is still up");
+}
+
+on_both_backends!(a_body_that_is_not_json_is_refused_as_unsupported);
+
+async fn a_body_that_is_not_json_is_refused_as_unsupported(b: Backend) {
+    let store = Store::fresh(b).await;
+    let stripe = stripe_ok().await;
+    let server = Server::start(&store, ServerOptions::new(&stripe)).await;
+    let r = server
+        .http
+        .patch(server.url(&config_path("ws-1")))
+        .bearer_auth(admin("ws-1"))
+        .header("content-type", "text/plain")
+        .body("pre_auth_cents=5000")
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = status_json(r).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (415, Some("unsupported_media_type"))
+    );
+}

@@ -109,3 +109,54 @@ async fn a_ciphertext_copied_to_another_workspace_does_not_decrypt(b: Backend) {
         "a retired master key still unwraps"
     );
 }
+
+on_both_backends!(a_tampered_vault_row_fails_loudly_through_the_api_without_leaking);
+
+async fn a_tampered_vault_row_fails_loudly_through_the_api_without_leaking(b: Backend) {
+    let store = Store::fresh(b).await;
+    let stripe = stripe_ok().await;
+    let server = Server::start(&store, ServerOptions::new(&stripe)).await;
+    let t = token("staff", &["*"], "roaming:read roaming:write");
+    server
+        .patch(
+            &config_path("ws-a"),
+            &t,
+            creds(
+                "pk_test_51HxPublishable",
+                "sk_test_51HxKeyOfWorkspaceA",
+                "whsec_SecretOfWorkspaceA",
+            ),
+        )
+        .await;
+    server
+        .patch(
+            &config_path("ws-b"),
+            &t,
+            creds(
+                "pk_test_51HxPublishable",
+                "sk_test_51HxKeyOfWorkspaceB",
+                "whsec_SecretOfWorkspaceB",
+            ),
+        )
+        .await;
+    let db = store.db().await;
+    copy_secret(&db, ("ws-a", 1), ("ws-b", 1)).await;
+    let (status, body) = server
+        .post(&format!("{}/stripe/validate", config_path("ws-b")), &t)
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (500, Some("internal_error")),
+        "{body}"
+    );
+    assert!(!body.to_string().contains("WorkspaceA"), "{body}");
+    let (status, body) = server
+        .post(&format!("{}/stripe/validate", config_path("ws-a")), &t)
+        .await;
+    assert_eq!(status, 200, "the untouched workspace still works: {body}");
+    let logs = server.logs();
+    assert!(
+        logs.contains("did not decrypt"),
+        "the failure is logged with its cause"
+    );
+}
