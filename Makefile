@@ -11,7 +11,7 @@ run:
 
 ## Lint, make sure PostgreSQL is up, then run every test (unit, API on SQLite and PostgreSQL).
 test: lint postgres
-	ROAMPAY_TEST_PG_URL=$(PG_URL) $(CARGO) test --workspace --all-targets
+	ROAMPAY_TEST_PG_URL=$(PG_URL) $(CARGO) test --workspace
 
 ## rustfmt and clippy, warnings are errors.
 lint:

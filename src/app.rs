@@ -13,7 +13,8 @@ use crate::store::{self, Aggregates, Metadata};
 use crate::stripe::StripeApi;
 use crate::vault::{DbVault, MasterKey};
 use crate::workspace_stripe_profile::{
-    ProfileServices, ValidateWorkspaceStripeCredentials, WorkspaceStripeProfileCommand,
+    ProfileServices, ValidateWorkspaceStripeCredentials, ValidationScope,
+    WorkspaceStripeProfileCommand,
 };
 
 pub type AnyError = Box<dyn std::error::Error + Send + Sync>;
@@ -88,7 +89,7 @@ async fn revalidate_pending(state: web::Data<AppState>, interval: Duration) {
             let cmd = WorkspaceStripeProfileCommand::ValidateWorkspaceStripeCredentials(
                 ValidateWorkspaceStripeCredentials {
                     workspace_id: ws.clone(),
-                    only_if_pending: true,
+                    scope: ValidationScope::OnlyPending,
                     at: chrono::Utc::now(),
                 },
             );

@@ -49,18 +49,39 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .error_handler(error::json_error),
     )
     .app_data(web::PayloadConfig::new(BODY_LIMIT))
+    .app_data(web::QueryConfig::default().error_handler(|err, _| {
+        ApiError::bad_request(
+            "invalid_query",
+            format!("The query string could not be read: {err}"),
+        )
+        .into()
+    }))
     .route("/healthz", web::get().to(ops::healthz))
     .route("/readyz", web::get().to(ops::readyz))
     .service(
         web::resource("/api/permissions/workspace/{workspace_id}/ocpi-config")
             .route(web::get().to(ocpi_config::get))
-            .route(web::patch().to(ocpi_config::patch)),
+            .route(web::patch().to(ocpi_config::patch))
+            .default_service(web::to(method_not_allowed)),
     )
-    .route(
-        "/api/permissions/workspace/{workspace_id}/ocpi-config/stripe/validate",
-        web::post().to(ocpi_config::validate),
+    .service(
+        web::resource("/api/permissions/workspace/{workspace_id}/ocpi-config/stripe/validate")
+            .route(web::post().to(ocpi_config::validate))
+            .default_service(web::to(method_not_allowed)),
     )
-    .route("/api/support/audit", web::get().to(support::audit));
+    .service(
+        web::resource("/api/support/audit")
+            .route(web::get().to(support::audit))
+            .default_service(web::to(method_not_allowed)),
+    );
+}
+
+pub async fn method_not_allowed() -> Result<actix_web::HttpResponse, ApiError> {
+    Err(ApiError::new(
+        actix_web::http::StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "This endpoint does not take that method.",
+    ))
 }
 
 pub async fn not_found() -> Result<actix_web::HttpResponse, ApiError> {

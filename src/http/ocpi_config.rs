@@ -17,7 +17,7 @@ use crate::workspace_stripe_profile::credentials::{
 };
 use crate::workspace_stripe_profile::{
     RemoveWorkspaceStripeCredentials, SaveWorkspaceStripeCredentials, UpdateWorkspaceOcpiConfig,
-    ValidateWorkspaceStripeCredentials, WorkspaceStripeProfile,
+    ValidateWorkspaceStripeCredentials, ValidationScope, WorkspaceStripeProfile,
     WorkspaceStripeProfileCommand as Cmd, WorkspaceStripeProfileError,
 };
 
@@ -329,7 +329,7 @@ pub async fn patch(
     }
     state.projector.nudge();
     if validate {
-        run_validation(&state, &ws, true, meta).await?;
+        run_validation(&state, &ws, ValidationScope::UnlessValid, meta).await?;
     }
     respond(&state, &ws).await
 }
@@ -339,7 +339,7 @@ pub async fn patch(
 async fn run_validation(
     state: &web::Data<AppState>,
     ws: &WorkspaceId,
-    only_if_pending: bool,
+    scope: ValidationScope,
     meta: Metadata,
 ) -> Result<(), ApiError> {
     let task_state = state.clone();
@@ -347,7 +347,7 @@ async fn run_validation(
     let task = tokio::spawn(async move {
         let cmd = Cmd::ValidateWorkspaceStripeCredentials(ValidateWorkspaceStripeCredentials {
             workspace_id: id.clone(),
-            only_if_pending,
+            scope,
             at: chrono::Utc::now(),
         });
         let result = task_state.profiles.execute(&id, cmd, &meta).await;
@@ -369,6 +369,12 @@ pub async fn validate(
 ) -> Result<HttpResponse, ApiError> {
     let ws = workspace_id(&path)?;
     principal.authorize("roaming:write", Some(ws.as_str()))?;
-    run_validation(&state, &ws, false, metadata(&req, &principal.sub)).await?;
+    run_validation(
+        &state,
+        &ws,
+        ValidationScope::Always,
+        metadata(&req, &principal.sub),
+    )
+    .await?;
     respond(&state, &ws).await
 }

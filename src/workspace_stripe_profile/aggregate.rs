@@ -248,13 +248,18 @@ impl WorkspaceStripeProfile {
         svc: &ProfileServices,
     ) -> Result<Vec<Event>, Error> {
         let Some(creds) = &self.credentials else {
-            return if cmd.only_if_pending {
+            return if cmd.scope != ValidationScope::Always {
                 Ok(vec![])
             } else {
                 Err(Error::CredentialsNotConfigured)
             };
         };
-        if cmd.only_if_pending && creds.health.status != HealthStatus::Pending {
+        let skip = match cmd.scope {
+            ValidationScope::Always => false,
+            ValidationScope::UnlessValid => creds.health.status == HealthStatus::Valid,
+            ValidationScope::OnlyPending => creds.health.status != HealthStatus::Pending,
+        };
+        if skip {
             return Ok(vec![]);
         }
         let key_ref = &creds.secret_key;

@@ -26,9 +26,20 @@ pub struct SaveWorkspaceStripeCredentials {
 #[derive(Debug, Clone)]
 pub struct ValidateWorkspaceStripeCredentials {
     pub workspace_id: String,
-    /// Background retries set this: a set that is no longer `pending` is left alone.
-    pub only_if_pending: bool,
+    pub scope: ValidationScope,
     pub at: DateTime<Utc>,
+}
+
+/// Which credential sets a validation run looks at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ValidationScope {
+    /// An explicit request: always ask Stripe.
+    Always,
+    /// After a save: a set already `valid` (the same values saved again) is left alone;
+    /// an `invalid` one is checked again, since the fix may have been made in Stripe.
+    UnlessValid,
+    /// Background retries: only sets still `pending`.
+    OnlyPending,
 }
 
 /// Change roaming settings; `None` leaves a setting as it is.

@@ -123,11 +123,11 @@ fn save(pk: Option<&str>, sk: Option<&str>, wh: Option<&str>) -> WorkspaceStripe
     })
 }
 
-fn validate(only_if_pending: bool) -> WorkspaceStripeProfileCommand {
+fn validate(scope: ValidationScope) -> WorkspaceStripeProfileCommand {
     WorkspaceStripeProfileCommand::ValidateWorkspaceStripeCredentials(
         ValidateWorkspaceStripeCredentials {
             workspace_id: "ws-1".into(),
-            only_if_pending,
+            scope,
             at: at(),
         },
     )
@@ -344,7 +344,7 @@ fn a_successful_round_trip_marks_the_set_valid() {
     let result = futures::executor::block_on(
         framework()
             .given(vec![saved_v1()])
-            .when_async(validate(false)),
+            .when_async(validate(ValidationScope::Always)),
     );
     result.then_expect_events(vec![validated(1)]);
 }
@@ -364,7 +364,7 @@ fn each_stripe_refusal_is_recorded_with_its_failure_code() {
         futures::executor::block_on(
             framework_checking(check)
                 .given(vec![saved_v1()])
-                .when_async(validate(false)),
+                .when_async(validate(ValidationScope::Always)),
         )
         .then_expect_events(vec![failed(code)]);
     }
@@ -410,7 +410,7 @@ fn a_still_unreachable_stripe_records_nothing_new() {
     futures::executor::block_on(
         framework_checking(check)
             .given(vec![saved_v1(), failed("stripe_unreachable")])
-            .when_async(validate(true)),
+            .when_async(validate(ValidationScope::OnlyPending)),
     )
     .then_expect_events(vec![]);
 }
@@ -420,13 +420,29 @@ fn background_validation_leaves_a_set_that_is_no_longer_pending_alone() {
     futures::executor::block_on(
         framework()
             .given(vec![saved_v1(), validated(1)])
-            .when_async(validate(true)),
+            .when_async(validate(ValidationScope::OnlyPending)),
     )
     .then_expect_events(vec![]);
     futures::executor::block_on(
         framework()
             .given_no_previous_events()
-            .when_async(validate(true)),
+            .when_async(validate(ValidationScope::OnlyPending)),
+    )
+    .then_expect_events(vec![]);
+}
+
+#[test]
+fn saving_the_same_values_re_checks_an_invalid_set_but_not_a_valid_one() {
+    futures::executor::block_on(
+        framework()
+            .given(vec![saved_v1(), failed("permission_denied")])
+            .when_async(validate(ValidationScope::UnlessValid)),
+    )
+    .then_expect_events(vec![validated(1)]);
+    futures::executor::block_on(
+        framework()
+            .given(vec![saved_v1(), validated(1)])
+            .when_async(validate(ValidationScope::UnlessValid)),
     )
     .then_expect_events(vec![]);
 }
@@ -436,7 +452,7 @@ fn validating_without_credentials_is_refused() {
     futures::executor::block_on(
         framework()
             .given_no_previous_events()
-            .when_async(validate(false)),
+            .when_async(validate(ValidationScope::Always)),
     )
     .then_expect_error(WorkspaceStripeProfileError::CredentialsNotConfigured);
 }

@@ -78,6 +78,19 @@ async fn cross_cutting_http_behaviour_follows_the_contract(b: Backend) {
         json!({"field": "colour", "code": "unknown_field", "message": "This field cannot be set here."})
     );
 
+    let r = server
+        .http
+        .delete(server.url(&config_path("ws-1")))
+        .bearer_auth(&t)
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = status_json(r).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (405, Some("method_not_allowed"))
+    );
+
     let (status, body) = server.get("/no/such/route", &t).await;
     assert_eq!((status, body["code"].as_str()), (404, Some("not_found")));
 }
