@@ -4,86 +4,51 @@
 //! field only by adding an optional one, and add a golden sample under `samples/`
 //! for every new event (the `golden_samples` test reads them all back).
 
+pub mod charging_intent;
+pub mod connector;
+pub mod location;
+pub mod webhook;
 pub mod workspace_stripe_profile;
 
+pub use charging_intent::*;
+pub use connector::*;
+pub use location::*;
+pub use webhook::*;
 pub use workspace_stripe_profile::*;
 
 /// The version written next to every stored event; bump it together with an upcaster.
 pub const EVENT_VERSION: &str = "1.0";
 
-impl cqrs_es::DomainEvent for WorkspaceStripeProfileEvent {
-    fn event_type(&self) -> String {
-        WorkspaceStripeProfileEvent::event_type(self).to_string()
-    }
-
-    fn event_version(&self) -> String {
-        EVENT_VERSION.to_string()
-    }
+macro_rules! domain_event {
+    ($($t:ty),*) => {$(
+        impl cqrs_es::DomainEvent for $t {
+            fn event_type(&self) -> String {
+                <$t>::event_type(self).to_string()
+            }
+            fn event_version(&self) -> String {
+                EVENT_VERSION.to_string()
+            }
+        }
+    )*};
 }
 
-#[cfg(test)]
-mod golden {
-    //! Every sample under `samples/` is an event exactly as stored. Reading each back
-    //! and writing it out again unchanged proves history still deserializes.
-    use super::*;
-    use std::path::Path;
-
-    fn samples() -> Vec<(String, serde_json::Value)> {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("samples");
-        let mut out = Vec::new();
-        for entry in std::fs::read_dir(&dir).expect("samples folder") {
-            let path = entry.expect("dir entry").path();
-            let name = path.file_stem().unwrap().to_string_lossy().to_string();
-            let text = std::fs::read_to_string(&path).expect("sample readable");
-            out.push((name, serde_json::from_str(&text).expect("sample is JSON")));
-        }
-        out.sort_by(|a, b| a.0.cmp(&b.0));
-        out
-    }
-
-    #[test]
-    fn every_stored_sample_deserializes_and_round_trips() {
-        let samples = samples();
-        assert!(!samples.is_empty());
-        for (name, json) in samples {
-            let event: WorkspaceStripeProfileEvent = serde_json::from_value(json.clone())
-                .unwrap_or_else(|e| panic!("{name} no longer deserializes: {e}"));
-            assert_eq!(
-                event.event_type(),
-                name,
-                "sample file name is the event type"
-            );
-            assert_eq!(
-                serde_json::to_value(&event).unwrap(),
-                json,
-                "{name} round trip"
-            );
-        }
-    }
-
-    #[test]
-    fn every_event_type_has_a_sample() {
-        let names: Vec<String> = samples().into_iter().map(|(n, _)| n).collect();
-        for expected in [
-            "WorkspaceOcpiConfigUpdated",
-            "WorkspaceStripeCredentialsUpdated",
-            "WorkspaceStripeCredentialsValidated",
-            "WorkspaceStripeCredentialsValidationFailed",
-            "WorkspaceStripeCredentialsRemoved",
-        ] {
-            assert!(
-                names.iter().any(|n| n == expected),
-                "missing sample for {expected}"
-            );
-        }
-    }
-}
+domain_event!(
+    WorkspaceStripeProfileEvent,
+    LocationEvent,
+    ConnectorReservationEvent,
+    ChargingIntentEvent,
+    WebhookRejectionEvent
+);
 
 /// Any stored event, decoded by its aggregate type. The read side decodes each event
 /// once and hands the typed value to every projection.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AnyEvent {
     WorkspaceStripeProfile(WorkspaceStripeProfileEvent),
+    Location(LocationEvent),
+    ConnectorReservation(ConnectorReservationEvent),
+    ChargingIntent(ChargingIntentEvent),
+    WebhookRejections(WebhookRejectionEvent),
     /// An aggregate type this build does not know (written by a newer version).
     Unknown,
 }
@@ -91,18 +56,110 @@ pub enum AnyEvent {
 impl AnyEvent {
     pub fn decode(aggregate_type: &str, payload: &str) -> Result<Self, serde_json::Error> {
         Ok(match aggregate_type {
-            "WorkspaceStripeProfile" => {
-                AnyEvent::WorkspaceStripeProfile(serde_json::from_str(payload)?)
-            }
+            "WorkspaceStripeProfile" => AnyEvent::WorkspaceStripeProfile(serde_json::from_str(payload)?),
+            "Location" => AnyEvent::Location(serde_json::from_str(payload)?),
+            "ConnectorReservation" => AnyEvent::ConnectorReservation(serde_json::from_str(payload)?),
+            "ChargingIntent" => AnyEvent::ChargingIntent(serde_json::from_str(payload)?),
+            "WebhookRejections" => AnyEvent::WebhookRejections(serde_json::from_str(payload)?),
             _ => AnyEvent::Unknown,
         })
+    }
+
+    /// The event as stored.
+    pub fn to_value(&self) -> serde_json::Value {
+        match self {
+            AnyEvent::WorkspaceStripeProfile(e) => serde_json::to_value(e),
+            AnyEvent::Location(e) => serde_json::to_value(e),
+            AnyEvent::ConnectorReservation(e) => serde_json::to_value(e),
+            AnyEvent::ChargingIntent(e) => serde_json::to_value(e),
+            AnyEvent::WebhookRejections(e) => serde_json::to_value(e),
+            AnyEvent::Unknown => Ok(serde_json::Value::Null),
+        }
+        .expect("events serialize")
+    }
+
+    pub fn event_type(&self) -> &'static str {
+        match self {
+            AnyEvent::WorkspaceStripeProfile(e) => e.event_type(),
+            AnyEvent::Location(e) => e.event_type(),
+            AnyEvent::ConnectorReservation(e) => e.event_type(),
+            AnyEvent::ChargingIntent(e) => e.event_type(),
+            AnyEvent::WebhookRejections(e) => e.event_type(),
+            AnyEvent::Unknown => "Unknown",
+        }
     }
 
     /// The workspace the event belongs to, where it has one.
     pub fn workspace_id(&self) -> Option<&str> {
         match self {
             AnyEvent::WorkspaceStripeProfile(e) => Some(e.workspace_id()),
+            AnyEvent::Location(e) => Some(e.workspace_id()),
+            AnyEvent::ConnectorReservation(e) => Some(e.workspace_id()),
+            AnyEvent::ChargingIntent(e) => Some(e.workspace_id()),
+            AnyEvent::WebhookRejections(e) => e.workspace_id(),
             AnyEvent::Unknown => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod golden {
+    //! Every sample under `samples/<AggregateType>/<EventType>.json` is an event exactly
+    //! as stored. Reading each back and writing it out unchanged proves history still
+    //! deserializes.
+    use super::*;
+    use std::path::Path;
+
+    fn samples() -> Vec<(String, String, serde_json::Value)> {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("samples");
+        let mut out = Vec::new();
+        for aggregate in std::fs::read_dir(&root).expect("samples folder") {
+            let aggregate = aggregate.expect("dir entry").path();
+            let agg_name = aggregate.file_name().unwrap().to_string_lossy().to_string();
+            for entry in std::fs::read_dir(&aggregate).expect("aggregate folder") {
+                let path = entry.expect("dir entry").path();
+                let name = path.file_stem().unwrap().to_string_lossy().to_string();
+                let text = std::fs::read_to_string(&path).expect("sample readable");
+                out.push((agg_name.clone(), name, serde_json::from_str(&text).expect("sample is JSON")));
+            }
+        }
+        out.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+        out
+    }
+
+    #[test]
+    fn every_stored_sample_deserializes_and_round_trips() {
+        let samples = samples();
+        assert!(samples.len() >= 13, "{} samples", samples.len());
+        for (aggregate, name, json) in samples {
+            let event = AnyEvent::decode(&aggregate, &json.to_string())
+                .unwrap_or_else(|e| panic!("{aggregate}/{name} no longer deserializes: {e}"));
+            assert_ne!(event, AnyEvent::Unknown, "{aggregate} is a known aggregate");
+            assert_eq!(event.event_type(), name, "sample file name is the event type");
+            assert_eq!(event.to_value(), json, "{aggregate}/{name} round trip");
+        }
+    }
+
+    #[test]
+    fn every_event_type_has_a_sample() {
+        let names: Vec<String> = samples().into_iter().map(|(_, n, _)| n).collect();
+        for expected in [
+            "WorkspaceOcpiConfigUpdated",
+            "WorkspaceStripeCredentialsUpdated",
+            "WorkspaceStripeCredentialsValidated",
+            "WorkspaceStripeCredentialsValidationFailed",
+            "WorkspaceStripeCredentialsRemoved",
+            "LocationPublished",
+            "ConnectorReserved",
+            "ConnectorReleased",
+            "FreeSessionAuthorized",
+            "WorkspacePaymentIntentCreated",
+            "WorkspacePaymentIntentCreationFailed",
+            "WorkspacePaymentIntentAuthorizationReceived",
+            "WorkspacePaymentIntentFailed",
+            "WebhookRejected",
+        ] {
+            assert!(names.iter().any(|n| n == expected), "missing sample for {expected}");
         }
     }
 }

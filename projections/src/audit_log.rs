@@ -35,12 +35,62 @@ impl Entry {
             event_type: e.event_type.clone(),
             actor: e.metadata.actor.clone(),
             request_id: e.metadata.request_id.clone(),
-            summary: match &e.event {
-                AnyEvent::WorkspaceStripeProfile(p) => summarize_profile(p),
-                AnyEvent::Unknown => e.event_type.clone(),
-            },
+            summary: summarize(&e.event).unwrap_or_else(|| e.event_type.clone()),
         }
     }
+}
+
+fn summarize(event: &AnyEvent) -> Option<String> {
+    use roampay_events::{ChargingIntentEvent as C, ConnectorReservationEvent as R, LocationEvent as L, WebhookRejectionEvent as W};
+    Some(match event {
+        AnyEvent::WorkspaceStripeProfile(p) => summarize_profile(p),
+        AnyEvent::Location(L::LocationPublished(e)) => {
+            let connectors: usize = e.location.evses.iter().map(|v| v.connectors.len()).sum();
+            format!("location {} published with {} EVSEs, {connectors} connectors", e.location_id, e.location.evses.len())
+        }
+        AnyEvent::ConnectorReservation(R::ConnectorReserved(e)) => format!(
+            "connector {}/{}/{} reserved for charging intent {}",
+            e.location_id, e.evse_uid, e.connector_id, e.charging_intent_id
+        ),
+        AnyEvent::ConnectorReservation(R::ConnectorReleased(e)) => {
+            format!("connector released by charging intent {} ({})", e.charging_intent_id, e.reason)
+        }
+        AnyEvent::ChargingIntent(C::FreeSessionAuthorized(e)) => format!(
+            "free session authorized at {}/{}/{} without Stripe",
+            e.request.location_id, e.request.evse_uid, e.request.connector_id
+        ),
+        AnyEvent::ChargingIntent(C::WorkspacePaymentIntentCreated(e)) => format!(
+            "PaymentIntent {} for {} {} created in workspace {}'s own Stripe account ({} mode, credential version {})",
+            e.payment_intent_id,
+            e.amount_cents,
+            e.request.currency,
+            e.request.workspace_id,
+            if e.livemode { "live" } else { "test" },
+            e.credential_version
+        ),
+        AnyEvent::ChargingIntent(C::WorkspacePaymentIntentCreationFailed(e)) => {
+            format!("pre-authorization not created: {}", e.failure_code)
+        }
+        AnyEvent::ChargingIntent(C::WorkspacePaymentIntentAuthorizationReceived(e)) => format!(
+            "PaymentIntent {} authorized for {} (via {}{}), ownership verified",
+            e.payment_intent_id,
+            e.authorized_amount_cents,
+            e.source,
+            e.stripe_event_id.as_ref().map(|id| format!(" {id}")).unwrap_or_default()
+        ),
+        AnyEvent::ChargingIntent(C::WorkspacePaymentIntentFailed(e)) => format!(
+            "PaymentIntent {} {} ({}, via {})",
+            e.payment_intent_id, e.status, e.failure_code, e.source
+        ),
+        AnyEvent::WebhookRejections(W::WebhookRejected(e)) => format!(
+            "security warning: webhook refused ({}) from {}{}{}",
+            e.code,
+            e.source_ip,
+            e.stripe_event_id.as_ref().map(|id| format!(", event {id}")).unwrap_or_default(),
+            e.payment_intent_id.as_ref().map(|id| format!(", PaymentIntent {id}")).unwrap_or_default()
+        ),
+        AnyEvent::Unknown => return None,
+    })
 }
 
 fn summarize_profile(event: &E) -> String {

@@ -3,6 +3,8 @@
 //! mapped to our own codes and messages (Stripe's messages can echo part of a key, so
 //! they are never passed on).
 
+pub mod webhook;
+
 use std::time::Duration;
 
 use roampay_events::{StripeMode, STRIPE_UNREACHABLE};
