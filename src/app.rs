@@ -10,7 +10,7 @@ use crate::config::{secret_or_file, KeyArgs, ServeArgs, StoreArgs};
 use crate::http::auth::JwtAuth;
 use crate::http::{self, AppState};
 use crate::store::{self, Aggregates, Metadata};
-use crate::stripe::StripeApi;
+use crate::stripe::StripeTransport;
 use crate::vault::{DbVault, MasterKey};
 use crate::workspace_stripe_profile::{
     ProfileServices, ValidateWorkspaceStripeCredentials, ValidationScope,
@@ -109,9 +109,10 @@ pub async fn serve(args: ServeArgs) -> Result<(), AnyError> {
     let (master, previous) = master_keys(&args.keys, &args.store.data_dir)?;
     let auth = jwt(&args.keys, &args.store.data_dir)?;
     let vault = Arc::new(DbVault::new(db.clone(), master, previous));
-    let stripe = Arc::new(StripeApi::new(
+    let stripe = Arc::new(StripeTransport::new(
         &args.stripe_api_base,
         Duration::from_millis(args.stripe_timeout_ms),
+        args.stripe_max_attempts,
     ));
     let services = ProfileServices { vault, stripe };
     let projector = Projector::new(db.clone(), roampay_projections::all(), 1000);

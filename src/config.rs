@@ -57,6 +57,9 @@ pub struct ServeArgs {
     /// Per-attempt timeout of a Stripe call.
     #[arg(long, env = "ROAMPAY_STRIPE_TIMEOUT_MS", default_value_t = 10_000)]
     pub stripe_timeout_ms: u64,
+    /// Attempts per Stripe call (the first included); retries reuse the idempotency key.
+    #[arg(long, env = "ROAMPAY_STRIPE_MAX_ATTEMPTS", default_value_t = 3)]
+    pub stripe_max_attempts: u32,
     /// How long a credential save waits for Stripe before answering `pending`.
     #[arg(long, env = "ROAMPAY_VALIDATION_WAIT_MS", default_value_t = 8_000)]
     pub validation_wait_ms: u64,

@@ -9,6 +9,8 @@ pub mod http;
 pub mod ids;
 pub mod money;
 pub mod store;
+#[cfg(test)]
+pub mod testing;
 pub mod stripe;
 pub mod vault;
 pub mod workspace_stripe_profile;

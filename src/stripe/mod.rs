@@ -1,16 +1,21 @@
-//! The Stripe gateway: the only way the domain reaches Stripe. Every call is made
-//! with the workspace's own key, through async-stripe's client, and every answer is
-//! mapped to our own codes and messages (Stripe's messages can echo part of a key, so
-//! they are never passed on).
+//! The Stripe gateway: the only way the domain reaches Stripe.
+//!
+//! Requests are described with async-stripe's request builder and sent by our own
+//! transport (`transport.rs`), which keeps one deterministic `Idempotency-Key` across
+//! every retry and honours `Stripe-Should-Retry` (async-stripe's retrying strategies
+//! draw a fresh random key per call, which could charge twice after a crash). Every
+//! answer is mapped to our own codes and messages: Stripe's messages can quote part of
+//! a key, so they are never passed on.
 
+pub mod transport;
 pub mod webhook;
 
-use std::time::Duration;
-
 use roampay_events::{StripeMode, STRIPE_UNREACHABLE};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use serde_json::Value;
 use stripe_client_core::{RequestBuilder, StripeMethod};
+
+pub use transport::{CallError, StripeTransport};
 
 /// The outcome of the credential round trip.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,30 +24,65 @@ pub enum CredentialCheck {
     Failed { code: &'static str, message: String },
 }
 
+/// What we need to know of a PaymentIntent.
+#[derive(Debug, Clone)]
+pub struct PaymentIntentView {
+    pub id: String,
+    pub status: String,
+    pub amount: i64,
+    pub amount_capturable: i64,
+    pub amount_received: i64,
+    pub currency: String,
+    pub livemode: bool,
+    pub client_secret: Option<SecretString>,
+    pub metadata_workspace_id: Option<String>,
+    pub metadata_charging_intent_id: Option<String>,
+    pub last_error_code: Option<String>,
+}
+
+impl PaymentIntentView {
+    pub fn from_json(v: &Value) -> Option<Self> {
+        let str_at = |p: &str| v.pointer(p).and_then(Value::as_str).map(str::to_string);
+        let int_at = |p: &str| v.pointer(p).and_then(Value::as_i64).unwrap_or(0);
+        if v.get("object").and_then(Value::as_str).is_some_and(|o| o != "payment_intent") {
+            return None;
+        }
+        Some(Self {
+            id: str_at("/id")?,
+            status: str_at("/status")?,
+            amount: int_at("/amount"),
+            amount_capturable: int_at("/amount_capturable"),
+            amount_received: int_at("/amount_received"),
+            currency: str_at("/currency").unwrap_or_default(),
+            livemode: v.get("livemode").and_then(Value::as_bool).unwrap_or(false),
+            client_secret: str_at("/client_secret").map(SecretString::from),
+            metadata_workspace_id: str_at("/metadata/workspace_id"),
+            metadata_charging_intent_id: str_at("/metadata/charging_intent_id"),
+            last_error_code: str_at("/last_payment_error/code")
+                .or_else(|| str_at("/last_payment_error/decline_code"))
+                .or_else(|| v.pointer("/last_payment_error").filter(|e| !e.is_null()).map(|_| "payment_failed".to_string())),
+        })
+    }
+}
+
+/// A manual-capture PaymentIntent to create in the workspace's account.
+#[derive(Debug, Clone)]
+pub struct CreatePaymentIntent {
+    pub amount_cents: i64,
+    pub currency: String,
+    pub metadata: Vec<(&'static str, String)>,
+    pub receipt_email: Option<String>,
+    /// Deterministic: (workspace, charging intent, step).
+    pub idempotency_key: String,
+}
+
 #[async_trait::async_trait]
 pub trait StripeGateway: Send + Sync {
     /// Can this key read PaymentIntents, in the mode it claims? Also reads the account
     /// id where the key may.
-    async fn check_credentials(
-        &self,
-        secret_key: &SecretString,
-        mode: StripeMode,
-    ) -> CredentialCheck;
-}
-
-/// How a call to Stripe failed, stripped of anything Stripe echoed back.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CallError {
-    /// Stripe answered with this HTTP status and error code.
-    Api { status: u16, code: Option<String> },
-    /// No usable answer: connection refused, timeout, garbage.
-    Unreachable(String),
-}
-
-/// async-stripe's hyper client against `STRIPE_API_BASE`.
-pub struct StripeApi {
-    base: String,
-    timeout: Duration,
+    async fn check_credentials(&self, secret_key: &SecretString, mode: StripeMode) -> CredentialCheck;
+    async fn create_payment_intent(&self, secret_key: &SecretString, req: &CreatePaymentIntent) -> Result<PaymentIntentView, CallError>;
+    async fn retrieve_payment_intent(&self, secret_key: &SecretString, id: &str) -> Result<PaymentIntentView, CallError>;
 }
 
 #[derive(serde::Serialize)]
@@ -50,80 +90,16 @@ struct ListParams {
     limit: u8,
 }
 
-impl StripeApi {
-    pub fn new(base: &str, timeout: Duration) -> Self {
-        let mut base = base.trim_end_matches('/').to_string();
-        base.push('/');
-        Self { base, timeout }
-    }
-
-    fn client(&self, key: &SecretString) -> Result<stripe::Client, CallError> {
-        stripe::ClientBuilder::new(key.expose_secret())
-            .url(self.base.clone())
-            .timeout(self.timeout)
-            .build()
-            .map_err(|_| CallError::Unreachable("the Stripe client could not be configured".into()))
-    }
-
-    /// Sends one request and returns the JSON body (parsed by us, not by the typed
-    /// bindings, so a Stripe-compatible peer that omits fields still works).
-    async fn call(
-        &self,
-        client: &stripe::Client,
-        request: RequestBuilder,
-    ) -> Result<Value, CallError> {
-        let path = request.path.clone();
-        let started = std::time::Instant::now();
-        let result = request
-            .customize::<miniserde::json::Value>()
-            .send(client)
-            .await;
-        let outcome = match result {
-            Ok(body) => serde_json::from_str(&miniserde::json::to_string(&body))
-                .map_err(|_| CallError::Unreachable("Stripe sent a body that is not JSON".into())),
-            Err(stripe::StripeError::Stripe(err, status)) => Err(CallError::Api {
-                status,
-                code: err.code.map(|c| c.as_str().to_string()),
-            }),
-            Err(stripe::StripeError::Timeout) => Err(CallError::Unreachable(
-                "Stripe did not answer in time".into(),
-            )),
-            Err(stripe::StripeError::JSONDeserialize(_)) => Err(CallError::Unreachable(
-                "Stripe sent an answer that could not be read".into(),
-            )),
-            Err(_) => Err(CallError::Unreachable("Stripe could not be reached".into())),
-        };
-        tracing::debug!(
-            stripe.path = %path,
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            ok = outcome.is_ok(),
-            "stripe call"
-        );
-        outcome
-    }
+fn view(body: Value) -> Result<PaymentIntentView, CallError> {
+    PaymentIntentView::from_json(&body).ok_or_else(|| CallError::Unreachable("Stripe answered without a PaymentIntent".into()))
 }
 
 #[async_trait::async_trait]
-impl StripeGateway for StripeApi {
+impl StripeGateway for StripeTransport {
     #[tracing::instrument(skip_all, fields(mode = mode.as_str()))]
-    async fn check_credentials(
-        &self,
-        secret_key: &SecretString,
-        mode: StripeMode,
-    ) -> CredentialCheck {
-        let client = match self.client(secret_key) {
-            Ok(c) => c,
-            Err(CallError::Unreachable(message)) => {
-                return CredentialCheck::Failed {
-                    code: STRIPE_UNREACHABLE,
-                    message,
-                }
-            }
-            Err(CallError::Api { .. }) => unreachable!("building a client makes no call"),
-        };
-        let list = RequestBuilder::new(StripeMethod::Get, "/payment_intents")
-            .query(&ListParams { limit: 1 });
-        match self.call(&client, list).await {
+    async fn check_credentials(&self, secret_key: &SecretString, mode: StripeMode) -> CredentialCheck {
+        let list = RequestBuilder::new(StripeMethod::Get, "/payment_intents").query(&ListParams { limit: 1 });
+        match self.send(secret_key, list, None).await {
             Ok(body) => {
                 let livemode = body.pointer("/data/0/livemode").and_then(Value::as_bool);
                 if livemode.is_some_and(|live| live != (mode == StripeMode::Live)) {
@@ -152,19 +128,65 @@ impl StripeGateway for StripeApi {
                 }
             }
             Err(CallError::Unreachable(reason)) => {
-                return CredentialCheck::Failed {
-                    code: STRIPE_UNREACHABLE,
-                    message: format!("{reason}; the check will be retried."),
-                }
+                return CredentialCheck::Failed { code: STRIPE_UNREACHABLE, message: format!("{reason}; the check will be retried.") }
             }
         }
         // The account id is a courtesy: restricted keys often may not read it, and
         // Stripe-compatible peers may not serve it.
         let account = RequestBuilder::new(StripeMethod::Get, "/account");
-        let account_id = match self.call(&client, account).await {
+        let account_id = match self.send(secret_key, account, None).await {
             Ok(body) => body.get("id").and_then(Value::as_str).map(str::to_string),
             Err(_) => None,
         };
         CredentialCheck::Valid { account_id }
     }
+
+    #[tracing::instrument(skip_all, fields(amount = req.amount_cents, currency = %req.currency))]
+    async fn create_payment_intent(&self, secret_key: &SecretString, req: &CreatePaymentIntent) -> Result<PaymentIntentView, CallError> {
+        // Only parameters every Stripe-compatible peer knows.
+        let mut form: Vec<(String, String)> = vec![
+            ("amount".into(), req.amount_cents.to_string()),
+            ("currency".into(), req.currency.clone()),
+            ("capture_method".into(), "manual".into()),
+            ("payment_method_types[0]".into(), "card".into()),
+        ];
+        for (k, v) in &req.metadata {
+            form.push((format!("metadata[{k}]"), v.clone()));
+        }
+        let mut builder = RequestBuilder::new(StripeMethod::Post, "/payment_intents");
+        builder.body = Some(serde_urlencoded(&form));
+        let _ = &req.receipt_email; // kept on our side: not every peer accepts receipt_email
+        view(self.send(secret_key, builder, Some(&req.idempotency_key)).await?)
+    }
+
+    #[tracing::instrument(skip_all, fields(payment_intent = %id))]
+    async fn retrieve_payment_intent(&self, secret_key: &SecretString, id: &str) -> Result<PaymentIntentView, CallError> {
+        if !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            return Err(CallError::Api { status: 400, code: Some("invalid_payment_intent_id".into()) });
+        }
+        let builder = RequestBuilder::new(StripeMethod::Get, format!("/payment_intents/{id}"));
+        view(self.send(secret_key, builder, None).await?)
+    }
+}
+
+/// `application/x-www-form-urlencoded`, keys and values percent-encoded.
+fn serde_urlencoded(pairs: &[(String, String)]) -> String {
+    fn enc(s: &str, out: &mut String) {
+        for b in s.bytes() {
+            match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
+                _ => out.push_str(&format!("%{b:02X}")),
+            }
+        }
+    }
+    let mut out = String::new();
+    for (i, (k, v)) in pairs.iter().enumerate() {
+        if i > 0 {
+            out.push('&');
+        }
+        enc(k, &mut out);
+        out.push('=');
+        enc(v, &mut out);
+    }
+    out
 }

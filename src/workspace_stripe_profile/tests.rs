@@ -1,81 +1,19 @@
 //! Given/when/then specifications of `WorkspaceStripeProfile`. The vault and Stripe
 //! are in-memory fakes here; the API tests use the real vault and a fake Stripe server.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use cqrs_es::test::TestFramework;
 use roampay_events::*;
-use secrecy::{ExposeSecret, SecretString};
-use sha2::{Digest, Sha256};
+use secrecy::SecretString;
 
 use super::credentials::{PublishableKey, StripeSecretKey, WebhookSigningSecret};
 use super::*;
 use crate::money::{Currency, PreAuthAmount};
-use crate::stripe::{CredentialCheck, StripeGateway};
-use crate::vault::{SecretField, SecretVault, VaultError};
+use crate::stripe::CredentialCheck;
 
-#[derive(Default)]
-struct FakeVault {
-    stored: Mutex<HashMap<(String, &'static str, u32), String>>,
-}
-
-fn fp(secret: &str) -> String {
-    hex::encode(&Sha256::digest(secret.as_bytes())[..16])
-}
-
-#[async_trait::async_trait]
-impl SecretVault for FakeVault {
-    async fn fingerprint(
-        &self,
-        _ws: &str,
-        _f: SecretField,
-        secret: &SecretString,
-    ) -> Result<String, VaultError> {
-        Ok(fp(secret.expose_secret()))
-    }
-    async fn put(
-        &self,
-        ws: &str,
-        f: SecretField,
-        v: u32,
-        _fp: &str,
-        secret: &SecretString,
-    ) -> Result<(), VaultError> {
-        self.stored.lock().unwrap().insert(
-            (ws.into(), f.as_str(), v),
-            secret.expose_secret().to_string(),
-        );
-        Ok(())
-    }
-    async fn get(
-        &self,
-        ws: &str,
-        f: SecretField,
-        v: u32,
-        _fp: &str,
-    ) -> Result<SecretString, VaultError> {
-        self.stored
-            .lock()
-            .unwrap()
-            .get(&(ws.into(), f.as_str(), v))
-            .map(|s| SecretString::from(s.clone()))
-            .ok_or(VaultError::NotFound {
-                field: f.as_str(),
-                version: v,
-            })
-    }
-}
-
-struct FakeStripe(CredentialCheck);
-
-#[async_trait::async_trait]
-impl StripeGateway for FakeStripe {
-    async fn check_credentials(&self, _key: &SecretString, _mode: StripeMode) -> CredentialCheck {
-        self.0.clone()
-    }
-}
+use crate::testing::{fingerprint as fp, FakeStripe, FakeVault};
 
 const PK: &str = "pk_test_51HxPublishable";
 const SK: &str = "sk_test_51HxSecretKeyAAAA";
@@ -97,7 +35,7 @@ fn services(check: CredentialCheck) -> ProfileServices {
         .insert(("ws-1".into(), "secret_key", 1), SK.into());
     ProfileServices {
         vault,
-        stripe: Arc::new(FakeStripe(check)),
+        stripe: Arc::new(FakeStripe::new(check)),
     }
 }
 

@@ -236,7 +236,7 @@ async fn an_unreachable_stripe_leaves_the_set_pending_until_the_background_check
     Mock::given(method("GET"))
         .and(path("/v1/payment_intents"))
         .respond_with(stripe_error(503, "", "down"))
-        .up_to_n_times(1)
+        .up_to_n_times(3) // every attempt of the save's check
         .mount(&stripe)
         .await;
     mount_ok(&stripe).await;

@@ -1,0 +1,147 @@
+//! Sends async-stripe request descriptions to Stripe (or `STRIPE_API_BASE`) with the
+//! workspace's key, retrying only what Stripe says may be retried, always with the same
+//! idempotency key.
+
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::Value;
+use stripe_client_core::{RequestBuilder, StripeMethod};
+
+/// The Stripe API version we speak.
+pub const STRIPE_VERSION: &str = "2024-06-20";
+
+/// How a call to Stripe failed, stripped of anything Stripe echoed back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallError {
+    /// Stripe answered with this HTTP status and error code.
+    Api { status: u16, code: Option<String> },
+    /// No usable answer: connection refused, timeout, garbage.
+    Unreachable(String),
+}
+
+impl CallError {
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            CallError::Api { code, .. } => code.as_deref(),
+            CallError::Unreachable(_) => None,
+        }
+    }
+}
+
+enum Attempt {
+    Retry(CallError),
+    Final(CallError),
+}
+
+pub struct StripeTransport {
+    http: reqwest::Client,
+    base: String,
+    max_attempts: u32,
+    backoff: Duration,
+}
+
+impl StripeTransport {
+    /// `timeout` bounds each attempt; `max_attempts` counts the first one.
+    pub fn new(base: &str, timeout: Duration, max_attempts: u32) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(5)))
+            .pool_idle_timeout(Duration::from_secs(60))
+            .user_agent(concat!("roampay/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .expect("HTTP client");
+        Self {
+            http,
+            base: base.trim_end_matches('/').to_string(),
+            max_attempts: max_attempts.max(1),
+            backoff: Duration::from_millis(200),
+        }
+    }
+
+    /// Sends one request; retries (same idempotency key) what is worth retrying.
+    pub async fn send(&self, key: &SecretString, req: RequestBuilder, idempotency_key: Option<&str>) -> Result<Value, CallError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let started = std::time::Instant::now();
+            let outcome = self.attempt(key, &req, idempotency_key).await;
+            let ms = started.elapsed().as_millis() as u64;
+            match outcome {
+                Ok(v) => {
+                    tracing::debug!(stripe.path = %req.path, attempt, elapsed_ms = ms, "stripe call succeeded");
+                    return Ok(v);
+                }
+                Err(Attempt::Final(e)) => {
+                    tracing::info!(stripe.path = %req.path, attempt, elapsed_ms = ms, error = ?e, "stripe call refused");
+                    return Err(e);
+                }
+                Err(Attempt::Retry(e)) if attempt < self.max_attempts => {
+                    let wait = self.backoff * 2u32.pow(attempt - 1);
+                    tracing::warn!(stripe.path = %req.path, attempt, elapsed_ms = ms, error = ?e, wait_ms = wait.as_millis() as u64, "stripe call failed; retrying with the same idempotency key");
+                    tokio::time::sleep(wait).await;
+                }
+                Err(Attempt::Retry(e)) => {
+                    tracing::warn!(stripe.path = %req.path, attempt, error = ?e, "stripe call failed; giving up");
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    async fn attempt(&self, key: &SecretString, req: &RequestBuilder, idempotency_key: Option<&str>) -> Result<Value, Attempt> {
+        let mut url = format!("{}/v1{}", self.base, req.path);
+        if let Some(q) = &req.query {
+            url.push('?');
+            url.push_str(q);
+        }
+        let mut builder = match req.method {
+            StripeMethod::Get => self.http.get(&url),
+            StripeMethod::Post => self.http.post(&url),
+            StripeMethod::Delete => self.http.delete(&url),
+        };
+        let mut auth = reqwest::header::HeaderValue::from_str(&format!("Bearer {}", key.expose_secret()))
+            .map_err(|_| Attempt::Final(CallError::Unreachable("the key is not a valid header value".into())))?;
+        auth.set_sensitive(true);
+        builder = builder.header(reqwest::header::AUTHORIZATION, auth).header("Stripe-Version", STRIPE_VERSION);
+        if let Some(k) = idempotency_key {
+            builder = builder.header("Idempotency-Key", k);
+        }
+        if let Some(body) = &req.body {
+            builder = builder.header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded").body(body.clone());
+        }
+        let response = builder.send().await.map_err(|e| {
+            Attempt::Retry(CallError::Unreachable(if e.is_timeout() {
+                "Stripe did not answer in time".into()
+            } else {
+                "Stripe could not be reached".into()
+            }))
+        })?;
+        let status = response.status().as_u16();
+        let should_retry = response
+            .headers()
+            .get("Stripe-Should-Retry")
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.eq_ignore_ascii_case("true"));
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|_| Attempt::Retry(CallError::Unreachable("Stripe's answer was cut off".into())))?;
+        let body: Option<Value> = serde_json::from_slice(&bytes).ok();
+        if (200..300).contains(&status) {
+            return body.ok_or_else(|| Attempt::Retry(CallError::Unreachable("Stripe sent a body that is not JSON".into())));
+        }
+        let code = body
+            .as_ref()
+            .and_then(|b| b.pointer("/error/code").or_else(|| b.pointer("/error/type")))
+            .and_then(Value::as_str)
+            .filter(|c| !c.is_empty())
+            .map(str::to_string);
+        let error = CallError::Api { status, code };
+        let retry = match should_retry {
+            Some(explicit) => explicit,
+            None => matches!(status, 409 | 429 | 500..=599),
+        };
+        Err(if retry { Attempt::Retry(error) } else { Attempt::Final(error) })
+    }
+}

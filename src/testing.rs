@@ -1,0 +1,83 @@
+//! In-memory fakes of the vault and Stripe, for aggregate specifications only. Flows
+//! are proven by the API tests against the real vault and a fake Stripe server.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use roampay_events::StripeMode;
+use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest, Sha256};
+
+use crate::stripe::{CallError, CreatePaymentIntent, CredentialCheck, PaymentIntentView, StripeGateway};
+use crate::vault::{SecretField, SecretVault, VaultError};
+
+#[derive(Default)]
+pub struct FakeVault {
+    pub stored: Mutex<HashMap<(String, &'static str, u32), String>>,
+}
+
+pub fn fingerprint(secret: &str) -> String {
+    hex::encode(&Sha256::digest(secret.as_bytes())[..16])
+}
+
+#[async_trait::async_trait]
+impl SecretVault for FakeVault {
+    async fn fingerprint(&self, _ws: &str, _f: SecretField, secret: &SecretString) -> Result<String, VaultError> {
+        Ok(fingerprint(secret.expose_secret()))
+    }
+    async fn put(&self, ws: &str, f: SecretField, v: u32, _fp: &str, secret: &SecretString) -> Result<(), VaultError> {
+        self.stored.lock().unwrap().insert((ws.into(), f.as_str(), v), secret.expose_secret().to_string());
+        Ok(())
+    }
+    async fn get(&self, ws: &str, f: SecretField, v: u32, _fp: &str) -> Result<SecretString, VaultError> {
+        self.stored
+            .lock()
+            .unwrap()
+            .get(&(ws.into(), f.as_str(), v))
+            .map(|s| SecretString::from(s.clone()))
+            .ok_or(VaultError::NotFound { field: f.as_str(), version: v })
+    }
+}
+
+/// Answers with what it was given; records the PaymentIntents it was asked to create.
+pub struct FakeStripe {
+    pub check: CredentialCheck,
+    pub create: Result<PaymentIntentView, CallError>,
+    pub created: Mutex<Vec<CreatePaymentIntent>>,
+}
+
+impl FakeStripe {
+    pub fn new(check: CredentialCheck) -> Self {
+        Self { check, create: Ok(pi("pi_fake", "requires_payment_method")), created: Mutex::new(vec![]) }
+    }
+}
+
+pub fn pi(id: &str, status: &str) -> PaymentIntentView {
+    PaymentIntentView {
+        id: id.into(),
+        status: status.into(),
+        amount: 5000,
+        amount_capturable: if status == "requires_capture" { 5000 } else { 0 },
+        amount_received: 0,
+        currency: "aud".into(),
+        livemode: false,
+        client_secret: Some(SecretString::from(format!("{id}_secret_fake"))),
+        metadata_workspace_id: Some("ws-1".into()),
+        metadata_charging_intent_id: Some("ci-1".into()),
+        last_error_code: None,
+    }
+}
+
+#[async_trait::async_trait]
+impl StripeGateway for FakeStripe {
+    async fn check_credentials(&self, _key: &SecretString, _mode: StripeMode) -> CredentialCheck {
+        self.check.clone()
+    }
+    async fn create_payment_intent(&self, _key: &SecretString, req: &CreatePaymentIntent) -> Result<PaymentIntentView, CallError> {
+        self.created.lock().unwrap().push(req.clone());
+        self.create.clone()
+    }
+    async fn retrieve_payment_intent(&self, _key: &SecretString, _id: &str) -> Result<PaymentIntentView, CallError> {
+        self.create.clone()
+    }
+}
