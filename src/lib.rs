@@ -3,14 +3,18 @@
 //! the read side lives in `roampay-projections`, the event contract in `roampay-events`.
 
 pub mod app;
+pub mod charging_intent;
 pub mod cli;
 pub mod config;
+pub mod connector_reservation;
 pub mod http;
 pub mod ids;
+pub mod location;
 pub mod money;
 pub mod store;
+pub mod stripe;
 #[cfg(test)]
 pub mod testing;
-pub mod stripe;
 pub mod vault;
+pub mod webhook_rejections;
 pub mod workspace_stripe_profile;

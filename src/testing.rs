@@ -8,7 +8,9 @@ use roampay_events::StripeMode;
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 
-use crate::stripe::{CallError, CreatePaymentIntent, CredentialCheck, PaymentIntentView, StripeGateway};
+use crate::stripe::{
+    CallError, CreatePaymentIntent, CredentialCheck, PaymentIntentView, StripeGateway,
+};
 use crate::vault::{SecretField, SecretVault, VaultError};
 
 #[derive(Default)]
@@ -22,20 +24,44 @@ pub fn fingerprint(secret: &str) -> String {
 
 #[async_trait::async_trait]
 impl SecretVault for FakeVault {
-    async fn fingerprint(&self, _ws: &str, _f: SecretField, secret: &SecretString) -> Result<String, VaultError> {
+    async fn fingerprint(
+        &self,
+        _ws: &str,
+        _f: SecretField,
+        secret: &SecretString,
+    ) -> Result<String, VaultError> {
         Ok(fingerprint(secret.expose_secret()))
     }
-    async fn put(&self, ws: &str, f: SecretField, v: u32, _fp: &str, secret: &SecretString) -> Result<(), VaultError> {
-        self.stored.lock().unwrap().insert((ws.into(), f.as_str(), v), secret.expose_secret().to_string());
+    async fn put(
+        &self,
+        ws: &str,
+        f: SecretField,
+        v: u32,
+        _fp: &str,
+        secret: &SecretString,
+    ) -> Result<(), VaultError> {
+        self.stored.lock().unwrap().insert(
+            (ws.into(), f.as_str(), v),
+            secret.expose_secret().to_string(),
+        );
         Ok(())
     }
-    async fn get(&self, ws: &str, f: SecretField, v: u32, _fp: &str) -> Result<SecretString, VaultError> {
+    async fn get(
+        &self,
+        ws: &str,
+        f: SecretField,
+        v: u32,
+        _fp: &str,
+    ) -> Result<SecretString, VaultError> {
         self.stored
             .lock()
             .unwrap()
             .get(&(ws.into(), f.as_str(), v))
             .map(|s| SecretString::from(s.clone()))
-            .ok_or(VaultError::NotFound { field: f.as_str(), version: v })
+            .ok_or(VaultError::NotFound {
+                field: f.as_str(),
+                version: v,
+            })
     }
 }
 
@@ -48,7 +74,11 @@ pub struct FakeStripe {
 
 impl FakeStripe {
     pub fn new(check: CredentialCheck) -> Self {
-        Self { check, create: Ok(pi("pi_fake", "requires_payment_method")), created: Mutex::new(vec![]) }
+        Self {
+            check,
+            create: Ok(pi("pi_fake", "requires_payment_method")),
+            created: Mutex::new(vec![]),
+        }
     }
 }
 
@@ -57,7 +87,11 @@ pub fn pi(id: &str, status: &str) -> PaymentIntentView {
         id: id.into(),
         status: status.into(),
         amount: 5000,
-        amount_capturable: if status == "requires_capture" { 5000 } else { 0 },
+        amount_capturable: if status == "requires_capture" {
+            5000
+        } else {
+            0
+        },
         amount_received: 0,
         currency: "aud".into(),
         livemode: false,
@@ -73,11 +107,19 @@ impl StripeGateway for FakeStripe {
     async fn check_credentials(&self, _key: &SecretString, _mode: StripeMode) -> CredentialCheck {
         self.check.clone()
     }
-    async fn create_payment_intent(&self, _key: &SecretString, req: &CreatePaymentIntent) -> Result<PaymentIntentView, CallError> {
+    async fn create_payment_intent(
+        &self,
+        _key: &SecretString,
+        req: &CreatePaymentIntent,
+    ) -> Result<PaymentIntentView, CallError> {
         self.created.lock().unwrap().push(req.clone());
         self.create.clone()
     }
-    async fn retrieve_payment_intent(&self, _key: &SecretString, _id: &str) -> Result<PaymentIntentView, CallError> {
+    async fn retrieve_payment_intent(
+        &self,
+        _key: &SecretString,
+        _id: &str,
+    ) -> Result<PaymentIntentView, CallError> {
         self.create.clone()
     }
 }

@@ -19,7 +19,9 @@ impl ChargingIntentEvent {
             Self::FreeSessionAuthorized(_) => "FreeSessionAuthorized",
             Self::WorkspacePaymentIntentCreated(_) => "WorkspacePaymentIntentCreated",
             Self::WorkspacePaymentIntentCreationFailed(_) => "WorkspacePaymentIntentCreationFailed",
-            Self::WorkspacePaymentIntentAuthorizationReceived(_) => "WorkspacePaymentIntentAuthorizationReceived",
+            Self::WorkspacePaymentIntentAuthorizationReceived(_) => {
+                "WorkspacePaymentIntentAuthorizationReceived"
+            }
             Self::WorkspacePaymentIntentFailed(_) => "WorkspacePaymentIntentFailed",
         }
     }

@@ -56,9 +56,13 @@ pub enum AnyEvent {
 impl AnyEvent {
     pub fn decode(aggregate_type: &str, payload: &str) -> Result<Self, serde_json::Error> {
         Ok(match aggregate_type {
-            "WorkspaceStripeProfile" => AnyEvent::WorkspaceStripeProfile(serde_json::from_str(payload)?),
+            "WorkspaceStripeProfile" => {
+                AnyEvent::WorkspaceStripeProfile(serde_json::from_str(payload)?)
+            }
             "Location" => AnyEvent::Location(serde_json::from_str(payload)?),
-            "ConnectorReservation" => AnyEvent::ConnectorReservation(serde_json::from_str(payload)?),
+            "ConnectorReservation" => {
+                AnyEvent::ConnectorReservation(serde_json::from_str(payload)?)
+            }
             "ChargingIntent" => AnyEvent::ChargingIntent(serde_json::from_str(payload)?),
             "WebhookRejections" => AnyEvent::WebhookRejections(serde_json::from_str(payload)?),
             _ => AnyEvent::Unknown,
@@ -120,7 +124,11 @@ mod golden {
                 let path = entry.expect("dir entry").path();
                 let name = path.file_stem().unwrap().to_string_lossy().to_string();
                 let text = std::fs::read_to_string(&path).expect("sample readable");
-                out.push((agg_name.clone(), name, serde_json::from_str(&text).expect("sample is JSON")));
+                out.push((
+                    agg_name.clone(),
+                    name,
+                    serde_json::from_str(&text).expect("sample is JSON"),
+                ));
             }
         }
         out.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
@@ -135,7 +143,11 @@ mod golden {
             let event = AnyEvent::decode(&aggregate, &json.to_string())
                 .unwrap_or_else(|e| panic!("{aggregate}/{name} no longer deserializes: {e}"));
             assert_ne!(event, AnyEvent::Unknown, "{aggregate} is a known aggregate");
-            assert_eq!(event.event_type(), name, "sample file name is the event type");
+            assert_eq!(
+                event.event_type(),
+                name,
+                "sample file name is the event type"
+            );
             assert_eq!(event.to_value(), json, "{aggregate}/{name} round trip");
         }
     }
@@ -159,7 +171,10 @@ mod golden {
             "WorkspacePaymentIntentFailed",
             "WebhookRejected",
         ] {
-            assert!(names.iter().any(|n| n == expected), "missing sample for {expected}");
+            assert!(
+                names.iter().any(|n| n == expected),
+                "missing sample for {expected}"
+            );
         }
     }
 }

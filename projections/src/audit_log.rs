@@ -41,7 +41,10 @@ impl Entry {
 }
 
 fn summarize(event: &AnyEvent) -> Option<String> {
-    use roampay_events::{ChargingIntentEvent as C, ConnectorReservationEvent as R, LocationEvent as L, WebhookRejectionEvent as W};
+    use roampay_events::{
+        ChargingIntentEvent as C, ConnectorReservationEvent as R, LocationEvent as L,
+        WebhookRejectionEvent as W,
+    };
     Some(match event {
         AnyEvent::WorkspaceStripeProfile(p) => summarize_profile(p),
         AnyEvent::Location(L::LocationPublished(e)) => {

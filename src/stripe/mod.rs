@@ -44,7 +44,10 @@ impl PaymentIntentView {
     pub fn from_json(v: &Value) -> Option<Self> {
         let str_at = |p: &str| v.pointer(p).and_then(Value::as_str).map(str::to_string);
         let int_at = |p: &str| v.pointer(p).and_then(Value::as_i64).unwrap_or(0);
-        if v.get("object").and_then(Value::as_str).is_some_and(|o| o != "payment_intent") {
+        if v.get("object")
+            .and_then(Value::as_str)
+            .is_some_and(|o| o != "payment_intent")
+        {
             return None;
         }
         Some(Self {
@@ -60,7 +63,11 @@ impl PaymentIntentView {
             metadata_charging_intent_id: str_at("/metadata/charging_intent_id"),
             last_error_code: str_at("/last_payment_error/code")
                 .or_else(|| str_at("/last_payment_error/decline_code"))
-                .or_else(|| v.pointer("/last_payment_error").filter(|e| !e.is_null()).map(|_| "payment_failed".to_string())),
+                .or_else(|| {
+                    v.pointer("/last_payment_error")
+                        .filter(|e| !e.is_null())
+                        .map(|_| "payment_failed".to_string())
+                }),
         })
     }
 }
@@ -80,9 +87,21 @@ pub struct CreatePaymentIntent {
 pub trait StripeGateway: Send + Sync {
     /// Can this key read PaymentIntents, in the mode it claims? Also reads the account
     /// id where the key may.
-    async fn check_credentials(&self, secret_key: &SecretString, mode: StripeMode) -> CredentialCheck;
-    async fn create_payment_intent(&self, secret_key: &SecretString, req: &CreatePaymentIntent) -> Result<PaymentIntentView, CallError>;
-    async fn retrieve_payment_intent(&self, secret_key: &SecretString, id: &str) -> Result<PaymentIntentView, CallError>;
+    async fn check_credentials(
+        &self,
+        secret_key: &SecretString,
+        mode: StripeMode,
+    ) -> CredentialCheck;
+    async fn create_payment_intent(
+        &self,
+        secret_key: &SecretString,
+        req: &CreatePaymentIntent,
+    ) -> Result<PaymentIntentView, CallError>;
+    async fn retrieve_payment_intent(
+        &self,
+        secret_key: &SecretString,
+        id: &str,
+    ) -> Result<PaymentIntentView, CallError>;
 }
 
 #[derive(serde::Serialize)]
@@ -91,14 +110,20 @@ struct ListParams {
 }
 
 fn view(body: Value) -> Result<PaymentIntentView, CallError> {
-    PaymentIntentView::from_json(&body).ok_or_else(|| CallError::Unreachable("Stripe answered without a PaymentIntent".into()))
+    PaymentIntentView::from_json(&body)
+        .ok_or_else(|| CallError::Unreachable("Stripe answered without a PaymentIntent".into()))
 }
 
 #[async_trait::async_trait]
 impl StripeGateway for StripeTransport {
     #[tracing::instrument(skip_all, fields(mode = mode.as_str()))]
-    async fn check_credentials(&self, secret_key: &SecretString, mode: StripeMode) -> CredentialCheck {
-        let list = RequestBuilder::new(StripeMethod::Get, "/payment_intents").query(&ListParams { limit: 1 });
+    async fn check_credentials(
+        &self,
+        secret_key: &SecretString,
+        mode: StripeMode,
+    ) -> CredentialCheck {
+        let list = RequestBuilder::new(StripeMethod::Get, "/payment_intents")
+            .query(&ListParams { limit: 1 });
         match self.send(secret_key, list, None).await {
             Ok(body) => {
                 let livemode = body.pointer("/data/0/livemode").and_then(Value::as_bool);
@@ -142,7 +167,11 @@ impl StripeGateway for StripeTransport {
     }
 
     #[tracing::instrument(skip_all, fields(amount = req.amount_cents, currency = %req.currency))]
-    async fn create_payment_intent(&self, secret_key: &SecretString, req: &CreatePaymentIntent) -> Result<PaymentIntentView, CallError> {
+    async fn create_payment_intent(
+        &self,
+        secret_key: &SecretString,
+        req: &CreatePaymentIntent,
+    ) -> Result<PaymentIntentView, CallError> {
         // Only parameters every Stripe-compatible peer knows.
         let mut form: Vec<(String, String)> = vec![
             ("amount".into(), req.amount_cents.to_string()),
@@ -156,13 +185,23 @@ impl StripeGateway for StripeTransport {
         let mut builder = RequestBuilder::new(StripeMethod::Post, "/payment_intents");
         builder.body = Some(serde_urlencoded(&form));
         let _ = &req.receipt_email; // kept on our side: not every peer accepts receipt_email
-        view(self.send(secret_key, builder, Some(&req.idempotency_key)).await?)
+        view(
+            self.send(secret_key, builder, Some(&req.idempotency_key))
+                .await?,
+        )
     }
 
     #[tracing::instrument(skip_all, fields(payment_intent = %id))]
-    async fn retrieve_payment_intent(&self, secret_key: &SecretString, id: &str) -> Result<PaymentIntentView, CallError> {
+    async fn retrieve_payment_intent(
+        &self,
+        secret_key: &SecretString,
+        id: &str,
+    ) -> Result<PaymentIntentView, CallError> {
         if !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
-            return Err(CallError::Api { status: 400, code: Some("invalid_payment_intent_id".into()) });
+            return Err(CallError::Api {
+                status: 400,
+                code: Some("invalid_payment_intent_id".into()),
+            });
         }
         let builder = RequestBuilder::new(StripeMethod::Get, format!("/payment_intents/{id}"));
         view(self.send(secret_key, builder, None).await?)
@@ -174,7 +213,9 @@ fn serde_urlencoded(pairs: &[(String, String)]) -> String {
     fn enc(s: &str, out: &mut String) {
         for b in s.bytes() {
             match b {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                    out.push(b as char)
+                }
                 _ => out.push_str(&format!("%{b:02X}")),
             }
         }

@@ -60,7 +60,12 @@ impl StripeTransport {
     }
 
     /// Sends one request; retries (same idempotency key) what is worth retrying.
-    pub async fn send(&self, key: &SecretString, req: RequestBuilder, idempotency_key: Option<&str>) -> Result<Value, CallError> {
+    pub async fn send(
+        &self,
+        key: &SecretString,
+        req: RequestBuilder,
+        idempotency_key: Option<&str>,
+    ) -> Result<Value, CallError> {
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -89,7 +94,12 @@ impl StripeTransport {
         }
     }
 
-    async fn attempt(&self, key: &SecretString, req: &RequestBuilder, idempotency_key: Option<&str>) -> Result<Value, Attempt> {
+    async fn attempt(
+        &self,
+        key: &SecretString,
+        req: &RequestBuilder,
+        idempotency_key: Option<&str>,
+    ) -> Result<Value, Attempt> {
         let mut url = format!("{}/v1{}", self.base, req.path);
         if let Some(q) = &req.query {
             url.push('?');
@@ -100,15 +110,27 @@ impl StripeTransport {
             StripeMethod::Post => self.http.post(&url),
             StripeMethod::Delete => self.http.delete(&url),
         };
-        let mut auth = reqwest::header::HeaderValue::from_str(&format!("Bearer {}", key.expose_secret()))
-            .map_err(|_| Attempt::Final(CallError::Unreachable("the key is not a valid header value".into())))?;
+        let mut auth =
+            reqwest::header::HeaderValue::from_str(&format!("Bearer {}", key.expose_secret()))
+                .map_err(|_| {
+                    Attempt::Final(CallError::Unreachable(
+                        "the key is not a valid header value".into(),
+                    ))
+                })?;
         auth.set_sensitive(true);
-        builder = builder.header(reqwest::header::AUTHORIZATION, auth).header("Stripe-Version", STRIPE_VERSION);
+        builder = builder
+            .header(reqwest::header::AUTHORIZATION, auth)
+            .header("Stripe-Version", STRIPE_VERSION);
         if let Some(k) = idempotency_key {
             builder = builder.header("Idempotency-Key", k);
         }
         if let Some(body) = &req.body {
-            builder = builder.header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded").body(body.clone());
+            builder = builder
+                .header(
+                    reqwest::header::CONTENT_TYPE,
+                    "application/x-www-form-urlencoded",
+                )
+                .body(body.clone());
         }
         let response = builder.send().await.map_err(|e| {
             Attempt::Retry(CallError::Unreachable(if e.is_timeout() {
@@ -123,17 +145,23 @@ impl StripeTransport {
             .get("Stripe-Should-Retry")
             .and_then(|v| v.to_str().ok())
             .map(|v| v.eq_ignore_ascii_case("true"));
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|_| Attempt::Retry(CallError::Unreachable("Stripe's answer was cut off".into())))?;
+        let bytes = response.bytes().await.map_err(|_| {
+            Attempt::Retry(CallError::Unreachable("Stripe's answer was cut off".into()))
+        })?;
         let body: Option<Value> = serde_json::from_slice(&bytes).ok();
         if (200..300).contains(&status) {
-            return body.ok_or_else(|| Attempt::Retry(CallError::Unreachable("Stripe sent a body that is not JSON".into())));
+            return body.ok_or_else(|| {
+                Attempt::Retry(CallError::Unreachable(
+                    "Stripe sent a body that is not JSON".into(),
+                ))
+            });
         }
         let code = body
             .as_ref()
-            .and_then(|b| b.pointer("/error/code").or_else(|| b.pointer("/error/type")))
+            .and_then(|b| {
+                b.pointer("/error/code")
+                    .or_else(|| b.pointer("/error/type"))
+            })
             .and_then(Value::as_str)
             .filter(|c| !c.is_empty())
             .map(str::to_string);
@@ -142,6 +170,10 @@ impl StripeTransport {
             Some(explicit) => explicit,
             None => matches!(status, 409 | 429 | 500..=599),
         };
-        Err(if retry { Attempt::Retry(error) } else { Attempt::Final(error) })
+        Err(if retry {
+            Attempt::Retry(error)
+        } else {
+            Attempt::Final(error)
+        })
     }
 }

@@ -41,7 +41,9 @@ impl Tolerance {
         if secs > 0 {
             Ok(Self(secs))
         } else {
-            Err(format!("the webhook tolerance must be a positive number of seconds, got {secs}"))
+            Err(format!(
+                "the webhook tolerance must be a positive number of seconds, got {secs}"
+            ))
         }
     }
 }
@@ -65,14 +67,18 @@ fn parse_header(header: &str) -> Result<Header<'_>, SignatureError> {
         }
     }
     match timestamp {
-        Some(timestamp) if !signatures.is_empty() => Ok(Header { timestamp, signatures }),
+        Some(timestamp) if !signatures.is_empty() => Ok(Header {
+            timestamp,
+            signatures,
+        }),
         _ => Err(SignatureError::InvalidSignatureHeader),
     }
 }
 
 /// The `v1` signature Stripe would send for `payload` at `timestamp`.
 pub fn sign(secret: &SecretString, timestamp: i64, payload: &[u8]) -> String {
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret.expose_secret().as_bytes()).expect("any key length");
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret.expose_secret().as_bytes())
+        .expect("any key length");
     mac.update(timestamp.to_string().as_bytes());
     mac.update(b".");
     mac.update(payload);
@@ -145,16 +151,41 @@ mod tests {
     #[test]
     fn a_signature_made_with_another_secret_is_refused() {
         let h = header(NOW, &[sign(&secret("whsec_other"), NOW, PAYLOAD)]);
-        assert_eq!(verify(PAYLOAD, Some(&h), &[&secret("whsec_test_secret")], tol(), NOW), Err(SignatureError::SignatureMismatch));
+        assert_eq!(
+            verify(
+                PAYLOAD,
+                Some(&h),
+                &[&secret("whsec_test_secret")],
+                tol(),
+                NOW
+            ),
+            Err(SignatureError::SignatureMismatch)
+        );
     }
 
     #[test]
     fn a_missing_or_garbage_header_is_refused() {
         let s = secret("whsec_test_secret");
-        assert_eq!(verify(PAYLOAD, None, &[&s], tol(), NOW), Err(SignatureError::MissingSignature));
-        assert_eq!(verify(PAYLOAD, Some(""), &[&s], tol(), NOW), Err(SignatureError::MissingSignature));
-        for garbage in ["bad_header", "t=,v1=", "v1=abc", "t=notanumber,v1=abc", "t=123"] {
-            assert_eq!(verify(PAYLOAD, Some(garbage), &[&s], tol(), NOW), Err(SignatureError::InvalidSignatureHeader), "{garbage}");
+        assert_eq!(
+            verify(PAYLOAD, None, &[&s], tol(), NOW),
+            Err(SignatureError::MissingSignature)
+        );
+        assert_eq!(
+            verify(PAYLOAD, Some(""), &[&s], tol(), NOW),
+            Err(SignatureError::MissingSignature)
+        );
+        for garbage in [
+            "bad_header",
+            "t=,v1=",
+            "v1=abc",
+            "t=notanumber,v1=abc",
+            "t=123",
+        ] {
+            assert_eq!(
+                verify(PAYLOAD, Some(garbage), &[&s], tol(), NOW),
+                Err(SignatureError::InvalidSignatureHeader),
+                "{garbage}"
+            );
         }
     }
 
@@ -162,15 +193,24 @@ mod tests {
     fn a_header_with_only_a_v0_signature_is_refused() {
         let s = secret("whsec_test_secret");
         let h = format!("t={NOW},v0={}", sign(&s, NOW, PAYLOAD));
-        assert_eq!(verify(PAYLOAD, Some(&h), &[&s], tol(), NOW), Err(SignatureError::InvalidSignatureHeader));
+        assert_eq!(
+            verify(PAYLOAD, Some(&h), &[&s], tol(), NOW),
+            Err(SignatureError::InvalidSignatureHeader)
+        );
     }
 
     #[test]
     fn an_extra_junk_v1_in_either_order_still_verifies() {
         let s = secret("whsec_test_secret");
         let good = sign(&s, NOW, PAYLOAD);
-        for sigs in [vec!["bad_signature".to_string(), good.clone()], vec![good.clone(), "bad_signature".to_string()]] {
-            assert_eq!(verify(PAYLOAD, Some(&header(NOW, &sigs)), &[&s], tol(), NOW), Ok(0));
+        for sigs in [
+            vec!["bad_signature".to_string(), good.clone()],
+            vec![good.clone(), "bad_signature".to_string()],
+        ] {
+            assert_eq!(
+                verify(PAYLOAD, Some(&header(NOW, &sigs)), &[&s], tol(), NOW),
+                Ok(0)
+            );
         }
         let with_v0 = format!("t={NOW},v0=junk,v1={good},v2=other");
         assert_eq!(verify(PAYLOAD, Some(&with_v0), &[&s], tol(), NOW), Ok(0));
@@ -184,7 +224,10 @@ mod tests {
         assert_eq!(verify(PAYLOAD, Some(&both), &[&new], tol(), NOW), Ok(0));
         assert_eq!(verify(PAYLOAD, Some(&both), &[&old], tol(), NOW), Ok(0));
         let only_old = header(NOW, &[sign(&old, NOW, PAYLOAD)]);
-        assert_eq!(verify(PAYLOAD, Some(&only_old), &[&new, &old], tol(), NOW), Ok(1));
+        assert_eq!(
+            verify(PAYLOAD, Some(&only_old), &[&new, &old], tol(), NOW),
+            Ok(1)
+        );
     }
 
     #[test]
@@ -192,7 +235,11 @@ mod tests {
         let s = secret("whsec_test_secret");
         for t in [NOW - 301, NOW + 301] {
             let h = header(t, &[sign(&s, t, PAYLOAD)]);
-            assert_eq!(verify(PAYLOAD, Some(&h), &[&s], tol(), NOW), Err(SignatureError::TimestampOutOfTolerance), "{t}");
+            assert_eq!(
+                verify(PAYLOAD, Some(&h), &[&s], tol(), NOW),
+                Err(SignatureError::TimestampOutOfTolerance),
+                "{t}"
+            );
         }
         for t in [NOW - 300, NOW + 300] {
             let h = header(t, &[sign(&s, t, PAYLOAD)]);
@@ -204,7 +251,10 @@ mod tests {
     fn a_timestamp_that_was_not_signed_is_refused() {
         let s = secret("whsec_test_secret");
         let h = header(NOW, &[sign(&s, NOW - 10, PAYLOAD)]);
-        assert_eq!(verify(PAYLOAD, Some(&h), &[&s], tol(), NOW), Err(SignatureError::SignatureMismatch));
+        assert_eq!(
+            verify(PAYLOAD, Some(&h), &[&s], tol(), NOW),
+            Err(SignatureError::SignatureMismatch)
+        );
     }
 
     #[test]
@@ -213,7 +263,10 @@ mod tests {
         let h = header(NOW, &[sign(&s, NOW, PAYLOAD)]);
         let mut tampered = PAYLOAD.to_vec();
         tampered[10] ^= 1;
-        assert_eq!(verify(&tampered, Some(&h), &[&s], tol(), NOW), Err(SignatureError::SignatureMismatch));
+        assert_eq!(
+            verify(&tampered, Some(&h), &[&s], tol(), NOW),
+            Err(SignatureError::SignatureMismatch)
+        );
     }
 
     #[test]
@@ -221,7 +274,11 @@ mod tests {
         let s = secret("whsec_test_secret");
         let body = [0xff, 0xfe, b'{', 0x80];
         let h = header(NOW, &[sign(&s, NOW, &body)]);
-        assert_eq!(verify(&body, Some(&h), &[&s], tol(), NOW), Ok(0), "the signature holds; the JSON check comes after");
+        assert_eq!(
+            verify(&body, Some(&h), &[&s], tol(), NOW),
+            Ok(0),
+            "the signature holds; the JSON check comes after"
+        );
     }
 
     #[test]
@@ -235,6 +292,9 @@ mod tests {
     fn no_active_secret_verifies_nothing() {
         let s = secret("whsec_test_secret");
         let h = header(NOW, &[sign(&s, NOW, PAYLOAD)]);
-        assert_eq!(verify(PAYLOAD, Some(&h), &[], tol(), NOW), Err(SignatureError::SignatureMismatch));
+        assert_eq!(
+            verify(PAYLOAD, Some(&h), &[], tol(), NOW),
+            Err(SignatureError::SignatureMismatch)
+        );
     }
 }

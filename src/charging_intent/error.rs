@@ -1,0 +1,19 @@
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChargingIntentError {
+    #[error("the idempotency key was used with a different request")]
+    IdempotencyKeyReused,
+    #[error("no such charging intent")]
+    NotFound,
+    /// The PaymentIntent, its metadata and the recorded intent do not all agree.
+    #[error("the PaymentIntent does not belong to this workspace's charging intent")]
+    OwnershipMismatch,
+    #[error("the PaymentIntent's livemode differs from the workspace's mode")]
+    LivemodeMismatch,
+    #[error("this Stripe event was already applied")]
+    DuplicateStripeEvent,
+    /// Nothing to apply: the status Stripe reports is not ahead of ours.
+    #[error("no change")]
+    NoChange,
+    #[error("this intent needs no payment")]
+    NoPayment,
+}

@@ -1,0 +1,166 @@
+use chrono::{DateTime, Utc};
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::Aggregate;
+use roampay_events::{Connector, LocationData, LocationEvent, LocationPublished};
+use serde::{Deserialize, Serialize};
+
+use super::{LocationError, PublishLocation};
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Location {
+    pub location_id: String,
+    pub workspace_id: Option<String>,
+    pub data: Option<LocationData>,
+    pub last_updated: Option<DateTime<Utc>>,
+}
+
+impl Location {
+    pub fn connector(
+        &self,
+        evse_uid: &str,
+        connector_id: &str,
+    ) -> Result<&Connector, &'static str> {
+        let data = self.data.as_ref().ok_or("location_not_found")?;
+        let evse = data
+            .evses
+            .iter()
+            .find(|e| e.uid == evse_uid)
+            .ok_or("evse_not_found")?;
+        evse.connectors
+            .iter()
+            .find(|c| c.id == connector_id)
+            .ok_or("connector_not_found")
+    }
+}
+
+impl Aggregate for Location {
+    const TYPE: &'static str = "Location";
+    type Command = PublishLocation;
+    type Event = LocationEvent;
+    type Error = LocationError;
+    type Services = ();
+
+    async fn handle(
+        &mut self,
+        cmd: PublishLocation,
+        _: &(),
+        sink: &EventSink<Self>,
+    ) -> Result<(), LocationError> {
+        if let Some(owner) = &self.workspace_id {
+            if *owner != cmd.workspace_id {
+                return Err(LocationError::OwnedByOtherWorkspace(cmd.location_id));
+            }
+        }
+        if self.data.as_ref() == Some(&cmd.location) {
+            return Ok(()); // the same document again
+        }
+        let event = LocationEvent::LocationPublished(LocationPublished {
+            location_id: cmd.location_id,
+            workspace_id: cmd.workspace_id,
+            location: cmd.location,
+            published_by: cmd.actor,
+            published_at: cmd.at,
+        });
+        sink.write(event, self).await;
+        Ok(())
+    }
+
+    fn apply(&mut self, event: LocationEvent) {
+        match event {
+            LocationEvent::LocationPublished(e) => {
+                self.location_id = e.location_id;
+                self.workspace_id = Some(e.workspace_id);
+                self.data = Some(e.location);
+                self.last_updated = Some(e.published_at);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+    use cqrs_es::test::TestFramework;
+    use roampay_events::{Coordinates, Evse, Tariff};
+
+    use super::*;
+
+    fn data(price: i64) -> LocationData {
+        LocationData {
+            name: "Depot A".into(),
+            address: "1 Main St".into(),
+            city: "Sydney".into(),
+            postal_code: Some("2000".into()),
+            country: "AUS".into(),
+            coordinates: Coordinates {
+                latitude: "-33.8688".into(),
+                longitude: "151.2093".into(),
+            },
+            evses: vec![Evse {
+                uid: "EVSE-1".into(),
+                evse_id: None,
+                connectors: vec![Connector {
+                    id: "1".into(),
+                    standard: "IEC_62196_T2".into(),
+                    format: "SOCKET".into(),
+                    power_type: "AC_3_PHASE".into(),
+                    max_electric_power: None,
+                    tariff: Tariff {
+                        currency: "aud".into(),
+                        price_per_kwh_cents: price,
+                        flat_fee_cents: 0,
+                    },
+                }],
+            }],
+        }
+    }
+
+    fn publish(ws: &str, price: i64) -> PublishLocation {
+        PublishLocation {
+            location_id: "LOC-1".into(),
+            workspace_id: ws.into(),
+            location: data(price),
+            actor: "cpo".into(),
+            at: Utc.with_ymd_and_hms(2026, 11, 22, 5, 0, 0).unwrap(),
+        }
+    }
+
+    fn published(ws: &str, price: i64) -> LocationEvent {
+        let c = publish(ws, price);
+        LocationEvent::LocationPublished(LocationPublished {
+            location_id: c.location_id,
+            workspace_id: c.workspace_id,
+            location: c.location,
+            published_by: c.actor,
+            published_at: c.at,
+        })
+    }
+
+    #[test]
+    fn a_new_location_is_published_by_its_workspace() {
+        TestFramework::<Location>::with(())
+            .given_no_previous_events()
+            .when(publish("ws-1", 45))
+            .then_expect_events(vec![published("ws-1", 45)]);
+    }
+
+    #[test]
+    fn a_location_owned_by_another_workspace_is_refused() {
+        TestFramework::<Location>::with(())
+            .given(vec![published("ws-1", 45)])
+            .when(publish("ws-2", 45))
+            .then_expect_error(LocationError::OwnedByOtherWorkspace("LOC-1".into()));
+    }
+
+    #[test]
+    fn republishing_replaces_the_document_and_the_same_document_changes_nothing() {
+        TestFramework::<Location>::with(())
+            .given(vec![published("ws-1", 45)])
+            .when(publish("ws-1", 0))
+            .then_expect_events(vec![published("ws-1", 0)]);
+        TestFramework::<Location>::with(())
+            .given(vec![published("ws-1", 45)])
+            .when(publish("ws-1", 45))
+            .then_expect_events(vec![]);
+    }
+}

@@ -1,0 +1,10 @@
+//! `Location`: reference data pushed by the CPO side. A location belongs to the first
+//! workspace that publishes it.
+
+pub mod aggregate;
+pub mod command;
+pub mod error;
+
+pub use aggregate::Location;
+pub use command::PublishLocation;
+pub use error::LocationError;
