@@ -6,11 +6,13 @@ use std::time::Duration;
 use actix_web::{middleware, web, App, HttpServer};
 use roampay_projections::{on_db, Db, Projector};
 
+use crate::charging_intent::IntentServices;
 use crate::config::{secret_or_file, KeyArgs, ServeArgs, StoreArgs};
 use crate::http::auth::JwtAuth;
 use crate::http::{self, AppState};
 use crate::store::{self, Aggregates, Metadata};
-use crate::stripe::StripeTransport;
+use crate::stripe::webhook::Tolerance;
+use crate::stripe::{StripeGateway, StripeTransport};
 use crate::vault::{DbVault, MasterKey};
 use crate::workspace_stripe_profile::{
     ProfileServices, ValidateWorkspaceStripeCredentials, ValidationScope,
@@ -102,19 +104,22 @@ async fn revalidate_pending(state: web::Data<AppState>, interval: Duration) {
 }
 
 pub async fn serve(args: ServeArgs) -> Result<(), AnyError> {
-    if args.webhook_tolerance_secs <= 0 {
-        return Err("ROAMPAY_WEBHOOK_TOLERANCE_SECS must be positive: a tolerance of 0 or less would accept or refuse every webhook".into());
-    }
     let db = open_store(&args.store).await?;
     let (master, previous) = master_keys(&args.keys, &args.store.data_dir)?;
     let auth = jwt(&args.keys, &args.store.data_dir)?;
-    let vault = Arc::new(DbVault::new(db.clone(), master, previous));
-    let stripe = Arc::new(StripeTransport::new(
+    let vault: Arc<dyn crate::vault::SecretVault> =
+        Arc::new(DbVault::new(db.clone(), master, previous));
+    let stripe: Arc<dyn StripeGateway> = Arc::new(StripeTransport::new(
         &args.stripe_api_base,
         Duration::from_millis(args.stripe_timeout_ms),
         args.stripe_max_attempts,
     ));
-    let services = ProfileServices { vault, stripe };
+    let tolerance = Tolerance::new(args.webhook_tolerance_secs)?;
+    let services = ProfileServices {
+        vault: vault.clone(),
+        stripe: stripe.clone(),
+    };
+    let intent_services = IntentServices::new(stripe.clone());
     let projector = Projector::new(db.clone(), roampay_projections::all(), 1000);
 
     let listener = std::net::TcpListener::bind(&args.bind)?;
@@ -128,6 +133,16 @@ pub async fn serve(args: ServeArgs) -> Result<(), AnyError> {
     let state = web::Data::new(AppState {
         db: db.clone(),
         profiles: Aggregates::new(&db, services),
+        locations: Aggregates::new(&db, ()),
+        connectors: Aggregates::new(&db, ()),
+        intents: Aggregates::new(&db, intent_services.clone()),
+        rejections: Aggregates::new(&db, ()),
+        intent_services,
+        vault,
+        stripe,
+        webhook_tolerance: tolerance,
+        webhook_overlap: chrono::Duration::seconds(args.webhook_secret_overlap_secs.max(0)),
+        rate_limiter: http::driver::rate_limiter(args.rate_limit_per_min),
         projector: projector.clone(),
         auth,
         public_url,
@@ -141,6 +156,14 @@ pub async fn serve(args: ServeArgs) -> Result<(), AnyError> {
                 .run_forever(Duration::from_millis(args.projection_poll_ms)),
         );
     }
+    tokio::spawn(crate::sweep::run(
+        state.clone(),
+        crate::sweep::SweepSettings {
+            interval: Duration::from_secs(args.sweep_interval_secs.max(1)),
+            first_look: chrono::Duration::seconds(args.sweep_first_look_secs.max(0)),
+            per_workspace: args.sweep_per_workspace.max(1),
+        },
+    ));
     tokio::spawn(revalidate_pending(
         state.clone(),
         Duration::from_secs(args.revalidate_interval_secs.max(1)),

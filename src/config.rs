@@ -76,6 +76,18 @@ pub struct ServeArgs {
         default_value_t = 86_400
     )]
     pub webhook_secret_overlap_secs: i64,
+    /// Requests per minute per client address on the public payment endpoints.
+    #[arg(long, env = "ROAMPAY_RATE_LIMIT_PER_MIN", default_value_t = 120)]
+    pub rate_limit_per_min: u32,
+    /// How often the sweep looks at intents still waiting for payment.
+    #[arg(long, env = "ROAMPAY_SWEEP_INTERVAL_SECS", default_value_t = 15)]
+    pub sweep_interval_secs: u64,
+    /// How old a pending intent is before the sweep first asks Stripe about it.
+    #[arg(long, env = "ROAMPAY_SWEEP_FIRST_LOOK_SECS", default_value_t = 30)]
+    pub sweep_first_look_secs: i64,
+    /// Stripe reads per workspace per sweep round.
+    #[arg(long, env = "ROAMPAY_SWEEP_PER_WORKSPACE", default_value_t = 10)]
+    pub sweep_per_workspace: usize,
     /// How often projectors poll for events written by other instances.
     #[arg(long, env = "ROAMPAY_PROJECTION_POLL_MS", default_value_t = 500)]
     pub projection_poll_ms: u64,

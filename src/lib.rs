@@ -13,6 +13,7 @@ pub mod location;
 pub mod money;
 pub mod store;
 pub mod stripe;
+pub mod sweep;
 #[cfg(test)]
 pub mod testing;
 pub mod vault;

@@ -6,6 +6,7 @@
 //! events carry: no clock, no Stripe.
 
 pub mod audit_log;
+pub mod charging_intents;
 pub mod credential_health;
 pub mod db;
 pub mod log;
@@ -20,6 +21,7 @@ pub fn all() -> Vec<Box<dyn Projection>> {
     vec![
         Box::new(credential_health::CredentialHealth),
         Box::new(audit_log::AuditLog),
+        Box::new(charging_intents::ChargingIntents),
     ]
 }
 

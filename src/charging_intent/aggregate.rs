@@ -109,14 +109,21 @@ impl ChargingIntent {
         };
         Ok(vec![
             match svc.stripe.create_payment_intent(&secret_key, &create).await {
-                Ok(pi) => Event::WorkspacePaymentIntentCreated(WorkspacePaymentIntentCreated {
-                    authorization_reference: authorization_reference(&request.charging_intent_id),
-                    payment_intent_id: pi.id,
-                    amount_cents,
-                    credential_version,
-                    livemode: mode == StripeMode::Live,
-                    request,
-                }),
+                Ok(pi) => {
+                    if let Some(secret) = pi.client_secret {
+                        svc.stash_client_secret(&request.charging_intent_id, secret);
+                    }
+                    Event::WorkspacePaymentIntentCreated(WorkspacePaymentIntentCreated {
+                        authorization_reference: authorization_reference(
+                            &request.charging_intent_id,
+                        ),
+                        payment_intent_id: pi.id,
+                        amount_cents,
+                        credential_version,
+                        livemode: mode == StripeMode::Live,
+                        request,
+                    })
+                }
                 Err(e) => Event::WorkspacePaymentIntentCreationFailed(
                     WorkspacePaymentIntentCreationFailed {
                         failure_code: match e {

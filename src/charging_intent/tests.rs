@@ -38,7 +38,7 @@ fn stripe(create: Result<PaymentIntentView, CallError>) -> Arc<FakeStripe> {
 }
 
 fn framework(s: &Arc<FakeStripe>) -> TestFramework<ChargingIntent> {
-    TestFramework::with(IntentServices { stripe: s.clone() })
+    TestFramework::with(IntentServices::new(s.clone()))
 }
 
 fn paid(hash: &str) -> ChargingIntentCommand {

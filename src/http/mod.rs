@@ -1,11 +1,15 @@
 //! The HTTP API (see CONTRACT.md): routes, shared state, and cross-cutting concerns.
 
 pub mod auth;
+pub mod driver;
 pub mod error;
+pub mod locations;
 pub mod ocpi_config;
 pub mod ops;
+pub mod payments;
 pub mod request_id;
 pub mod support;
+pub mod webhooks;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,8 +17,15 @@ use std::time::Duration;
 use actix_web::web;
 use roampay_projections::{Db, Projector};
 
+use crate::charging_intent::{ChargingIntent, IntentServices};
+use crate::connector_reservation::ConnectorReservation;
 use crate::ids::WorkspaceId;
+use crate::location::Location;
 use crate::store::Aggregates;
+use crate::stripe::webhook::Tolerance;
+use crate::stripe::StripeGateway;
+use crate::vault::SecretVault;
+use crate::webhook_rejections::WebhookRejections;
 use crate::workspace_stripe_profile::WorkspaceStripeProfile;
 use auth::JwtAuth;
 use error::ApiError;
@@ -25,8 +36,18 @@ pub const BODY_LIMIT: usize = 64 * 1024;
 pub struct AppState {
     pub db: Db,
     pub profiles: Aggregates<WorkspaceStripeProfile>,
+    pub locations: Aggregates<Location>,
+    pub connectors: Aggregates<ConnectorReservation>,
+    pub intents: Aggregates<ChargingIntent>,
+    pub rejections: Aggregates<WebhookRejections>,
+    pub intent_services: IntentServices,
+    pub vault: Arc<dyn SecretVault>,
+    pub stripe: Arc<dyn StripeGateway>,
     pub projector: Arc<Projector>,
     pub auth: JwtAuth,
+    pub webhook_tolerance: Tolerance,
+    pub webhook_overlap: chrono::Duration,
+    pub rate_limiter: driver::IpRateLimiter,
     /// Base of the URLs we show (webhook endpoints).
     pub public_url: String,
     /// How long a PATCH waits for the Stripe round trip before answering `pending`.
@@ -73,6 +94,32 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         web::resource("/api/support/audit")
             .route(web::get().to(support::audit))
             .default_service(web::to(method_not_allowed)),
+    )
+    .route(
+        "/api/support/charging-intents",
+        web::get().to(support::charging_intents),
+    )
+    .route(
+        "/api/workspaces/{workspace_id}/locations/{location_id}",
+        web::put().to(locations::put),
+    )
+    .route(
+        "/emsp/2.2.1/locations/{location_id}",
+        web::get().to(locations::get_emsp),
+    )
+    .route(
+        "/ocpi/create-payment-intent",
+        web::post().to(payments::create),
+    )
+    .route("/ocpi/charging-intents/{id}", web::get().to(payments::get))
+    .route(
+        "/ocpi/charging-intents/{id}/confirm",
+        web::post().to(payments::confirm),
+    )
+    .route("/ocpi/stripe/webhook", web::post().to(webhooks::shared))
+    .route(
+        "/ocpi/stripe/webhook/{workspace_id}",
+        web::post().to(webhooks::per_workspace),
     );
 }
 

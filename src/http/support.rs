@@ -153,3 +153,94 @@ pub async fn audit(
     let data: Vec<Value> = rows.into_iter().take(limit as usize).collect();
     Ok(HttpResponse::Ok().json(json!({"data": data, "has_more": has_more})))
 }
+
+#[derive(Debug, Deserialize)]
+pub struct IntentsQuery {
+    workspace_id: Option<String>,
+    status: Option<String>,
+    limit: Option<String>,
+    starting_after: Option<String>,
+}
+
+/// `GET /api/support/charging-intents`: newest first (ids are time-ordered), cursor =
+/// a `charging_intent_id`.
+pub async fn charging_intents(
+    principal: Principal,
+    query: web::Query<IntentsQuery>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    principal.authorize("audit:read", None)?;
+    let q = query.into_inner();
+    let limit = page_limit(q.limit.as_deref())?;
+    let mut clauses = Vec::new();
+    let mut binds: Vec<String> = Vec::new();
+    match q.workspace_id.as_deref() {
+        Some(raw) => {
+            let ws = workspace_id(raw)?;
+            principal.authorize("audit:read", Some(ws.as_str()))?;
+            binds.push(ws.to_string());
+            clauses.push(format!("workspace_id = ${}", binds.len()));
+        }
+        None if principal.may_access("*") => {}
+        None => {
+            if principal.workspaces.is_empty() {
+                return Err(ApiError::forbidden("The token grants no workspace."));
+            }
+            let mut ph = Vec::new();
+            for ws in &principal.workspaces {
+                binds.push(ws.clone());
+                ph.push(format!("${}", binds.len()));
+            }
+            clauses.push(format!("workspace_id IN ({})", ph.join(",")));
+        }
+    }
+    if let Some(s) = q.status {
+        binds.push(s);
+        clauses.push(format!("status = ${}", binds.len()));
+    }
+    if let Some(after) = q.starting_after {
+        binds.push(after);
+        clauses.push(format!("charging_intent_id < ${}", binds.len()));
+    }
+    let sql = format!(
+        "SELECT charging_intent_id, workspace_id, status, payment_required, amount_cents, currency,
+                authorized_amount_cents, captured_amount_cents, payment_intent_id, location_id, evse_uid,
+                connector_id, ocpi_session_id, failure_code, created_at, updated_at
+           FROM charging_intents {} ORDER BY charging_intent_id DESC LIMIT {}",
+        if clauses.is_empty() { String::new() } else { format!("WHERE {}", clauses.join(" AND ")) },
+        limit + 1
+    );
+    let rows: Vec<Value> = on_db!(&state.db, pool => {
+        let mut query = sqlx::query(&sql);
+        for b in binds {
+            query = query.bind(b);
+        }
+        query.fetch_all(pool).await.map_err(ApiError::internal)?
+            .into_iter()
+            .map(|r| -> Result<Value, sqlx::Error> {
+                Ok(json!({
+                    "charging_intent_id": r.try_get::<String, _>("charging_intent_id")?,
+                    "workspace_id": r.try_get::<String, _>("workspace_id")?,
+                    "status": r.try_get::<String, _>("status")?,
+                    "payment_required": r.try_get::<bool, _>("payment_required")?,
+                    "amount_cents": r.try_get::<Option<i64>, _>("amount_cents")?,
+                    "currency": r.try_get::<String, _>("currency")?,
+                    "authorized_amount_cents": r.try_get::<Option<i64>, _>("authorized_amount_cents")?,
+                    "captured_amount_cents": r.try_get::<Option<i64>, _>("captured_amount_cents")?,
+                    "payment_intent_id": r.try_get::<Option<String>, _>("payment_intent_id")?,
+                    "location_id": r.try_get::<String, _>("location_id")?,
+                    "evse_uid": r.try_get::<String, _>("evse_uid")?,
+                    "connector_id": r.try_get::<String, _>("connector_id")?,
+                    "ocpi_session_id": r.try_get::<Option<String>, _>("ocpi_session_id")?,
+                    "failure_code": r.try_get::<Option<String>, _>("failure_code")?,
+                    "created_at": r.try_get::<DateTime<Utc>, _>("created_at")?,
+                    "updated_at": r.try_get::<DateTime<Utc>, _>("updated_at")?,
+                }))
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(ApiError::internal)?
+    });
+    let has_more = rows.len() as i64 > limit;
+    let data: Vec<Value> = rows.into_iter().take(limit as usize).collect();
+    Ok(HttpResponse::Ok().json(json!({"data": data, "has_more": has_more})))
+}

@@ -1,0 +1,76 @@
+//! Driver endpoints: public when the workspace allows guests, else a `driver` token;
+//! and a per-IP rate limit on the public payment endpoints.
+
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+
+use actix_web::http::StatusCode;
+use actix_web::HttpRequest;
+use governor::clock::DefaultClock;
+use governor::state::keyed::DefaultKeyedStateStore;
+use governor::{Quota, RateLimiter};
+
+use super::auth::{bearer, Principal};
+use super::error::ApiError;
+use super::AppState;
+use crate::workspace_stripe_profile::WorkspaceStripeProfile;
+
+pub type IpRateLimiter = Arc<RateLimiter<IpAddr, DefaultKeyedStateStore<IpAddr>, DefaultClock>>;
+
+pub fn rate_limiter(per_minute: u32) -> IpRateLimiter {
+    let quota = Quota::per_minute(NonZeroU32::new(per_minute.max(1)).expect("positive"));
+    Arc::new(RateLimiter::keyed(quota))
+}
+
+/// The caller's address (the socket's; put a trusted proxy's header in front if needed).
+pub fn client_ip(req: &HttpRequest) -> IpAddr {
+    req.peer_addr()
+        .map(|a| a.ip())
+        .unwrap_or(IpAddr::from([0, 0, 0, 0]))
+}
+
+pub fn rate_limit(state: &AppState, req: &HttpRequest) -> Result<(), ApiError> {
+    state.rate_limiter.check_key(&client_ip(req)).map_err(|_| {
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            "Too many requests from this address; slow down.",
+        )
+    })
+}
+
+/// Admits a driver to a workspace's payment endpoints.
+pub fn admit(
+    state: &AppState,
+    req: &HttpRequest,
+    workspace_id: &str,
+    profile: &WorkspaceStripeProfile,
+) -> Result<Option<Principal>, ApiError> {
+    let token = bearer(req)?;
+    if profile.settings.allow_guest_access && token.is_none() {
+        return Ok(None);
+    }
+    let Some(token) = token else {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "driver_token_required",
+            "This workspace does not allow guests: sign in and send a driver token.",
+        ));
+    };
+    let principal = state.auth.verify(token)?;
+    principal.authorize("driver", Some(workspace_id))?;
+    Ok(Some(principal))
+}
+
+/// OCPI CiString(36): printable ASCII, 1 to 36 characters.
+pub fn ci_string(field: &str, value: &str) -> Result<String, ApiError> {
+    if (1..=36).contains(&value.len()) && value.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        Ok(value.to_string())
+    } else {
+        Err(ApiError::bad_request(
+            "invalid_id",
+            format!("{field} must be 1 to 36 printable ASCII characters."),
+        ))
+    }
+}

@@ -1,0 +1,242 @@
+//! Locations: pushed by the CPO side, read by Roaming Web with the workspace's
+//! checkout configuration.
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use cqrs_es::AggregateError;
+use roampay_events::{Connector, Coordinates, Evse, HealthStatus, LocationData, Tariff};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::auth::Principal;
+use super::driver::{admit, ci_string, rate_limit};
+use super::error::{ApiError, FieldError};
+use super::ocpi_config::{metadata, profile_error};
+use super::{workspace_id, AppState};
+use crate::location::{Location, LocationError, PublishLocation};
+use crate::money::Currency;
+
+#[derive(Deserialize)]
+pub struct LocationBody {
+    name: String,
+    address: String,
+    city: String,
+    postal_code: Option<String>,
+    country: String,
+    coordinates: Coordinates,
+    evses: Vec<EvseBody>,
+}
+
+#[derive(Deserialize)]
+struct EvseBody {
+    uid: String,
+    evse_id: Option<String>,
+    connectors: Vec<ConnectorBody>,
+}
+
+#[derive(Deserialize)]
+struct ConnectorBody {
+    id: String,
+    standard: String,
+    format: String,
+    power_type: String,
+    max_electric_power: Option<i64>,
+    tariff: Tariff,
+}
+
+fn parse(body: LocationBody) -> Result<LocationData, ApiError> {
+    let mut errors = Vec::new();
+    let mut evses = Vec::new();
+    for (i, e) in body.evses.into_iter().enumerate() {
+        let uid = ci_string("evses[].uid", &e.uid)?;
+        let mut connectors = Vec::new();
+        for (j, c) in e.connectors.into_iter().enumerate() {
+            let id = ci_string("evses[].connectors[].id", &c.id)?;
+            let field = format!("evses[{i}].connectors[{j}].tariff");
+            if Currency::parse(&c.tariff.currency).is_none() {
+                errors.push(FieldError::new(
+                    format!("{field}.currency"),
+                    "invalid_currency",
+                    "Must be a lower-case ISO 4217 code.",
+                ));
+            }
+            if c.tariff.price_per_kwh_cents < 0 || c.tariff.flat_fee_cents < 0 {
+                errors.push(FieldError::new(
+                    field,
+                    "invalid_tariff",
+                    "Prices cannot be negative.",
+                ));
+            }
+            connectors.push(Connector {
+                id,
+                standard: c.standard,
+                format: c.format,
+                power_type: c.power_type,
+                max_electric_power: c.max_electric_power,
+                tariff: c.tariff,
+            });
+        }
+        evses.push(Evse {
+            uid,
+            evse_id: e.evse_id,
+            connectors,
+        });
+    }
+    if body.name.trim().is_empty() {
+        errors.push(FieldError::new(
+            "name",
+            "invalid_value",
+            "A location needs a name.",
+        ));
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::validation(errors));
+    }
+    Ok(LocationData {
+        name: body.name,
+        address: body.address,
+        city: body.city,
+        postal_code: body.postal_code,
+        country: body.country,
+        coordinates: body.coordinates,
+        evses,
+    })
+}
+
+fn location_json(location_id: &str, loc: &Location) -> Value {
+    let data = loc.data.as_ref().expect("a published location");
+    let updated = loc.last_updated;
+    json!({
+        "id": location_id,
+        "workspace_id": loc.workspace_id,
+        "name": data.name,
+        "address": data.address,
+        "city": data.city,
+        "postal_code": data.postal_code,
+        "country": data.country,
+        "coordinates": data.coordinates,
+        "evses": data.evses.iter().map(|e| json!({
+            "uid": e.uid,
+            "evse_id": e.evse_id,
+            "status": "AVAILABLE",
+            "connectors": e.connectors.iter().map(|c| json!({
+                "id": c.id,
+                "standard": c.standard,
+                "format": c.format,
+                "power_type": c.power_type,
+                "max_electric_power": c.max_electric_power,
+                "tariff": c.tariff,
+                "free": c.tariff.is_free(),
+                "last_updated": updated,
+            })).collect::<Vec<_>>(),
+            "last_updated": updated,
+        })).collect::<Vec<_>>(),
+        "last_updated": updated,
+    })
+}
+
+pub async fn put(
+    principal: Principal,
+    path: web::Path<(String, String)>,
+    body: web::Json<LocationBody>,
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let (ws, location_id) = path.into_inner();
+    let ws = workspace_id(&ws)?;
+    let location_id = ci_string("location_id", &location_id)?;
+    principal.authorize("locations:write", Some(ws.as_str()))?;
+    let data = parse(body.into_inner())?;
+    let cmd = PublishLocation {
+        location_id: location_id.clone(),
+        workspace_id: ws.to_string(),
+        location: data,
+        actor: principal.sub.clone(),
+        at: chrono::Utc::now(),
+    };
+    state
+        .locations
+        .execute(&location_id, cmd, &metadata(&req, &principal.sub))
+        .await
+        .map_err(|e| match e {
+            AggregateError::UserError(LocationError::OwnedByOtherWorkspace(_)) => {
+                ApiError::conflict(
+                    "location_owned_by_other_workspace",
+                    "This location id is already registered by another workspace.",
+                )
+            }
+            other => ApiError::internal(other),
+        })?;
+    state.projector.nudge();
+    let loc = state
+        .locations
+        .load(&location_id)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(HttpResponse::Ok().json(location_json(&location_id, &loc)))
+}
+
+#[derive(Deserialize)]
+pub struct EmspQuery {
+    show_ocpi_cfg: Option<String>,
+}
+
+fn ocpi(status: StatusCode, code: u32, message: &str, data: Value) -> HttpResponse {
+    HttpResponse::build(status).json(json!({
+        "data": data,
+        "status_code": code,
+        "status_message": message,
+        "timestamp": chrono::Utc::now(),
+    }))
+}
+
+/// `GET /emsp/2.2.1/locations/{id}`: the OCPI location, and with `show_ocpi_cfg=true`
+/// the workspace's checkout configuration (publishable key, readiness; never a secret).
+pub async fn get_emsp(
+    path: web::Path<String>,
+    query: web::Query<EmspQuery>,
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    rate_limit(&state, &req)?;
+    let location_id = ci_string("location_id", &path)?;
+    let loc = state
+        .locations
+        .load(&location_id)
+        .await
+        .map_err(ApiError::internal)?;
+    let Some(ws) = loc.workspace_id.clone() else {
+        return Ok(ocpi(
+            StatusCode::NOT_FOUND,
+            2003,
+            "Unknown location",
+            Value::Null,
+        ));
+    };
+    let profile = state.profiles.load(&ws).await.map_err(profile_error)?;
+    admit(&state, &req, &ws, &profile)?;
+    let mut data = location_json(&location_id, &loc);
+    let show = query
+        .show_ocpi_cfg
+        .as_deref()
+        .is_some_and(|v| v == "true" || v == "1");
+    if show {
+        let health = profile.health_status();
+        let ready = health == HealthStatus::Valid;
+        let s = &profile.settings;
+        data["ocpi_cfg"] = json!({
+            "workspace_id": ws,
+            "allow_guest_access": s.allow_guest_access,
+            "allow_user_registration": s.allow_user_registration,
+            "pre_auth_cents": s.pre_auth_cents.cents(),
+            "currency": s.currency.as_str(),
+            "stripe_publishable_key": profile.credentials.as_ref().map(|c| &c.publishable_key),
+            "payment_ready": ready,
+            "payment_error": if ready { Value::Null } else { json!({
+                "code": "workspace_payment_not_ready",
+                "message": format!("Paid sessions are unavailable: the workspace's Stripe credentials are {}.", health.as_str()),
+            })},
+        });
+    }
+    Ok(ocpi(StatusCode::OK, 1000, "Success", data))
+}
