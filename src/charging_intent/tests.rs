@@ -255,7 +255,8 @@ fn a_declined_or_canceled_payment_ends_the_intent() {
 #[test]
 fn a_payment_intent_that_is_not_this_intents_is_refused() {
     let s = stripe(Ok(pi("pi_fake", "requires_capture")));
-    let variants: Vec<Box<dyn Fn(&mut ProcessStripeAuthorizationWebhook)>> = vec![
+    type Change = Box<dyn Fn(&mut ProcessStripeAuthorizationWebhook)>;
+    let variants: Vec<Change> = vec![
         Box::new(|c| c.workspace_id = "ws-2".into()),
         Box::new(|c| c.payment_intent.id = "pi_other".into()),
         Box::new(|c| c.payment_intent.metadata_workspace_id = Some("ws-2".into())),

@@ -108,7 +108,7 @@ async fn projections_survive_a_sigkill_between_commit_and_projection(b: Backend)
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        String::from_utf8_lossy(&out.stdout).contains("replayed 12 event applications"),
+        String::from_utf8_lossy(&out.stdout).contains("replayed 18 event applications"),
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );

@@ -1,6 +1,7 @@
 //! API tests: the real `roampay serve` binary on port 0, against a fresh SQLite file
 //! or a fresh PostgreSQL database per test, with Stripe played by wiremock.
 
+mod fake_stripe;
 mod support;
 
 mod audit;
@@ -9,4 +10,6 @@ mod canary;
 mod crash;
 mod http_basics;
 mod ocpi_config;
+mod payments;
+mod stripe_faults;
 mod vault;

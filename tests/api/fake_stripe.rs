@@ -1,0 +1,143 @@
+//! A stateful fake of the Stripe PaymentIntents API on wiremock: creation honours
+//! idempotency keys like Stripe (same key, same PaymentIntent), and tests set statuses.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use serde_json::{json, Value};
+use wiremock::matchers::{method, path, path_regex};
+use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+
+#[derive(Default)]
+pub struct State {
+    /// PaymentIntents by id.
+    pub intents: HashMap<String, Value>,
+    /// Idempotency key → PaymentIntent id.
+    pub keys: HashMap<String, String>,
+    /// Every create request: (idempotency key, authorization header, form).
+    pub creates: Vec<(Option<String>, String, HashMap<String, String>)>,
+    /// Every retrieve: (id, authorization header).
+    pub retrieves: Vec<(String, String)>,
+}
+
+#[derive(Clone, Default)]
+pub struct FakeStripe {
+    pub state: Arc<Mutex<State>>,
+}
+
+fn form(req: &Request) -> HashMap<String, String> {
+    url::form_urlencoded::parse(&req.body)
+        .into_owned()
+        .collect()
+}
+
+fn header(req: &Request, name: &str) -> Option<String> {
+    req.headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+struct Create(FakeStripe);
+
+impl Respond for Create {
+    fn respond(&self, req: &Request) -> ResponseTemplate {
+        let mut st = self.0.state.lock().unwrap();
+        let f = form(req);
+        let key = header(req, "idempotency-key");
+        st.creates.push((
+            key.clone(),
+            header(req, "authorization").unwrap_or_default(),
+            f.clone(),
+        ));
+        if let Some(id) = key.as_ref().and_then(|k| st.keys.get(k)).cloned() {
+            return ResponseTemplate::new(200).set_body_json(st.intents[&id].clone());
+        }
+        let n = st.intents.len() + 1;
+        let id = format!("pi_fake{n:04}");
+        let metadata: serde_json::Map<String, Value> = f
+            .iter()
+            .filter_map(|(k, v)| {
+                k.strip_prefix("metadata[")
+                    .and_then(|k| k.strip_suffix(']'))
+                    .map(|k| (k.to_string(), json!(v)))
+            })
+            .collect();
+        let auth = header(req, "authorization").unwrap_or_default();
+        let pi = json!({
+            "id": id, "object": "payment_intent", "status": "requires_payment_method",
+            "amount": f.get("amount").and_then(|a| a.parse::<i64>().ok()).unwrap_or(0),
+            "amount_capturable": 0, "currency": f.get("currency"), "capture_method": f.get("capture_method"),
+            "client_secret": format!("{id}_secret_fake"), "livemode": auth.contains("_live_"),
+            "metadata": metadata,
+        });
+        st.intents.insert(id.clone(), pi.clone());
+        if let Some(k) = key {
+            st.keys.insert(k, id);
+        }
+        ResponseTemplate::new(200).set_body_json(pi)
+    }
+}
+
+struct Retrieve(FakeStripe);
+
+impl Respond for Retrieve {
+    fn respond(&self, req: &Request) -> ResponseTemplate {
+        let mut st = self.0.state.lock().unwrap();
+        let id = req
+            .url
+            .path()
+            .rsplit('/')
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        st.retrieves
+            .push((id.clone(), header(req, "authorization").unwrap_or_default()));
+        match st.intents.get(&id) {
+            Some(pi) => ResponseTemplate::new(200).set_body_json(pi.clone()),
+            None => ResponseTemplate::new(404).set_body_json(
+                json!({"error": {"type": "invalid_request_error", "code": "resource_missing"}}),
+            ),
+        }
+    }
+}
+
+impl FakeStripe {
+    /// Mounts the credential check, PaymentIntent create and retrieve.
+    pub async fn mount(&self, server: &MockServer) {
+        crate::support::mount_ok(server).await;
+        Mock::given(method("POST"))
+            .and(path("/v1/payment_intents"))
+            .respond_with(Create(self.clone()))
+            .mount(server)
+            .await;
+        Mock::given(method("GET"))
+            .and(path_regex(r"^/v1/payment_intents/pi_[A-Za-z0-9_]+$"))
+            .respond_with(Retrieve(self.clone()))
+            .mount(server)
+            .await;
+    }
+
+    pub async fn start() -> (MockServer, FakeStripe) {
+        let server = MockServer::start().await;
+        let fake = FakeStripe::default();
+        fake.mount(&server).await;
+        (server, fake)
+    }
+
+    /// Moves a PaymentIntent to `status` (as a driver confirming a card would) and
+    /// returns it.
+    pub fn set_status(&self, id: &str, status: &str) -> Value {
+        let mut st = self.state.lock().unwrap();
+        let pi = st.intents.get_mut(id).expect("known PaymentIntent");
+        pi["status"] = json!(status);
+        if status == "requires_capture" {
+            pi["amount_capturable"] = pi["amount"].clone();
+        }
+        pi.clone()
+    }
+
+    pub fn distinct_intents(&self) -> usize {
+        self.state.lock().unwrap().intents.len()
+    }
+}
