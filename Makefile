@@ -3,15 +3,18 @@ SHELL := /bin/bash
 CARGO ?= cargo
 PG_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 
-.PHONY: run test lint postgres bench fmt clean
+VENV ?= .venv
+LOCALSTRIPE_VERSION ?= 1.15.10
+
+.PHONY: run test lint postgres localstripe bench fmt clean
 
 ## Serve the API on the embedded SQLite default (./data/roampay.db, keys generated there).
 run:
 	$(CARGO) run --bin roampay -- serve
 
 ## Lint, make sure PostgreSQL is up, then run every test (unit, API on SQLite and PostgreSQL).
-test: lint postgres
-	ROAMPAY_TEST_PG_URL=$(PG_URL) $(CARGO) test --workspace
+test: lint postgres localstripe
+	ROAMPAY_TEST_PG_URL=$(PG_URL) ROAMPAY_LOCALSTRIPE_BIN=$(CURDIR)/$(VENV)/bin/localstripe $(CARGO) test --workspace
 
 ## rustfmt and clippy, warnings are errors.
 lint:
@@ -31,6 +34,13 @@ postgres:
 	  for i in $$(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done; \
 	fi
 	@pg_isready -h 127.0.0.1 -p 5432
+
+## A Python venv with localstripe (PyPI), the Stripe-compatible peer of the end-to-end tests.
+localstripe: $(VENV)/bin/localstripe
+
+$(VENV)/bin/localstripe:
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check localstripe==$(LOCALSTRIPE_VERSION)
 
 ## Benchmarks, each reported as a ratio against a baseline measured in the same run.
 bench: postgres

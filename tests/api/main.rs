@@ -9,6 +9,7 @@ mod auth;
 mod canary;
 mod crash;
 mod http_basics;
+mod localstripe;
 mod ocpi_config;
 mod payments;
 mod stripe_faults;

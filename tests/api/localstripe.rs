@@ -1,0 +1,238 @@
+//! End to end against localstripe (a stateful Stripe-compatible peer from PyPI, which
+//! `make test` installs into `.venv`): credentials validated by the real round trip, a
+//! pre-authorization created there, a card attached and confirmed, and the intent
+//! authorized — once through the confirm call, once by the background sweep alone —
+//! while localstripe's own signed webhooks reach the per-workspace URL.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::on_both_backends;
+use crate::payments::{create, intent, put_location};
+use crate::support::*;
+
+const SK: &str = "sk_test_51HxLocalstripeE2eKey";
+const WH: &str = "whsec_LocalstripeE2eSigningSecret";
+
+struct Localstripe {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Localstripe {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn localstripe_bin() -> PathBuf {
+    std::env::var_os("ROAMPAY_LOCALSTRIPE_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/localstripe"))
+}
+
+async fn start_localstripe() -> Localstripe {
+    let bin = localstripe_bin();
+    assert!(
+        bin.exists(),
+        "localstripe is not installed at {} (`make test` installs it)",
+        bin.display()
+    );
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new(&bin)
+        .args(["--port", &port.to_string(), "--from-scratch"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start localstripe");
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    for _ in 0..100 {
+        if http
+            .get(format!("{base}/v1/payment_intents?limit=1"))
+            .bearer_auth(SK)
+            .send()
+            .await
+            .is_ok()
+        {
+            return Localstripe { child, base };
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("localstripe did not start");
+}
+
+/// What Stripe.js and the driver's card do on localstripe: a card PaymentMethod,
+/// attached to the PaymentIntent, then confirmed. (localstripe only takes secret keys
+/// for these calls; real Stripe.js uses the publishable key and the client secret.)
+async fn pay_with_card(ls: &Localstripe, pi: &str) -> Value {
+    let http = reqwest::Client::new();
+    let pm: Value = http
+        .post(format!("{}/v1/payment_methods", ls.base))
+        .bearer_auth(SK)
+        .form(&[
+            ("type", "card"),
+            ("card[number]", "4242424242424242"),
+            ("card[exp_month]", "12"),
+            ("card[exp_year]", "2030"),
+            ("card[cvc]", "123"),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let pm = pm["id"].as_str().expect("a PaymentMethod").to_string();
+    let r = http
+        .post(format!("{}/v1/payment_intents/{pi}", ls.base))
+        .bearer_auth(SK)
+        .form(&[("payment_method", pm.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    let confirmed: Value = http
+        .post(format!("{}/v1/payment_intents/{pi}/confirm", ls.base))
+        .bearer_auth(SK)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(confirmed["status"], "requires_capture", "{confirmed}");
+    confirmed
+}
+
+on_both_backends!(a_paid_session_end_to_end_against_localstripe);
+
+async fn a_paid_session_end_to_end_against_localstripe(b: Backend) {
+    let ls = start_localstripe().await;
+    let store = Store::fresh(b).await;
+    let opts = ServerOptions {
+        stripe: ls.base.clone(),
+        env: vec![],
+        log_level: "info".into(),
+    }
+    .env("ROAMPAY_SWEEP_INTERVAL_SECS", "1")
+    .env("ROAMPAY_SWEEP_FIRST_LOOK_SECS", "0");
+    let server = Server::start(&store, opts).await;
+    let reg = reqwest::Client::new()
+        .post(format!("{}/_config/webhooks/roampay", ls.base))
+        .form(&[
+            ("url", server.url("/ocpi/stripe/webhook/ws-e2e").as_str()),
+            ("secret", WH),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        reg.status().is_success(),
+        "webhook registered in localstripe"
+    );
+
+    let mut body = creds("pk_test_51HxLocalstripePublishable", SK, WH);
+    body["allow_guest_access"] = json!(true);
+    let (status, cfg) = server
+        .patch(&config_path("ws-e2e"), &admin("ws-e2e"), body)
+        .await;
+    assert_eq!(status, 200, "{cfg}");
+    assert_eq!(
+        cfg["stripe"]["health"]["status"], "valid",
+        "the real round trip passed: {cfg}"
+    );
+    assert_eq!(
+        cfg["stripe"]["account_id"],
+        Value::Null,
+        "localstripe has no /v1/account"
+    );
+    put_location(&server, "ws-e2e", "LOC-E2E", 45).await;
+
+    // Through the confirm call.
+    let (status, created) = create(&server, "LOC-E2E", "1", None).await;
+    assert_eq!(status, 201, "{created}");
+    let pi = created["payment_intent_id"].as_str().unwrap();
+    assert!(created["client_secret"]
+        .as_str()
+        .unwrap()
+        .starts_with(&format!("{pi}_secret_")));
+    pay_with_card(&ls, pi).await;
+    let id = created["charging_intent_id"].as_str().unwrap();
+    let r = server
+        .http
+        .post(server.url(&format!("/ocpi/charging-intents/{id}/confirm")))
+        .send()
+        .await
+        .unwrap();
+    let (status, got) = status_json(r).await;
+    assert_eq!(
+        (status, got["status"].as_str()),
+        (200, Some("authorized")),
+        "{got}"
+    );
+    assert_eq!(got["authorized_amount_cents"], 5000);
+
+    // Through the sweep alone.
+    let (status, second) = create(&server, "LOC-E2E", "2", None).await;
+    assert_eq!(status, 201, "{second}");
+    pay_with_card(&ls, second["payment_intent_id"].as_str().unwrap()).await;
+    let id2 = second["charging_intent_id"].as_str().unwrap();
+    let mut status = Value::Null;
+    for _ in 0..100 {
+        status = intent(&server, id2).await["status"].clone();
+        if status == "authorized" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, "authorized", "the sweep found the hold");
+
+    // Something else happens in the account (its balance is first read): localstripe
+    // signs and sends `balance.available` to every endpoint, ours included.
+    let r = reqwest::Client::new()
+        .get(format!("{}/v1/balance", ls.base))
+        .bearer_auth(SK)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+
+    // The audit log shows both, and localstripe's signed webhooks were accepted.
+    let mut seen = false;
+    for _ in 0..60 {
+        let audit = server.wait_for_audit("ws-e2e", 1).await;
+        let authorized = audit
+            .iter()
+            .filter(|e| e["event_type"] == "WorkspacePaymentIntentAuthorizationReceived")
+            .count();
+        let logs = server.logs();
+        let webhooks: Vec<&str> = logs
+            .lines()
+            .filter(|l| l.contains("/ocpi/stripe/webhook/{workspace_id}"))
+            .collect();
+        if authorized == 2 && !webhooks.is_empty() {
+            assert!(
+                webhooks.iter().all(|l| l.contains("\"http.status\":200")),
+                "{webhooks:?}"
+            );
+            seen = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(
+        seen,
+        "two authorizations audited and localstripe's webhooks answered 200: {}",
+        server.logs()
+    );
+}
