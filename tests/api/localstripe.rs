@@ -48,7 +48,7 @@ async fn start_localstripe() -> Localstripe {
         .local_addr()
         .unwrap()
         .port();
-    let child = Command::new(&bin)
+    let mut child = Command::new(&bin)
         .args(["--port", &port.to_string(), "--from-scratch"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -68,6 +68,8 @@ async fn start_localstripe() -> Localstripe {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let _ = child.kill();
+    let _ = child.wait();
     panic!("localstripe did not start");
 }
 
