@@ -45,6 +45,7 @@ $(VENV)/bin/localstripe:
 ## Benchmarks, each reported as a ratio against a baseline measured in the same run.
 bench: postgres
 	ROAMPAY_BENCH_PG_URL=$(PG_URL) $(CARGO) bench --bench replay
+	ROAMPAY_BENCH_PG_URL=$(PG_URL) $(CARGO) bench --bench preauth
 
 clean:
 	$(CARGO) clean

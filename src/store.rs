@@ -5,8 +5,9 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
+use cqrs_es::event_sink::EventSink;
 use cqrs_es::persist::PersistedEventStore;
-use cqrs_es::{Aggregate, AggregateContext, AggregateError, CqrsFramework, EventStore};
+use cqrs_es::{Aggregate, AggregateContext, AggregateError, EventStore};
 use postgres_es::PostgresEventRepository;
 use roampay_projections::Db;
 use sqlite_es::SqliteEventRepository;
@@ -82,70 +83,72 @@ impl Metadata {
 type PgStore<A> = PersistedEventStore<PostgresEventRepository, A>;
 type LiteStore<A> = PersistedEventStore<SqliteEventRepository, A>;
 
+enum Backend<A: Aggregate> {
+    Postgres(PgStore<A>),
+    Sqlite(LiteStore<A>),
+}
+
 /// Command execution and state loading for one aggregate type, on either backend.
-pub enum Aggregates<A: Aggregate> {
-    Postgres {
-        cqrs: CqrsFramework<A, PgStore<A>>,
-        store: PgStore<A>,
-    },
-    Sqlite {
-        cqrs: CqrsFramework<A, LiteStore<A>>,
-        store: LiteStore<A>,
-    },
+/// (cqrs-es's `CqrsFramework` does the same load–handle–commit, but returns nothing:
+/// answering with the new state would cost another load.)
+pub struct Aggregates<A: Aggregate> {
+    store: Backend<A>,
+    services: A::Services,
 }
 
 /// A lost optimistic-concurrency race is retried this many times (reload, decide again).
 const CONFLICT_RETRIES: usize = 5;
 
+macro_rules! with_store {
+    ($self:expr, $store:ident => $body:expr) => {
+        match &$self.store {
+            Backend::Postgres($store) => $body,
+            Backend::Sqlite($store) => $body,
+        }
+    };
+}
+
 impl<A> Aggregates<A>
 where
-    A: Aggregate,
+    A: Aggregate + Clone,
     A::Command: Clone,
 {
     pub fn new(db: &Db, services: A::Services) -> Self {
         // Projections catch up from the log; no in-process query dispatch.
-        match db {
-            Db::Postgres(p) => Self::Postgres {
-                cqrs: CqrsFramework::new(
-                    PersistedEventStore::new_event_store(PostgresEventRepository::new(p.clone())),
-                    vec![],
-                    services,
-                ),
-                store: PersistedEventStore::new_event_store(PostgresEventRepository::new(
-                    p.clone(),
-                )),
-            },
-            Db::Sqlite(p) => Self::Sqlite {
-                cqrs: CqrsFramework::new(
-                    PersistedEventStore::new_event_store(SqliteEventRepository::new(p.clone())),
-                    vec![],
-                    services,
-                ),
-                store: PersistedEventStore::new_event_store(SqliteEventRepository::new(p.clone())),
-            },
-        }
+        let store = match db {
+            Db::Postgres(p) => Backend::Postgres(PersistedEventStore::new_event_store(
+                PostgresEventRepository::new(p.clone()),
+            )),
+            Db::Sqlite(p) => Backend::Sqlite(PersistedEventStore::new_event_store(
+                SqliteEventRepository::new(p.clone()),
+            )),
+        };
+        Self { store, services }
     }
 
-    /// Runs a command; a lost concurrency race reloads and decides again, so a
-    /// duplicate becomes a no-op when the aggregate says so.
+    /// Runs a command and returns the aggregate's state after it. A lost concurrency
+    /// race reloads and decides again, so a duplicate becomes a no-op (or the refusal
+    /// the aggregate gives a duplicate).
     pub async fn execute(
         &self,
         id: &str,
         command: A::Command,
         meta: &Metadata,
-    ) -> Result<(), AggregateError<A::Error>> {
+    ) -> Result<A, AggregateError<A::Error>> {
         let mut attempt = 0;
         loop {
-            let result = match self {
-                Self::Postgres { cqrs, .. } => {
-                    cqrs.execute_with_metadata(id, command.clone(), meta.to_map())
-                        .await
+            let result = with_store!(self, store => {
+                let mut context = store.load_aggregate(id).await?;
+                let sink = EventSink::<A>::default();
+                context.aggregate().handle(command.clone(), &self.services, &sink).await.map_err(AggregateError::UserError)?;
+                let state = context.aggregate().clone();
+                let events = sink.collect().await;
+                if events.is_empty() {
+                    Ok(state)
+                } else {
+                    store.commit(events, context, meta.to_map()).await.map(|_| state)
                 }
-                Self::Sqlite { cqrs, .. } => {
-                    cqrs.execute_with_metadata(id, command.clone(), meta.to_map())
-                        .await
-                }
-            };
+            });
             match result {
                 Err(AggregateError::AggregateConflict) if attempt < CONFLICT_RETRIES => {
                     attempt += 1
@@ -157,13 +160,6 @@ where
 
     /// The current state, folded from the aggregate's events.
     pub async fn load(&self, id: &str) -> Result<A, AggregateError<A::Error>> {
-        Ok(match self {
-            Self::Postgres { store, .. } => {
-                std::mem::take(store.load_aggregate(id).await?.aggregate())
-            }
-            Self::Sqlite { store, .. } => {
-                std::mem::take(store.load_aggregate(id).await?.aggregate())
-            }
-        })
+        with_store!(self, store => Ok(std::mem::take(store.load_aggregate(id).await?.aggregate())))
     }
 }

@@ -279,6 +279,14 @@ async fn read_in_own_tx(
 /// Takes the checkpoint row's write lock (the first statement writes, so SQLite takes
 /// its write lock at once and PostgreSQL locks the row) and reads the position.
 async fn lock_checkpoint(tx: &mut DbTx, name: &str) -> Result<Position, sqlx::Error> {
+    // A projection commit need not wait for its WAL flush: if the server crashes before
+    // the flush, the rows and the checkpoint are lost together and the events are
+    // applied again. This keeps projectors from competing with commands for fsyncs.
+    if let DbTx::Postgres(t) = tx {
+        sqlx::query("SET LOCAL synchronous_commit = off")
+            .execute(&mut **t)
+            .await?;
+    }
     on_tx!(tx, c => {
         sqlx::query(
             "INSERT INTO projection_checkpoints (name) VALUES ($1)

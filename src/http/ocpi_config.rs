@@ -355,7 +355,7 @@ async fn run_validation(
         result
     });
     match tokio::time::timeout(state.validation_wait, task).await {
-        Ok(Ok(result)) => result.map_err(profile_error),
+        Ok(Ok(result)) => result.map(|_| ()).map_err(profile_error),
         Ok(Err(join)) => Err(ApiError::internal(join)),
         Err(_) => Ok(()), // still running: the answer shows `pending`
     }

@@ -254,7 +254,12 @@ pub async fn create(
 
     let id = intent_id(&ws, idem);
     let request_hash = hash_request(&body);
-    let existing = state.intents.load(&id).await.map_err(ApiError::internal)?;
+    // Without a client key the id is fresh: there is nothing to look up.
+    let existing = if idem.is_some() {
+        state.intents.load(&id).await.map_err(ApiError::internal)?
+    } else {
+        ChargingIntent::default()
+    };
     if let Some(r) = &existing.request {
         // A retry of the same request answers as the first did; no second PaymentIntent.
         if r.request_hash != request_hash {
@@ -355,13 +360,12 @@ pub async fn create(
         })?;
 
     let cmd = ChargingIntentCommand::RequestRoamingPreAuth(RequestRoamingPreAuth { request, paid });
-    state
+    let intent = state
         .intents
         .execute(&id, cmd, &meta)
         .await
         .map_err(intent_error)?;
     state.projector.nudge();
-    let intent = state.intents.load(&id).await.map_err(ApiError::internal)?;
     if let Some(err) = creation_failure(&intent) {
         release_connector(&state, &intent, "failed", &meta).await;
         return Err(err);
@@ -444,20 +448,16 @@ pub async fn sync_from_stripe(
             at: chrono::Utc::now(),
         },
     );
-    match state
+    let after = match state
         .intents
         .execute(&r.charging_intent_id, cmd, meta)
         .await
     {
-        Ok(()) | Err(AggregateError::UserError(ChargingIntentError::NoChange)) => {}
+        Ok(after) => after,
+        Err(AggregateError::UserError(ChargingIntentError::NoChange)) => return Ok(intent.clone()),
         Err(e) => return Err(intent_error(e)),
-    }
+    };
     state.projector.nudge();
-    let after = state
-        .intents
-        .load(&r.charging_intent_id)
-        .await
-        .map_err(ApiError::internal)?;
     if after.status.is_final() && !intent.status.is_final() {
         release_connector(state, &after, after.status.as_str(), meta).await;
     }

@@ -233,11 +233,6 @@ async fn process(
     if event_live != (creds.mode == StripeMode::Live) || pi.livemode != event_live {
         return Err(refuse(StatusCode::FORBIDDEN, "livemode_mismatch"));
     }
-    let before = state
-        .intents
-        .load(&intent_id)
-        .await
-        .map_err(|_| refuse(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"))?;
     let cmd = ChargingIntentCommand::ProcessStripeAuthorizationWebhook(
         ProcessStripeAuthorizationWebhook {
             charging_intent_id: intent_id.clone(),
@@ -251,13 +246,9 @@ async fn process(
     let result = state.intents.execute(&intent_id, cmd, meta).await;
     state.projector.nudge();
     match result {
-        Ok(()) => {
-            let after = state
-                .intents
-                .load(&intent_id)
-                .await
-                .map_err(|_| refuse(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"))?;
-            if after.status.is_final() && !before.status.is_final() {
+        Ok(after) => {
+            // Events were applied; an end state now means this delivery ended it.
+            if after.status.is_final() {
                 release_connector(state, &after, after.status.as_str(), meta).await;
             }
             Ok("applied")
