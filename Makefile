@@ -46,6 +46,7 @@ $(VENV)/bin/localstripe:
 bench: postgres
 	ROAMPAY_BENCH_PG_URL=$(PG_URL) $(CARGO) bench --bench replay
 	ROAMPAY_BENCH_PG_URL=$(PG_URL) $(CARGO) bench --bench preauth
+	ROAMPAY_BENCH_PG_URL=$(PG_URL) $(CARGO) bench --bench webhooks
 
 clean:
 	$(CARGO) clean

@@ -135,6 +135,10 @@ pub struct DbVault {
     /// Older master keys still able to unwrap data keys during a rotation.
     previous: Vec<MasterKey>,
     data_keys: Mutex<HashMap<String, Zeroizing<[u8; 32]>>>,
+    /// Decrypted secrets of this process. Vault rows never change once written (a new
+    /// value is a new version), so a read is cached for the life of the process: a
+    /// webhook or a pre-authorization then costs no vault query.
+    secrets: Mutex<HashMap<(String, &'static str, u32, String), SecretString>>,
 }
 
 fn encrypt(key: &[u8; 32], aad: &[u8], plaintext: &[u8]) -> (Vec<u8>, Vec<u8>) {
@@ -186,6 +190,7 @@ impl DbVault {
             master,
             previous,
             data_keys: Mutex::new(HashMap::new()),
+            secrets: Mutex::new(HashMap::new()),
         }
     }
 
@@ -300,6 +305,15 @@ impl SecretVault for DbVault {
         version: u32,
         fingerprint: &str,
     ) -> Result<SecretString, VaultError> {
+        let cache_key = (
+            workspace_id.to_string(),
+            field.as_str(),
+            version,
+            fingerprint.to_string(),
+        );
+        if let Some(s) = self.secrets.lock().expect("vault cache").get(&cache_key) {
+            return Ok(s.clone());
+        }
         let row = on_db!(&self.db, pool => sqlx::query(
             "SELECT nonce, ciphertext FROM vault_secrets
               WHERE workspace_id = $1 AND field = $2 AND version = $3 AND fingerprint = $4")
@@ -319,6 +333,12 @@ impl SecretVault for DbVault {
             &ct,
         )?;
         let text = String::from_utf8(plain.to_vec()).map_err(|_| VaultError::Decrypt)?;
-        Ok(SecretString::from(text))
+        let secret = SecretString::from(text);
+        let mut cache = self.secrets.lock().expect("vault cache");
+        if cache.len() > 10_000 {
+            cache.clear();
+        }
+        cache.insert(cache_key, secret.clone());
+        Ok(secret)
     }
 }

@@ -139,8 +139,11 @@ async fn a_tampered_vault_row_fails_loudly_through_the_api_without_leaking(b: Ba
             ),
         )
         .await;
+    drop(server);
+    // Tampered with while the service is down; the restarted service reads the vault.
     let db = store.db().await;
     copy_secret(&db, ("ws-a", 1), ("ws-b", 1)).await;
+    let server = Server::start(&store, ServerOptions::new(&stripe)).await;
     let (status, body) = server
         .post(&format!("{}/stripe/validate", config_path("ws-b")), &t)
         .await;
