@@ -128,6 +128,9 @@ impl MasterKey {
     }
 }
 
+/// (workspace, field, version, fingerprint): a vault row's identity.
+type SecretKey = (String, &'static str, u32, String);
+
 /// The vault on the service's own database.
 pub struct DbVault {
     db: Db,
@@ -138,7 +141,7 @@ pub struct DbVault {
     /// Decrypted secrets of this process. Vault rows never change once written (a new
     /// value is a new version), so a read is cached for the life of the process: a
     /// webhook or a pre-authorization then costs no vault query.
-    secrets: Mutex<HashMap<(String, &'static str, u32, String), SecretString>>,
+    secrets: Mutex<HashMap<SecretKey, SecretString>>,
 }
 
 fn encrypt(key: &[u8; 32], aad: &[u8], plaintext: &[u8]) -> (Vec<u8>, Vec<u8>) {
