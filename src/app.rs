@@ -104,6 +104,8 @@ async fn revalidate_pending(state: web::Data<AppState>, interval: Duration) {
 }
 
 pub async fn serve(args: ServeArgs) -> Result<(), AnyError> {
+    // Refused before anything else: a tolerance of 0 or less would refuse every webhook.
+    let tolerance = Tolerance::new(args.webhook_tolerance_secs)?;
     let db = open_store(&args.store).await?;
     let (master, previous) = master_keys(&args.keys, &args.store.data_dir)?;
     let auth = jwt(&args.keys, &args.store.data_dir)?;
@@ -114,7 +116,6 @@ pub async fn serve(args: ServeArgs) -> Result<(), AnyError> {
         Duration::from_millis(args.stripe_timeout_ms),
         args.stripe_max_attempts,
     ));
-    let tolerance = Tolerance::new(args.webhook_tolerance_secs)?;
     let services = ProfileServices {
         vault: vault.clone(),
         stripe: stripe.clone(),

@@ -148,3 +148,25 @@ async fn a_body_that_is_not_json_is_refused_as_unsupported(b: Backend) {
         (415, Some("unsupported_media_type"))
     );
 }
+
+/// A webhook tolerance of zero or less is refused at start-up, not discovered later.
+#[test]
+fn serve_refuses_a_webhook_tolerance_of_zero_or_less() {
+    for tolerance in ["0", "-5"] {
+        let dir = tempfile::tempdir().unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_roampay"))
+            .arg("serve")
+            .env("ROAMPAY_DATA_DIR", dir.path())
+            .env("ROAMPAY_BIND", "127.0.0.1:0")
+            .env("ROAMPAY_WEBHOOK_TOLERANCE_SECS", tolerance)
+            .env_remove("DATABASE_URL")
+            .output()
+            .expect("run roampay serve");
+        assert!(!out.status.success(), "tolerance {tolerance} accepted");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("tolerance must be a positive number"),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
