@@ -31,27 +31,16 @@ pub fn master_keys(
     keys: &KeyArgs,
     data_dir: &std::path::Path,
 ) -> Result<(MasterKey, Vec<MasterKey>), AnyError> {
-    use secrecy::ExposeSecret;
     let (text, created) = secret_or_file(keys.master_key.as_ref(), data_dir, "master.key", || {
         MasterKey::generate_base64().to_string()
     })?;
     if let Some(path) = created {
         tracing::warn!(path = %path.display(), "no ROAMPAY_MASTER_KEY given: generated a master key (keep this file safe and backed up)");
     }
-    let master = MasterKey::from_base64(text.expose_secret())?;
-    let previous = keys
-        .previous_master_keys
-        .as_ref()
-        .map(|s| {
-            s.expose_secret()
-                .split(',')
-                .filter(|p| !p.trim().is_empty())
-                .map(MasterKey::from_base64)
-                .collect::<Result<Vec<_>, _>>()
-        })
-        .transpose()?
-        .unwrap_or_default();
-    Ok((master, previous))
+    Ok(MasterKey::from_config(
+        &text,
+        keys.previous_master_keys.as_ref(),
+    )?)
 }
 
 pub fn jwt(keys: &KeyArgs, data_dir: &std::path::Path) -> Result<JwtAuth, AnyError> {

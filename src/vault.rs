@@ -112,6 +112,24 @@ impl MasterKey {
         Ok(Self::from_bytes(bytes))
     }
 
+    /// The configured key (base64), and the retired ones (comma-separated base64).
+    pub fn from_config(
+        current: &SecretString,
+        previous: Option<&SecretString>,
+    ) -> Result<(Self, Vec<Self>), String> {
+        let master = Self::from_base64(current.expose_secret())?;
+        let previous = match previous {
+            Some(p) => p
+                .expose_secret()
+                .split(',')
+                .filter(|k| !k.trim().is_empty())
+                .map(Self::from_base64)
+                .collect::<Result<_, _>>()?,
+            None => vec![],
+        };
+        Ok((master, previous))
+    }
+
     pub fn generate_base64() -> Zeroizing<String> {
         use base64::Engine;
         let mut bytes = Zeroizing::new([0u8; 32]);

@@ -16,11 +16,12 @@ use super::ocpi_config::{metadata, profile_error};
 use super::AppState;
 use crate::charging_intent::aggregate::STRIPE_UNAVAILABLE;
 use crate::charging_intent::{
-    ChargingIntent, ChargingIntentCommand, ChargingIntentError, IntentStatus, PaidPreAuth,
+    ChargingIntent, ChargingIntentCommand, ChargingIntentError, IntentStatus, PaidPreAuth, Payment,
     ProcessStripeAuthorizationWebhook, RequestRoamingPreAuth,
 };
 use crate::connector_reservation::{connector_key, ConnectorCommand, ConnectorError};
 use crate::store::Metadata;
+use crate::stripe::PaymentIntentView;
 use crate::vault::SecretField;
 use crate::workspace_stripe_profile::WorkspaceStripeProfile;
 
@@ -127,6 +128,26 @@ pub async fn key_for(
         )
         .await
         .map_err(ApiError::internal)
+}
+
+/// The intent's PaymentIntent as Stripe has it, read with the intent's own key.
+async fn read_payment_intent(
+    state: &AppState,
+    profile: &WorkspaceStripeProfile,
+    workspace_id: &str,
+    payment: &Payment,
+) -> Result<PaymentIntentView, ApiError> {
+    let key = key_for(state, profile, workspace_id, payment.credential_version).await?;
+    state
+        .stripe
+        .retrieve_payment_intent(&key, &payment.payment_intent_id)
+        .await
+        .map_err(|_| {
+            ApiError::unavailable(
+                "stripe_unavailable",
+                "Stripe could not be reached; try again.",
+            )
+        })
 }
 
 pub async fn release_connector(
@@ -272,17 +293,7 @@ pub async fn create(
         }
         let secret = match &existing.payment {
             Some(p) => {
-                let key = key_for(&state, &profile, &ws, p.credential_version).await?;
-                let pi = state
-                    .stripe
-                    .retrieve_payment_intent(&key, &p.payment_intent_id)
-                    .await
-                    .map_err(|_| {
-                        ApiError::unavailable(
-                            "stripe_unavailable",
-                            "Stripe could not be reached to repeat the answer; try again.",
-                        )
-                    })?;
+                let pi = read_payment_intent(&state, &profile, &ws, p).await?;
                 pi.client_secret
             }
             None => None,
@@ -427,17 +438,7 @@ pub async fn sync_from_stripe(
     if intent.status.is_final() {
         return Ok(intent.clone());
     }
-    let key = key_for(state, profile, &r.workspace_id, p.credential_version).await?;
-    let pi = state
-        .stripe
-        .retrieve_payment_intent(&key, &p.payment_intent_id)
-        .await
-        .map_err(|_| {
-            ApiError::unavailable(
-                "stripe_unavailable",
-                "Stripe could not be reached; try again.",
-            )
-        })?;
+    let pi = read_payment_intent(state, profile, &r.workspace_id, p).await?;
     let cmd = ChargingIntentCommand::ProcessStripeAuthorizationWebhook(
         ProcessStripeAuthorizationWebhook {
             charging_intent_id: r.charging_intent_id.clone(),
