@@ -39,6 +39,9 @@ pub trait Projection: Send + Sync {
     async fn apply(&self, tx: &mut DbTx, events: &[StoredEvent]) -> Result<(), ProjectionError>;
 }
 
+/// How long a nudged projector waits for more events before catching up.
+const COALESCE: Duration = Duration::from_millis(10);
+
 /// The next batch, being read while the current one is applied.
 struct Prefetch {
     from: Position,
@@ -247,7 +250,11 @@ impl Projector {
             if let Err(err) = self.catch_up().await {
                 tracing::error!(error = %err, "projection catch-up failed; retrying");
             }
-            let _ = tokio::time::timeout(interval, self.wake.notified()).await;
+            if tokio::time::timeout(interval, self.wake.notified()).await.is_ok() {
+                // Let the commands of the next few milliseconds join this batch: under
+                // load one batch then carries many events instead of one each.
+                tokio::time::sleep(COALESCE).await;
+            }
         }
     }
 }
