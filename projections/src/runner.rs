@@ -250,7 +250,10 @@ impl Projector {
             if let Err(err) = self.catch_up().await {
                 tracing::error!(error = %err, "projection catch-up failed; retrying");
             }
-            if tokio::time::timeout(interval, self.wake.notified()).await.is_ok() {
+            if tokio::time::timeout(interval, self.wake.notified())
+                .await
+                .is_ok()
+            {
                 // Let the commands of the next few milliseconds join this batch: under
                 // load one batch then carries many events instead of one each.
                 tokio::time::sleep(COALESCE).await;

@@ -252,6 +252,29 @@ impl Server {
             .await
     }
 
+    /// Polls the audit log until `ready` holds for the workspace's entries.
+    pub async fn wait_for_audit_where(
+        &self,
+        ws: &str,
+        ready: impl Fn(&[Value]) -> bool,
+    ) -> Vec<Value> {
+        let token = token("support", &["*"], "audit:read");
+        for _ in 0..100 {
+            let (_, body) = self
+                .get(
+                    &format!("/api/support/audit?workspace_id={ws}&limit=200"),
+                    &token,
+                )
+                .await;
+            let data = body["data"].as_array().cloned().unwrap_or_default();
+            if ready(&data) {
+                return data;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the audit log for {ws} never reached the expected state");
+    }
+
     pub async fn wait_for_audit_as(&self, ws: &str, n: usize, token: &str) -> Vec<Value> {
         for _ in 0..100 {
             let (_, body) = self
