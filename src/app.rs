@@ -111,6 +111,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), AnyError> {
     };
     let intent_services = IntentServices::new(stripe.clone());
     let projector = Projector::new(db.clone(), roampay_projections::all(), 1000);
+    projector.ensure_indexes().await?;
 
     let listener = std::net::TcpListener::bind(&args.bind)?;
     let addr = listener.local_addr()?;

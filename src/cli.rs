@@ -131,9 +131,6 @@ async fn replay(store: &StoreArgs, only: Option<&str>) -> Result<(), AnyError> {
         .collect();
     let count = chosen.len() as u64;
     let projector = Projector::new(db.clone(), chosen, roampay_projections::REPLAY_BATCH);
-    for name in projector.names() {
-        projector.reset(name).await?;
-    }
     let total = roampay_projections::log::count(&db).await? as u64 * count;
     let bar = ProgressBar::new(total);
     bar.set_style(
@@ -143,7 +140,7 @@ async fn replay(store: &StoreArgs, only: Option<&str>) -> Result<(), AnyError> {
     );
     bar.set_message("replaying");
     let started = std::time::Instant::now();
-    let applied = projector.catch_up_with(|n| bar.inc(n)).await?;
+    let applied = projector.rebuild(|n| bar.inc(n)).await?;
     bar.finish_and_clear();
     let secs = started.elapsed().as_secs_f64();
     println!(

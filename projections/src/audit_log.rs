@@ -6,7 +6,7 @@ use roampay_events::{AnyEvent, WorkspaceStripeProfileEvent as E};
 
 use crate::db::DbTx;
 use crate::log::StoredEvent;
-use crate::runner::{Projection, ProjectionError};
+use crate::runner::{DeferredIndex, Projection, ProjectionError};
 
 pub struct AuditLog;
 
@@ -173,6 +173,14 @@ impl Projection for AuditLog {
 
     fn tables(&self) -> &'static [&'static str] {
         &["audit_log"]
+    }
+
+    fn deferred_indexes(&self) -> &'static [DeferredIndex] {
+        &[DeferredIndex {
+            name: "audit_log_workspace",
+            create:
+                "CREATE INDEX IF NOT EXISTS audit_log_workspace ON audit_log (workspace_id, id)",
+        }]
     }
 
     async fn apply(&self, tx: &mut DbTx, events: &[StoredEvent]) -> Result<(), ProjectionError> {

@@ -14,7 +14,7 @@ pub mod runner;
 
 pub use db::{Db, DbTx};
 pub use log::{Position, StoredEvent};
-pub use runner::{Projection, ProjectionError, Projector};
+pub use runner::{DeferredIndex, Projection, ProjectionError, Projector};
 
 /// Every projection this crate maintains, in the order they are caught up.
 pub fn all() -> Vec<Box<dyn Projection>> {

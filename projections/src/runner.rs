@@ -9,7 +9,7 @@ use tokio::sync::{Mutex, Notify};
 
 use crate::db::{Db, DbTx};
 use crate::log::{self, Position, StoredEvent};
-use crate::on_tx;
+use crate::{on_db, on_tx};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectionError {
@@ -34,6 +34,11 @@ pub trait Projection: Send + Sync {
     fn name(&self) -> &'static str;
     /// The tables it owns, emptied on replay.
     fn tables(&self) -> &'static [&'static str];
+    /// Secondary indexes dropped during a rebuild from zero and built once at the end
+    /// (cheaper than maintaining them row by row). They must match the migrations.
+    fn deferred_indexes(&self) -> &'static [DeferredIndex] {
+        &[]
+    }
     /// Applies a batch of events in global order inside the checkpoint's transaction.
     /// Must be idempotent per event, since a replay applies the same events again.
     async fn apply(&self, tx: &mut DbTx, events: &[StoredEvent]) -> Result<(), ProjectionError>;
@@ -41,6 +46,12 @@ pub trait Projection: Send + Sync {
 
 /// How long a nudged projector waits for more events before catching up.
 const COALESCE: Duration = Duration::from_millis(10);
+
+/// A secondary index of a read model: its name and its `CREATE INDEX IF NOT EXISTS`.
+pub struct DeferredIndex {
+    pub name: &'static str,
+    pub create: &'static str,
+}
 
 /// The next batch, being read while the current one is applied.
 struct Prefetch {
@@ -102,6 +113,38 @@ impl Projector {
             }
             ahead = next;
         }
+    }
+
+    /// Rebuilds the given projections from the first event: empties them, drops their
+    /// deferred indexes, catches up (reporting progress), and builds the indexes again.
+    pub async fn rebuild(&self, mut progress: impl FnMut(u64)) -> Result<u64, ProjectionError> {
+        for name in self.names() {
+            self.reset(name).await?;
+        }
+        let db_err = |source| ProjectionError::Database {
+            projection: "rebuild",
+            source,
+        };
+        for index in self.projections.iter().flat_map(|p| p.deferred_indexes()) {
+            let sql = format!("DROP INDEX IF EXISTS {}", index.name);
+            on_db!(&self.db, pool => sqlx::query(&sql).execute(pool).await.map(|_| ()))
+                .map_err(db_err)?;
+        }
+        let applied = self.catch_up_with(&mut progress).await?;
+        self.ensure_indexes().await?;
+        Ok(applied)
+    }
+
+    /// Builds any deferred index that is missing (after an interrupted rebuild).
+    pub async fn ensure_indexes(&self) -> Result<(), ProjectionError> {
+        for index in self.projections.iter().flat_map(|p| p.deferred_indexes()) {
+            on_db!(&self.db, pool => sqlx::query(index.create).execute(pool).await.map(|_| ()))
+                .map_err(|source| ProjectionError::Database {
+                    projection: "indexes",
+                    source,
+                })?;
+        }
+        Ok(())
     }
 
     /// Empties a projection's tables and its checkpoint (then [`catch_up`] rebuilds it).

@@ -117,6 +117,21 @@ async fn projections_survive_a_sigkill_between_commit_and_projection(b: Backend)
         live,
         "a replay from zero rebuilds exactly the live tables"
     );
+    let index: i64 = match &db {
+        Db::Postgres(p) => sqlx::query_scalar(
+            "SELECT COUNT(*) FROM pg_indexes WHERE indexname = 'audit_log_workspace'",
+        )
+        .fetch_one(p)
+        .await
+        .unwrap(),
+        Db::Sqlite(p) => sqlx::query_scalar(
+            "SELECT COUNT(*) FROM sqlite_master WHERE name = 'audit_log_workspace'",
+        )
+        .fetch_one(p)
+        .await
+        .unwrap(),
+    };
+    assert_eq!(index, 1, "the index dropped for the rebuild is back");
 
     let out = Command::new(env!("CARGO_BIN_EXE_roampay"))
         .args(["replay", "--projection", "audit_log"])
