@@ -94,7 +94,14 @@ enum Backend<A: Aggregate> {
 pub struct Aggregates<A: Aggregate> {
     store: Backend<A>,
     services: A::Services,
+    /// Recently loaded states for the payment path (see `load_recent`).
+    recent: std::sync::Mutex<HashMap<String, (std::time::Instant, A)>>,
 }
+
+/// How stale a state `load_recent` may answer with. Credential changes must reach the
+/// payment path within a second (the spec asks for a minute); this instance's own
+/// changes reach it at once.
+pub const RECENT: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// A lost optimistic-concurrency race is retried this many times (reload, decide again).
 const CONFLICT_RETRIES: usize = 5;
@@ -123,7 +130,11 @@ where
                 SqliteEventRepository::new(p.clone()),
             )),
         };
-        Self { store, services }
+        Self {
+            store,
+            services,
+            recent: std::sync::Mutex::new(HashMap::new()),
+        }
     }
 
     /// Runs a command and returns the aggregate's state after it. A lost concurrency
@@ -153,9 +164,31 @@ where
                 Err(AggregateError::AggregateConflict) if attempt < CONFLICT_RETRIES => {
                     attempt += 1
                 }
-                other => return other,
+                other => {
+                    // Whatever this instance changed, its payment path sees at once.
+                    self.recent.lock().expect("recent states").remove(id);
+                    return other;
+                }
             }
         }
+    }
+
+    /// The state as loaded within the last [`RECENT`], else freshly loaded: for hot,
+    /// read-only paths (pre-authorization, webhooks) where a few hundred milliseconds
+    /// of staleness is acceptable. Never for read-your-writes views or decisions.
+    pub async fn load_recent(&self, id: &str) -> Result<A, AggregateError<A::Error>> {
+        if let Some((at, state)) = self.recent.lock().expect("recent states").get(id) {
+            if at.elapsed() < RECENT {
+                return Ok(state.clone());
+            }
+        }
+        let state = self.load(id).await?;
+        let mut recent = self.recent.lock().expect("recent states");
+        if recent.len() > 10_000 {
+            recent.clear();
+        }
+        recent.insert(id.to_string(), (std::time::Instant::now(), state.clone()));
+        Ok(state)
     }
 
     /// The current state, folded from the aggregate's events.

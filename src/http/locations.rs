@@ -202,7 +202,7 @@ pub async fn get_emsp(
     let location_id = ci_string("location_id", &path)?;
     let loc = state
         .locations
-        .load(&location_id)
+        .load_recent(&location_id)
         .await
         .map_err(ApiError::internal)?;
     let Some(ws) = loc.workspace_id.clone() else {
@@ -213,7 +213,11 @@ pub async fn get_emsp(
             Value::Null,
         ));
     };
-    let profile = state.profiles.load(&ws).await.map_err(profile_error)?;
+    let profile = state
+        .profiles
+        .load_recent(&ws)
+        .await
+        .map_err(profile_error)?;
     admit(&state, &req, &ws, &profile)?;
     let mut data = location_json(&location_id, &loc);
     let show = query

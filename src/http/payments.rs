@@ -255,7 +255,7 @@ pub async fn create(
 
     let location = state
         .locations
-        .load(&location_id)
+        .load_recent(&location_id)
         .await
         .map_err(ApiError::internal)?;
     let Some(ws) = location.workspace_id.clone() else {
@@ -268,7 +268,11 @@ pub async fn create(
         .connector(&evse_uid, &connector_id)
         .map_err(|code| ApiError::not_found(code, "No such EVSE or connector at this location."))?
         .clone();
-    let profile = state.profiles.load(&ws).await.map_err(profile_error)?;
+    let profile = state
+        .profiles
+        .load_recent(&ws)
+        .await
+        .map_err(profile_error)?;
     let principal = admit(&state, &req, &ws, &profile)?;
     let actor = principal.map(|p| p.sub).unwrap_or_else(|| "guest".into());
     let meta = metadata(&req, &actor);
@@ -404,7 +408,11 @@ async fn load_for_driver(
         .ok_or_else(not_found)?
         .workspace_id
         .clone();
-    let profile = state.profiles.load(&ws).await.map_err(profile_error)?;
+    let profile = state
+        .profiles
+        .load_recent(&ws)
+        .await
+        .map_err(profile_error)?;
     let principal = admit(state, req, &ws, &profile)?;
     Ok((
         intent,

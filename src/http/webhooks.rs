@@ -148,7 +148,7 @@ async fn process(
             WorkspaceId::parse(named).ok_or_else(|| bad("unknown_workspace"))?
         }
     };
-    let profile = state.profiles.load(ws.as_str()).await.map_err(|e| {
+    let profile = state.profiles.load_recent(ws.as_str()).await.map_err(|e| {
         let _ = profile_error(e);
         Refusal::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable")
     })?;

@@ -585,7 +585,8 @@ async fn rotation_with_an_intent_in_flight(b: Backend) {
         fake.state.lock().unwrap().retrieves.last().unwrap().1,
         "Bearer sk_test_51HxOldSecretKey1"
     );
-    let (_, second) = create(&server, "LOC-1", "2", None).await;
+    let (status, second) = create(&server, "LOC-1", "2", None).await;
+    assert_eq!(status, 201, "{second}");
     let st = fake.state.lock().unwrap();
     assert_eq!(
         st.creates.last().unwrap().1,
