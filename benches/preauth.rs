@@ -7,8 +7,8 @@
 //! Added latency = measured − baseline, at p50 and p99 (targets ≤ 3 ms and ≤ 10 ms),
 //! for the SQLite default and for PostgreSQL.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+mod common;
+
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -17,12 +17,6 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 
 const REQUESTS: usize = 500;
 const RATE_PER_SEC: u64 = 50;
-const JWT: &str = "bench-jwt-secret";
-
-fn pg_url() -> String {
-    std::env::var("ROAMPAY_BENCH_PG_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
@@ -75,81 +69,26 @@ async fn fake_stripe() -> MockServer {
 }
 
 async fn run(label: &str, database_url: Option<String>, stripe: &MockServer, baseline: &[f64]) {
-    let dir = tempfile::tempdir().unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_roampay"));
-    cmd.arg("serve")
-        .env("ROAMPAY_DATA_DIR", dir.path())
-        .env("ROAMPAY_BIND", "127.0.0.1:0")
-        .env("ROAMPAY_JWT_SECRET", JWT)
-        .env("STRIPE_API_BASE", stripe.uri())
-        .env("ROAMPAY_RATE_LIMIT_PER_MIN", "100000")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
-    match &database_url {
-        Some(u) => cmd.env("DATABASE_URL", u),
-        None => cmd.env_remove("DATABASE_URL"),
-    };
-    let mut child = cmd.spawn().unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let base = line
-        .split_whitespace()
-        .nth(3)
-        .expect("listening line")
-        .to_string();
-
+    let server = common::start(&stripe.uri(), database_url.as_deref(), &[], REQUESTS).await;
+    let base = server.base.clone();
     let http = reqwest::Client::new();
-    let auth = roampay::http::auth::JwtAuth::new(
-        &secrecy::SecretString::from(JWT.to_string()),
-        None,
-        None,
-    );
-    let admin = auth.issue(
-        "bench",
-        &["ws-bench".into()],
-        "roaming:write locations:write",
-        3600,
-    );
-    let r = http
-        .patch(format!("{base}/api/permissions/workspace/ws-bench/ocpi-config"))
-        .bearer_auth(&admin)
-        .json(&json!({"allow_guest_access": true, "stripe": {"publishable_key": "pk_test_51HxBenchPublishable",
-               "secret_key": "sk_test_51HxBenchSecretKey", "webhook_signing_secret": "whsec_BenchSigningSecret"}}))
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success());
-    // One connector per request: every pre-authorization is a real, new one.
-    let per_location = 100;
-    for l in 0..REQUESTS.div_ceil(per_location) {
-        let connectors: Vec<_> = (0..per_location)
-            .map(|c| json!({"id": c.to_string(), "standard": "IEC_62196_T2", "format": "SOCKET", "power_type": "AC_3_PHASE",
-                            "tariff": {"currency": "aud", "price_per_kwh_cents": 45, "flat_fee_cents": 0}}))
-            .collect();
-        let r = http
-            .put(format!("{base}/api/workspaces/ws-bench/locations/LOC-{l}"))
-            .bearer_auth(&admin)
-            .json(&json!({"name": "Bench", "address": "1 Main St", "city": "Sydney", "country": "AUS",
-                          "coordinates": {"latitude": "0", "longitude": "0"}, "evses": [{"uid": "E", "connectors": connectors}]}))
-            .send()
-            .await
-            .unwrap();
-        assert!(r.status().is_success(), "{}", r.text().await.unwrap());
-    }
     // Warm up the connection pools, then measure.
     let _ = http.get(format!("{base}/healthz")).send().await;
     let measured = at_fixed_rate(|i| {
         let http = http.clone();
         let url = format!("{base}/ocpi/create-payment-intent");
-        let body = json!({"location_id": format!("LOC-{}", i / per_location), "evse_uid": "E", "connector_id": (i % per_location).to_string()});
-        async move { http.post(url).json(&body).send().await.map(|r| r.status().as_u16()).unwrap_or(0) }
+        let body = common::preauth_body(i);
+        async move {
+            http.post(url)
+                .json(&body)
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+                .unwrap_or(0)
+        }
     })
     .await;
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(server);
     let (b50, b99) = (percentile(baseline, 0.5), percentile(baseline, 0.99));
     let (m50, m99) = (percentile(&measured, 0.5), percentile(&measured, 0.99));
     println!("pre-auth latency, {label} ({REQUESTS} requests at {RATE_PER_SEC}/s)");
@@ -181,7 +120,7 @@ async fn main() {
     .await;
     run("SQLite (default store)", None, &stripe, &baseline).await;
 
-    let admin = sqlx::PgPool::connect(&pg_url())
+    let admin = sqlx::PgPool::connect(&common::pg_url())
         .await
         .expect("PostgreSQL for the benchmark");
     let name = format!("roampay_bench_preauth_{}", std::process::id());
@@ -189,7 +128,7 @@ async fn main() {
         .execute(&admin)
         .await
         .unwrap();
-    let url = format!("{}/{name}", pg_url().rsplit_once('/').unwrap().0);
+    let url = format!("{}/{name}", common::pg_url().rsplit_once('/').unwrap().0);
     run("PostgreSQL", Some(url), &stripe, &baseline).await;
     sqlx::query(&format!("DROP DATABASE {name} WITH (FORCE)"))
         .execute(&admin)

@@ -4,8 +4,9 @@
 //! - SQLite default: single-row INSERT transactions from 16 concurrent tasks with the
 //!   same durability settings as roampay's pool (WAL, synchronous=FULL) (target ≥ 0.3).
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+mod common;
+
+use std::process::Command;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -19,13 +20,6 @@ use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 const CLIENTS: usize = 16;
 const INTENTS: usize = 2000;
-const JWT: &str = "bench-jwt-secret";
-const WH: &str = "whsec_BenchSigningSecret";
-
-fn pg_url() -> String {
-    std::env::var("ROAMPAY_BENCH_PG_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
 
 /// Creates PaymentIntents with unique ids and the metadata it was sent.
 struct Create(AtomicUsize);
@@ -67,67 +61,21 @@ async fn fake_stripe() -> MockServer {
 /// `requires_capture` webhook per intent from 16 clients. Returns applied webhooks/s.
 async fn roampay_ingestion(database_url: Option<&str>) -> f64 {
     let stripe = fake_stripe().await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_roampay"));
-    cmd.arg("serve")
-        .env("ROAMPAY_DATA_DIR", dir.path())
-        .env("ROAMPAY_BIND", "127.0.0.1:0")
-        .env("ROAMPAY_JWT_SECRET", JWT)
-        .env("STRIPE_API_BASE", stripe.uri())
-        .env("ROAMPAY_RATE_LIMIT_PER_MIN", "1000000")
-        .env("ROAMPAY_SWEEP_FIRST_LOOK_SECS", "3600")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
-    match database_url {
-        Some(u) => cmd.env("DATABASE_URL", u),
-        None => cmd.env_remove("DATABASE_URL"),
-    };
-    let mut child = cmd.spawn().unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let base = line
-        .split_whitespace()
-        .nth(3)
-        .expect("listening line")
-        .to_string();
+    let server = common::start(
+        &stripe.uri(),
+        database_url,
+        &[("ROAMPAY_SWEEP_FIRST_LOOK_SECS", "3600")],
+        INTENTS,
+    )
+    .await;
+    let base = server.base.clone();
     let http = reqwest::Client::new();
-    let auth = roampay::http::auth::JwtAuth::new(&SecretString::from(JWT.to_string()), None, None);
-    let admin = auth.issue(
-        "bench",
-        &["ws-bench".into()],
-        "roaming:write locations:write",
-        3600,
-    );
-    http.patch(format!("{base}/api/permissions/workspace/ws-bench/ocpi-config"))
-        .bearer_auth(&admin)
-        .json(&json!({"allow_guest_access": true, "stripe": {"publishable_key": "pk_test_51HxBenchPublishable",
-               "secret_key": "sk_test_51HxBenchSecretKey", "webhook_signing_secret": WH}}))
-        .send()
-        .await
-        .unwrap();
-    let per_location = 100;
-    for l in 0..INTENTS.div_ceil(per_location) {
-        let connectors: Vec<_> = (0..per_location)
-            .map(|c| json!({"id": c.to_string(), "standard": "IEC_62196_T2", "format": "SOCKET", "power_type": "AC_3_PHASE",
-                            "tariff": {"currency": "aud", "price_per_kwh_cents": 45, "flat_fee_cents": 0}}))
-            .collect();
-        http.put(format!("{base}/api/workspaces/ws-bench/locations/LOC-{l}"))
-            .bearer_auth(&admin)
-            .json(&json!({"name": "Bench", "address": "1", "city": "Sydney", "country": "AUS",
-                          "coordinates": {"latitude": "0", "longitude": "0"}, "evses": [{"uid": "E", "connectors": connectors}]}))
-            .send()
-            .await
-            .unwrap();
-    }
     // The pending intents, and one signed webhook body for each.
     let mut bodies = Vec::with_capacity(INTENTS);
     for i in 0..INTENTS {
         let r: Value = http
             .post(format!("{base}/ocpi/create-payment-intent"))
-            .json(&json!({"location_id": format!("LOC-{}", i / per_location), "evse_uid": "E", "connector_id": (i % per_location).to_string()}))
+            .json(&common::preauth_body(i))
             .send()
             .await
             .unwrap()
@@ -142,7 +90,7 @@ async fn roampay_ingestion(database_url: Option<&str>) -> f64 {
     }
     let bodies = Arc::new(bodies);
     let next = Arc::new(AtomicUsize::new(0));
-    let secret = SecretString::from(WH.to_string());
+    let secret = SecretString::from(common::WEBHOOK_SECRET.to_string());
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..CLIENTS {
@@ -151,7 +99,7 @@ async fn roampay_ingestion(database_url: Option<&str>) -> f64 {
             bodies.clone(),
             next.clone(),
             secret.clone(),
-            format!("{base}/ocpi/stripe/webhook/ws-bench"),
+            format!("{base}/ocpi/stripe/webhook/{}", common::WORKSPACE),
         );
         tasks.push(tokio::spawn(async move {
             loop {
@@ -177,8 +125,7 @@ async fn roampay_ingestion(database_url: Option<&str>) -> f64 {
         t.await.unwrap();
     }
     let rate = INTENTS as f64 / started.elapsed().as_secs_f64();
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(server);
     rate
 }
 
@@ -264,7 +211,7 @@ async fn sqlite_inserts() -> f64 {
 
 #[tokio::main]
 async fn main() {
-    let admin = sqlx::PgPool::connect(&pg_url())
+    let admin = sqlx::PgPool::connect(&common::pg_url())
         .await
         .expect("PostgreSQL for the benchmark");
     let name = format!("roampay_bench_webhooks_{}", std::process::id());
@@ -272,7 +219,7 @@ async fn main() {
         .execute(&admin)
         .await
         .unwrap();
-    let url = format!("{}/{name}", pg_url().rsplit_once('/').unwrap().0);
+    let url = format!("{}/{name}", common::pg_url().rsplit_once('/').unwrap().0);
     let pool = sqlx::PgPool::connect(&url).await.unwrap();
     sqlx::query("CREATE TABLE bench_inserts (id bigserial PRIMARY KEY, v integer)")
         .execute(&pool)

@@ -1,0 +1,119 @@
+//! What the service benchmarks share: a `roampay serve` child with one paying
+//! workspace, and locations with one connector per request.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+use serde_json::json;
+
+pub const JWT: &str = "bench-jwt-secret";
+pub const WORKSPACE: &str = "ws-bench";
+pub const WEBHOOK_SECRET: &str = "whsec_BenchSigningSecret";
+/// Connectors per location: every request gets a connector of its own.
+pub const PER_LOCATION: usize = 100;
+
+pub fn pg_url() -> String {
+    std::env::var("ROAMPAY_BENCH_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// A running release `roampay serve`, killed when dropped.
+pub struct Roampay {
+    child: Child,
+    pub base: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Roampay {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts roampay against `stripe` (SQLite default when `database_url` is `None`),
+/// saves valid credentials for [`WORKSPACE`] (guests may pay) and publishes enough
+/// locations for `requests` pre-authorizations.
+pub async fn start(
+    stripe: &str,
+    database_url: Option<&str>,
+    extra_env: &[(&str, &str)],
+    requests: usize,
+) -> Roampay {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_roampay"));
+    cmd.arg("serve")
+        .env("ROAMPAY_DATA_DIR", dir.path())
+        .env("ROAMPAY_BIND", "127.0.0.1:0")
+        .env("ROAMPAY_JWT_SECRET", JWT)
+        .env("STRIPE_API_BASE", stripe)
+        .env("ROAMPAY_RATE_LIMIT_PER_MIN", "1000000")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    for (k, v) in extra_env {
+        cmd.env(k, v);
+    }
+    match database_url {
+        Some(u) => cmd.env("DATABASE_URL", u),
+        None => cmd.env_remove("DATABASE_URL"),
+    };
+    let mut child = cmd.spawn().unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let base = line
+        .split_whitespace()
+        .nth(3)
+        .expect("listening line")
+        .to_string();
+    let roampay = Roampay {
+        child,
+        base,
+        _dir: dir,
+    };
+
+    let http = reqwest::Client::new();
+    let auth = roampay::http::auth::JwtAuth::new(
+        &secrecy::SecretString::from(JWT.to_string()),
+        None,
+        None,
+    );
+    let admin = auth.issue(
+        "bench",
+        &[WORKSPACE.into()],
+        "roaming:write locations:write",
+        3600,
+    );
+    let r = http
+        .patch(format!("{}/api/permissions/workspace/{WORKSPACE}/ocpi-config", roampay.base))
+        .bearer_auth(&admin)
+        .json(&json!({"allow_guest_access": true, "stripe": {"publishable_key": "pk_test_51HxBenchPublishable",
+               "secret_key": "sk_test_51HxBenchSecretKey", "webhook_signing_secret": WEBHOOK_SECRET}}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    for l in 0..requests.div_ceil(PER_LOCATION) {
+        let connectors: Vec<_> = (0..PER_LOCATION)
+            .map(|c| json!({"id": c.to_string(), "standard": "IEC_62196_T2", "format": "SOCKET", "power_type": "AC_3_PHASE",
+                            "tariff": {"currency": "aud", "price_per_kwh_cents": 45, "flat_fee_cents": 0}}))
+            .collect();
+        let r = http
+            .put(format!("{}/api/workspaces/{WORKSPACE}/locations/LOC-{l}", roampay.base))
+            .bearer_auth(&admin)
+            .json(&json!({"name": "Bench", "address": "1 Main St", "city": "Sydney", "country": "AUS",
+                          "coordinates": {"latitude": "0", "longitude": "0"}, "evses": [{"uid": "E", "connectors": connectors}]}))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success());
+    }
+    roampay
+}
+
+/// The create-payment-intent body of request `i`.
+pub fn preauth_body(i: usize) -> serde_json::Value {
+    json!({"location_id": format!("LOC-{}", i / PER_LOCATION), "evse_uid": "E", "connector_id": (i % PER_LOCATION).to_string()})
+}
