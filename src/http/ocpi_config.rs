@@ -2,7 +2,6 @@
 
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use cqrs_es::AggregateError;
-use secrecy::SecretString;
 use serde_json::{json, Map, Value};
 
 use super::auth::Principal;
@@ -241,11 +240,11 @@ fn parse_stripe(obj: Map<String, Value>, errors: &mut Vec<FieldError>) -> Stripe
                 Ok(k) => out.publishable_key = Some(k),
                 Err(e) => errors.push(FieldError::new(field, e.code(), "Expected a publishable key: pk_test_… or pk_live_….")),
             },
-            "secret_key" => match StripeSecretKey::parse(SecretString::from(text)) {
+            "secret_key" => match StripeSecretKey::parse(text) {
                 Ok(k) => out.secret_key = Some(k),
                 Err(e) => errors.push(FieldError::new(field, e.code(), "Expected a secret key (sk_test_…, sk_live_…) or a restricted key (rk_test_…, rk_live_…).")),
             },
-            "webhook_signing_secret" => match WebhookSigningSecret::parse(SecretString::from(text)) {
+            "webhook_signing_secret" => match WebhookSigningSecret::parse(text) {
                 Ok(k) => out.webhook_signing_secret = Some(k),
                 Err(e) => errors.push(FieldError::new(field, e.code(), "Expected a webhook signing secret: whsec_….")),
             },

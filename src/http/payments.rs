@@ -5,7 +5,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use cqrs_es::AggregateError;
 use roampay_events::{HealthStatus, IntentRequest};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -186,7 +186,7 @@ fn created_response(
         body["amount_cents"] = json!(p.amount_cents);
         body["currency"] = json!(i.request.as_ref().map(|r| &r.currency));
         body["payment_intent_id"] = json!(p.payment_intent_id);
-        body["client_secret"] = json!(client_secret.map(|s| s.expose_secret().to_string()));
+        body["client_secret"] = json!(client_secret.map(crate::stripe::client_secret_for_browser));
         body["publishable_key"] = json!(publishable_key);
     }
     HttpResponse::Created().json(body)

@@ -72,6 +72,13 @@ impl PaymentIntentView {
     }
 }
 
+/// The PaymentIntent's client secret as text: the one place it leaves its wrapper,
+/// because the contract hands it to the driver's browser (Stripe.js needs it).
+pub fn client_secret_for_browser(secret: &SecretString) -> String {
+    use secrecy::ExposeSecret;
+    secret.expose_secret().to_string()
+}
+
 /// A manual-capture PaymentIntent to create in the workspace's account.
 #[derive(Debug, Clone)]
 pub struct CreatePaymentIntent {

@@ -2,7 +2,7 @@
 //! well-formed by construction. Secrets are `SecretString`: their `Debug` is redacted.
 
 use roampay_events::{SecretKeyKind, StripeMode};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 
 /// Why a credential string was refused (the stable `errors[].code`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,8 +88,10 @@ pub struct StripeSecretKey {
 }
 
 impl StripeSecretKey {
-    pub fn parse(value: SecretString) -> Result<Self, CredentialFormatError> {
-        let trimmed = value.expose_secret().trim();
+    /// Takes the submitted text, which is zeroed once parsed.
+    pub fn parse(value: String) -> Result<Self, CredentialFormatError> {
+        let value = zeroize::Zeroizing::new(value);
+        let trimmed = value.trim();
         let (i, mode) =
             parse_moded(trimmed, &["sk", "rk"]).ok_or(CredentialFormatError::InvalidSecretKey)?;
         let kind = if i == 0 {
@@ -126,8 +128,10 @@ pub struct WebhookSigningSecret {
 }
 
 impl WebhookSigningSecret {
-    pub fn parse(value: SecretString) -> Result<Self, CredentialFormatError> {
-        let trimmed = value.expose_secret().trim();
+    /// Takes the submitted text, which is zeroed once parsed.
+    pub fn parse(value: String) -> Result<Self, CredentialFormatError> {
+        let value = zeroize::Zeroizing::new(value);
+        let trimmed = value.trim();
         let ok = trimmed.len() <= MAX_KEY_LEN
             && trimmed.strip_prefix("whsec_").is_some_and(|body| {
                 body.len() >= MIN_BODY_LEN
@@ -155,8 +159,8 @@ impl WebhookSigningSecret {
 mod tests {
     use super::*;
 
-    fn s(v: &str) -> SecretString {
-        SecretString::from(v.to_string())
+    fn s(v: &str) -> String {
+        v.to_string()
     }
 
     #[test]

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use cqrs_es::test::TestFramework;
 use roampay_events::*;
-use secrecy::SecretString;
 
 use super::credentials::{PublishableKey, StripeSecretKey, WebhookSigningSecret};
 use super::*;
@@ -53,9 +52,8 @@ fn save(pk: Option<&str>, sk: Option<&str>, wh: Option<&str>) -> WorkspaceStripe
     WorkspaceStripeProfileCommand::SaveWorkspaceStripeCredentials(SaveWorkspaceStripeCredentials {
         workspace_id: "ws-1".into(),
         publishable_key: pk.map(|k| PublishableKey::parse(k).unwrap()),
-        secret_key: sk.map(|k| StripeSecretKey::parse(SecretString::from(k.to_string())).unwrap()),
-        webhook_signing_secret: wh
-            .map(|k| WebhookSigningSecret::parse(SecretString::from(k.to_string())).unwrap()),
+        secret_key: sk.map(|k| StripeSecretKey::parse(k.to_string()).unwrap()),
+        webhook_signing_secret: wh.map(|k| WebhookSigningSecret::parse(k.to_string()).unwrap()),
         actor: "alice".into(),
         at: at(),
     })
