@@ -47,13 +47,7 @@ async fn fake_stripe() -> MockServer {
         .respond_with(Create(AtomicUsize::new(0)))
         .mount(&server)
         .await;
-    Mock::given(method("GET"))
-        .and(path("/v1/payment_intents"))
-        .respond_with(
-            ResponseTemplate::new(200).set_body_json(json!({"object": "list", "data": []})),
-        )
-        .mount(&server)
-        .await;
+    common::mount_credential_check(&server).await;
     server
 }
 

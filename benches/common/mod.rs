@@ -17,6 +17,19 @@ pub fn pg_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
+/// What the credential round trip reads: an empty PaymentIntent list.
+pub async fn mount_credential_check(server: &wiremock::MockServer) {
+    use wiremock::matchers::{method, path};
+    wiremock::Mock::given(method("GET"))
+        .and(path("/v1/payment_intents"))
+        .respond_with(
+            wiremock::ResponseTemplate::new(200)
+                .set_body_json(json!({"object": "list", "data": []})),
+        )
+        .mount(server)
+        .await;
+}
+
 /// A running release `roampay serve`, killed when dropped.
 pub struct Roampay {
     child: Child,
