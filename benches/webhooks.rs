@@ -21,6 +21,14 @@ use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 const CLIENTS: usize = 16;
 const INTENTS: usize = 2000;
 
+/// `ROAMPAY_BENCH_INTENTS` overrides the number of webhooks (for profiling).
+fn intents() -> usize {
+    std::env::var("ROAMPAY_BENCH_INTENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(INTENTS)
+}
+
 /// Creates PaymentIntents with unique ids and the metadata it was sent.
 struct Create(AtomicUsize);
 
@@ -59,14 +67,14 @@ async fn roampay_ingestion(database_url: Option<&str>) -> f64 {
         &stripe.uri(),
         database_url,
         &[("ROAMPAY_SWEEP_FIRST_LOOK_SECS", "3600")],
-        INTENTS,
+        intents(),
     )
     .await;
     let base = server.base.clone();
     let http = reqwest::Client::new();
     // The pending intents, and one signed webhook body for each.
-    let mut bodies = Vec::with_capacity(INTENTS);
-    for i in 0..INTENTS {
+    let mut bodies = Vec::with_capacity(intents());
+    for i in 0..intents() {
         let r: Value = http
             .post(format!("{base}/ocpi/create-payment-intent"))
             .json(&common::preauth_body(i))
@@ -85,6 +93,7 @@ async fn roampay_ingestion(database_url: Option<&str>) -> f64 {
     let bodies = Arc::new(bodies);
     let next = Arc::new(AtomicUsize::new(0));
     let secret = SecretString::from(common::WEBHOOK_SECRET.to_string());
+    eprintln!("delivering {} webhooks", bodies.len());
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..CLIENTS {
@@ -118,7 +127,7 @@ async fn roampay_ingestion(database_url: Option<&str>) -> f64 {
     for t in tasks {
         t.await.unwrap();
     }
-    let rate = INTENTS as f64 / started.elapsed().as_secs_f64();
+    let rate = bodies.len() as f64 / started.elapsed().as_secs_f64();
     drop(server);
     rate
 }
@@ -222,7 +231,10 @@ async fn main() {
     pool.close().await;
     let pgbench = pgbench_inserts(&url);
     let ours = roampay_ingestion(Some(&url)).await;
-    println!("webhook ingestion, PostgreSQL ({CLIENTS} clients, {INTENTS} webhooks)");
+    println!(
+        "webhook ingestion, PostgreSQL ({CLIENTS} clients, {} webhooks)",
+        intents()
+    );
     println!("  pgbench single-row INSERT      : {pgbench:>9.0} tx/s");
     println!("  roampay webhooks applied       : {ours:>9.0} /s");
     println!(

@@ -1,0 +1,293 @@
+//! The event store on either backend: pools, migrations, and command execution.
+
+mod pg_events;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::persist::EventStoreAggregateContext;
+use cqrs_es::persist::PersistedEventStore;
+use cqrs_es::{Aggregate, AggregateError, EventStore};
+use roampay_projections::Db;
+use sqlite_es::SqliteEventRepository;
+use sqlx::postgres::PgPoolOptions;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+
+/// Opens the store named by `database_url` (`postgres://…` or `sqlite:…`), or the
+/// SQLite file `roampay.db` under `data_dir` when none is given.
+pub async fn connect(database_url: Option<&str>, data_dir: &Path) -> Result<Db, sqlx::Error> {
+    match database_url.filter(|u| !u.is_empty()) {
+        Some(url) if url.starts_with("postgres:") || url.starts_with("postgresql:") => {
+            // No ping before each checkout (a round trip per statement on the hot
+            // path): a connection that died while idle fails one statement and is
+            // dropped, and `execute` retries a command whose connection failed.
+            let pool = PgPoolOptions::new()
+                .max_connections(32)
+                .acquire_timeout(Duration::from_secs(5))
+                .test_before_acquire(false)
+                .idle_timeout(Duration::from_secs(60))
+                .connect(url)
+                .await?;
+            Ok(Db::Postgres(pool))
+        }
+        other => {
+            let url = match other {
+                Some(u) => u.to_string(),
+                None => {
+                    std::fs::create_dir_all(data_dir).map_err(sqlx::Error::Io)?;
+                    format!("sqlite://{}", data_dir.join("roampay.db").display())
+                }
+            };
+            // Our own pool (sqlite-es's default panics on error): WAL for concurrent
+            // readers, FULL sync so a committed event survives power loss, and a busy
+            // timeout so writers queue instead of failing.
+            let options = SqliteConnectOptions::from_str(&url)?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Full)
+                .busy_timeout(Duration::from_secs(10))
+                .foreign_keys(true);
+            let pool = SqlitePoolOptions::new()
+                .max_connections(8)
+                .connect_with(options)
+                .await?;
+            Ok(Db::Sqlite(pool))
+        }
+    }
+}
+
+/// Applies the project's forward-only migrations for the backend.
+pub async fn migrate(db: &Db) -> Result<(), sqlx::migrate::MigrateError> {
+    match db {
+        Db::Postgres(p) => sqlx::migrate!("./migrations/postgres").run(p).await,
+        Db::Sqlite(p) => sqlx::migrate!("./migrations/sqlite").run(p).await,
+    }
+}
+
+/// Who did it, on which request, when: stored next to every event.
+#[derive(Debug, Clone)]
+pub struct Metadata {
+    pub actor: String,
+    pub request_id: String,
+}
+
+impl Metadata {
+    fn to_map(&self) -> HashMap<String, String> {
+        HashMap::from([
+            ("actor".to_string(), self.actor.clone()),
+            ("request_id".to_string(), self.request_id.clone()),
+            (
+                "recorded_at".to_string(),
+                chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            ),
+        ])
+    }
+}
+
+type PgStore<A> = PersistedEventStore<pg_events::PgEventRepository, A>;
+type LiteStore<A> = PersistedEventStore<SqliteEventRepository, A>;
+
+enum Backend<A: Aggregate> {
+    Postgres(PgStore<A>),
+    Sqlite(LiteStore<A>),
+}
+
+/// A committed state of one aggregate as this instance last saw it.
+#[derive(Clone)]
+struct Known<A> {
+    at: Instant,
+    sequence: usize,
+    state: A,
+}
+
+/// Command execution and state loading for one aggregate type, on either backend.
+/// (cqrs-es's `CqrsFramework` does the same load–handle–commit, but returns nothing:
+/// answering with the new state would cost another load.)
+///
+/// The last committed state this instance saw of each aggregate is kept (bounded) and
+/// a command starts from it instead of reading the stream again. That is safe because
+/// the store only accepts events at the next sequence: if another instance wrote in
+/// the meantime the commit conflicts, and the command is decided again on a fresh load.
+/// A command that a remembered state refuses, or that changes nothing, is likewise
+/// decided again on a fresh load before the answer is given.
+pub struct Aggregates<A: Aggregate> {
+    store: Backend<A>,
+    services: A::Services,
+    known: std::sync::Mutex<HashMap<String, Known<A>>>,
+}
+
+/// How stale a state `load_recent` may answer with. Credential changes must reach the
+/// payment path within a second (the spec asks for a minute); this instance's own
+/// changes reach it at once.
+pub const RECENT: Duration = Duration::from_millis(500);
+
+/// A lost optimistic-concurrency race is retried this many times (reload, decide again).
+const CONFLICT_RETRIES: usize = 5;
+
+/// How many aggregates' states are remembered; past it the older half is forgotten.
+const KNOWN_CAPACITY: usize = 20_000;
+
+macro_rules! with_store {
+    ($self:expr, $store:ident => $body:expr) => {
+        match &$self.store {
+            Backend::Postgres($store) => $body,
+            Backend::Sqlite($store) => $body,
+        }
+    };
+}
+
+impl<A> Aggregates<A>
+where
+    A: Aggregate + Clone,
+    A::Command: Clone,
+{
+    pub fn new(db: &Db, services: A::Services) -> Self {
+        // Projections catch up from the log; no in-process query dispatch.
+        let store = match db {
+            Db::Postgres(p) => Backend::Postgres(PersistedEventStore::new_event_store(
+                pg_events::PgEventRepository::new(p.clone()),
+            )),
+            Db::Sqlite(p) => Backend::Sqlite(PersistedEventStore::new_event_store(
+                SqliteEventRepository::new(p.clone()),
+            )),
+        };
+        Self {
+            store,
+            services,
+            known: std::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Runs a command and returns the aggregate's state after it. A lost concurrency
+    /// race reloads and decides again, so a duplicate becomes a no-op (or the refusal
+    /// the aggregate gives a duplicate).
+    pub async fn execute(
+        &self,
+        id: &str,
+        command: A::Command,
+        meta: &Metadata,
+    ) -> Result<A, AggregateError<A::Error>> {
+        let mut remembered = self.remembered(id);
+        let mut attempt = 0;
+        loop {
+            let from_memory = remembered.is_some();
+            let mut context = match remembered.take() {
+                Some(k) => EventStoreAggregateContext {
+                    aggregate_id: id.to_string(),
+                    aggregate: k.state,
+                    current_sequence: k.sequence,
+                    current_snapshot: None,
+                },
+                None => match self.load_context(id).await {
+                    Ok(c) => c,
+                    Err(e) if is_connection(&e) && attempt < CONFLICT_RETRIES => {
+                        attempt += 1;
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                },
+            };
+            let sink = EventSink::<A>::default();
+            let decided = context
+                .aggregate
+                .handle(command.clone(), &self.services, &sink)
+                .await;
+            let events = sink.collect().await;
+            if from_memory && (decided.is_err() || events.is_empty()) {
+                continue; // a refusal or a no-op is only given on a fresh load
+            }
+            decided.map_err(AggregateError::UserError)?;
+            if events.is_empty() {
+                self.remember(id, context.current_sequence, &context.aggregate);
+                return Ok(context.aggregate);
+            }
+            // The sink has applied the events to the aggregate already.
+            let state = context.aggregate.clone();
+            let sequence = context.current_sequence + events.len();
+            let committed =
+                with_store!(self, store => store.commit(events, context, meta.to_map()).await);
+            match committed {
+                Ok(_) => {
+                    self.remember(id, sequence, &state);
+                    return Ok(state);
+                }
+                // Lost a race (or a remembered state was behind): decide again on a
+                // fresh load. A connection that failed mid-commit may or may not have
+                // committed: the fresh load tells, and the aggregate refuses a repeat.
+                Err(e)
+                    if (matches!(e, AggregateError::AggregateConflict) || is_connection(&e))
+                        && attempt < CONFLICT_RETRIES =>
+                {
+                    attempt += 1;
+                    self.forget(id);
+                }
+                Err(e) => {
+                    self.forget(id);
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    /// The state as seen within the last [`RECENT`], else freshly loaded: for hot,
+    /// read-only paths (pre-authorization, webhooks) where a few hundred milliseconds
+    /// of staleness is acceptable. Never for read-your-writes views or decisions.
+    pub async fn load_recent(&self, id: &str) -> Result<A, AggregateError<A::Error>> {
+        if let Some(k) = self.remembered(id).filter(|k| k.at.elapsed() < RECENT) {
+            return Ok(k.state);
+        }
+        self.load(id).await
+    }
+
+    /// The current state, folded from the aggregate's events.
+    pub async fn load(&self, id: &str) -> Result<A, AggregateError<A::Error>> {
+        Ok(self.load_context(id).await?.aggregate)
+    }
+
+    async fn load_context(
+        &self,
+        id: &str,
+    ) -> Result<EventStoreAggregateContext<A>, AggregateError<A::Error>> {
+        let context = with_store!(self, store => store.load_aggregate(id).await?);
+        self.remember(id, context.current_sequence, &context.aggregate);
+        Ok(context)
+    }
+
+    fn remembered(&self, id: &str) -> Option<Known<A>> {
+        self.known.lock().expect("known states").get(id).cloned()
+    }
+
+    /// Keeps `state` unless a later one is already known (a load that started before
+    /// a commit of this instance must not bring back the older state).
+    fn remember(&self, id: &str, sequence: usize, state: &A) {
+        let mut known = self.known.lock().expect("known states");
+        if known.get(id).is_some_and(|k| k.sequence > sequence) {
+            return;
+        }
+        if known.len() >= KNOWN_CAPACITY {
+            let mut ages: Vec<Instant> = known.values().map(|k| k.at).collect();
+            let (_, median, _) = ages.select_nth_unstable(KNOWN_CAPACITY / 2);
+            let cutoff = *median;
+            known.retain(|_, k| k.at > cutoff);
+        }
+        known.insert(
+            id.to_string(),
+            Known {
+                at: Instant::now(),
+                sequence,
+                state: state.clone(),
+            },
+        );
+    }
+
+    fn forget(&self, id: &str) {
+        self.known.lock().expect("known states").remove(id);
+    }
+}
+
+fn is_connection<E: std::error::Error>(e: &AggregateError<E>) -> bool {
+    matches!(e, AggregateError::DatabaseConnectionError(_))
+}
