@@ -8,12 +8,11 @@ use sqlx::Row as _;
 
 use crate::db::DbTx;
 use crate::log::StoredEvent;
-use crate::on_tx;
 use crate::runner::{Projection, ProjectionError};
 
 pub struct ChargingIntents;
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize)]
 struct Row {
     workspace_id: String,
     status: String,
@@ -70,17 +69,24 @@ impl Projection for ChargingIntents {
     }
 
     async fn apply(&self, tx: &mut DbTx, events: &[StoredEvent]) -> Result<(), ProjectionError> {
-        let mut rows: BTreeMap<String, Row> = BTreeMap::new();
+        // Every row the batch touches, read at once; then the batch is folded in
+        // memory and each row written once.
+        let ids: Vec<&str> = events
+            .iter()
+            .filter(|e| matches!(e.event, AnyEvent::ChargingIntent(_)))
+            .map(|e| e.aggregate_id.as_str())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut rows = load(tx, &ids).await?;
         for stored in events {
             let AnyEvent::ChargingIntent(event) = &stored.event else {
                 continue;
             };
             let id = stored.aggregate_id.clone();
-            if !rows.contains_key(&id) {
-                if let Some(existing) = load(tx, &id).await? {
-                    rows.insert(id.clone(), existing);
-                }
-            }
             match event {
                 E::FreeSessionAuthorized(e) => {
                     rows.insert(id, from_request(&e.request, "authorized", false));
@@ -113,74 +119,140 @@ impl Projection for ChargingIntents {
                 }
             }
         }
-        for (id, row) in rows {
-            store(tx, &id, &row).await?;
-        }
-        Ok(())
+        store(tx, &rows).await
     }
 }
 
-async fn load(tx: &mut DbTx, id: &str) -> Result<Option<Row>, ProjectionError> {
-    on_tx!(tx, c => {
-        let r = sqlx::query(&format!("SELECT {COLUMNS} FROM charging_intents WHERE charging_intent_id = $1"))
-            .bind(id)
-            .fetch_optional(c)
-            .await
-            .map_err(db_err)?;
-        r.map(|r| -> Result<Row, sqlx::Error> {
-            Ok(Row {
-                workspace_id: r.try_get("workspace_id")?,
-                status: r.try_get("status")?,
-                payment_required: r.try_get("payment_required")?,
-                amount_cents: r.try_get("amount_cents")?,
-                currency: r.try_get("currency")?,
-                authorized_amount_cents: r.try_get("authorized_amount_cents")?,
-                captured_amount_cents: r.try_get("captured_amount_cents")?,
-                payment_intent_id: r.try_get("payment_intent_id")?,
-                location_id: r.try_get("location_id")?,
-                evse_uid: r.try_get("evse_uid")?,
-                connector_id: r.try_get("connector_id")?,
-                ocpi_session_id: r.try_get("ocpi_session_id")?,
-                failure_code: r.try_get("failure_code")?,
-                credential_version: r.try_get("credential_version")?,
-                created_at: r.try_get("created_at")?,
-                updated_at: r.try_get("updated_at")?,
-            })
-        })
-        .transpose()
-        .map_err(db_err)
-    })
+/// A stored row, from either backend's row type.
+macro_rules! decode {
+    ($r:expr) => {{
+        let r = $r;
+        (|| -> Result<(String, Row), sqlx::Error> {
+            Ok((
+                r.try_get::<String, _>("charging_intent_id")?,
+                Row {
+                    workspace_id: r.try_get("workspace_id")?,
+                    status: r.try_get("status")?,
+                    payment_required: r.try_get("payment_required")?,
+                    amount_cents: r.try_get("amount_cents")?,
+                    currency: r.try_get("currency")?,
+                    authorized_amount_cents: r.try_get("authorized_amount_cents")?,
+                    captured_amount_cents: r.try_get("captured_amount_cents")?,
+                    payment_intent_id: r.try_get("payment_intent_id")?,
+                    location_id: r.try_get("location_id")?,
+                    evse_uid: r.try_get("evse_uid")?,
+                    connector_id: r.try_get("connector_id")?,
+                    ocpi_session_id: r.try_get("ocpi_session_id")?,
+                    failure_code: r.try_get("failure_code")?,
+                    credential_version: r.try_get("credential_version")?,
+                    created_at: r.try_get("created_at")?,
+                    updated_at: r.try_get("updated_at")?,
+                },
+            ))
+        })()
+    }};
 }
 
-async fn store(tx: &mut DbTx, id: &str, row: &Row) -> Result<(), ProjectionError> {
-    on_tx!(tx, c => sqlx::query(&format!(
-        "INSERT INTO charging_intents ({COLUMNS})
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
-         ON CONFLICT (charging_intent_id) DO UPDATE SET
-           status = excluded.status, payment_required = excluded.payment_required,
-           amount_cents = excluded.amount_cents, authorized_amount_cents = excluded.authorized_amount_cents,
-           captured_amount_cents = excluded.captured_amount_cents, payment_intent_id = excluded.payment_intent_id,
-           ocpi_session_id = excluded.ocpi_session_id, failure_code = excluded.failure_code,
-           credential_version = excluded.credential_version, updated_at = excluded.updated_at"))
-        .bind(id)
-        .bind(&row.workspace_id)
-        .bind(&row.status)
-        .bind(row.payment_required)
-        .bind(row.amount_cents)
-        .bind(&row.currency)
-        .bind(row.authorized_amount_cents)
-        .bind(row.captured_amount_cents)
-        .bind(&row.payment_intent_id)
-        .bind(&row.location_id)
-        .bind(&row.evse_uid)
-        .bind(&row.connector_id)
-        .bind(&row.ocpi_session_id)
-        .bind(&row.failure_code)
-        .bind(row.credential_version)
-        .bind(row.created_at)
-        .bind(row.updated_at)
-        .execute(c)
-        .await
-        .map(|_| ())
-        .map_err(db_err))
+/// The stored rows of `ids` (one query on PostgreSQL; SQLite has no round trips).
+async fn load(tx: &mut DbTx, ids: &[&str]) -> Result<BTreeMap<String, Row>, ProjectionError> {
+    let mut rows = BTreeMap::new();
+    match tx {
+        DbTx::Postgres(t) => {
+            let found = sqlx::query(&format!(
+                "SELECT {COLUMNS} FROM charging_intents WHERE charging_intent_id = ANY($1)"
+            ))
+            // Planned for these ids each time: a generic plan cached while the table
+            // was nearly empty compares every id with every row once it is not.
+            .persistent(false)
+            .bind(ids)
+            .fetch_all(&mut **t)
+            .await
+            .map_err(db_err)?;
+            for r in &found {
+                let (id, row) = decode!(r).map_err(db_err)?;
+                rows.insert(id, row);
+            }
+        }
+        DbTx::Sqlite(t) => {
+            for id in ids {
+                let found = sqlx::query(&format!(
+                    "SELECT {COLUMNS} FROM charging_intents WHERE charging_intent_id = $1"
+                ))
+                .bind(id)
+                .fetch_optional(&mut **t)
+                .await
+                .map_err(db_err)?;
+                if let Some(r) = &found {
+                    let (id, row) = decode!(r).map_err(db_err)?;
+                    rows.insert(id, row);
+                }
+            }
+        }
+    }
+    Ok(rows)
+}
+
+const UPSERT_SET: &str = "ON CONFLICT (charging_intent_id) DO UPDATE SET
+    status = excluded.status, payment_required = excluded.payment_required,
+    amount_cents = excluded.amount_cents, authorized_amount_cents = excluded.authorized_amount_cents,
+    captured_amount_cents = excluded.captured_amount_cents, payment_intent_id = excluded.payment_intent_id,
+    ocpi_session_id = excluded.ocpi_session_id, failure_code = excluded.failure_code,
+    credential_version = excluded.credential_version, updated_at = excluded.updated_at";
+
+/// Writes the folded rows: one statement on PostgreSQL, one per row on SQLite.
+async fn store(tx: &mut DbTx, rows: &BTreeMap<String, Row>) -> Result<(), ProjectionError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    match tx {
+        DbTx::Postgres(t) => {
+            let records: Vec<serde_json::Value> = rows
+                .iter()
+                .map(|(id, row)| {
+                    let mut v = serde_json::to_value(row).expect("a row serializes");
+                    v["charging_intent_id"] = id.as_str().into();
+                    v
+                })
+                .collect();
+            sqlx::query(&format!(
+                "INSERT INTO charging_intents ({COLUMNS})
+                 SELECT {COLUMNS} FROM json_populate_recordset(NULL::charging_intents, $1::json)
+                 {UPSERT_SET}"
+            ))
+            .bind(serde_json::Value::Array(records))
+            .execute(&mut **t)
+            .await
+            .map_err(db_err)?;
+        }
+        DbTx::Sqlite(t) => {
+            for (id, row) in rows {
+                sqlx::query(&format!(
+                    "INSERT INTO charging_intents ({COLUMNS})
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
+                     {UPSERT_SET}"
+                ))
+                .bind(id)
+                .bind(&row.workspace_id)
+                .bind(&row.status)
+                .bind(row.payment_required)
+                .bind(row.amount_cents)
+                .bind(&row.currency)
+                .bind(row.authorized_amount_cents)
+                .bind(row.captured_amount_cents)
+                .bind(&row.payment_intent_id)
+                .bind(&row.location_id)
+                .bind(&row.evse_uid)
+                .bind(&row.connector_id)
+                .bind(&row.ocpi_session_id)
+                .bind(&row.failure_code)
+                .bind(row.credential_version)
+                .bind(row.created_at)
+                .bind(row.updated_at)
+                .execute(&mut **t)
+                .await
+                .map_err(db_err)?;
+            }
+        }
+    }
+    Ok(())
 }

@@ -108,7 +108,10 @@ pub async fn read_after(
     }
     match tx {
         DbTx::Postgres(t) => {
+            // Planned on every call (not a cached generic plan): a plan made while the
+            // log was nearly empty would scan and sort the whole log once it is not.
             let rows = sqlx::query(PG_READ)
+                .persistent(false)
                 .bind(after.tx.to_string())
                 .bind(after.seq)
                 .bind(limit)

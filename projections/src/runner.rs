@@ -341,13 +341,10 @@ async fn lock_checkpoint(tx: &mut DbTx, name: &str) -> Result<Position, sqlx::Er
             .await?;
     }
     on_tx!(tx, c => {
-        sqlx::query(
+        let row = sqlx::query(
             "INSERT INTO projection_checkpoints (name) VALUES ($1)
-             ON CONFLICT (name) DO UPDATE SET last_tx = projection_checkpoints.last_tx")
-            .bind(name)
-            .execute(&mut *c)
-            .await?;
-        let row = sqlx::query("SELECT last_tx, last_seq FROM projection_checkpoints WHERE name = $1")
+             ON CONFLICT (name) DO UPDATE SET last_tx = projection_checkpoints.last_tx
+             RETURNING last_tx, last_seq")
             .bind(name)
             .fetch_one(&mut *c)
             .await?;

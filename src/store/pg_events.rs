@@ -1,6 +1,13 @@
-//! postgres-es with one change: a commit is one `INSERT` statement (atomic on its
-//! own), not `BEGIN`, an `INSERT` per event and `COMMIT` — three round trips fewer on
-//! the hottest path. Reads and snapshots are postgres-es's own, on the same table.
+//! postgres-es with one change: commits are group-committed. Each commit's events go
+//! to a small set of writers; a writer takes every commit waiting at that moment and
+//! stores them all with one `INSERT` statement (atomic on its own, durable before any
+//! of them is answered), instead of `BEGIN`, an `INSERT` per event and `COMMIT` per
+//! command. When nothing is waiting a commit is written at once, alone. A statement
+//! that fails on a sequence already taken (a lost race) is retried commit by commit,
+//! so only the commits that lost are told so. Reads and snapshots are postgres-es's
+//! own, on the same table.
+
+use std::sync::Arc;
 
 use cqrs_es::persist::{
     PersistedEventRepository, PersistenceError, ReplayStream, SerializedEvent, SerializedSnapshot,
@@ -9,40 +16,186 @@ use cqrs_es::Aggregate;
 use postgres_es::PostgresEventRepository;
 use serde_json::Value;
 use sqlx::PgPool;
+use tokio::sync::{mpsc, oneshot, Mutex};
 
-/// The events of one commit, in order, as parallel arrays. `global_seq` follows the
-/// array order and `tx_id` is the statement's transaction, as with postgres-es.
+/// Events as parallel arrays, in order: `global_seq` follows the array order, and every
+/// row of the statement has the statement's transaction as `tx_id`.
 const INSERT_EVENTS: &str = "
 INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
-SELECT $1, $2, e.sequence, e.event_type, e.event_version, e.payload::json, e.metadata::json
-  FROM UNNEST($3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[])
-       WITH ORDINALITY AS e(sequence, event_type, event_version, payload, metadata, n)
+SELECT e.aggregate_type, e.aggregate_id, e.sequence, e.event_type, e.event_version, e.payload::json, e.metadata::json
+  FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[])
+       WITH ORDINALITY AS e(aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata, n)
  ORDER BY e.n";
 
+/// Writers storing commits at the same time (each with one statement in flight).
+const WRITERS: usize = 2;
+/// At most this many commits in one statement.
+const MAX_GROUP: usize = 256;
+
+/// The rows of one or more commits, column by column.
+#[derive(Default)]
+struct Rows {
+    aggregate_type: Vec<String>,
+    aggregate_id: Vec<String>,
+    sequence: Vec<i64>,
+    event_type: Vec<String>,
+    event_version: Vec<String>,
+    payload: Vec<String>,
+    metadata: Vec<String>,
+}
+
+impl Rows {
+    fn of(aggregate_type: &str, events: &[SerializedEvent]) -> Result<Self, PersistenceError> {
+        let mut rows = Rows::default();
+        for e in events {
+            rows.aggregate_type.push(aggregate_type.to_string());
+            rows.aggregate_id.push(e.aggregate_id.clone());
+            rows.sequence.push(
+                i64::try_from(e.sequence).map_err(|e| PersistenceError::UnknownError(e.into()))?,
+            );
+            rows.event_type.push(e.event_type.clone());
+            rows.event_version.push(e.event_version.clone());
+            rows.payload.push(e.payload.to_string());
+            rows.metadata.push(e.metadata.to_string());
+        }
+        Ok(rows)
+    }
+
+    fn extend(&mut self, other: &Rows) {
+        self.aggregate_type.extend_from_slice(&other.aggregate_type);
+        self.aggregate_id.extend_from_slice(&other.aggregate_id);
+        self.sequence.extend_from_slice(&other.sequence);
+        self.event_type.extend_from_slice(&other.event_type);
+        self.event_version.extend_from_slice(&other.event_version);
+        self.payload.extend_from_slice(&other.payload);
+        self.metadata.extend_from_slice(&other.metadata);
+    }
+
+    async fn insert(&self, pool: &PgPool) -> Result<(), sqlx::Error> {
+        sqlx::query(INSERT_EVENTS)
+            .bind(&self.aggregate_type)
+            .bind(&self.aggregate_id)
+            .bind(&self.sequence)
+            .bind(&self.event_type)
+            .bind(&self.event_version)
+            .bind(&self.payload)
+            .bind(&self.metadata)
+            .execute(pool)
+            .await
+            .map(|_| ())
+    }
+}
+
+/// One commit waiting for a writer.
+struct Pending {
+    rows: Rows,
+    done: oneshot::Sender<Result<(), PersistenceError>>,
+}
+
 pub struct PgEventRepository {
-    pool: PgPool,
     inner: PostgresEventRepository,
+    queue: mpsc::UnboundedSender<Pending>,
 }
 
 impl PgEventRepository {
+    /// Starts the writers (on the current Tokio runtime); they stop with the repository.
     pub fn new(pool: PgPool) -> Self {
+        let (queue, waiting) = mpsc::unbounded_channel();
+        let waiting = Arc::new(Mutex::new(waiting));
+        for _ in 0..WRITERS {
+            tokio::spawn(write_groups(pool.clone(), waiting.clone()));
+        }
         Self {
-            inner: PostgresEventRepository::new(pool.clone()),
-            pool,
+            inner: PostgresEventRepository::new(pool),
+            queue,
         }
     }
 }
 
+/// Takes whatever commits are waiting (at least one) and stores them together.
+async fn write_groups(pool: PgPool, waiting: Arc<Mutex<mpsc::UnboundedReceiver<Pending>>>) {
+    loop {
+        let group = {
+            let mut waiting = waiting.lock().await;
+            let Some(first) = waiting.recv().await else {
+                return; // the repository is gone
+            };
+            let mut group = vec![first];
+            while group.len() < MAX_GROUP {
+                match waiting.try_recv() {
+                    Ok(p) => group.push(p),
+                    Err(_) => break,
+                }
+            }
+            group
+        };
+        write_group(&pool, group).await;
+    }
+}
+
+async fn write_group(pool: &PgPool, group: Vec<Pending>) {
+    let result = if group.len() == 1 {
+        group[0].rows.insert(pool).await
+    } else {
+        let mut all = Rows::default();
+        for p in &group {
+            all.extend(&p.rows);
+        }
+        all.insert(pool).await
+    };
+    match result {
+        Ok(()) => {
+            for p in group {
+                let _ = p.done.send(Ok(()));
+            }
+        }
+        // Someone took a sequence one of these commits wanted: find out which, alone.
+        Err(e) if group.len() > 1 && is_unique_violation(&e) => {
+            for p in group {
+                let alone = p.rows.insert(pool).await.map_err(persistence_error);
+                let _ = p.done.send(alone);
+            }
+        }
+        Err(e) if group.len() == 1 => {
+            let p = group.into_iter().next().expect("one commit");
+            let _ = p.done.send(Err(persistence_error(e)));
+        }
+        // The whole statement failed: every commit in it gets the same error.
+        Err(e) => {
+            let message = e.to_string();
+            let connection = is_connection(&e);
+            for p in group {
+                let err = if connection {
+                    PersistenceError::ConnectionError(message.clone().into())
+                } else {
+                    PersistenceError::UnknownError(message.clone().into())
+                };
+                let _ = p.done.send(Err(err));
+            }
+        }
+    }
+}
+
+fn is_connection(e: &sqlx::Error) -> bool {
+    matches!(
+        e,
+        sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::PoolTimedOut
+    )
+}
+
+/// The primary key (aggregate, sequence): someone else committed this sequence first.
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.code().as_deref() == Some("23505"))
+}
+
 fn persistence_error(e: sqlx::Error) -> PersistenceError {
-    match &e {
-        // The primary key (aggregate, sequence): someone else committed this sequence.
-        sqlx::Error::Database(d) if d.code().as_deref() == Some("23505") => {
-            PersistenceError::OptimisticLockError
-        }
-        sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::PoolTimedOut => {
-            PersistenceError::ConnectionError(Box::new(e))
-        }
-        _ => PersistenceError::UnknownError(Box::new(e)),
+    if is_unique_violation(&e) {
+        return PersistenceError::OptimisticLockError;
+    }
+    if is_connection(&e) {
+        PersistenceError::ConnectionError(Box::new(e))
+    } else {
+        PersistenceError::UnknownError(Box::new(e))
     }
 }
 
@@ -80,36 +233,17 @@ impl PersistedEventRepository for PgEventRepository {
         if snapshot_update.is_some() {
             return self.inner.persist::<A>(events, snapshot_update).await;
         }
-        let Some(first) = events.first() else {
+        if events.is_empty() {
             return Ok(());
-        };
-        let mut sequence = Vec::with_capacity(events.len());
-        let mut event_type = Vec::with_capacity(events.len());
-        let mut event_version = Vec::with_capacity(events.len());
-        let mut payload = Vec::with_capacity(events.len());
-        let mut metadata = Vec::with_capacity(events.len());
-        for e in events {
-            debug_assert_eq!(e.aggregate_id, first.aggregate_id);
-            sequence.push(
-                i64::try_from(e.sequence).map_err(|e| PersistenceError::UnknownError(e.into()))?,
-            );
-            event_type.push(e.event_type.as_str());
-            event_version.push(e.event_version.as_str());
-            payload.push(e.payload.to_string());
-            metadata.push(e.metadata.to_string());
         }
-        sqlx::query(INSERT_EVENTS)
-            .bind(A::TYPE)
-            .bind(&first.aggregate_id)
-            .bind(&sequence)
-            .bind(&event_type)
-            .bind(&event_version)
-            .bind(&payload)
-            .bind(&metadata)
-            .execute(&self.pool)
-            .await
-            .map_err(persistence_error)?;
-        Ok(())
+        let (done, result) = oneshot::channel();
+        let pending = Pending {
+            rows: Rows::of(A::TYPE, events)?,
+            done,
+        };
+        let gone = || PersistenceError::UnknownError("the event writers have stopped".into());
+        self.queue.send(pending).map_err(|_| gone())?;
+        result.await.map_err(|_| gone())?
     }
 
     async fn stream_events<A: Aggregate>(
