@@ -70,6 +70,12 @@ pub struct FakeStripe {
     pub check: CredentialCheck,
     pub create: Result<PaymentIntentView, CallError>,
     pub created: Mutex<Vec<CreatePaymentIntent>>,
+    /// What `retrieve` answers, when not `create`'s answer.
+    pub retrieve: Mutex<Option<Result<PaymentIntentView, CallError>>>,
+    /// Scripted answers to capture and cancel, first first; then success.
+    pub settle: Mutex<std::collections::VecDeque<Result<PaymentIntentView, CallError>>>,
+    /// (operation, amount, idempotency key) of every capture and cancel asked for.
+    pub settled: Mutex<Vec<(String, i64, String)>>,
 }
 
 impl FakeStripe {
@@ -78,6 +84,9 @@ impl FakeStripe {
             check,
             create: Ok(pi("pi_fake", "requires_payment_method")),
             created: Mutex::new(vec![]),
+            retrieve: Mutex::new(None),
+            settle: Mutex::default(),
+            settled: Mutex::new(vec![]),
         }
     }
 }
@@ -120,6 +129,43 @@ impl StripeGateway for FakeStripe {
         _key: &SecretString,
         _id: &str,
     ) -> Result<PaymentIntentView, CallError> {
-        self.create.clone()
+        self.retrieve
+            .lock()
+            .unwrap()
+            .clone()
+            .unwrap_or_else(|| self.create.clone())
+    }
+    async fn capture_payment_intent(
+        &self,
+        _key: &SecretString,
+        id: &str,
+        amount_cents: i64,
+        idempotency_key: &str,
+    ) -> Result<PaymentIntentView, CallError> {
+        self.settled
+            .lock()
+            .unwrap()
+            .push(("capture".into(), amount_cents, idempotency_key.into()));
+        self.settle.lock().unwrap().pop_front().unwrap_or_else(|| {
+            let mut p = pi(id, "succeeded");
+            p.amount_received = amount_cents;
+            Ok(p)
+        })
+    }
+    async fn cancel_payment_intent(
+        &self,
+        _key: &SecretString,
+        id: &str,
+        idempotency_key: &str,
+    ) -> Result<PaymentIntentView, CallError> {
+        self.settled
+            .lock()
+            .unwrap()
+            .push(("cancel".into(), 0, idempotency_key.into()));
+        self.settle
+            .lock()
+            .unwrap()
+            .pop_front()
+            .unwrap_or_else(|| Ok(pi(id, "canceled")))
     }
 }

@@ -11,6 +11,15 @@ pub enum ChargingIntentEvent {
     WorkspacePaymentIntentCreationFailed(WorkspacePaymentIntentCreationFailed),
     WorkspacePaymentIntentAuthorizationReceived(WorkspacePaymentIntentAuthorizationReceived),
     WorkspacePaymentIntentFailed(WorkspacePaymentIntentFailed),
+    ChargingSessionStarted(ChargingSessionStarted),
+    SessionCompletionRequested(SessionCompletionRequested),
+    WorkspaceSessionPaymentCaptured(WorkspaceSessionPaymentCaptured),
+    SessionCaptureFailed(SessionCaptureFailed),
+    HoldReleaseRequested(HoldReleaseRequested),
+    HoldReleased(HoldReleased),
+    HoldReleaseFailed(HoldReleaseFailed),
+    StripeCallDeferred(StripeCallDeferred),
+    HoldExpiryApproaching(HoldExpiryApproaching),
 }
 
 impl ChargingIntentEvent {
@@ -23,6 +32,15 @@ impl ChargingIntentEvent {
                 "WorkspacePaymentIntentAuthorizationReceived"
             }
             Self::WorkspacePaymentIntentFailed(_) => "WorkspacePaymentIntentFailed",
+            Self::ChargingSessionStarted(_) => "ChargingSessionStarted",
+            Self::SessionCompletionRequested(_) => "SessionCompletionRequested",
+            Self::WorkspaceSessionPaymentCaptured(_) => "WorkspaceSessionPaymentCaptured",
+            Self::SessionCaptureFailed(_) => "SessionCaptureFailed",
+            Self::HoldReleaseRequested(_) => "HoldReleaseRequested",
+            Self::HoldReleased(_) => "HoldReleased",
+            Self::HoldReleaseFailed(_) => "HoldReleaseFailed",
+            Self::StripeCallDeferred(_) => "StripeCallDeferred",
+            Self::HoldExpiryApproaching(_) => "HoldExpiryApproaching",
         }
     }
     pub fn workspace_id(&self) -> &str {
@@ -32,6 +50,15 @@ impl ChargingIntentEvent {
             Self::WorkspacePaymentIntentCreationFailed(e) => &e.request.workspace_id,
             Self::WorkspacePaymentIntentAuthorizationReceived(e) => &e.workspace_id,
             Self::WorkspacePaymentIntentFailed(e) => &e.workspace_id,
+            Self::ChargingSessionStarted(e) => &e.workspace_id,
+            Self::SessionCompletionRequested(e) => &e.workspace_id,
+            Self::WorkspaceSessionPaymentCaptured(e) => &e.workspace_id,
+            Self::SessionCaptureFailed(e) => &e.workspace_id,
+            Self::HoldReleaseRequested(e) => &e.workspace_id,
+            Self::HoldReleased(e) => &e.workspace_id,
+            Self::HoldReleaseFailed(e) => &e.workspace_id,
+            Self::StripeCallDeferred(e) => &e.workspace_id,
+            Self::HoldExpiryApproaching(e) => &e.workspace_id,
         }
     }
 }
@@ -102,4 +129,107 @@ pub struct WorkspacePaymentIntentFailed {
     pub status: String,
     pub failure_code: String,
     pub received_at: DateTime<Utc>,
+}
+
+/// The OCPI session began on the authorized connector.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChargingSessionStarted {
+    pub charging_intent_id: String,
+    pub workspace_id: String,
+    pub ocpi_session_id: String,
+    pub started_at: DateTime<Utc>,
+}
+
+/// The session ended with this amount; the hold is to be captured (`capture_amount_cents`,
+/// the final amount capped by the hold) or, when that is 0, released. Stored before
+/// Stripe is called, so a crash after Stripe acted is finished by the worker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionCompletionRequested {
+    pub charging_intent_id: String,
+    pub workspace_id: String,
+    pub ocpi_session_id: Option<String>,
+    pub final_amount_cents: i64,
+    pub capture_amount_cents: i64,
+    pub requested_at: DateTime<Utc>,
+}
+
+/// The session is paid: `captured_amount_cents` was captured in the workspace's own
+/// account (0 when the hold was released instead, or for a free session).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkspaceSessionPaymentCaptured {
+    pub charging_intent_id: String,
+    pub workspace_id: String,
+    pub ocpi_session_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payment_intent_id: Option<String>,
+    pub final_amount_cents: i64,
+    pub captured_amount_cents: i64,
+    /// `capture`, `release` (a zero amount), `free`, or `webhook` / `worker` when
+    /// Stripe's state told us after the fact.
+    pub source: String,
+    pub captured_at: DateTime<Utc>,
+}
+
+/// Stripe refused the capture for good (its error code).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionCaptureFailed {
+    pub charging_intent_id: String,
+    pub workspace_id: String,
+    pub payment_intent_id: String,
+    pub failure_code: String,
+    pub failed_at: DateTime<Utc>,
+}
+
+/// The hold is to be released: `cancelled` (asked for) or `expired` (no session in
+/// time). Stored before Stripe is called.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HoldReleaseRequested {
+    pub charging_intent_id: String,
+    pub workspace_id: String,
+    pub reason: String,
+    pub requested_at: DateTime<Utc>,
+}
+
+/// The hold is released (the PaymentIntent is canceled in Stripe), or there was none.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HoldReleased {
+    pub charging_intent_id: String,
+    pub workspace_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payment_intent_id: Option<String>,
+    pub reason: String,
+    pub released_at: DateTime<Utc>,
+}
+
+/// Stripe refused to cancel the PaymentIntent for good.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HoldReleaseFailed {
+    pub charging_intent_id: String,
+    pub workspace_id: String,
+    pub payment_intent_id: String,
+    pub reason: String,
+    pub failure_code: String,
+    pub failed_at: DateTime<Utc>,
+}
+
+/// A capture or cancel did not reach a definite answer (timeout, 429, 5xx); the worker
+/// tries again with the next attempt's idempotency key after reading the PaymentIntent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StripeCallDeferred {
+    pub charging_intent_id: String,
+    pub workspace_id: String,
+    /// `capture` or `cancel`.
+    pub step: String,
+    pub attempt: u32,
+    pub failure_code: String,
+    pub deferred_at: DateTime<Utc>,
+}
+
+/// The hold will lapse soon (`capture_before`), and the session has not been settled.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HoldExpiryApproaching {
+    pub charging_intent_id: String,
+    pub workspace_id: String,
+    pub capture_before: DateTime<Utc>,
+    pub flagged_at: DateTime<Utc>,
 }

@@ -85,6 +85,41 @@ fn summarize(event: &AnyEvent) -> Option<String> {
             "PaymentIntent {} {} ({}, via {})",
             e.payment_intent_id, e.status, e.failure_code, e.source
         ),
+        AnyEvent::ChargingIntent(C::ChargingSessionStarted(e)) => {
+            format!("session {} started", e.ocpi_session_id)
+        }
+        AnyEvent::ChargingIntent(C::SessionCompletionRequested(e)) => format!(
+            "session ended at {}: {} to capture{}",
+            e.final_amount_cents,
+            e.capture_amount_cents,
+            if e.capture_amount_cents < e.final_amount_cents { " (capped by the hold)" } else { "" }
+        ),
+        AnyEvent::ChargingIntent(C::WorkspaceSessionPaymentCaptured(e)) => format!(
+            "session {} paid: {} captured{} (via {})",
+            e.ocpi_session_id.as_deref().unwrap_or("-"),
+            e.captured_amount_cents,
+            e.payment_intent_id.as_ref().map(|id| format!(" on PaymentIntent {id}")).unwrap_or_default(),
+            e.source
+        ),
+        AnyEvent::ChargingIntent(C::SessionCaptureFailed(e)) => {
+            format!("capture of PaymentIntent {} refused: {}", e.payment_intent_id, e.failure_code)
+        }
+        AnyEvent::ChargingIntent(C::HoldReleaseRequested(e)) => format!("hold release requested ({})", e.reason),
+        AnyEvent::ChargingIntent(C::HoldReleased(e)) => format!(
+            "hold released ({}){}",
+            e.reason,
+            e.payment_intent_id.as_ref().map(|id| format!(", PaymentIntent {id} canceled")).unwrap_or_default()
+        ),
+        AnyEvent::ChargingIntent(C::HoldReleaseFailed(e)) => format!(
+            "release of PaymentIntent {} refused: {}", e.payment_intent_id, e.failure_code
+        ),
+        AnyEvent::ChargingIntent(C::StripeCallDeferred(e)) => format!(
+            "Stripe {} attempt {} without a definite answer ({}); the worker will retry",
+            e.step, e.attempt, e.failure_code
+        ),
+        AnyEvent::ChargingIntent(C::HoldExpiryApproaching(e)) => {
+            format!("hold lapses at {}: capture or release it before then", e.capture_before.to_rfc3339())
+        }
         AnyEvent::WebhookRejections(W::WebhookRejected(e)) => format!(
             "security warning: webhook refused ({}) from {}{}{}",
             e.code,

@@ -30,6 +30,10 @@ struct Row {
     credential_version: Option<i64>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
+    /// The Stripe step under way (`capture` / `cancel`), if any.
+    settlement: Option<String>,
+    authorized_at: Option<DateTime<Utc>>,
+    capture_before: Option<DateTime<Utc>>,
 }
 
 fn from_request(r: &IntentRequest, status: &str, paid: bool) -> Row {
@@ -49,7 +53,8 @@ fn from_request(r: &IntentRequest, status: &str, paid: bool) -> Row {
 
 const COLUMNS: &str = "charging_intent_id, workspace_id, status, payment_required, amount_cents, currency,
     authorized_amount_cents, captured_amount_cents, payment_intent_id, location_id, evse_uid, connector_id,
-    ocpi_session_id, failure_code, credential_version, created_at, updated_at";
+    ocpi_session_id, failure_code, credential_version, created_at, updated_at, settlement, authorized_at,
+    capture_before";
 
 fn db_err(source: sqlx::Error) -> ProjectionError {
     ProjectionError::Database {
@@ -107,6 +112,7 @@ impl Projection for ChargingIntents {
                     if let Some(row) = rows.get_mut(&id) {
                         row.status = "authorized".into();
                         row.authorized_amount_cents = Some(e.authorized_amount_cents);
+                        row.authorized_at = Some(e.received_at);
                         row.updated_at = e.received_at;
                     }
                 }
@@ -114,7 +120,86 @@ impl Projection for ChargingIntents {
                     if let Some(row) = rows.get_mut(&id) {
                         row.status = e.status.clone();
                         row.failure_code = Some(e.failure_code.clone());
+                        row.settlement = None;
                         row.updated_at = e.received_at;
+                    }
+                }
+                E::ChargingSessionStarted(e) => {
+                    if let Some(row) = rows.get_mut(&id) {
+                        row.status = "charging".into();
+                        row.ocpi_session_id = Some(e.ocpi_session_id.clone());
+                        row.updated_at = e.started_at;
+                    }
+                }
+                E::SessionCompletionRequested(e) => {
+                    if let Some(row) = rows.get_mut(&id) {
+                        if e.ocpi_session_id.is_some() {
+                            row.ocpi_session_id = e.ocpi_session_id.clone();
+                        }
+                        row.settlement = Some(
+                            if e.capture_amount_cents > 0 {
+                                "capture"
+                            } else {
+                                "cancel"
+                            }
+                            .into(),
+                        );
+                        row.updated_at = e.requested_at;
+                    }
+                }
+                E::WorkspaceSessionPaymentCaptured(e) => {
+                    if let Some(row) = rows.get_mut(&id) {
+                        row.status = "completed".into();
+                        if e.ocpi_session_id.is_some() {
+                            row.ocpi_session_id = e.ocpi_session_id.clone();
+                        }
+                        row.captured_amount_cents = Some(e.captured_amount_cents);
+                        row.settlement = None;
+                        row.updated_at = e.captured_at;
+                    }
+                }
+                E::SessionCaptureFailed(e) => {
+                    if let Some(row) = rows.get_mut(&id) {
+                        row.status = "capture_failed".into();
+                        row.failure_code = Some(e.failure_code.clone());
+                        row.settlement = None;
+                        row.updated_at = e.failed_at;
+                    }
+                }
+                E::HoldReleaseRequested(e) => {
+                    if let Some(row) = rows.get_mut(&id) {
+                        row.settlement = Some("cancel".into());
+                        row.updated_at = e.requested_at;
+                    }
+                }
+                E::HoldReleased(e) => {
+                    if let Some(row) = rows.get_mut(&id) {
+                        row.status = if e.reason == "expired" {
+                            "expired"
+                        } else {
+                            "cancelled"
+                        }
+                        .into();
+                        row.settlement = None;
+                        row.updated_at = e.released_at;
+                    }
+                }
+                E::HoldReleaseFailed(e) => {
+                    if let Some(row) = rows.get_mut(&id) {
+                        row.status = "failed".into();
+                        row.failure_code = Some(e.failure_code.clone());
+                        row.settlement = None;
+                        row.updated_at = e.failed_at;
+                    }
+                }
+                E::StripeCallDeferred(e) => {
+                    if let Some(row) = rows.get_mut(&id) {
+                        row.updated_at = e.deferred_at;
+                    }
+                }
+                E::HoldExpiryApproaching(e) => {
+                    if let Some(row) = rows.get_mut(&id) {
+                        row.capture_before = Some(e.capture_before);
                     }
                 }
             }
@@ -147,6 +232,9 @@ macro_rules! decode {
                     credential_version: r.try_get("credential_version")?,
                     created_at: r.try_get("created_at")?,
                     updated_at: r.try_get("updated_at")?,
+                    settlement: r.try_get("settlement")?,
+                    authorized_at: r.try_get("authorized_at")?,
+                    capture_before: r.try_get("capture_before")?,
                 },
             ))
         })()
@@ -197,7 +285,9 @@ const UPSERT_SET: &str = "ON CONFLICT (charging_intent_id) DO UPDATE SET
     amount_cents = excluded.amount_cents, authorized_amount_cents = excluded.authorized_amount_cents,
     captured_amount_cents = excluded.captured_amount_cents, payment_intent_id = excluded.payment_intent_id,
     ocpi_session_id = excluded.ocpi_session_id, failure_code = excluded.failure_code,
-    credential_version = excluded.credential_version, updated_at = excluded.updated_at";
+    credential_version = excluded.credential_version, updated_at = excluded.updated_at,
+    settlement = excluded.settlement, authorized_at = excluded.authorized_at,
+    capture_before = excluded.capture_before";
 
 /// Writes the folded rows: one statement on PostgreSQL, one per row on SQLite.
 async fn store(tx: &mut DbTx, rows: &BTreeMap<String, Row>) -> Result<(), ProjectionError> {
@@ -228,7 +318,8 @@ async fn store(tx: &mut DbTx, rows: &BTreeMap<String, Row>) -> Result<(), Projec
             for (id, row) in rows {
                 sqlx::query(&format!(
                     "INSERT INTO charging_intents ({COLUMNS})
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
+                             $18, $19, $20)
                      {UPSERT_SET}"
                 ))
                 .bind(id)
@@ -248,6 +339,9 @@ async fn store(tx: &mut DbTx, rows: &BTreeMap<String, Row>) -> Result<(), Projec
                 .bind(row.credential_version)
                 .bind(row.created_at)
                 .bind(row.updated_at)
+                .bind(&row.settlement)
+                .bind(row.authorized_at)
+                .bind(row.capture_before)
                 .execute(&mut **t)
                 .await
                 .map_err(db_err)?;

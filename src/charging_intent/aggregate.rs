@@ -4,17 +4,22 @@ use chrono::{DateTime, Utc};
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::Aggregate;
 use roampay_events::{
-    ChargingIntentEvent as Event, FreeSessionAuthorized, IntentRequest, StripeMode,
+    ChargingIntentEvent as Event, ChargingSessionStarted, FreeSessionAuthorized,
+    HoldExpiryApproaching, HoldReleaseFailed, HoldReleaseRequested, HoldReleased, IntentRequest,
+    SessionCaptureFailed, SessionCompletionRequested, StripeCallDeferred, StripeMode,
     WorkspacePaymentIntentAuthorizationReceived, WorkspacePaymentIntentCreated,
     WorkspacePaymentIntentCreationFailed, WorkspacePaymentIntentFailed,
+    WorkspaceSessionPaymentCaptured,
 };
 use serde::{Deserialize, Serialize};
 
 use super::{
-    stripe_idempotency_key, ChargingIntentCommand, ChargingIntentError as Error, IntentServices,
-    IntentStatus, PaidPreAuth, ProcessStripeAuthorizationWebhook, RequestRoamingPreAuth,
+    stripe_idempotency_key, CancelIntent, ChargingIntentCommand, ChargingIntentError as Error,
+    CompleteSession, FlagHoldExpiry, IntentServices, IntentStatus, PaidPreAuth,
+    ProcessStripeAuthorizationWebhook, ReleaseReason, RequestRoamingPreAuth, SettlePayment,
+    StartSession,
 };
-use crate::stripe::{CallError, CreatePaymentIntent};
+use crate::stripe::{CallError, CreatePaymentIntent, PaymentIntentView};
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ChargingIntent {
@@ -29,6 +34,59 @@ pub struct ChargingIntent {
     pub applied_stripe_events: BTreeSet<String>,
     pub created_at: Option<DateTime<Utc>>,
     pub updated_at: Option<DateTime<Utc>>,
+    pub authorized_at: Option<DateTime<Utc>>,
+    pub final_amount_cents: Option<i64>,
+    /// A capture or release decided and not yet confirmed by Stripe.
+    pub settlement: Option<Settlement>,
+    /// Stripe calls for the current settlement that ended without an answer.
+    pub stripe_attempts: u32,
+    /// When the hold lapses, once flagged.
+    pub capture_before: Option<DateTime<Utc>>,
+}
+
+/// What is to happen to the hold.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Settlement {
+    /// Capture `capture_amount_cents` (0: release the hold, nothing to charge).
+    Capture {
+        final_amount_cents: i64,
+        capture_amount_cents: i64,
+    },
+    /// Release the hold: `cancelled` or `expired`.
+    Release { reason: String },
+}
+
+impl Settlement {
+    /// The Stripe call it takes.
+    pub fn step(&self) -> &'static str {
+        match self {
+            Settlement::Capture {
+                capture_amount_cents,
+                ..
+            } if *capture_amount_cents > 0 => "capture",
+            _ => "cancel",
+        }
+    }
+}
+
+/// An answer from which trying again cannot be told apart from a first try.
+fn transient(e: &CallError) -> bool {
+    match e {
+        CallError::Unreachable(_) => true,
+        CallError::Api { status, .. } => *status == 429 || *status == 409 || *status >= 500,
+    }
+}
+
+fn failure_code(e: &CallError) -> String {
+    match e {
+        CallError::Api { status, code } if !transient(e) => {
+            code.clone().unwrap_or_else(|| format!("http_{status}"))
+        }
+        CallError::Api {
+            code: Some(code), ..
+        } => code.clone(),
+        _ => STRIPE_UNAVAILABLE.to_string(),
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -141,6 +199,304 @@ impl ChargingIntent {
         ])
     }
 
+    fn ids(&self) -> Result<(&IntentRequest, String, String), Error> {
+        let r = self.request.as_ref().ok_or(Error::NotFound)?;
+        Ok((r, r.charging_intent_id.clone(), r.workspace_id.clone()))
+    }
+
+    fn refuse(&self) -> Error {
+        Error::InvalidTransition(self.status.as_str())
+    }
+
+    fn start_session(&self, cmd: StartSession) -> Result<Vec<Event>, Error> {
+        let (_, id, ws) = self.ids()?;
+        if self.status == IntentStatus::Charging
+            && self.ocpi_session_id.as_deref() == Some(cmd.ocpi_session_id.as_str())
+            && self.settlement.is_none()
+        {
+            return Ok(vec![]); // the same start again
+        }
+        if self.status != IntentStatus::Authorized || self.settlement.is_some() {
+            return Err(self.refuse());
+        }
+        Ok(vec![Event::ChargingSessionStarted(
+            ChargingSessionStarted {
+                charging_intent_id: id,
+                workspace_id: ws,
+                ocpi_session_id: cmd.ocpi_session_id,
+                started_at: cmd.at,
+            },
+        )])
+    }
+
+    fn complete_session(&self, cmd: CompleteSession) -> Result<Vec<Event>, Error> {
+        let (_, id, ws) = self.ids()?;
+        let same_amount = self.final_amount_cents == Some(cmd.final_amount_cents);
+        // The same completion again (a retry): nothing new; the caller settles if needed.
+        if same_amount
+            && (self.status == IntentStatus::Completed
+                || matches!(self.settlement, Some(Settlement::Capture { .. })))
+        {
+            return Ok(vec![]);
+        }
+        if self.settlement.is_some()
+            || !matches!(
+                self.status,
+                IntentStatus::Authorized | IntentStatus::Charging
+            )
+        {
+            return Err(self.refuse());
+        }
+        let ocpi_session_id = cmd.ocpi_session_id.or_else(|| self.ocpi_session_id.clone());
+        let Some(payment) = &self.payment else {
+            // A free session: nothing to capture.
+            return Ok(vec![Event::WorkspaceSessionPaymentCaptured(
+                WorkspaceSessionPaymentCaptured {
+                    charging_intent_id: id,
+                    workspace_id: ws,
+                    ocpi_session_id,
+                    payment_intent_id: None,
+                    final_amount_cents: cmd.final_amount_cents,
+                    captured_amount_cents: 0,
+                    source: "free".into(),
+                    captured_at: cmd.at,
+                },
+            )]);
+        };
+        let hold = self.authorized_amount_cents.unwrap_or(payment.amount_cents);
+        Ok(vec![Event::SessionCompletionRequested(
+            SessionCompletionRequested {
+                charging_intent_id: id,
+                workspace_id: ws,
+                ocpi_session_id,
+                final_amount_cents: cmd.final_amount_cents,
+                capture_amount_cents: cmd.final_amount_cents.min(hold),
+                requested_at: cmd.at,
+            },
+        )])
+    }
+
+    fn cancel_intent(&self, cmd: CancelIntent) -> Result<Vec<Event>, Error> {
+        let (_, id, ws) = self.ids()?;
+        let reason = cmd.reason.as_str();
+        let ended_so = match cmd.reason {
+            ReleaseReason::Cancelled => IntentStatus::Cancelled,
+            ReleaseReason::Expired => IntentStatus::Expired,
+        };
+        if self.status == ended_so
+            || matches!(&self.settlement, Some(Settlement::Release { reason: r }) if r == reason)
+        {
+            return Ok(vec![]); // already done, or under way
+        }
+        let open = match cmd.reason {
+            ReleaseReason::Cancelled => matches!(
+                self.status,
+                IntentStatus::PendingPayment | IntentStatus::Authorized | IntentStatus::Charging
+            ),
+            ReleaseReason::Expired => matches!(
+                self.status,
+                IntentStatus::PendingPayment | IntentStatus::Authorized
+            ),
+        };
+        if !open || self.settlement.is_some() {
+            return Err(self.refuse());
+        }
+        if self.payment.is_none() {
+            return Ok(vec![Event::HoldReleased(HoldReleased {
+                charging_intent_id: id,
+                workspace_id: ws,
+                payment_intent_id: None,
+                reason: reason.into(),
+                released_at: cmd.at,
+            })]);
+        }
+        Ok(vec![Event::HoldReleaseRequested(HoldReleaseRequested {
+            charging_intent_id: id,
+            workspace_id: ws,
+            reason: reason.into(),
+            requested_at: cmd.at,
+        })])
+    }
+
+    fn flag_hold_expiry(&self, cmd: FlagHoldExpiry) -> Result<Vec<Event>, Error> {
+        let (_, id, ws) = self.ids()?;
+        if self.capture_before.is_some()
+            || self.settlement.is_some()
+            || !matches!(
+                self.status,
+                IntentStatus::Authorized | IntentStatus::Charging
+            )
+        {
+            return Ok(vec![]);
+        }
+        Ok(vec![Event::HoldExpiryApproaching(HoldExpiryApproaching {
+            charging_intent_id: id,
+            workspace_id: ws,
+            capture_before: cmd.capture_before,
+            flagged_at: cmd.at,
+        })])
+    }
+
+    /// The event that ends the pending settlement, if the PaymentIntent's state shows
+    /// Stripe has acted (by our call, an earlier attempt, or anyone else).
+    fn settled_by(&self, pi: &PaymentIntentView, source: &str, at: DateTime<Utc>) -> Option<Event> {
+        let (_, id, ws) = self.ids().ok()?;
+        let settlement = self.settlement.as_ref()?;
+        let payment = self.payment.as_ref()?;
+        if pi.id != payment.payment_intent_id {
+            return None;
+        }
+        let captured = |amount: i64, source: &str| {
+            Event::WorkspaceSessionPaymentCaptured(WorkspaceSessionPaymentCaptured {
+                charging_intent_id: id.clone(),
+                workspace_id: ws.clone(),
+                ocpi_session_id: self.ocpi_session_id.clone(),
+                payment_intent_id: Some(pi.id.clone()),
+                final_amount_cents: self.final_amount_cents.unwrap_or(amount),
+                captured_amount_cents: amount,
+                source: source.into(),
+                captured_at: at,
+            })
+        };
+        Some(match (settlement, pi.status.as_str()) {
+            (
+                Settlement::Capture {
+                    capture_amount_cents,
+                    ..
+                },
+                "succeeded",
+            ) => {
+                // Stripe's figure when it gives one (some peers leave it 0).
+                let amount = if pi.amount_received > 0 {
+                    pi.amount_received
+                } else {
+                    *capture_amount_cents
+                };
+                captured(amount, source)
+            }
+            (Settlement::Capture { .. }, "canceled") if settlement.step() == "cancel" => captured(
+                0,
+                if source == "capture" {
+                    "release"
+                } else {
+                    source
+                },
+            ),
+            (Settlement::Capture { .. }, "canceled") => {
+                Event::SessionCaptureFailed(SessionCaptureFailed {
+                    charging_intent_id: id,
+                    workspace_id: ws,
+                    payment_intent_id: pi.id.clone(),
+                    failure_code: "payment_intent_canceled".into(),
+                    failed_at: at,
+                })
+            }
+            (Settlement::Release { reason }, "canceled") => Event::HoldReleased(HoldReleased {
+                charging_intent_id: id,
+                workspace_id: ws,
+                payment_intent_id: Some(pi.id.clone()),
+                reason: reason.clone(),
+                released_at: at,
+            }),
+            (Settlement::Release { reason }, "succeeded") => {
+                Event::HoldReleaseFailed(HoldReleaseFailed {
+                    charging_intent_id: id,
+                    workspace_id: ws,
+                    payment_intent_id: pi.id.clone(),
+                    reason: reason.clone(),
+                    failure_code: "payment_intent_succeeded".into(),
+                    failed_at: at,
+                })
+            }
+            _ => return None,
+        })
+    }
+
+    /// Carries out the pending capture or release in Stripe and records how it ended:
+    /// done, refused for good, or deferred to the worker (no definite answer).
+    async fn settle(&self, cmd: SettlePayment, svc: &IntentServices) -> Result<Vec<Event>, Error> {
+        let (_, id, ws) = self.ids()?;
+        let (Some(settlement), Some(payment)) = (&self.settlement, &self.payment) else {
+            return Ok(vec![]); // nothing pending
+        };
+        let step = settlement.step();
+        let key_step = match self.stripe_attempts {
+            0 => step.to_string(),
+            n => format!("{step}-{n}"),
+        };
+        let key = stripe_idempotency_key(&ws, &id, &key_step);
+        let pi_id = &payment.payment_intent_id;
+        let answer = match settlement {
+            Settlement::Capture {
+                capture_amount_cents,
+                ..
+            } if step == "capture" => {
+                svc.stripe
+                    .capture_payment_intent(&cmd.secret_key, pi_id, *capture_amount_cents, &key)
+                    .await
+            }
+            _ => {
+                svc.stripe
+                    .cancel_payment_intent(&cmd.secret_key, pi_id, &key)
+                    .await
+            }
+        };
+        let source = if step == "capture" {
+            "capture"
+        } else {
+            "release"
+        };
+        let error = match answer {
+            Ok(pi) => match self.settled_by(&pi, source, cmd.at) {
+                Some(done) => return Ok(vec![done]),
+                None => CallError::Api {
+                    status: 502,
+                    code: Some(format!("unexpected_status_{}", pi.status)),
+                },
+            },
+            Err(e) => e,
+        };
+        // No success: Stripe may have acted anyway (an earlier attempt, a timeout after
+        // it applied, "already captured"). Its PaymentIntent tells.
+        let now = svc
+            .stripe
+            .retrieve_payment_intent(&cmd.secret_key, pi_id)
+            .await;
+        if let Ok(pi) = &now {
+            if let Some(done) = self.settled_by(pi, "stripe_state", cmd.at) {
+                return Ok(vec![done]);
+            }
+        }
+        let code = failure_code(&error);
+        if transient(&error) || now.is_err() {
+            return Ok(vec![Event::StripeCallDeferred(StripeCallDeferred {
+                charging_intent_id: id,
+                workspace_id: ws,
+                step: step.into(),
+                attempt: self.stripe_attempts,
+                failure_code: code,
+                deferred_at: cmd.at,
+            })]);
+        }
+        Ok(vec![match settlement {
+            Settlement::Release { reason } => Event::HoldReleaseFailed(HoldReleaseFailed {
+                charging_intent_id: id,
+                workspace_id: ws,
+                payment_intent_id: pi_id.clone(),
+                reason: reason.clone(),
+                failure_code: code,
+                failed_at: cmd.at,
+            }),
+            Settlement::Capture { .. } => Event::SessionCaptureFailed(SessionCaptureFailed {
+                charging_intent_id: id,
+                workspace_id: ws,
+                payment_intent_id: pi_id.clone(),
+                failure_code: code,
+                failed_at: cmd.at,
+            }),
+        }])
+    }
+
     fn apply_stripe_status(
         &self,
         cmd: ProcessStripeAuthorizationWebhook,
@@ -163,6 +519,10 @@ impl ChargingIntent {
             if self.applied_stripe_events.contains(id) {
                 return Err(Error::DuplicateStripeEvent);
             }
+        }
+        // A capture or release under way that Stripe reports done.
+        if let Some(done) = self.settled_by(pi, cmd.source, cmd.at) {
+            return Ok(vec![done]);
         }
         let target = match (pi.status.as_str(), &pi.last_error_code) {
             ("requires_capture", _) => IntentStatus::Authorized,
@@ -241,6 +601,11 @@ impl Aggregate for ChargingIntent {
             ChargingIntentCommand::ProcessStripeAuthorizationWebhook(cmd) => {
                 self.apply_stripe_status(cmd)?
             }
+            ChargingIntentCommand::StartSession(cmd) => self.start_session(cmd)?,
+            ChargingIntentCommand::CompleteSession(cmd) => self.complete_session(cmd)?,
+            ChargingIntentCommand::CancelIntent(cmd) => self.cancel_intent(cmd)?,
+            ChargingIntentCommand::SettlePayment(cmd) => self.settle(cmd, svc).await?,
+            ChargingIntentCommand::FlagHoldExpiry(cmd) => self.flag_hold_expiry(cmd)?,
         };
         for e in events {
             sink.write(e, self).await;
@@ -277,6 +642,7 @@ impl Aggregate for ChargingIntent {
                 self.status = IntentStatus::Failed;
             }
             Event::WorkspacePaymentIntentAuthorizationReceived(e) => {
+                self.authorized_at = Some(e.received_at);
                 self.authorized_amount_cents = Some(e.authorized_amount_cents);
                 self.status = IntentStatus::Authorized;
                 self.updated_at = Some(e.received_at);
@@ -295,6 +661,66 @@ impl Aggregate for ChargingIntent {
                 if let Some(id) = e.stripe_event_id {
                     self.applied_stripe_events.insert(id);
                 }
+            }
+            Event::ChargingSessionStarted(e) => {
+                self.status = IntentStatus::Charging;
+                self.ocpi_session_id = Some(e.ocpi_session_id);
+                self.updated_at = Some(e.started_at);
+            }
+            Event::SessionCompletionRequested(e) => {
+                if e.ocpi_session_id.is_some() {
+                    self.ocpi_session_id = e.ocpi_session_id;
+                }
+                self.final_amount_cents = Some(e.final_amount_cents);
+                self.settlement = Some(Settlement::Capture {
+                    final_amount_cents: e.final_amount_cents,
+                    capture_amount_cents: e.capture_amount_cents,
+                });
+                self.stripe_attempts = 0;
+                self.updated_at = Some(e.requested_at);
+            }
+            Event::WorkspaceSessionPaymentCaptured(e) => {
+                if e.ocpi_session_id.is_some() {
+                    self.ocpi_session_id = e.ocpi_session_id;
+                }
+                self.final_amount_cents = Some(e.final_amount_cents);
+                self.captured_amount_cents = Some(e.captured_amount_cents);
+                self.status = IntentStatus::Completed;
+                self.settlement = None;
+                self.updated_at = Some(e.captured_at);
+            }
+            Event::SessionCaptureFailed(e) => {
+                self.status = IntentStatus::CaptureFailed;
+                self.failure_code = Some(e.failure_code);
+                self.settlement = None;
+                self.updated_at = Some(e.failed_at);
+            }
+            Event::HoldReleaseRequested(e) => {
+                self.settlement = Some(Settlement::Release { reason: e.reason });
+                self.stripe_attempts = 0;
+                self.updated_at = Some(e.requested_at);
+            }
+            Event::HoldReleased(e) => {
+                self.status = if e.reason == "expired" {
+                    IntentStatus::Expired
+                } else {
+                    IntentStatus::Cancelled
+                };
+                self.settlement = None;
+                self.updated_at = Some(e.released_at);
+            }
+            Event::HoldReleaseFailed(e) => {
+                self.status = IntentStatus::Failed;
+                self.failure_code = Some(e.failure_code);
+                self.settlement = None;
+                self.updated_at = Some(e.failed_at);
+            }
+            Event::StripeCallDeferred(e) => {
+                self.stripe_attempts = e.attempt + 1;
+                self.updated_at = Some(e.deferred_at);
+            }
+            Event::HoldExpiryApproaching(e) => {
+                self.capture_before = Some(e.capture_before);
             }
         }
     }

@@ -8,6 +8,11 @@ use crate::stripe::PaymentIntentView;
 pub enum ChargingIntentCommand {
     RequestRoamingPreAuth(RequestRoamingPreAuth),
     ProcessStripeAuthorizationWebhook(ProcessStripeAuthorizationWebhook),
+    StartSession(StartSession),
+    CompleteSession(CompleteSession),
+    CancelIntent(CancelIntent),
+    SettlePayment(SettlePayment),
+    FlagHoldExpiry(FlagHoldExpiry),
 }
 
 /// Start a charging intent; `paid` is `None` for a free connector.
@@ -36,5 +41,61 @@ pub struct ProcessStripeAuthorizationWebhook {
     pub payment_intent: PaymentIntentView,
     pub stripe_event_id: Option<String>,
     pub source: &'static str,
+    pub at: DateTime<Utc>,
+}
+
+/// The OCPI session began: authorized → charging.
+#[derive(Debug, Clone)]
+pub struct StartSession {
+    pub ocpi_session_id: String,
+    pub at: DateTime<Utc>,
+}
+
+/// The session ended with this amount: capture it (capped by the hold), or release the
+/// hold when it is 0. Only records the decision; [`SettlePayment`] talks to Stripe.
+#[derive(Debug, Clone)]
+pub struct CompleteSession {
+    pub final_amount_cents: i64,
+    pub ocpi_session_id: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
+/// Why a hold is released without a capture.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReleaseReason {
+    /// Asked for (`POST …/cancel`).
+    Cancelled,
+    /// No session started in time (the worker).
+    Expired,
+}
+
+impl ReleaseReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Cancelled => "cancelled",
+            Self::Expired => "expired",
+        }
+    }
+}
+
+/// Release the hold (or, for a free session, just end it).
+#[derive(Debug, Clone)]
+pub struct CancelIntent {
+    pub reason: ReleaseReason,
+    pub at: DateTime<Utc>,
+}
+
+/// Carry out the capture or release recorded before, in the workspace's own account,
+/// with the secret key of the credential version the intent was created under.
+#[derive(Debug, Clone)]
+pub struct SettlePayment {
+    pub secret_key: SecretString,
+    pub at: DateTime<Utc>,
+}
+
+/// Record that the hold lapses at `capture_before` (once).
+#[derive(Debug, Clone)]
+pub struct FlagHoldExpiry {
+    pub capture_before: DateTime<Utc>,
     pub at: DateTime<Utc>,
 }

@@ -16,4 +16,7 @@ pub enum ChargingIntentError {
     NoChange,
     #[error("this intent needs no payment")]
     NoPayment,
+    /// The step does not apply in the intent's current status.
+    #[error("not possible while the intent is {0}")]
+    InvalidTransition(&'static str),
 }

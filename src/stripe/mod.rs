@@ -111,6 +111,34 @@ pub trait StripeGateway: Send + Sync {
         secret_key: &SecretString,
         id: &str,
     ) -> Result<PaymentIntentView, CallError>;
+    /// Captures `amount_cents` of a manual-capture PaymentIntent's hold (Stripe releases
+    /// the rest).
+    async fn capture_payment_intent(
+        &self,
+        secret_key: &SecretString,
+        id: &str,
+        amount_cents: i64,
+        idempotency_key: &str,
+    ) -> Result<PaymentIntentView, CallError>;
+    /// Cancels a PaymentIntent, releasing its hold.
+    async fn cancel_payment_intent(
+        &self,
+        secret_key: &SecretString,
+        id: &str,
+        idempotency_key: &str,
+    ) -> Result<PaymentIntentView, CallError>;
+}
+
+/// Only Stripe object ids go into a path.
+fn checked_id(id: &str) -> Result<&str, CallError> {
+    if !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        Ok(id)
+    } else {
+        Err(CallError::Api {
+            status: 400,
+            code: Some("invalid_payment_intent_id".into()),
+        })
+    }
 }
 
 #[derive(serde::Serialize)]
@@ -205,14 +233,46 @@ impl StripeGateway for StripeTransport {
         secret_key: &SecretString,
         id: &str,
     ) -> Result<PaymentIntentView, CallError> {
-        if !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
-            return Err(CallError::Api {
-                status: 400,
-                code: Some("invalid_payment_intent_id".into()),
-            });
-        }
+        let id = checked_id(id)?;
         let builder = RequestBuilder::new(StripeMethod::Get, format!("/payment_intents/{id}"));
         view(self.send(secret_key, builder, None).await?)
+    }
+
+    #[tracing::instrument(skip_all, fields(payment_intent = %id, amount = amount_cents))]
+    async fn capture_payment_intent(
+        &self,
+        secret_key: &SecretString,
+        id: &str,
+        amount_cents: i64,
+        idempotency_key: &str,
+    ) -> Result<PaymentIntentView, CallError> {
+        let id = checked_id(id)?;
+        let mut builder =
+            RequestBuilder::new(StripeMethod::Post, format!("/payment_intents/{id}/capture"));
+        builder.body = Some(serde_urlencoded(&[(
+            "amount_to_capture".into(),
+            amount_cents.to_string(),
+        )]));
+        view(
+            self.send(secret_key, builder, Some(idempotency_key))
+                .await?,
+        )
+    }
+
+    #[tracing::instrument(skip_all, fields(payment_intent = %id))]
+    async fn cancel_payment_intent(
+        &self,
+        secret_key: &SecretString,
+        id: &str,
+        idempotency_key: &str,
+    ) -> Result<PaymentIntentView, CallError> {
+        let id = checked_id(id)?;
+        let builder =
+            RequestBuilder::new(StripeMethod::Post, format!("/payment_intents/{id}/cancel"));
+        view(
+            self.send(secret_key, builder, Some(idempotency_key))
+                .await?,
+        )
     }
 }
 
