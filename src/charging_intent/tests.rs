@@ -331,3 +331,466 @@ proptest! {
         }
     }
 }
+
+// ---- Sessions: start, complete (capture), cancel, expiry, settlement ----
+
+fn key() -> SecretString {
+    SecretString::from("sk_test_fake".to_string())
+}
+
+fn start(id: &str) -> ChargingIntentCommand {
+    ChargingIntentCommand::StartSession(StartSession {
+        ocpi_session_id: id.into(),
+        at: at(),
+    })
+}
+
+fn started() -> ChargingIntentEvent {
+    ChargingIntentEvent::ChargingSessionStarted(ChargingSessionStarted {
+        charging_intent_id: "ci-1".into(),
+        workspace_id: "ws-1".into(),
+        ocpi_session_id: "S-1".into(),
+        started_at: at(),
+    })
+}
+
+fn complete(amount: i64) -> ChargingIntentCommand {
+    ChargingIntentCommand::CompleteSession(CompleteSession {
+        final_amount_cents: amount,
+        ocpi_session_id: Some("S-1".into()),
+        at: at(),
+    })
+}
+
+fn completion(final_amount: i64, capture: i64) -> ChargingIntentEvent {
+    ChargingIntentEvent::SessionCompletionRequested(SessionCompletionRequested {
+        charging_intent_id: "ci-1".into(),
+        workspace_id: "ws-1".into(),
+        ocpi_session_id: Some("S-1".into()),
+        final_amount_cents: final_amount,
+        capture_amount_cents: capture,
+        requested_at: at(),
+    })
+}
+
+fn captured(final_amount: i64, amount: i64, source: &str) -> ChargingIntentEvent {
+    ChargingIntentEvent::WorkspaceSessionPaymentCaptured(WorkspaceSessionPaymentCaptured {
+        charging_intent_id: "ci-1".into(),
+        workspace_id: "ws-1".into(),
+        ocpi_session_id: Some("S-1".into()),
+        payment_intent_id: Some("pi_fake".into()),
+        final_amount_cents: final_amount,
+        captured_amount_cents: amount,
+        source: source.into(),
+        captured_at: at(),
+    })
+}
+
+fn cancel(reason: ReleaseReason) -> ChargingIntentCommand {
+    ChargingIntentCommand::CancelIntent(CancelIntent { reason, at: at() })
+}
+
+fn release_requested(reason: &str) -> ChargingIntentEvent {
+    ChargingIntentEvent::HoldReleaseRequested(HoldReleaseRequested {
+        charging_intent_id: "ci-1".into(),
+        workspace_id: "ws-1".into(),
+        reason: reason.into(),
+        requested_at: at(),
+    })
+}
+
+fn settle() -> ChargingIntentCommand {
+    ChargingIntentCommand::SettlePayment(SettlePayment {
+        secret_key: key(),
+        at: at(),
+    })
+}
+
+fn deferred(step: &str, attempt: u32, code: &str) -> ChargingIntentEvent {
+    ChargingIntentEvent::StripeCallDeferred(StripeCallDeferred {
+        charging_intent_id: "ci-1".into(),
+        workspace_id: "ws-1".into(),
+        step: step.into(),
+        attempt,
+        failure_code: code.into(),
+        deferred_at: at(),
+    })
+}
+
+fn invalid(status: &'static str) -> ChargingIntentError {
+    ChargingIntentError::InvalidTransition(status)
+}
+
+/// A Stripe fake whose PaymentIntent reads as `status`, with scripted capture/cancel answers.
+fn stripe_reading(
+    status: &str,
+    answers: Vec<Result<PaymentIntentView, CallError>>,
+) -> Arc<FakeStripe> {
+    let s = stripe(Ok(pi("pi_fake", status)));
+    s.settle.lock().unwrap().extend(answers);
+    s
+}
+
+fn succeeded(amount: i64) -> PaymentIntentView {
+    let mut p = pi("pi_fake", "succeeded");
+    p.amount_received = amount;
+    p
+}
+
+#[test]
+fn a_session_starts_only_on_an_authorized_hold_and_a_repeated_start_changes_nothing() {
+    let s = stripe(Ok(pi("pi_fake", "requires_capture")));
+    framework(&s)
+        .given(vec![created(), authorized(None)])
+        .when(start("S-1"))
+        .then_expect_events(vec![started()]);
+    framework(&s)
+        .given(vec![created(), authorized(None), started()])
+        .when(start("S-1"))
+        .then_expect_events(vec![]);
+    framework(&s)
+        .given(vec![created(), authorized(None), started()])
+        .when(start("S-2"))
+        .then_expect_error(invalid("charging"));
+    framework(&s)
+        .given(vec![created()])
+        .when(start("S-1"))
+        .then_expect_error(invalid("pending_payment"));
+    framework(&s)
+        .given_no_previous_events()
+        .when(start("S-1"))
+        .then_expect_error(ChargingIntentError::NotFound);
+}
+
+#[test]
+fn completion_captures_the_final_amount_capped_by_the_hold() {
+    let s = stripe(Ok(pi("pi_fake", "requires_capture")));
+    framework(&s)
+        .given(vec![created(), authorized(None), started()])
+        .when(complete(1234))
+        .then_expect_events(vec![completion(1234, 1234)]);
+    framework(&s)
+        .given(vec![created(), authorized(None), started()])
+        .when(complete(9000))
+        .then_expect_events(vec![completion(9000, 5000)]);
+    // Without a session start (a CDR that came alone) the hold is still captured.
+    framework(&s)
+        .given(vec![created(), authorized(None)])
+        .when(complete(700))
+        .then_expect_events(vec![completion(700, 700)]);
+}
+
+#[test]
+fn settling_a_completion_captures_once_with_the_deterministic_key() {
+    let s = stripe_reading("requires_capture", vec![]);
+    framework(&s)
+        .given(vec![
+            created(),
+            authorized(None),
+            started(),
+            completion(1234, 1234),
+        ])
+        .when(settle())
+        .then_expect_events(vec![captured(1234, 1234, "capture")]);
+    assert_eq!(
+        *s.settled.lock().unwrap(),
+        vec![(
+            "capture".to_string(),
+            1234,
+            "roampay:ws-1:ci-1:capture".to_string()
+        )]
+    );
+}
+
+#[test]
+fn a_zero_amount_releases_the_hold_instead_of_capturing() {
+    let s = stripe_reading("requires_capture", vec![]);
+    framework(&s)
+        .given(vec![created(), authorized(None), started()])
+        .when(complete(0))
+        .then_expect_events(vec![completion(0, 0)]);
+    framework(&s)
+        .given(vec![
+            created(),
+            authorized(None),
+            started(),
+            completion(0, 0),
+        ])
+        .when(settle())
+        .then_expect_events(vec![captured(0, 0, "release")]);
+    assert_eq!(s.settled.lock().unwrap()[0].0, "cancel");
+    assert_eq!(s.settled.lock().unwrap()[0].2, "roampay:ws-1:ci-1:cancel");
+}
+
+#[test]
+fn a_double_complete_is_one_capture_and_another_amount_is_refused() {
+    let s = stripe(Ok(pi("pi_fake", "requires_capture")));
+    let pending = vec![
+        created(),
+        authorized(None),
+        started(),
+        completion(1234, 1234),
+    ];
+    framework(&s)
+        .given(pending.clone())
+        .when(complete(1234))
+        .then_expect_events(vec![]);
+    framework(&s)
+        .given(pending)
+        .when(complete(999))
+        .then_expect_error(invalid("charging"));
+    let done = vec![
+        created(),
+        authorized(None),
+        started(),
+        completion(1234, 1234),
+        captured(1234, 1234, "capture"),
+    ];
+    framework(&s)
+        .given(done.clone())
+        .when(complete(1234))
+        .then_expect_events(vec![]);
+    framework(&s)
+        .given(done.clone())
+        .when(complete(1))
+        .then_expect_error(invalid("completed"));
+    framework(&s)
+        .given(done.clone())
+        .when(settle())
+        .then_expect_events(vec![]);
+    framework(&s)
+        .given(done)
+        .when(cancel(ReleaseReason::Cancelled))
+        .then_expect_error(invalid("completed"));
+    assert!(s.settled.lock().unwrap().is_empty());
+}
+
+#[test]
+fn complete_and_cancel_exclude_each_other() {
+    let s = stripe(Ok(pi("pi_fake", "requires_capture")));
+    framework(&s)
+        .given(vec![
+            created(),
+            authorized(None),
+            started(),
+            completion(1234, 1234),
+        ])
+        .when(cancel(ReleaseReason::Cancelled))
+        .then_expect_error(invalid("charging"));
+    framework(&s)
+        .given(vec![
+            created(),
+            authorized(None),
+            started(),
+            release_requested("cancelled"),
+        ])
+        .when(complete(1234))
+        .then_expect_error(invalid("charging"));
+}
+
+#[test]
+fn a_cancel_releases_the_hold_and_expiry_only_applies_before_a_session() {
+    let s = stripe_reading("requires_capture", vec![]);
+    framework(&s)
+        .given(vec![created(), authorized(None)])
+        .when(cancel(ReleaseReason::Cancelled))
+        .then_expect_events(vec![release_requested("cancelled")]);
+    framework(&s)
+        .given(vec![
+            created(),
+            authorized(None),
+            release_requested("cancelled"),
+        ])
+        .when(settle())
+        .then_expect_events(vec![ChargingIntentEvent::HoldReleased(HoldReleased {
+            charging_intent_id: "ci-1".into(),
+            workspace_id: "ws-1".into(),
+            payment_intent_id: Some("pi_fake".into()),
+            reason: "cancelled".into(),
+            released_at: at(),
+        })]);
+    framework(&s)
+        .given(vec![created()])
+        .when(cancel(ReleaseReason::Expired))
+        .then_expect_events(vec![release_requested("expired")]);
+    framework(&s)
+        .given(vec![created(), authorized(None), started()])
+        .when(cancel(ReleaseReason::Expired))
+        .then_expect_error(invalid("charging"));
+    framework(&s)
+        .given(vec![
+            created(),
+            authorized(None),
+            release_requested("cancelled"),
+        ])
+        .when(cancel(ReleaseReason::Cancelled))
+        .then_expect_events(vec![]);
+}
+
+#[test]
+fn a_free_session_completes_and_cancels_without_stripe() {
+    let s = stripe(Err(CallError::Unreachable("must not be called".into())));
+    let free = ChargingIntentEvent::FreeSessionAuthorized(FreeSessionAuthorized {
+        request: request("h1"),
+    });
+    let mut done = captured(0, 0, "free");
+    if let ChargingIntentEvent::WorkspaceSessionPaymentCaptured(e) = &mut done {
+        e.payment_intent_id = None;
+    }
+    framework(&s)
+        .given(vec![free.clone(), started()])
+        .when(complete(0))
+        .then_expect_events(vec![done]);
+    framework(&s)
+        .given(vec![free])
+        .when(cancel(ReleaseReason::Cancelled))
+        .then_expect_events(vec![ChargingIntentEvent::HoldReleased(HoldReleased {
+            charging_intent_id: "ci-1".into(),
+            workspace_id: "ws-1".into(),
+            payment_intent_id: None,
+            reason: "cancelled".into(),
+            released_at: at(),
+        })]);
+    assert!(s.settled.lock().unwrap().is_empty());
+}
+
+#[test]
+fn a_capture_without_an_answer_is_deferred_and_retried_with_the_next_key() {
+    let pending = vec![
+        created(),
+        authorized(None),
+        started(),
+        completion(1234, 1234),
+    ];
+    // A 500, and Stripe still shows the hold: deferred, nothing recorded as captured.
+    let s = stripe_reading(
+        "requires_capture",
+        vec![Err(CallError::Api {
+            status: 500,
+            code: None,
+        })],
+    );
+    framework(&s)
+        .given(pending.clone())
+        .when(settle())
+        .then_expect_events(vec![deferred("capture", 0, STRIPE_UNAVAILABLE)]);
+    // The worker's next try carries the next attempt's key.
+    let s = stripe_reading("requires_capture", vec![]);
+    let mut after = pending.clone();
+    after.push(deferred("capture", 0, STRIPE_UNAVAILABLE));
+    framework(&s)
+        .given(after)
+        .when(settle())
+        .then_expect_events(vec![captured(1234, 1234, "capture")]);
+    assert_eq!(
+        s.settled.lock().unwrap()[0].2,
+        "roampay:ws-1:ci-1:capture-1"
+    );
+}
+
+#[test]
+fn a_capture_stripe_applied_before_failing_to_answer_is_a_success_not_a_second_capture() {
+    let pending = vec![
+        created(),
+        authorized(None),
+        started(),
+        completion(1234, 1234),
+    ];
+    // Timed out after Stripe applied it: the PaymentIntent reads `succeeded`.
+    let s = stripe(Ok(succeeded(1234)));
+    s.settle
+        .lock()
+        .unwrap()
+        .push_back(Err(CallError::Unreachable("timeout".into())));
+    framework(&s)
+        .given(pending.clone())
+        .when(settle())
+        .then_expect_events(vec![captured(1234, 1234, "stripe_state")]);
+    assert_eq!(s.settled.lock().unwrap().len(), 1);
+    // "Already captured" (payment_intent_unexpected_state) is a success too.
+    let s = stripe(Ok(succeeded(1234)));
+    s.settle.lock().unwrap().push_back(Err(CallError::Api {
+        status: 400,
+        code: Some("payment_intent_unexpected_state".into()),
+    }));
+    framework(&s)
+        .given(pending)
+        .when(settle())
+        .then_expect_events(vec![captured(1234, 1234, "stripe_state")]);
+}
+
+#[test]
+fn a_capture_stripe_refuses_ends_capture_failed_with_its_code() {
+    let s = stripe_reading(
+        "requires_capture",
+        vec![Err(CallError::Api {
+            status: 400,
+            code: Some("charge_expired_for_capture".into()),
+        })],
+    );
+    framework(&s)
+        .given(vec![
+            created(),
+            authorized(None),
+            started(),
+            completion(1234, 1234),
+        ])
+        .when(settle())
+        .then_expect_events(vec![ChargingIntentEvent::SessionCaptureFailed(
+            SessionCaptureFailed {
+                charging_intent_id: "ci-1".into(),
+                workspace_id: "ws-1".into(),
+                payment_intent_id: "pi_fake".into(),
+                failure_code: "charge_expired_for_capture".into(),
+                failed_at: at(),
+            },
+        )]);
+}
+
+#[test]
+fn a_succeeded_webhook_finishes_a_capture_under_way() {
+    let s = stripe(Ok(pi("pi_fake", "requires_capture")));
+    let mut cmd = observe("succeeded", Some("evt_9"));
+    if let ChargingIntentCommand::ProcessStripeAuthorizationWebhook(c) = &mut cmd {
+        c.payment_intent.amount_received = 1234;
+    }
+    framework(&s)
+        .given(vec![
+            created(),
+            authorized(None),
+            started(),
+            completion(1234, 1234),
+        ])
+        .when(cmd.clone())
+        .then_expect_events(vec![captured(1234, 1234, "webhook")]);
+    // Without a capture of ours under way, `succeeded` moves nothing.
+    framework(&s)
+        .given(vec![created(), authorized(None), started()])
+        .when(cmd)
+        .then_expect_error(ChargingIntentError::NoChange);
+}
+
+#[test]
+fn a_hold_close_to_lapsing_is_flagged_once() {
+    let s = stripe(Ok(pi("pi_fake", "requires_capture")));
+    let flag = |at: DateTime<Utc>| {
+        ChargingIntentCommand::FlagHoldExpiry(FlagHoldExpiry {
+            capture_before: at,
+            at: at,
+        })
+    };
+    let flagged = ChargingIntentEvent::HoldExpiryApproaching(HoldExpiryApproaching {
+        charging_intent_id: "ci-1".into(),
+        workspace_id: "ws-1".into(),
+        capture_before: at(),
+        flagged_at: at(),
+    });
+    framework(&s)
+        .given(vec![created(), authorized(None), started()])
+        .when(flag(at()))
+        .then_expect_events(vec![flagged.clone()]);
+    framework(&s)
+        .given(vec![created(), authorized(None), started(), flagged])
+        .when(flag(at()))
+        .then_expect_events(vec![]);
+}
