@@ -155,6 +155,16 @@ pub async fn serve(args: ServeArgs) -> Result<(), AnyError> {
             per_workspace: args.sweep_per_workspace.max(1),
         },
     ));
+    tokio::spawn(crate::session_worker::run(
+        state.clone(),
+        crate::session_worker::WorkerSettings {
+            interval: Duration::from_secs(args.worker_interval_secs.max(1)),
+            hold_timeout: chrono::Duration::seconds(args.hold_timeout_secs.max(1)),
+            settle_retry: chrono::Duration::seconds(args.settle_retry_secs.max(0)),
+            hold_lifetime: chrono::Duration::seconds(args.hold_lifetime_secs.max(1)),
+            hold_warning: chrono::Duration::seconds(args.hold_warning_secs.max(0)),
+        },
+    ));
     tokio::spawn(revalidate_pending(
         state.clone(),
         Duration::from_secs(args.revalidate_interval_secs.max(1)),

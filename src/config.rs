@@ -88,6 +88,22 @@ pub struct ServeArgs {
     /// Stripe reads per workspace per sweep round.
     #[arg(long, env = "ROAMPAY_SWEEP_PER_WORKSPACE", default_value_t = 10)]
     pub sweep_per_workspace: usize,
+    /// How often the session worker runs (expiry, settlement retries, hold lapses).
+    #[arg(long, env = "ROAMPAY_WORKER_INTERVAL_SECS", default_value_t = 15)]
+    pub worker_interval_secs: u64,
+    /// A hold with no session started this long after it was authorized (or a pre-auth
+    /// never paid this long after it was created) is released as `expired`.
+    #[arg(long, env = "ROAMPAY_HOLD_TIMEOUT_SECS", default_value_t = 900)]
+    pub hold_timeout_secs: i64,
+    /// A capture or release without a definite answer is tried again after this long.
+    #[arg(long, env = "ROAMPAY_SETTLE_RETRY_SECS", default_value_t = 30)]
+    pub settle_retry_secs: i64,
+    /// How long Stripe keeps an uncaptured card hold (7 days for most cards online).
+    #[arg(long, env = "ROAMPAY_HOLD_LIFETIME_SECS", default_value_t = 7 * 86_400)]
+    pub hold_lifetime_secs: i64,
+    /// Flag a hold this long before it lapses.
+    #[arg(long, env = "ROAMPAY_HOLD_WARNING_SECS", default_value_t = 86_400)]
+    pub hold_warning_secs: i64,
     /// How often projectors poll for events written by other instances.
     #[arg(long, env = "ROAMPAY_PROJECTION_POLL_MS", default_value_t = 500)]
     pub projection_poll_ms: u64,

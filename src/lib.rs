@@ -11,6 +11,7 @@ pub mod http;
 pub mod ids;
 pub mod location;
 pub mod money;
+pub mod session_worker;
 pub mod store;
 pub mod stripe;
 pub mod sweep;

@@ -776,7 +776,7 @@ fn a_hold_close_to_lapsing_is_flagged_once() {
     let flag = |at: DateTime<Utc>| {
         ChargingIntentCommand::FlagHoldExpiry(FlagHoldExpiry {
             capture_before: at,
-            at: at,
+            at,
         })
     };
     let flagged = ChargingIntentEvent::HoldExpiryApproaching(HoldExpiryApproaching {

@@ -8,6 +8,7 @@ pub mod ocpi_config;
 pub mod ops;
 pub mod payments;
 pub mod request_id;
+pub mod sessions;
 pub mod support;
 pub mod webhooks;
 
@@ -112,6 +113,18 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         web::post().to(payments::create),
     )
     .route("/ocpi/charging-intents/{id}", web::get().to(payments::get))
+    .route(
+        "/ocpi/charging-intents/{id}/start",
+        web::post().to(sessions::start),
+    )
+    .route(
+        "/ocpi/charging-intents/{id}/complete",
+        web::post().to(sessions::complete),
+    )
+    .route(
+        "/ocpi/charging-intents/{id}/cancel",
+        web::post().to(sessions::cancel),
+    )
     .route(
         "/ocpi/charging-intents/{id}/confirm",
         web::post().to(payments::confirm),

@@ -8,6 +8,9 @@ use serde_json::{json, Value};
 use wiremock::matchers::{method, path, path_regex};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
+/// (operation, PaymentIntent id, idempotency key, form).
+pub type SettleRequest = (String, String, Option<String>, HashMap<String, String>);
+
 #[derive(Default)]
 pub struct State {
     /// PaymentIntents by id.
@@ -18,6 +21,23 @@ pub struct State {
     pub creates: Vec<(Option<String>, String, HashMap<String, String>)>,
     /// Every retrieve: (id, authorization header).
     pub retrieves: Vec<(String, String)>,
+    /// Every capture or cancel request: (operation, id, idempotency key, form).
+    pub settle_requests: Vec<SettleRequest>,
+    /// Captures and cancels Stripe actually applied: (operation, id, amount).
+    pub applied: Vec<(String, String, i64)>,
+    /// Answers already given per idempotency key of a capture or cancel (replayed).
+    pub settle_keys: HashMap<String, (u16, Value)>,
+    /// Faults for the next capture/cancel requests, first first.
+    pub faults: std::collections::VecDeque<Fault>,
+}
+
+/// What the next capture or cancel request meets.
+#[derive(Clone, Debug)]
+pub enum Fault {
+    /// Applied, but the answer comes too late for the client (a timeout).
+    ApplyThenTimeout,
+    /// A 500 before anything was applied.
+    ServerError,
 }
 
 #[derive(Clone, Default)]
@@ -102,6 +122,73 @@ impl Respond for Retrieve {
     }
 }
 
+struct Settle(FakeStripe, &'static str);
+
+impl Respond for Settle {
+    fn respond(&self, req: &Request) -> ResponseTemplate {
+        let mut st = self.0.state.lock().unwrap();
+        let op = self.1;
+        let id = req
+            .url
+            .path()
+            .split('/')
+            .nth(3)
+            .unwrap_or_default()
+            .to_string();
+        let key = header(req, "idempotency-key");
+        let f = form(req);
+        st.settle_requests
+            .push((op.into(), id.clone(), key.clone(), f.clone()));
+        if let Some((status, body)) = key.as_ref().and_then(|k| st.settle_keys.get(k)).cloned() {
+            return ResponseTemplate::new(status).set_body_json(body); // Stripe replays
+        }
+        let fault = st.faults.pop_front();
+        if let Some(Fault::ServerError) = fault {
+            return ResponseTemplate::new(500)
+                .set_body_json(json!({"error": {"type": "api_error"}}));
+        }
+        let Some(pi) = st.intents.get_mut(&id) else {
+            return ResponseTemplate::new(404).set_body_json(
+                json!({"error": {"type": "invalid_request_error", "code": "resource_missing"}}),
+            );
+        };
+        let status = pi["status"].as_str().unwrap_or_default().to_string();
+        let (code, body) = match op {
+            "capture" if status == "requires_capture" => {
+                let amount = f
+                    .get("amount_to_capture")
+                    .and_then(|a| a.parse::<i64>().ok())
+                    .unwrap_or_else(|| pi["amount"].as_i64().unwrap_or(0));
+                pi["status"] = json!("succeeded");
+                pi["amount_received"] = json!(amount);
+                pi["amount_capturable"] = json!(0);
+                let out = pi.clone();
+                st.applied.push((op.into(), id.clone(), amount));
+                (200, out)
+            }
+            "cancel" if status != "succeeded" && status != "canceled" => {
+                pi["status"] = json!("canceled");
+                pi["amount_capturable"] = json!(0);
+                let out = pi.clone();
+                st.applied.push((op.into(), id.clone(), 0));
+                (200, out)
+            }
+            _ => (
+                400,
+                json!({"error": {"type": "invalid_request_error", "code": "payment_intent_unexpected_state"}}),
+            ),
+        };
+        if let Some(k) = key {
+            st.settle_keys.insert(k, (code, body.clone()));
+        }
+        let reply = ResponseTemplate::new(code).set_body_json(body);
+        match fault {
+            Some(Fault::ApplyThenTimeout) => reply.set_delay(std::time::Duration::from_secs(5)),
+            _ => reply,
+        }
+    }
+}
+
 impl FakeStripe {
     /// Mounts the credential check, PaymentIntent create and retrieve.
     pub async fn mount(&self, server: &MockServer) {
@@ -116,6 +203,27 @@ impl FakeStripe {
             .respond_with(Retrieve(self.clone()))
             .mount(server)
             .await;
+        Mock::given(method("POST"))
+            .and(path_regex(
+                r"^/v1/payment_intents/pi_[A-Za-z0-9_]+/capture$",
+            ))
+            .respond_with(Settle(self.clone(), "capture"))
+            .mount(server)
+            .await;
+        Mock::given(method("POST"))
+            .and(path_regex(r"^/v1/payment_intents/pi_[A-Za-z0-9_]+/cancel$"))
+            .respond_with(Settle(self.clone(), "cancel"))
+            .mount(server)
+            .await;
+    }
+
+    pub fn fault(&self, f: Fault) {
+        self.state.lock().unwrap().faults.push_back(f);
+    }
+
+    /// Captures and cancels Stripe applied.
+    pub fn applied(&self) -> Vec<(String, String, i64)> {
+        self.state.lock().unwrap().applied.clone()
     }
 
     pub async fn start() -> (MockServer, FakeStripe) {

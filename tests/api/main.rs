@@ -12,5 +12,6 @@ mod http_basics;
 mod localstripe;
 mod ocpi_config;
 mod payments;
+mod sessions;
 mod stripe_faults;
 mod vault;

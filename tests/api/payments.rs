@@ -107,7 +107,7 @@ pub async fn intent(server: &Server, id: &str) -> Value {
     body
 }
 
-async fn start(
+pub async fn start(
     b: Backend,
     extra: &[(&str, &str)],
 ) -> (Store, wiremock::MockServer, FakeStripe, Server) {

@@ -1,0 +1,357 @@
+//! Sessions over HTTP: start, complete (capture capped by the hold, 0 releases it),
+//! cancel, Stripe faults on capture and cancel, and the session worker.
+
+use serde_json::{json, Value};
+
+use crate::fake_stripe::{FakeStripe, Fault};
+use crate::on_both_backends;
+use crate::payments::{configure, create, put_location, start, WH_A};
+use crate::support::*;
+
+fn sessions(ws: &str) -> String {
+    token("ocpi-sessions", &[ws], "sessions:write")
+}
+
+async fn post(server: &Server, path: &str, tok: Option<&str>, body: Value) -> (u16, Value) {
+    let mut req = server.http.post(server.url(path)).json(&body);
+    if let Some(t) = tok {
+        req = req.bearer_auth(t);
+    }
+    status_json(req.send().await.unwrap()).await
+}
+
+/// A configured workspace with LOC-1, and an authorized hold on connector `c`.
+async fn authorized(server: &Server, fake: &FakeStripe, c: &str, setup: bool) -> (String, String) {
+    if setup {
+        configure(server, "ws-1", "sk_test_51HxWorkspaceOneKey", WH_A).await;
+        let (status, loc) = put_location(server, "ws-1", "LOC-1", 45).await;
+        assert_eq!(status, 200, "{loc}");
+    }
+    let (status, created) = create(server, "LOC-1", c, None).await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["charging_intent_id"].as_str().unwrap().to_string();
+    let pi = created["payment_intent_id"].as_str().unwrap().to_string();
+    fake.set_status(&pi, "requires_capture");
+    let (status, body) = post(
+        server,
+        &format!("/ocpi/charging-intents/{id}/confirm"),
+        None,
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (200, Some("authorized")),
+        "{body}"
+    );
+    (id, pi)
+}
+
+fn path(id: &str, step: &str) -> String {
+    format!("/ocpi/charging-intents/{id}/{step}")
+}
+
+on_both_backends!(
+    a_session_starts_completes_and_captures_the_final_amount_once,
+    a_capture_above_the_hold_is_capped_and_zero_releases_the_hold,
+    cancel_releases_the_hold_and_illegal_steps_are_refused,
+    session_steps_need_the_sessions_scope_for_the_intents_workspace,
+    a_capture_whose_answer_timed_out_after_stripe_applied_it_is_not_repeated,
+    a_capture_stripe_could_not_answer_is_finished_by_the_worker,
+    an_intent_stripe_already_reports_captured_completes,
+    the_worker_expires_holds_without_a_session,
+);
+
+async fn a_session_starts_completes_and_captures_the_final_amount_once(b: Backend) {
+    let (_store, _mock, fake, server) = start(b, &[]).await;
+    let (id, pi) = authorized(&server, &fake, "1", true).await;
+    let t = sessions("ws-1");
+    let (status, body) = post(
+        &server,
+        &path(&id, "start"),
+        Some(&t),
+        json!({"ocpi_session_id": "S-1"}),
+    )
+    .await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (200, Some("charging")),
+        "{body}"
+    );
+    assert_eq!(body["ocpi_session_id"], "S-1");
+    // Busy while charging.
+    let (status, _) = create(&server, "LOC-1", "1", None).await;
+    assert_eq!(status, 409);
+
+    let (status, body) = post(
+        &server,
+        &path(&id, "complete"),
+        Some(&t),
+        json!({"final_amount_cents": 1234, "ocpi_session_id": "S-1"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "completed");
+    assert_eq!(body["captured_amount_cents"], 1234);
+    assert_eq!(
+        fake.applied(),
+        vec![("capture".to_string(), pi.clone(), 1234)]
+    );
+    {
+        let st = fake.state.lock().unwrap();
+        let (_, _, key, form) = &st.settle_requests[0];
+        assert_eq!(
+            key.as_deref(),
+            Some(format!("roampay:ws-1:{id}:capture").as_str())
+        );
+        assert_eq!(form["amount_to_capture"], "1234");
+    }
+    // The same completion again: the same answer, no second capture.
+    let (status, again) = post(
+        &server,
+        &path(&id, "complete"),
+        Some(&t),
+        json!({"final_amount_cents": 1234, "ocpi_session_id": "S-1"}),
+    )
+    .await;
+    assert_eq!(
+        (status, again["captured_amount_cents"].as_i64()),
+        (200, Some(1234)),
+        "{again}"
+    );
+    assert_eq!(fake.applied().len(), 1);
+    // The connector is free again.
+    let (status, next) = create(&server, "LOC-1", "1", None).await;
+    assert_eq!(status, 201, "{next}");
+    // Support sees the capture in the audit log.
+    let entries = server
+        .wait_for_audit_where("ws-1", |es| {
+            es.iter()
+                .any(|e| e["event_type"] == "WorkspaceSessionPaymentCaptured")
+        })
+        .await;
+    assert!(
+        entries.iter().any(|e| e["aggregate_id"] == id.as_str()
+            && e["summary"].as_str().unwrap().contains("1234 captured")),
+        "{entries:?}"
+    );
+}
+
+async fn a_capture_above_the_hold_is_capped_and_zero_releases_the_hold(b: Backend) {
+    let (_store, _mock, fake, server) = start(b, &[]).await;
+    let (id, pi) = authorized(&server, &fake, "1", true).await;
+    let t = sessions("ws-1");
+    let (status, body) = post(
+        &server,
+        &path(&id, "complete"),
+        Some(&t),
+        json!({"final_amount_cents": 9000}),
+    )
+    .await;
+    assert_eq!(
+        (status, body["captured_amount_cents"].as_i64()),
+        (200, Some(5000)),
+        "{body}"
+    );
+    assert_eq!(fake.applied(), vec![("capture".to_string(), pi, 5000)]);
+
+    let (id2, pi2) = authorized(&server, &fake, "2", false).await;
+    let (status, body) = post(
+        &server,
+        &path(&id2, "complete"),
+        Some(&t),
+        json!({"final_amount_cents": 0}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "completed");
+    assert_eq!(body["captured_amount_cents"], 0);
+    assert_eq!(fake.applied()[1], ("cancel".to_string(), pi2.clone(), 0));
+    assert_eq!(
+        fake.state.lock().unwrap().intents[&pi2]["status"],
+        "canceled"
+    );
+    let (status, body) = post(
+        &server,
+        &path(&id2, "complete"),
+        Some(&t),
+        json!({"final_amount_cents": -1}),
+    )
+    .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (422, Some("validation_failed")),
+        "{body}"
+    );
+}
+
+async fn cancel_releases_the_hold_and_illegal_steps_are_refused(b: Backend) {
+    let (_store, _mock, fake, server) = start(b, &[]).await;
+    let (id, pi) = authorized(&server, &fake, "1", true).await;
+    let t = sessions("ws-1");
+    let (status, body) = post(&server, &path(&id, "cancel"), Some(&t), json!({})).await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (200, Some("cancelled")),
+        "{body}"
+    );
+    assert_eq!(fake.applied(), vec![("cancel".to_string(), pi, 0)]);
+    for (step, body) in [
+        ("start", json!({"ocpi_session_id": "S-1"})),
+        ("complete", json!({"final_amount_cents": 100})),
+    ] {
+        let (status, err) = post(&server, &path(&id, step), Some(&t), body).await;
+        assert_eq!(status, 409, "{err}");
+        assert_eq!(err["code"], "invalid_transition");
+        assert!(
+            err["detail"].as_str().unwrap().contains("cancelled"),
+            "{err}"
+        );
+    }
+    let (status, _) = create(&server, "LOC-1", "1", None).await;
+    assert_eq!(status, 201, "the connector is free again");
+    let (status, err) = post(&server, &path("nope", "cancel"), Some(&t), json!({})).await;
+    assert_eq!(
+        (status, err["code"].as_str()),
+        (404, Some("charging_intent_not_found"))
+    );
+}
+
+async fn session_steps_need_the_sessions_scope_for_the_intents_workspace(b: Backend) {
+    let (_store, _mock, fake, server) = start(b, &[]).await;
+    let (id, _) = authorized(&server, &fake, "1", true).await;
+    let body = json!({"ocpi_session_id": "S-1"});
+    let (status, err) = post(&server, &path(&id, "start"), None, body.clone()).await;
+    assert_eq!(
+        (status, err["code"].as_str()),
+        (401, Some("unauthenticated"))
+    );
+    let (status, err) = post(
+        &server,
+        &path(&id, "start"),
+        Some(&token("x", &["ws-1"], "roaming:write")),
+        body.clone(),
+    )
+    .await;
+    assert_eq!((status, err["code"].as_str()), (403, Some("forbidden")));
+    let (status, err) = post(&server, &path(&id, "start"), Some(&sessions("ws-2")), body).await;
+    assert_eq!((status, err["code"].as_str()), (403, Some("forbidden")));
+    assert!(fake.applied().is_empty());
+}
+
+async fn a_capture_whose_answer_timed_out_after_stripe_applied_it_is_not_repeated(b: Backend) {
+    let (_store, _mock, fake, server) = start(b, &[("ROAMPAY_STRIPE_TIMEOUT_MS", "1000")]).await;
+    let (id, pi) = authorized(&server, &fake, "1", true).await;
+    fake.fault(Fault::ApplyThenTimeout);
+    let (status, body) = post(
+        &server,
+        &path(&id, "complete"),
+        Some(&sessions("ws-1")),
+        json!({"final_amount_cents": 1500}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "completed");
+    assert_eq!(body["captured_amount_cents"], 1500);
+    assert_eq!(
+        fake.applied(),
+        vec![("capture".to_string(), pi, 1500)],
+        "one capture"
+    );
+}
+
+async fn a_capture_stripe_could_not_answer_is_finished_by_the_worker(b: Backend) {
+    let (_store, _mock, fake, server) = start(
+        b,
+        &[
+            ("ROAMPAY_STRIPE_MAX_ATTEMPTS", "1"),
+            ("ROAMPAY_WORKER_INTERVAL_SECS", "1"),
+            ("ROAMPAY_SETTLE_RETRY_SECS", "0"),
+        ],
+    )
+    .await;
+    let (id, pi) = authorized(&server, &fake, "1", true).await;
+    fake.fault(Fault::ServerError);
+    let (status, body) = post(
+        &server,
+        &path(&id, "complete"),
+        Some(&sessions("ws-1")),
+        json!({"final_amount_cents": 800}),
+    )
+    .await;
+    assert_eq!(status, 202, "accepted, not yet definite: {body}");
+    assert_eq!(body["status"], "authorized");
+    assert!(fake.applied().is_empty());
+    let mut last = Value::Null;
+    for _ in 0..100 {
+        last = crate::payments::intent(&server, &id).await;
+        if last["status"] == "completed" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(last["status"], "completed", "{last}");
+    assert_eq!(last["captured_amount_cents"], 800);
+    assert_eq!(fake.applied(), vec![("capture".to_string(), pi, 800)]);
+    let keys: Vec<Option<String>> = fake
+        .state
+        .lock()
+        .unwrap()
+        .settle_requests
+        .iter()
+        .map(|r| r.2.clone())
+        .collect();
+    assert_eq!(
+        keys,
+        vec![
+            Some(format!("roampay:ws-1:{id}:capture")),
+            Some(format!("roampay:ws-1:{id}:capture-1"))
+        ]
+    );
+}
+
+async fn an_intent_stripe_already_reports_captured_completes(b: Backend) {
+    let (_store, _mock, fake, server) = start(b, &[]).await;
+    let (id, pi) = authorized(&server, &fake, "1", true).await;
+    {
+        let mut st = fake.state.lock().unwrap();
+        let p = st.intents.get_mut(&pi).unwrap();
+        p["status"] = json!("succeeded");
+        p["amount_received"] = json!(4000);
+    }
+    let (status, body) = post(
+        &server,
+        &path(&id, "complete"),
+        Some(&sessions("ws-1")),
+        json!({"final_amount_cents": 4000}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "completed");
+    assert_eq!(body["captured_amount_cents"], 4000);
+    assert!(fake.applied().is_empty(), "no capture of ours was applied");
+}
+
+async fn the_worker_expires_holds_without_a_session(b: Backend) {
+    let (_store, _mock, fake, server) = start(
+        b,
+        &[
+            ("ROAMPAY_WORKER_INTERVAL_SECS", "1"),
+            ("ROAMPAY_HOLD_TIMEOUT_SECS", "1"),
+        ],
+    )
+    .await;
+    let (id, pi) = authorized(&server, &fake, "1", true).await;
+    let mut last = Value::Null;
+    for _ in 0..100 {
+        last = crate::payments::intent(&server, &id).await;
+        if last["status"] == "expired" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(last["status"], "expired", "{last}");
+    assert_eq!(fake.applied(), vec![("cancel".to_string(), pi, 0)]);
+    let (status, _) = create(&server, "LOC-1", "1", None).await;
+    assert_eq!(status, 201, "the connector is free again");
+}
