@@ -112,6 +112,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         "/ocpi/create-payment-intent",
         web::post().to(payments::create),
     )
+    .route(
+        "/api/support/workspaces/{workspace_id}/payment-health",
+        web::get().to(support::payment_health),
+    )
     .route("/ocpi/charging-intents/{id}", web::get().to(payments::get))
     .route(
         "/ocpi/charging-intents/{id}/start",

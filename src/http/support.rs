@@ -244,3 +244,101 @@ pub async fn charging_intents(
     let data: Vec<Value> = rows.into_iter().take(limit as usize).collect();
     Ok(HttpResponse::Ok().json(json!({"data": data, "has_more": has_more})))
 }
+
+/// `GET /api/support/workspaces/{workspace_id}/payment-health`: is this workspace able
+/// to take payments, and what went wrong lately.
+pub async fn payment_health(
+    principal: Principal,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    principal.authorize("audit:read", None)?;
+    let ws = workspace_id(&path)?;
+    principal.authorize("audit:read", Some(ws.as_str()))?;
+    let ws = ws.to_string();
+    let day_ago = Utc::now() - chrono::Duration::hours(24);
+    let view = on_db!(&state.db, pool => async {
+        let health = sqlx::query(
+            "SELECT status, credential_version, mode, failure_code, failure_message, checked_at
+               FROM credential_health WHERE workspace_id = $1")
+            .bind(&ws)
+            .fetch_optional(pool)
+            .await?
+            .map(|r| -> Result<Value, sqlx::Error> {
+                Ok(json!({
+                    "status": r.try_get::<String, _>("status")?,
+                    "credential_version": r.try_get::<i64, _>("credential_version")?,
+                    "mode": r.try_get::<Option<String>, _>("mode")?,
+                    "failure_code": r.try_get::<Option<String>, _>("failure_code")?,
+                    "failure_message": r.try_get::<Option<String>, _>("failure_message")?,
+                    "checked_at": r.try_get::<Option<DateTime<Utc>>, _>("checked_at")?,
+                }))
+            })
+            .transpose()?
+            .unwrap_or_else(|| json!({"status": "unconfigured", "credential_version": 0}));
+        // Webhooks this service verified and applied (refusals are counted apart).
+        let last_webhook: Option<DateTime<Utc>> = sqlx::query_scalar(
+            "SELECT MAX(recorded_at) FROM audit_log
+              WHERE workspace_id = $1 AND actor = 'stripe' AND event_type <> 'WebhookRejected'")
+            .bind(&ws)
+            .fetch_one(pool)
+            .await?;
+        let rejected: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM audit_log
+              WHERE workspace_id = $1 AND event_type = 'WebhookRejected' AND recorded_at >= $2")
+            .bind(&ws)
+            .bind(day_ago)
+            .fetch_one(pool)
+            .await?;
+        let mut by_status = serde_json::Map::new();
+        for r in sqlx::query(
+            "SELECT status, COUNT(*) AS n FROM charging_intents WHERE workspace_id = $1 GROUP BY status")
+            .bind(&ws)
+            .fetch_all(pool)
+            .await?
+        {
+            by_status.insert(r.try_get("status")?, json!(r.try_get::<i64, _>("n")?));
+        }
+        let pending: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM charging_intents WHERE workspace_id = $1 AND settlement IS NOT NULL")
+            .bind(&ws)
+            .fetch_one(pool)
+            .await?;
+        let lapsing: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM charging_intents
+              WHERE workspace_id = $1 AND capture_before IS NOT NULL AND status IN ('authorized', 'charging')")
+            .bind(&ws)
+            .fetch_one(pool)
+            .await?;
+        let failures = sqlx::query(
+            "SELECT charging_intent_id, status, failure_code, payment_intent_id, updated_at
+               FROM charging_intents WHERE workspace_id = $1 AND failure_code IS NOT NULL
+              ORDER BY updated_at DESC LIMIT 10")
+            .bind(&ws)
+            .fetch_all(pool)
+            .await?
+            .into_iter()
+            .map(|r| -> Result<Value, sqlx::Error> {
+                Ok(json!({
+                    "charging_intent_id": r.try_get::<String, _>("charging_intent_id")?,
+                    "status": r.try_get::<String, _>("status")?,
+                    "failure_code": r.try_get::<Option<String>, _>("failure_code")?,
+                    "payment_intent_id": r.try_get::<Option<String>, _>("payment_intent_id")?,
+                    "at": r.try_get::<DateTime<Utc>, _>("updated_at")?,
+                }))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok::<_, sqlx::Error>(json!({
+            "workspace_id": ws,
+            "credential_health": health,
+            "last_webhook_received_at": last_webhook,
+            "webhooks_rejected_24h": rejected,
+            "intents_by_status": by_status,
+            "settlements_pending": pending,
+            "holds_lapsing_soon": lapsing,
+            "recent_failures": failures,
+        }))
+    }.await)
+    .map_err(ApiError::internal)?;
+    Ok(HttpResponse::Ok().json(view))
+}

@@ -38,6 +38,8 @@ pub enum Fault {
     ApplyThenTimeout,
     /// A 500 before anything was applied.
     ServerError,
+    /// Refused for good with this error code (HTTP 400), nothing applied.
+    Refuse(&'static str),
 }
 
 #[derive(Clone, Default)]
@@ -143,9 +145,17 @@ impl Respond for Settle {
             return ResponseTemplate::new(status).set_body_json(body); // Stripe replays
         }
         let fault = st.faults.pop_front();
-        if let Some(Fault::ServerError) = fault {
-            return ResponseTemplate::new(500)
-                .set_body_json(json!({"error": {"type": "api_error"}}));
+        match fault {
+            Some(Fault::ServerError) => {
+                return ResponseTemplate::new(500)
+                    .set_body_json(json!({"error": {"type": "api_error"}}))
+            }
+            Some(Fault::Refuse(code)) => {
+                return ResponseTemplate::new(400).set_body_json(
+                    json!({"error": {"type": "invalid_request_error", "code": code}}),
+                )
+            }
+            _ => {}
         }
         let Some(pi) = st.intents.get_mut(&id) else {
             return ResponseTemplate::new(404).set_body_json(

@@ -60,6 +60,7 @@ on_both_backends!(
     a_capture_stripe_could_not_answer_is_finished_by_the_worker,
     an_intent_stripe_already_reports_captured_completes,
     the_worker_expires_holds_without_a_session,
+    a_refused_capture_ends_capture_failed_and_shows_in_payment_health,
 );
 
 async fn a_session_starts_completes_and_captures_the_final_amount_once(b: Backend) {
@@ -354,4 +355,80 @@ async fn the_worker_expires_holds_without_a_session(b: Backend) {
     assert_eq!(fake.applied(), vec![("cancel".to_string(), pi, 0)]);
     let (status, _) = create(&server, "LOC-1", "1", None).await;
     assert_eq!(status, 201, "the connector is free again");
+}
+
+async fn a_refused_capture_ends_capture_failed_and_shows_in_payment_health(b: Backend) {
+    let (_store, _mock, fake, server) = start(b, &[]).await;
+    let (done, _) = authorized(&server, &fake, "1", true).await;
+    let t = sessions("ws-1");
+    let (status, _) = post(
+        &server,
+        &path(&done, "complete"),
+        Some(&t),
+        json!({"final_amount_cents": 100}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (refused, _) = authorized(&server, &fake, "2", false).await;
+    fake.fault(Fault::Refuse("charge_expired_for_capture"));
+    let (status, body) = post(
+        &server,
+        &path(&refused, "complete"),
+        Some(&t),
+        json!({"final_amount_cents": 100}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "capture_failed");
+    assert_eq!(body["failure_code"], "charge_expired_for_capture");
+    assert!(
+        fake.applied().len() == 1,
+        "only the first capture was applied"
+    );
+    // A forged webhook, for the rejected count.
+    let (status, _) = crate::payments::deliver(
+        &server,
+        "/ocpi/stripe/webhook/ws-1",
+        b"{}",
+        Some("t=1,v1=00"),
+    )
+    .await;
+    assert_eq!(status, 400);
+
+    let support = token("support", &["ws-1"], "audit:read");
+    let mut health = Value::Null;
+    for _ in 0..100 {
+        let (status, body) = server
+            .get("/api/support/workspaces/ws-1/payment-health", &support)
+            .await;
+        assert_eq!(status, 200, "{body}");
+        health = body;
+        if health["intents_by_status"]["capture_failed"] == 1
+            && health["webhooks_rejected_24h"] == 1
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(health["credential_health"]["status"], "valid", "{health}");
+    assert_eq!(health["credential_health"]["credential_version"], 1);
+    assert_eq!(health["intents_by_status"]["completed"], 1, "{health}");
+    assert_eq!(health["intents_by_status"]["capture_failed"], 1, "{health}");
+    assert_eq!(health["webhooks_rejected_24h"], 1, "{health}");
+    assert_eq!(health["settlements_pending"], 0);
+    assert_eq!(
+        health["recent_failures"][0]["charging_intent_id"],
+        refused.as_str()
+    );
+    assert_eq!(
+        health["recent_failures"][0]["failure_code"],
+        "charge_expired_for_capture"
+    );
+    let (status, _) = server
+        .get(
+            "/api/support/workspaces/ws-1/payment-health",
+            &token("s", &["ws-2"], "audit:read"),
+        )
+        .await;
+    assert_eq!(status, 403);
 }
