@@ -237,4 +237,105 @@ async fn a_paid_session_end_to_end_against_localstripe(b: Backend) {
         "two authorizations audited and localstripe's webhooks answered 200: {}",
         server.logs()
     );
+
+    // Sessions: the first completes below its hold, the second with 0.
+    let t = token("ocpi-sessions", &["ws-e2e"], "sessions:write");
+    let post = |path: String, body: Value| {
+        let (server, t) = (&server, &t);
+        async move {
+            status_json(
+                server
+                    .http
+                    .post(server.url(&path))
+                    .bearer_auth(t)
+                    .json(&body)
+                    .send()
+                    .await
+                    .unwrap(),
+            )
+            .await
+        }
+    };
+    let (status, started) = post(
+        format!("/ocpi/charging-intents/{id}/start"),
+        json!({"ocpi_session_id": "S-E2E-1"}),
+    )
+    .await;
+    assert_eq!(
+        (status, started["status"].as_str()),
+        (200, Some("charging")),
+        "{started}"
+    );
+    let (status, done) = post(
+        format!("/ocpi/charging-intents/{id}/complete"),
+        json!({"final_amount_cents": 1234, "ocpi_session_id": "S-E2E-1"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{done}");
+    assert_eq!(done["status"], "completed");
+    assert_eq!(done["captured_amount_cents"], 1234);
+    // localstripe's records: the charge captured, the rest of the hold refunded.
+    let http = reqwest::Client::new();
+    let get = |path: String| {
+        let http = http.clone();
+        let base = ls.base.clone();
+        async move {
+            http.get(format!("{base}{path}"))
+                .bearer_auth(SK)
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
+    };
+    let pi_now = get(format!("/v1/payment_intents/{pi}")).await;
+    assert_eq!(pi_now["status"], "succeeded", "{pi_now}");
+    let charge_id = pi_now["latest_charge"]
+        .as_str()
+        .or_else(|| pi_now.pointer("/charges/data/0/id").and_then(Value::as_str))
+        .unwrap_or_else(|| panic!("a charge on {pi_now}"))
+        .to_string();
+    let charge = get(format!("/v1/charges/{charge_id}")).await;
+    assert_eq!(charge["captured"], true, "{charge}");
+    assert_eq!(
+        charge["amount"].as_i64().unwrap() - charge["amount_refunded"].as_i64().unwrap(),
+        1234,
+        "captured 1234 of the 5000 hold: {charge}"
+    );
+
+    let (status, zero) = post(
+        format!("/ocpi/charging-intents/{id2}/complete"),
+        json!({"final_amount_cents": 0}),
+    )
+    .await;
+    assert_eq!(status, 200, "{zero}");
+    assert_eq!(
+        (
+            zero["status"].as_str(),
+            zero["captured_amount_cents"].as_i64()
+        ),
+        (Some("completed"), Some(0))
+    );
+    let second_pi = get(format!(
+        "/v1/payment_intents/{}",
+        second["payment_intent_id"].as_str().unwrap()
+    ))
+    .await;
+    assert_eq!(second_pi["status"], "canceled", "{second_pi}");
+
+    // localstripe's own events about them (payment_intent.succeeded / canceled) are
+    // verified and answered 200, changing nothing.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let logs = server.logs();
+    let webhooks: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("/ocpi/stripe/webhook/{workspace_id}"))
+        .collect();
+    assert!(
+        webhooks.iter().all(|l| l.contains("\"http.status\":200")),
+        "{webhooks:?}"
+    );
+    assert_eq!(intent(&server, id).await["captured_amount_cents"], 1234);
 }
