@@ -36,6 +36,8 @@ pub struct State {
 pub enum Fault {
     /// Applied, but the answer comes too late for the client (a timeout).
     ApplyThenTimeout,
+    /// Applied, and the answer takes a minute (time to kill the client meanwhile).
+    ApplyThenHang,
     /// A 500 before anything was applied.
     ServerError,
     /// Refused for good with this error code (HTTP 400), nothing applied.
@@ -194,6 +196,7 @@ impl Respond for Settle {
         let reply = ResponseTemplate::new(code).set_body_json(body);
         match fault {
             Some(Fault::ApplyThenTimeout) => reply.set_delay(std::time::Duration::from_secs(5)),
+            Some(Fault::ApplyThenHang) => reply.set_delay(std::time::Duration::from_secs(60)),
             _ => reply,
         }
     }

@@ -61,6 +61,8 @@ on_both_backends!(
     an_intent_stripe_already_reports_captured_completes,
     the_worker_expires_holds_without_a_session,
     a_refused_capture_ends_capture_failed_and_shows_in_payment_health,
+    killed_after_stripe_captured_and_before_the_event_the_worker_completes_without_a_second_capture,
+    complete_racing_cancel_one_wins,
 );
 
 async fn a_session_starts_completes_and_captures_the_final_amount_once(b: Backend) {
@@ -431,4 +433,118 @@ async fn a_refused_capture_ends_capture_failed_and_shows_in_payment_health(b: Ba
         )
         .await;
     assert_eq!(status, 403);
+}
+
+async fn killed_after_stripe_captured_and_before_the_event_the_worker_completes_without_a_second_capture(
+    b: Backend,
+) {
+    let store = Store::fresh(b).await;
+    let (mock, fake) = FakeStripe::start().await;
+    let mut server = Server::start(
+        &store,
+        ServerOptions::new(&mock)
+            .env("ROAMPAY_STRIPE_TIMEOUT_MS", "120000")
+            .env("ROAMPAY_SETTLE_RETRY_SECS", "3600"),
+    )
+    .await;
+    let (id, pi) = authorized(&server, &fake, "1", true).await;
+    fake.fault(Fault::ApplyThenHang);
+    let (url, t) = (server.url(&path(&id, "complete")), sessions("ws-1"));
+    let http = server.http.clone();
+    let pending = tokio::spawn(async move {
+        http.post(url)
+            .bearer_auth(t)
+            .json(&json!({"final_amount_cents": 2100}))
+            .send()
+            .await
+    });
+    for _ in 0..100 {
+        if !fake.applied().is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        fake.applied(),
+        vec![("capture".to_string(), pi.clone(), 2100)],
+        "Stripe captured"
+    );
+    server.kill_hard();
+    assert!(
+        pending.await.unwrap().is_err(),
+        "the process died before answering"
+    );
+    let db = store.db().await;
+    let stored: Vec<String> = roampay_projections::on_db!(&db, pool => sqlx::query_scalar(
+        "SELECT event_type FROM events WHERE aggregate_id = $1 ORDER BY sequence")
+        .bind(&id).fetch_all(pool).await.unwrap());
+    assert_eq!(
+        stored.last().map(String::as_str),
+        Some("SessionCompletionRequested"),
+        "{stored:?}"
+    );
+
+    let server = Server::start(
+        &store,
+        ServerOptions::new(&mock)
+            .env("ROAMPAY_WORKER_INTERVAL_SECS", "1")
+            .env("ROAMPAY_SETTLE_RETRY_SECS", "0"),
+    )
+    .await;
+    let mut last = Value::Null;
+    for _ in 0..150 {
+        last = crate::payments::intent(&server, &id).await;
+        if last["status"] == "completed" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(last["status"], "completed", "{last}");
+    assert_eq!(last["captured_amount_cents"], 2100);
+    assert_eq!(fake.applied().len(), 1, "no second capture");
+    let keys: Vec<Option<String>> = fake
+        .state
+        .lock()
+        .unwrap()
+        .settle_requests
+        .iter()
+        .map(|r| r.2.clone())
+        .collect();
+    assert!(
+        keys.iter()
+            .all(|k| k.as_deref() == Some(format!("roampay:ws-1:{id}:capture").as_str())),
+        "{keys:?}"
+    );
+    let (status, _) = create(&server, "LOC-1", "1", None).await;
+    assert_eq!(status, 201, "the connector is free again");
+}
+
+async fn complete_racing_cancel_one_wins(b: Backend) {
+    let (_store, _mock, fake, server) = start(b, &[]).await;
+    let (id, _) = authorized(&server, &fake, "1", true).await;
+    let t = sessions("ws-1");
+    let (pc, px) = (path(&id, "complete"), path(&id, "cancel"));
+    let (complete, cancel) = tokio::join!(
+        post(&server, &pc, Some(&t), json!({"final_amount_cents": 300})),
+        post(&server, &px, Some(&t), json!({})),
+    );
+    let statuses = [complete.0, cancel.0];
+    assert!(
+        statuses.contains(&200) && statuses.contains(&409),
+        "{complete:?} {cancel:?}"
+    );
+    let applied = fake.applied();
+    assert_eq!(applied.len(), 1, "one Stripe action: {applied:?}");
+    let end = crate::payments::intent(&server, &id).await;
+    if complete.0 == 200 {
+        assert_eq!(
+            (end["status"].as_str(), applied[0].0.as_str()),
+            (Some("completed"), "capture")
+        );
+    } else {
+        assert_eq!(
+            (end["status"].as_str(), applied[0].0.as_str()),
+            (Some("cancelled"), "cancel")
+        );
+    }
 }
