@@ -169,6 +169,72 @@ pub async fn release_connector(
     }
 }
 
+/// How long a reservation may wait for its intent's first event before it is taken
+/// for the leftover of a crash (creation waits on Stripe for far less).
+const STALE_RESERVATION: chrono::Duration = chrono::Duration::minutes(5);
+
+/// Reserves the connector. A holder that ended without releasing it, or that never
+/// came to exist (the process died between the reservation and the intent), is
+/// released first: leftovers of crashes do not block a connector.
+async fn reserve_connector(
+    state: &AppState,
+    key: &str,
+    reserve: ConnectorCommand,
+    meta: &Metadata,
+) -> Result<(), ApiError> {
+    let busy = || {
+        ApiError::conflict(
+            "connector_busy",
+            "Another charging intent holds this connector.",
+        )
+    };
+    for _ in 0..2 {
+        let held_by = match state.connectors.execute(key, reserve.clone(), meta).await {
+            Ok(_) => return Ok(()),
+            Err(AggregateError::UserError(ConnectorError::Busy { held_by })) => held_by,
+            Err(other) => return Err(ApiError::internal(other)),
+        };
+        let holder = state
+            .intents
+            .load(&held_by)
+            .await
+            .map_err(ApiError::internal)?;
+        let reservation = state
+            .connectors
+            .load(key)
+            .await
+            .map_err(ApiError::internal)?;
+        let never_created = holder.request.is_none()
+            && reservation
+                .held_since
+                .is_some_and(|t| t < chrono::Utc::now() - STALE_RESERVATION);
+        if !(holder.status.is_final() || never_created) {
+            return Err(busy());
+        }
+        let ConnectorCommand::Reserve { workspace_id, .. } = &reserve else {
+            return Err(busy());
+        };
+        let release = ConnectorCommand::Release {
+            workspace_id: workspace_id.clone(),
+            charging_intent_id: held_by.clone(),
+            reason: if never_created {
+                "stale"
+            } else {
+                holder.status.as_str()
+            }
+            .to_string(),
+            at: chrono::Utc::now(),
+        };
+        tracing::warn!(connector = %key, charging_intent_id = %held_by, "released a connector left held");
+        state
+            .connectors
+            .execute(key, release, meta)
+            .await
+            .map_err(ApiError::internal)?;
+    }
+    Err(busy())
+}
+
 fn created_response(
     id: &str,
     i: &ChargingIntent,
@@ -358,21 +424,13 @@ pub async fn create(
         charging_intent_id: id.clone(),
         at: chrono::Utc::now(),
     };
-    state
-        .connectors
-        .execute(
-            &connector_key(&location_id, &evse_uid, &connector_id),
-            reserve,
-            &meta,
-        )
-        .await
-        .map_err(|e| match e {
-            AggregateError::UserError(ConnectorError::Busy { .. }) => ApiError::conflict(
-                "connector_busy",
-                "Another charging intent holds this connector.",
-            ),
-            other => ApiError::internal(other),
-        })?;
+    reserve_connector(
+        &state,
+        &connector_key(&location_id, &evse_uid, &connector_id),
+        reserve,
+        &meta,
+    )
+    .await?;
 
     let cmd = ChargingIntentCommand::RequestRoamingPreAuth(RequestRoamingPreAuth { request, paid });
     let intent = state

@@ -63,6 +63,7 @@ on_both_backends!(
     a_refused_capture_ends_capture_failed_and_shows_in_payment_health,
     killed_after_stripe_captured_and_before_the_event_the_worker_completes_without_a_second_capture,
     complete_racing_cancel_one_wins,
+    a_connector_left_held_by_a_crash_is_freed,
 );
 
 async fn a_session_starts_completes_and_captures_the_final_amount_once(b: Backend) {
@@ -547,4 +548,44 @@ async fn complete_racing_cancel_one_wins(b: Backend) {
             (Some("cancelled"), "cancel")
         );
     }
+}
+
+async fn a_connector_left_held_by_a_crash_is_freed(b: Backend) {
+    use roampay::connector_reservation::{ConnectorCommand, ConnectorReservation};
+    use roampay::store::{Aggregates, Metadata};
+    let (store, _mock, _fake, server) = start(b, &[]).await;
+    configure(&server, "ws-1", "sk_test_51HxWorkspaceOneKey", WH_A).await;
+    put_location(&server, "ws-1", "LOC-1", 45).await;
+    // What a process that died between the reservation and the intent leaves behind.
+    let db = store.db().await;
+    let connectors = Aggregates::<ConnectorReservation>::new(&db, ());
+    let meta = Metadata {
+        actor: "test".into(),
+        request_id: String::new(),
+    };
+    for (connector, ghost, age) in [("1", "ghost-old", 10), ("2", "ghost-new", 0)] {
+        let cmd = ConnectorCommand::Reserve {
+            workspace_id: "ws-1".into(),
+            location_id: "LOC-1".into(),
+            evse_uid: "EVSE-1".into(),
+            connector_id: connector.into(),
+            charging_intent_id: ghost.into(),
+            at: chrono::Utc::now() - chrono::Duration::minutes(age),
+        };
+        connectors
+            .execute(&format!("LOC-1/EVSE-1/{connector}"), cmd, &meta)
+            .await
+            .unwrap();
+    }
+    let (status, body) = create(&server, "LOC-1", "1", None).await;
+    assert_eq!(
+        status, 201,
+        "a reservation whose intent never appeared is released: {body}"
+    );
+    let (status, body) = create(&server, "LOC-1", "2", None).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (409, Some("connector_busy")),
+        "a fresh one may still be in flight"
+    );
 }
