@@ -64,6 +64,8 @@ on_both_backends!(
     killed_after_stripe_captured_and_before_the_event_the_worker_completes_without_a_second_capture,
     complete_racing_cancel_one_wins,
     a_connector_left_held_by_a_crash_is_freed,
+    cancel_faults_end_in_one_release,
+    the_worker_flags_holds_close_to_lapsing,
 );
 
 async fn a_session_starts_completes_and_captures_the_final_amount_once(b: Backend) {
@@ -587,5 +589,90 @@ async fn a_connector_left_held_by_a_crash_is_freed(b: Backend) {
         (status, body["code"].as_str()),
         (409, Some("connector_busy")),
         "a fresh one may still be in flight"
+    );
+}
+
+async fn wait_for_status(server: &Server, id: &str, want: &str) -> Value {
+    let mut last = Value::Null;
+    for _ in 0..100 {
+        last = crate::payments::intent(server, id).await;
+        if last["status"] == want {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(last["status"], want, "{last}");
+    last
+}
+
+async fn cancel_faults_end_in_one_release(b: Backend) {
+    let (_store, _mock, fake, server) = start(
+        b,
+        &[
+            ("ROAMPAY_STRIPE_TIMEOUT_MS", "1000"),
+            ("ROAMPAY_STRIPE_MAX_ATTEMPTS", "1"),
+            ("ROAMPAY_WORKER_INTERVAL_SECS", "1"),
+            ("ROAMPAY_SETTLE_RETRY_SECS", "0"),
+        ],
+    )
+    .await;
+    let t = sessions("ws-1");
+    // Applied, answer lost: the PaymentIntent read afterwards shows it canceled.
+    let (first, pi1) = authorized(&server, &fake, "1", true).await;
+    fake.fault(Fault::ApplyThenTimeout);
+    let (status, body) = post(&server, &path(&first, "cancel"), Some(&t), json!({})).await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (200, Some("cancelled")),
+        "{body}"
+    );
+    // A 500: accepted, then finished by the worker with the next attempt's key.
+    let (second, pi2) = authorized(&server, &fake, "2", false).await;
+    fake.fault(Fault::ServerError);
+    let (status, body) = post(&server, &path(&second, "cancel"), Some(&t), json!({})).await;
+    assert_eq!(status, 202, "{body}");
+    wait_for_status(&server, &second, "cancelled").await;
+    assert_eq!(
+        fake.applied(),
+        vec![
+            ("cancel".to_string(), pi1, 0),
+            ("cancel".to_string(), pi2, 0)
+        ],
+        "one release each"
+    );
+}
+
+async fn the_worker_flags_holds_close_to_lapsing(b: Backend) {
+    let (_store, _mock, fake, server) = start(
+        b,
+        &[
+            ("ROAMPAY_WORKER_INTERVAL_SECS", "1"),
+            ("ROAMPAY_HOLD_LIFETIME_SECS", "3600"),
+            ("ROAMPAY_HOLD_WARNING_SECS", "3600"),
+        ],
+    )
+    .await;
+    let (id, _) = authorized(&server, &fake, "1", true).await;
+    let entries = server
+        .wait_for_audit_where("ws-1", |es| {
+            es.iter()
+                .any(|e| e["event_type"] == "HoldExpiryApproaching")
+        })
+        .await;
+    assert!(entries.iter().any(|e| e["aggregate_id"] == id.as_str()));
+    let support = token("support", &["ws-1"], "audit:read");
+    let (_, health) = server
+        .get("/api/support/workspaces/ws-1/payment-health", &support)
+        .await;
+    assert_eq!(health["holds_lapsing_soon"], 1, "{health}");
+    // Flagged once, not every round.
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    let entries = server.wait_for_audit("ws-1", 1).await;
+    assert_eq!(
+        entries
+            .iter()
+            .filter(|e| e["event_type"] == "HoldExpiryApproaching")
+            .count(),
+        1
     );
 }
