@@ -676,3 +676,27 @@ async fn the_worker_flags_holds_close_to_lapsing(b: Backend) {
         1
     );
 }
+
+/// Two instances on one PostgreSQL: one of them runs the session worker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_session_worker_leads_when_instances_share_postgres() {
+    let store = Store::fresh(Backend::Postgres).await;
+    let (mock, fake) = FakeStripe::start().await;
+    let opts = || {
+        ServerOptions::new(&mock)
+            .env("ROAMPAY_WORKER_INTERVAL_SECS", "1")
+            .env("ROAMPAY_HOLD_TIMEOUT_SECS", "1")
+    };
+    let a = Server::start(&store, opts()).await;
+    let b = Server::start(&store, opts()).await;
+    let (id, pi) = authorized(&a, &fake, "1", true).await;
+    wait_for_status(&b, &id, "expired").await;
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let leads = |s: &Server| {
+        s.logs()
+            .matches("this instance runs the session worker")
+            .count()
+    };
+    assert_eq!(leads(&a) + leads(&b), 1, "exactly one leader");
+    assert_eq!(fake.applied(), vec![("cancel".to_string(), pi, 0)]);
+}
