@@ -44,8 +44,14 @@ pub trait Projection: Send + Sync {
     async fn apply(&self, tx: &mut DbTx, events: &[StoredEvent]) -> Result<(), ProjectionError>;
 }
 
-/// How long a nudged projector waits for more events before catching up.
+/// How long a nudged projector waits for more events before catching up: short when
+/// events come one at a time (support sees a change within milliseconds), longer under
+/// load, when each batch's fixed cost (a transaction and checkpoint per projection) is
+/// shared by hundreds of events instead of a few.
 const COALESCE: Duration = Duration::from_millis(10);
+const COALESCE_BUSY: Duration = Duration::from_millis(100);
+/// A catch-up that applied at least this many events means the service is busy.
+const BUSY: u64 = 100;
 
 /// A secondary index of a read model: its name and its `CREATE INDEX IF NOT EXISTS`.
 pub struct DeferredIndex {
@@ -290,16 +296,21 @@ impl Projector {
     /// other instances), until the task is dropped.
     pub async fn run_forever(self: Arc<Self>, interval: Duration) {
         loop {
-            if let Err(err) = self.catch_up().await {
-                tracing::error!(error = %err, "projection catch-up failed; retrying");
-            }
+            let applied = match self.catch_up().await {
+                Ok(n) => n,
+                Err(err) => {
+                    tracing::error!(error = %err, "projection catch-up failed; retrying");
+                    0
+                }
+            };
             if tokio::time::timeout(interval, self.wake.notified())
                 .await
                 .is_ok()
             {
                 // Let the commands of the next few milliseconds join this batch: under
                 // load one batch then carries many events instead of one each.
-                tokio::time::sleep(COALESCE).await;
+                let wait = if applied >= BUSY { COALESCE_BUSY } else { COALESCE };
+                tokio::time::sleep(wait).await;
             }
         }
     }
