@@ -309,7 +309,11 @@ impl Projector {
             {
                 // Let the commands of the next few milliseconds join this batch: under
                 // load one batch then carries many events instead of one each.
-                let wait = if applied >= BUSY { COALESCE_BUSY } else { COALESCE };
+                let wait = if applied >= BUSY {
+                    COALESCE_BUSY
+                } else {
+                    COALESCE
+                };
                 tokio::time::sleep(wait).await;
             }
         }

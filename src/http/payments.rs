@@ -88,7 +88,7 @@ fn intent_id(workspace_id: &str, key: Option<&str>) -> String {
     }
 }
 
-fn intent_error(e: AggregateError<ChargingIntentError>) -> ApiError {
+pub(super) fn intent_error(e: AggregateError<ChargingIntentError>) -> ApiError {
     match e {
         AggregateError::UserError(ChargingIntentError::IdempotencyKeyReused) => ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,

@@ -12,7 +12,7 @@ use super::auth::Principal;
 use super::driver::ci_string;
 use super::error::{ApiError, FieldError};
 use super::ocpi_config::{metadata, profile_error};
-use super::payments::{intent_json, key_for, release_connector};
+use super::payments::{intent_error, intent_json, key_for, release_connector};
 use super::AppState;
 use crate::charging_intent::{
     CancelIntent, ChargingIntent, ChargingIntentCommand, ChargingIntentError, CompleteSession,
@@ -41,11 +41,7 @@ pub fn session_error(e: AggregateError<ChargingIntentError>) -> ApiError {
                 format!("Not possible while the charging intent is {status}."),
             )
         }
-        AggregateError::UserError(ChargingIntentError::NotFound) => not_found(),
-        AggregateError::DatabaseConnectionError(_) => {
-            ApiError::unavailable("store_unavailable", "The event store does not answer.")
-        }
-        other => ApiError::internal(other),
+        other => intent_error(other),
     }
 }
 

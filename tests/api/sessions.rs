@@ -288,15 +288,7 @@ async fn a_capture_stripe_could_not_answer_is_finished_by_the_worker(b: Backend)
     assert_eq!(status, 202, "accepted, not yet definite: {body}");
     assert_eq!(body["status"], "authorized");
     assert!(fake.applied().is_empty());
-    let mut last = Value::Null;
-    for _ in 0..100 {
-        last = crate::payments::intent(&server, &id).await;
-        if last["status"] == "completed" {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    assert_eq!(last["status"], "completed", "{last}");
+    let last = wait_for_status(&server, &id, "completed").await;
     assert_eq!(last["captured_amount_cents"], 800);
     assert_eq!(fake.applied(), vec![("capture".to_string(), pi, 800)]);
     let keys: Vec<Option<String>> = fake
@@ -348,15 +340,7 @@ async fn the_worker_expires_holds_without_a_session(b: Backend) {
     )
     .await;
     let (id, pi) = authorized(&server, &fake, "1", true).await;
-    let mut last = Value::Null;
-    for _ in 0..100 {
-        last = crate::payments::intent(&server, &id).await;
-        if last["status"] == "expired" {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    assert_eq!(last["status"], "expired", "{last}");
+    wait_for_status(&server, &id, "expired").await;
     assert_eq!(fake.applied(), vec![("cancel".to_string(), pi, 0)]);
     let (status, _) = create(&server, "LOC-1", "1", None).await;
     assert_eq!(status, 201, "the connector is free again");
@@ -494,15 +478,7 @@ async fn killed_after_stripe_captured_and_before_the_event_the_worker_completes_
             .env("ROAMPAY_SETTLE_RETRY_SECS", "0"),
     )
     .await;
-    let mut last = Value::Null;
-    for _ in 0..150 {
-        last = crate::payments::intent(&server, &id).await;
-        if last["status"] == "completed" {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    assert_eq!(last["status"], "completed", "{last}");
+    let last = wait_for_status(&server, &id, "completed").await;
     assert_eq!(last["captured_amount_cents"], 2100);
     assert_eq!(fake.applied().len(), 1, "no second capture");
     let keys: Vec<Option<String>> = fake
