@@ -50,7 +50,8 @@ pub trait Projection: Send + Sync {
 /// shared by hundreds of events instead of a few.
 const COALESCE: Duration = Duration::from_millis(10);
 const COALESCE_BUSY: Duration = Duration::from_millis(100);
-/// A catch-up that applied at least this many events means the service is busy.
+/// A catch-up that made at least this many applications (events × projections that
+/// took them) means the service is busy.
 const BUSY: u64 = 100;
 
 /// A secondary index of a read model: its name and its `CREATE INDEX IF NOT EXISTS`.
