@@ -386,6 +386,16 @@ fn captured(final_amount: i64, amount: i64, source: &str) -> ChargingIntentEvent
     })
 }
 
+/// Authorized, charging, and a capture of 1234 decided but not yet carried out.
+fn capture_pending() -> Vec<ChargingIntentEvent> {
+    vec![
+        created(),
+        authorized(None),
+        started(),
+        completion(1234, 1234),
+    ]
+}
+
 fn cancel(reason: ReleaseReason) -> ChargingIntentCommand {
     ChargingIntentCommand::CancelIntent(CancelIntent { reason, at: at() })
 }
@@ -484,12 +494,7 @@ fn completion_captures_the_final_amount_capped_by_the_hold() {
 fn settling_a_completion_captures_once_with_the_deterministic_key() {
     let s = stripe_reading("requires_capture", vec![]);
     framework(&s)
-        .given(vec![
-            created(),
-            authorized(None),
-            started(),
-            completion(1234, 1234),
-        ])
+        .given(capture_pending())
         .when(settle())
         .then_expect_events(vec![captured(1234, 1234, "capture")]);
     assert_eq!(
@@ -525,12 +530,7 @@ fn a_zero_amount_releases_the_hold_instead_of_capturing() {
 #[test]
 fn a_double_complete_is_one_capture_and_another_amount_is_refused() {
     let s = stripe(Ok(pi("pi_fake", "requires_capture")));
-    let pending = vec![
-        created(),
-        authorized(None),
-        started(),
-        completion(1234, 1234),
-    ];
+    let pending = capture_pending();
     framework(&s)
         .given(pending.clone())
         .when(complete(1234))
@@ -569,12 +569,7 @@ fn a_double_complete_is_one_capture_and_another_amount_is_refused() {
 fn complete_and_cancel_exclude_each_other() {
     let s = stripe(Ok(pi("pi_fake", "requires_capture")));
     framework(&s)
-        .given(vec![
-            created(),
-            authorized(None),
-            started(),
-            completion(1234, 1234),
-        ])
+        .given(capture_pending())
         .when(cancel(ReleaseReason::Cancelled))
         .then_expect_error(invalid("charging"));
     framework(&s)
@@ -656,12 +651,7 @@ fn a_free_session_completes_and_cancels_without_stripe() {
 
 #[test]
 fn a_capture_without_an_answer_is_deferred_and_retried_with_the_next_key() {
-    let pending = vec![
-        created(),
-        authorized(None),
-        started(),
-        completion(1234, 1234),
-    ];
+    let pending = capture_pending();
     // A 500, and Stripe still shows the hold: deferred, nothing recorded as captured.
     let s = stripe_reading(
         "requires_capture",
@@ -690,12 +680,7 @@ fn a_capture_without_an_answer_is_deferred_and_retried_with_the_next_key() {
 
 #[test]
 fn a_capture_stripe_applied_before_failing_to_answer_is_a_success_not_a_second_capture() {
-    let pending = vec![
-        created(),
-        authorized(None),
-        started(),
-        completion(1234, 1234),
-    ];
+    let pending = capture_pending();
     // Timed out after Stripe applied it: the PaymentIntent reads `succeeded`.
     let s = stripe(Ok(succeeded(1234)));
     s.settle
@@ -729,12 +714,7 @@ fn a_capture_stripe_refuses_ends_capture_failed_with_its_code() {
         })],
     );
     framework(&s)
-        .given(vec![
-            created(),
-            authorized(None),
-            started(),
-            completion(1234, 1234),
-        ])
+        .given(capture_pending())
         .when(settle())
         .then_expect_events(vec![ChargingIntentEvent::SessionCaptureFailed(
             SessionCaptureFailed {
@@ -755,12 +735,7 @@ fn a_succeeded_webhook_finishes_a_capture_under_way() {
         c.payment_intent.amount_received = 1234;
     }
     framework(&s)
-        .given(vec![
-            created(),
-            authorized(None),
-            started(),
-            completion(1234, 1234),
-        ])
+        .given(capture_pending())
         .when(cmd.clone())
         .then_expect_events(vec![captured(1234, 1234, "webhook")]);
     // Without a capture of ours under way, `succeeded` moves nothing.
