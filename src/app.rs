@@ -170,10 +170,16 @@ pub async fn serve(args: ServeArgs) -> Result<(), AnyError> {
         Duration::from_secs(args.revalidate_interval_secs.max(1)),
     ));
 
+    let http_metrics = actix_web_prom::PrometheusMetricsBuilder::new(crate::metrics::NAMESPACE)
+        .registry(crate::metrics::global().registry.clone())
+        .mask_unmatched_patterns("unmatched")
+        .exclude("/metrics")
+        .build()?;
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
             .wrap(middleware::from_fn(http::request_id::middleware))
+            .wrap(http_metrics.clone())
             .configure(http::routes)
             .default_service(web::to(http::not_found))
     })

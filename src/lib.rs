@@ -10,6 +10,7 @@ pub mod connector_reservation;
 pub mod http;
 pub mod ids;
 pub mod location;
+pub mod metrics;
 pub mod money;
 pub mod session_worker;
 pub mod store;

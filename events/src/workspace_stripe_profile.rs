@@ -153,6 +153,13 @@ pub enum HealthStatus {
 }
 
 impl HealthStatus {
+    pub const ALL: [HealthStatus; 4] = [
+        Self::Unconfigured,
+        Self::Pending,
+        Self::Valid,
+        Self::Invalid,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Unconfigured => "unconfigured",

@@ -134,3 +134,69 @@ pub async fn read_after(
 pub async fn count(db: &crate::Db) -> Result<i64, sqlx::Error> {
     crate::on_db!(db, pool => sqlx::query_scalar("SELECT COUNT(*) FROM events").fetch_one(pool).await)
 }
+
+/// Counted at most this far: a projector this far behind is simply "very far behind".
+const LAG_COUNT_CAP: i64 = 1_000_000;
+
+const PG_LAG: &str = "
+WITH c AS (
+    SELECT coalesce(max(last_tx), 0) AS last_tx, coalesce(max(last_seq), 0) AS last_seq
+      FROM projection_checkpoints WHERE name = $1
+), pending AS (
+    SELECT e.tx_id, e.global_seq, e.metadata
+      FROM events e, c
+     WHERE (e.tx_id, e.global_seq) > (c.last_tx::text::xid8, c.last_seq)
+       AND e.tx_id < pg_snapshot_xmin(pg_current_snapshot())
+     ORDER BY e.tx_id, e.global_seq
+     LIMIT $2
+)
+SELECT (SELECT count(*) FROM pending) AS behind,
+       (SELECT metadata->>'recorded_at' FROM pending ORDER BY tx_id, global_seq LIMIT 1) AS oldest";
+
+const SQLITE_LAG: &str = "
+WITH c AS (
+    SELECT coalesce(max(last_seq), 0) AS last_seq FROM projection_checkpoints WHERE name = $1
+), pending AS (
+    SELECT e.global_seq, e.metadata FROM events e, c
+     WHERE e.global_seq > c.last_seq ORDER BY e.global_seq LIMIT $2
+)
+SELECT (SELECT count(*) FROM pending) AS behind,
+       (SELECT json_extract(metadata, '$.recorded_at') FROM pending
+         ORDER BY global_seq LIMIT 1) AS oldest";
+
+/// How far a projection is behind the committed log: the number of events it has not
+/// applied, and when the oldest of them was recorded (`None` when caught up).
+pub async fn lag(
+    db: &crate::Db,
+    projection: &str,
+) -> Result<(i64, Option<DateTime<Utc>>), sqlx::Error> {
+    let row = match db {
+        crate::Db::Postgres(pool) => {
+            sqlx::query(PG_LAG)
+                .persistent(false)
+                .bind(projection)
+                .bind(LAG_COUNT_CAP)
+                .fetch_one(pool)
+                .await?
+        }
+        crate::Db::Sqlite(pool) => {
+            let r = sqlx::query(SQLITE_LAG)
+                .bind(projection)
+                .bind(LAG_COUNT_CAP)
+                .fetch_one(pool)
+                .await?;
+            let behind: i64 = r.try_get("behind")?;
+            let oldest: Option<String> = r.try_get("oldest")?;
+            return Ok((behind, oldest.and_then(|s| parse_time(&s))));
+        }
+    };
+    let behind: i64 = row.try_get("behind")?;
+    let oldest: Option<String> = row.try_get("oldest")?;
+    Ok((behind, oldest.and_then(|s| parse_time(&s))))
+}
+
+fn parse_time(s: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}

@@ -80,6 +80,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     }))
     .route("/healthz", web::get().to(ops::healthz))
     .route("/readyz", web::get().to(ops::readyz))
+    .route("/metrics", web::get().to(ops::metrics))
     .service(
         web::resource("/api/permissions/workspace/{workspace_id}/ocpi-config")
             .route(web::get().to(ocpi_config::get))

@@ -1,6 +1,8 @@
 use actix_web::{web, HttpResponse};
 use serde_json::json;
 
+use roampay_projections::on_db;
+
 use super::error::ApiError;
 use super::AppState;
 
@@ -19,4 +21,32 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
             "The event store does not answer.",
         ))
     }
+}
+
+/// Prometheus text format. Gauges that come from the database are read now; when the
+/// store does not answer they keep their last value and the scrape still succeeds.
+pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    let now = chrono::Utc::now();
+    for name in state.projector.names() {
+        match roampay_projections::log::lag(&state.db, name).await {
+            Ok((behind, oldest)) => {
+                let secs =
+                    oldest.map_or(0.0, |t| (now - t).num_milliseconds().max(0) as f64 / 1000.0);
+                crate::metrics::set_projection_lag(name, behind, secs);
+            }
+            Err(e) => {
+                tracing::warn!(projection = name, error = %e, "could not read projection lag")
+            }
+        }
+    }
+    let health: Result<Vec<(String, i64)>, sqlx::Error> = on_db!(&state.db, pool => sqlx::query_as(
+        "SELECT status, COUNT(*) FROM credential_health GROUP BY status")
+        .fetch_all(pool).await);
+    match health {
+        Ok(counts) => crate::metrics::set_credential_health(&counts),
+        Err(e) => tracing::warn!(error = %e, "could not count credential health"),
+    }
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(crate::metrics::render())
 }

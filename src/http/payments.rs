@@ -289,6 +289,24 @@ pub async fn create(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    match create_intent(body, req, state).await {
+        Ok((response, outcome)) => {
+            crate::metrics::preauth(outcome, "");
+            Ok(response)
+        }
+        Err(e) => {
+            crate::metrics::preauth("refused", e.code);
+            Err(e)
+        }
+    }
+}
+
+/// The answer, and the outcome counted in `roampay_preauths_total`.
+async fn create_intent(
+    body: web::Json<CreateBody>,
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<(HttpResponse, &'static str), ApiError> {
     rate_limit(&state, &req)?;
     let body = body.into_inner();
     let location_id = ci_string("location_id", &body.location_id)?;
@@ -372,7 +390,10 @@ pub async fn create(
             .credentials
             .as_ref()
             .map(|c| c.publishable_key.as_str());
-        return Ok(created_response(&id, &existing, secret.as_ref(), pk));
+        return Ok((
+            created_response(&id, &existing, secret.as_ref(), pk),
+            "replayed",
+        ));
     }
 
     let free = connector.tariff.is_free();
@@ -448,7 +469,8 @@ pub async fn create(
         .credentials
         .as_ref()
         .map(|c| c.publishable_key.as_str());
-    Ok(created_response(&id, &intent, secret.as_ref(), pk))
+    let outcome = if free { "free" } else { "created" };
+    Ok((created_response(&id, &intent, secret.as_ref(), pk), outcome))
 }
 
 async fn load_for_driver(

@@ -75,8 +75,12 @@ async fn handle(
         request_id: metadata(&req, "stripe").request_id,
     };
     match process(url_workspace, &body, &req, &state, &meta).await {
-        Ok(o) => outcome(o),
+        Ok(o) => {
+            crate::metrics::webhook(o, "");
+            outcome(o)
+        }
         Err(r) => {
+            crate::metrics::webhook("rejected", r.code);
             tracing::warn!(code = r.code, workspace_id = ?r.workspace_id, stripe.event = ?r.event_id, "webhook refused");
             let rejection = WebhookRejected {
                 workspace_id: r.workspace_id.clone(),

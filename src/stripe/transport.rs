@@ -132,7 +132,22 @@ impl StripeTransport {
                 )
                 .body(body.clone());
         }
-        let response = builder.send().await.map_err(|e| {
+        let operation = crate::metrics::stripe_operation(
+            match req.method {
+                StripeMethod::Get => "GET",
+                StripeMethod::Post => "POST",
+                StripeMethod::Delete => "DELETE",
+            },
+            &req.path,
+        );
+        let started = std::time::Instant::now();
+        let sent = builder.send().await;
+        crate::metrics::stripe_call(
+            &operation,
+            sent.as_ref().ok().map(|r| r.status().as_u16()),
+            started.elapsed().as_secs_f64(),
+        );
+        let response = sent.map_err(|e| {
             Attempt::Retry(CallError::Unreachable(if e.is_timeout() {
                 "Stripe did not answer in time".into()
             } else {

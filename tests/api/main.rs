@@ -10,6 +10,7 @@ mod canary;
 mod crash;
 mod http_basics;
 mod localstripe;
+mod observability;
 mod ocpi_config;
 mod payments;
 mod sessions;

@@ -1,0 +1,224 @@
+//! Prometheus metrics served on `GET /metrics`.
+//!
+//! Counters and histograms live in one process-wide registry, so the Stripe transport,
+//! the webhook handler and the HTTP middleware can record without threading a handle
+//! through every call. Gauges read from the database (projector lag, credential health)
+//! are refreshed when scraped, so they are never older than the scrape itself.
+
+use std::sync::LazyLock;
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+/// Every metric name starts with this.
+pub const NAMESPACE: &str = "roampay";
+
+pub struct Metrics {
+    pub registry: Registry,
+    webhooks: IntCounterVec,
+    preauths: IntCounterVec,
+    stripe_requests: IntCounterVec,
+    stripe_duration: HistogramVec,
+    projection_lag_events: IntGaugeVec,
+    projection_lag_seconds: prometheus::GaugeVec,
+    credential_health: IntGaugeVec,
+}
+
+fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    IntCounterVec::new(Opts::new(name, help).namespace(NAMESPACE), labels).expect("valid metric")
+}
+
+fn gauge(name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    IntGaugeVec::new(Opts::new(name, help).namespace(NAMESPACE), labels).expect("valid metric")
+}
+
+impl Metrics {
+    fn new() -> Self {
+        let m = Self {
+            registry: Registry::new(),
+            webhooks: counter(
+                "webhooks_total",
+                "Stripe webhook deliveries by outcome (applied, duplicate, ignored, rejected) and refusal code.",
+                &["outcome", "code"],
+            ),
+            preauths: counter(
+                "preauths_total",
+                "Pre-authorization requests by outcome (created, free, replayed, refused) and error code.",
+                &["outcome", "code"],
+            ),
+            stripe_requests: counter(
+                "stripe_requests_total",
+                "Calls to Stripe (each attempt) by operation and HTTP status (`unreachable` when there was no answer).",
+                &["operation", "status"],
+            ),
+            stripe_duration: HistogramVec::new(
+                HistogramOpts::new(
+                    "stripe_request_duration_seconds",
+                    "Time of each call to Stripe (each attempt) by operation.",
+                )
+                .namespace(NAMESPACE)
+                .buckets(vec![
+                    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+                ]),
+                &["operation"],
+            )
+            .expect("valid metric"),
+            projection_lag_events: gauge(
+                "projection_lag_events",
+                "Committed events a projection has not applied yet.",
+                &["projection"],
+            ),
+            projection_lag_seconds: prometheus::GaugeVec::new(
+                Opts::new(
+                    "projection_lag_seconds",
+                    "Age of the oldest committed event a projection has not applied yet (0 when caught up).",
+                )
+                .namespace(NAMESPACE),
+                &["projection"],
+            )
+            .expect("valid metric"),
+            credential_health: gauge(
+                "credential_health_workspaces",
+                "Workspaces by Stripe credential health status.",
+                &["status"],
+            ),
+        };
+        m.registry
+            .register(Box::new(m.webhooks.clone()))
+            .expect("unique");
+        m.registry
+            .register(Box::new(m.preauths.clone()))
+            .expect("unique");
+        m.registry
+            .register(Box::new(m.stripe_requests.clone()))
+            .expect("unique");
+        m.registry
+            .register(Box::new(m.stripe_duration.clone()))
+            .expect("unique");
+        m.registry
+            .register(Box::new(m.projection_lag_events.clone()))
+            .expect("unique");
+        m.registry
+            .register(Box::new(m.projection_lag_seconds.clone()))
+            .expect("unique");
+        m.registry
+            .register(Box::new(m.credential_health.clone()))
+            .expect("unique");
+        m
+    }
+}
+
+static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+
+pub fn global() -> &'static Metrics {
+    &METRICS
+}
+
+/// A webhook delivery answered: `outcome` is what the response said, `code` the refusal.
+pub fn webhook(outcome: &str, code: &str) {
+    METRICS.webhooks.with_label_values(&[outcome, code]).inc();
+}
+
+/// A pre-authorization request answered.
+pub fn preauth(outcome: &str, code: &str) {
+    METRICS.preauths.with_label_values(&[outcome, code]).inc();
+}
+
+/// One attempt of a call to Stripe. `status` is `None` when Stripe gave no answer.
+pub fn stripe_call(operation: &str, status: Option<u16>, seconds: f64) {
+    let status = status.map_or_else(|| "unreachable".to_string(), |s| s.to_string());
+    METRICS
+        .stripe_requests
+        .with_label_values(&[operation, status.as_str()])
+        .inc();
+    METRICS
+        .stripe_duration
+        .with_label_values(&[operation])
+        .observe(seconds);
+}
+
+/// `POST /v1/payment_intents/pi_123/capture` → `POST /v1/payment_intents/{id}/capture`:
+/// object ids would make a label per PaymentIntent.
+pub fn stripe_operation(method: &str, path: &str) -> String {
+    let mut op = String::with_capacity(method.len() + path.len() + 4);
+    op.push_str(method);
+    op.push_str(" /v1");
+    for segment in path.split('/').filter(|s| !s.is_empty()) {
+        op.push('/');
+        let is_id = segment
+            .split_once('_')
+            .is_some_and(|(prefix, rest)| !prefix.is_empty() && !rest.is_empty())
+            && segment.chars().any(|c| c.is_ascii_digit());
+        op.push_str(if is_id { "{id}" } else { segment });
+    }
+    op
+}
+
+pub fn set_projection_lag(projection: &str, events: i64, seconds: f64) {
+    METRICS
+        .projection_lag_events
+        .with_label_values(&[projection])
+        .set(events);
+    METRICS
+        .projection_lag_seconds
+        .with_label_values(&[projection])
+        .set(seconds);
+}
+
+/// Replaces the per-status counts (a status with no workspace left reads 0).
+pub fn set_credential_health(counts: &[(String, i64)]) {
+    for status in roampay_events::HealthStatus::ALL {
+        let n = counts
+            .iter()
+            .find(|(s, _)| s == status.as_str())
+            .map_or(0, |(_, n)| *n);
+        METRICS
+            .credential_health
+            .with_label_values(&[status.as_str()])
+            .set(n);
+    }
+}
+
+/// The registry in Prometheus' text format.
+pub fn render() -> String {
+    let mut out = Vec::new();
+    TextEncoder::new()
+        .encode(&METRICS.registry.gather(), &mut out)
+        .expect("text encoding never fails");
+    String::from_utf8(out).expect("the text format is UTF-8")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stripe_operations_hide_object_ids() {
+        assert_eq!(
+            stripe_operation("POST", "/payment_intents/pi_3Abc123/capture"),
+            "POST /v1/payment_intents/{id}/capture"
+        );
+        assert_eq!(
+            stripe_operation("POST", "/payment_intents"),
+            "POST /v1/payment_intents"
+        );
+        assert_eq!(stripe_operation("GET", "/balance"), "GET /v1/balance");
+        assert_eq!(
+            stripe_operation("GET", "/payment_intents/pi_1/"),
+            "GET /v1/payment_intents/{id}"
+        );
+    }
+
+    #[test]
+    fn counters_appear_in_the_text_format() {
+        webhook("rejected", "signature_mismatch_unit");
+        let text = render();
+        assert!(
+            text.contains(
+                "roampay_webhooks_total{code=\"signature_mismatch_unit\",outcome=\"rejected\"} 1"
+            ),
+            "{text}"
+        );
+    }
+}
