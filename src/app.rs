@@ -175,12 +175,22 @@ pub async fn serve(args: ServeArgs) -> Result<(), AnyError> {
         .mask_unmatched_patterns("unmatched")
         .exclude("/metrics")
         .build()?;
+    let openapi = <http::openapi::ApiDoc as utoipa::OpenApi>::openapi();
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
             .wrap(middleware::from_fn(http::request_id::middleware))
             .wrap(http_metrics.clone())
             .configure(http::routes)
+            .service(
+                utoipa_swagger_ui::SwaggerUi::new("/docs/{_:.*}")
+                    .url("/openapi.json", openapi.clone())
+                    // Swagger UI would otherwise ask validator.swagger.io about the spec.
+                    .config(
+                        utoipa_swagger_ui::Config::new(["/openapi.json"]).validator_url("none"),
+                    ),
+            )
+            .route("/docs", web::get().to(http::openapi::docs_redirect))
             .default_service(web::to(http::not_found))
     })
     .listen(listener)?

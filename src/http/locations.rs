@@ -135,6 +135,22 @@ fn location_json(location_id: &str, loc: &Location) -> Value {
     })
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/workspaces/{workspace_id}/locations/{location_id}",
+    tag = "locations",
+    summary = "Publish a location with per-connector tariffs (scope locations:write)",
+    params(("workspace_id" = String, Path, description = "^[A-Za-z0-9_-]{1,64}$"), ("location_id" = String, Path, description = "OCPI CiString(36)")),
+    request_body = super::openapi::LocationInput,
+    responses(
+        (status = 200, description = "The stored location", body = Object),
+        (status = 401, description = "`unauthenticated`", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`location_owned_by_other_workspace`", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`validation_failed`", body = super::openapi::Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []))
+)]
 pub async fn put(
     principal: Principal,
     path: web::Path<(String, String)>,
@@ -192,6 +208,20 @@ fn ocpi(status: StatusCode, code: u32, message: &str, data: Value) -> HttpRespon
 
 /// `GET /emsp/2.2.1/locations/{id}`: the OCPI location, and with `show_ocpi_cfg=true`
 /// the workspace's checkout configuration (publishable key, readiness; never a secret).
+#[utoipa::path(
+    get,
+    path = "/emsp/2.2.1/locations/{location_id}",
+    tag = "locations",
+    summary = "OCPI location for Roaming Web, with the workspace payment bootstrap",
+    params(("location_id" = String, Path), ("show_ocpi_cfg" = Option<bool>, Query, description = "Adds `data.ocpi_cfg` (publishable key, payment readiness; never a secret)")),
+    responses(
+        (status = 200, description = "OCPI envelope, status_code 1000", body = super::openapi::OcpiEnvelope),
+        (status = 404, description = "OCPI status_code 2003", body = super::openapi::OcpiEnvelope),
+        (status = 400, description = "`invalid_id`", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`driver_token_required` (the workspace does not allow guests)", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`rate_limited`", body = super::openapi::Problem, content_type = "application/problem+json")
+    )
+)]
 pub async fn get_emsp(
     path: web::Path<String>,
     query: web::Query<EmspQuery>,

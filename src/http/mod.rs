@@ -5,6 +5,7 @@ pub mod driver;
 pub mod error;
 pub mod locations;
 pub mod ocpi_config;
+pub mod openapi;
 pub mod ops;
 pub mod payments;
 pub mod request_id;

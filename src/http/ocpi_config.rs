@@ -118,6 +118,20 @@ async fn respond(state: &AppState, ws: &WorkspaceId) -> Result<HttpResponse, Api
     Ok(HttpResponse::Ok().json(view(state, ws, &profile)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/permissions/workspace/{workspace_id}/ocpi-config",
+    tag = "ocpi-config",
+    summary = "Read the workspace OCPI config (scope roaming:read)",
+    params(("workspace_id" = String, Path, description = "^[A-Za-z0-9_-]{1,64}$")),
+    responses(
+        (status = 200, description = "The configuration (secrets only as `last4`)", body = super::openapi::OcpiConfig),
+        (status = 401, description = "`unauthenticated`", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 400, description = "`invalid_id`", body = super::openapi::Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []))
+)]
 pub async fn get(
     principal: Principal,
     path: web::Path<String>,
@@ -268,6 +282,23 @@ fn parse_stripe(obj: Map<String, Value>, errors: &mut Vec<FieldError>) -> Stripe
     out
 }
 
+#[utoipa::path(
+    patch,
+    path = "/api/permissions/workspace/{workspace_id}/ocpi-config",
+    tag = "ocpi-config",
+    summary = "Change settings, save or rotate Stripe credentials (scope roaming:write)",
+    params(("workspace_id" = String, Path, description = "^[A-Za-z0-9_-]{1,64}$")),
+    request_body = super::openapi::OcpiConfigPatch,
+    responses(
+        (status = 200, description = "The configuration (secrets only as `last4`)", body = super::openapi::OcpiConfig),
+        (status = 401, description = "`unauthenticated`", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`validation_failed` with `errors[].code`; nothing saved", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 400, description = "`invalid_id` | `invalid_json`", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "`payload_too_large`", body = super::openapi::Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []))
+)]
 pub async fn patch(
     principal: Principal,
     path: web::Path<String>,
@@ -360,6 +391,20 @@ async fn run_validation(
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/permissions/workspace/{workspace_id}/ocpi-config/stripe/validate",
+    tag = "ocpi-config",
+    summary = "Validate the saved credentials with Stripe again (scope roaming:write)",
+    params(("workspace_id" = String, Path, description = "^[A-Za-z0-9_-]{1,64}$")),
+    responses(
+        (status = 200, description = "The configuration (secrets only as `last4`)", body = super::openapi::OcpiConfig),
+        (status = 401, description = "`unauthenticated`", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`credentials_not_configured`", body = super::openapi::Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []))
+)]
 pub async fn validate(
     principal: Principal,
     path: web::Path<String>,

@@ -7,11 +7,30 @@ use super::error::ApiError;
 use super::AppState;
 
 /// The process is up.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    summary = "The process is up",
+    responses(
+        (status = 200, description = "Up", body = super::openapi::Status)
+    )
+)]
 pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok"}))
 }
 
 /// The store answers.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "operations",
+    summary = "The store answers",
+    responses(
+        (status = 200, description = "Ready", body = super::openapi::Status),
+        (status = 503, description = "`store_unavailable`", body = super::openapi::Problem, content_type = "application/problem+json")
+    )
+)]
 pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     if state.db.ping().await {
         Ok(HttpResponse::Ok().json(json!({"status": "ready", "store": state.db.backend()})))
@@ -25,6 +44,15 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
 
 /// Prometheus text format. Gauges that come from the database are read now; when the
 /// store does not answer they keep their last value and the scrape still succeeds.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    summary = "Prometheus metrics (text format 0.0.4)",
+    responses(
+        (status = 200, description = "Metrics", body = String, content_type = "text/plain")
+    )
+)]
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     let now = chrono::Utc::now();
     for name in state.projector.names() {

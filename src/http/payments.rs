@@ -284,6 +284,25 @@ fn creation_failure(i: &ChargingIntent) -> Option<ApiError> {
 }
 
 /// `POST /ocpi/create-payment-intent`
+#[utoipa::path(
+    post,
+    path = "/ocpi/create-payment-intent",
+    tag = "payments",
+    summary = "Pre-authorize a driver for a connector",
+    params(("Idempotency-Key" = Option<String>, Header, description = "Same key and body: the same answer, no second PaymentIntent")),
+    request_body = super::openapi::CreatePaymentIntent,
+    responses(
+        (status = 201, description = "Created (paid: `pending_payment` with Stripe fields; free: `authorized`)", body = super::openapi::CreatedPaymentIntent),
+        (status = 404, description = "`location_not_found` | `evse_not_found` | `connector_not_found`", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`workspace_payment_not_ready` | `connector_busy`", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`idempotency_key_reused` | `validation_failed`", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 402, description = "`stripe_error` (card or request refused)", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 502, description = "`stripe_error`", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`stripe_unavailable`", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`driver_token_required` (the workspace does not allow guests)", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`rate_limited`", body = super::openapi::Problem, content_type = "application/problem+json")
+    )
+)]
 pub async fn create(
     body: web::Json<CreateBody>,
     req: HttpRequest,
@@ -502,6 +521,19 @@ async fn load_for_driver(
 }
 
 /// `GET /ocpi/charging-intents/{id}`
+#[utoipa::path(
+    get,
+    path = "/ocpi/charging-intents/{charging_intent_id}",
+    tag = "payments",
+    summary = "Read a charging intent",
+    params(("charging_intent_id" = String, Path)),
+    responses(
+        (status = 200, description = "The intent", body = super::openapi::ChargingIntentView),
+        (status = 404, description = "`charging_intent_not_found`", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`driver_token_required` (the workspace does not allow guests)", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`rate_limited`", body = super::openapi::Problem, content_type = "application/problem+json")
+    )
+)]
 pub async fn get(
     path: web::Path<String>,
     req: HttpRequest,
@@ -554,6 +586,20 @@ pub async fn sync_from_stripe(
 }
 
 /// `POST /ocpi/charging-intents/{id}/confirm`
+#[utoipa::path(
+    post,
+    path = "/ocpi/charging-intents/{charging_intent_id}/confirm",
+    tag = "payments",
+    summary = "Read the PaymentIntent from Stripe and apply its status (no-webhook path)",
+    params(("charging_intent_id" = String, Path)),
+    responses(
+        (status = 200, description = "The intent", body = super::openapi::ChargingIntentView),
+        (status = 404, description = "`charging_intent_not_found`", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`stripe_unavailable`", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`driver_token_required` (the workspace does not allow guests)", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`rate_limited`", body = super::openapi::Problem, content_type = "application/problem+json")
+    )
+)]
 pub async fn confirm(
     path: web::Path<String>,
     req: HttpRequest,

@@ -138,6 +138,22 @@ async fn step(
 }
 
 /// `POST /ocpi/charging-intents/{id}/start`
+#[utoipa::path(
+    post,
+    path = "/ocpi/charging-intents/{charging_intent_id}/start",
+    tag = "sessions",
+    summary = "Charging started: authorized → charging (scope sessions:write)",
+    params(("charging_intent_id" = String, Path)),
+    request_body = super::openapi::StartSession,
+    responses(
+        (status = 200, description = "The intent", body = super::openapi::ChargingIntentView),
+        (status = 409, description = "`invalid_transition` (current status in `detail`)", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`charging_intent_not_found`", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`unauthenticated`", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`", body = super::openapi::Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []))
+)]
 pub async fn start(
     principal: Principal,
     path: web::Path<String>,
@@ -155,6 +171,23 @@ pub async fn start(
 }
 
 /// `POST /ocpi/charging-intents/{id}/complete`
+#[utoipa::path(
+    post,
+    path = "/ocpi/charging-intents/{charging_intent_id}/complete",
+    tag = "sessions",
+    summary = "Charging ended: capture min(final, authorized); 0 releases the hold (scope sessions:write)",
+    params(("charging_intent_id" = String, Path)),
+    request_body = super::openapi::CompleteSession,
+    responses(
+        (status = 200, description = "`completed` or `capture_failed`", body = super::openapi::ChargingIntentView),
+        (status = 202, description = "Stripe has not answered definitely yet; retried in the background", body = super::openapi::ChargingIntentView),
+        (status = 409, description = "`invalid_transition`", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`charging_intent_not_found`", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`unauthenticated`", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`", body = super::openapi::Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []))
+)]
 pub async fn complete(
     principal: Principal,
     path: web::Path<String>,
@@ -185,6 +218,22 @@ pub async fn complete(
 }
 
 /// `POST /ocpi/charging-intents/{id}/cancel`
+#[utoipa::path(
+    post,
+    path = "/ocpi/charging-intents/{charging_intent_id}/cancel",
+    tag = "sessions",
+    summary = "Release the hold (scope sessions:write)",
+    params(("charging_intent_id" = String, Path)),
+    responses(
+        (status = 200, description = "`cancelled`", body = super::openapi::ChargingIntentView),
+        (status = 202, description = "Release pending", body = super::openapi::ChargingIntentView),
+        (status = 409, description = "`invalid_transition`", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`charging_intent_not_found`", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`unauthenticated`", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`", body = super::openapi::Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []))
+)]
 pub async fn cancel(
     principal: Principal,
     path: web::Path<String>,

@@ -58,6 +58,20 @@ pub fn page_limit(raw: Option<&str>) -> Result<i64, ApiError> {
 }
 
 /// `GET /api/support/audit`: newest first, cursor `starting_after` = an entry id.
+#[utoipa::path(
+    get,
+    path = "/api/support/audit",
+    tag = "support",
+    summary = "Audit trail, newest first (scope audit:read)",
+    params(("workspace_id" = Option<String>, Query), ("actor" = Option<String>, Query), ("event_type" = Option<String>, Query), ("aggregate_id" = Option<String>, Query), ("from" = Option<String>, Query, description = "RFC 3339"), ("to" = Option<String>, Query, description = "RFC 3339"), ("limit" = Option<u32>, Query, description = "≤ 200, default 50"), ("starting_after" = Option<String>, Query, description = "An entry id")),
+    responses(
+        (status = 200, description = "A page", body = super::openapi::AuditPage),
+        (status = 400, description = "`invalid_query`", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`unauthenticated`", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`", body = super::openapi::Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []))
+)]
 pub async fn audit(
     principal: Principal,
     query: web::Query<AuditQuery>,
@@ -164,6 +178,20 @@ pub struct IntentsQuery {
 
 /// `GET /api/support/charging-intents`: newest first (ids are time-ordered), cursor =
 /// a `charging_intent_id`.
+#[utoipa::path(
+    get,
+    path = "/api/support/charging-intents",
+    tag = "support",
+    summary = "Charging intents (scope audit:read)",
+    params(("workspace_id" = Option<String>, Query), ("status" = Option<String>, Query), ("limit" = Option<u32>, Query), ("starting_after" = Option<String>, Query)),
+    responses(
+        (status = 200, description = "A page", body = super::openapi::ChargingIntentPage),
+        (status = 400, description = "`invalid_query`", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`unauthenticated`", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`", body = super::openapi::Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []))
+)]
 pub async fn charging_intents(
     principal: Principal,
     query: web::Query<IntentsQuery>,
@@ -247,6 +275,19 @@ pub async fn charging_intents(
 
 /// `GET /api/support/workspaces/{workspace_id}/payment-health`: is this workspace able
 /// to take payments, and what went wrong lately.
+#[utoipa::path(
+    get,
+    path = "/api/support/workspaces/{workspace_id}/payment-health",
+    tag = "support",
+    summary = "Can this workspace take payments, and what failed lately (scope audit:read)",
+    params(("workspace_id" = String, Path, description = "^[A-Za-z0-9_-]{1,64}$")),
+    responses(
+        (status = 200, description = "Credential health and version, last webhook, rejections in 24 h, intents by status, recent failures", body = Object),
+        (status = 401, description = "`unauthenticated`", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`", body = super::openapi::Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []))
+)]
 pub async fn payment_health(
     principal: Principal,
     path: web::Path<String>,

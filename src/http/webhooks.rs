@@ -47,6 +47,19 @@ fn outcome(o: &str) -> HttpResponse {
     HttpResponse::Ok().json(json!({"received": true, "outcome": o}))
 }
 
+#[utoipa::path(
+    post,
+    path = "/ocpi/stripe/webhook",
+    tag = "webhooks",
+    summary = "Stripe webhook (workspace from the PaymentIntent metadata)",
+    params(("Stripe-Signature" = String, Header)),
+    request_body = Object,
+    responses(
+        (status = 200, description = "Verified", body = super::openapi::WebhookAck),
+        (status = 400, description = "`missing_signature` | `invalid_signature_header` | `signature_mismatch` | `timestamp_out_of_tolerance` | `invalid_payload` | `unknown_workspace` | `webhook_secret_not_configured`", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`ownership_mismatch` | `livemode_mismatch`", body = super::openapi::Problem, content_type = "application/problem+json")
+    )
+)]
 pub async fn shared(
     body: web::Bytes,
     req: HttpRequest,
@@ -55,6 +68,19 @@ pub async fn shared(
     handle(None, body, req, state).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/ocpi/stripe/webhook/{workspace_id}",
+    tag = "webhooks",
+    summary = "Stripe webhook for one workspace (the `webhook_url` shown in its config)",
+    params(("workspace_id" = String, Path, description = "^[A-Za-z0-9_-]{1,64}$"), ("Stripe-Signature" = String, Header)),
+    request_body = Object,
+    responses(
+        (status = 200, description = "Verified", body = super::openapi::WebhookAck),
+        (status = 400, description = "`missing_signature` | `invalid_signature_header` | `signature_mismatch` | `timestamp_out_of_tolerance` | `invalid_payload` | `unknown_workspace` | `webhook_secret_not_configured`", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`ownership_mismatch` | `livemode_mismatch`", body = super::openapi::Problem, content_type = "application/problem+json")
+    )
+)]
 pub async fn per_workspace(
     path: web::Path<String>,
     body: web::Bytes,

@@ -170,3 +170,238 @@ async fn metrics_count_a_scripted_flow(b: Backend) {
     assert_eq!(n(health, &[("status", "invalid")]), Some(0.0));
     assert!(!text.contains("sk_test_51HxWorkspaceOneKey") && !text.contains(WH_A));
 }
+
+/// `METHOD /path` pairs named in CONTRACT.md (headings and bullets), with every path
+/// parameter written `{}` so `{id}` and `{charging_intent_id}` compare equal.
+fn contract_routes(contract: &str) -> std::collections::BTreeSet<(String, String)> {
+    let mut out = std::collections::BTreeSet::new();
+    for line in contract
+        .lines()
+        .filter(|l| l.starts_with("### ") || l.starts_with("- `"))
+    {
+        let words: Vec<&str> = line
+            .split(|c: char| c.is_whitespace() || c == '`')
+            .filter(|w| !w.is_empty())
+            .collect();
+        for pair in words.windows(2) {
+            if ["GET", "POST", "PUT", "PATCH", "DELETE"].contains(&pair[0])
+                && pair[1].starts_with('/')
+            {
+                let path = pair[1].split('?').next().unwrap();
+                out.insert((pair[0].to_string(), normalize(path)));
+            }
+        }
+    }
+    out
+}
+
+fn normalize(path: &str) -> String {
+    path.split('/')
+        .map(|s| if s.starts_with('{') { "{}" } else { s })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+fn spec_routes(spec: &serde_json::Value) -> std::collections::BTreeSet<(String, String)> {
+    let mut out = std::collections::BTreeSet::new();
+    for (path, item) in spec["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            out.insert((method.to_uppercase(), normalize(path)));
+        }
+    }
+    out
+}
+
+/// Routes served that CONTRACT.md does not list (the operability endpoints of the
+/// issue that added them).
+const BEYOND_CONTRACT: [(&str, &str); 1] = [("GET", "/metrics")];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_spec_covers_exactly_the_served_routes_of_the_contract() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let contract = std::fs::read_to_string(root.join("docs/CONTRACT.md")).unwrap();
+    // The copy kept in the repository must be the binding one where that is at hand.
+    if let Ok(binding) = std::fs::read_to_string(root.join("../shared/CONTRACT.md")) {
+        assert_eq!(
+            contract, binding,
+            "docs/CONTRACT.md differs from ../shared/CONTRACT.md"
+        );
+    }
+    let wanted = contract_routes(&contract);
+    assert!(
+        wanted.len() >= 18,
+        "the contract parser found only {wanted:?}"
+    );
+
+    let (_store, _mock, _fake, server) = start(Backend::Sqlite, &[]).await;
+    let r = server
+        .http
+        .get(server.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let spec: serde_json::Value = r.json().await.unwrap();
+    assert!(spec["openapi"].as_str().unwrap().starts_with("3."));
+    let documented = spec_routes(&spec);
+
+    let missing: Vec<_> = wanted.difference(&documented).collect();
+    assert!(
+        missing.is_empty(),
+        "routes of CONTRACT.md missing from the spec: {missing:?}"
+    );
+    let extra: Vec<_> = documented
+        .difference(&wanted)
+        .filter(|(m, p)| !BEYOND_CONTRACT.contains(&(m.as_str(), p.as_str())))
+        .collect();
+    assert!(
+        extra.is_empty(),
+        "the spec lists routes CONTRACT.md does not: {extra:?}"
+    );
+
+    // Every documented route is served: the catch-all answers `not_found` for anything
+    // else (a wrong method included), so a probe that gets another answer hit a handler.
+    for (method, path) in &documented {
+        let url = server.url(&path.replace("{}", "x"));
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let r = server
+            .http
+            .request(method.clone(), &url)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let body: serde_json::Value = r.json().await.unwrap_or_default();
+        assert!(
+            !(status == 404 && body["code"] == "not_found"),
+            "{method} {path} is in the spec but not served"
+        );
+    }
+    let r = server
+        .http
+        .delete(server.url("/healthz"))
+        .send()
+        .await
+        .unwrap();
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(
+        body["code"], "not_found",
+        "the probe can tell a missing route"
+    );
+
+    // Every documented error response uses the problem schema (an unknown OCPI
+    // location is answered in the OCPI envelope, as OCPI requires).
+    for (path, item) in spec["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            for (status, resp) in op["responses"].as_object().unwrap() {
+                if status.starts_with('4') || status.starts_with('5') {
+                    let (media, schema) = if path.starts_with("/emsp/") && status == "404" {
+                        ("application/json", "#/components/schemas/OcpiEnvelope")
+                    } else {
+                        ("application/problem+json", "#/components/schemas/Problem")
+                    };
+                    assert_eq!(
+                        resp["content"][media]["schema"]["$ref"], schema,
+                        "{method} {path} {status}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn swagger_ui_is_served_from_vendored_assets_only() {
+    let (_store, _mock, _fake, server) = start(Backend::Sqlite, &[]).await;
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let r = no_redirects.get(server.url("/docs")).send().await.unwrap();
+    assert_eq!(r.status(), 308);
+    assert_eq!(r.headers()["location"], "/docs/");
+
+    let html = server
+        .http
+        .get(server.url("/docs/"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("swagger-ui"), "{html}");
+    let mut assets = Vec::new();
+    for attr in ["src=\"", "href=\""] {
+        for part in html.split(attr).skip(1) {
+            assets.push(part.split('"').next().unwrap().to_string());
+        }
+    }
+    assert!(assets.len() >= 5, "{assets:?}");
+    for asset in &assets {
+        assert!(
+            !asset.contains("://") && !asset.starts_with("//"),
+            "external asset {asset}"
+        );
+        let url = server.url(&format!("/docs/{}", asset.trim_start_matches("./")));
+        let r = server.http.get(&url).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{url}");
+    }
+    let init = server
+        .http
+        .get(server.url("/docs/swagger-initializer.js"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(init.contains("\"url\": \"/openapi.json\""), "{init}");
+    assert!(
+        init.contains("\"validatorUrl\": \"none\""),
+        "no call to validator.swagger.io: {init}"
+    );
+}
+
+/// The documented schemas have exactly the fields of real answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn documented_shapes_match_real_answers() {
+    let (_store, _mock, _fake, server) = start(Backend::Sqlite, &[]).await;
+    configure(&server, "ws-1", "sk_test_51HxWorkspaceOneKey", WH_A).await;
+    put_location(&server, "ws-1", "LOC-1", 45).await;
+    let (status, created) = create(&server, "LOC-1", "1", None).await;
+    assert_eq!(status, 201);
+    let id = created["charging_intent_id"].as_str().unwrap();
+    let got = intent(&server, id).await;
+    let (_, config) = server.get(&config_path("ws-1"), &admin("ws-1")).await;
+    let (status, problem) = create(&server, "LOC-1", "1", None).await;
+    assert_eq!(status, 409);
+    let spec: serde_json::Value = server
+        .http
+        .get(server.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let fields = |schema: &str| -> std::collections::BTreeSet<String> {
+        spec["components"]["schemas"][schema]["properties"]
+            .as_object()
+            .unwrap_or_else(|| panic!("no schema {schema}"))
+            .keys()
+            .cloned()
+            .collect()
+    };
+    let keys = |v: &serde_json::Value| -> std::collections::BTreeSet<String> {
+        v.as_object().unwrap().keys().cloned().collect()
+    };
+    assert_eq!(fields("CreatedPaymentIntent"), keys(&created));
+    assert_eq!(fields("ChargingIntentView"), keys(&got));
+    assert_eq!(fields("OcpiConfig"), keys(&config));
+    assert_eq!(fields("StripeConfig"), keys(&config["stripe"]));
+    assert_eq!(fields("Health"), keys(&config["stripe"]["health"]));
+    let mut problem_fields = fields("Problem");
+    problem_fields.remove("errors"); // only on validation failures
+    assert_eq!(problem_fields, keys(&problem));
+}
