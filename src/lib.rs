@@ -16,6 +16,7 @@ pub mod session_worker;
 pub mod store;
 pub mod stripe;
 pub mod sweep;
+pub mod telemetry;
 #[cfg(test)]
 pub mod testing;
 pub mod vault;

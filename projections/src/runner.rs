@@ -200,12 +200,16 @@ impl Projector {
     /// checkpoint; then each projection applies the events past its own checkpoint in
     /// its own transaction, all at the same time (they share no tables).
     /// Returns (applications made, events read, the read of the next batch under way).
+    #[tracing::instrument(name = "projector batch", skip_all, fields(events = tracing::field::Empty, applied = tracing::field::Empty))]
     async fn run_batch(
         &self,
         ahead: Option<Prefetch>,
     ) -> Result<(u64, u64, Option<Prefetch>), ProjectionError> {
         if let Db::Sqlite(_) = self.db {
             let (applied, read) = self.run_batch_single_writer().await?;
+            let span = tracing::Span::current();
+            span.record("events", read);
+            span.record("applied", applied);
             return Ok((applied, read, None));
         }
         let db_err = |source| ProjectionError::Database {
@@ -257,6 +261,9 @@ impl Projector {
                 Ok::<u64, ProjectionError>((events.len() - start) as u64)
             });
         let applied: u64 = futures::future::try_join_all(work).await?.into_iter().sum();
+        let span = tracing::Span::current();
+        span.record("events", events.len());
+        span.record("applied", applied);
         tracing::debug!(events = events.len(), applied, "projected batch");
         Ok((applied, events.len() as u64, next))
     }

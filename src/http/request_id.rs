@@ -1,11 +1,13 @@
 //! `X-Request-Id` on every response (echoed when the client sent a usable one), made
-//! available to error bodies and event metadata, and one log line per request.
+//! available to error bodies and event metadata, one span (continuing the caller's W3C
+//! trace) and one log line per request.
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::HttpMessage;
+use tracing::Instrument;
 
 use super::error::REQUEST_ID;
 
@@ -35,19 +37,40 @@ pub async fn middleware(
     let path = req
         .match_pattern()
         .unwrap_or_else(|| req.path().to_string());
+    let span = tracing::info_span!(
+        "HTTP request",
+        otel.name = %format!("{method} {path}"),
+        otel.kind = "server",
+        otel.status_code = tracing::field::Empty,
+        http.request.method = %method,
+        http.route = %path,
+        http.response.status_code = tracing::field::Empty,
+        request_id = %id,
+    );
+    crate::telemetry::continue_trace(&span, req.headers());
     let started = std::time::Instant::now();
-    let mut res = REQUEST_ID.scope(id.clone(), next.call(req)).await?;
+    let mut res = REQUEST_ID
+        .scope(id.clone(), next.call(req))
+        .instrument(span.clone())
+        .await?;
     res.headers_mut().insert(
         HEADER,
         HeaderValue::from_str(&id).expect("checked visible ASCII"),
     );
-    tracing::info!(
-        request_id = %id,
-        http.method = %method,
-        http.route = %path,
-        http.status = res.status().as_u16(),
-        elapsed_ms = started.elapsed().as_millis() as u64,
-        "request"
-    );
+    let status = res.status().as_u16();
+    span.record("http.response.status_code", status);
+    if status >= 500 {
+        span.record("otel.status_code", "ERROR");
+    }
+    span.in_scope(|| {
+        tracing::info!(
+            request_id = %id,
+            http.method = %method,
+            http.route = %path,
+            http.status = status,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "request"
+        )
+    });
     Ok(res)
 }

@@ -6,6 +6,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use cqrs_es::AggregateError;
 use roampay_events::{StripeMode, WebhookRejected};
 use serde_json::{json, Value};
+use tracing::Instrument;
 
 use super::driver::client_ip;
 use super::error::ApiError;
@@ -100,12 +101,32 @@ async fn handle(
         actor: "stripe".into(),
         request_id: metadata(&req, "stripe").request_id,
     };
-    match process(url_workspace, &body, &req, &state, &meta).await {
+    // Ids are recorded only once the signature is verified (or the workspace is known),
+    // so forged requests cannot write arbitrary values into traces.
+    let span = tracing::info_span!(
+        "webhook",
+        workspace_id = tracing::field::Empty,
+        stripe.event_id = tracing::field::Empty,
+        stripe.payment_intent_id = tracing::field::Empty,
+        charging_intent_id = tracing::field::Empty,
+        outcome = tracing::field::Empty,
+        code = tracing::field::Empty,
+    );
+    let processed = process(url_workspace, &body, &req, &state, &meta)
+        .instrument(span.clone())
+        .await;
+    match processed {
         Ok(o) => {
+            span.record("outcome", o);
             crate::metrics::webhook(o, "");
             outcome(o)
         }
         Err(r) => {
+            span.record("outcome", "rejected");
+            span.record("code", r.code);
+            if let Some(ws) = &r.workspace_id {
+                span.record("workspace_id", ws.as_str());
+            }
             crate::metrics::webhook("rejected", r.code);
             tracing::warn!(code = r.code, workspace_id = ?r.workspace_id, stripe.event = ?r.event_id, "webhook refused");
             let rejection = WebhookRejected {
@@ -229,6 +250,8 @@ async fn process(
         now.timestamp(),
     )
     .map_err(|e| with_ws(bad(e.code())))?;
+    let span = tracing::Span::current();
+    span.record("workspace_id", ws.as_str());
 
     // A verified event: is it about a PaymentIntent of ours?
     let event = parsed.ok_or_else(|| with_ws(bad("invalid_payload")))?;
@@ -250,12 +273,15 @@ async fn process(
         r.payment_intent_id = Some(pi.id.clone());
         r
     };
+    span.record("stripe.event_id", event_id.as_str());
+    span.record("stripe.payment_intent_id", pi.id.as_str());
     let Some(intent_id) = pi.metadata_charging_intent_id.clone() else {
         return Ok("ignored"); // a PaymentIntent this service did not create
     };
     if pi.metadata_workspace_id.as_deref() != Some(ws.as_str()) {
         return Err(refuse(StatusCode::FORBIDDEN, "ownership_mismatch"));
     }
+    span.record("charging_intent_id", intent_id.as_str());
     let event_live = event
         .get("livemode")
         .and_then(Value::as_bool)

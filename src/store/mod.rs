@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
+use tracing::Instrument;
 
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::persist::EventStoreAggregateContext;
@@ -165,6 +166,34 @@ where
     /// race reloads and decides again, so a duplicate becomes a no-op (or the refusal
     /// the aggregate gives a duplicate).
     pub async fn execute(
+        &self,
+        id: &str,
+        command: A::Command,
+        meta: &Metadata,
+    ) -> Result<A, AggregateError<A::Error>> {
+        let span = tracing::info_span!(
+            "command",
+            otel.name = %format!("command {}", A::TYPE),
+            aggregate.type = A::TYPE,
+            aggregate.id = %id,
+            outcome = tracing::field::Empty,
+        );
+        let result = self
+            .decide_and_commit(id, command, meta)
+            .instrument(span.clone())
+            .await;
+        span.record(
+            "outcome",
+            match &result {
+                Ok(_) => "ok",
+                Err(AggregateError::UserError(_)) => "refused",
+                Err(_) => "error",
+            },
+        );
+        result
+    }
+
+    async fn decide_and_commit(
         &self,
         id: &str,
         command: A::Command,

@@ -7,6 +7,7 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 use stripe_client_core::{RequestBuilder, StripeMethod};
+use tracing::Instrument;
 
 /// The Stripe API version we speak.
 pub const STRIPE_VERSION: &str = "2024-06-20";
@@ -66,20 +67,78 @@ impl StripeTransport {
         req: RequestBuilder,
         idempotency_key: Option<&str>,
     ) -> Result<Value, CallError> {
+        let operation = crate::metrics::stripe_operation(
+            match req.method {
+                StripeMethod::Get => "GET",
+                StripeMethod::Post => "POST",
+                StripeMethod::Delete => "DELETE",
+            },
+            &req.path,
+        );
+        // The idempotency key names the workspace and the intent; it is not a secret.
+        let span = tracing::info_span!(
+            "stripe call",
+            otel.name = %format!("stripe {operation}"),
+            otel.kind = "client",
+            otel.status_code = tracing::field::Empty,
+            stripe.operation = %operation,
+            stripe.idempotency_key = idempotency_key,
+            stripe.object_id = tracing::field::Empty,
+            http.response.status_code = tracing::field::Empty,
+            attempts = tracing::field::Empty,
+            outcome = tracing::field::Empty,
+        );
+        let result = self
+            .send_with_retries(key, &req, idempotency_key, &operation)
+            .instrument(span.clone())
+            .await;
+        match &result {
+            Ok((v, attempts)) => {
+                span.record("outcome", "ok");
+                span.record("attempts", attempts);
+                span.record("http.response.status_code", 200);
+                if let Some(id) = v.get("id").and_then(Value::as_str) {
+                    span.record("stripe.object_id", id);
+                }
+            }
+            Err((e, attempts)) => {
+                span.record("attempts", attempts);
+                span.record("otel.status_code", "ERROR");
+                match e {
+                    CallError::Api { status, .. } => {
+                        span.record("outcome", "refused");
+                        span.record("http.response.status_code", status);
+                    }
+                    CallError::Unreachable(_) => {
+                        span.record("outcome", "unreachable");
+                    }
+                }
+            }
+        }
+        result.map(|(v, _)| v).map_err(|(e, _)| e)
+    }
+
+    async fn send_with_retries(
+        &self,
+        key: &SecretString,
+        req: &RequestBuilder,
+        idempotency_key: Option<&str>,
+        operation: &str,
+    ) -> Result<(Value, u32), (CallError, u32)> {
         let mut attempt = 0;
         loop {
             attempt += 1;
             let started = std::time::Instant::now();
-            let outcome = self.attempt(key, &req, idempotency_key).await;
+            let outcome = self.attempt(key, req, idempotency_key, operation).await;
             let ms = started.elapsed().as_millis() as u64;
             match outcome {
                 Ok(v) => {
                     tracing::debug!(stripe.path = %req.path, attempt, elapsed_ms = ms, "stripe call succeeded");
-                    return Ok(v);
+                    return Ok((v, attempt));
                 }
                 Err(Attempt::Final(e)) => {
                     tracing::info!(stripe.path = %req.path, attempt, elapsed_ms = ms, error = ?e, "stripe call refused");
-                    return Err(e);
+                    return Err((e, attempt));
                 }
                 Err(Attempt::Retry(e)) if attempt < self.max_attempts => {
                     let wait = self.backoff * 2u32.pow(attempt - 1);
@@ -88,7 +147,7 @@ impl StripeTransport {
                 }
                 Err(Attempt::Retry(e)) => {
                     tracing::warn!(stripe.path = %req.path, attempt, error = ?e, "stripe call failed; giving up");
-                    return Err(e);
+                    return Err((e, attempt));
                 }
             }
         }
@@ -99,6 +158,7 @@ impl StripeTransport {
         key: &SecretString,
         req: &RequestBuilder,
         idempotency_key: Option<&str>,
+        operation: &str,
     ) -> Result<Value, Attempt> {
         let mut url = format!("{}/v1{}", self.base, req.path);
         if let Some(q) = &req.query {
@@ -124,6 +184,9 @@ impl StripeTransport {
         if let Some(k) = idempotency_key {
             builder = builder.header("Idempotency-Key", k);
         }
+        for (name, value) in crate::telemetry::trace_headers() {
+            builder = builder.header(name, value);
+        }
         if let Some(body) = &req.body {
             builder = builder
                 .header(
@@ -132,18 +195,10 @@ impl StripeTransport {
                 )
                 .body(body.clone());
         }
-        let operation = crate::metrics::stripe_operation(
-            match req.method {
-                StripeMethod::Get => "GET",
-                StripeMethod::Post => "POST",
-                StripeMethod::Delete => "DELETE",
-            },
-            &req.path,
-        );
         let started = std::time::Instant::now();
         let sent = builder.send().await;
         crate::metrics::stripe_call(
-            &operation,
+            operation,
             sent.as_ref().ok().map(|r| r.status().as_u16()),
             started.elapsed().as_secs_f64(),
         );

@@ -405,3 +405,195 @@ async fn documented_shapes_match_real_answers() {
     problem_fields.remove("errors"); // only on validation failures
     assert_eq!(problem_fields, keys(&problem));
 }
+
+/// Every span the OTLP stub received, flattened: (trace id, span id, parent id, name,
+/// attributes as (key, value text)).
+struct Span {
+    trace: String,
+    id: String,
+    parent: String,
+    name: String,
+    attrs: Vec<(String, String)>,
+}
+
+async fn received_spans(stub: &wiremock::MockServer) -> Vec<Span> {
+    let mut out = Vec::new();
+    for req in stub.received_requests().await.unwrap_or_default() {
+        assert_eq!(req.url.path(), "/v1/traces");
+        let body: serde_json::Value = serde_json::from_slice(&req.body).expect("OTLP/JSON");
+        for rs in body["resourceSpans"].as_array().into_iter().flatten() {
+            for ss in rs["scopeSpans"].as_array().into_iter().flatten() {
+                for s in ss["spans"].as_array().into_iter().flatten() {
+                    let attrs = s["attributes"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|a| {
+                            let v = &a["value"];
+                            let text = v["stringValue"]
+                                .as_str()
+                                .map(str::to_string)
+                                .unwrap_or_else(|| v.to_string());
+                            (a["key"].as_str().unwrap().to_string(), text)
+                        })
+                        .collect();
+                    out.push(Span {
+                        trace: s["traceId"].as_str().unwrap_or_default().to_lowercase(),
+                        id: s["spanId"].as_str().unwrap_or_default().to_lowercase(),
+                        parent: s["parentSpanId"]
+                            .as_str()
+                            .unwrap_or_default()
+                            .to_lowercase(),
+                        name: s["name"].as_str().unwrap().to_string(),
+                        attrs,
+                    });
+                }
+            }
+        }
+    }
+    out
+}
+
+fn attr<'a>(span: &'a Span, key: &str) -> Option<&'a str> {
+    span.attrs
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_is_traced_over_otlp_with_the_callers_trace_and_no_secret() {
+    use wiremock::matchers::{method, path};
+    let stub = wiremock::MockServer::start().await;
+    wiremock::Mock::given(method("POST"))
+        .and(path("/v1/traces"))
+        .respond_with(wiremock::ResponseTemplate::new(200))
+        .mount(&stub)
+        .await;
+    let (_store, mock, fake, server) = start(
+        Backend::Sqlite,
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &stub.uri()),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
+            ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+        ],
+    )
+    .await;
+    let sk = "sk_test_51HxWorkspaceOneKey";
+    configure(&server, "ws-1", sk, WH_A).await;
+    put_location(&server, "ws-1", "LOC-1", 45).await;
+
+    // The pre-authorization continues the caller's trace down to the Stripe call.
+    let create_trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let r = server
+        .http
+        .post(server.url("/ocpi/create-payment-intent"))
+        .header(
+            "traceparent",
+            format!("00-{create_trace}-00f067aa0ba902b7-01"),
+        )
+        .json(
+            &serde_json::json!({"location_id": "LOC-1", "evse_uid": "EVSE-1", "connector_id": "1"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    let (status, created) = status_json(r).await;
+    assert_eq!(status, 201, "{created}");
+    let pi_id = created["payment_intent_id"].as_str().unwrap();
+
+    let webhook_trace = "0af7651916cd43dd8448eb211c80319c";
+    let caller_span = "b7ad6b7169203331";
+    let pi = fake.set_status(pi_id, "requires_capture");
+    let body = stripe_event("evt_traced_1", &pi);
+    let sig = signature(WH_A, &body, chrono::Utc::now().timestamp());
+    let r = server
+        .http
+        .post(server.url("/ocpi/stripe/webhook/ws-1"))
+        .header("Stripe-Signature", sig)
+        .header(
+            "traceparent",
+            format!("00-{webhook_trace}-{caller_span}-01"),
+        )
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    let mut spans = Vec::new();
+    for _ in 0..100 {
+        spans = received_spans(&stub).await;
+        let done =
+            |trace: &str, name: &str| spans.iter().any(|s| s.trace == trace && s.name == name);
+        if done(webhook_trace, "command ChargingIntent")
+            && done(create_trace, "stripe POST /v1/payment_intents")
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let find = |trace: &str, name: &str| {
+        spans
+            .iter()
+            .find(|s| s.trace == trace && s.name == name)
+            .unwrap_or_else(|| {
+                let seen: Vec<_> = spans.iter().map(|s| (&s.trace, &s.name)).collect();
+                panic!("no span {name} in trace {trace}; received {seen:?}")
+            })
+    };
+    // request → webhook → command, under the caller's span.
+    let request = find(webhook_trace, "POST /ocpi/stripe/webhook/{workspace_id}");
+    assert_eq!(request.parent, caller_span);
+    assert_eq!(attr(request, "http.response.status_code"), Some("200"));
+    let webhook = find(webhook_trace, "webhook");
+    assert_eq!(webhook.parent, request.id);
+    assert_eq!(attr(webhook, "workspace_id"), Some("ws-1"));
+    assert_eq!(attr(webhook, "stripe.event_id"), Some("evt_traced_1"));
+    assert_eq!(attr(webhook, "outcome"), Some("applied"));
+    let command = spans
+        .iter()
+        .find(|s| {
+            s.trace == webhook_trace && s.name == "command ChargingIntent" && s.parent == webhook.id
+        })
+        .expect("the command runs inside the webhook span");
+    assert_eq!(attr(command, "outcome"), Some("ok"));
+
+    // The Stripe call is a client span in the pre-authorization's trace, and Stripe was
+    // sent that trace.
+    let call = find(create_trace, "stripe POST /v1/payment_intents");
+    assert_eq!(attr(call, "stripe.object_id"), Some(pi_id));
+    assert_eq!(attr(call, "outcome"), Some("ok"));
+    let sent: Vec<String> = mock
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.method.as_str() == "POST" && r.url.path() == "/v1/payment_intents")
+        .filter_map(|r| {
+            r.headers
+                .get("traceparent")
+                .map(|v| v.to_str().unwrap().to_string())
+        })
+        .collect();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert!(
+        sent[0].starts_with(&format!("00-{create_trace}-{}-", call.id)),
+        "{sent:?}"
+    );
+
+    // No secret in any attribute of any span.
+    let client_secret = created["client_secret"].as_str().unwrap();
+    for s in &spans {
+        for (k, v) in &s.attrs {
+            for secret in [sk, WH_A, client_secret, "_secret_", "whsec_", "sk_test_"] {
+                assert!(!v.contains(secret), "span {} attribute {k} = {v}", s.name);
+            }
+            assert!(
+                !v.contains("v1="),
+                "a signature in span {} attribute {k}",
+                s.name
+            );
+        }
+    }
+}
