@@ -34,6 +34,9 @@ enum Command {
         #[arg(long)]
         projection: Option<String>,
     },
+    /// Compare a workspace's PaymentIntents in Stripe with the event log; exits 1 when
+    /// they disagree (after `--apply`, when something is left that it could not fix).
+    Reconcile(Box<crate::reconcile::ReconcileArgs>),
     /// Print a bearer token signed with the configured secret.
     Token {
         #[command(flatten)]
@@ -71,24 +74,36 @@ pub fn main() -> ExitCode {
     drop(runtime);
     telemetry.shutdown();
     match outcome {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             tracing::error!(error = %e, "roampay failed");
             eprintln!("error: {e}");
-            ExitCode::FAILURE
+            // 1 is `reconcile`'s "they disagree"; trouble is 2, as with diff(1).
+            ExitCode::from(2)
         }
     }
 }
 
-async fn run(command: Command) -> Result<(), AnyError> {
+async fn run(command: Command) -> Result<ExitCode, AnyError> {
     match command {
-        Command::Serve(args) => app::serve(*args).await,
+        Command::Serve(args) => app::serve(*args).await?,
         Command::Migrate(store) => {
             let db = app::open_store(&store).await?;
             println!("migrations applied ({})", db.backend());
-            Ok(())
         }
-        Command::Replay { store, projection } => replay(&store, projection.as_deref()).await,
+        Command::Replay { store, projection } => replay(&store, projection.as_deref()).await?,
+        Command::Reconcile(args) => {
+            let (json, apply) = (args.json, args.apply);
+            let report = crate::reconcile::run(*args).await?;
+            if json {
+                println!("{}", crate::reconcile::render_json(&report));
+            } else {
+                print!("{}", crate::reconcile::render_text(&report, apply));
+            }
+            if report.open() > 0 {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
         Command::Token {
             store,
             keys,
@@ -99,9 +114,9 @@ async fn run(command: Command) -> Result<(), AnyError> {
         } => {
             let auth = app::jwt(&keys, &store.data_dir)?;
             println!("{}", auth.issue(&sub, &workspaces, &scope, ttl_secs));
-            Ok(())
         }
     }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn replay(store: &StoreArgs, only: Option<&str>) -> Result<(), AnyError> {

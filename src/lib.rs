@@ -12,6 +12,7 @@ pub mod ids;
 pub mod location;
 pub mod metrics;
 pub mod money;
+pub mod reconcile;
 pub mod session_worker;
 pub mod store;
 pub mod stripe;

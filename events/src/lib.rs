@@ -7,12 +7,14 @@
 pub mod charging_intent;
 pub mod connector;
 pub mod location;
+pub mod reconciliation;
 pub mod webhook;
 pub mod workspace_stripe_profile;
 
 pub use charging_intent::*;
 pub use connector::*;
 pub use location::*;
+pub use reconciliation::*;
 pub use webhook::*;
 pub use workspace_stripe_profile::*;
 
@@ -37,7 +39,8 @@ domain_event!(
     LocationEvent,
     ConnectorReservationEvent,
     ChargingIntentEvent,
-    WebhookRejectionEvent
+    WebhookRejectionEvent,
+    ReconciliationEvent
 );
 
 /// Any stored event, decoded by its aggregate type. The read side decodes each event
@@ -49,6 +52,7 @@ pub enum AnyEvent {
     ConnectorReservation(ConnectorReservationEvent),
     ChargingIntent(ChargingIntentEvent),
     WebhookRejections(WebhookRejectionEvent),
+    Reconciliation(ReconciliationEvent),
     /// An aggregate type this build does not know (written by a newer version).
     Unknown,
 }
@@ -65,6 +69,7 @@ impl AnyEvent {
             }
             "ChargingIntent" => AnyEvent::ChargingIntent(serde_json::from_str(payload)?),
             "WebhookRejections" => AnyEvent::WebhookRejections(serde_json::from_str(payload)?),
+            "Reconciliation" => AnyEvent::Reconciliation(serde_json::from_str(payload)?),
             _ => AnyEvent::Unknown,
         })
     }
@@ -77,6 +82,7 @@ impl AnyEvent {
             AnyEvent::ConnectorReservation(e) => serde_json::to_value(e),
             AnyEvent::ChargingIntent(e) => serde_json::to_value(e),
             AnyEvent::WebhookRejections(e) => serde_json::to_value(e),
+            AnyEvent::Reconciliation(e) => serde_json::to_value(e),
             AnyEvent::Unknown => Ok(serde_json::Value::Null),
         }
         .expect("events serialize")
@@ -89,6 +95,7 @@ impl AnyEvent {
             AnyEvent::ConnectorReservation(e) => e.event_type(),
             AnyEvent::ChargingIntent(e) => e.event_type(),
             AnyEvent::WebhookRejections(e) => e.event_type(),
+            AnyEvent::Reconciliation(e) => e.event_type(),
             AnyEvent::Unknown => "Unknown",
         }
     }
@@ -101,6 +108,7 @@ impl AnyEvent {
             AnyEvent::ConnectorReservation(e) => Some(e.workspace_id()),
             AnyEvent::ChargingIntent(e) => Some(e.workspace_id()),
             AnyEvent::WebhookRejections(e) => e.workspace_id(),
+            AnyEvent::Reconciliation(e) => Some(e.workspace_id()),
             AnyEvent::Unknown => None,
         }
     }
@@ -170,6 +178,7 @@ mod golden {
             "WorkspacePaymentIntentAuthorizationReceived",
             "WorkspacePaymentIntentFailed",
             "WebhookRejected",
+            "ForeignPaymentIntentRecorded",
         ] {
             assert!(
                 names.iter().any(|n| n == expected),

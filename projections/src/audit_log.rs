@@ -43,7 +43,7 @@ impl Entry {
 fn summarize(event: &AnyEvent) -> Option<String> {
     use roampay_events::{
         ChargingIntentEvent as C, ConnectorReservationEvent as R, LocationEvent as L,
-        WebhookRejectionEvent as W,
+        ReconciliationEvent as Rc, WebhookRejectionEvent as W,
     };
     Some(match event {
         AnyEvent::WorkspaceStripeProfile(p) => summarize_profile(p),
@@ -126,6 +126,14 @@ fn summarize(event: &AnyEvent) -> Option<String> {
             e.source_ip,
             e.stripe_event_id.as_ref().map(|id| format!(", event {id}")).unwrap_or_default(),
             e.payment_intent_id.as_ref().map(|id| format!(", PaymentIntent {id}")).unwrap_or_default()
+        ),
+        AnyEvent::Reconciliation(Rc::ForeignPaymentIntentRecorded(e)) => format!(
+            "reconciliation: PaymentIntent {} ({}, {} {}) is in Stripe with this workspace's metadata but no charging intent owns it{}",
+            e.payment_intent_id,
+            e.status,
+            e.amount_cents,
+            e.currency,
+            e.claimed_charging_intent_id.as_ref().map(|id| format!(" (it names {id})")).unwrap_or_default()
         ),
         AnyEvent::Unknown => return None,
     })

@@ -524,6 +524,28 @@ impl ChargingIntent {
         if let Some(done) = self.settled_by(pi, cmd.source, cmd.at) {
             return Ok(vec![done]);
         }
+        // Captured with no capture of ours pending: someone captured it in Stripe (the
+        // dashboard, another integration). Stripe's amount is what the driver paid.
+        if pi.status == "succeeded"
+            && self.settlement.is_none()
+            && matches!(
+                self.status,
+                IntentStatus::PendingPayment | IntentStatus::Authorized | IntentStatus::Charging
+            )
+        {
+            return Ok(vec![Event::WorkspaceSessionPaymentCaptured(
+                WorkspaceSessionPaymentCaptured {
+                    charging_intent_id: request.charging_intent_id.clone(),
+                    workspace_id: request.workspace_id.clone(),
+                    ocpi_session_id: self.ocpi_session_id.clone(),
+                    payment_intent_id: Some(pi.id.clone()),
+                    final_amount_cents: pi.amount_received,
+                    captured_amount_cents: pi.amount_received,
+                    source: cmd.source.to_string(),
+                    captured_at: cmd.at,
+                },
+            )]);
+        }
         let target = match (pi.status.as_str(), &pi.last_error_code) {
             ("requires_capture", _) => IntentStatus::Authorized,
             ("canceled", _) => IntentStatus::Cancelled,

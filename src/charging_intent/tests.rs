@@ -738,11 +738,12 @@ fn a_succeeded_webhook_finishes_a_capture_under_way() {
         .given(capture_pending())
         .when(cmd.clone())
         .then_expect_events(vec![captured(1234, 1234, "webhook")]);
-    // Without a capture of ours under way, `succeeded` moves nothing.
+    // Without a capture of ours under way, someone captured it in Stripe: recorded as
+    // Stripe's amount (see the next specification).
     framework(&s)
         .given(vec![created(), authorized(None), started()])
         .when(cmd)
-        .then_expect_error(ChargingIntentError::NoChange);
+        .then_expect_events(vec![captured(1234, 1234, "webhook")]);
 }
 
 #[test]
@@ -768,4 +769,54 @@ fn a_hold_close_to_lapsing_is_flagged_once() {
         .given(vec![created(), authorized(None), started(), flagged])
         .when(flag(at()))
         .then_expect_events(vec![]);
+}
+
+#[test]
+fn a_capture_made_outside_roampay_completes_the_intent_with_stripes_amount() {
+    let s = stripe(Ok(pi("pi_fake", "requires_capture")));
+    let ChargingIntentCommand::ProcessStripeAuthorizationWebhook(mut cmd) =
+        observe("succeeded", None)
+    else {
+        unreachable!()
+    };
+    cmd.payment_intent.amount_received = 3100;
+    cmd.source = "reconcile";
+    framework(&s)
+        .given(vec![created(), authorized(None), started()])
+        .when(ChargingIntentCommand::ProcessStripeAuthorizationWebhook(
+            cmd.clone(),
+        ))
+        .then_expect_events(vec![ChargingIntentEvent::WorkspaceSessionPaymentCaptured(
+            WorkspaceSessionPaymentCaptured {
+                charging_intent_id: "ci-1".into(),
+                workspace_id: "ws-1".into(),
+                ocpi_session_id: Some("S-1".into()),
+                payment_intent_id: Some("pi_fake".into()),
+                final_amount_cents: 3100,
+                captured_amount_cents: 3100,
+                source: "reconcile".into(),
+                captured_at: at(),
+            },
+        )]);
+    // Already completed: nothing more to record.
+    framework(&s)
+        .given(vec![
+            created(),
+            authorized(None),
+            started(),
+            ChargingIntentEvent::WorkspaceSessionPaymentCaptured(WorkspaceSessionPaymentCaptured {
+                charging_intent_id: "ci-1".into(),
+                workspace_id: "ws-1".into(),
+                ocpi_session_id: Some("S-1".into()),
+                payment_intent_id: Some("pi_fake".into()),
+                final_amount_cents: 3100,
+                captured_amount_cents: 3100,
+                source: "reconcile".into(),
+                captured_at: at(),
+            }),
+        ])
+        .when(ChargingIntentCommand::ProcessStripeAuthorizationWebhook(
+            cmd,
+        ))
+        .then_expect_error(ChargingIntentError::NoChange);
 }

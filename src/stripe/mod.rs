@@ -146,6 +146,44 @@ struct ListParams {
     limit: u8,
 }
 
+/// One page of the account's PaymentIntents, newest first.
+pub struct PaymentIntentPage {
+    pub data: Vec<Value>,
+    pub has_more: bool,
+}
+
+impl StripeTransport {
+    /// `GET /v1/payment_intents`: up to 100, created at or after `created_gte` (Unix
+    /// seconds) when given, after the PaymentIntent `starting_after` when given.
+    pub async fn list_payment_intents(
+        &self,
+        secret_key: &SecretString,
+        created_gte: Option<i64>,
+        starting_after: Option<&str>,
+    ) -> Result<PaymentIntentPage, CallError> {
+        let mut query = vec![("limit".to_string(), "100".to_string())];
+        if let Some(t) = created_gte {
+            query.push(("created[gte]".into(), t.to_string()));
+        }
+        if let Some(id) = starting_after {
+            query.push(("starting_after".into(), checked_id(id)?.to_string()));
+        }
+        let mut builder = RequestBuilder::new(StripeMethod::Get, "/payment_intents");
+        builder.query = Some(serde_urlencoded(&query));
+        let body = self.send(secret_key, builder, None).await?;
+        let data = body
+            .get("data")
+            .and_then(Value::as_array)
+            .cloned()
+            .ok_or_else(|| CallError::Unreachable("Stripe answered without a list".into()))?;
+        let has_more = body
+            .get("has_more")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        Ok(PaymentIntentPage { data, has_more })
+    }
+}
+
 fn view(body: Value) -> Result<PaymentIntentView, CallError> {
     PaymentIntentView::from_json(&body)
         .ok_or_else(|| CallError::Unreachable("Stripe answered without a PaymentIntent".into()))

@@ -262,3 +262,58 @@ impl FakeStripe {
         self.state.lock().unwrap().intents.len()
     }
 }
+
+/// `GET /v1/payment_intents`: every PaymentIntent, newest id first, in pages of `limit`.
+struct List(FakeStripe);
+
+impl Respond for List {
+    fn respond(&self, req: &Request) -> ResponseTemplate {
+        let st = self.0.state.lock().unwrap();
+        let q: HashMap<String, String> = req.url.query_pairs().into_owned().collect();
+        let limit: usize = q.get("limit").and_then(|l| l.parse().ok()).unwrap_or(10);
+        let mut all: Vec<&Value> = st.intents.values().collect();
+        all.sort_by(|a, b| b["id"].as_str().cmp(&a["id"].as_str()));
+        let start = q
+            .get("starting_after")
+            .and_then(|after| all.iter().position(|p| p["id"] == after.as_str()))
+            .map_or(0, |i| i + 1);
+        let page: Vec<Value> = all
+            .iter()
+            .skip(start)
+            .take(limit)
+            .map(|v| (*v).clone())
+            .collect();
+        let has_more = start + page.len() < all.len();
+        ResponseTemplate::new(200)
+            .set_body_json(json!({"object": "list", "data": page, "has_more": has_more}))
+    }
+}
+
+impl FakeStripe {
+    /// Serves the PaymentIntent list from the fake's state (ahead of `mount_ok`'s
+    /// fixed answer to the credential check).
+    pub async fn mount_list(&self, server: &MockServer) {
+        Mock::given(method("GET"))
+            .and(path("/v1/payment_intents"))
+            .respond_with(List(self.clone()))
+            .with_priority(1)
+            .mount(server)
+            .await;
+    }
+
+    /// A PaymentIntent made in the account without roampay (the test says how).
+    pub fn insert(&self, pi: Value) {
+        let mut st = self.state.lock().unwrap();
+        st.intents
+            .insert(pi["id"].as_str().unwrap().to_string(), pi);
+    }
+
+    /// Changes fields of a PaymentIntent as Stripe would after an action elsewhere.
+    pub fn update(&self, id: &str, fields: Value) {
+        let mut st = self.state.lock().unwrap();
+        let pi = st.intents.get_mut(id).expect("known PaymentIntent");
+        for (k, v) in fields.as_object().unwrap() {
+            pi[k] = v.clone();
+        }
+    }
+}

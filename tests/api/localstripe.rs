@@ -339,3 +339,123 @@ async fn a_paid_session_end_to_end_against_localstripe(b: Backend) {
     );
     assert_eq!(intent(&server, id).await["captured_amount_cents"], 1234);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconcile_against_localstripe() {
+    let ls = start_localstripe().await;
+    let store = Store::fresh(Backend::Sqlite).await;
+    // No sweep: the status mismatch below must be left for reconcile to find.
+    let opts = ServerOptions {
+        stripe: ls.base.clone(),
+        env: vec![],
+        log_level: "info".into(),
+    }
+    .env("ROAMPAY_SWEEP_INTERVAL_SECS", "3600")
+    .env("ROAMPAY_SWEEP_FIRST_LOOK_SECS", "3600");
+    let server = Server::start(&store, opts).await;
+    let mut body = creds("pk_test_51HxLocalstripePublishable", SK, WH);
+    body["allow_guest_access"] = json!(true);
+    let (status, cfg) = server
+        .patch(&config_path("ws-rec"), &admin("ws-rec"), body)
+        .await;
+    assert_eq!(
+        (status, &cfg["stripe"]["health"]["status"]),
+        (200, &json!("valid")),
+        "{cfg}"
+    );
+    put_location(&server, "ws-rec", "LOC-REC", 45).await;
+    let http = reqwest::Client::new();
+
+    // Confirmed in Stripe, never told to roampay: a status mismatch.
+    let (_, unconfirmed) = create(&server, "LOC-REC", "1", None).await;
+    let unconfirmed_pi = unconfirmed["payment_intent_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    pay_with_card(&ls, &unconfirmed_pi).await;
+
+    // Authorized through roampay, then captured in Stripe directly: a capture missing
+    // from the log.
+    let (_, captured) = create(&server, "LOC-REC", "2", None).await;
+    let captured_pi = captured["payment_intent_id"].as_str().unwrap().to_string();
+    let captured_id = captured["charging_intent_id"].as_str().unwrap().to_string();
+    pay_with_card(&ls, &captured_pi).await;
+    let r = server
+        .http
+        .post(server.url(&format!("/ocpi/charging-intents/{captured_id}/confirm")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(status_json(r).await.1["status"], "authorized");
+    let done: Value = http
+        .post(format!(
+            "{}/v1/payment_intents/{captured_pi}/capture",
+            ls.base
+        ))
+        .bearer_auth(SK)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(done["status"], "succeeded", "{done}");
+
+    // Created in the account behind roampay's back, with the workspace's metadata.
+    let foreign: Value = http
+        .post(format!("{}/v1/payment_intents", ls.base))
+        .bearer_auth(SK)
+        .form(&[
+            ("amount", "7000"),
+            ("currency", "aud"),
+            ("capture_method", "manual"),
+            ("payment_method_types[0]", "card"),
+            ("metadata[workspace_id]", "ws-rec"),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let foreign_pi = foreign["id"].as_str().expect("created").to_string();
+
+    let run = |extra: &[&str]| {
+        let mut args = vec!["--workspace", "ws-rec", "--json"];
+        args.extend_from_slice(extra);
+        crate::reconcile::reconcile(&store, &ls.base, &args)
+    };
+    let (code, out) = run(&[]);
+    assert_eq!(code, 1, "{out}");
+    let report: Value = serde_json::from_str(&out).unwrap();
+    let mut found: Vec<(String, String)> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["kind"].as_str().unwrap().to_string(),
+                f["payment_intent_id"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    found.sort();
+    let mut expected = vec![
+        ("capture_missing".to_string(), captured_pi.clone()),
+        ("status_mismatch".to_string(), unconfirmed_pi.clone()),
+        ("unknown_payment_intent".to_string(), foreign_pi.clone()),
+    ];
+    expected.sort();
+    assert_eq!(found, expected, "{out}");
+
+    let (code, out) = run(&["--apply"]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(intent(&server, &captured_id).await["status"], "completed");
+    let unconfirmed_id = unconfirmed["charging_intent_id"].as_str().unwrap();
+    assert_eq!(
+        intent(&server, unconfirmed_id).await["status"],
+        "authorized"
+    );
+    let (code, out) = run(&[]);
+    assert_eq!(code, 0, "a second run agrees: {out}");
+}

@@ -13,6 +13,7 @@ mod localstripe;
 mod observability;
 mod ocpi_config;
 mod payments;
+mod reconcile;
 mod sessions;
 mod stripe_faults;
 mod vault;
