@@ -31,13 +31,20 @@ pub fn client_ip(req: &HttpRequest) -> IpAddr {
 }
 
 pub fn rate_limit(state: &AppState, req: &HttpRequest) -> Result<(), ApiError> {
-    state.rate_limiter.check_key(&client_ip(req)).map_err(|_| {
-        ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
-            "Too many requests from this address; slow down.",
-        )
-    })
+    state
+        .rate_limiter
+        .check_key(&client_ip(req))
+        .map_err(|not_until| {
+            use governor::clock::{Clock, DefaultClock};
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            let mut e = ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "Too many requests from this address; slow down.",
+            );
+            e.retry_after_secs = Some(wait.as_secs_f64().ceil().max(1.0) as u64);
+            e
+        })
 }
 
 /// Admits a driver to a workspace's payment endpoints.

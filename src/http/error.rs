@@ -36,6 +36,8 @@ pub struct ApiError {
     pub code: &'static str,
     pub detail: String,
     pub errors: Vec<FieldError>,
+    /// Sent as `Retry-After` (seconds), e.g. on 429.
+    pub retry_after_secs: Option<u64>,
 }
 
 impl ApiError {
@@ -45,6 +47,7 @@ impl ApiError {
             code,
             detail: detail.into(),
             errors: vec![],
+            retry_after_secs: None,
         }
     }
     pub fn validation(errors: Vec<FieldError>) -> Self {
@@ -53,6 +56,7 @@ impl ApiError {
             code: "validation_failed",
             detail: "The request was not saved: see errors.".into(),
             errors,
+            retry_after_secs: None,
         }
     }
     pub fn bad_request(code: &'static str, detail: impl Into<String>) -> Self {
@@ -126,6 +130,9 @@ impl ResponseError for ApiError {
         resp.content_type("application/problem+json");
         if self.status == StatusCode::UNAUTHORIZED {
             resp.insert_header(("WWW-Authenticate", "Bearer"));
+        }
+        if let Some(secs) = self.retry_after_secs {
+            resp.insert_header(("Retry-After", secs.to_string()));
         }
         resp.body(serde_json::to_string(&body).expect("problem serializes"))
     }

@@ -170,3 +170,42 @@ fn serve_refuses_a_webhook_tolerance_of_zero_or_less() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn public_payment_endpoints_are_rate_limited_per_address_with_retry_after() {
+    let store = Store::fresh(Backend::Sqlite).await;
+    let stripe = stripe_ok().await;
+    let server = Server::start(
+        &store,
+        ServerOptions::new(&stripe).env("ROAMPAY_RATE_LIMIT_PER_MIN", "2"),
+    )
+    .await;
+    let get = || async {
+        server
+            .http
+            .get(server.url("/ocpi/charging-intents/nope"))
+            .send()
+            .await
+            .unwrap()
+    };
+    assert_eq!(get().await.status(), 404);
+    assert_eq!(get().await.status(), 404);
+    let r = get().await;
+    assert_eq!(r.status(), 429);
+    let wait: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=30).contains(&wait), "{wait}");
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["code"], "rate_limited");
+    // Other endpoints are not limited.
+    let r = server
+        .http
+        .get(server.url("/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
