@@ -8,6 +8,7 @@ mod audit;
 mod auth;
 mod canary;
 mod crash;
+mod docs;
 mod http_basics;
 mod localstripe;
 mod observability;
