@@ -44,6 +44,9 @@ pub fn init() -> Telemetry {
     } else {
         fmt.json().flatten_event(true).boxed()
     };
+    // Log lines carry their own fields; spans go to the trace exporter only (formatting
+    // every span's fields for the log would cost on every request for nothing).
+    let fmt = fmt.with_filter(tracing_subscriber::filter::filter_fn(|m| m.is_event()));
     let (otel, provider, error) = match otlp_provider() {
         Ok(Some(provider)) => {
             let layer = tracing_opentelemetry::layer()
