@@ -13,12 +13,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use cqrs_es::event_sink::EventSink;
-use cqrs_es::{Aggregate, AggregateError};
+use cqrs_es::AggregateError;
 use indicatif::{ProgressBar, ProgressStyle};
-use roampay_events::{ForeignPaymentIntentRecorded, ReconciliationEvent};
+use roampay_events::ForeignPaymentIntentRecorded;
 use roampay_projections::on_db;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::app::{self, AnyError};
@@ -31,6 +30,9 @@ use crate::store::{Aggregates, Metadata};
 use crate::stripe::{PaymentIntentView, StripeGateway, StripeTransport};
 use crate::vault::{DbVault, SecretField, SecretVault};
 use crate::workspace_stripe_profile::{ProfileServices, WorkspaceStripeProfile};
+
+mod foreign_payment_intent;
+pub use foreign_payment_intent::{foreign_stream, ForeignPaymentIntent};
 
 #[derive(Debug, clap::Args)]
 pub struct ReconcileArgs {
@@ -120,46 +122,6 @@ impl Report {
     pub fn open(&self) -> usize {
         self.findings.iter().filter(|f| !f.applied).count()
     }
-}
-
-/// PaymentIntents recorded by reconciliation, one stream per (workspace, PaymentIntent):
-/// recording the same one twice is a no-op.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ForeignPaymentIntent {
-    pub recorded: bool,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unreachable")]
-pub struct Never;
-
-impl Aggregate for ForeignPaymentIntent {
-    const TYPE: &'static str = "Reconciliation";
-    type Command = ForeignPaymentIntentRecorded;
-    type Event = ReconciliationEvent;
-    type Error = Never;
-    type Services = ();
-
-    async fn handle(
-        &mut self,
-        cmd: ForeignPaymentIntentRecorded,
-        _: &(),
-        sink: &EventSink<Self>,
-    ) -> Result<(), Never> {
-        if !self.recorded {
-            sink.write(ReconciliationEvent::ForeignPaymentIntentRecorded(cmd), self)
-                .await;
-        }
-        Ok(())
-    }
-
-    fn apply(&mut self, _: ReconciliationEvent) {
-        self.recorded = true;
-    }
-}
-
-pub fn foreign_stream(workspace_id: &str, payment_intent_id: &str) -> String {
-    format!("{workspace_id}/{payment_intent_id}")
 }
 
 /// The statuses of ours that agree with a PaymentIntent status.
