@@ -51,12 +51,33 @@ pub async fn connect(database_url: Option<&str>, data_dir: &Path) -> Result<Db, 
                 .synchronous(SqliteSynchronous::Full)
                 .busy_timeout(Duration::from_secs(10))
                 .foreign_keys(true);
+            create_private(options.get_filename()).map_err(sqlx::Error::Io)?;
             let pool = SqlitePoolOptions::new()
                 .max_connections(8)
                 .connect_with(options)
                 .await?;
             Ok(Db::Sqlite(pool))
         }
+    }
+}
+
+/// Creates the SQLite file readable by its owner only (it holds the event log and the
+/// encrypted vault); SQLite gives its `-wal` and `-shm` files the same mode. An
+/// existing file keeps its mode.
+fn create_private(file: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    if file.as_os_str().is_empty() || file == Path::new(":memory:") {
+        return Ok(());
+    }
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(file)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
     }
 }
 
@@ -319,4 +340,23 @@ where
 
 fn is_connection<E: std::error::Error>(e: &AggregateError<E>) -> bool {
     matches!(e, AggregateError::DatabaseConnectionError(_))
+}
+
+#[cfg(test)]
+mod file_mode {
+    use std::os::unix::fs::PermissionsExt;
+
+    #[tokio::test]
+    async fn the_default_sqlite_store_is_readable_by_its_owner_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = super::connect(None, dir.path()).await.unwrap();
+        super::migrate(&db).await.unwrap();
+        for name in ["roampay.db", "roampay.db-wal", "roampay.db-shm"] {
+            let mode = std::fs::metadata(dir.path().join(name))
+                .unwrap_or_else(|e| panic!("{name}: {e}"))
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "{name}");
+        }
+    }
 }
