@@ -20,6 +20,7 @@ pub enum ChargingIntentEvent {
     HoldReleaseFailed(HoldReleaseFailed),
     StripeCallDeferred(StripeCallDeferred),
     HoldExpiryApproaching(HoldExpiryApproaching),
+    StrayHoldReleased(StrayHoldReleased),
 }
 
 impl ChargingIntentEvent {
@@ -41,6 +42,7 @@ impl ChargingIntentEvent {
             Self::HoldReleaseFailed(_) => "HoldReleaseFailed",
             Self::StripeCallDeferred(_) => "StripeCallDeferred",
             Self::HoldExpiryApproaching(_) => "HoldExpiryApproaching",
+            Self::StrayHoldReleased(_) => "StrayHoldReleased",
         }
     }
     pub fn workspace_id(&self) -> &str {
@@ -59,6 +61,7 @@ impl ChargingIntentEvent {
             Self::HoldReleaseFailed(e) => &e.workspace_id,
             Self::StripeCallDeferred(e) => &e.workspace_id,
             Self::HoldExpiryApproaching(e) => &e.workspace_id,
+            Self::StrayHoldReleased(e) => &e.workspace_id,
         }
     }
 }
@@ -223,6 +226,19 @@ pub struct StripeCallDeferred {
     pub attempt: u32,
     pub failure_code: String,
     pub deferred_at: DateTime<Utc>,
+}
+
+/// An intent that had already ended (failed, cancelled, expired) found its PaymentIntent
+/// authorized after all — the driver retried the card on it — and the hold was
+/// cancelled so that the card is not held for a session that will not happen.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StrayHoldReleased {
+    pub charging_intent_id: String,
+    pub workspace_id: String,
+    pub payment_intent_id: String,
+    /// What the hold was for.
+    pub amount_cents: i64,
+    pub released_at: DateTime<Utc>,
 }
 
 /// The hold will lapse soon (`capture_before`), and the session has not been settled.

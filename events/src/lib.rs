@@ -179,6 +179,7 @@ mod golden {
             "WorkspacePaymentIntentFailed",
             "WebhookRejected",
             "ForeignPaymentIntentRecorded",
+            "StrayHoldReleased",
         ] {
             assert!(
                 names.iter().any(|n| n == expected),

@@ -117,6 +117,10 @@ fn summarize(event: &AnyEvent) -> Option<String> {
             "Stripe {} attempt {} without a definite answer ({}); the worker will retry",
             e.step, e.attempt, e.failure_code
         ),
+        AnyEvent::ChargingIntent(C::StrayHoldReleased(e)) => format!(
+            "stray hold of {} released: PaymentIntent {} was authorized after the intent had ended, and canceled",
+            e.amount_cents, e.payment_intent_id
+        ),
         AnyEvent::ChargingIntent(C::HoldExpiryApproaching(e)) => {
             format!("hold lapses at {}: capture or release it before then", e.capture_before.to_rfc3339())
         }

@@ -202,6 +202,11 @@ impl Projection for ChargingIntents {
                         row.capture_before = Some(e.capture_before);
                     }
                 }
+                E::StrayHoldReleased(e) => {
+                    if let Some(row) = rows.get_mut(&id) {
+                        row.updated_at = e.released_at;
+                    }
+                }
             }
         }
         store(tx, &rows).await

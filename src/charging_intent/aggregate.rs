@@ -6,8 +6,8 @@ use cqrs_es::Aggregate;
 use roampay_events::{
     ChargingIntentEvent as Event, ChargingSessionStarted, FreeSessionAuthorized,
     HoldExpiryApproaching, HoldReleaseFailed, HoldReleaseRequested, HoldReleased, IntentRequest,
-    SessionCaptureFailed, SessionCompletionRequested, StripeCallDeferred, StripeMode,
-    WorkspacePaymentIntentAuthorizationReceived, WorkspacePaymentIntentCreated,
+    SessionCaptureFailed, SessionCompletionRequested, StrayHoldReleased, StripeCallDeferred,
+    StripeMode, WorkspacePaymentIntentAuthorizationReceived, WorkspacePaymentIntentCreated,
     WorkspacePaymentIntentCreationFailed, WorkspacePaymentIntentFailed,
     WorkspaceSessionPaymentCaptured,
 };
@@ -16,8 +16,8 @@ use serde::{Deserialize, Serialize};
 use super::{
     stripe_idempotency_key, CancelIntent, ChargingIntentCommand, ChargingIntentError as Error,
     CompleteSession, FlagHoldExpiry, IntentServices, IntentStatus, PaidPreAuth,
-    ProcessStripeAuthorizationWebhook, ReleaseReason, RequestRoamingPreAuth, SettlePayment,
-    StartSession,
+    ProcessStripeAuthorizationWebhook, ReleaseReason, ReleaseStrayHold, RequestRoamingPreAuth,
+    SettlePayment, StartSession,
 };
 use crate::stripe::{CallError, CreatePaymentIntent, PaymentIntentView};
 
@@ -42,6 +42,9 @@ pub struct ChargingIntent {
     pub stripe_attempts: u32,
     /// When the hold lapses, once flagged.
     pub capture_before: Option<DateTime<Utc>>,
+    /// A hold found after the intent ended was cancelled.
+    #[serde(default)]
+    pub stray_hold_released: bool,
 }
 
 /// What is to happen to the hold.
@@ -497,6 +500,58 @@ impl ChargingIntent {
         }])
     }
 
+    /// Cancels a hold Stripe reports on the PaymentIntent of an intent that has ended
+    /// (the driver retried the card after we recorded the failure): nobody will capture
+    /// it, so it would only block the driver's money until it lapses.
+    async fn release_stray_hold(
+        &self,
+        cmd: ReleaseStrayHold,
+        svc: &IntentServices,
+    ) -> Result<Vec<Event>, Error> {
+        let (_, id, ws) = self.ids()?;
+        let payment = self.payment.as_ref().ok_or(Error::NoPayment)?;
+        let ended = matches!(
+            self.status,
+            IntentStatus::Failed | IntentStatus::Cancelled | IntentStatus::Expired
+        );
+        let pi = &cmd.payment_intent;
+        if !ended
+            || self.stray_hold_released
+            || pi.id != payment.payment_intent_id
+            || pi.status != "requires_capture"
+        {
+            return Ok(vec![]);
+        }
+        let key = stripe_idempotency_key(&ws, &id, "cancel-stray");
+        let answer = svc
+            .stripe
+            .cancel_payment_intent(&cmd.secret_key, &pi.id, &key)
+            .await;
+        let canceled = match answer {
+            Ok(after) => after.status == "canceled",
+            // An earlier attempt may have cancelled it: Stripe's state tells.
+            Err(_) => svc
+                .stripe
+                .retrieve_payment_intent(&cmd.secret_key, &pi.id)
+                .await
+                .is_ok_and(|after| after.status == "canceled"),
+        };
+        if !canceled {
+            return Err(Error::StripeUnavailable);
+        }
+        Ok(vec![Event::StrayHoldReleased(StrayHoldReleased {
+            charging_intent_id: id,
+            workspace_id: ws,
+            payment_intent_id: pi.id.clone(),
+            amount_cents: if pi.amount_capturable > 0 {
+                pi.amount_capturable
+            } else {
+                pi.amount
+            },
+            released_at: cmd.at,
+        })])
+    }
+
     fn apply_stripe_status(
         &self,
         cmd: ProcessStripeAuthorizationWebhook,
@@ -628,6 +683,9 @@ impl Aggregate for ChargingIntent {
             ChargingIntentCommand::CancelIntent(cmd) => self.cancel_intent(cmd)?,
             ChargingIntentCommand::SettlePayment(cmd) => self.settle(cmd, svc).await?,
             ChargingIntentCommand::FlagHoldExpiry(cmd) => self.flag_hold_expiry(cmd)?,
+            ChargingIntentCommand::ReleaseStrayHold(cmd) => {
+                self.release_stray_hold(cmd, svc).await?
+            }
         };
         for e in events {
             sink.write(e, self).await;
@@ -743,6 +801,11 @@ impl Aggregate for ChargingIntent {
             }
             Event::HoldExpiryApproaching(e) => {
                 self.capture_before = Some(e.capture_before);
+            }
+            // The intent stays as it ended; only the hold is gone.
+            Event::StrayHoldReleased(e) => {
+                self.stray_hold_released = true;
+                self.updated_at = Some(e.released_at);
             }
         }
     }

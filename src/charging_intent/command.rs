@@ -13,6 +13,7 @@ pub enum ChargingIntentCommand {
     CancelIntent(CancelIntent),
     SettlePayment(SettlePayment),
     FlagHoldExpiry(FlagHoldExpiry),
+    ReleaseStrayHold(ReleaseStrayHold),
 }
 
 /// Start a charging intent; `paid` is `None` for a free connector.
@@ -89,6 +90,15 @@ pub struct CancelIntent {
 /// with the secret key of the credential version the intent was created under.
 #[derive(Debug, Clone)]
 pub struct SettlePayment {
+    pub secret_key: SecretString,
+    pub at: DateTime<Utc>,
+}
+
+/// Stripe reports a hold on the PaymentIntent of an intent that has already ended:
+/// cancel it, with the secret key of the intent's credential version.
+#[derive(Debug, Clone)]
+pub struct ReleaseStrayHold {
+    pub payment_intent: PaymentIntentView,
     pub secret_key: SecretString,
     pub at: DateTime<Utc>,
 }

@@ -16,6 +16,9 @@ pub enum ChargingIntentError {
     NoChange,
     #[error("this intent needs no payment")]
     NoPayment,
+    /// Stripe gave no definite answer; nothing was recorded (try again).
+    #[error("Stripe did not answer definitely")]
+    StripeUnavailable,
     /// The step does not apply in the intent's current status.
     #[error("not possible while the intent is {0}")]
     InvalidTransition(&'static str),

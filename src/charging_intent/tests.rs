@@ -820,3 +820,76 @@ fn a_capture_made_outside_roampay_completes_the_intent_with_stripes_amount() {
         ))
         .then_expect_error(ChargingIntentError::NoChange);
 }
+
+fn declined() -> ChargingIntentEvent {
+    ChargingIntentEvent::WorkspacePaymentIntentFailed(WorkspacePaymentIntentFailed {
+        charging_intent_id: "ci-1".into(),
+        workspace_id: "ws-1".into(),
+        payment_intent_id: "pi_fake".into(),
+        stripe_event_id: Some("evt_f".into()),
+        source: "webhook".into(),
+        status: "failed".into(),
+        failure_code: "card_declined".into(),
+        received_at: at(),
+    })
+}
+
+fn release_stray(status: &str) -> ChargingIntentCommand {
+    let mut p = pi("pi_fake", status);
+    p.amount_capturable = 5000;
+    ChargingIntentCommand::ReleaseStrayHold(ReleaseStrayHold {
+        payment_intent: p,
+        secret_key: SecretString::from("sk_test_intents_own_key".to_string()),
+        at: at(),
+    })
+}
+
+#[test]
+fn a_hold_found_after_the_intent_failed_is_cancelled_once() {
+    let s = stripe(Ok(pi("pi_fake", "requires_capture")));
+    let released = ChargingIntentEvent::StrayHoldReleased(StrayHoldReleased {
+        charging_intent_id: "ci-1".into(),
+        workspace_id: "ws-1".into(),
+        payment_intent_id: "pi_fake".into(),
+        amount_cents: 5000,
+        released_at: at(),
+    });
+    framework(&s)
+        .given(vec![created(), declined()])
+        .when(release_stray("requires_capture"))
+        .then_expect_events(vec![released.clone()]);
+    assert_eq!(
+        s.settled
+            .lock()
+            .unwrap()
+            .last()
+            .map(|c| (c.0.clone(), c.2.clone())),
+        Some(("cancel".into(), "roampay:ws-1:ci-1:cancel-stray".into())),
+        "cancelled in Stripe with its own idempotency key"
+    );
+    // Once only; and never for an intent still open, nor for a PaymentIntent without a hold.
+    framework(&s)
+        .given(vec![created(), declined(), released])
+        .when(release_stray("requires_capture"))
+        .then_expect_events(vec![]);
+    framework(&s)
+        .given(vec![created(), authorized(None)])
+        .when(release_stray("requires_capture"))
+        .then_expect_events(vec![]);
+    framework(&s)
+        .given(vec![created(), declined()])
+        .when(release_stray("requires_payment_method"))
+        .then_expect_events(vec![]);
+}
+
+#[test]
+fn a_stray_hold_stripe_does_not_cancel_is_refused_for_a_later_retry() {
+    let s = stripe_reading(
+        "requires_capture",
+        vec![Err(CallError::Unreachable("timeout".into()))],
+    );
+    framework(&s)
+        .given(vec![created(), declined()])
+        .when(release_stray("requires_capture"))
+        .then_expect_error(ChargingIntentError::StripeUnavailable);
+}

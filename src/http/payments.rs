@@ -96,6 +96,9 @@ pub(super) fn intent_error(e: AggregateError<ChargingIntentError>) -> ApiError {
             "This Idempotency-Key was already used with a different request.",
         ),
         AggregateError::UserError(ChargingIntentError::NotFound) => not_found(),
+        AggregateError::UserError(ChargingIntentError::StripeUnavailable) => {
+            ApiError::unavailable("stripe_unavailable", "Stripe did not answer; try again.")
+        }
         AggregateError::DatabaseConnectionError(_) => {
             ApiError::unavailable("store_unavailable", "The event store does not answer.")
         }

@@ -11,10 +11,11 @@ use tracing::Instrument;
 use super::driver::client_ip;
 use super::error::ApiError;
 use super::ocpi_config::{metadata, profile_error};
-use super::payments::release_connector;
+use super::payments::{key_for, release_connector};
 use super::AppState;
 use crate::charging_intent::{
-    ChargingIntentCommand, ChargingIntentError, ProcessStripeAuthorizationWebhook,
+    ChargingIntentCommand, ChargingIntentError, IntentStatus, ProcessStripeAuthorizationWebhook,
+    ReleaseStrayHold,
 };
 use crate::ids::WorkspaceId;
 use crate::store::Metadata;
@@ -311,6 +312,45 @@ async fn process(
         }
         Err(AggregateError::UserError(ChargingIntentError::DuplicateStripeEvent)) => {
             Ok("duplicate")
+        }
+        Err(AggregateError::UserError(ChargingIntentError::NoChange))
+            if pi.status == "requires_capture" =>
+        {
+            // A hold on an intent that has ended (the driver retried the card after we
+            // recorded the failure): nobody will capture it, so it is cancelled.
+            let intent = state.intents.load(&intent_id).await.map_err(|e| {
+                tracing::error!(error = %e, "could not load the intent");
+                refuse(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable")
+            })?;
+            let ended = matches!(
+                intent.status,
+                IntentStatus::Failed | IntentStatus::Cancelled | IntentStatus::Expired
+            );
+            let Some(payment) = intent.payment.as_ref().filter(|_| ended) else {
+                return Ok("ignored");
+            };
+            if intent.stray_hold_released {
+                return Ok("duplicate");
+            }
+            let secret_key = key_for(state, &profile, ws.as_str(), payment.credential_version)
+                .await
+                .map_err(|_| refuse(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"))?;
+            let cmd = ChargingIntentCommand::ReleaseStrayHold(ReleaseStrayHold {
+                payment_intent: pi.clone(),
+                secret_key,
+                at: now,
+            });
+            match state.intents.execute(&intent_id, cmd, meta).await {
+                Ok(_) => Ok("applied"),
+                // Answered 503 so that Stripe delivers the event again later.
+                Err(AggregateError::UserError(ChargingIntentError::StripeUnavailable)) => Err(
+                    refuse(StatusCode::SERVICE_UNAVAILABLE, "stripe_unavailable"),
+                ),
+                Err(e) => {
+                    tracing::error!(error = %e, "a stray hold could not be released");
+                    Err(refuse(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"))
+                }
+            }
         }
         Err(AggregateError::UserError(ChargingIntentError::NoChange)) => Ok("ignored"),
         Err(AggregateError::UserError(

@@ -133,6 +133,7 @@ on_both_backends!(
     refused_webhooks_are_answered_with_their_codes_and_recorded,
     without_webhooks_confirm_and_the_sweep_apply_stripes_status,
     drivers_need_a_token_unless_guests_are_allowed,
+    a_hold_authorized_after_the_intent_failed_is_released,
 );
 
 async fn a_paid_session_is_pre_authorized_in_the_workspaces_own_account_and_authorized_by_its_webhook(
@@ -799,4 +800,76 @@ async fn drivers_need_a_token_unless_guests_are_allowed(b: Backend) {
         .await
         .unwrap();
     assert_eq!(r.status(), 403, "a driver of another workspace");
+}
+
+async fn a_hold_authorized_after_the_intent_failed_is_released(b: Backend) {
+    let (_store, _mock, fake, server) = start(b, &[]).await;
+    configure(&server, "ws-1", "sk_test_51HxWorkspaceOneKey", WH_A).await;
+    put_location(&server, "ws-1", "LOC-1", 45).await;
+    let (_, created) = create(&server, "LOC-1", "1", None).await;
+    let id = created["charging_intent_id"].as_str().unwrap().to_string();
+    let pi_id = created["payment_intent_id"].as_str().unwrap().to_string();
+    let send = |event: &str| {
+        let st = fake.state.lock().unwrap();
+        let body = stripe_event(event, &st.intents[&pi_id]);
+        let sig = signature(WH_A, &body, chrono::Utc::now().timestamp());
+        (body, sig)
+    };
+
+    // The card is declined: the intent fails (and frees the connector).
+    fake.update(&pi_id, json!({"status": "requires_payment_method", "last_payment_error": {"code": "card_declined"}}));
+    let (body, sig) = send("evt_declined");
+    let (status, out) = deliver(&server, "/ocpi/stripe/webhook/ws-1", &body, Some(&sig)).await;
+    assert_eq!(
+        (status, out["outcome"].as_str()),
+        (200, Some("applied")),
+        "{out}"
+    );
+    assert_eq!(intent(&server, &id).await["status"], "failed");
+
+    // The driver retries the card on the same PaymentIntent: Stripe now holds money for
+    // a session that will never start. roampay cancels that hold.
+    fake.update(&pi_id, json!({"status": "requires_capture", "amount_capturable": 5000, "last_payment_error": null}));
+    let (body, sig) = send("evt_retried");
+    let (status, out) = deliver(&server, "/ocpi/stripe/webhook/ws-1", &body, Some(&sig)).await;
+    assert_eq!(
+        (status, out["outcome"].as_str()),
+        (200, Some("applied")),
+        "{out}"
+    );
+    {
+        let st = fake.state.lock().unwrap();
+        assert_eq!(st.intents[&pi_id]["status"], "canceled");
+        let keys: Vec<_> = st
+            .settle_requests
+            .iter()
+            .map(|r| (r.0.clone(), r.2.clone()))
+            .collect();
+        assert_eq!(
+            keys,
+            vec![(
+                "cancel".to_string(),
+                Some(format!("roampay:ws-1:{id}:cancel-stray"))
+            )]
+        );
+    }
+    assert_eq!(
+        intent(&server, &id).await["status"],
+        "failed",
+        "the intent stays as it ended"
+    );
+    server
+        .wait_for_audit_where("ws-1", |all| {
+            all.iter().any(|e| e["event_type"] == "StrayHoldReleased")
+        })
+        .await;
+
+    // The same event again changes nothing and calls Stripe no more.
+    let (status, out) = deliver(&server, "/ocpi/stripe/webhook/ws-1", &body, Some(&sig)).await;
+    assert_eq!(
+        (status, out["outcome"].as_str()),
+        (200, Some("duplicate")),
+        "{out}"
+    );
+    assert_eq!(fake.state.lock().unwrap().settle_requests.len(), 1);
 }
