@@ -59,7 +59,8 @@ fn outcome(o: &str) -> HttpResponse {
     responses(
         (status = 200, description = "Verified", body = super::openapi::WebhookAck),
         (status = 400, description = "`missing_signature` | `invalid_signature_header` | `signature_mismatch` | `timestamp_out_of_tolerance` | `invalid_payload` | `unknown_workspace` | `webhook_secret_not_configured`", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "`ownership_mismatch` | `livemode_mismatch`", body = super::openapi::Problem, content_type = "application/problem+json")
+        (status = 403, description = "`ownership_mismatch` | `livemode_mismatch`", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`store_unavailable` | `stripe_unavailable` (Stripe delivers the event again)", body = super::openapi::Problem, content_type = "application/problem+json")
     )
 )]
 pub async fn shared(
@@ -80,7 +81,8 @@ pub async fn shared(
     responses(
         (status = 200, description = "Verified", body = super::openapi::WebhookAck),
         (status = 400, description = "`missing_signature` | `invalid_signature_header` | `signature_mismatch` | `timestamp_out_of_tolerance` | `invalid_payload` | `unknown_workspace` | `webhook_secret_not_configured`", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "`ownership_mismatch` | `livemode_mismatch`", body = super::openapi::Problem, content_type = "application/problem+json")
+        (status = 403, description = "`ownership_mismatch` | `livemode_mismatch`", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`store_unavailable` | `stripe_unavailable` (Stripe delivers the event again)", body = super::openapi::Problem, content_type = "application/problem+json")
     )
 )]
 pub async fn per_workspace(
