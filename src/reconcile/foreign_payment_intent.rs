@@ -6,16 +6,14 @@ use cqrs_es::Aggregate;
 use roampay_events::{ForeignPaymentIntentRecorded, ReconciliationEvent};
 use serde::{Deserialize, Serialize};
 
+use crate::store::Never;
+
 /// PaymentIntents recorded by reconciliation, one stream per (workspace, PaymentIntent):
 /// recording the same one twice is a no-op.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ForeignPaymentIntent {
     pub recorded: bool,
 }
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unreachable")]
-pub struct Never;
 
 impl Aggregate for ForeignPaymentIntent {
     const TYPE: &'static str = "Reconciliation";

@@ -89,6 +89,11 @@ pub async fn migrate(db: &Db) -> Result<(), sqlx::migrate::MigrateError> {
     }
 }
 
+/// The error of an aggregate whose commands are never refused (records of facts).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unreachable")]
+pub struct Never;
+
 /// Who did it, on which request, when: stored next to every event.
 #[derive(Debug, Clone)]
 pub struct Metadata {

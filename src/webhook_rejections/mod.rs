@@ -6,6 +6,8 @@ use cqrs_es::Aggregate;
 use roampay_events::{WebhookRejected, WebhookRejectionEvent};
 use serde::{Deserialize, Serialize};
 
+use crate::store::Never;
+
 /// Rejections recorded per workspace and hour; past this only the log line remains.
 pub const CAP_PER_HOUR: u32 = 100;
 
@@ -22,10 +24,6 @@ pub fn stream_id(rejection: &WebhookRejected) -> String {
 pub struct WebhookRejections {
     pub recorded: u32,
 }
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unreachable")]
-pub struct Never;
 
 impl Aggregate for WebhookRejections {
     const TYPE: &'static str = "WebhookRejections";

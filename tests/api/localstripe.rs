@@ -116,18 +116,37 @@ async fn pay_with_card(ls: &Localstripe, pi: &str) -> Value {
     confirmed
 }
 
+/// Server options pointing roampay at this localstripe.
+fn on_localstripe(ls: &Localstripe) -> ServerOptions {
+    ServerOptions {
+        stripe: ls.base.clone(),
+        env: vec![],
+        log_level: "info".into(),
+    }
+}
+
+/// Saves the localstripe credentials for `ws` (guests allowed) and checks that the real
+/// round trip found them valid; returns the config.
+async fn save_credentials(server: &Server, ws: &str) -> Value {
+    let mut body = creds("pk_test_51HxLocalstripePublishable", SK, WH);
+    body["allow_guest_access"] = json!(true);
+    let (status, cfg) = server.patch(&config_path(ws), &admin(ws), body).await;
+    assert_eq!(status, 200, "{cfg}");
+    assert_eq!(
+        cfg["stripe"]["health"]["status"], "valid",
+        "the real round trip passed: {cfg}"
+    );
+    cfg
+}
+
 on_both_backends!(a_paid_session_end_to_end_against_localstripe);
 
 async fn a_paid_session_end_to_end_against_localstripe(b: Backend) {
     let ls = start_localstripe().await;
     let store = Store::fresh(b).await;
-    let opts = ServerOptions {
-        stripe: ls.base.clone(),
-        env: vec![],
-        log_level: "info".into(),
-    }
-    .env("ROAMPAY_SWEEP_INTERVAL_SECS", "1")
-    .env("ROAMPAY_SWEEP_FIRST_LOOK_SECS", "0");
+    let opts = on_localstripe(&ls)
+        .env("ROAMPAY_SWEEP_INTERVAL_SECS", "1")
+        .env("ROAMPAY_SWEEP_FIRST_LOOK_SECS", "0");
     let server = Server::start(&store, opts).await;
     let reg = reqwest::Client::new()
         .post(format!("{}/_config/webhooks/roampay", ls.base))
@@ -143,16 +162,7 @@ async fn a_paid_session_end_to_end_against_localstripe(b: Backend) {
         "webhook registered in localstripe"
     );
 
-    let mut body = creds("pk_test_51HxLocalstripePublishable", SK, WH);
-    body["allow_guest_access"] = json!(true);
-    let (status, cfg) = server
-        .patch(&config_path("ws-e2e"), &admin("ws-e2e"), body)
-        .await;
-    assert_eq!(status, 200, "{cfg}");
-    assert_eq!(
-        cfg["stripe"]["health"]["status"], "valid",
-        "the real round trip passed: {cfg}"
-    );
+    let cfg = save_credentials(&server, "ws-e2e").await;
     assert_eq!(
         cfg["stripe"]["account_id"],
         Value::Null,
@@ -345,24 +355,11 @@ async fn reconcile_against_localstripe() {
     let ls = start_localstripe().await;
     let store = Store::fresh(Backend::Sqlite).await;
     // No sweep: the status mismatch below must be left for reconcile to find.
-    let opts = ServerOptions {
-        stripe: ls.base.clone(),
-        env: vec![],
-        log_level: "info".into(),
-    }
-    .env("ROAMPAY_SWEEP_INTERVAL_SECS", "3600")
-    .env("ROAMPAY_SWEEP_FIRST_LOOK_SECS", "3600");
+    let opts = on_localstripe(&ls)
+        .env("ROAMPAY_SWEEP_INTERVAL_SECS", "3600")
+        .env("ROAMPAY_SWEEP_FIRST_LOOK_SECS", "3600");
     let server = Server::start(&store, opts).await;
-    let mut body = creds("pk_test_51HxLocalstripePublishable", SK, WH);
-    body["allow_guest_access"] = json!(true);
-    let (status, cfg) = server
-        .patch(&config_path("ws-rec"), &admin("ws-rec"), body)
-        .await;
-    assert_eq!(
-        (status, &cfg["stripe"]["health"]["status"]),
-        (200, &json!("valid")),
-        "{cfg}"
-    );
+    save_credentials(&server, "ws-rec").await;
     put_location(&server, "ws-rec", "LOC-REC", 45).await;
     let http = reqwest::Client::new();
 
