@@ -312,6 +312,12 @@ async fn the_openapi_spec_covers_exactly_the_served_routes_of_the_contract() {
     }
 }
 
+async fn text(server: &Server, path: &str) -> String {
+    let r = server.http.get(server.url(path)).send().await.unwrap();
+    assert_eq!(r.status(), 200, "{path}");
+    r.text().await.unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn swagger_ui_is_served_from_vendored_assets_only() {
     let (_store, _mock, _fake, server) = start(Backend::Sqlite, &[]).await;
@@ -323,15 +329,7 @@ async fn swagger_ui_is_served_from_vendored_assets_only() {
     assert_eq!(r.status(), 308);
     assert_eq!(r.headers()["location"], "/docs/");
 
-    let html = server
-        .http
-        .get(server.url("/docs/"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = text(&server, "/docs/").await;
     assert!(html.contains("swagger-ui"), "{html}");
     let mut assets = Vec::new();
     for attr in ["src=\"", "href=\""] {
@@ -349,15 +347,7 @@ async fn swagger_ui_is_served_from_vendored_assets_only() {
         let r = server.http.get(&url).send().await.unwrap();
         assert_eq!(r.status(), 200, "{url}");
     }
-    let init = server
-        .http
-        .get(server.url("/docs/swagger-initializer.js"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let init = text(&server, "/docs/swagger-initializer.js").await;
     assert!(init.contains("\"url\": \"/openapi.json\""), "{init}");
     assert!(
         init.contains("\"validatorUrl\": \"none\""),
