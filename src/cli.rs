@@ -6,8 +6,8 @@ use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use roampay_projections::Projector;
 
-use crate::app::{self, AnyError};
 use crate::config::{KeyArgs, ServeArgs, StoreArgs};
+use crate::startup::{self, AnyError, Application};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -58,11 +58,6 @@ enum Command {
     },
 }
 
-/// The line tests and scripts wait for.
-pub fn announce(addr: std::net::SocketAddr, backend: &str) {
-    println!("roampay listening on http://{addr} (store: {backend})");
-}
-
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let telemetry = crate::telemetry::init();
@@ -86,9 +81,17 @@ pub fn main() -> ExitCode {
 
 async fn run(command: Command) -> Result<ExitCode, AnyError> {
     match command {
-        Command::Serve(args) => app::serve(*args).await?,
+        Command::Serve(args) => {
+            let app = Application::build(*args).await?;
+            // The line tests and scripts wait for.
+            println!(
+                "roampay listening on http://{} (store: {})",
+                app.addr, app.backend
+            );
+            app.run_until_stopped().await?;
+        }
         Command::Migrate(store) => {
-            let db = app::open_store(&store).await?;
+            let db = startup::open_store(&store).await?;
             println!("migrations applied ({})", db.backend());
         }
         Command::Replay { store, projection } => replay(&store, projection.as_deref()).await?,
@@ -112,7 +115,7 @@ async fn run(command: Command) -> Result<ExitCode, AnyError> {
             scope,
             ttl_secs,
         } => {
-            let auth = app::jwt(&keys, &store.data_dir)?;
+            let auth = startup::jwt(&keys, &store.data_dir)?;
             println!("{}", auth.issue(&sub, &workspaces, &scope, ttl_secs));
         }
     }
@@ -120,7 +123,7 @@ async fn run(command: Command) -> Result<ExitCode, AnyError> {
 }
 
 async fn replay(store: &StoreArgs, only: Option<&str>) -> Result<(), AnyError> {
-    let db = app::open_store(store).await?;
+    let db = startup::open_store(store).await?;
     let all = roampay_projections::all();
     let names: Vec<&'static str> = all.iter().map(|p| p.name()).collect();
     if let Some(name) = only {

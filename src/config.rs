@@ -36,18 +36,9 @@ pub struct KeyArgs {
     pub jwt_audience: Option<String>,
 }
 
+/// How roampay reaches Stripe.
 #[derive(Debug, Clone, Args)]
-pub struct ServeArgs {
-    #[command(flatten)]
-    pub store: StoreArgs,
-    #[command(flatten)]
-    pub keys: KeyArgs,
-    /// Address to listen on (port 0 picks a free port).
-    #[arg(long, env = "ROAMPAY_BIND", default_value = "127.0.0.1:8080")]
-    pub bind: String,
-    /// Public base URL, used in the webhook URLs shown to admins; default http://<bind>.
-    #[arg(long, env = "ROAMPAY_PUBLIC_URL")]
-    pub public_url: Option<String>,
+pub struct StripeArgs {
     #[arg(
         long,
         env = "STRIPE_API_BASE",
@@ -60,6 +51,35 @@ pub struct ServeArgs {
     /// Attempts per Stripe call (the first included); retries reuse the idempotency key.
     #[arg(long, env = "ROAMPAY_STRIPE_MAX_ATTEMPTS", default_value_t = 3)]
     pub stripe_max_attempts: u32,
+}
+
+/// Card holds: how long Stripe keeps them, and when their lapse is flagged.
+#[derive(Debug, Clone, Args)]
+pub struct HoldArgs {
+    /// How long Stripe keeps an uncaptured card hold (7 days for most cards online).
+    #[arg(long, env = "ROAMPAY_HOLD_LIFETIME_SECS", default_value_t = 7 * 86_400)]
+    pub hold_lifetime_secs: i64,
+    /// Flag a hold this long before it lapses.
+    #[arg(long, env = "ROAMPAY_HOLD_WARNING_SECS", default_value_t = 86_400)]
+    pub hold_warning_secs: i64,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    #[command(flatten)]
+    pub keys: KeyArgs,
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, env = "ROAMPAY_BIND", default_value = "127.0.0.1:8080")]
+    pub bind: String,
+    /// Public base URL, used in the webhook URLs shown to admins; default http://<bind>.
+    #[arg(long, env = "ROAMPAY_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    #[command(flatten)]
+    pub stripe: StripeArgs,
+    #[command(flatten)]
+    pub holds: HoldArgs,
     /// How long a credential save waits for Stripe before answering `pending`.
     #[arg(long, env = "ROAMPAY_VALIDATION_WAIT_MS", default_value_t = 8_000)]
     pub validation_wait_ms: u64,
@@ -98,12 +118,6 @@ pub struct ServeArgs {
     /// A capture or release without a definite answer is tried again after this long.
     #[arg(long, env = "ROAMPAY_SETTLE_RETRY_SECS", default_value_t = 30)]
     pub settle_retry_secs: i64,
-    /// How long Stripe keeps an uncaptured card hold (7 days for most cards online).
-    #[arg(long, env = "ROAMPAY_HOLD_LIFETIME_SECS", default_value_t = 7 * 86_400)]
-    pub hold_lifetime_secs: i64,
-    /// Flag a hold this long before it lapses.
-    #[arg(long, env = "ROAMPAY_HOLD_WARNING_SECS", default_value_t = 86_400)]
-    pub hold_warning_secs: i64,
     /// How often projectors poll for events written by other instances.
     #[arg(long, env = "ROAMPAY_PROJECTION_POLL_MS", default_value_t = 500)]
     pub projection_poll_ms: u64,

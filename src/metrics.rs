@@ -23,6 +23,8 @@ pub struct Metrics {
     projection_lag_events: IntGaugeVec,
     projection_lag_seconds: prometheus::GaugeVec,
     credential_health: IntGaugeVec,
+    task_panics: IntCounterVec,
+    job_rounds: IntCounterVec,
 }
 
 fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -83,7 +85,20 @@ impl Metrics {
                 "Workspaces by Stripe credential health status.",
                 &["status"],
             ),
+            task_panics: counter(
+                "background_task_panics_total",
+                "Background tasks (sweep, session worker, revalidation, projector) that panicked and were restarted.",
+                &["task"],
+            ),
+            job_rounds: counter(
+                "background_job_rounds_total",
+                "Rounds completed by each background job (a round that did its work, or found none).",
+                &["job"],
+            ),
         };
+        for c in [&m.task_panics, &m.job_rounds] {
+            m.registry.register(Box::new(c.clone())).expect("unique");
+        }
         m.registry
             .register(Box::new(m.webhooks.clone()))
             .expect("unique");
@@ -118,6 +133,21 @@ pub fn global() -> &'static Metrics {
 /// A webhook delivery answered: `outcome` is what the response said, `code` the refusal.
 pub fn webhook(outcome: &str, code: &str) {
     METRICS.webhooks.with_label_values(&[outcome, code]).inc();
+}
+
+/// A background task panicked (and is started again).
+pub fn task_panic(task: &str) {
+    METRICS.task_panics.with_label_values(&[task]).inc();
+}
+
+/// A background job finished one round.
+pub fn job_round(job: &str) {
+    METRICS.job_rounds.with_label_values(&[job]).inc();
+}
+
+/// How many times `task` panicked in this process.
+pub fn task_panics(task: &str) -> u64 {
+    METRICS.task_panics.with_label_values(&[task]).get()
 }
 
 /// A pre-authorization request answered.

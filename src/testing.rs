@@ -9,7 +9,8 @@ use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 
 use crate::stripe::{
-    CallError, CreatePaymentIntent, CredentialCheck, PaymentIntentView, StripeGateway,
+    CallError, CreatePaymentIntent, CredentialCheck, PaymentIntentPage, PaymentIntentStatus,
+    PaymentIntentView, StripeGateway,
 };
 use crate::vault::{SecretField, SecretVault, VaultError};
 
@@ -94,7 +95,7 @@ impl FakeStripe {
 pub fn pi(id: &str, status: &str) -> PaymentIntentView {
     PaymentIntentView {
         id: id.into(),
-        status: status.into(),
+        status: PaymentIntentStatus::parse(status),
         amount: 5000,
         amount_capturable: if status == "requires_capture" {
             5000
@@ -134,6 +135,17 @@ impl StripeGateway for FakeStripe {
             .unwrap()
             .clone()
             .unwrap_or_else(|| self.create.clone())
+    }
+    async fn list_payment_intents(
+        &self,
+        _key: &SecretString,
+        _created_gte: Option<i64>,
+        _starting_after: Option<&str>,
+    ) -> Result<PaymentIntentPage, CallError> {
+        Ok(PaymentIntentPage {
+            data: vec![],
+            has_more: false,
+        })
     }
     async fn capture_payment_intent(
         &self,

@@ -6,6 +6,7 @@
 
 pub mod charging_intent;
 pub mod connector;
+pub mod intent_status;
 pub mod location;
 pub mod reconciliation;
 pub mod webhook;
@@ -13,6 +14,7 @@ pub mod workspace_stripe_profile;
 
 pub use charging_intent::*;
 pub use connector::*;
+pub use intent_status::IntentStatus;
 pub use location::*;
 pub use reconciliation::*;
 pub use webhook::*;

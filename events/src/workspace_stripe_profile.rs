@@ -60,6 +60,7 @@ pub struct WorkspaceOcpiConfigUpdated {
 
 /// `sk_` keys are full-access secret keys, `rk_` keys restricted ones.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum SecretKeyKind {
     Secret,
@@ -67,6 +68,7 @@ pub enum SecretKeyKind {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum StripeMode {
     Test,
@@ -144,6 +146,7 @@ pub struct WorkspaceStripeCredentialsRemoved {
 
 /// Credential health as Manage Web and the payment path see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum HealthStatus {
     Unconfigured,

@@ -72,3 +72,88 @@ macro_rules! on_tx {
         }
     };
 }
+
+/// A value bound to a `$N` placeholder of a query built at run time.
+#[derive(Debug, Clone)]
+pub enum Bind {
+    Text(String),
+    Int(i64),
+    Time(chrono::DateTime<chrono::Utc>),
+}
+
+/// A `WHERE` clause built from optional filters, with its binds numbered in order.
+#[derive(Debug, Default)]
+pub struct Where {
+    clauses: Vec<String>,
+    binds: Vec<Bind>,
+}
+
+impl Where {
+    /// Adds `clause`, whose one `?` stands for `bind`.
+    pub fn push(&mut self, clause: &str, bind: Bind) {
+        self.binds.push(bind);
+        self.clauses
+            .push(clause.replace('?', &format!("${}", self.binds.len())));
+    }
+
+    /// `column IN (…)` over `values`.
+    pub fn any_of(&mut self, column: &str, values: &[String]) {
+        let mut placeholders = Vec::new();
+        for v in values {
+            self.binds.push(Bind::Text(v.clone()));
+            placeholders.push(format!("${}", self.binds.len()));
+        }
+        self.clauses
+            .push(format!("{column} IN ({})", placeholders.join(",")));
+    }
+
+    /// Restricts to the workspaces a caller may see.
+    pub fn workspaces(&mut self, scope: &WorkspaceScope) {
+        match scope {
+            WorkspaceScope::All => {}
+            WorkspaceScope::One(ws) => self.push("workspace_id = ?", Bind::Text(ws.clone())),
+            WorkspaceScope::Any(list) => self.any_of("workspace_id", list),
+        }
+    }
+
+    /// The clause, and a placeholder for one more bind (the page size).
+    pub fn sql_with_limit(&mut self, limit: i64) -> (String, String) {
+        self.binds.push(Bind::Int(limit));
+        let clause = if self.clauses.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", self.clauses.join(" AND "))
+        };
+        (clause, format!("${}", self.binds.len()))
+    }
+
+    pub fn binds(self) -> Vec<Bind> {
+        self.binds
+    }
+}
+
+/// Which workspaces a support query covers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WorkspaceScope {
+    /// Platform staff.
+    All,
+    One(String),
+    /// The workspaces a token names.
+    Any(Vec<String>),
+}
+
+/// Binds every value of `binds` to `query`, on either backend.
+#[macro_export]
+macro_rules! bind_all {
+    ($query:expr, $binds:expr) => {{
+        let mut q = $query;
+        for b in $binds {
+            q = match b {
+                $crate::db::Bind::Text(s) => q.bind(s),
+                $crate::db::Bind::Int(i) => q.bind(i),
+                $crate::db::Bind::Time(t) => q.bind(t),
+            };
+        }
+        q
+    }};
+}

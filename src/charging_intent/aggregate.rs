@@ -19,7 +19,7 @@ use super::{
     ProcessStripeAuthorizationWebhook, ReleaseReason, ReleaseStrayHold, RequestRoamingPreAuth,
     SettlePayment, StartSession,
 };
-use crate::stripe::{CallError, CreatePaymentIntent, PaymentIntentView};
+use crate::stripe::{CallError, CreatePaymentIntent, PaymentIntentStatus, PaymentIntentView};
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ChargingIntent {
@@ -72,24 +72,23 @@ impl Settlement {
     }
 }
 
-/// An answer from which trying again cannot be told apart from a first try.
-fn transient(e: &CallError) -> bool {
+/// Stripe's code for a refusal that trying again will not change; `None` when the
+/// failure is transient ([`CallError::is_transient`]).
+fn refusal_code(e: &CallError) -> Option<String> {
     match e {
-        CallError::Unreachable(_) => true,
-        CallError::Api { status, .. } => *status == 429 || *status == 409 || *status >= 500,
+        CallError::Api { status, code } if !e.is_transient() => {
+            Some(code.clone().unwrap_or_else(|| format!("http_{status}")))
+        }
+        _ => None,
     }
 }
 
+/// What a failed settlement call is recorded with: the refusal's code, else the code
+/// of the transient answer, else `stripe_unavailable`.
 fn failure_code(e: &CallError) -> String {
-    match e {
-        CallError::Api { status, code } if !transient(e) => {
-            code.clone().unwrap_or_else(|| format!("http_{status}"))
-        }
-        CallError::Api {
-            code: Some(code), ..
-        } => code.clone(),
-        _ => STRIPE_UNAVAILABLE.to_string(),
-    }
+    refusal_code(e)
+        .or_else(|| e.code().map(str::to_string))
+        .unwrap_or_else(|| STRIPE_UNAVAILABLE.to_string())
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -187,14 +186,8 @@ impl ChargingIntent {
                 }
                 Err(e) => Event::WorkspacePaymentIntentCreationFailed(
                     WorkspacePaymentIntentCreationFailed {
-                        failure_code: match e {
-                            CallError::Api { status, code }
-                                if !(status == 429 || status >= 500) =>
-                            {
-                                code.unwrap_or_else(|| format!("http_{status}"))
-                            }
-                            _ => STRIPE_UNAVAILABLE.to_string(),
-                        },
+                        failure_code: refusal_code(&e)
+                            .unwrap_or_else(|| STRIPE_UNAVAILABLE.to_string()),
                         request,
                     },
                 ),
@@ -361,13 +354,13 @@ impl ChargingIntent {
                 captured_at: at,
             })
         };
-        Some(match (settlement, pi.status.as_str()) {
+        Some(match (settlement, pi.status) {
             (
                 Settlement::Capture {
                     capture_amount_cents,
                     ..
                 },
-                "succeeded",
+                PaymentIntentStatus::Succeeded,
             ) => {
                 // Stripe's figure when it gives one (some peers leave it 0).
                 let amount = if pi.amount_received > 0 {
@@ -377,15 +370,19 @@ impl ChargingIntent {
                 };
                 captured(amount, source)
             }
-            (Settlement::Capture { .. }, "canceled") if settlement.step() == "cancel" => captured(
-                0,
-                if source == "capture" {
-                    "release"
-                } else {
-                    source
-                },
-            ),
-            (Settlement::Capture { .. }, "canceled") => {
+            (Settlement::Capture { .. }, PaymentIntentStatus::Canceled)
+                if settlement.step() == "cancel" =>
+            {
+                captured(
+                    0,
+                    if source == "capture" {
+                        "release"
+                    } else {
+                        source
+                    },
+                )
+            }
+            (Settlement::Capture { .. }, PaymentIntentStatus::Canceled) => {
                 Event::SessionCaptureFailed(SessionCaptureFailed {
                     charging_intent_id: id,
                     workspace_id: ws,
@@ -394,14 +391,16 @@ impl ChargingIntent {
                     failed_at: at,
                 })
             }
-            (Settlement::Release { reason }, "canceled") => Event::HoldReleased(HoldReleased {
-                charging_intent_id: id,
-                workspace_id: ws,
-                payment_intent_id: Some(pi.id.clone()),
-                reason: reason.clone(),
-                released_at: at,
-            }),
-            (Settlement::Release { reason }, "succeeded") => {
+            (Settlement::Release { reason }, PaymentIntentStatus::Canceled) => {
+                Event::HoldReleased(HoldReleased {
+                    charging_intent_id: id,
+                    workspace_id: ws,
+                    payment_intent_id: Some(pi.id.clone()),
+                    reason: reason.clone(),
+                    released_at: at,
+                })
+            }
+            (Settlement::Release { reason }, PaymentIntentStatus::Succeeded) => {
                 Event::HoldReleaseFailed(HoldReleaseFailed {
                     charging_intent_id: id,
                     workspace_id: ws,
@@ -471,7 +470,7 @@ impl ChargingIntent {
             }
         }
         let code = failure_code(&error);
-        if transient(&error) || now.is_err() {
+        if error.is_transient() || now.is_err() {
             return Ok(vec![Event::StripeCallDeferred(StripeCallDeferred {
                 charging_intent_id: id,
                 workspace_id: ws,
@@ -510,15 +509,11 @@ impl ChargingIntent {
     ) -> Result<Vec<Event>, Error> {
         let (_, id, ws) = self.ids()?;
         let payment = self.payment.as_ref().ok_or(Error::NoPayment)?;
-        let ended = matches!(
-            self.status,
-            IntentStatus::Failed | IntentStatus::Cancelled | IntentStatus::Expired
-        );
         let pi = &cmd.payment_intent;
-        if !ended
+        if !self.status.ended_without_capture()
             || self.stray_hold_released
             || pi.id != payment.payment_intent_id
-            || pi.status != "requires_capture"
+            || pi.status != PaymentIntentStatus::RequiresCapture
         {
             return Ok(vec![]);
         }
@@ -528,13 +523,13 @@ impl ChargingIntent {
             .cancel_payment_intent(&cmd.secret_key, &pi.id, &key)
             .await;
         let canceled = match answer {
-            Ok(after) => after.status == "canceled",
+            Ok(after) => after.status == PaymentIntentStatus::Canceled,
             // An earlier attempt may have cancelled it: Stripe's state tells.
             Err(_) => svc
                 .stripe
                 .retrieve_payment_intent(&cmd.secret_key, &pi.id)
                 .await
-                .is_ok_and(|after| after.status == "canceled"),
+                .is_ok_and(|after| after.status == PaymentIntentStatus::Canceled),
         };
         if !canceled {
             return Err(Error::StripeUnavailable);
@@ -543,11 +538,7 @@ impl ChargingIntent {
             charging_intent_id: id,
             workspace_id: ws,
             payment_intent_id: pi.id.clone(),
-            amount_cents: if pi.amount_capturable > 0 {
-                pi.amount_capturable
-            } else {
-                pi.amount
-            },
+            amount_cents: pi.held_amount(),
             released_at: cmd.at,
         })])
     }
@@ -581,7 +572,8 @@ impl ChargingIntent {
         }
         // Captured with no capture of ours pending: someone captured it in Stripe (the
         // dashboard, another integration). Stripe's amount is what the driver paid.
-        if pi.status == "succeeded"
+        let in_stripe = pi.intent_status();
+        if in_stripe == Some(IntentStatus::Completed)
             && self.settlement.is_none()
             && matches!(
                 self.status,
@@ -601,10 +593,10 @@ impl ChargingIntent {
                 },
             )]);
         }
-        let target = match (pi.status.as_str(), &pi.last_error_code) {
-            ("requires_capture", _) => IntentStatus::Authorized,
-            ("canceled", _) => IntentStatus::Cancelled,
-            ("requires_payment_method", Some(_)) => IntentStatus::Failed,
+        let target = match in_stripe {
+            Some(
+                t @ (IntentStatus::Authorized | IntentStatus::Cancelled | IntentStatus::Failed),
+            ) => t,
             _ => return Err(Error::NoChange),
         };
         if target.rank() <= self.status.rank() {
@@ -623,11 +615,7 @@ impl ChargingIntent {
                     payment_intent_id: base.2,
                     stripe_event_id: cmd.stripe_event_id,
                     source: cmd.source.to_string(),
-                    authorized_amount_cents: if pi.amount_capturable > 0 {
-                        pi.amount_capturable
-                    } else {
-                        pi.amount
-                    },
+                    authorized_amount_cents: pi.held_amount(),
                     received_at: cmd.at,
                 },
             ),
@@ -694,12 +682,16 @@ impl Aggregate for ChargingIntent {
     }
 
     fn apply(&mut self, event: Event) {
+        // One definition of which status each event leaves the intent in (shared with
+        // the `charging_intents` projection).
+        if let Some(status) = event.status_after() {
+            self.status = status;
+        }
         match event {
             Event::FreeSessionAuthorized(e) => {
                 self.created_at = Some(e.request.requested_at);
                 self.updated_at = Some(e.request.requested_at);
                 self.request = Some(e.request);
-                self.status = IntentStatus::Authorized;
             }
             Event::WorkspacePaymentIntentCreated(e) => {
                 self.created_at = Some(e.request.requested_at);
@@ -712,30 +704,22 @@ impl Aggregate for ChargingIntent {
                     credential_version: e.credential_version,
                     livemode: e.livemode,
                 });
-                self.status = IntentStatus::PendingPayment;
             }
             Event::WorkspacePaymentIntentCreationFailed(e) => {
                 self.created_at = Some(e.request.requested_at);
                 self.updated_at = Some(e.request.requested_at);
                 self.request = Some(e.request);
                 self.failure_code = Some(e.failure_code);
-                self.status = IntentStatus::Failed;
             }
             Event::WorkspacePaymentIntentAuthorizationReceived(e) => {
                 self.authorized_at = Some(e.received_at);
                 self.authorized_amount_cents = Some(e.authorized_amount_cents);
-                self.status = IntentStatus::Authorized;
                 self.updated_at = Some(e.received_at);
                 if let Some(id) = e.stripe_event_id {
                     self.applied_stripe_events.insert(id);
                 }
             }
             Event::WorkspacePaymentIntentFailed(e) => {
-                self.status = if e.status == "cancelled" {
-                    IntentStatus::Cancelled
-                } else {
-                    IntentStatus::Failed
-                };
                 self.failure_code = Some(e.failure_code);
                 self.updated_at = Some(e.received_at);
                 if let Some(id) = e.stripe_event_id {
@@ -743,7 +727,6 @@ impl Aggregate for ChargingIntent {
                 }
             }
             Event::ChargingSessionStarted(e) => {
-                self.status = IntentStatus::Charging;
                 self.ocpi_session_id = Some(e.ocpi_session_id);
                 self.updated_at = Some(e.started_at);
             }
@@ -765,12 +748,10 @@ impl Aggregate for ChargingIntent {
                 }
                 self.final_amount_cents = Some(e.final_amount_cents);
                 self.captured_amount_cents = Some(e.captured_amount_cents);
-                self.status = IntentStatus::Completed;
                 self.settlement = None;
                 self.updated_at = Some(e.captured_at);
             }
             Event::SessionCaptureFailed(e) => {
-                self.status = IntentStatus::CaptureFailed;
                 self.failure_code = Some(e.failure_code);
                 self.settlement = None;
                 self.updated_at = Some(e.failed_at);
@@ -781,16 +762,10 @@ impl Aggregate for ChargingIntent {
                 self.updated_at = Some(e.requested_at);
             }
             Event::HoldReleased(e) => {
-                self.status = if e.reason == "expired" {
-                    IntentStatus::Expired
-                } else {
-                    IntentStatus::Cancelled
-                };
                 self.settlement = None;
                 self.updated_at = Some(e.released_at);
             }
             Event::HoldReleaseFailed(e) => {
-                self.status = IntentStatus::Failed;
                 self.failure_code = Some(e.failure_code);
                 self.settlement = None;
                 self.updated_at = Some(e.failed_at);

@@ -4,14 +4,13 @@
 pub mod aggregate;
 pub mod command;
 pub mod error;
-pub mod status;
 #[cfg(test)]
 mod tests;
 
 pub use aggregate::{ChargingIntent, Payment};
 pub use command::*;
 pub use error::ChargingIntentError;
-pub use status::IntentStatus;
+pub use roampay_events::IntentStatus;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

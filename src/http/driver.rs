@@ -14,7 +14,7 @@ use governor::{Quota, RateLimiter};
 use super::auth::{bearer, Principal};
 use super::error::ApiError;
 use super::AppState;
-use crate::workspace_stripe_profile::WorkspaceStripeProfile;
+use crate::application::payments::DriverGate;
 
 pub type IpRateLimiter = Arc<RateLimiter<IpAddr, DefaultKeyedStateStore<IpAddr>, DefaultClock>>;
 
@@ -47,15 +47,20 @@ pub fn rate_limit(state: &AppState, req: &HttpRequest) -> Result<(), ApiError> {
         })
 }
 
-/// Admits a driver to a workspace's payment endpoints.
-pub fn admit(
+/// Admits a driver to a workspace's payment endpoints: the actor recorded in the audit
+/// trail (the token's `sub`, or `guest`).
+pub fn admit(state: &AppState, req: &HttpRequest, gate: &DriverGate) -> Result<String, ApiError> {
+    Ok(principal(state, req, gate)?.map_or_else(|| "guest".to_string(), |p| p.sub))
+}
+
+fn principal(
     state: &AppState,
     req: &HttpRequest,
-    workspace_id: &str,
-    profile: &WorkspaceStripeProfile,
+    gate: &DriverGate,
 ) -> Result<Option<Principal>, ApiError> {
+    let workspace_id = gate.workspace_id.as_str();
     let token = bearer(req)?;
-    if profile.settings.allow_guest_access && token.is_none() {
+    if gate.allow_guest_access && token.is_none() {
         return Ok(None);
     }
     let Some(token) = token else {

@@ -3,6 +3,11 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::application::{
+    CredentialError, LocationError, PaymentError, StoreFault, WebhookRefusal,
+};
 
 tokio::task_local! {
     /// The id of the request being served, for error bodies built deep in a handler.
@@ -13,7 +18,7 @@ pub fn current_request_id() -> String {
     REQUEST_ID.try_with(Clone::clone).unwrap_or_default()
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, ToSchema)]
 pub struct FieldError {
     pub field: String,
     pub code: &'static str,
@@ -98,15 +103,21 @@ impl std::fmt::Display for ApiError {
     }
 }
 
-#[derive(Serialize)]
-struct Problem<'a> {
+/// RFC 9457 problem details; every error has this shape.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"type": "urn:roampay:problem:connector_busy", "title": "Conflict",
+    "status": 409, "detail": "Another charging intent holds this connector.",
+    "code": "connector_busy", "request_id": "0193a6c2-…"}))]
+pub struct Problem<'a> {
     #[serde(rename = "type")]
     kind: String,
     title: &'a str,
     status: u16,
     detail: &'a str,
+    /// Stable snake_case error code (see docs/runbook.md).
     code: &'a str,
     request_id: String,
+    /// Present on validation failures (422).
     #[serde(skip_serializing_if = "<[FieldError]>::is_empty")]
     errors: &'a [FieldError],
 }
@@ -135,6 +146,131 @@ impl ResponseError for ApiError {
             resp.insert_header(("Retry-After", secs.to_string()));
         }
         resp.body(serde_json::to_string(&body).expect("problem serializes"))
+    }
+}
+
+// The one place where the application's errors become HTTP answers.
+
+impl From<StoreFault> for ApiError {
+    fn from(e: StoreFault) -> Self {
+        match e {
+            StoreFault::Unavailable => {
+                Self::unavailable("store_unavailable", "The event store does not answer.")
+            }
+            StoreFault::Internal(cause) => Self::internal(cause),
+        }
+    }
+}
+
+impl From<PaymentError> for ApiError {
+    fn from(e: PaymentError) -> Self {
+        use PaymentError as E;
+        match e {
+            E::LocationNotFound => Self::not_found("location_not_found", "No such location."),
+            E::NotAtLocation(code) => {
+                Self::not_found(code, "No such EVSE or connector at this location.")
+            }
+            E::PaymentNotReady(health) => Self::conflict(
+                "workspace_payment_not_ready",
+                format!(
+                    "This workspace cannot take payments: its Stripe credentials are {health}."
+                ),
+            ),
+            E::ConnectorBusy => Self::conflict(
+                "connector_busy",
+                "Another charging intent holds this connector.",
+            ),
+            E::IdempotencyKeyReused => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency_key_reused",
+                "This Idempotency-Key was already used with a different request.",
+            ),
+            other => stripe_or_intent_error(other),
+        }
+    }
+}
+
+fn stripe_or_intent_error(e: PaymentError) -> ApiError {
+    use PaymentError as E;
+    let detail = e.to_string();
+    match e {
+        E::StripeRefused { code, card } => ApiError::new(
+            if card {
+                StatusCode::PAYMENT_REQUIRED
+            } else {
+                StatusCode::BAD_GATEWAY
+            },
+            "stripe_error",
+            format!("Stripe refused the pre-authorization: {code}"),
+        ),
+        E::StripeUnavailable => ApiError::unavailable(
+            "stripe_unavailable",
+            "Stripe could not be reached; try again.",
+        ),
+        E::IntentNotFound => {
+            ApiError::not_found("charging_intent_not_found", "No such charging intent.")
+        }
+        E::InvalidTransition(status) => ApiError::conflict(
+            "invalid_transition",
+            format!("Not possible while the charging intent is {status}."),
+        ),
+        E::Store(fault) => fault.into(),
+        _ => ApiError::internal(detail),
+    }
+}
+
+impl From<CredentialError> for ApiError {
+    fn from(e: CredentialError) -> Self {
+        use CredentialError as E;
+        match e {
+            E::IncompleteCredentials(_) => Self::validation(vec![FieldError::new(
+                "stripe",
+                "incomplete_credentials",
+                "The first save needs publishable_key, secret_key and webhook_signing_secret together.",
+            )]),
+            E::CredentialModeMismatch(message) => Self::validation(vec![FieldError::new(
+                "stripe",
+                "credential_mode_mismatch",
+                message,
+            )]),
+            E::NotConfigured => Self::conflict(
+                "credentials_not_configured",
+                "This workspace has no Stripe credentials to validate.",
+            ),
+            E::Conflict => Self::conflict(
+                "concurrent_update",
+                "The configuration was changed by someone else at the same moment; try again.",
+            ),
+            E::Store(fault) => fault.into(),
+        }
+    }
+}
+
+impl From<LocationError> for ApiError {
+    fn from(e: LocationError) -> Self {
+        match e {
+            LocationError::OwnedByOtherWorkspace => Self::conflict(
+                "location_owned_by_other_workspace",
+                "This location id is already registered by another workspace.",
+            ),
+            LocationError::Store(fault) => fault.into(),
+        }
+    }
+}
+
+impl From<WebhookRefusal> for ApiError {
+    fn from(e: WebhookRefusal) -> Self {
+        use WebhookRefusal as R;
+        let status = match e {
+            R::OwnershipMismatch | R::LivemodeMismatch => StatusCode::FORBIDDEN,
+            R::StoreUnavailable | R::StripeUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        let mut detail = e.to_string();
+        if let Some(first) = detail.get_mut(0..1) {
+            first.make_ascii_uppercase();
+        }
+        Self::new(status, e.code(), detail + ".")
     }
 }
 

@@ -3,84 +3,103 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
-use cqrs_es::AggregateError;
 use roampay_events::{Connector, Coordinates, Evse, HealthStatus, LocationData, Tariff};
 use serde::Deserialize;
 use serde_json::{json, Value};
+use utoipa::ToSchema;
 
 use super::auth::Principal;
 use super::driver::{admit, ci_string, rate_limit};
-use super::error::{ApiError, FieldError};
-use super::ocpi_config::{metadata, profile_error};
-use super::{workspace_id, AppState};
-use crate::location::{Location, LocationError, PublishLocation};
+use super::error::{ApiError, FieldError, Problem};
+use super::{metadata, workspace_id, AppState};
+use crate::application::payments::DriverGate;
+use crate::location::Location;
 use crate::money::Currency;
+use crate::workspace_stripe_profile::WorkspaceStripeProfile;
 
-#[derive(Deserialize)]
-pub struct LocationBody {
+/// A location with per-connector tariffs, as the CPO side pushes it.
+#[derive(Deserialize, ToSchema)]
+pub struct LocationInput {
     name: String,
     address: String,
     city: String,
     postal_code: Option<String>,
+    /// ISO 3166-1 alpha-3
     country: String,
+    #[schema(value_type = Object)]
     coordinates: Coordinates,
-    evses: Vec<EvseBody>,
+    evses: Vec<EvseInput>,
 }
 
-#[derive(Deserialize)]
-struct EvseBody {
+#[derive(Deserialize, ToSchema)]
+pub struct EvseInput {
     uid: String,
     evse_id: Option<String>,
-    connectors: Vec<ConnectorBody>,
+    connectors: Vec<ConnectorInput>,
 }
 
-#[derive(Deserialize)]
-struct ConnectorBody {
+#[derive(Deserialize, ToSchema)]
+pub struct ConnectorInput {
     id: String,
     standard: String,
     format: String,
     power_type: String,
     max_electric_power: Option<i64>,
+    /// `{"currency", "price_per_kwh_cents", "flat_fee_cents"}`; free when both are 0.
+    #[schema(value_type = Object)]
     tariff: Tariff,
 }
 
-fn parse(body: LocationBody) -> Result<LocationData, ApiError> {
+fn tariff_errors(field: String, t: &Tariff) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    if Currency::parse(&t.currency).is_none() {
+        let message = "Must be a lower-case ISO 4217 code.";
+        errors.push(FieldError::new(
+            format!("{field}.currency"),
+            "invalid_currency",
+            message,
+        ));
+    }
+    if t.price_per_kwh_cents < 0 || t.flat_fee_cents < 0 {
+        errors.push(FieldError::new(
+            field,
+            "invalid_tariff",
+            "Prices cannot be negative.",
+        ));
+    }
+    errors
+}
+
+fn parse_evse(i: usize, e: EvseInput, errors: &mut Vec<FieldError>) -> Result<Evse, ApiError> {
+    let uid = ci_string("evses[].uid", &e.uid)?;
+    let mut connectors = Vec::new();
+    for (j, c) in e.connectors.into_iter().enumerate() {
+        let id = ci_string("evses[].connectors[].id", &c.id)?;
+        errors.extend(tariff_errors(
+            format!("evses[{i}].connectors[{j}].tariff"),
+            &c.tariff,
+        ));
+        connectors.push(Connector {
+            id,
+            standard: c.standard,
+            format: c.format,
+            power_type: c.power_type,
+            max_electric_power: c.max_electric_power,
+            tariff: c.tariff,
+        });
+    }
+    Ok(Evse {
+        uid,
+        evse_id: e.evse_id,
+        connectors,
+    })
+}
+
+fn parse(body: LocationInput) -> Result<LocationData, ApiError> {
     let mut errors = Vec::new();
     let mut evses = Vec::new();
     for (i, e) in body.evses.into_iter().enumerate() {
-        let uid = ci_string("evses[].uid", &e.uid)?;
-        let mut connectors = Vec::new();
-        for (j, c) in e.connectors.into_iter().enumerate() {
-            let id = ci_string("evses[].connectors[].id", &c.id)?;
-            let field = format!("evses[{i}].connectors[{j}].tariff");
-            if Currency::parse(&c.tariff.currency).is_none() {
-                errors.push(FieldError::new(
-                    format!("{field}.currency"),
-                    "invalid_currency",
-                    "Must be a lower-case ISO 4217 code.",
-                ));
-            }
-            if c.tariff.price_per_kwh_cents < 0 || c.tariff.flat_fee_cents < 0 {
-                errors.push(FieldError::new(
-                    field,
-                    "invalid_tariff",
-                    "Prices cannot be negative.",
-                ));
-            }
-            connectors.push(Connector {
-                id,
-                standard: c.standard,
-                format: c.format,
-                power_type: c.power_type,
-                max_electric_power: c.max_electric_power,
-                tariff: c.tariff,
-            });
-        }
-        evses.push(Evse {
-            uid,
-            evse_id: e.evse_id,
-            connectors,
-        });
+        evses.push(parse_evse(i, e, &mut errors)?);
     }
     if body.name.trim().is_empty() {
         errors.push(FieldError::new(
@@ -138,23 +157,24 @@ fn location_json(location_id: &str, loc: &Location) -> Value {
 #[utoipa::path(
     put,
     path = "/api/workspaces/{workspace_id}/locations/{location_id}",
+    operation_id = "put_location",
     tag = "locations",
     summary = "Publish a location with per-connector tariffs (scope locations:write)",
     params(("workspace_id" = String, Path, description = "^[A-Za-z0-9_-]{1,64}$"), ("location_id" = String, Path, description = "OCPI CiString(36)")),
-    request_body = super::openapi::LocationInput,
+    request_body = LocationInput,
     responses(
         (status = 200, description = "The stored location", body = Object),
-        (status = 401, description = "`unauthenticated`", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "`forbidden`", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`location_owned_by_other_workspace`", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`validation_failed`", body = super::openapi::Problem, content_type = "application/problem+json")
+        (status = 401, description = "`unauthenticated`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`location_owned_by_other_workspace`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`validation_failed`", body = Problem, content_type = "application/problem+json")
     ),
     security(("bearer" = []))
 )]
 pub async fn put(
     principal: Principal,
     path: web::Path<(String, String)>,
-    body: web::Json<LocationBody>,
+    body: web::Json<LocationInput>,
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
@@ -163,33 +183,24 @@ pub async fn put(
     let location_id = ci_string("location_id", &location_id)?;
     principal.authorize("locations:write", Some(ws.as_str()))?;
     let data = parse(body.into_inner())?;
-    let cmd = PublishLocation {
-        location_id: location_id.clone(),
-        workspace_id: ws.to_string(),
-        location: data,
-        actor: principal.sub.clone(),
-        at: chrono::Utc::now(),
-    };
-    state
-        .locations
-        .execute(&location_id, cmd, &metadata(&req, &principal.sub))
-        .await
-        .map_err(|e| match e {
-            AggregateError::UserError(LocationError::OwnedByOtherWorkspace(_)) => {
-                ApiError::conflict(
-                    "location_owned_by_other_workspace",
-                    "This location id is already registered by another workspace.",
-                )
-            }
-            other => ApiError::internal(other),
-        })?;
-    state.projector.nudge();
+    let meta = metadata(&req, &principal.sub);
     let loc = state
-        .locations
-        .load(&location_id)
-        .await
-        .map_err(ApiError::internal)?;
+        .services
+        .publish_location(ws.as_str(), &location_id, data, &meta)
+        .await?;
     Ok(HttpResponse::Ok().json(location_json(&location_id, &loc)))
+}
+
+/// The OCPI response envelope.
+#[derive(serde::Serialize, ToSchema)]
+pub struct OcpiEnvelope {
+    /// The OCPI Location; with `show_ocpi_cfg=true` it carries `ocpi_cfg`.
+    #[schema(value_type = Object)]
+    data: Value,
+    /// 1000 on success, 2003 for an unknown location.
+    status_code: u32,
+    status_message: &'static str,
+    timestamp: chrono::DateTime<chrono::Utc>,
 }
 
 #[derive(Deserialize)]
@@ -197,13 +208,13 @@ pub struct EmspQuery {
     show_ocpi_cfg: Option<String>,
 }
 
-fn ocpi(status: StatusCode, code: u32, message: &str, data: Value) -> HttpResponse {
-    HttpResponse::build(status).json(json!({
-        "data": data,
-        "status_code": code,
-        "status_message": message,
-        "timestamp": chrono::Utc::now(),
-    }))
+fn ocpi(status: StatusCode, code: u32, message: &'static str, data: Value) -> HttpResponse {
+    HttpResponse::build(status).json(OcpiEnvelope {
+        data,
+        status_code: code,
+        status_message: message,
+        timestamp: chrono::Utc::now(),
+    })
 }
 
 /// `GET /emsp/2.2.1/locations/{id}`: the OCPI location, and with `show_ocpi_cfg=true`
@@ -211,15 +222,16 @@ fn ocpi(status: StatusCode, code: u32, message: &str, data: Value) -> HttpRespon
 #[utoipa::path(
     get,
     path = "/emsp/2.2.1/locations/{location_id}",
+    operation_id = "get_emsp_location",
     tag = "locations",
     summary = "OCPI location for Roaming Web, with the workspace payment bootstrap",
     params(("location_id" = String, Path), ("show_ocpi_cfg" = Option<bool>, Query, description = "Adds `data.ocpi_cfg` (publishable key, payment readiness; never a secret)")),
     responses(
-        (status = 200, description = "OCPI envelope, status_code 1000", body = super::openapi::OcpiEnvelope),
-        (status = 404, description = "OCPI status_code 2003", body = super::openapi::OcpiEnvelope),
-        (status = 400, description = "`invalid_id`", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "`driver_token_required` (the workspace does not allow guests)", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 429, description = "`rate_limited`", body = super::openapi::Problem, content_type = "application/problem+json")
+        (status = 200, description = "OCPI envelope, status_code 1000", body = OcpiEnvelope),
+        (status = 404, description = "OCPI status_code 2003", body = OcpiEnvelope),
+        (status = 400, description = "`invalid_id`", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`driver_token_required` (the workspace does not allow guests)", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`rate_limited`", body = Problem, content_type = "application/problem+json")
     )
 )]
 pub async fn get_emsp(
@@ -230,12 +242,7 @@ pub async fn get_emsp(
 ) -> Result<HttpResponse, ApiError> {
     rate_limit(&state, &req)?;
     let location_id = ci_string("location_id", &path)?;
-    let loc = state
-        .locations
-        .load_recent(&location_id)
-        .await
-        .map_err(ApiError::internal)?;
-    let Some(ws) = loc.workspace_id.clone() else {
+    let Some((loc, profile)) = state.services.location_for_driver(&location_id).await? else {
         return Ok(ocpi(
             StatusCode::NOT_FOUND,
             2003,
@@ -243,34 +250,37 @@ pub async fn get_emsp(
             Value::Null,
         ));
     };
-    let profile = state
-        .profiles
-        .load_recent(&ws)
-        .await
-        .map_err(profile_error)?;
-    admit(&state, &req, &ws, &profile)?;
+    let ws = loc.workspace_id.clone().unwrap_or_default();
+    let gate = DriverGate {
+        workspace_id: ws.clone(),
+        allow_guest_access: profile.settings.allow_guest_access,
+    };
+    admit(&state, &req, &gate)?;
     let mut data = location_json(&location_id, &loc);
-    let show = query
-        .show_ocpi_cfg
-        .as_deref()
-        .is_some_and(|v| v == "true" || v == "1");
-    if show {
-        let health = profile.health_status();
-        let ready = health == HealthStatus::Valid;
-        let s = &profile.settings;
-        data["ocpi_cfg"] = json!({
-            "workspace_id": ws,
-            "allow_guest_access": s.allow_guest_access,
-            "allow_user_registration": s.allow_user_registration,
-            "pre_auth_cents": s.pre_auth_cents.cents(),
-            "currency": s.currency.as_str(),
-            "stripe_publishable_key": profile.credentials.as_ref().map(|c| &c.publishable_key),
-            "payment_ready": ready,
-            "payment_error": if ready { Value::Null } else { json!({
-                "code": "workspace_payment_not_ready",
-                "message": format!("Paid sessions are unavailable: the workspace's Stripe credentials are {}.", health.as_str()),
-            })},
-        });
+    let show = query.show_ocpi_cfg.as_deref();
+    if show.is_some_and(|v| v == "true" || v == "1") {
+        data["ocpi_cfg"] = ocpi_cfg(&ws, &profile);
     }
     Ok(ocpi(StatusCode::OK, 1000, "Success", data))
+}
+
+/// The workspace's checkout configuration for Roaming Web (never a secret).
+fn ocpi_cfg(ws: &str, profile: &WorkspaceStripeProfile) -> Value {
+    let health = profile.health_status();
+    let ready = health == HealthStatus::Valid;
+    let s = &profile.settings;
+    let error = (!ready).then(|| json!({
+        "code": "workspace_payment_not_ready",
+        "message": format!("Paid sessions are unavailable: the workspace's Stripe credentials are {}.", health.as_str()),
+    }));
+    json!({
+        "workspace_id": ws,
+        "allow_guest_access": s.allow_guest_access,
+        "allow_user_registration": s.allow_user_registration,
+        "pre_auth_cents": s.pre_auth_cents.cents(),
+        "currency": s.currency.as_str(),
+        "stripe_publishable_key": profile.credentials.as_ref().map(|c| &c.publishable_key),
+        "payment_ready": ready,
+        "payment_error": error,
+    })
 }

@@ -11,49 +11,73 @@ pub mod payments;
 pub mod request_id;
 pub mod sessions;
 pub mod support;
+pub mod views;
 pub mod webhooks;
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use actix_web::web;
-use roampay_projections::{Db, Projector};
+use actix_web::{middleware, web, App, HttpMessage, HttpRequest, HttpServer};
 
-use crate::charging_intent::{ChargingIntent, IntentServices};
-use crate::connector_reservation::ConnectorReservation;
+use crate::application::Services;
 use crate::ids::WorkspaceId;
-use crate::location::Location;
-use crate::store::Aggregates;
-use crate::stripe::webhook::Tolerance;
-use crate::stripe::StripeGateway;
-use crate::vault::SecretVault;
-use crate::webhook_rejections::WebhookRejections;
-use crate::workspace_stripe_profile::WorkspaceStripeProfile;
+use crate::store::Metadata;
 use auth::JwtAuth;
 use error::ApiError;
+use request_id::RequestId;
 
 /// Request bodies above this are refused (413 `payload_too_large`).
 pub const BODY_LIMIT: usize = 64 * 1024;
 
+/// What handlers reach: the application, and the HTTP layer's own concerns.
 pub struct AppState {
-    pub db: Db,
-    pub profiles: Aggregates<WorkspaceStripeProfile>,
-    pub locations: Aggregates<Location>,
-    pub connectors: Aggregates<ConnectorReservation>,
-    pub intents: Aggregates<ChargingIntent>,
-    pub rejections: Aggregates<WebhookRejections>,
-    pub intent_services: IntentServices,
-    pub vault: Arc<dyn SecretVault>,
-    pub stripe: Arc<dyn StripeGateway>,
-    pub projector: Arc<Projector>,
+    pub services: Arc<Services>,
     pub auth: JwtAuth,
-    pub webhook_tolerance: Tolerance,
-    pub webhook_overlap: chrono::Duration,
     pub rate_limiter: driver::IpRateLimiter,
-    /// Base of the URLs we show (webhook endpoints).
-    pub public_url: String,
-    /// How long a PATCH waits for the Stripe round trip before answering `pending`.
-    pub validation_wait: Duration,
+}
+
+/// The event metadata of a request: who, and which request.
+pub fn metadata(req: &HttpRequest, actor: &str) -> Metadata {
+    Metadata {
+        actor: actor.to_string(),
+        request_id: req
+            .extensions()
+            .get::<RequestId>()
+            .map(|r| r.0.clone())
+            .unwrap_or_default(),
+    }
+}
+
+/// The HTTP server on `listener`: routes, request ids, metrics, OpenAPI and Swagger UI.
+pub fn server(
+    listener: std::net::TcpListener,
+    state: AppState,
+) -> Result<actix_web::dev::Server, Box<dyn std::error::Error + Send + Sync>> {
+    let state = web::Data::new(state);
+    let http_metrics = actix_web_prom::PrometheusMetricsBuilder::new(crate::metrics::NAMESPACE)
+        .registry(crate::metrics::global().registry.clone())
+        .mask_unmatched_patterns("unmatched")
+        .exclude("/metrics")
+        .build()?;
+    let openapi = <openapi::ApiDoc as utoipa::OpenApi>::openapi();
+    Ok(HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .wrap(middleware::from_fn(request_id::middleware))
+            .wrap(http_metrics.clone())
+            .configure(routes)
+            .service(
+                utoipa_swagger_ui::SwaggerUi::new("/docs/{_:.*}")
+                    .url("/openapi.json", openapi.clone())
+                    // Swagger UI would otherwise ask validator.swagger.io about the spec.
+                    .config(
+                        utoipa_swagger_ui::Config::new(["/openapi.json"]).validator_url("none"),
+                    ),
+            )
+            .route("/docs", web::get().to(openapi::docs_redirect))
+            .default_service(web::to(not_found))
+    })
+    .listen(listener)?
+    .run())
 }
 
 pub fn workspace_id(raw: &str) -> Result<WorkspaceId, ApiError> {

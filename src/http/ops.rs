@@ -1,39 +1,46 @@
 use actix_web::{web, HttpResponse};
-use serde_json::json;
 
-use roampay_projections::on_db;
-
-use super::error::ApiError;
+use super::error::{ApiError, Problem};
+use super::views::Status;
 use super::AppState;
 
 /// The process is up.
 #[utoipa::path(
     get,
     path = "/healthz",
+    operation_id = "healthz",
     tag = "operations",
     summary = "The process is up",
     responses(
-        (status = 200, description = "Up", body = super::openapi::Status)
+        (status = 200, description = "Up", body = Status)
     )
 )]
 pub async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().json(json!({"status": "ok"}))
+    HttpResponse::Ok().json(Status {
+        status: "ok",
+        store: None,
+    })
 }
 
 /// The store answers.
 #[utoipa::path(
     get,
     path = "/readyz",
+    operation_id = "readyz",
     tag = "operations",
     summary = "The store answers",
     responses(
-        (status = 200, description = "Ready", body = super::openapi::Status),
-        (status = 503, description = "`store_unavailable`", body = super::openapi::Problem, content_type = "application/problem+json")
+        (status = 200, description = "Ready", body = Status),
+        (status = 503, description = "`store_unavailable`", body = Problem, content_type = "application/problem+json")
     )
 )]
 pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    if state.db.ping().await {
-        Ok(HttpResponse::Ok().json(json!({"status": "ready", "store": state.db.backend()})))
+    let db = &state.services.db;
+    if db.ping().await {
+        Ok(HttpResponse::Ok().json(Status {
+            status: "ready",
+            store: Some(db.backend()),
+        }))
     } else {
         Err(ApiError::unavailable(
             "store_unavailable",
@@ -47,6 +54,7 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
 #[utoipa::path(
     get,
     path = "/metrics",
+    operation_id = "metrics",
     tag = "operations",
     summary = "Prometheus metrics (text format 0.0.4)",
     responses(
@@ -55,8 +63,9 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
 )]
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     let now = chrono::Utc::now();
-    for name in state.projector.names() {
-        match roampay_projections::log::lag(&state.db, name).await {
+    let db = &state.services.db;
+    for name in state.services.projector.names() {
+        match roampay_projections::log::lag(db, name).await {
             Ok((behind, oldest)) => {
                 let secs =
                     oldest.map_or(0.0, |t| (now - t).num_milliseconds().max(0) as f64 / 1000.0);
@@ -67,10 +76,7 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
             }
         }
     }
-    let health: Result<Vec<(String, i64)>, sqlx::Error> = on_db!(&state.db, pool => sqlx::query_as(
-        "SELECT status, COUNT(*) FROM credential_health GROUP BY status")
-        .fetch_all(pool).await);
-    match health {
+    match roampay_projections::credential_health::counts(db).await {
         Ok(counts) => crate::metrics::set_credential_health(&counts),
         Err(e) => tracing::warn!(error = %e, "could not count credential health"),
     }

@@ -37,16 +37,7 @@ pub async fn middleware(
     let path = req
         .match_pattern()
         .unwrap_or_else(|| req.path().to_string());
-    let span = tracing::info_span!(
-        "HTTP request",
-        otel.name = %format!("{method} {path}"),
-        otel.kind = "server",
-        otel.status_code = tracing::field::Empty,
-        http.request.method = %method,
-        http.route = %path,
-        http.response.status_code = tracing::field::Empty,
-        request_id = %id,
-    );
+    let span = request_span(&method, &path, &id);
     crate::telemetry::continue_trace(&span, req.headers());
     let started = std::time::Instant::now();
     let mut res = REQUEST_ID
@@ -62,15 +53,20 @@ pub async fn middleware(
     if status >= 500 {
         span.record("otel.status_code", "ERROR");
     }
-    span.in_scope(|| {
-        tracing::info!(
-            request_id = %id,
-            http.method = %method,
-            http.route = %path,
-            http.status = status,
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "request"
-        )
-    });
+    let elapsed_ms = started.elapsed().as_millis() as u64;
+    span.in_scope(|| tracing::info!(request_id = %id, http.method = %method, http.route = %path, http.status = status, elapsed_ms, "request"));
     Ok(res)
+}
+
+fn request_span(method: &actix_web::http::Method, path: &str, id: &str) -> tracing::Span {
+    tracing::info_span!(
+        "HTTP request",
+        otel.name = %format!("{method} {path}"),
+        otel.kind = "server",
+        otel.status_code = tracing::field::Empty,
+        http.request.method = %method,
+        http.route = %path,
+        http.response.status_code = tracing::field::Empty,
+        request_id = %id,
+    )
 }

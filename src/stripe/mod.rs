@@ -10,7 +10,7 @@
 pub mod transport;
 pub mod webhook;
 
-use roampay_events::{StripeMode, STRIPE_UNREACHABLE};
+use roampay_events::{IntentStatus, StripeMode, STRIPE_UNREACHABLE};
 use secrecy::SecretString;
 use serde_json::Value;
 use stripe_client_core::{RequestBuilder, StripeMethod};
@@ -24,11 +24,52 @@ pub enum CredentialCheck {
     Failed { code: &'static str, message: String },
 }
 
+/// A PaymentIntent's `status`, as Stripe documents it. A status Stripe adds later reads
+/// as `Unknown` and moves nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PaymentIntentStatus {
+    RequiresPaymentMethod,
+    RequiresConfirmation,
+    RequiresAction,
+    Processing,
+    RequiresCapture,
+    Canceled,
+    Succeeded,
+    #[serde(other)]
+    Unknown,
+}
+
+impl PaymentIntentStatus {
+    pub fn parse(s: &str) -> Self {
+        serde_json::from_value(Value::String(s.to_string())).unwrap_or(Self::Unknown)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::RequiresPaymentMethod => "requires_payment_method",
+            Self::RequiresConfirmation => "requires_confirmation",
+            Self::RequiresAction => "requires_action",
+            Self::Processing => "processing",
+            Self::RequiresCapture => "requires_capture",
+            Self::Canceled => "canceled",
+            Self::Succeeded => "succeeded",
+            Self::Unknown => "unknown",
+        }
+    }
+}
+
+impl std::fmt::Display for PaymentIntentStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// What we need to know of a PaymentIntent.
 #[derive(Debug, Clone)]
 pub struct PaymentIntentView {
     pub id: String,
-    pub status: String,
+    pub status: PaymentIntentStatus,
     pub amount: i64,
     pub amount_capturable: i64,
     pub amount_received: i64,
@@ -52,7 +93,7 @@ impl PaymentIntentView {
         }
         Some(Self {
             id: str_at("/id")?,
-            status: str_at("/status")?,
+            status: PaymentIntentStatus::parse(&str_at("/status")?),
             amount: int_at("/amount"),
             amount_capturable: int_at("/amount_capturable"),
             amount_received: int_at("/amount_received"),
@@ -69,6 +110,34 @@ impl PaymentIntentView {
                         .map(|_| "payment_failed".to_string())
                 }),
         })
+    }
+}
+
+impl PaymentIntentView {
+    /// The one mapping from Stripe's PaymentIntent state to a charging intent's status
+    /// (`None` for a status this build does not know: it moves nothing).
+    pub fn intent_status(&self) -> Option<IntentStatus> {
+        use PaymentIntentStatus as S;
+        Some(match self.status {
+            S::RequiresCapture => IntentStatus::Authorized,
+            S::Succeeded => IntentStatus::Completed,
+            S::Canceled => IntentStatus::Cancelled,
+            S::RequiresPaymentMethod if self.last_error_code.is_some() => IntentStatus::Failed,
+            S::RequiresPaymentMethod
+            | S::RequiresConfirmation
+            | S::RequiresAction
+            | S::Processing => IntentStatus::PendingPayment,
+            S::Unknown => return None,
+        })
+    }
+
+    /// What the hold is worth: Stripe's capturable amount once it reports one.
+    pub fn held_amount(&self) -> i64 {
+        if self.amount_capturable > 0 {
+            self.amount_capturable
+        } else {
+            self.amount
+        }
     }
 }
 
@@ -127,6 +196,14 @@ pub trait StripeGateway: Send + Sync {
         id: &str,
         idempotency_key: &str,
     ) -> Result<PaymentIntentView, CallError>;
+    /// `GET /v1/payment_intents`: up to 100, newest first, created at or after
+    /// `created_gte` (Unix seconds) when given, after `starting_after` when given.
+    async fn list_payment_intents(
+        &self,
+        secret_key: &SecretString,
+        created_gte: Option<i64>,
+        starting_after: Option<&str>,
+    ) -> Result<PaymentIntentPage, CallError>;
 }
 
 /// Only Stripe object ids go into a path.
@@ -150,38 +227,6 @@ struct ListParams {
 pub struct PaymentIntentPage {
     pub data: Vec<Value>,
     pub has_more: bool,
-}
-
-impl StripeTransport {
-    /// `GET /v1/payment_intents`: up to 100, created at or after `created_gte` (Unix
-    /// seconds) when given, after the PaymentIntent `starting_after` when given.
-    pub async fn list_payment_intents(
-        &self,
-        secret_key: &SecretString,
-        created_gte: Option<i64>,
-        starting_after: Option<&str>,
-    ) -> Result<PaymentIntentPage, CallError> {
-        let mut query = vec![("limit".to_string(), "100".to_string())];
-        if let Some(t) = created_gte {
-            query.push(("created[gte]".into(), t.to_string()));
-        }
-        if let Some(id) = starting_after {
-            query.push(("starting_after".into(), checked_id(id)?.to_string()));
-        }
-        let mut builder = RequestBuilder::new(StripeMethod::Get, "/payment_intents");
-        builder.query = Some(serde_urlencoded(&query));
-        let body = self.send(secret_key, builder, None).await?;
-        let data = body
-            .get("data")
-            .and_then(Value::as_array)
-            .cloned()
-            .ok_or_else(|| CallError::Unreachable("Stripe answered without a list".into()))?;
-        let has_more = body
-            .get("has_more")
-            .and_then(Value::as_bool)
-            .unwrap_or(false);
-        Ok(PaymentIntentPage { data, has_more })
-    }
 }
 
 fn view(body: Value) -> Result<PaymentIntentView, CallError> {
@@ -311,6 +356,35 @@ impl StripeGateway for StripeTransport {
             self.send(secret_key, builder, Some(idempotency_key))
                 .await?,
         )
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_payment_intents(
+        &self,
+        secret_key: &SecretString,
+        created_gte: Option<i64>,
+        starting_after: Option<&str>,
+    ) -> Result<PaymentIntentPage, CallError> {
+        let mut query = vec![("limit".to_string(), "100".to_string())];
+        if let Some(t) = created_gte {
+            query.push(("created[gte]".into(), t.to_string()));
+        }
+        if let Some(id) = starting_after {
+            query.push(("starting_after".into(), checked_id(id)?.to_string()));
+        }
+        let mut builder = RequestBuilder::new(StripeMethod::Get, "/payment_intents");
+        builder.query = Some(serde_urlencoded(&query));
+        let body = self.send(secret_key, builder, None).await?;
+        let data = body
+            .get("data")
+            .and_then(Value::as_array)
+            .cloned()
+            .ok_or_else(|| CallError::Unreachable("Stripe answered without a list".into()))?;
+        let has_more = body
+            .get("has_more")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        Ok(PaymentIntentPage { data, has_more })
     }
 }
 

@@ -22,12 +22,26 @@ pub enum CallError {
 }
 
 impl CallError {
+    /// The one rule for "trying again may still succeed, and cannot be told apart from
+    /// a first try": no answer, a rate limit, a concurrent request with the same
+    /// idempotency key (409 `idempotency_key_in_use`), or a Stripe-side 5xx.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            CallError::Unreachable(_) => true,
+            CallError::Api { status, .. } => is_transient_status(*status),
+        }
+    }
+
     pub fn code(&self) -> Option<&str> {
         match self {
             CallError::Api { code, .. } => code.as_deref(),
             CallError::Unreachable(_) => None,
         }
     }
+}
+
+fn is_transient_status(status: u16) -> bool {
+    matches!(status, 409 | 429 | 500..=599)
 }
 
 enum Attempt {
@@ -238,7 +252,7 @@ impl StripeTransport {
         let error = CallError::Api { status, code };
         let retry = match should_retry {
             Some(explicit) => explicit,
-            None => matches!(status, 409 | 429 | 500..=599),
+            None => is_transient_status(status),
         };
         Err(if retry {
             Attempt::Retry(error)

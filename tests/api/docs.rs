@@ -139,7 +139,8 @@ fn the_make_targets_the_readme_names_exist() {
 /// refusals and credential failures.
 fn codes_in_code() -> BTreeSet<String> {
     let patterns = [
-        r#"ApiError::(?:new|bad_request|not_found|conflict|unavailable)\(\s*(?:[\w:]*StatusCode::\w+,\s*)?"([a-z_]+)""#,
+        r#"(?:ApiError|Self)::(?:new|bad_request|not_found|conflict|unavailable)\(\s*(?:[\w:]*StatusCode::\w+,\s*|status,\s*)?"([a-z_]+)""#,
+        r#"WebhookRefusal::\w+ => "([a-z_]+)""#,
         r#"FieldError::new\(\s*[^,]+,\s*"([a-z_]+)""#,
         r#"Refusal::new\(\s*StatusCode::\w+,\s*"([a-z_]+)""#,
         r#"refuse\(\s*StatusCode::\w+,\s*"([a-z_]+)""#,

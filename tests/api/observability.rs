@@ -218,6 +218,19 @@ fn spec_routes(spec: &serde_json::Value) -> std::collections::BTreeSet<(String, 
 /// issue that added them).
 const BEYOND_CONTRACT: [(&str, &str); 1] = [("GET", "/metrics")];
 
+/// Routes of the v2 contract that open issues have still to build (refunds: issue 11;
+/// billing: issue 15; Stripe Connect: issue 17). Each must be in the contract and not
+/// yet in the spec: serving one without taking it off this list fails the test.
+const NOT_YET_SERVED: [(&str, &str); 7] = [
+    ("POST", "/api/support/charging-intents/{}/refunds"),
+    ("GET", "/api/workspaces/{}/billing"),
+    ("POST", "/api/workspaces/{}/billing/checkout"),
+    ("POST", "/api/workspaces/{}/billing/portal"),
+    ("POST", "/billing/stripe/webhook"),
+    ("POST", "/api/workspaces/{}/stripe-connect/onboarding"),
+    ("POST", "/ocpi/stripe/connect/webhook"),
+];
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_openapi_spec_covers_exactly_the_served_routes_of_the_contract() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -246,6 +259,27 @@ async fn the_openapi_spec_covers_exactly_the_served_routes_of_the_contract() {
     let spec: serde_json::Value = r.json().await.unwrap();
     assert!(spec["openapi"].as_str().unwrap().starts_with("3."));
     let documented = spec_routes(&spec);
+    for (m, p) in NOT_YET_SERVED {
+        let route = (m.to_string(), p.to_string());
+        assert!(wanted.contains(&route), "{m} {p} is not in the contract");
+        assert!(
+            !documented.contains(&route),
+            "{m} {p} is served now: take it off NOT_YET_SERVED"
+        );
+    }
+    let wanted: std::collections::BTreeSet<_> = wanted
+        .into_iter()
+        .filter(|(m, p)| !NOT_YET_SERVED.contains(&(m.as_str(), p.as_str())))
+        .collect();
+
+    // Every operation has its own operationId (generated clients name methods by it).
+    let mut ids = std::collections::BTreeSet::new();
+    for item in spec["paths"].as_object().unwrap().values() {
+        for op in item.as_object().unwrap().values() {
+            let id = op["operationId"].as_str().expect("an operationId");
+            assert!(ids.insert(id.to_string()), "operationId {id} is used twice");
+        }
+    }
 
     let missing: Vec<_> = wanted.difference(&documented).collect();
     assert!(
@@ -393,6 +427,13 @@ async fn documented_shapes_match_real_answers() {
     assert_eq!(fields("OcpiConfig"), keys(&config));
     assert_eq!(fields("StripeConfig"), keys(&config["stripe"]));
     assert_eq!(fields("Health"), keys(&config["stripe"]["health"]));
+    // Statuses are enums in the schema, and the answer's status is one of them.
+    let schemas = &spec["components"]["schemas"];
+    let status_ref = &schemas["ChargingIntentView"]["properties"]["status"]["$ref"];
+    assert_eq!(status_ref, "#/components/schemas/IntentStatus");
+    let statuses = schemas["IntentStatus"]["enum"].as_array().expect("an enum");
+    assert!(statuses.contains(&got["status"]), "{statuses:?}");
+    assert!(schemas["HealthStatus"]["enum"].as_array().is_some());
     let mut problem_fields = fields("Problem");
     problem_fields.remove("errors"); // only on validation failures
     assert_eq!(problem_fields, keys(&problem));

@@ -251,3 +251,6 @@ struct Columns {
     checked_at: Vec<Option<DateTime<Utc>>>,
     updated_at: Vec<DateTime<Utc>>,
 }
+
+mod queries;
+pub use queries::*;

@@ -319,6 +319,9 @@ fn copy_row(out: &mut String, e: &Entry) {
     out.push('\n');
 }
 
+mod queries;
+pub use queries::*;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use roampay_events::{AnyEvent, ChargingIntentEvent as E, IntentRequest};
+use roampay_events::{AnyEvent, ChargingIntentEvent as E, IntentRequest, IntentStatus};
 use sqlx::Row as _;
 
 use crate::db::DbTx;
@@ -12,34 +12,35 @@ use crate::runner::{Projection, ProjectionError};
 
 pub struct ChargingIntents;
 
+/// One intent as the read side keeps it.
 #[derive(Debug, Clone, Default, serde::Serialize)]
-struct Row {
-    workspace_id: String,
-    status: String,
-    payment_required: bool,
-    amount_cents: Option<i64>,
-    currency: String,
-    authorized_amount_cents: Option<i64>,
-    captured_amount_cents: Option<i64>,
-    payment_intent_id: Option<String>,
-    location_id: String,
-    evse_uid: String,
-    connector_id: String,
-    ocpi_session_id: Option<String>,
-    failure_code: Option<String>,
-    credential_version: Option<i64>,
-    created_at: DateTime<Utc>,
-    updated_at: DateTime<Utc>,
+pub struct Row {
+    pub workspace_id: String,
+    pub status: IntentStatus,
+    pub payment_required: bool,
+    pub amount_cents: Option<i64>,
+    pub currency: String,
+    pub authorized_amount_cents: Option<i64>,
+    pub captured_amount_cents: Option<i64>,
+    pub payment_intent_id: Option<String>,
+    pub location_id: String,
+    pub evse_uid: String,
+    pub connector_id: String,
+    pub ocpi_session_id: Option<String>,
+    pub failure_code: Option<String>,
+    pub credential_version: Option<i64>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
     /// The Stripe step under way (`capture` / `cancel`), if any.
-    settlement: Option<String>,
-    authorized_at: Option<DateTime<Utc>>,
-    capture_before: Option<DateTime<Utc>>,
+    pub settlement: Option<String>,
+    pub authorized_at: Option<DateTime<Utc>>,
+    pub capture_before: Option<DateTime<Utc>>,
 }
 
-fn from_request(r: &IntentRequest, status: &str, paid: bool) -> Row {
+fn from_request(r: &IntentRequest, paid: bool) -> Row {
     Row {
         workspace_id: r.workspace_id.clone(),
-        status: status.into(),
+        status: IntentStatus::New,
         payment_required: paid,
         currency: r.currency.clone(),
         location_id: r.location_id.clone(),
@@ -51,7 +52,7 @@ fn from_request(r: &IntentRequest, status: &str, paid: bool) -> Row {
     }
 }
 
-const COLUMNS: &str = "charging_intent_id, workspace_id, status, payment_required, amount_cents, currency,
+pub(crate) const COLUMNS: &str = "charging_intent_id, workspace_id, status, payment_required, amount_cents, currency,
     authorized_amount_cents, captured_amount_cents, payment_intent_id, location_id, evse_uid, connector_id,
     ocpi_session_id, failure_code, credential_version, created_at, updated_at, settlement, authorized_at,
     capture_before";
@@ -91,125 +92,122 @@ impl Projection for ChargingIntents {
             let AnyEvent::ChargingIntent(event) = &stored.event else {
                 continue;
             };
-            let id = stored.aggregate_id.clone();
-            match event {
-                E::FreeSessionAuthorized(e) => {
-                    rows.insert(id, from_request(&e.request, "authorized", false));
-                }
-                E::WorkspacePaymentIntentCreated(e) => {
-                    let mut row = from_request(&e.request, "pending_payment", true);
-                    row.amount_cents = Some(e.amount_cents);
-                    row.payment_intent_id = Some(e.payment_intent_id.clone());
-                    row.credential_version = Some(e.credential_version.into());
-                    rows.insert(id, row);
-                }
-                E::WorkspacePaymentIntentCreationFailed(e) => {
-                    let mut row = from_request(&e.request, "failed", true);
-                    row.failure_code = Some(e.failure_code.clone());
-                    rows.insert(id, row);
-                }
-                E::WorkspacePaymentIntentAuthorizationReceived(e) => {
-                    if let Some(row) = rows.get_mut(&id) {
-                        row.status = "authorized".into();
-                        row.authorized_amount_cents = Some(e.authorized_amount_cents);
-                        row.authorized_at = Some(e.received_at);
-                        row.updated_at = e.received_at;
-                    }
-                }
-                E::WorkspacePaymentIntentFailed(e) => {
-                    if let Some(row) = rows.get_mut(&id) {
-                        row.status = e.status.clone();
-                        row.failure_code = Some(e.failure_code.clone());
-                        row.settlement = None;
-                        row.updated_at = e.received_at;
-                    }
-                }
-                E::ChargingSessionStarted(e) => {
-                    if let Some(row) = rows.get_mut(&id) {
-                        row.status = "charging".into();
-                        row.ocpi_session_id = Some(e.ocpi_session_id.clone());
-                        row.updated_at = e.started_at;
-                    }
-                }
-                E::SessionCompletionRequested(e) => {
-                    if let Some(row) = rows.get_mut(&id) {
-                        if e.ocpi_session_id.is_some() {
-                            row.ocpi_session_id = e.ocpi_session_id.clone();
-                        }
-                        row.settlement = Some(
-                            if e.capture_amount_cents > 0 {
-                                "capture"
-                            } else {
-                                "cancel"
-                            }
-                            .into(),
-                        );
-                        row.updated_at = e.requested_at;
-                    }
-                }
-                E::WorkspaceSessionPaymentCaptured(e) => {
-                    if let Some(row) = rows.get_mut(&id) {
-                        row.status = "completed".into();
-                        if e.ocpi_session_id.is_some() {
-                            row.ocpi_session_id = e.ocpi_session_id.clone();
-                        }
-                        row.captured_amount_cents = Some(e.captured_amount_cents);
-                        row.settlement = None;
-                        row.updated_at = e.captured_at;
-                    }
-                }
-                E::SessionCaptureFailed(e) => {
-                    if let Some(row) = rows.get_mut(&id) {
-                        row.status = "capture_failed".into();
-                        row.failure_code = Some(e.failure_code.clone());
-                        row.settlement = None;
-                        row.updated_at = e.failed_at;
-                    }
-                }
-                E::HoldReleaseRequested(e) => {
-                    if let Some(row) = rows.get_mut(&id) {
-                        row.settlement = Some("cancel".into());
-                        row.updated_at = e.requested_at;
-                    }
-                }
-                E::HoldReleased(e) => {
-                    if let Some(row) = rows.get_mut(&id) {
-                        row.status = if e.reason == "expired" {
-                            "expired"
-                        } else {
-                            "cancelled"
-                        }
-                        .into();
-                        row.settlement = None;
-                        row.updated_at = e.released_at;
-                    }
-                }
-                E::HoldReleaseFailed(e) => {
-                    if let Some(row) = rows.get_mut(&id) {
-                        row.status = "failed".into();
-                        row.failure_code = Some(e.failure_code.clone());
-                        row.settlement = None;
-                        row.updated_at = e.failed_at;
-                    }
-                }
-                E::StripeCallDeferred(e) => {
-                    if let Some(row) = rows.get_mut(&id) {
-                        row.updated_at = e.deferred_at;
-                    }
-                }
-                E::HoldExpiryApproaching(e) => {
-                    if let Some(row) = rows.get_mut(&id) {
-                        row.capture_before = Some(e.capture_before);
-                    }
-                }
-                E::StrayHoldReleased(e) => {
-                    if let Some(row) = rows.get_mut(&id) {
-                        row.updated_at = e.released_at;
-                    }
-                }
-            }
+            apply_event(&mut rows, &stored.aggregate_id, event);
         }
         store(tx, &rows).await
+    }
+}
+
+/// Folds one event into the rows: what it carries, and the status it leaves the intent
+/// in (the same definition the aggregate uses).
+fn apply_event(rows: &mut BTreeMap<String, Row>, id: &str, event: &E) {
+    let status = event.status_after();
+    match event {
+        E::FreeSessionAuthorized(e) => {
+            rows.insert(id.to_string(), from_request(&e.request, false));
+        }
+        E::WorkspacePaymentIntentCreated(e) => {
+            let mut row = from_request(&e.request, true);
+            row.amount_cents = Some(e.amount_cents);
+            row.payment_intent_id = Some(e.payment_intent_id.clone());
+            row.credential_version = Some(e.credential_version.into());
+            rows.insert(id.to_string(), row);
+        }
+        E::WorkspacePaymentIntentCreationFailed(e) => {
+            let mut row = from_request(&e.request, true);
+            row.failure_code = Some(e.failure_code.clone());
+            rows.insert(id.to_string(), row);
+        }
+        E::WorkspacePaymentIntentAuthorizationReceived(e) => {
+            if let Some(row) = rows.get_mut(id) {
+                row.authorized_amount_cents = Some(e.authorized_amount_cents);
+                row.authorized_at = Some(e.received_at);
+                row.updated_at = e.received_at;
+            }
+        }
+        E::WorkspacePaymentIntentFailed(e) => {
+            if let Some(row) = rows.get_mut(id) {
+                row.failure_code = Some(e.failure_code.clone());
+                row.settlement = None;
+                row.updated_at = e.received_at;
+            }
+        }
+        E::ChargingSessionStarted(e) => {
+            if let Some(row) = rows.get_mut(id) {
+                row.ocpi_session_id = Some(e.ocpi_session_id.clone());
+                row.updated_at = e.started_at;
+            }
+        }
+        E::SessionCompletionRequested(e) => {
+            if let Some(row) = rows.get_mut(id) {
+                if e.ocpi_session_id.is_some() {
+                    row.ocpi_session_id = e.ocpi_session_id.clone();
+                }
+                row.settlement = Some(
+                    if e.capture_amount_cents > 0 {
+                        "capture"
+                    } else {
+                        "cancel"
+                    }
+                    .into(),
+                );
+                row.updated_at = e.requested_at;
+            }
+        }
+        E::WorkspaceSessionPaymentCaptured(e) => {
+            if let Some(row) = rows.get_mut(id) {
+                if e.ocpi_session_id.is_some() {
+                    row.ocpi_session_id = e.ocpi_session_id.clone();
+                }
+                row.captured_amount_cents = Some(e.captured_amount_cents);
+                row.settlement = None;
+                row.updated_at = e.captured_at;
+            }
+        }
+        E::SessionCaptureFailed(e) => {
+            if let Some(row) = rows.get_mut(id) {
+                row.failure_code = Some(e.failure_code.clone());
+                row.settlement = None;
+                row.updated_at = e.failed_at;
+            }
+        }
+        E::HoldReleaseRequested(e) => {
+            if let Some(row) = rows.get_mut(id) {
+                row.settlement = Some("cancel".into());
+                row.updated_at = e.requested_at;
+            }
+        }
+        E::HoldReleased(e) => {
+            if let Some(row) = rows.get_mut(id) {
+                row.settlement = None;
+                row.updated_at = e.released_at;
+            }
+        }
+        E::HoldReleaseFailed(e) => {
+            if let Some(row) = rows.get_mut(id) {
+                row.failure_code = Some(e.failure_code.clone());
+                row.settlement = None;
+                row.updated_at = e.failed_at;
+            }
+        }
+        E::StripeCallDeferred(e) => {
+            if let Some(row) = rows.get_mut(id) {
+                row.updated_at = e.deferred_at;
+            }
+        }
+        E::HoldExpiryApproaching(e) => {
+            if let Some(row) = rows.get_mut(id) {
+                row.capture_before = Some(e.capture_before);
+            }
+        }
+        E::StrayHoldReleased(e) => {
+            if let Some(row) = rows.get_mut(id) {
+                row.updated_at = e.released_at;
+            }
+        }
+    }
+    if let (Some(status), Some(row)) = (status, rows.get_mut(id)) {
+        row.status = status;
     }
 }
 
@@ -222,7 +220,9 @@ macro_rules! decode {
                 r.try_get::<String, _>("charging_intent_id")?,
                 Row {
                     workspace_id: r.try_get("workspace_id")?,
-                    status: r.try_get("status")?,
+                    status: roampay_events::IntentStatus::parse(r.try_get("status")?).ok_or_else(
+                        || sqlx::Error::Decode("unknown charging intent status".into()),
+                    )?,
                     payment_required: r.try_get("payment_required")?,
                     amount_cents: r.try_get("amount_cents")?,
                     currency: r.try_get("currency")?,
@@ -329,7 +329,7 @@ async fn store(tx: &mut DbTx, rows: &BTreeMap<String, Row>) -> Result<(), Projec
                 ))
                 .bind(id)
                 .bind(&row.workspace_id)
-                .bind(&row.status)
+                .bind(row.status.as_str())
                 .bind(row.payment_required)
                 .bind(row.amount_cents)
                 .bind(&row.currency)
@@ -355,3 +355,7 @@ async fn store(tx: &mut DbTx, rows: &BTreeMap<String, Row>) -> Result<(), Projec
     }
     Ok(())
 }
+
+// After `decode!`, which the queries use.
+mod queries;
+pub use queries::*;

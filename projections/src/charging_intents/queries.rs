@@ -1,0 +1,183 @@
+//! Reads of `charging_intents`: support lists, the sweep, the session worker,
+//! reconciliation and the payment-health view.
+
+use chrono::{DateTime, Utc};
+use sqlx::Row as _;
+
+use super::{Row, COLUMNS};
+use crate::db::{Bind, Db, Where, WorkspaceScope};
+use crate::{bind_all, on_db};
+
+/// Filters of the support list.
+#[derive(Debug, Clone)]
+pub struct IntentFilter {
+    pub workspaces: WorkspaceScope,
+    pub status: Option<String>,
+    /// Intents older than this one (ids are time-ordered): the page cursor.
+    pub before_id: Option<String>,
+    pub limit: i64,
+}
+
+/// A page of intents, newest first, and whether more follow.
+pub async fn list(db: &Db, f: &IntentFilter) -> Result<(Vec<(String, Row)>, bool), sqlx::Error> {
+    let mut w = Where::default();
+    w.workspaces(&f.workspaces);
+    if let Some(s) = &f.status {
+        w.push("status = ?", Bind::Text(s.clone()));
+    }
+    if let Some(id) = &f.before_id {
+        w.push("charging_intent_id < ?", Bind::Text(id.clone()));
+    }
+    let (clause, limit) = w.sql_with_limit(f.limit + 1);
+    let sql = format!(
+        "SELECT {COLUMNS} FROM charging_intents {clause} ORDER BY charging_intent_id DESC LIMIT {limit}"
+    );
+    let mut rows: Vec<(String, Row)> = on_db!(db, pool => {
+        bind_all!(sqlx::query(&sql), w.binds())
+            .fetch_all(pool)
+            .await?
+            .iter()
+            .map(|r| decode!(r))
+            .collect::<Result<_, _>>()?
+    });
+    let has_more = rows.len() as i64 > f.limit;
+    rows.truncate(f.limit as usize);
+    Ok((rows, has_more))
+}
+
+async fn ids(
+    db: &Db,
+    sql: &str,
+    at: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<String>, sqlx::Error> {
+    on_db!(db, pool => sqlx::query_scalar(sql).bind(at).bind(limit).fetch_all(pool).await)
+}
+
+/// Intents still waiting for payment, created at or before `created_before`: (intent,
+/// workspace), oldest first.
+pub async fn pending_payment(
+    db: &Db,
+    created_before: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<(String, String)>, sqlx::Error> {
+    on_db!(db, pool => sqlx::query_as(
+        "SELECT charging_intent_id, workspace_id FROM charging_intents
+          WHERE status = 'pending_payment' AND created_at <= $1 ORDER BY created_at LIMIT $2")
+        .bind(created_before)
+        .bind(limit)
+        .fetch_all(pool)
+        .await)
+}
+
+/// Captures and releases decided but not confirmed by Stripe, untouched since `before`.
+pub async fn unsettled(
+    db: &Db,
+    before: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<String>, sqlx::Error> {
+    ids(
+        db,
+        "SELECT charging_intent_id FROM charging_intents
+              WHERE settlement IS NOT NULL AND updated_at <= $1 ORDER BY updated_at LIMIT $2",
+        before,
+        limit,
+    )
+    .await
+}
+
+/// Holds nobody started a session on, and pre-authorizations never paid, since `before`.
+pub async fn unused(
+    db: &Db,
+    before: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<String>, sqlx::Error> {
+    ids(
+        db,
+        "SELECT charging_intent_id FROM charging_intents
+              WHERE status IN ('authorized', 'pending_payment') AND settlement IS NULL
+                AND COALESCE(authorized_at, created_at) <= $1 ORDER BY created_at LIMIT $2",
+        before,
+        limit,
+    )
+    .await
+}
+
+/// Holds authorized at or before `authorized_before` whose lapse is not flagged yet.
+pub async fn lapsing_unflagged(
+    db: &Db,
+    authorized_before: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<String>, sqlx::Error> {
+    ids(
+        db,
+        "SELECT charging_intent_id FROM charging_intents
+              WHERE status IN ('authorized', 'charging') AND capture_before IS NULL
+                AND authorized_at <= $1 ORDER BY authorized_at LIMIT $2",
+        authorized_before,
+        limit,
+    )
+    .await
+}
+
+/// Every paid intent of a workspace: (intent, PaymentIntent).
+pub async fn paid_of_workspace(db: &Db, ws: &str) -> Result<Vec<(String, String)>, sqlx::Error> {
+    on_db!(db, pool => sqlx::query_as(
+        "SELECT charging_intent_id, payment_intent_id FROM charging_intents
+          WHERE workspace_id = $1 AND payment_intent_id IS NOT NULL")
+        .bind(ws)
+        .fetch_all(pool)
+        .await)
+}
+
+/// A recent failure, for the payment-health view.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Failure {
+    pub charging_intent_id: String,
+    pub status: String,
+    pub failure_code: Option<String>,
+    pub payment_intent_id: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
+/// What the payment-health view shows of a workspace's intents.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct IntentHealth {
+    pub by_status: std::collections::BTreeMap<String, i64>,
+    pub settlements_pending: i64,
+    pub holds_lapsing_soon: i64,
+    pub recent_failures: Vec<Failure>,
+}
+
+pub async fn health_of_workspace(db: &Db, ws: &str) -> Result<IntentHealth, sqlx::Error> {
+    let health = on_db!(db, pool => {
+        let by_status = sqlx::query_as::<_, (String, i64)>(
+            "SELECT status, COUNT(*) FROM charging_intents WHERE workspace_id = $1 GROUP BY status")
+            .bind(ws).fetch_all(pool).await?.into_iter().collect();
+        let settlements_pending = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM charging_intents WHERE workspace_id = $1 AND settlement IS NOT NULL")
+            .bind(ws).fetch_one(pool).await?;
+        let holds_lapsing_soon = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM charging_intents
+              WHERE workspace_id = $1 AND capture_before IS NOT NULL AND status IN ('authorized', 'charging')")
+            .bind(ws).fetch_one(pool).await?;
+        let recent_failures = sqlx::query(
+            "SELECT charging_intent_id, status, failure_code, payment_intent_id, updated_at
+               FROM charging_intents WHERE workspace_id = $1 AND failure_code IS NOT NULL
+              ORDER BY updated_at DESC LIMIT 10")
+            .bind(ws).fetch_all(pool).await?
+            .iter()
+            .map(|r| -> Result<Failure, sqlx::Error> {
+                Ok(Failure {
+                    charging_intent_id: r.try_get("charging_intent_id")?,
+                    status: r.try_get("status")?,
+                    failure_code: r.try_get("failure_code")?,
+                    payment_intent_id: r.try_get("payment_intent_id")?,
+                    at: r.try_get("updated_at")?,
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        IntentHealth { by_status, settlements_pending, holds_lapsing_soon, recent_failures }
+    });
+    Ok(health)
+}

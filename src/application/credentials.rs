@@ -1,0 +1,189 @@
+//! Workspace Stripe credentials and roaming settings: read, change (save, rotate,
+//! remove), and validate with Stripe — waiting a bounded time, then in the background.
+
+use std::sync::Arc;
+
+use cqrs_es::AggregateError;
+
+use super::{Services, StoreFault};
+use crate::store::Metadata;
+use crate::workspace_stripe_profile::credentials::{
+    PublishableKey, StripeSecretKey, WebhookSigningSecret,
+};
+use crate::workspace_stripe_profile::{
+    RemoveWorkspaceStripeCredentials, SaveWorkspaceStripeCredentials, UpdateWorkspaceOcpiConfig,
+    ValidateWorkspaceStripeCredentials, ValidationScope, WorkspaceStripeProfile,
+    WorkspaceStripeProfileCommand as Cmd, WorkspaceStripeProfileError as E,
+};
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CredentialError {
+    /// The first save (or the first after a removal) must carry all three values.
+    #[error("{0}")]
+    IncompleteCredentials(String),
+    #[error("{0}")]
+    CredentialModeMismatch(String),
+    #[error("this workspace has no Stripe credentials to validate")]
+    NotConfigured,
+    #[error("the configuration was changed by someone else at the same moment")]
+    Conflict,
+    #[error(transparent)]
+    Store(#[from] StoreFault),
+}
+
+impl From<AggregateError<E>> for CredentialError {
+    fn from(err: AggregateError<E>) -> Self {
+        match err {
+            AggregateError::UserError(e @ E::IncompleteCredentials) => {
+                Self::IncompleteCredentials(e.to_string())
+            }
+            AggregateError::UserError(e @ E::CredentialModeMismatch { .. }) => {
+                Self::CredentialModeMismatch(e.to_string())
+            }
+            AggregateError::UserError(E::CredentialsNotConfigured) => Self::NotConfigured,
+            AggregateError::UserError(e @ E::Vault(_)) => {
+                Self::Store(StoreFault::Internal(e.to_string()))
+            }
+            AggregateError::AggregateConflict => Self::Conflict,
+            other => Self::Store(StoreFault::of(other)),
+        }
+    }
+}
+
+/// A change of the OCPI config, already parsed; `None` leaves a part as it is.
+#[derive(Debug, Default)]
+pub struct ConfigChange {
+    pub settings: UpdateWorkspaceOcpiConfig,
+    /// `Some(None)`: remove the credential set.
+    pub stripe: Option<Option<CredentialChange>>,
+}
+
+/// Any subset of a credential set (one secret can be rotated alone).
+#[derive(Debug, Default)]
+pub struct CredentialChange {
+    pub publishable_key: Option<PublishableKey>,
+    pub secret_key: Option<StripeSecretKey>,
+    pub webhook_signing_secret: Option<WebhookSigningSecret>,
+}
+
+impl ConfigChange {
+    fn has_settings(&self) -> bool {
+        let s = &self.settings;
+        s.allow_guest_access.is_some()
+            || s.allow_user_registration.is_some()
+            || s.pre_auth_cents.is_some()
+            || s.currency.is_some()
+    }
+}
+
+impl Services {
+    /// The workspace's profile as it is now (read-your-writes).
+    pub async fn workspace_profile(
+        &self,
+        ws: &str,
+    ) -> Result<WorkspaceStripeProfile, CredentialError> {
+        Ok(self.profiles.load(ws).await?)
+    }
+
+    /// Credentials first: they are the only part the aggregate can still refuse, so a
+    /// refusal leaves the whole change unsaved. New credentials are then validated.
+    pub async fn change_config(
+        self: &Arc<Self>,
+        ws: &str,
+        change: ConfigChange,
+        meta: &Metadata,
+    ) -> Result<WorkspaceStripeProfile, CredentialError> {
+        let now = self.clock.now();
+        let has_settings = change.has_settings();
+        let validate = matches!(change.stripe, Some(Some(_)));
+        match change.stripe {
+            Some(Some(c)) => {
+                let cmd = Cmd::SaveWorkspaceStripeCredentials(SaveWorkspaceStripeCredentials {
+                    workspace_id: ws.to_string(),
+                    publishable_key: c.publishable_key,
+                    secret_key: c.secret_key,
+                    webhook_signing_secret: c.webhook_signing_secret,
+                    actor: meta.actor.clone(),
+                    at: now,
+                });
+                self.profiles.execute(ws, cmd, meta).await?;
+            }
+            Some(None) => {
+                let cmd = Cmd::RemoveWorkspaceStripeCredentials(RemoveWorkspaceStripeCredentials {
+                    workspace_id: ws.to_string(),
+                    actor: meta.actor.clone(),
+                    at: now,
+                });
+                self.profiles.execute(ws, cmd, meta).await?;
+            }
+            None => {}
+        }
+        if has_settings {
+            let mut cmd = change.settings;
+            cmd.workspace_id = ws.to_string();
+            cmd.actor = meta.actor.clone();
+            cmd.at = now;
+            self.profiles
+                .execute(ws, Cmd::UpdateWorkspaceOcpiConfig(cmd), meta)
+                .await?;
+        }
+        self.projector.nudge();
+        if validate {
+            self.validate_credentials(ws, ValidationScope::UnlessValid, meta)
+                .await?;
+        }
+        self.workspace_profile(ws).await
+    }
+
+    /// `ValidateWorkspaceStripeCredentials`, waiting at most `validation_wait`; past
+    /// that the check goes on in the background and the set stays `pending`.
+    pub async fn validate_credentials(
+        self: &Arc<Self>,
+        ws: &str,
+        scope: ValidationScope,
+        meta: &Metadata,
+    ) -> Result<WorkspaceStripeProfile, CredentialError> {
+        let services = self.clone();
+        let (id, meta) = (ws.to_string(), meta.clone());
+        let task = tokio::spawn(async move { services.run_validation(&id, scope, &meta).await });
+        match tokio::time::timeout(self.settings.validation_wait, task).await {
+            Ok(Ok(result)) => result?,
+            Ok(Err(join)) => return Err(StoreFault::Internal(join.to_string()).into()),
+            Err(_) => {} // still running: the answer shows `pending`
+        }
+        self.workspace_profile(ws).await
+    }
+
+    async fn run_validation(
+        &self,
+        ws: &str,
+        scope: ValidationScope,
+        meta: &Metadata,
+    ) -> Result<(), CredentialError> {
+        let cmd = Cmd::ValidateWorkspaceStripeCredentials(ValidateWorkspaceStripeCredentials {
+            workspace_id: ws.to_string(),
+            scope,
+            at: self.clock.now(),
+        });
+        let result = self.profiles.execute(ws, cmd, meta).await;
+        self.projector.nudge();
+        result.map(|_| ()).map_err(Into::into)
+    }
+
+    /// Checks again the credential sets left `pending` (Stripe was unreachable).
+    pub async fn revalidate_pending(&self) -> Result<usize, CredentialError> {
+        let meta = super::system("system:revalidator");
+        let pending = roampay_projections::credential_health::pending(&self.db, 100)
+            .await
+            .map_err(|e| StoreFault::Internal(e.to_string()))?;
+        for ws in &pending {
+            if let Err(e) = self
+                .run_validation(ws, ValidationScope::OnlyPending, &meta)
+                .await
+            {
+                tracing::warn!(workspace_id = %ws, error = %e, "background validation failed");
+            }
+        }
+        Ok(pending.len())
+    }
+}

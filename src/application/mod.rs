@@ -1,0 +1,175 @@
+//! The application layer: one use case per function, each owning its side effects
+//! (Stripe through the aggregates, the connector release when an intent ends, the
+//! projector nudge). HTTP handlers, background jobs and the command line all call
+//! these; none of them talks to an aggregate directly.
+
+pub mod credentials;
+pub mod locations;
+pub mod payments;
+pub mod reconcile;
+pub mod sessions;
+pub mod webhooks;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use cqrs_es::AggregateError;
+use roampay_projections::{Db, Projector};
+use secrecy::SecretString;
+
+use crate::charging_intent::{ChargingIntent, IntentServices};
+use crate::clock::Clock;
+use crate::connector_reservation::{connector_key, ConnectorCommand, ConnectorReservation};
+use crate::foreign_payment_intent::ForeignPaymentIntent;
+use crate::location::Location;
+use crate::store::{Aggregates, Metadata};
+use crate::stripe::webhook::Tolerance;
+use crate::stripe::StripeGateway;
+use crate::vault::{SecretField, SecretVault};
+use crate::webhook_rejections::WebhookRejections;
+use crate::workspace_stripe_profile::{ProfileServices, WorkspaceStripeProfile};
+
+pub use credentials::CredentialError;
+pub use locations::LocationError;
+pub use payments::PaymentError;
+pub use webhooks::{WebhookOutcome, WebhookRefusal};
+
+/// Settings the use cases read.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub webhook_tolerance: Tolerance,
+    /// How long a replaced webhook signing secret keeps verifying.
+    pub webhook_overlap: chrono::Duration,
+    /// Base of the URLs we show (webhook endpoints).
+    pub public_url: String,
+    /// How long a credential save waits for the Stripe round trip before answering.
+    pub validation_wait: Duration,
+    /// How long Stripe keeps an uncaptured hold, and how early a lapse is flagged.
+    pub hold_lifetime: chrono::Duration,
+    pub hold_warning: chrono::Duration,
+}
+
+/// Everything a use case may reach.
+pub struct Services {
+    pub db: Db,
+    pub profiles: Aggregates<WorkspaceStripeProfile>,
+    pub locations: Aggregates<Location>,
+    pub connectors: Aggregates<ConnectorReservation>,
+    pub intents: Aggregates<ChargingIntent>,
+    pub rejections: Aggregates<WebhookRejections>,
+    pub foreign: Aggregates<ForeignPaymentIntent>,
+    pub intent_services: IntentServices,
+    pub vault: Arc<dyn SecretVault>,
+    pub stripe: Arc<dyn StripeGateway>,
+    pub projector: Arc<Projector>,
+    pub clock: Arc<dyn Clock>,
+    pub settings: Settings,
+}
+
+impl Services {
+    pub fn new(
+        db: Db,
+        vault: Arc<dyn SecretVault>,
+        stripe: Arc<dyn StripeGateway>,
+        clock: Arc<dyn Clock>,
+        settings: Settings,
+    ) -> Self {
+        let intent_services = IntentServices::new(stripe.clone());
+        Self {
+            profiles: Aggregates::new(
+                &db,
+                ProfileServices {
+                    vault: vault.clone(),
+                    stripe: stripe.clone(),
+                },
+            ),
+            locations: Aggregates::new(&db, ()),
+            connectors: Aggregates::new(&db, ()),
+            intents: Aggregates::new(&db, intent_services.clone()),
+            rejections: Aggregates::new(&db, ()),
+            foreign: Aggregates::new(&db, ()),
+            intent_services,
+            projector: Projector::new(db.clone(), roampay_projections::all(), 1000),
+            db,
+            vault,
+            stripe,
+            clock,
+            settings,
+        }
+    }
+
+    /// The secret key an intent must use: the one of the credential version it was
+    /// created under (a rotation since then does not matter).
+    pub async fn secret_key_for(
+        &self,
+        profile: &WorkspaceStripeProfile,
+        workspace_id: &str,
+        version: u32,
+    ) -> Result<SecretString, String> {
+        let k = profile
+            .secret_key_for(version)
+            .ok_or_else(|| format!("no secret key for credential version {version}"))?;
+        self.vault
+            .get(
+                workspace_id,
+                SecretField::SecretKey,
+                k.version,
+                &k.secret.fingerprint,
+            )
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// What follows any change of an intent, in one place: the read side is nudged, and
+    /// an intent that has just ended frees its connector.
+    async fn intent_changed(&self, was_final: bool, after: &ChargingIntent, meta: &Metadata) {
+        self.projector.nudge();
+        if after.status.is_final() && !was_final {
+            self.release_connector(after, meta).await;
+        }
+    }
+
+    async fn release_connector(&self, i: &ChargingIntent, meta: &Metadata) {
+        let Some(r) = &i.request else { return };
+        let cmd = ConnectorCommand::Release {
+            workspace_id: r.workspace_id.clone(),
+            charging_intent_id: r.charging_intent_id.clone(),
+            reason: i.status.as_str().to_string(),
+            at: self.clock.now(),
+        };
+        let key = connector_key(&r.location_id, &r.evse_uid, &r.connector_id);
+        if let Err(e) = self.connectors.execute(&key, cmd, meta).await {
+            tracing::error!(error = %e, connector = %key, "could not release a connector; the next pre-auth on it will");
+        }
+    }
+}
+
+/// How a store failure reads to a use case: the store did not answer (try again), or
+/// something unexpected (logged).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreFault {
+    #[error("the event store does not answer")]
+    Unavailable,
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl StoreFault {
+    pub fn of<E: std::error::Error>(e: AggregateError<E>) -> Self {
+        match e {
+            AggregateError::DatabaseConnectionError(e) => {
+                tracing::error!(error = %e, "event store unreachable");
+                Self::Unavailable
+            }
+            other => Self::Internal(other.to_string()),
+        }
+    }
+}
+
+/// Metadata of the background work and command line (no request).
+pub fn system(actor: &str) -> Metadata {
+    Metadata {
+        actor: actor.to_string(),
+        request_id: String::new(),
+    }
+}

@@ -1,0 +1,563 @@
+//! Roaming payments: pre-authorization in the workspace's own Stripe account, the
+//! driver's view of an intent, and the one path by which anything Stripe says of a
+//! PaymentIntent (webhook, confirm, sweep, reconcile) reaches the intent.
+
+use cqrs_es::AggregateError;
+use roampay_events::{Connector, HealthStatus, IntentRequest};
+use secrecy::SecretString;
+use sha2::{Digest, Sha256};
+
+use super::{Services, StoreFault};
+use crate::charging_intent::aggregate::STRIPE_UNAVAILABLE;
+use crate::charging_intent::{
+    ChargingIntent, ChargingIntentCommand, ChargingIntentError, IntentStatus, PaidPreAuth,
+    ProcessStripeAuthorizationWebhook, ReleaseStrayHold, RequestRoamingPreAuth,
+};
+use crate::connector_reservation::{connector_key, ConnectorCommand, ConnectorError};
+use crate::store::Metadata;
+use crate::stripe::{PaymentIntentStatus, PaymentIntentView};
+use crate::workspace_stripe_profile::WorkspaceStripeProfile;
+
+/// Why a payment or session use case refused or failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PaymentError {
+    #[error("no such location")]
+    LocationNotFound,
+    /// `evse_not_found` or `connector_not_found`.
+    #[error("{0}")]
+    NotAtLocation(&'static str),
+    #[error("this workspace cannot take payments: its Stripe credentials are {0}")]
+    PaymentNotReady(&'static str),
+    #[error("another charging intent holds this connector")]
+    ConnectorBusy,
+    #[error("this Idempotency-Key was already used with a different request")]
+    IdempotencyKeyReused,
+    /// Stripe refused for good; `card` when the card (not the request) was refused.
+    #[error("Stripe refused: {code}")]
+    StripeRefused { code: String, card: bool },
+    #[error("Stripe did not answer")]
+    StripeUnavailable,
+    #[error("no such charging intent")]
+    IntentNotFound,
+    #[error("not possible while the charging intent is {0}")]
+    InvalidTransition(&'static str),
+    #[error("the PaymentIntent does not belong to this workspace's charging intent")]
+    OwnershipMismatch,
+    #[error("the PaymentIntent's livemode differs from the workspace's mode")]
+    LivemodeMismatch,
+    #[error(transparent)]
+    Store(#[from] StoreFault),
+}
+
+impl From<AggregateError<ChargingIntentError>> for PaymentError {
+    fn from(e: AggregateError<ChargingIntentError>) -> Self {
+        use ChargingIntentError as E;
+        match e {
+            AggregateError::UserError(e) => match e {
+                E::IdempotencyKeyReused => Self::IdempotencyKeyReused,
+                E::NotFound => Self::IntentNotFound,
+                E::StripeUnavailable => Self::StripeUnavailable,
+                E::InvalidTransition(s) => Self::InvalidTransition(s),
+                E::OwnershipMismatch => Self::OwnershipMismatch,
+                E::LivemodeMismatch => Self::LivemodeMismatch,
+                other => Self::Store(StoreFault::Internal(other.to_string())),
+            },
+            other => Self::Store(StoreFault::of(other)),
+        }
+    }
+}
+
+pub(super) fn store_error<E: std::error::Error>(e: AggregateError<E>) -> PaymentError {
+    PaymentError::Store(StoreFault::of(e))
+}
+
+fn internal(e: impl std::fmt::Display) -> PaymentError {
+    PaymentError::Store(StoreFault::Internal(e.to_string()))
+}
+
+/// A driver's request to charge at a connector, already checked for shape.
+#[derive(Debug, Clone)]
+pub struct PreAuthRequest {
+    pub location_id: String,
+    pub evse_uid: String,
+    pub connector_id: String,
+    pub email: Option<String>,
+    /// The client's `Idempotency-Key`: the same key and body answer the same.
+    pub idempotency_key: Option<String>,
+}
+
+/// Who may use a workspace's driver endpoints.
+#[derive(Debug, Clone)]
+pub struct DriverGate {
+    pub workspace_id: String,
+    pub allow_guest_access: bool,
+}
+
+impl DriverGate {
+    fn of(ws: &str, profile: &WorkspaceStripeProfile) -> Self {
+        Self {
+            workspace_id: ws.to_string(),
+            allow_guest_access: profile.settings.allow_guest_access,
+        }
+    }
+}
+
+/// How a pre-authorization went, counted in `roampay_preauths_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PreAuthOutcome {
+    Created,
+    Free,
+    Replayed,
+}
+
+impl PreAuthOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Created => "created",
+            Self::Free => "free",
+            Self::Replayed => "replayed",
+        }
+    }
+}
+
+/// A pre-authorization and what the driver's browser needs to pay it.
+#[derive(Debug, Clone)]
+pub struct PreAuthorized {
+    pub charging_intent_id: String,
+    pub intent: ChargingIntent,
+    pub client_secret: Option<SecretString>,
+    pub publishable_key: Option<String>,
+    pub outcome: PreAuthOutcome,
+}
+
+/// What Stripe says of an intent's PaymentIntent, and where it came from.
+#[derive(Debug, Clone)]
+pub struct StripeReport {
+    pub charging_intent_id: String,
+    pub workspace_id: String,
+    pub payment_intent: PaymentIntentView,
+    /// The webhook's event id (a redelivery is recognised by it).
+    pub stripe_event_id: Option<String>,
+    /// `webhook`, `confirm`, `sweep`, `reconcile`.
+    pub source: &'static str,
+}
+
+/// What applying a [`StripeReport`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// Events were recorded.
+    Applied,
+    /// This Stripe event was applied before.
+    Duplicate,
+    /// Nothing to record: Stripe's state is not ahead of ours.
+    Unchanged,
+}
+
+fn hash_request(r: &PreAuthRequest) -> String {
+    let mut h = Sha256::new();
+    for part in [
+        r.location_id.as_str(),
+        &r.evse_uid,
+        &r.connector_id,
+        r.email.as_deref().unwrap_or(""),
+    ] {
+        h.update(part.as_bytes());
+        h.update([0]);
+    }
+    hex::encode(&h.finalize()[..16])
+}
+
+/// With a client `Idempotency-Key`, the intent id is derived from it (per workspace),
+/// so a retry lands on the same intent; without one, a fresh id.
+fn intent_id(workspace_id: &str, key: Option<&str>) -> String {
+    match key {
+        Some(k) => {
+            let d = Sha256::digest(format!("{workspace_id}\0{k}").as_bytes());
+            let mut b = [0u8; 16];
+            b.copy_from_slice(&d[..16]);
+            b[6] = (b[6] & 0x0f) | 0x80; // version 8 (custom), RFC 9562
+            b[8] = (b[8] & 0x3f) | 0x80;
+            uuid::Uuid::from_bytes(b).to_string()
+        }
+        None => uuid::Uuid::now_v7().to_string(),
+    }
+}
+
+/// An intent that ended at creation answers with the error it ended with.
+fn creation_failure(i: &ChargingIntent) -> Option<PaymentError> {
+    if i.status != IntentStatus::Failed || i.payment.is_some() {
+        return None;
+    }
+    let code = i.failure_code.clone().unwrap_or_default();
+    Some(if code == STRIPE_UNAVAILABLE {
+        PaymentError::StripeUnavailable
+    } else {
+        let card = code.starts_with("card_") || code == "authentication_required";
+        PaymentError::StripeRefused { code, card }
+    })
+}
+
+/// How long a reservation may wait for its intent's first event before it is taken
+/// for the leftover of a crash (creation waits on Stripe for far less).
+const STALE_RESERVATION: chrono::Duration = chrono::Duration::minutes(5);
+
+impl Services {
+    async fn profile_recent(&self, ws: &str) -> Result<WorkspaceStripeProfile, PaymentError> {
+        self.profiles.load_recent(ws).await.map_err(store_error)
+    }
+
+    /// The workspace behind a location, for admitting the driver.
+    pub async fn location_gate(&self, location_id: &str) -> Result<DriverGate, PaymentError> {
+        let location = self
+            .locations
+            .load_recent(location_id)
+            .await
+            .map_err(store_error)?;
+        let ws = location
+            .workspace_id
+            .ok_or(PaymentError::LocationNotFound)?;
+        Ok(DriverGate::of(&ws, &self.profile_recent(&ws).await?))
+    }
+
+    /// An intent and the workspace it belongs to, for admitting the driver.
+    pub async fn intent_gate(
+        &self,
+        id: &str,
+    ) -> Result<(ChargingIntent, DriverGate), PaymentError> {
+        let intent = self.load_intent(id).await?;
+        let ws = intent
+            .request
+            .as_ref()
+            .expect("loaded")
+            .workspace_id
+            .clone();
+        let profile = self.profile_recent(&ws).await?;
+        Ok((intent, DriverGate::of(&ws, &profile)))
+    }
+
+    /// The intent, or `IntentNotFound` for an id that names none.
+    pub async fn load_intent(&self, id: &str) -> Result<ChargingIntent, PaymentError> {
+        if id.is_empty() || id.len() > 64 {
+            return Err(PaymentError::IntentNotFound);
+        }
+        let intent = self.intents.load(id).await.map_err(store_error)?;
+        if intent.request.is_none() {
+            return Err(PaymentError::IntentNotFound);
+        }
+        Ok(intent)
+    }
+
+    /// `RequestRoamingPreAuth`: reserves the connector, then creates the hold in the
+    /// workspace's own Stripe account (a free connector needs neither Stripe nor valid
+    /// credentials). A retry with the same `Idempotency-Key` answers as the first did.
+    pub async fn pre_authorize(
+        &self,
+        req: PreAuthRequest,
+        meta: &Metadata,
+    ) -> Result<PreAuthorized, PaymentError> {
+        let location = self
+            .locations
+            .load_recent(&req.location_id)
+            .await
+            .map_err(store_error)?;
+        let ws = location
+            .workspace_id
+            .clone()
+            .ok_or(PaymentError::LocationNotFound)?;
+        let connector = location
+            .connector(&req.evse_uid, &req.connector_id)
+            .map_err(PaymentError::NotAtLocation)?
+            .clone();
+        let profile = self.profile_recent(&ws).await?;
+        let id = intent_id(&ws, req.idempotency_key.as_deref());
+        let request_hash = hash_request(&req);
+        if req.idempotency_key.is_some() {
+            let existing = self.intents.load(&id).await.map_err(store_error)?;
+            if existing.request.is_some() {
+                return self.replay(id, existing, &request_hash, &profile).await;
+            }
+        }
+        let paid = self.paid_pre_auth(&ws, &connector, &profile, &req).await?;
+        let request = IntentRequest {
+            charging_intent_id: id.clone(),
+            workspace_id: ws.clone(),
+            location_id: req.location_id.clone(),
+            evse_uid: req.evse_uid.clone(),
+            connector_id: req.connector_id.clone(),
+            currency: match paid {
+                None => connector.tariff.currency.clone(),
+                Some(_) => profile.settings.currency.as_str().to_string(),
+            },
+            request_hash,
+            requested_at: self.clock.now(),
+        };
+        self.reserve_connector(&request, meta).await?;
+        let free = paid.is_none();
+        let cmd =
+            ChargingIntentCommand::RequestRoamingPreAuth(RequestRoamingPreAuth { request, paid });
+        let intent = self.intents.execute(&id, cmd, meta).await?;
+        self.intent_changed(false, &intent, meta).await;
+        if let Some(err) = creation_failure(&intent) {
+            return Err(err);
+        }
+        Ok(PreAuthorized {
+            client_secret: self.intent_services.take_client_secret(&id),
+            publishable_key: publishable_key(&profile),
+            charging_intent_id: id,
+            intent,
+            outcome: if free {
+                PreAuthOutcome::Free
+            } else {
+                PreAuthOutcome::Created
+            },
+        })
+    }
+
+    /// A retry of a request already made: the same answer, no second PaymentIntent.
+    async fn replay(
+        &self,
+        id: String,
+        existing: ChargingIntent,
+        request_hash: &str,
+        profile: &WorkspaceStripeProfile,
+    ) -> Result<PreAuthorized, PaymentError> {
+        let r = existing.request.as_ref().expect("an existing intent");
+        if r.request_hash != request_hash {
+            return Err(PaymentError::IdempotencyKeyReused);
+        }
+        if let Some(err) = creation_failure(&existing) {
+            return Err(err);
+        }
+        let client_secret = match &existing.payment {
+            Some(_) => {
+                self.read_payment_intent(&existing, profile)
+                    .await?
+                    .client_secret
+            }
+            None => None,
+        };
+        Ok(PreAuthorized {
+            charging_intent_id: id,
+            intent: existing,
+            client_secret,
+            publishable_key: publishable_key(profile),
+            outcome: PreAuthOutcome::Replayed,
+        })
+    }
+
+    /// What a paid connector needs from the workspace: valid credentials and the key of
+    /// the active version. `None` for a free connector.
+    async fn paid_pre_auth(
+        &self,
+        ws: &str,
+        connector: &Connector,
+        profile: &WorkspaceStripeProfile,
+        req: &PreAuthRequest,
+    ) -> Result<Option<PaidPreAuth>, PaymentError> {
+        if connector.tariff.is_free() {
+            return Ok(None);
+        }
+        let health = profile.health_status();
+        let creds = match (&profile.credentials, health) {
+            (Some(c), HealthStatus::Valid) => c,
+            _ => return Err(PaymentError::PaymentNotReady(health.as_str())),
+        };
+        Ok(Some(PaidPreAuth {
+            amount_cents: profile.settings.pre_auth_cents.cents(),
+            credential_version: profile.credential_version,
+            mode: creds.mode,
+            secret_key: self
+                .secret_key_for(profile, ws, profile.credential_version)
+                .await
+                .map_err(internal)?,
+            email: req.email.clone(),
+        }))
+    }
+
+    /// One open intent per connector, decided by the store. A holder that ended without
+    /// releasing it, or that never came to exist (the process died between the
+    /// reservation and the intent), is released first: leftovers of crashes do not
+    /// block a connector.
+    async fn reserve_connector(
+        &self,
+        r: &IntentRequest,
+        meta: &Metadata,
+    ) -> Result<(), PaymentError> {
+        let key = connector_key(&r.location_id, &r.evse_uid, &r.connector_id);
+        let reserve = ConnectorCommand::Reserve {
+            workspace_id: r.workspace_id.clone(),
+            location_id: r.location_id.clone(),
+            evse_uid: r.evse_uid.clone(),
+            connector_id: r.connector_id.clone(),
+            charging_intent_id: r.charging_intent_id.clone(),
+            at: self.clock.now(),
+        };
+        for _ in 0..2 {
+            let held_by = match self.connectors.execute(&key, reserve.clone(), meta).await {
+                Ok(_) => return Ok(()),
+                Err(AggregateError::UserError(ConnectorError::Busy { held_by })) => held_by,
+                Err(other) => return Err(store_error(other)),
+            };
+            let Some(reason) = self.left_over(&key, &held_by).await? else {
+                return Err(PaymentError::ConnectorBusy);
+            };
+            let release = ConnectorCommand::Release {
+                workspace_id: r.workspace_id.clone(),
+                charging_intent_id: held_by.clone(),
+                reason,
+                at: self.clock.now(),
+            };
+            tracing::warn!(connector = %key, charging_intent_id = %held_by, "released a connector left held");
+            self.connectors
+                .execute(&key, release, meta)
+                .await
+                .map_err(store_error)?;
+        }
+        Err(PaymentError::ConnectorBusy)
+    }
+
+    /// Why the holder of a connector no longer holds it for real, if it does not.
+    async fn left_over(&self, key: &str, held_by: &str) -> Result<Option<String>, PaymentError> {
+        let holder = self.intents.load(held_by).await.map_err(store_error)?;
+        if holder.status.is_final() {
+            return Ok(Some(holder.status.as_str().to_string()));
+        }
+        let reservation = self.connectors.load(key).await.map_err(store_error)?;
+        let stale = holder.request.is_none()
+            && reservation
+                .held_since
+                .is_some_and(|t| t < self.clock.now() - STALE_RESERVATION);
+        Ok(stale.then(|| "stale".to_string()))
+    }
+
+    /// The intent's PaymentIntent as Stripe has it, read with the intent's own key.
+    async fn read_payment_intent(
+        &self,
+        intent: &ChargingIntent,
+        profile: &WorkspaceStripeProfile,
+    ) -> Result<PaymentIntentView, PaymentError> {
+        let (Some(r), Some(p)) = (&intent.request, &intent.payment) else {
+            return Err(PaymentError::IntentNotFound);
+        };
+        let key = self
+            .secret_key_for(profile, &r.workspace_id, p.credential_version)
+            .await
+            .map_err(internal)?;
+        self.stripe
+            .retrieve_payment_intent(&key, &p.payment_intent_id)
+            .await
+            .map_err(|_| PaymentError::StripeUnavailable)
+    }
+
+    /// Reads the PaymentIntent from the workspace's account and applies its status
+    /// (the no-webhook path: `confirm` and the sweep). Ended intents are left alone.
+    pub async fn sync_from_stripe(
+        &self,
+        intent: ChargingIntent,
+        source: &'static str,
+        meta: &Metadata,
+    ) -> Result<ChargingIntent, PaymentError> {
+        let Some(r) = intent.request.clone() else {
+            return Ok(intent);
+        };
+        if intent.payment.is_none() || intent.status.is_final() {
+            return Ok(intent);
+        }
+        let profile = self.profile_recent(&r.workspace_id).await?;
+        let pi = self.read_payment_intent(&intent, &profile).await?;
+        let report = StripeReport {
+            charging_intent_id: r.charging_intent_id.clone(),
+            workspace_id: r.workspace_id,
+            payment_intent: pi,
+            stripe_event_id: None,
+            source,
+        };
+        self.apply_stripe_state(report, meta).await?;
+        self.intents
+            .load(&r.charging_intent_id)
+            .await
+            .map_err(store_error)
+    }
+
+    /// The one path by which Stripe's word about a PaymentIntent reaches its intent:
+    /// ownership and livemode checked by the aggregate, a redelivery recognised, an end
+    /// state followed by the connector's release, and a hold on an intent that has
+    /// already ended released in Stripe.
+    pub async fn apply_stripe_state(
+        &self,
+        report: StripeReport,
+        meta: &Metadata,
+    ) -> Result<Applied, PaymentError> {
+        let id = report.charging_intent_id.clone();
+        let holds = report.payment_intent.status == PaymentIntentStatus::RequiresCapture;
+        let pi = report.payment_intent.clone();
+        let cmd = ChargingIntentCommand::ProcessStripeAuthorizationWebhook(
+            ProcessStripeAuthorizationWebhook {
+                charging_intent_id: id.clone(),
+                workspace_id: report.workspace_id.clone(),
+                payment_intent: report.payment_intent,
+                stripe_event_id: report.stripe_event_id,
+                source: report.source,
+                at: self.clock.now(),
+            },
+        );
+        match self.intents.execute(&id, cmd, meta).await {
+            Ok(after) => {
+                // Events were applied; an end state now means this report ended it.
+                self.intent_changed(false, &after, meta).await;
+                Ok(Applied::Applied)
+            }
+            Err(AggregateError::UserError(ChargingIntentError::DuplicateStripeEvent)) => {
+                Ok(Applied::Duplicate)
+            }
+            Err(AggregateError::UserError(ChargingIntentError::NoChange)) if holds => {
+                self.release_stray_hold(&id, &report.workspace_id, pi, meta)
+                    .await
+            }
+            Err(AggregateError::UserError(ChargingIntentError::NoChange)) => Ok(Applied::Unchanged),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// A hold on an intent that has ended (the driver retried the card after we
+    /// recorded the failure): nobody will capture it, so it is cancelled in Stripe.
+    async fn release_stray_hold(
+        &self,
+        id: &str,
+        ws: &str,
+        pi: PaymentIntentView,
+        meta: &Metadata,
+    ) -> Result<Applied, PaymentError> {
+        let intent = self.intents.load(id).await.map_err(store_error)?;
+        let Some(payment) = intent
+            .payment
+            .as_ref()
+            .filter(|_| intent.status.ended_without_capture())
+        else {
+            return Ok(Applied::Unchanged);
+        };
+        if intent.stray_hold_released {
+            return Ok(Applied::Duplicate);
+        }
+        let profile = self.profile_recent(ws).await?;
+        let secret_key = self
+            .secret_key_for(&profile, ws, payment.credential_version)
+            .await
+            .map_err(internal)?;
+        let cmd = ChargingIntentCommand::ReleaseStrayHold(ReleaseStrayHold {
+            payment_intent: pi,
+            secret_key,
+            at: self.clock.now(),
+        });
+        self.intents.execute(id, cmd, meta).await?;
+        self.projector.nudge();
+        Ok(Applied::Applied)
+    }
+}
+
+fn publishable_key(profile: &WorkspaceStripeProfile) -> Option<String> {
+    profile
+        .credentials
+        .as_ref()
+        .map(|c| c.publishable_key.clone())
+}

@@ -1,0 +1,152 @@
+//! Sessions (the OCPI session module): start, complete with the final amount (capture,
+//! or release for 0), cancel; and what the session worker finishes: expiry of unused
+//! holds, settlements Stripe did not answer definitely, lapsing holds. Each step is
+//! decided and stored first, then carried out in the workspace's own Stripe account.
+
+use super::payments::{store_error, PaymentError};
+use super::{Services, StoreFault};
+use crate::charging_intent::{
+    CancelIntent, ChargingIntent, ChargingIntentCommand, CompleteSession, FlagHoldExpiry,
+    ReleaseReason, SettlePayment, StartSession,
+};
+use crate::store::Metadata;
+
+/// A session step carried out: the intent after it, and whether Stripe still owes a
+/// definite answer (the worker finishes it).
+#[derive(Debug, Clone)]
+pub struct StepDone {
+    pub intent: ChargingIntent,
+    pub settling: bool,
+}
+
+impl Services {
+    /// `StartSession`: authorized → charging.
+    pub async fn start_session(
+        &self,
+        id: &str,
+        ocpi_session_id: String,
+        meta: &Metadata,
+    ) -> Result<StepDone, PaymentError> {
+        let cmd = ChargingIntentCommand::StartSession(StartSession {
+            ocpi_session_id,
+            at: self.clock.now(),
+        });
+        self.session_step(id, Some(cmd), meta).await
+    }
+
+    /// `CompleteSession`: captures `min(final, authorized)`; 0 releases the hold.
+    pub async fn complete_session(
+        &self,
+        id: &str,
+        final_amount_cents: i64,
+        ocpi_session_id: Option<String>,
+        meta: &Metadata,
+    ) -> Result<StepDone, PaymentError> {
+        let cmd = ChargingIntentCommand::CompleteSession(CompleteSession {
+            final_amount_cents,
+            ocpi_session_id,
+            at: self.clock.now(),
+        });
+        self.session_step(id, Some(cmd), meta).await
+    }
+
+    /// `CancelIntent`: releases the hold (`cancelled`), or for the worker `expired`.
+    pub async fn cancel_intent(
+        &self,
+        id: &str,
+        reason: ReleaseReason,
+        meta: &Metadata,
+    ) -> Result<StepDone, PaymentError> {
+        let cmd = ChargingIntentCommand::CancelIntent(CancelIntent {
+            reason,
+            at: self.clock.now(),
+        });
+        self.session_step(id, Some(cmd), meta).await
+    }
+
+    /// Finishes a capture or release decided earlier (the worker's retry).
+    pub async fn finish_settlement(
+        &self,
+        id: &str,
+        meta: &Metadata,
+    ) -> Result<StepDone, PaymentError> {
+        self.session_step(id, None, meta).await
+    }
+
+    /// Runs a step (if any), carries out in Stripe what it decided, and frees the
+    /// connector once the intent has ended. A Stripe call that fails here is left to
+    /// the worker: the decision is stored.
+    async fn session_step(
+        &self,
+        id: &str,
+        cmd: Option<ChargingIntentCommand>,
+        meta: &Metadata,
+    ) -> Result<StepDone, PaymentError> {
+        let before = self.load_intent(id).await?;
+        let was_final = before.status.is_final();
+        let decided = match cmd {
+            Some(cmd) => self.intents.execute(id, cmd, meta).await?,
+            None => before,
+        };
+        let after = match self.settle(decided.clone(), meta).await {
+            Ok(after) => after,
+            Err(e) => {
+                tracing::warn!(charging_intent_id = %id, error = %e, "settlement left to the worker");
+                decided
+            }
+        };
+        self.intent_changed(was_final, &after, meta).await;
+        Ok(StepDone {
+            settling: after.settlement.is_some(),
+            intent: after,
+        })
+    }
+
+    /// `SettlePayment` with the secret key of the credential version the intent was
+    /// created under.
+    async fn settle(
+        &self,
+        intent: ChargingIntent,
+        meta: &Metadata,
+    ) -> Result<ChargingIntent, PaymentError> {
+        let (Some(r), Some(p)) = (&intent.request, &intent.payment) else {
+            return Ok(intent);
+        };
+        if intent.settlement.is_none() {
+            return Ok(intent);
+        }
+        let profile = self
+            .profiles
+            .load_recent(&r.workspace_id)
+            .await
+            .map_err(store_error)?;
+        let key = self
+            .secret_key_for(&profile, &r.workspace_id, p.credential_version)
+            .await
+            .map_err(|e| PaymentError::Store(StoreFault::Internal(e)))?;
+        let cmd = ChargingIntentCommand::SettlePayment(SettlePayment {
+            secret_key: key,
+            at: self.clock.now(),
+        });
+        Ok(self
+            .intents
+            .execute(&r.charging_intent_id, cmd, meta)
+            .await?)
+    }
+
+    /// `FlagHoldExpiry`: records when the hold lapses (once), so support sees it.
+    pub async fn flag_lapsing_hold(
+        &self,
+        id: &str,
+        capture_before: chrono::DateTime<chrono::Utc>,
+        meta: &Metadata,
+    ) -> Result<(), PaymentError> {
+        let cmd = ChargingIntentCommand::FlagHoldExpiry(FlagHoldExpiry {
+            capture_before,
+            at: self.clock.now(),
+        });
+        self.intents.execute(id, cmd, meta).await?;
+        self.projector.nudge();
+        Ok(())
+    }
+}

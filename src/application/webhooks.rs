@@ -1,0 +1,340 @@
+//! Stripe webhooks: verified with the workspace's own signing secrets, checked for
+//! ownership, applied once through the one Stripe-state path, refusals kept for support.
+
+use roampay_events::{StripeMode, WebhookRejected};
+use secrecy::SecretString;
+use serde_json::Value;
+
+use super::payments::{Applied, PaymentError, StripeReport};
+use super::Services;
+use crate::ids::WorkspaceId;
+use crate::store::Metadata;
+use crate::stripe::webhook::{verify, SignatureError};
+use crate::stripe::PaymentIntentView;
+use crate::vault::SecretField;
+use crate::webhook_rejections::stream_id;
+use crate::workspace_stripe_profile::{Credentials, WorkspaceStripeProfile};
+
+/// A delivery as it arrived.
+#[derive(Debug, Clone)]
+pub struct Delivery<'a> {
+    /// The workspace of a per-workspace URL; `None` on the shared URL.
+    pub url_workspace: Option<&'a str>,
+    pub body: &'a [u8],
+    /// `Stripe-Signature`; `Some("")`-like garbage is the verifier's to judge.
+    pub signature: Option<&'a str>,
+    pub source_ip: String,
+}
+
+/// A verified delivery's outcome (answered 200).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WebhookOutcome {
+    Applied,
+    Duplicate,
+    /// Verified, but an event type or object this service does not track.
+    Ignored,
+}
+
+impl WebhookOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Applied => "applied",
+            Self::Duplicate => "duplicate",
+            Self::Ignored => "ignored",
+        }
+    }
+}
+
+/// Why a delivery was refused; each is recorded for support (store trouble aside).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum WebhookRefusal {
+    #[error("no Stripe-Signature header")]
+    MissingSignature,
+    #[error("the Stripe-Signature header has no timestamp or no v1 signature")]
+    InvalidSignatureHeader,
+    #[error("no signature matches this workspace's webhook signing secrets")]
+    SignatureMismatch,
+    #[error("the signature's timestamp is outside the tolerance")]
+    TimestampOutOfTolerance,
+    #[error("the body is not a Stripe event")]
+    InvalidPayload,
+    #[error("the event names no workspace this service knows")]
+    UnknownWorkspace,
+    #[error("this workspace has no webhook signing secret")]
+    WebhookSecretNotConfigured,
+    #[error("the PaymentIntent does not belong to this workspace's charging intent")]
+    OwnershipMismatch,
+    #[error("the event's livemode differs from the workspace's Stripe mode")]
+    LivemodeMismatch,
+    #[error("the event store does not answer")]
+    StoreUnavailable,
+    #[error("Stripe did not answer")]
+    StripeUnavailable,
+}
+
+impl WebhookRefusal {
+    pub fn code(self) -> &'static str {
+        match self {
+            WebhookRefusal::MissingSignature => "missing_signature",
+            WebhookRefusal::InvalidSignatureHeader => "invalid_signature_header",
+            WebhookRefusal::SignatureMismatch => "signature_mismatch",
+            WebhookRefusal::TimestampOutOfTolerance => "timestamp_out_of_tolerance",
+            WebhookRefusal::InvalidPayload => "invalid_payload",
+            WebhookRefusal::UnknownWorkspace => "unknown_workspace",
+            WebhookRefusal::WebhookSecretNotConfigured => "webhook_secret_not_configured",
+            WebhookRefusal::OwnershipMismatch => "ownership_mismatch",
+            WebhookRefusal::LivemodeMismatch => "livemode_mismatch",
+            WebhookRefusal::StoreUnavailable => "store_unavailable",
+            WebhookRefusal::StripeUnavailable => "stripe_unavailable",
+        }
+    }
+
+    fn of_signature(e: SignatureError) -> Self {
+        match e {
+            SignatureError::MissingSignature => Self::MissingSignature,
+            SignatureError::InvalidSignatureHeader => Self::InvalidSignatureHeader,
+            SignatureError::SignatureMismatch => Self::SignatureMismatch,
+            SignatureError::TimestampOutOfTolerance => Self::TimestampOutOfTolerance,
+        }
+    }
+
+    fn of_payment(e: PaymentError) -> Self {
+        match e {
+            PaymentError::IntentNotFound | PaymentError::OwnershipMismatch => {
+                Self::OwnershipMismatch
+            }
+            PaymentError::LivemodeMismatch => Self::LivemodeMismatch,
+            PaymentError::StripeUnavailable => Self::StripeUnavailable,
+            other => {
+                tracing::error!(error = %other, "webhook could not be applied");
+                Self::StoreUnavailable
+            }
+        }
+    }
+}
+
+/// A refusal and what was learnt before it (recorded only once trustworthy).
+struct Refused {
+    why: WebhookRefusal,
+    workspace_id: Option<String>,
+    event_id: Option<String>,
+    payment_intent_id: Option<String>,
+}
+
+impl From<WebhookRefusal> for Refused {
+    fn from(why: WebhookRefusal) -> Self {
+        Self {
+            why,
+            workspace_id: None,
+            event_id: None,
+            payment_intent_id: None,
+        }
+    }
+}
+
+impl Refused {
+    fn in_workspace(mut self, ws: &WorkspaceId) -> Self {
+        self.workspace_id = Some(ws.to_string());
+        self
+    }
+}
+
+/// A verified event about a PaymentIntent.
+struct Verified {
+    event_id: String,
+    livemode: Option<bool>,
+    payment_intent: PaymentIntentView,
+}
+
+impl Services {
+    /// `ProcessStripeAuthorizationWebhook` from a delivery. A refusal changes no state
+    /// and is recorded as a `WebhookRejected` security warning.
+    pub async fn receive_webhook(
+        &self,
+        delivery: Delivery<'_>,
+        meta: &Metadata,
+    ) -> Result<WebhookOutcome, WebhookRefusal> {
+        match self.process_webhook(&delivery, meta).await {
+            Ok(outcome) => Ok(outcome),
+            Err(refused) => {
+                self.record_refusal(&refused, &delivery, meta).await;
+                Err(refused.why)
+            }
+        }
+    }
+
+    async fn record_refusal(&self, r: &Refused, delivery: &Delivery<'_>, meta: &Metadata) {
+        tracing::warn!(code = r.why.code(), workspace_id = ?r.workspace_id, stripe.event = ?r.event_id, "webhook refused");
+        let rejection = WebhookRejected {
+            workspace_id: r.workspace_id.clone(),
+            code: r.why.code().to_string(),
+            stripe_event_id: r.event_id.clone(),
+            payment_intent_id: r.payment_intent_id.clone(),
+            source_ip: delivery.source_ip.clone(),
+            rejected_at: self.clock.now(),
+        };
+        if let Err(e) = self
+            .rejections
+            .execute(&stream_id(&rejection), rejection, meta)
+            .await
+        {
+            tracing::error!(error = %e, "could not record a refused webhook");
+        }
+        self.projector.nudge();
+    }
+
+    async fn process_webhook(
+        &self,
+        delivery: &Delivery<'_>,
+        meta: &Metadata,
+    ) -> Result<WebhookOutcome, Refused> {
+        let parsed: Option<Value> = serde_json::from_slice(delivery.body).ok();
+        let ws = webhook_workspace(delivery.url_workspace, parsed.as_ref())?;
+        let profile = self
+            .profiles
+            .load_recent(ws.as_str())
+            .await
+            .map_err(|_| Refused::from(WebhookRefusal::StoreUnavailable))?;
+        if profile.workspace_id.is_none() {
+            return Err(WebhookRefusal::UnknownWorkspace.into());
+        }
+        let in_ws = |why: WebhookRefusal| Refused::from(why).in_workspace(&ws);
+        let creds = profile
+            .credentials
+            .as_ref()
+            .ok_or_else(|| in_ws(WebhookRefusal::WebhookSecretNotConfigured))?;
+        self.verify_signature(&ws, creds, delivery)
+            .await
+            .map_err(in_ws)?;
+        tracing::Span::current().record("workspace_id", ws.as_str());
+        let event = parsed.ok_or_else(|| in_ws(WebhookRefusal::InvalidPayload))?;
+        match read_event(&event).map_err(in_ws)? {
+            Some(verified) => self.apply_verified(&ws, &profile, verified, meta).await,
+            None => Ok(WebhookOutcome::Ignored), // another kind of event
+        }
+    }
+
+    /// The signature, over the raw bytes, with every secret active now.
+    async fn verify_signature(
+        &self,
+        ws: &WorkspaceId,
+        creds: &Credentials,
+        delivery: &Delivery<'_>,
+    ) -> Result<(), WebhookRefusal> {
+        let now = self.clock.now();
+        let mut secrets: Vec<SecretString> = Vec::new();
+        for s in creds.active_webhook_secrets(now, self.settings.webhook_overlap) {
+            let field = SecretField::WebhookSigningSecret;
+            match self
+                .vault
+                .get(ws.as_str(), field, s.version, &s.secret.fingerprint)
+                .await
+            {
+                Ok(secret) => secrets.push(secret),
+                Err(e) => {
+                    tracing::error!(error = %e, workspace_id = %ws, "a webhook signing secret did not decrypt")
+                }
+            }
+        }
+        let refs: Vec<&SecretString> = secrets.iter().collect();
+        verify(
+            delivery.body,
+            delivery.signature,
+            &refs,
+            self.settings.webhook_tolerance,
+            now.timestamp(),
+        )
+        .map(|_| ())
+        .map_err(WebhookRefusal::of_signature)
+    }
+
+    /// Ownership and livemode, then the one Stripe-state path.
+    async fn apply_verified(
+        &self,
+        ws: &WorkspaceId,
+        profile: &WorkspaceStripeProfile,
+        v: Verified,
+        meta: &Metadata,
+    ) -> Result<WebhookOutcome, Refused> {
+        let span = tracing::Span::current();
+        span.record("stripe.event_id", v.event_id.as_str());
+        span.record("stripe.payment_intent_id", v.payment_intent.id.as_str());
+        let refuse = |why| Refused {
+            why,
+            workspace_id: Some(ws.to_string()),
+            event_id: Some(v.event_id.clone()),
+            payment_intent_id: Some(v.payment_intent.id.clone()),
+        };
+        let pi = &v.payment_intent;
+        let Some(intent_id) = pi.metadata_charging_intent_id.clone() else {
+            return Ok(WebhookOutcome::Ignored); // a PaymentIntent this service did not create
+        };
+        if pi.metadata_workspace_id.as_deref() != Some(ws.as_str()) {
+            return Err(refuse(WebhookRefusal::OwnershipMismatch));
+        }
+        span.record("charging_intent_id", intent_id.as_str());
+        let live = profile
+            .credentials
+            .as_ref()
+            .is_some_and(|c| c.mode == StripeMode::Live);
+        let event_live = v.livemode.unwrap_or(pi.livemode);
+        if event_live != live || pi.livemode != event_live {
+            return Err(refuse(WebhookRefusal::LivemodeMismatch));
+        }
+        let report = StripeReport {
+            charging_intent_id: intent_id,
+            workspace_id: ws.to_string(),
+            payment_intent: v.payment_intent.clone(),
+            stripe_event_id: Some(v.event_id.clone()),
+            source: "webhook",
+        };
+        match self.apply_stripe_state(report, meta).await {
+            Ok(Applied::Applied) => Ok(WebhookOutcome::Applied),
+            Ok(Applied::Duplicate) => Ok(WebhookOutcome::Duplicate),
+            Ok(Applied::Unchanged) => Ok(WebhookOutcome::Ignored),
+            Err(e) => Err(refuse(WebhookRefusal::of_payment(e))),
+        }
+    }
+}
+
+/// The workspace: from the URL, or on the shared URL from the PaymentIntent's metadata.
+fn webhook_workspace(
+    url_workspace: Option<&str>,
+    parsed: Option<&Value>,
+) -> Result<WorkspaceId, Refused> {
+    let named = match url_workspace {
+        Some(w) => w,
+        None => parsed
+            .and_then(|v| v.pointer("/data/object/metadata/workspace_id"))
+            .and_then(Value::as_str)
+            .ok_or(if parsed.is_some() {
+                WebhookRefusal::UnknownWorkspace
+            } else {
+                WebhookRefusal::InvalidPayload
+            })?,
+    };
+    Ok(WorkspaceId::parse(named).ok_or(WebhookRefusal::UnknownWorkspace)?)
+}
+
+/// A verified event: its id, and the PaymentIntent it is about (`None`: not about one).
+fn read_event(event: &Value) -> Result<Option<Verified>, WebhookRefusal> {
+    let event_id = event
+        .get("id")
+        .and_then(Value::as_str)
+        .filter(|id| id.starts_with("evt_") && id.len() <= 255)
+        .ok_or(WebhookRefusal::InvalidPayload)?
+        .to_string();
+    let object = event
+        .pointer("/data/object")
+        .ok_or(WebhookRefusal::InvalidPayload)?;
+    let Some(payment_intent) = PaymentIntentView::from_json(object)
+        .filter(|_| object.get("object").and_then(Value::as_str) == Some("payment_intent"))
+    else {
+        return Ok(None); // another kind of event (balance.available, charge.*, …)
+    };
+    Ok(Some(Verified {
+        event_id,
+        livemode: event.get("livemode").and_then(Value::as_bool),
+        payment_intent,
+    }))
+}

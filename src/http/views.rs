@@ -1,0 +1,335 @@
+//! What the API answers: typed bodies that both serialize the response and describe it
+//! in the OpenAPI document, so the two cannot drift apart.
+
+use chrono::{DateTime, Utc};
+use roampay_events::{HealthStatus, IntentStatus};
+use roampay_projections::audit_log::Entry;
+use roampay_projections::charging_intents::Row;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::charging_intent::aggregate::authorization_reference;
+use crate::charging_intent::ChargingIntent;
+use crate::workspace_stripe_profile::WorkspaceStripeProfile;
+
+/// A charging intent, as drivers, the session module and support see it (one shape for
+/// every endpoint that shows one).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ChargingIntentView {
+    pub charging_intent_id: String,
+    pub workspace_id: String,
+    pub status: IntentStatus,
+    pub payment_required: bool,
+    pub amount_cents: Option<i64>,
+    pub currency: String,
+    pub authorized_amount_cents: Option<i64>,
+    pub captured_amount_cents: Option<i64>,
+    pub payment_intent_id: Option<String>,
+    /// The short reference shown to drivers and OCPI partners (paid intents).
+    pub authorization_reference: Option<String>,
+    pub location_id: String,
+    pub evse_uid: String,
+    pub connector_id: String,
+    pub ocpi_session_id: Option<String>,
+    pub failure_code: Option<String>,
+    pub created_at: Option<DateTime<Utc>>,
+    pub updated_at: Option<DateTime<Utc>>,
+}
+
+impl ChargingIntentView {
+    /// From the aggregate (read-your-writes answers).
+    pub fn of(id: &str, i: &ChargingIntent) -> Self {
+        let r = i.request.as_ref();
+        let p = i.payment.as_ref();
+        let text = |f: fn(&roampay_events::IntentRequest) -> &String| {
+            r.map(|r| f(r).clone()).unwrap_or_default()
+        };
+        Self {
+            charging_intent_id: id.to_string(),
+            workspace_id: text(|r| &r.workspace_id),
+            status: i.status,
+            payment_required: i.payment_required(),
+            amount_cents: p.map(|p| p.amount_cents),
+            currency: text(|r| &r.currency),
+            authorized_amount_cents: i.authorized_amount_cents,
+            captured_amount_cents: i.captured_amount_cents,
+            payment_intent_id: p.map(|p| p.payment_intent_id.clone()),
+            authorization_reference: p.map(|p| p.authorization_reference.clone()),
+            location_id: text(|r| &r.location_id),
+            evse_uid: text(|r| &r.evse_uid),
+            connector_id: text(|r| &r.connector_id),
+            ocpi_session_id: i.ocpi_session_id.clone(),
+            failure_code: i.failure_code.clone(),
+            created_at: i.created_at,
+            updated_at: i.updated_at,
+        }
+    }
+
+    /// From the read model (support lists).
+    pub fn of_row(id: String, r: Row) -> Self {
+        Self {
+            authorization_reference: r
+                .payment_intent_id
+                .as_ref()
+                .map(|_| authorization_reference(&id)),
+            charging_intent_id: id,
+            workspace_id: r.workspace_id,
+            status: r.status,
+            payment_required: r.payment_required,
+            amount_cents: r.amount_cents,
+            currency: r.currency,
+            authorized_amount_cents: r.authorized_amount_cents,
+            captured_amount_cents: r.captured_amount_cents,
+            payment_intent_id: r.payment_intent_id,
+            location_id: r.location_id,
+            evse_uid: r.evse_uid,
+            connector_id: r.connector_id,
+            ocpi_session_id: r.ocpi_session_id,
+            failure_code: r.failure_code,
+            created_at: Some(r.created_at),
+            updated_at: Some(r.updated_at),
+        }
+    }
+}
+
+/// A new pre-authorization; the Stripe fields are absent for a free connector.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CreatedPaymentIntent {
+    pub charging_intent_id: String,
+    pub authorization_reference: Option<String>,
+    pub workspace_id: String,
+    pub payment_required: bool,
+    pub status: IntentStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub amount_cents: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub currency: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payment_intent_id: Option<String>,
+    /// For Stripe.js `confirmCardPayment`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<Option<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub publishable_key: Option<Option<String>>,
+}
+
+/// A page of charging intents, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChargingIntentPage {
+    pub data: Vec<ChargingIntentView>,
+    pub has_more: bool,
+}
+
+/// One audit entry.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuditEntry {
+    /// The cursor for `starting_after`.
+    pub id: String,
+    pub recorded_at: DateTime<Utc>,
+    pub workspace_id: Option<String>,
+    pub aggregate_type: String,
+    pub aggregate_id: String,
+    pub event_type: String,
+    pub actor: Option<String>,
+    pub request_id: Option<String>,
+    pub summary: String,
+}
+
+impl From<Entry> for AuditEntry {
+    fn from(e: Entry) -> Self {
+        Self {
+            id: e.id.to_string(),
+            recorded_at: e.recorded_at,
+            workspace_id: e.workspace_id,
+            aggregate_type: e.aggregate_type,
+            aggregate_id: e.aggregate_id,
+            event_type: e.event_type,
+            actor: e.actor,
+            request_id: e.request_id,
+            summary: e.summary,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuditPage {
+    pub data: Vec<AuditEntry>,
+    pub has_more: bool,
+}
+
+/// What Stripe's webhook delivery is answered with.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WebhookAck {
+    pub received: bool,
+    pub outcome: WebhookOutcomeName,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum WebhookOutcomeName {
+    Applied,
+    Duplicate,
+    /// Verified, but an event type or object this service does not track.
+    Ignored,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SecretState {
+    pub configured: bool,
+    /// `secret` (sk_) or `restricted` (rk_); absent for the webhook signing secret.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kind: Option<Option<roampay_events::SecretKeyKind>>,
+    /// The last four characters; the only part of a secret ever shown.
+    pub last4: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    pub status: HealthStatus,
+    pub checked_at: Option<DateTime<Utc>>,
+    /// `authentication_failed` | `permission_denied` | `livemode_mismatch` | `stripe_unreachable`
+    pub failure_code: Option<String>,
+    pub failure_message: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StripeConfig {
+    pub publishable_key: Option<String>,
+    pub secret_key: SecretState,
+    pub webhook_signing_secret: SecretState,
+    pub mode: Option<roampay_events::StripeMode>,
+    pub account_id: Option<String>,
+    pub credential_version: u32,
+    pub health: Health,
+    pub updated_at: Option<DateTime<Utc>>,
+    pub updated_by: Option<String>,
+    /// The per-workspace endpoint to register in Stripe.
+    pub webhook_url: String,
+}
+
+/// The workspace OCPI config: settings, and the credential set with secrets reduced to
+/// `last4`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OcpiConfig {
+    pub workspace_id: String,
+    pub allow_guest_access: bool,
+    pub allow_user_registration: bool,
+    pub pre_auth_cents: i64,
+    pub currency: String,
+    pub stripe: StripeConfig,
+}
+
+impl OcpiConfig {
+    pub fn of(ws: &str, p: &WorkspaceStripeProfile, public_url: &str) -> Self {
+        let s = &p.settings;
+        Self {
+            workspace_id: ws.to_string(),
+            allow_guest_access: s.allow_guest_access,
+            allow_user_registration: s.allow_user_registration,
+            pre_auth_cents: s.pre_auth_cents.cents(),
+            currency: s.currency.as_str().to_string(),
+            stripe: StripeConfig::of(ws, p, public_url),
+        }
+    }
+}
+
+impl StripeConfig {
+    fn of(ws: &str, p: &WorkspaceStripeProfile, public_url: &str) -> Self {
+        let c = p.credentials.as_ref();
+        Self {
+            publishable_key: c.map(|c| c.publishable_key.clone()),
+            secret_key: SecretState {
+                configured: c.is_some(),
+                kind: Some(c.map(|c| c.secret_key.kind)),
+                last4: c.map(|c| c.secret_key.secret.last4.clone()),
+            },
+            webhook_signing_secret: SecretState {
+                configured: c.is_some(),
+                kind: None,
+                last4: c.map(|c| c.current_webhook_secret().secret.last4.clone()),
+            },
+            mode: c.map(|c| c.mode),
+            account_id: c.and_then(|c| c.account_id.clone()),
+            credential_version: p.credential_version,
+            health: Health::of(p),
+            updated_at: c.map(|c| c.updated_at),
+            updated_by: c.map(|c| c.updated_by.clone()),
+            webhook_url: format!("{public_url}/ocpi/stripe/webhook/{ws}"),
+        }
+    }
+}
+
+impl Health {
+    fn of(p: &WorkspaceStripeProfile) -> Self {
+        match &p.credentials {
+            Some(c) => Self {
+                status: c.health.status,
+                checked_at: c.health.checked_at,
+                failure_code: c.health.failure_code.clone(),
+                failure_message: c.health.failure_message.clone(),
+            },
+            None => Self {
+                status: HealthStatus::Unconfigured,
+                checked_at: None,
+                failure_code: None,
+                failure_message: None,
+            },
+        }
+    }
+}
+
+/// Any subset; `"stripe": null` removes the credential set. (Read field by field, so
+/// that every problem is reported at once.)
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct OcpiConfigPatch {
+    pub allow_guest_access: Option<bool>,
+    pub allow_user_registration: Option<bool>,
+    /// 50..=1000000
+    pub pre_auth_cents: Option<i64>,
+    pub currency: Option<String>,
+    pub stripe: Option<StripeCredentialsPatch>,
+}
+
+/// Any subset (one secret can be rotated alone); the first save carries all three.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct StripeCredentialsPatch {
+    pub publishable_key: Option<String>,
+    /// `sk_…` or `rk_…`; write-only.
+    pub secret_key: Option<String>,
+    /// `whsec_…`; write-only.
+    pub webhook_signing_secret: Option<String>,
+}
+
+/// `/healthz` and `/readyz`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Status {
+    pub status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub store: Option<&'static str>,
+}
+
+/// The payment-health view of one workspace.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PaymentHealth {
+    pub workspace_id: String,
+    #[schema(value_type = Object)]
+    pub credential_health: serde_json::Value,
+    pub last_webhook_received_at: Option<DateTime<Utc>>,
+    pub webhooks_rejected_24h: i64,
+    #[schema(value_type = Object)]
+    pub intents_by_status: std::collections::BTreeMap<String, i64>,
+    pub settlements_pending: i64,
+    pub holds_lapsing_soon: i64,
+    pub recent_failures: Vec<RecentFailure>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RecentFailure {
+    pub charging_intent_id: String,
+    pub status: String,
+    pub failure_code: Option<String>,
+    pub payment_intent_id: Option<String>,
+    pub at: DateTime<Utc>,
+}

@@ -1,0 +1,98 @@
+//! The session worker: releases holds nobody started a session on (`expired`), finishes
+//! captures and releases Stripe did not answer definitely (same deterministic keys, the
+//! PaymentIntent read first), and flags holds close to lapsing. With several instances
+//! on one PostgreSQL only the holder of an advisory lock works; on SQLite there is one
+//! process.
+
+use std::time::Duration;
+
+use roampay_projections::charging_intents as read;
+use roampay_projections::Db;
+use sqlx::pool::PoolConnection;
+use sqlx::Postgres;
+
+use crate::application::{system, Services};
+use crate::charging_intent::ReleaseReason;
+
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    pub interval: Duration,
+    pub hold_timeout: chrono::Duration,
+    pub settle_retry: chrono::Duration,
+}
+
+/// The advisory lock key of the session worker (any constant shared by all instances).
+const LEADER_LOCK: i64 = 0x726f_616d_7061_7901;
+/// Intents handled per kind of work per round.
+const BATCH: i64 = 200;
+
+/// Holds the leader lock on PostgreSQL; `None` while another instance holds it.
+#[derive(Default)]
+pub struct Leadership {
+    conn: Option<PoolConnection<Postgres>>,
+}
+
+impl Leadership {
+    pub async fn lead(&mut self, db: &Db) -> bool {
+        let Db::Postgres(pool) = db else {
+            return true; // SQLite: one process owns the file
+        };
+        if let Some(conn) = &mut self.conn {
+            // Still ours while the session that took it lives.
+            if sqlx::query("SELECT 1").execute(&mut **conn).await.is_ok() {
+                return true;
+            }
+            self.conn = None;
+        }
+        let Ok(mut conn) = pool.acquire().await else {
+            return false;
+        };
+        let won: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+            .bind(LEADER_LOCK)
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap_or(false);
+        if won {
+            tracing::info!("this instance runs the session worker");
+            self.conn = Some(conn);
+        }
+        won
+    }
+}
+
+/// One pass over each kind of work, at the services' clock.
+pub async fn round(services: &Services, settings: &WorkerSettings) -> Result<(), sqlx::Error> {
+    let meta = system("system:session-worker");
+    let now = services.clock.now();
+    let db = &services.db;
+    for id in read::unsettled(db, now - settings.settle_retry, BATCH).await? {
+        report(&id, services.finish_settlement(&id, &meta).await);
+    }
+    for id in read::unused(db, now - settings.hold_timeout, BATCH).await? {
+        let done = services
+            .cancel_intent(&id, ReleaseReason::Expired, &meta)
+            .await;
+        report(&id, done);
+    }
+    let lifetime = services.settings.hold_lifetime;
+    let warn_from = now - (lifetime - services.settings.hold_warning);
+    for id in read::lapsing_unflagged(db, warn_from, BATCH).await? {
+        let Ok(intent) = services.load_intent(&id).await else {
+            continue;
+        };
+        let Some(capture_before) = intent.authorized_at.map(|t| t + lifetime) else {
+            continue;
+        };
+        tracing::warn!(charging_intent_id = %id, %capture_before, "hold close to lapsing");
+        if let Err(e) = services.flag_lapsing_hold(&id, capture_before, &meta).await {
+            tracing::warn!(charging_intent_id = %id, error = %e, "could not flag a lapsing hold");
+        }
+    }
+    Ok(())
+}
+
+fn report<T, E: std::fmt::Display>(id: &str, done: Result<T, E>) {
+    if let Err(e) = done {
+        tracing::warn!(charging_intent_id = %id, error = %e, "session worker could not finish an intent");
+    }
+}

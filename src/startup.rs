@@ -1,0 +1,190 @@
+//! One startup for every entry point: the store, keys, vault, Stripe client and
+//! application services built from the settings, then (for `serve`) the background
+//! jobs and the HTTP server. `reconcile` builds the same services from the same
+//! settings, so every setting means the same in both.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use roampay_projections::Db;
+
+use crate::application::{Services, Settings};
+use crate::clock::SystemClock;
+use crate::config::{secret_or_file, HoldArgs, KeyArgs, ServeArgs, StoreArgs, StripeArgs};
+use crate::http::auth::JwtAuth;
+use crate::http::{self, AppState};
+use crate::jobs::{self, session_worker::WorkerSettings, sweep::SweepSettings, JobSettings};
+use crate::store;
+use crate::stripe::webhook::Tolerance;
+use crate::stripe::{StripeGateway, StripeTransport};
+use crate::vault::{DbVault, MasterKey, SecretVault};
+
+pub type AnyError = Box<dyn std::error::Error + Send + Sync>;
+
+pub async fn open_store(args: &StoreArgs) -> Result<Db, AnyError> {
+    let db = store::connect(args.database_url.as_deref(), &args.data_dir).await?;
+    store::migrate(&db).await?;
+    Ok(db)
+}
+
+fn master_keys(
+    keys: &KeyArgs,
+    data_dir: &std::path::Path,
+) -> Result<(MasterKey, Vec<MasterKey>), AnyError> {
+    let (text, created) = secret_or_file(keys.master_key.as_ref(), data_dir, "master.key", || {
+        MasterKey::generate_base64().to_string()
+    })?;
+    if let Some(path) = created {
+        tracing::warn!(path = %path.display(), "no ROAMPAY_MASTER_KEY given: generated a master key (keep this file safe and backed up)");
+    }
+    Ok(MasterKey::from_config(
+        &text,
+        keys.previous_master_keys.as_ref(),
+    )?)
+}
+
+pub fn jwt(keys: &KeyArgs, data_dir: &std::path::Path) -> Result<JwtAuth, AnyError> {
+    let (secret, created) =
+        secret_or_file(keys.jwt_secret.as_ref(), data_dir, "jwt.secret", || {
+            MasterKey::generate_base64().to_string()
+        })?;
+    if let Some(path) = created {
+        tracing::warn!(path = %path.display(), "no ROAMPAY_JWT_SECRET given: generated one");
+    }
+    Ok(JwtAuth::new(
+        &secret,
+        keys.jwt_issuer.clone(),
+        keys.jwt_audience.clone(),
+    ))
+}
+
+/// The parts every entry point shares.
+pub struct Core<'a> {
+    pub store: &'a StoreArgs,
+    pub keys: &'a KeyArgs,
+    pub stripe: &'a StripeArgs,
+    pub holds: &'a HoldArgs,
+}
+
+/// The application services over the configured store, vault and Stripe.
+pub async fn services(
+    core: Core<'_>,
+    settings: impl FnOnce(&HoldArgs) -> Settings,
+) -> Result<Arc<Services>, AnyError> {
+    let db = open_store(core.store).await?;
+    let (master, previous) = master_keys(core.keys, &core.store.data_dir)?;
+    let vault: Arc<dyn SecretVault> = Arc::new(DbVault::new(db.clone(), master, previous));
+    let stripe: Arc<dyn StripeGateway> = Arc::new(StripeTransport::new(
+        &core.stripe.stripe_api_base,
+        Duration::from_millis(core.stripe.stripe_timeout_ms),
+        core.stripe.stripe_max_attempts,
+    ));
+    let services = Services::new(
+        db,
+        vault,
+        stripe,
+        Arc::new(SystemClock),
+        settings(core.holds),
+    );
+    services.projector.ensure_indexes().await?;
+    Ok(Arc::new(services))
+}
+
+fn hold_settings(h: &HoldArgs) -> (chrono::Duration, chrono::Duration) {
+    (
+        chrono::Duration::seconds(h.hold_lifetime_secs.max(1)),
+        chrono::Duration::seconds(h.hold_warning_secs.max(0)),
+    )
+}
+
+/// Settings for work without a server (the command line): webhook settings unused.
+pub fn offline_settings(holds: &HoldArgs) -> Settings {
+    let (hold_lifetime, hold_warning) = hold_settings(holds);
+    Settings {
+        webhook_tolerance: Tolerance::new(300).expect("positive"),
+        webhook_overlap: chrono::Duration::zero(),
+        public_url: String::new(),
+        validation_wait: Duration::ZERO,
+        hold_lifetime,
+        hold_warning,
+    }
+}
+
+/// A bound, ready-to-run service.
+pub struct Application {
+    pub addr: SocketAddr,
+    pub backend: &'static str,
+    server: actix_web::dev::Server,
+    _jobs: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Application {
+    /// Builds everything `serve` runs; refuses bad settings before touching the store.
+    pub async fn build(args: ServeArgs) -> Result<Self, AnyError> {
+        // A tolerance of 0 or less would refuse every webhook.
+        let tolerance = Tolerance::new(args.webhook_tolerance_secs)?;
+        let listener = std::net::TcpListener::bind(&args.bind)?;
+        let addr = listener.local_addr()?;
+        let public_url = args
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{addr}"))
+            .trim_end_matches('/')
+            .to_string();
+        let core = Core {
+            store: &args.store,
+            keys: &args.keys,
+            stripe: &args.stripe,
+            holds: &args.holds,
+        };
+        let services = services(core, |holds| {
+            let (hold_lifetime, hold_warning) = hold_settings(holds);
+            Settings {
+                webhook_tolerance: tolerance,
+                webhook_overlap: chrono::Duration::seconds(args.webhook_secret_overlap_secs.max(0)),
+                public_url,
+                validation_wait: Duration::from_millis(args.validation_wait_ms),
+                hold_lifetime,
+                hold_warning,
+            }
+        })
+        .await?;
+        let state = AppState {
+            auth: jwt(&args.keys, &args.store.data_dir)?,
+            rate_limiter: http::driver::rate_limiter(args.rate_limit_per_min),
+            services: services.clone(),
+        };
+        let backend = services.db.backend();
+        let jobs = jobs::start(services, job_settings(&args));
+        Ok(Self {
+            addr,
+            backend,
+            server: http::server(listener, state)?,
+            _jobs: jobs,
+        })
+    }
+
+    /// Serves until the process is told to stop.
+    pub async fn run_until_stopped(self) -> Result<(), AnyError> {
+        Ok(self.server.await?)
+    }
+}
+
+fn job_settings(args: &ServeArgs) -> JobSettings {
+    JobSettings {
+        sweep: SweepSettings {
+            interval: Duration::from_secs(args.sweep_interval_secs.max(1)),
+            first_look: chrono::Duration::seconds(args.sweep_first_look_secs.max(0)),
+            per_workspace: args.sweep_per_workspace.max(1),
+        },
+        worker: WorkerSettings {
+            interval: Duration::from_secs(args.worker_interval_secs.max(1)),
+            hold_timeout: chrono::Duration::seconds(args.hold_timeout_secs.max(1)),
+            settle_retry: chrono::Duration::seconds(args.settle_retry_secs.max(0)),
+        },
+        revalidate_interval: Duration::from_secs(args.revalidate_interval_secs.max(1)),
+        projection_poll: (!args.no_projectors)
+            .then(|| Duration::from_millis(args.projection_poll_ms)),
+    }
+}
