@@ -96,3 +96,118 @@ fn report<T, E: std::fmt::Display>(id: &str, done: Result<T, E>) {
         tracing::warn!(charging_intent_id = %id, error = %e, "session worker could not finish an intent");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The worker's expiry driven by a clock the test moves: no sleep proves anything.
+
+    use std::sync::Arc;
+
+    use roampay_events::{Connector, Coordinates, Evse, IntentStatus, LocationData, Tariff};
+
+    use super::{round, WorkerSettings};
+    use crate::application::payments::{PreAuthOutcome, PreAuthRequest};
+    use crate::application::{system, Services, Settings};
+    use crate::clock::ManualClock;
+    use crate::stripe::webhook::Tolerance;
+    use crate::stripe::CredentialCheck;
+    use crate::testing::{FakeStripe, FakeVault};
+
+    fn free_location() -> LocationData {
+        let tariff = Tariff {
+            currency: "aud".into(),
+            price_per_kwh_cents: 0,
+            flat_fee_cents: 0,
+        };
+        LocationData {
+            name: "Depot".into(),
+            address: "1 Main St".into(),
+            city: "Sydney".into(),
+            postal_code: None,
+            country: "AUS".into(),
+            coordinates: Coordinates {
+                latitude: "-33.8688".into(),
+                longitude: "151.2093".into(),
+            },
+            evses: vec![Evse {
+                uid: "E1".into(),
+                evse_id: None,
+                connectors: vec![Connector {
+                    id: "1".into(),
+                    standard: "IEC_62196_T2".into(),
+                    format: "CABLE".into(),
+                    power_type: "AC_3_PHASE".into(),
+                    max_electric_power: None,
+                    tariff,
+                }],
+            }],
+        }
+    }
+
+    fn request() -> PreAuthRequest {
+        PreAuthRequest {
+            location_id: "LOC-1".into(),
+            evse_uid: "E1".into(),
+            connector_id: "1".into(),
+            email: None,
+            idempotency_key: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unused_intent_expires_once_the_clock_passes_the_hold_timeout_and_frees_its_connector(
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = crate::store::connect(None, dir.path()).await.unwrap();
+        crate::store::migrate(&db).await.unwrap();
+        let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
+        let settings = Settings {
+            webhook_tolerance: Tolerance::new(300).unwrap(),
+            webhook_overlap: chrono::Duration::zero(),
+            public_url: String::new(),
+            validation_wait: std::time::Duration::ZERO,
+            hold_lifetime: chrono::Duration::days(7),
+            hold_warning: chrono::Duration::days(1),
+        };
+        let stripe = Arc::new(FakeStripe::new(CredentialCheck::Valid { account_id: None }));
+        let services = Services::new(
+            db,
+            Arc::new(FakeVault::default()),
+            stripe,
+            clock.clone(),
+            settings,
+        );
+        let worker = WorkerSettings {
+            interval: std::time::Duration::from_secs(15),
+            hold_timeout: chrono::Duration::minutes(15),
+            settle_retry: chrono::Duration::seconds(30),
+        };
+        let meta = system("test");
+        services
+            .publish_location("ws-1", "LOC-1", free_location(), &meta)
+            .await
+            .unwrap();
+        let first = services.pre_authorize(request(), &meta).await.unwrap();
+        assert_eq!(first.outcome, PreAuthOutcome::Free);
+        let id = first.charging_intent_id;
+
+        // Fourteen minutes on: not due yet.
+        clock.advance(chrono::Duration::minutes(14));
+        services.projector.catch_up().await.unwrap();
+        round(&services, &worker).await.unwrap();
+        assert_eq!(
+            services.load_intent(&id).await.unwrap().status,
+            IntentStatus::Authorized
+        );
+
+        // Past the hold timeout: expired, and the connector takes a new intent.
+        clock.advance(chrono::Duration::minutes(2));
+        round(&services, &worker).await.unwrap();
+        assert_eq!(
+            services.load_intent(&id).await.unwrap().status,
+            IntentStatus::Expired
+        );
+        let second = services.pre_authorize(request(), &meta).await.unwrap();
+        assert_ne!(second.charging_intent_id, id);
+    }
+}

@@ -73,19 +73,14 @@ async fn projections_survive_a_sigkill_between_commit_and_projection(b: Backend)
 
     let server = Server::start(&store, ServerOptions::new(&stripe)).await;
     let support = token("support", &["*"], "audit:read");
-    let mut seen = 0;
-    for _ in 0..100 {
-        let (_, body) = server.get("/api/support/audit?limit=200", &support).await;
-        seen = body["data"].as_array().unwrap().len() as i64;
-        if seen == events {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    assert_eq!(
-        seen, events,
-        "every committed event reached the audit log after restart"
-    );
+    crate::support::eventually(
+        "every committed event reaching the audit log after restart",
+        || async {
+            let (_, body) = server.get("/api/support/audit?limit=200", &support).await;
+            (body["data"].as_array().unwrap().len() as i64 == events).then_some(())
+        },
+    )
+    .await;
     let live = snapshot(&db).await;
     assert_eq!(live.0.len(), 2, "{:?}", live.0);
     assert!(

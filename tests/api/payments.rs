@@ -1,7 +1,5 @@
 //! Roaming payments end to end over HTTP, Stripe played by a stateful fake.
 
-use std::time::Duration;
-
 use roampay::stripe::webhook::sign;
 use secrecy::SecretString;
 use serde_json::{json, Value};
@@ -246,20 +244,13 @@ async fn a_paid_session_is_pre_authorized_in_the_workspaces_own_account_and_auth
         "{types:?}"
     );
     let support = token("support", &["*"], "audit:read");
-    for _ in 0..50 {
-        let (_, list) = server
-            .get(
-                "/api/support/charging-intents?workspace_id=ws-1&status=authorized",
-                &support,
-            )
-            .await;
-        if list["data"].as_array().unwrap().len() == 1 {
-            assert_eq!(list["data"][0]["payment_intent_id"], pi_id);
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("the support list never showed the authorized intent");
+    let path = "/api/support/charging-intents?workspace_id=ws-1&status=authorized";
+    let list = eventually("the support list showing the authorized intent", || async {
+        let (_, list) = server.get(path, &support).await;
+        (list["data"].as_array().unwrap().len() == 1).then_some(list)
+    })
+    .await;
+    assert_eq!(list["data"][0]["payment_intent_id"], pi_id);
 }
 
 async fn a_free_connector_needs_neither_stripe_nor_credentials(b: Backend) {
@@ -733,21 +724,16 @@ async fn without_webhooks_confirm_and_the_sweep_apply_stripes_status(b: Backend)
         "requires_capture",
     );
     let id = two["charging_intent_id"].as_str().unwrap();
-    for _ in 0..80 {
-        if intent(&server, id).await["status"] == "authorized" {
-            // The audit log catches up a moment later.
-            for _ in 0..50 {
-                let audit = server.wait_for_audit("ws-1", 1).await;
-                if audit.iter().any(|e| e["actor"] == "system:sweep") {
-                    return;
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            panic!("the sweep's change is not in the audit log");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("the sweep never authorized the intent");
+    eventually("the sweep authorizing the intent", || async {
+        (intent(&server, id).await["status"] == "authorized").then_some(())
+    })
+    .await;
+    // The audit log catches up a moment later.
+    server
+        .wait_for_audit_where("ws-1", |audit| {
+            audit.iter().any(|e| e["actor"] == "system:sweep")
+        })
+        .await;
 }
 
 async fn drivers_need_a_token_unless_guests_are_allowed(b: Backend) {

@@ -385,20 +385,16 @@ async fn a_refused_capture_ends_capture_failed_and_shows_in_payment_health(b: Ba
     assert_eq!(status, 400);
 
     let support = token("support", &["ws-1"], "audit:read");
-    let mut health = Value::Null;
-    for _ in 0..100 {
+    let health = crate::support::eventually("the payment-health view catching up", || async {
         let (status, body) = server
             .get("/api/support/workspaces/ws-1/payment-health", &support)
             .await;
         assert_eq!(status, 200, "{body}");
-        health = body;
-        if health["intents_by_status"]["capture_failed"] == 1
-            && health["webhooks_rejected_24h"] == 1
-        {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+        let caught_up =
+            body["intents_by_status"]["capture_failed"] == 1 && body["webhooks_rejected_24h"] == 1;
+        caught_up.then_some(body)
+    })
+    .await;
     assert_eq!(health["credential_health"]["status"], "valid", "{health}");
     assert_eq!(health["credential_health"]["credential_version"], 1);
     assert_eq!(health["intents_by_status"]["completed"], 1, "{health}");
@@ -445,12 +441,10 @@ async fn killed_after_stripe_captured_and_before_the_event_the_worker_completes_
             .send()
             .await
     });
-    for _ in 0..100 {
-        if !fake.applied().is_empty() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    crate::support::eventually("the capture reaching Stripe", || async {
+        (!fake.applied().is_empty()).then_some(())
+    })
+    .await;
     assert_eq!(
         fake.applied(),
         vec![("capture".to_string(), pi.clone(), 2100)],
@@ -569,16 +563,11 @@ async fn a_connector_left_held_by_a_crash_is_freed(b: Backend) {
 }
 
 async fn wait_for_status(server: &Server, id: &str, want: &str) -> Value {
-    let mut last = Value::Null;
-    for _ in 0..100 {
-        last = crate::payments::intent(server, id).await;
-        if last["status"] == want {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    assert_eq!(last["status"], want, "{last}");
-    last
+    crate::support::eventually(&format!("intent {id} becoming {want}"), || async {
+        let last = crate::payments::intent(server, id).await;
+        (last["status"] == want).then_some(last)
+    })
+    .await
 }
 
 async fn cancel_faults_end_in_one_release(b: Backend) {
@@ -641,8 +630,8 @@ async fn the_worker_flags_holds_close_to_lapsing(b: Backend) {
         .get("/api/support/workspaces/ws-1/payment-health", &support)
         .await;
     assert_eq!(health["holds_lapsing_soon"], 1, "{health}");
-    // Flagged once, not every round.
-    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    // Flagged once, not every round: two more rounds of the worker add nothing.
+    server.wait_for_job_rounds("session_worker", 2.0).await;
     let entries = server.wait_for_audit("ws-1", 1).await;
     assert_eq!(
         entries
@@ -667,7 +656,13 @@ async fn one_session_worker_leads_when_instances_share_postgres() {
     let b = Server::start(&store, opts()).await;
     let (id, pi) = authorized(&a, &fake, "1", true).await;
     wait_for_status(&b, &id, "expired").await;
-    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    // Two more rounds of whichever instance leads; the other counts none.
+    let before = worker_rounds(&a).await + worker_rounds(&b).await;
+    crate::support::eventually("two more worker rounds", || async {
+        let now = worker_rounds(&a).await + worker_rounds(&b).await;
+        (now >= before + 2.0).then_some(())
+    })
+    .await;
     let leads = |s: &Server| {
         s.logs()
             .matches("this instance runs the session worker")
@@ -675,4 +670,12 @@ async fn one_session_worker_leads_when_instances_share_postgres() {
     };
     assert_eq!(leads(&a) + leads(&b), 1, "exactly one leader");
     assert_eq!(fake.applied(), vec![("cancel".to_string(), pi, 0)]);
+}
+
+async fn worker_rounds(s: &Server) -> f64 {
+    s.metric(
+        "roampay_background_job_rounds_total",
+        "job=\"session_worker\"",
+    )
+    .await
 }

@@ -128,21 +128,13 @@ async fn retries_keep_the_idempotency_key_and_failures_end_definite(b: Backend) 
                 assert!(matches!(status, 502 | 503), "{what}: {status}");
                 // Definite: failed, and the connector is free for another attempt.
                 let support = token("support", &["*"], "audit:read");
-                let mut failed = false;
-                for _ in 0..50 {
-                    let (_, list) = server
-                        .get("/api/support/charging-intents?workspace_id=ws-1", &support)
-                        .await;
-                    if list["data"]
-                        .as_array()
-                        .is_some_and(|d| d.len() == 1 && d[0]["status"] == "failed")
-                    {
-                        failed = true;
-                        break;
-                    }
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                assert!(failed, "{what}: the intent ended failed");
+                let path = "/api/support/charging-intents?workspace_id=ws-1";
+                eventually(&format!("{what}: the intent ending failed"), || async {
+                    let (_, list) = server.get(path, &support).await;
+                    let d = list["data"].as_array().cloned().unwrap_or_default();
+                    (d.len() == 1 && d[0]["status"] == "failed").then_some(())
+                })
+                .await;
                 let (again, _) = create(&server, "LOC-1", "1", Some("k1")).await;
                 assert_eq!(again, status, "{what}: the same key answers the same");
                 let (s, _) = create(&server, "LOC-1", "1", Some("k2")).await;

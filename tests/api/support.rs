@@ -259,37 +259,66 @@ impl Server {
         ready: impl Fn(&[Value]) -> bool,
     ) -> Vec<Value> {
         let token = token("support", &["*"], "audit:read");
-        for _ in 0..100 {
-            let (_, body) = self
-                .get(
-                    &format!("/api/support/audit?workspace_id={ws}&limit=200"),
-                    &token,
-                )
-                .await;
-            let data = body["data"].as_array().cloned().unwrap_or_default();
-            if ready(&data) {
-                return data;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("the audit log for {ws} never reached the expected state");
+        self.audit_until(ws, &token, ready).await
     }
 
     pub async fn wait_for_audit_as(&self, ws: &str, n: usize, token: &str) -> Vec<Value> {
-        for _ in 0..100 {
-            let (_, body) = self
-                .get(
-                    &format!("/api/support/audit?workspace_id={ws}&limit=200"),
-                    token,
-                )
+        self.audit_until(ws, token, |d| d.len() >= n).await
+    }
+
+    async fn audit_until(
+        &self,
+        ws: &str,
+        token: &str,
+        ready: impl Fn(&[Value]) -> bool,
+    ) -> Vec<Value> {
+        let path = format!("/api/support/audit?workspace_id={ws}&limit=200");
+        eventually(
+            &format!("the audit log of {ws} reaching the expected state"),
+            || async {
+                let (_, body) = self.get(&path, token).await;
+                let data = body["data"].as_array().cloned().unwrap_or_default();
+                ready(&data).then_some(data)
+            },
+        )
+        .await
+    }
+
+    /// The value of a counter or gauge on `/metrics` whose labels include `labels`
+    /// (`key="value"` pairs, comma-separated); 0 when absent.
+    pub async fn metric(&self, name: &str, labels: &str) -> f64 {
+        let text = self
+            .http
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("metrics text");
+        let wanted: Vec<&str> = labels.split(',').filter(|l| !l.is_empty()).collect();
+        text.lines()
+            .filter_map(|l| l.strip_prefix(name)?.strip_prefix('{'))
+            .filter_map(|l| l.split_once("} "))
+            .find(|(have, _)| wanted.iter().all(|w| have.split(',').any(|h| h == *w)))
+            .and_then(|(_, v)| v.trim().parse().ok())
+            .unwrap_or(0.0)
+    }
+
+    /// Waits until the background job has finished `n` more rounds: what it would have
+    /// done by then, it has done (instead of sleeping "long enough").
+    pub async fn wait_for_job_rounds(&self, job: &str, n: f64) {
+        let labels = format!("job=\"{job}\"");
+        let from = self
+            .metric("roampay_background_job_rounds_total", &labels)
+            .await;
+        eventually(&format!("{n} more rounds of {job}"), || async {
+            let now = self
+                .metric("roampay_background_job_rounds_total", &labels)
                 .await;
-            let data = body["data"].as_array().cloned().unwrap_or_default();
-            if data.len() >= n {
-                return data;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("audit log for {ws} never reached {n} entries");
+            (now >= from + n).then_some(())
+        })
+        .await
     }
 }
 
@@ -297,6 +326,26 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Polls `probe` until it yields a value (for at most 15 s), then returns it; panics
+/// naming `what` otherwise. The one way these tests wait for something to happen.
+pub async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some(v) = probe().await {
+            return v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what} did not happen within 15 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
