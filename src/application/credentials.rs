@@ -127,7 +127,6 @@ impl Services {
                 .execute(ws, Cmd::UpdateWorkspaceOcpiConfig(cmd), meta)
                 .await?;
         }
-        self.projector.nudge();
         if validate {
             self.validate_credentials(ws, ValidationScope::UnlessValid, meta)
                 .await?;
@@ -166,7 +165,6 @@ impl Services {
             at: self.clock.now(),
         });
         let result = self.profiles.execute(ws, cmd, meta).await;
-        self.projector.nudge();
         result.map(|_| ()).map_err(Into::into)
     }
 

@@ -45,7 +45,6 @@ impl Services {
             at: self.clock.now(),
         };
         self.locations.execute(location_id, cmd, meta).await?;
-        self.projector.nudge();
         Ok(self.locations.load(location_id).await?)
     }
 

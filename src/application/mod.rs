@@ -22,7 +22,7 @@ use crate::clock::Clock;
 use crate::connector_reservation::{connector_key, ConnectorCommand, ConnectorReservation};
 use crate::foreign_payment_intent::ForeignPaymentIntent;
 use crate::location::Location;
-use crate::store::{Aggregates, Metadata};
+use crate::store::{Aggregates, Metadata, OnCommit};
 use crate::stripe::webhook::Tolerance;
 use crate::stripe::StripeGateway;
 use crate::vault::{SecretField, SecretVault};
@@ -75,21 +75,27 @@ impl Services {
         settings: Settings,
     ) -> Self {
         let intent_services = IntentServices::new(stripe.clone());
+        let projector = Projector::new(db.clone(), roampay_projections::all(), 1000);
+        // Every commit nudges the read side: projections catch up at once. (A connector
+        // reservation always comes with an intent's change, which nudges; waking the
+        // projector in the middle of a pre-authorization only competes with it.)
+        let nudge: OnCommit = {
+            let projector = projector.clone();
+            Arc::new(move || projector.nudge())
+        };
+        let profile_services = ProfileServices {
+            vault: vault.clone(),
+            stripe: stripe.clone(),
+        };
         Self {
-            profiles: Aggregates::new(
-                &db,
-                ProfileServices {
-                    vault: vault.clone(),
-                    stripe: stripe.clone(),
-                },
-            ),
-            locations: Aggregates::new(&db, ()),
+            profiles: Aggregates::new(&db, profile_services).on_commit(nudge.clone()),
+            locations: Aggregates::new(&db, ()).on_commit(nudge.clone()),
             connectors: Aggregates::new(&db, ()),
-            intents: Aggregates::new(&db, intent_services.clone()),
-            rejections: Aggregates::new(&db, ()),
-            foreign: Aggregates::new(&db, ()),
+            intents: Aggregates::new(&db, intent_services.clone()).on_commit(nudge.clone()),
+            rejections: Aggregates::new(&db, ()).on_commit(nudge.clone()),
+            foreign: Aggregates::new(&db, ()).on_commit(nudge),
             intent_services,
-            projector: Projector::new(db.clone(), roampay_projections::all(), 1000),
+            projector,
             db,
             vault,
             stripe,
@@ -120,10 +126,9 @@ impl Services {
             .map_err(|e| e.to_string())
     }
 
-    /// What follows any change of an intent, in one place: the read side is nudged, and
-    /// an intent that has just ended frees its connector.
+    /// What follows any change of an intent, in one place: an intent that has just
+    /// ended frees its connector. (The read side is nudged by every commit.)
     async fn intent_changed(&self, was_final: bool, after: &ChargingIntent, meta: &Metadata) {
-        self.projector.nudge();
         if after.status.is_final() && !was_final {
             self.release_connector(after, meta).await;
         }

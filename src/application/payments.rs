@@ -550,7 +550,6 @@ impl Services {
             at: self.clock.now(),
         });
         self.intents.execute(id, cmd, meta).await?;
-        self.projector.nudge();
         Ok(Applied::Applied)
     }
 }

@@ -146,7 +146,6 @@ impl Services {
             at: self.clock.now(),
         });
         self.intents.execute(id, cmd, meta).await?;
-        self.projector.nudge();
         Ok(())
     }
 }

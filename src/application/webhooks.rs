@@ -180,7 +180,6 @@ impl Services {
         {
             tracing::error!(error = %e, "could not record a refused webhook");
         }
-        self.projector.nudge();
     }
 
     async fn process_webhook(

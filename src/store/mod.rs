@@ -144,7 +144,12 @@ pub struct Aggregates<A: Aggregate> {
     store: Backend<A>,
     services: A::Services,
     known: std::sync::Mutex<HashMap<String, Known<A>>>,
+    /// Called after every commit that stored events (the read side's nudge).
+    on_commit: Option<OnCommit>,
 }
+
+/// What runs after a commit: one place instead of a call after every command.
+pub type OnCommit = std::sync::Arc<dyn Fn() + Send + Sync>;
 
 /// How stale a state `load_recent` may answer with. Credential changes must reach the
 /// payment path within a second (the spec asks for a minute); this instance's own
@@ -185,7 +190,14 @@ where
             store,
             services,
             known: std::sync::Mutex::new(HashMap::new()),
+            on_commit: None,
         }
+    }
+
+    /// Runs `hook` after every commit that stored events.
+    pub fn on_commit(mut self, hook: OnCommit) -> Self {
+        self.on_commit = Some(hook);
+        self
     }
 
     /// Runs a command and returns the aggregate's state after it. A lost concurrency
@@ -267,6 +279,9 @@ where
             match committed {
                 Ok(_) => {
                     self.remember(id, sequence, &state);
+                    if let Some(hook) = &self.on_commit {
+                        hook();
+                    }
                     return Ok(state);
                 }
                 // Lost a race (or a remembered state was behind): decide again on a

@@ -7,7 +7,6 @@
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
 use serde_json::{json, Value};
 
@@ -48,29 +47,25 @@ async fn start_localstripe() -> Localstripe {
         .local_addr()
         .unwrap()
         .port();
-    let mut child = Command::new(&bin)
+    let child = Command::new(&bin)
         .args(["--port", &port.to_string(), "--from-scratch"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("start localstripe");
-    let base = format!("http://127.0.0.1:{port}");
+    // Killed when dropped, also when it never answers.
+    let ls = Localstripe {
+        child,
+        base: format!("http://127.0.0.1:{port}"),
+    };
     let http = reqwest::Client::new();
-    for _ in 0..100 {
-        if http
-            .get(format!("{base}/v1/payment_intents?limit=1"))
-            .bearer_auth(SK)
-            .send()
-            .await
-            .is_ok()
-        {
-            return Localstripe { child, base };
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!("localstripe did not start");
+    let probe = format!("{}/v1/payment_intents?limit=1", ls.base);
+    eventually("localstripe answering", || async {
+        let answered = http.get(&probe).bearer_auth(SK).send().await.is_ok();
+        answered.then_some(())
+    })
+    .await;
+    ls
 }
 
 /// What Stripe.js and the driver's card do on localstripe: a card PaymentMethod,
@@ -215,32 +210,27 @@ async fn a_paid_session_end_to_end_against_localstripe(b: Backend) {
     assert!(r.status().is_success());
 
     // The audit log shows both, and localstripe's signed webhooks were accepted.
-    let mut seen = false;
-    for _ in 0..60 {
-        let audit = server.wait_for_audit("ws-e2e", 1).await;
-        let authorized = audit
-            .iter()
-            .filter(|e| e["event_type"] == "WorkspacePaymentIntentAuthorizationReceived")
-            .count();
-        let logs = server.logs();
-        let webhooks: Vec<&str> = logs
-            .lines()
-            .filter(|l| l.contains("/ocpi/stripe/webhook/{workspace_id}"))
-            .collect();
-        if authorized == 2 && !webhooks.is_empty() {
-            assert!(
-                webhooks.iter().all(|l| l.contains("\"http.status\":200")),
-                "{webhooks:?}"
-            );
-            seen = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    let webhooks = eventually(
+        "two authorizations audited and a webhook from localstripe",
+        || async {
+            let audit = server.wait_for_audit("ws-e2e", 1).await;
+            let authorized = audit
+                .iter()
+                .filter(|e| e["event_type"] == "WorkspacePaymentIntentAuthorizationReceived")
+                .count();
+            let webhooks: Vec<String> = server
+                .logs()
+                .lines()
+                .filter(|l| l.contains("/ocpi/stripe/webhook/{workspace_id}"))
+                .map(str::to_string)
+                .collect();
+            (authorized == 2 && !webhooks.is_empty()).then_some(webhooks)
+        },
+    )
+    .await;
     assert!(
-        seen,
-        "two authorizations audited and localstripe's webhooks answered 200: {}",
-        server.logs()
+        webhooks.iter().all(|l| l.contains("\"http.status\":200")),
+        "{webhooks:?}"
     );
 
     // Sessions: the first completes below its hold, the second with 0.
@@ -331,9 +321,21 @@ async fn a_paid_session_end_to_end_against_localstripe(b: Backend) {
     assert_eq!(second_pi["status"], "canceled", "{second_pi}");
 
     // localstripe's own events about them (payment_intent.succeeded / canceled) are
-    // verified and answered 200, changing nothing. (localstripe sends them about a
-    // second later and tells nobody when it has: this wait stays a fixed one.)
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // verified and answered 200, changing nothing. It sends every event it lists to
+    // our endpoint about a second after the change: wait until all have arrived.
+    let sent = get("/v1/events?limit=100".into()).await["data"]
+        .as_array()
+        .map_or(0, Vec::len);
+    assert!(sent >= 2, "localstripe lists its events");
+    eventually("every event localstripe sent reaching roampay", || async {
+        let delivered = server
+            .logs()
+            .lines()
+            .filter(|l| l.contains("/ocpi/stripe/webhook/{workspace_id}"))
+            .count();
+        (delivered >= sent).then_some(())
+    })
+    .await;
     let logs = server.logs();
     let webhooks: Vec<&str> = logs
         .lines()

@@ -1,7 +1,5 @@
 //! Operability: Prometheus metrics after a scripted flow.
 
-use std::time::Duration;
-
 use crate::on_both_backends;
 use crate::payments::*;
 use crate::support::*;
@@ -81,18 +79,15 @@ async fn metrics_count_a_scripted_flow(b: Backend) {
 
     // The projectors catch up; the lag gauges then read 0.
     server.wait_for_audit("ws-1", 5).await;
-    let mut text = String::new();
-    for _ in 0..100 {
-        text = scrape(&server).await;
+    let text = eventually("every projection caught up", || async {
+        let text = scrape(&server).await;
         let behind: f64 = ["audit_log", "charging_intents", "credential_health"]
             .iter()
             .map(|p| sample(&text, "roampay_projection_lag_events", &[("projection", p)]).unwrap())
             .sum();
-        if behind == 0.0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        (behind == 0.0).then_some(text)
+    })
+    .await;
     for p in ["audit_log", "charging_intents", "credential_health"] {
         let labels = [("projection", p)];
         assert_eq!(
@@ -554,18 +549,15 @@ async fn a_webhook_is_traced_over_otlp_with_the_callers_trace_and_no_secret() {
         .unwrap();
     assert_eq!(r.status(), 200);
 
-    let mut spans = Vec::new();
-    for _ in 0..100 {
-        spans = received_spans(&stub).await;
+    let spans = eventually("the OTLP stub receiving both traces", || async {
+        let spans = received_spans(&stub).await;
         let done =
             |trace: &str, name: &str| spans.iter().any(|s| s.trace == trace && s.name == name);
-        if done(webhook_trace, "command ChargingIntent")
-            && done(create_trace, "stripe POST /v1/payment_intents")
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        (done(webhook_trace, "command ChargingIntent")
+            && done(create_trace, "stripe POST /v1/payment_intents"))
+        .then_some(spans)
+    })
+    .await;
     let find = |trace: &str, name: &str| {
         spans
             .iter()
