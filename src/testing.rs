@@ -108,7 +108,7 @@ pub fn pi(id: &str, status: &str) -> PaymentIntentView {
         client_secret: Some(SecretString::from(format!("{id}_secret_fake"))),
         metadata_workspace_id: Some("ws-1".into()),
         metadata_charging_intent_id: Some("ci-1".into()),
-        last_error_code: None,
+        last_payment_error: None,
     }
 }
 

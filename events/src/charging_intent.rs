@@ -21,6 +21,7 @@ pub enum ChargingIntentEvent {
     StripeCallDeferred(StripeCallDeferred),
     HoldExpiryApproaching(HoldExpiryApproaching),
     StrayHoldReleased(StrayHoldReleased),
+    PaymentAttemptFailed(PaymentAttemptFailed),
 }
 
 impl ChargingIntentEvent {
@@ -43,6 +44,7 @@ impl ChargingIntentEvent {
             Self::StripeCallDeferred(_) => "StripeCallDeferred",
             Self::HoldExpiryApproaching(_) => "HoldExpiryApproaching",
             Self::StrayHoldReleased(_) => "StrayHoldReleased",
+            Self::PaymentAttemptFailed(_) => "PaymentAttemptFailed",
         }
     }
     pub fn workspace_id(&self) -> &str {
@@ -62,6 +64,7 @@ impl ChargingIntentEvent {
             Self::StripeCallDeferred(e) => &e.workspace_id,
             Self::HoldExpiryApproaching(e) => &e.workspace_id,
             Self::StrayHoldReleased(e) => &e.workspace_id,
+            Self::PaymentAttemptFailed(e) => &e.workspace_id,
         }
     }
 }
@@ -248,4 +251,29 @@ pub struct HoldExpiryApproaching {
     pub workspace_id: String,
     pub capture_before: DateTime<Utc>,
     pub flagged_at: DateTime<Utc>,
+}
+
+/// Why Stripe declined an attempt to pay (the PaymentIntent's `last_payment_error`):
+/// Stripe's `code` and `decline_code`, and its message for the driver.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct LastPaymentError {
+    pub code: Option<String>,
+    pub decline_code: Option<String>,
+    pub message: Option<String>,
+}
+
+/// An attempt to pay the PaymentIntent was declined. Stripe leaves the PaymentIntent
+/// `requires_payment_method` and the driver may retry on it, so the intent stays
+/// `pending_payment` with this error until a retry authorizes it or the intent ends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentAttemptFailed {
+    pub charging_intent_id: String,
+    pub workspace_id: String,
+    pub payment_intent_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stripe_event_id: Option<String>,
+    pub source: String,
+    pub error: LastPaymentError,
+    pub failed_at: DateTime<Utc>,
 }

@@ -109,7 +109,8 @@ impl ChargingIntentEvent {
             | E::HoldReleaseRequested(_)
             | E::StripeCallDeferred(_)
             | E::HoldExpiryApproaching(_)
-            | E::StrayHoldReleased(_) => return None,
+            | E::StrayHoldReleased(_)
+            | E::PaymentAttemptFailed(_) => return None,
         })
     }
 }

@@ -520,20 +520,20 @@ impl Services {
     }
 
     /// A hold on an intent that has ended (the driver retried the card after we
-    /// recorded the failure): nobody will capture it, so it is cancelled in Stripe.
+    /// recorded the failure): nobody will capture it, so it is cancelled in Stripe — but
+    /// only when a fresh read of the PaymentIntent shows a hold: a late authorization
+    /// event about a PaymentIntent already canceled moves nothing.
     async fn release_stray_hold(
         &self,
         id: &str,
         ws: &str,
-        pi: PaymentIntentView,
+        reported: PaymentIntentView,
         meta: &Metadata,
     ) -> Result<Applied, PaymentError> {
         let intent = self.intents.load(id).await.map_err(store_error)?;
-        let Some(payment) = intent
-            .payment
-            .as_ref()
-            .filter(|_| intent.status.ended_without_capture())
-        else {
+        let Some(payment) = intent.payment.as_ref().filter(|p| {
+            intent.status.ended_without_capture() && p.payment_intent_id == reported.id
+        }) else {
             return Ok(Applied::Unchanged);
         };
         if intent.stray_hold_released {
@@ -544,8 +544,16 @@ impl Services {
             .secret_key_for(&profile, ws, payment.credential_version)
             .await
             .map_err(internal)?;
+        let fresh = self
+            .stripe
+            .retrieve_payment_intent(&secret_key, &payment.payment_intent_id)
+            .await
+            .map_err(|_| PaymentError::StripeUnavailable)?;
+        if fresh.status != PaymentIntentStatus::RequiresCapture {
+            return Ok(Applied::Unchanged);
+        }
         let cmd = ChargingIntentCommand::ReleaseStrayHold(ReleaseStrayHold {
-            payment_intent: pi,
+            payment_intent: fresh,
             secret_key,
             at: self.clock.now(),
         });

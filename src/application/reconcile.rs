@@ -143,7 +143,14 @@ impl Services {
             warnings: Vec::new(),
         };
         let mut seen = HashSet::new();
-        for pi in listed.iter().filter_map(PaymentIntentView::from_json) {
+        let checked = listed.iter().filter_map(|v| match PaymentIntentView::from_json(v) {
+            Ok(pi) => pi,
+            Err(e) => {
+                tracing::warn!(error = %e, "reconcile skipped a PaymentIntent that fails the boundary checks");
+                None
+            }
+        });
+        for pi in checked {
             seen.insert(pi.id.clone());
             if pi.metadata_workspace_id.as_deref() == Some(ws) {
                 report.roampay_payment_intents += 1;

@@ -9,6 +9,7 @@ use super::payments::{Applied, PaymentError, StripeReport};
 use super::Services;
 use crate::ids::WorkspaceId;
 use crate::store::Metadata;
+use crate::stripe::boundary::{checked, is_object_id};
 use crate::stripe::webhook::{verify, SignatureError};
 use crate::stripe::PaymentIntentView;
 use crate::vault::SecretField;
@@ -100,9 +101,7 @@ impl WebhookRefusal {
 
     fn of_payment(e: PaymentError) -> Self {
         match e {
-            PaymentError::IntentNotFound | PaymentError::OwnershipMismatch => {
-                Self::OwnershipMismatch
-            }
+            PaymentError::OwnershipMismatch => Self::OwnershipMismatch,
             PaymentError::LivemodeMismatch => Self::LivemodeMismatch,
             PaymentError::StripeUnavailable => Self::StripeUnavailable,
             other => {
@@ -268,9 +267,6 @@ impl Services {
         let Some(intent_id) = pi.metadata_charging_intent_id.clone() else {
             return Ok(WebhookOutcome::Ignored); // a PaymentIntent this service did not create
         };
-        if pi.metadata_workspace_id.as_deref() != Some(ws.as_str()) {
-            return Err(refuse(WebhookRefusal::OwnershipMismatch));
-        }
         span.record("charging_intent_id", intent_id.as_str());
         let live = profile
             .credentials
@@ -291,6 +287,13 @@ impl Services {
             Ok(Applied::Applied) => Ok(WebhookOutcome::Applied),
             Ok(Applied::Duplicate) => Ok(WebhookOutcome::Duplicate),
             Ok(Applied::Unchanged) => Ok(WebhookOutcome::Ignored),
+            // Verified, about an intent this service does not know (another deployment
+            // on the same account, data from before a restore): a 4xx would make Stripe
+            // retry for days and then disable the endpoint.
+            Err(PaymentError::IntentNotFound) => {
+                tracing::info!(workspace_id = %ws, stripe.event = %v.event_id, "verified event about an unknown charging intent ignored");
+                Ok(WebhookOutcome::Ignored)
+            }
             Err(e) => Err(refuse(WebhookRefusal::of_payment(e))),
         }
     }
@@ -317,23 +320,31 @@ fn webhook_workspace(
 
 /// A verified event: its id, and the PaymentIntent it is about (`None`: not about one).
 fn read_event(event: &Value) -> Result<Option<Verified>, WebhookRefusal> {
-    let event_id = event
-        .get("id")
-        .and_then(Value::as_str)
-        .filter(|id| id.starts_with("evt_") && id.len() <= 255)
-        .ok_or(WebhookRefusal::InvalidPayload)?
-        .to_string();
+    let invalid = |_| WebhookRefusal::InvalidPayload;
+    let event_id = checked(event, "/id", "id", is_object_id)
+        .map_err(invalid)?
+        .filter(|id| id.starts_with("evt_"))
+        .ok_or(WebhookRefusal::InvalidPayload)?;
+    checked(event, "/type", "type", is_event_type).map_err(invalid)?;
     let object = event
         .pointer("/data/object")
         .ok_or(WebhookRefusal::InvalidPayload)?;
-    let Some(payment_intent) = PaymentIntentView::from_json(object)
-        .filter(|_| object.get("object").and_then(Value::as_str) == Some("payment_intent"))
-    else {
+    if object.get("object").and_then(Value::as_str) != Some("payment_intent") {
         return Ok(None); // another kind of event (balance.available, charge.*, …)
+    }
+    let Some(payment_intent) = PaymentIntentView::from_json(object).map_err(invalid)? else {
+        return Ok(None);
     };
     Ok(Some(Verified {
         event_id,
         livemode: event.get("livemode").and_then(Value::as_bool),
         payment_intent,
     }))
+}
+
+/// Event types: `^[a-z0-9_.]{1,100}$` (`payment_intent.succeeded`, …).
+fn is_event_type(s: &str) -> bool {
+    (1..=100).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'.')
 }

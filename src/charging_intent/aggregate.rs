@@ -6,10 +6,10 @@ use cqrs_es::Aggregate;
 use roampay_events::{
     ChargingIntentEvent as Event, ChargingSessionStarted, FreeSessionAuthorized,
     HoldExpiryApproaching, HoldReleaseFailed, HoldReleaseRequested, HoldReleased, IntentRequest,
-    SessionCaptureFailed, SessionCompletionRequested, StrayHoldReleased, StripeCallDeferred,
-    StripeMode, WorkspacePaymentIntentAuthorizationReceived, WorkspacePaymentIntentCreated,
-    WorkspacePaymentIntentCreationFailed, WorkspacePaymentIntentFailed,
-    WorkspaceSessionPaymentCaptured,
+    LastPaymentError, PaymentAttemptFailed, SessionCaptureFailed, SessionCompletionRequested,
+    StrayHoldReleased, StripeCallDeferred, StripeMode, WorkspacePaymentIntentAuthorizationReceived,
+    WorkspacePaymentIntentCreated, WorkspacePaymentIntentCreationFailed,
+    WorkspacePaymentIntentFailed, WorkspaceSessionPaymentCaptured,
 };
 use serde::{Deserialize, Serialize};
 
@@ -45,6 +45,9 @@ pub struct ChargingIntent {
     /// A hold found after the intent ended was cancelled.
     #[serde(default)]
     pub stray_hold_released: bool,
+    /// Why the driver's last attempt to pay was declined (while `pending_payment`).
+    #[serde(default)]
+    pub last_payment_error: Option<LastPaymentError>,
 }
 
 /// What is to happen to the hold.
@@ -593,10 +596,11 @@ impl ChargingIntent {
                 },
             )]);
         }
+        if in_stripe == Some(IntentStatus::PendingPayment) {
+            return self.declined(cmd);
+        }
         let target = match in_stripe {
-            Some(
-                t @ (IntentStatus::Authorized | IntentStatus::Cancelled | IntentStatus::Failed),
-            ) => t,
+            Some(t @ (IntentStatus::Authorized | IntentStatus::Cancelled)) => t,
             _ => return Err(Error::NoChange),
         };
         if target.rank() <= self.status.rank() {
@@ -626,13 +630,36 @@ impl ChargingIntent {
                 stripe_event_id: cmd.stripe_event_id,
                 source: cmd.source.to_string(),
                 status: target.as_str().to_string(),
-                failure_code: pi
-                    .last_error_code
-                    .clone()
-                    .unwrap_or_else(|| "canceled".into()),
+                failure_code: "canceled".into(),
                 received_at: cmd.at,
             }),
         }])
+    }
+
+    /// A PaymentIntent still open after a declined attempt: the decline is recorded
+    /// (once per Stripe event, or once per distinct error without one) and the intent
+    /// waits for the driver's next card.
+    fn declined(&self, cmd: ProcessStripeAuthorizationWebhook) -> Result<Vec<Event>, Error> {
+        let pi = cmd.payment_intent;
+        let Some(error) = pi
+            .last_payment_error
+            .filter(|_| self.status == IntentStatus::PendingPayment)
+        else {
+            return Err(Error::NoChange);
+        };
+        if cmd.stripe_event_id.is_none() && self.last_payment_error.as_ref() == Some(&error) {
+            return Err(Error::NoChange); // the same decline read again (confirm, sweep)
+        }
+        let (_, id, ws) = self.ids()?;
+        Ok(vec![Event::PaymentAttemptFailed(PaymentAttemptFailed {
+            charging_intent_id: id,
+            workspace_id: ws,
+            payment_intent_id: pi.id,
+            stripe_event_id: cmd.stripe_event_id,
+            source: cmd.source.to_string(),
+            error,
+            failed_at: cmd.at,
+        })])
     }
 }
 
@@ -712,6 +739,7 @@ impl Aggregate for ChargingIntent {
                 self.failure_code = Some(e.failure_code);
             }
             Event::WorkspacePaymentIntentAuthorizationReceived(e) => {
+                self.last_payment_error = None;
                 self.authorized_at = Some(e.received_at);
                 self.authorized_amount_cents = Some(e.authorized_amount_cents);
                 self.updated_at = Some(e.received_at);
@@ -776,6 +804,13 @@ impl Aggregate for ChargingIntent {
             }
             Event::HoldExpiryApproaching(e) => {
                 self.capture_before = Some(e.capture_before);
+            }
+            Event::PaymentAttemptFailed(e) => {
+                self.last_payment_error = Some(e.error);
+                self.updated_at = Some(e.failed_at);
+                if let Some(id) = e.stripe_event_id {
+                    self.applied_stripe_events.insert(id);
+                }
             }
             // The intent stays as it ended; only the hold is gone.
             Event::StrayHoldReleased(e) => {

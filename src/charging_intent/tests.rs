@@ -69,7 +69,7 @@ fn observe(status: &str, event: Option<&str>) -> ChargingIntentCommand {
     let mut p = pi("pi_fake", status);
     p.metadata_charging_intent_id = Some("ci-1".into());
     if status == "requires_payment_method" {
-        p.last_error_code = Some("card_declined".into());
+        p.last_payment_error = Some(card_declined());
     }
     ChargingIntentCommand::ProcessStripeAuthorizationWebhook(ProcessStripeAuthorizationWebhook {
         charging_intent_id: "ci-1".into(),
@@ -231,17 +231,79 @@ fn a_late_earlier_status_never_moves_the_intent_backwards() {
         .then_expect_error(ChargingIntentError::NoChange);
 }
 
+fn card_declined() -> LastPaymentError {
+    LastPaymentError {
+        code: Some("card_declined".into()),
+        decline_code: Some("insufficient_funds".into()),
+        message: Some("Your card has insufficient funds.".into()),
+    }
+}
+
+fn attempt_failed(event: Option<&str>, source: &str) -> ChargingIntentEvent {
+    ChargingIntentEvent::PaymentAttemptFailed(PaymentAttemptFailed {
+        charging_intent_id: "ci-1".into(),
+        workspace_id: "ws-1".into(),
+        payment_intent_id: "pi_fake".into(),
+        stripe_event_id: event.map(str::to_string),
+        source: source.into(),
+        error: card_declined(),
+        failed_at: at(),
+    })
+}
+
 #[test]
-fn a_declined_or_canceled_payment_ends_the_intent() {
+fn a_declined_attempt_keeps_the_intent_waiting_for_another_card_with_its_error() {
     let s = stripe(Ok(pi("pi_fake", "requires_capture")));
-    let events = framework(&s)
+    framework(&s)
         .given(vec![created()])
         .when(observe("requires_payment_method", Some("evt_f")))
-        .inspect_result()
-        .unwrap();
-    assert!(
-        matches!(&events[..], [ChargingIntentEvent::WorkspacePaymentIntentFailed(e)] if e.status == "failed" && e.failure_code == "card_declined")
-    );
+        .then_expect_events(vec![attempt_failed(Some("evt_f"), "webhook")]);
+    let mut intent = ChargingIntent::default();
+    intent.apply(created());
+    intent.apply(attempt_failed(Some("evt_f"), "webhook"));
+    assert_eq!(intent.status, IntentStatus::PendingPayment);
+    assert_eq!(intent.last_payment_error, Some(card_declined()));
+}
+
+#[test]
+fn a_retry_that_authorizes_after_a_decline_authorizes_the_intent_and_clears_the_error() {
+    let s = stripe(Ok(pi("pi_fake", "requires_capture")));
+    framework(&s)
+        .given(vec![created(), attempt_failed(Some("evt_f"), "webhook")])
+        .when(observe("requires_capture", Some("evt_2")))
+        .then_expect_events(vec![authorized(Some("evt_2"))]);
+    let mut intent = ChargingIntent::default();
+    for e in [
+        created(),
+        attempt_failed(Some("evt_f"), "webhook"),
+        authorized(Some("evt_2")),
+    ] {
+        intent.apply(e);
+    }
+    assert_eq!(intent.status, IntentStatus::Authorized);
+    assert_eq!(intent.last_payment_error, None);
+}
+
+#[test]
+fn the_same_decline_read_again_without_an_event_changes_nothing_and_a_second_event_is_recorded() {
+    let s = stripe(Ok(pi("pi_fake", "requires_capture")));
+    framework(&s)
+        .given(vec![created(), attempt_failed(None, "confirm")])
+        .when(observe("requires_payment_method", None))
+        .then_expect_error(ChargingIntentError::NoChange);
+    framework(&s)
+        .given(vec![created(), attempt_failed(Some("evt_f"), "webhook")])
+        .when(observe("requires_payment_method", Some("evt_g")))
+        .then_expect_events(vec![attempt_failed(Some("evt_g"), "webhook")]);
+    framework(&s)
+        .given(vec![created(), attempt_failed(Some("evt_f"), "webhook")])
+        .when(observe("requires_payment_method", Some("evt_f")))
+        .then_expect_error(ChargingIntentError::DuplicateStripeEvent);
+}
+
+#[test]
+fn a_canceled_payment_intent_ends_the_intent_cancelled() {
+    let s = stripe(Ok(pi("pi_fake", "requires_capture")));
     let events = framework(&s)
         .given(vec![created(), authorized(None)])
         .when(observe("canceled", Some("evt_c")))
@@ -821,6 +883,7 @@ fn a_capture_made_outside_roampay_completes_the_intent_with_stripes_amount() {
         .then_expect_error(ChargingIntentError::NoChange);
 }
 
+/// How a decline ended an intent before contract v2 (such events are stored forever).
 fn declined() -> ChargingIntentEvent {
     ChargingIntentEvent::WorkspacePaymentIntentFailed(WorkspacePaymentIntentFailed {
         charging_intent_id: "ci-1".into(),

@@ -2,7 +2,7 @@
 //! in the OpenAPI document, so the two cannot drift apart.
 
 use chrono::{DateTime, Utc};
-use roampay_events::{HealthStatus, IntentStatus};
+use roampay_events::{HealthStatus, IntentStatus, LastPaymentError};
 use roampay_projections::audit_log::Entry;
 use roampay_projections::charging_intents::Row;
 use serde::Serialize;
@@ -32,6 +32,13 @@ pub struct ChargingIntentView {
     pub connector_id: String,
     pub ocpi_session_id: Option<String>,
     pub failure_code: Option<String>,
+    /// Why the driver's last attempt to pay was declined (the intent stays
+    /// `pending_payment`: the driver may retry on the same PaymentIntent).
+    pub last_payment_error: Option<LastPaymentError>,
+    /// When the hold lapses, once known.
+    pub capture_before: Option<DateTime<Utc>>,
+    /// What the session cost, even when the capture was capped by the hold.
+    pub final_amount_cents: Option<i64>,
     pub created_at: Option<DateTime<Utc>>,
     pub updated_at: Option<DateTime<Utc>>,
 }
@@ -60,6 +67,9 @@ impl ChargingIntentView {
             connector_id: text(|r| &r.connector_id),
             ocpi_session_id: i.ocpi_session_id.clone(),
             failure_code: i.failure_code.clone(),
+            last_payment_error: i.last_payment_error.clone(),
+            capture_before: i.capture_before,
+            final_amount_cents: i.final_amount_cents,
             created_at: i.created_at,
             updated_at: i.updated_at,
         }
@@ -86,6 +96,12 @@ impl ChargingIntentView {
             connector_id: r.connector_id,
             ocpi_session_id: r.ocpi_session_id,
             failure_code: r.failure_code,
+            last_payment_error: r
+                .last_payment_error
+                .as_deref()
+                .and_then(|e| serde_json::from_str(e).ok()),
+            capture_before: r.capture_before,
+            final_amount_cents: r.final_amount_cents,
             created_at: Some(r.created_at),
             updated_at: Some(r.updated_at),
         }

@@ -7,10 +7,13 @@
 //! answer is mapped to our own codes and messages: Stripe's messages can quote part of
 //! a key, so they are never passed on.
 
+pub mod boundary;
 pub mod transport;
 pub mod webhook;
 
-use roampay_events::{IntentStatus, StripeMode, STRIPE_UNREACHABLE};
+use roampay_events::{IntentStatus, LastPaymentError, StripeMode, STRIPE_UNREACHABLE};
+
+use boundary::{checked, is_code, is_metadata_id, is_object_id, InvalidField};
 use secrecy::SecretString;
 use serde_json::Value;
 use stripe_client_core::{RequestBuilder, StripeMethod};
@@ -78,39 +81,68 @@ pub struct PaymentIntentView {
     pub client_secret: Option<SecretString>,
     pub metadata_workspace_id: Option<String>,
     pub metadata_charging_intent_id: Option<String>,
-    pub last_error_code: Option<String>,
+    /// Why the last attempt to pay was declined, when it was.
+    pub last_payment_error: Option<LastPaymentError>,
 }
 
 impl PaymentIntentView {
-    pub fn from_json(v: &Value) -> Option<Self> {
-        let str_at = |p: &str| v.pointer(p).and_then(Value::as_str).map(str::to_string);
-        let int_at = |p: &str| v.pointer(p).and_then(Value::as_i64).unwrap_or(0);
+    /// A PaymentIntent from Stripe's JSON, every id and code checked at the boundary;
+    /// `None` when the object is not a PaymentIntent.
+    pub fn from_json(v: &Value) -> Result<Option<Self>, InvalidField> {
         if v.get("object")
             .and_then(Value::as_str)
             .is_some_and(|o| o != "payment_intent")
         {
-            return None;
+            return Ok(None);
         }
-        Some(Self {
-            id: str_at("/id")?,
-            status: PaymentIntentStatus::parse(&str_at("/status")?),
+        let int_at = |p: &str| v.pointer(p).and_then(Value::as_i64).unwrap_or(0);
+        let Some(id) = checked(v, "/id", "id", is_object_id)? else {
+            return Ok(None);
+        };
+        let Some(status) = checked(v, "/status", "status", is_code)? else {
+            return Ok(None);
+        };
+        let currency = checked(v, "/currency", "currency", is_code)?;
+        let error = v.pointer("/last_payment_error").filter(|e| !e.is_null());
+        let last_payment_error = match error {
+            None => None,
+            Some(e) => Some(LastPaymentError {
+                code: checked(e, "/code", "last_payment_error.code", is_code)?,
+                decline_code: checked(
+                    e,
+                    "/decline_code",
+                    "last_payment_error.decline_code",
+                    is_code,
+                )?,
+                message: boundary::text(e, "/message"),
+            }),
+        };
+        Ok(Some(Self {
+            id,
+            status: PaymentIntentStatus::parse(&status),
             amount: int_at("/amount"),
             amount_capturable: int_at("/amount_capturable"),
             amount_received: int_at("/amount_received"),
-            currency: str_at("/currency").unwrap_or_default(),
+            currency: currency.unwrap_or_default(),
             livemode: v.get("livemode").and_then(Value::as_bool).unwrap_or(false),
-            client_secret: str_at("/client_secret").map(SecretString::from),
-            metadata_workspace_id: str_at("/metadata/workspace_id"),
-            metadata_charging_intent_id: str_at("/metadata/charging_intent_id"),
-            last_error_code: str_at("/last_payment_error/code")
-                .or_else(|| str_at("/last_payment_error/decline_code"))
-                .or_else(|| {
-                    v.pointer("/last_payment_error")
-                        .filter(|e| !e.is_null())
-                        .map(|_| "payment_failed".to_string())
-                }),
-        })
+            client_secret: v
+                .pointer("/client_secret")
+                .and_then(Value::as_str)
+                .map(|s| SecretString::from(s.to_string())),
+            // Metadata is ours; a value that is not one of our ids is another
+            // integration's, so the PaymentIntent is simply not ours (never a refusal).
+            metadata_workspace_id: ours(v, "/metadata/workspace_id"),
+            metadata_charging_intent_id: ours(v, "/metadata/charging_intent_id"),
+            last_payment_error,
+        }))
     }
+}
+
+fn ours(v: &Value, pointer: &str) -> Option<String> {
+    v.pointer(pointer)
+        .and_then(Value::as_str)
+        .filter(|s| is_metadata_id(s))
+        .map(str::to_string)
 }
 
 impl PaymentIntentView {
@@ -122,7 +154,7 @@ impl PaymentIntentView {
             S::RequiresCapture => IntentStatus::Authorized,
             S::Succeeded => IntentStatus::Completed,
             S::Canceled => IntentStatus::Cancelled,
-            S::RequiresPaymentMethod if self.last_error_code.is_some() => IntentStatus::Failed,
+            // A decline leaves the PaymentIntent open: the driver may try another card.
             S::RequiresPaymentMethod
             | S::RequiresConfirmation
             | S::RequiresAction
@@ -230,8 +262,14 @@ pub struct PaymentIntentPage {
 }
 
 fn view(body: Value) -> Result<PaymentIntentView, CallError> {
-    PaymentIntentView::from_json(&body)
-        .ok_or_else(|| CallError::Unreachable("Stripe answered without a PaymentIntent".into()))
+    match PaymentIntentView::from_json(&body) {
+        Ok(Some(pi)) => Ok(pi),
+        Ok(None) => Err(CallError::Unreachable(
+            "Stripe answered without a PaymentIntent".into(),
+        )),
+        // Stored nowhere: treated as no usable answer.
+        Err(e) => Err(CallError::Unreachable(e.to_string())),
+    }
 }
 
 #[async_trait::async_trait]

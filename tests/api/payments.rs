@@ -131,7 +131,8 @@ on_both_backends!(
     refused_webhooks_are_answered_with_their_codes_and_recorded,
     without_webhooks_confirm_and_the_sweep_apply_stripes_status,
     drivers_need_a_token_unless_guests_are_allowed,
-    a_hold_authorized_after_the_intent_failed_is_released,
+    a_declined_card_is_retried_on_the_same_payment_intent_and_only_a_real_stray_hold_is_released,
+    verified_events_about_unknown_intents_are_ignored_and_malformed_ids_are_refused,
 );
 
 async fn a_paid_session_is_pre_authorized_in_the_workspaces_own_account_and_authorized_by_its_webhook(
@@ -788,36 +789,91 @@ async fn drivers_need_a_token_unless_guests_are_allowed(b: Backend) {
     assert_eq!(r.status(), 403, "a driver of another workspace");
 }
 
-async fn a_hold_authorized_after_the_intent_failed_is_released(b: Backend) {
+async fn a_declined_card_is_retried_on_the_same_payment_intent_and_only_a_real_stray_hold_is_released(
+    b: Backend,
+) {
     let (_store, _mock, fake, server) = start(b, &[]).await;
     configure(&server, "ws-1", "sk_test_51HxWorkspaceOneKey", WH_A).await;
     put_location(&server, "ws-1", "LOC-1", 45).await;
     let (_, created) = create(&server, "LOC-1", "1", None).await;
     let id = created["charging_intent_id"].as_str().unwrap().to_string();
     let pi_id = created["payment_intent_id"].as_str().unwrap().to_string();
-    let send = |event: &str| {
-        let st = fake.state.lock().unwrap();
-        let body = stripe_event(event, &st.intents[&pi_id]);
+    let path = "/ocpi/stripe/webhook/ws-1";
+    let send = |event: &str, pi: &Value| {
+        let body = stripe_event(event, pi);
         let sig = signature(WH_A, &body, chrono::Utc::now().timestamp());
         (body, sig)
     };
+    let current = || fake.state.lock().unwrap().intents[&pi_id].clone();
 
-    // The card is declined: the intent fails (and frees the connector).
-    fake.update(&pi_id, json!({"status": "requires_payment_method", "last_payment_error": {"code": "card_declined"}}));
-    let (body, sig) = send("evt_declined");
-    let (status, out) = deliver(&server, "/ocpi/stripe/webhook/ws-1", &body, Some(&sig)).await;
+    // The card is declined: Stripe leaves the PaymentIntent open, and so does roampay.
+    fake.update(&pi_id, json!({"status": "requires_payment_method", "last_payment_error": {"code": "card_declined", "decline_code": "insufficient_funds", "message": "Your card has insufficient funds."}}));
+    let (body, sig) = send("evt_declined", &current());
+    let (status, out) = deliver(&server, path, &body, Some(&sig)).await;
     assert_eq!(
         (status, out["outcome"].as_str()),
         (200, Some("applied")),
         "{out}"
     );
-    assert_eq!(intent(&server, &id).await["status"], "failed");
+    let got = intent(&server, &id).await;
+    assert_eq!(got["status"], "pending_payment", "{got}");
+    assert_eq!(
+        got["last_payment_error"]["decline_code"],
+        "insufficient_funds"
+    );
+    let (busy, _) = create(&server, "LOC-1", "1", None).await;
+    assert_eq!(
+        busy, 409,
+        "the connector is still held for the driver's retry"
+    );
 
-    // The driver retries the card on the same PaymentIntent: Stripe now holds money for
-    // a session that will never start. roampay cancels that hold.
+    // The driver retries another card on the same PaymentIntent: it authorizes.
     fake.update(&pi_id, json!({"status": "requires_capture", "amount_capturable": 5000, "last_payment_error": null}));
-    let (body, sig) = send("evt_retried");
-    let (status, out) = deliver(&server, "/ocpi/stripe/webhook/ws-1", &body, Some(&sig)).await;
+    let stale_hold = current();
+    let (body, sig) = send("evt_retried", &stale_hold);
+    let (status, out) = deliver(&server, path, &body, Some(&sig)).await;
+    assert_eq!(
+        (status, out["outcome"].as_str()),
+        (200, Some("applied")),
+        "{out}"
+    );
+    let got = intent(&server, &id).await;
+    assert_eq!(got["status"], "authorized", "{got}");
+    assert_eq!(got["last_payment_error"], Value::Null);
+
+    // Cancelled (the hold released in Stripe); then a late event still showing the hold
+    // arrives: a fresh read shows no hold, so nothing is cancelled again.
+    let t = token("ocpi-sessions", &["ws-1"], "sessions:write");
+    let r = server
+        .http
+        .post(server.url(&format!("/ocpi/charging-intents/{id}/cancel")))
+        .bearer_auth(&t)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(current()["status"], "canceled");
+    let (body, sig) = send("evt_late", &stale_hold);
+    let (status, out) = deliver(&server, path, &body, Some(&sig)).await;
+    assert_eq!(
+        (status, out["outcome"].as_str()),
+        (200, Some("ignored")),
+        "{out}"
+    );
+    assert_eq!(
+        fake.state.lock().unwrap().settle_requests.len(),
+        1,
+        "only the cancel"
+    );
+
+    // Stripe really holds money on the ended intent: that hold is released, once.
+    fake.update(
+        &pi_id,
+        json!({"status": "requires_capture", "amount_capturable": 5000}),
+    );
+    let (body, sig) = send("evt_stray", &current());
+    let (status, out) = deliver(&server, path, &body, Some(&sig)).await;
     assert_eq!(
         (status, out["outcome"].as_str()),
         (200, Some("applied")),
@@ -826,36 +882,139 @@ async fn a_hold_authorized_after_the_intent_failed_is_released(b: Backend) {
     {
         let st = fake.state.lock().unwrap();
         assert_eq!(st.intents[&pi_id]["status"], "canceled");
-        let keys: Vec<_> = st
+        let last = st
             .settle_requests
-            .iter()
-            .map(|r| (r.0.clone(), r.2.clone()))
-            .collect();
-        assert_eq!(
-            keys,
-            vec![(
-                "cancel".to_string(),
-                Some(format!("roampay:ws-1:{id}:cancel-stray"))
-            )]
-        );
+            .last()
+            .map(|r| (r.0.clone(), r.2.clone()));
+        let key = format!("roampay:ws-1:{id}:cancel-stray");
+        assert_eq!(last, Some(("cancel".to_string(), Some(key))));
     }
     assert_eq!(
         intent(&server, &id).await["status"],
-        "failed",
+        "cancelled",
         "the intent stays as it ended"
     );
-    server
+    let audit = server
         .wait_for_audit_where("ws-1", |all| {
             all.iter().any(|e| e["event_type"] == "StrayHoldReleased")
         })
         .await;
+    let strays = audit
+        .iter()
+        .filter(|e| e["event_type"] == "StrayHoldReleased")
+        .count();
+    assert_eq!(strays, 1);
+    assert!(audit
+        .iter()
+        .any(|e| e["event_type"] == "PaymentAttemptFailed"));
 
     // The same event again changes nothing and calls Stripe no more.
-    let (status, out) = deliver(&server, "/ocpi/stripe/webhook/ws-1", &body, Some(&sig)).await;
+    let (status, out) = deliver(&server, path, &body, Some(&sig)).await;
     assert_eq!(
         (status, out["outcome"].as_str()),
         (200, Some("duplicate")),
         "{out}"
     );
-    assert_eq!(fake.state.lock().unwrap().settle_requests.len(), 1);
+    assert_eq!(fake.state.lock().unwrap().settle_requests.len(), 2);
+}
+
+async fn verified_events_about_unknown_intents_are_ignored_and_malformed_ids_are_refused(
+    b: Backend,
+) {
+    let (_store, _mock, fake, server) = start(b, &[]).await;
+    configure(&server, "ws-1", "sk_test_51HxWorkspaceOneKey", WH_A).await;
+    put_location(&server, "ws-1", "LOC-1", 45).await;
+    let (_, created) = create(&server, "LOC-1", "1", None).await;
+    let id = created["charging_intent_id"].as_str().unwrap();
+    let pi = fake.set_status(
+        created["payment_intent_id"].as_str().unwrap(),
+        "requires_capture",
+    );
+    let url = "/ocpi/stripe/webhook/ws-1";
+    let signed = |body: &[u8]| signature(WH_A, body, chrono::Utc::now().timestamp());
+
+    // Verified, about intents this service does not know (another deployment on the same
+    // Stripe account): 200 ignored, never a 4xx Stripe would retry for days.
+    for ws in ["ws-1", "ws-9"] {
+        let mut unknown = pi.clone();
+        unknown["id"] = json!("pi_OtherDeployment1");
+        unknown["metadata"]["workspace_id"] = json!(ws);
+        unknown["metadata"]["charging_intent_id"] = json!(uuid::Uuid::now_v7().to_string());
+        let body = stripe_event("evt_other_deployment", &unknown);
+        let (s, out) = deliver(&server, url, &body, Some(&signed(&body))).await;
+        assert_eq!(
+            (s, out["outcome"].as_str()),
+            (200, Some("ignored")),
+            "{ws}: {out}"
+        );
+    }
+
+    // A NUL, a space or 300 characters in a Stripe id or code: refused, stored nowhere.
+    type Mutation = fn(&mut Value);
+    let mutations: Vec<(&str, Mutation)> = vec![
+        ("NUL in the PaymentIntent id", |e| {
+            e["data"]["object"]["id"] = json!("pi_\u{0}x")
+        }),
+        ("space in the PaymentIntent id", |e| {
+            e["data"]["object"]["id"] = json!("pi_a b")
+        }),
+        ("300-character PaymentIntent id", |e| {
+            e["data"]["object"]["id"] = json!("p".repeat(300))
+        }),
+        ("NUL in the event id", |e| e["id"] = json!("evt_\u{0}")),
+        ("space in the event id", |e| e["id"] = json!("evt_a b")),
+        ("NUL in a decline code", |e| {
+            e["data"]["object"]["last_payment_error"] =
+                json!({"code": "card_declined", "decline_code": "x\u{0}"})
+        }),
+        ("300-character code", |e| {
+            e["data"]["object"]["last_payment_error"] = json!({"code": "c".repeat(300)})
+        }),
+    ];
+    for (what, mutate) in mutations {
+        let mut event: Value = serde_json::from_slice(&stripe_event("evt_bad", &pi)).unwrap();
+        mutate(&mut event);
+        let body = serde_json::to_vec(&event).unwrap();
+        let (s, p) = deliver(&server, url, &body, Some(&signed(&body))).await;
+        assert_eq!(
+            (s, p["code"].as_str()),
+            (400, Some("invalid_payload")),
+            "{what}: {p}"
+        );
+    }
+    assert_eq!(
+        intent(&server, id).await["status"],
+        "pending_payment",
+        "nothing applied"
+    );
+
+    // The next normal event is applied and reaches the read side.
+    let body = stripe_event("evt_good", &pi);
+    let (s, out) = deliver(&server, url, &body, Some(&signed(&body))).await;
+    assert_eq!(
+        (s, out["outcome"].as_str()),
+        (200, Some("applied")),
+        "{out}"
+    );
+    let support = token("support", &["ws-1"], "audit:read");
+    let path = "/api/support/charging-intents?workspace_id=ws-1&status=authorized";
+    eventually("the authorized intent in the support list", || async {
+        let (_, list) = server.get(path, &support).await;
+        (list["data"].as_array().unwrap().len() == 1).then_some(())
+    })
+    .await;
+    // Refusals were recorded without any of the refused values.
+    let audit = server
+        .wait_for_audit_where("ws-1", |a| {
+            a.iter()
+                .filter(|e| e["event_type"] == "WebhookRejected")
+                .count()
+                >= 7
+        })
+        .await;
+    let text = serde_json::to_string(&audit).unwrap();
+    assert!(
+        !text.contains("\\u0000") && !text.contains("pi_a b") && !text.contains("ppppp"),
+        "{text}"
+    );
 }

@@ -117,6 +117,13 @@ fn summarize(event: &AnyEvent) -> Option<String> {
             "Stripe {} attempt {} without a definite answer ({}); the worker will retry",
             e.step, e.attempt, e.failure_code
         ),
+        AnyEvent::ChargingIntent(C::PaymentAttemptFailed(e)) => format!(
+            "payment attempt on PaymentIntent {} declined ({}{}, via {}); the driver may retry",
+            e.payment_intent_id,
+            e.error.code.as_deref().unwrap_or("no code"),
+            e.error.decline_code.as_deref().map(|d| format!(" / {d}")).unwrap_or_default(),
+            e.source
+        ),
         AnyEvent::ChargingIntent(C::StrayHoldReleased(e)) => format!(
             "stray hold of {} released: PaymentIntent {} was authorized after the intent had ended, and canceled",
             e.amount_cents, e.payment_intent_id

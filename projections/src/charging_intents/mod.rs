@@ -35,6 +35,10 @@ pub struct Row {
     pub settlement: Option<String>,
     pub authorized_at: Option<DateTime<Utc>>,
     pub capture_before: Option<DateTime<Utc>>,
+    /// The last declined attempt (`LastPaymentError` as JSON text), while pending.
+    pub last_payment_error: Option<String>,
+    /// What the session cost, even when the capture was capped by the hold.
+    pub final_amount_cents: Option<i64>,
 }
 
 fn from_request(r: &IntentRequest, paid: bool) -> Row {
@@ -55,7 +59,7 @@ fn from_request(r: &IntentRequest, paid: bool) -> Row {
 pub(crate) const COLUMNS: &str = "charging_intent_id, workspace_id, status, payment_required, amount_cents, currency,
     authorized_amount_cents, captured_amount_cents, payment_intent_id, location_id, evse_uid, connector_id,
     ocpi_session_id, failure_code, credential_version, created_at, updated_at, settlement, authorized_at,
-    capture_before";
+    capture_before, last_payment_error, final_amount_cents";
 
 fn db_err(source: sqlx::Error) -> ProjectionError {
     ProjectionError::Database {
@@ -122,6 +126,7 @@ fn apply_event(rows: &mut BTreeMap<String, Row>, id: &str, event: &E) {
             if let Some(row) = rows.get_mut(id) {
                 row.authorized_amount_cents = Some(e.authorized_amount_cents);
                 row.authorized_at = Some(e.received_at);
+                row.last_payment_error = None;
                 row.updated_at = e.received_at;
             }
         }
@@ -140,6 +145,7 @@ fn apply_event(rows: &mut BTreeMap<String, Row>, id: &str, event: &E) {
         }
         E::SessionCompletionRequested(e) => {
             if let Some(row) = rows.get_mut(id) {
+                row.final_amount_cents = Some(e.final_amount_cents);
                 if e.ocpi_session_id.is_some() {
                     row.ocpi_session_id = e.ocpi_session_id.clone();
                 }
@@ -156,6 +162,7 @@ fn apply_event(rows: &mut BTreeMap<String, Row>, id: &str, event: &E) {
         }
         E::WorkspaceSessionPaymentCaptured(e) => {
             if let Some(row) = rows.get_mut(id) {
+                row.final_amount_cents = Some(e.final_amount_cents);
                 if e.ocpi_session_id.is_some() {
                     row.ocpi_session_id = e.ocpi_session_id.clone();
                 }
@@ -205,6 +212,13 @@ fn apply_event(rows: &mut BTreeMap<String, Row>, id: &str, event: &E) {
                 row.updated_at = e.released_at;
             }
         }
+        E::PaymentAttemptFailed(e) => {
+            if let Some(row) = rows.get_mut(id) {
+                let error = serde_json::to_string(&e.error).expect("an error serializes");
+                row.last_payment_error = Some(error);
+                row.updated_at = e.failed_at;
+            }
+        }
     }
     if let (Some(status), Some(row)) = (status, rows.get_mut(id)) {
         row.status = status;
@@ -240,6 +254,8 @@ macro_rules! decode {
                     settlement: r.try_get("settlement")?,
                     authorized_at: r.try_get("authorized_at")?,
                     capture_before: r.try_get("capture_before")?,
+                    last_payment_error: r.try_get("last_payment_error")?,
+                    final_amount_cents: r.try_get("final_amount_cents")?,
                 },
             ))
         })()
@@ -292,7 +308,8 @@ const UPSERT_SET: &str = "ON CONFLICT (charging_intent_id) DO UPDATE SET
     ocpi_session_id = excluded.ocpi_session_id, failure_code = excluded.failure_code,
     credential_version = excluded.credential_version, updated_at = excluded.updated_at,
     settlement = excluded.settlement, authorized_at = excluded.authorized_at,
-    capture_before = excluded.capture_before";
+    capture_before = excluded.capture_before, last_payment_error = excluded.last_payment_error,
+    final_amount_cents = excluded.final_amount_cents";
 
 /// Writes the folded rows: one statement on PostgreSQL, one per row on SQLite.
 async fn store(tx: &mut DbTx, rows: &BTreeMap<String, Row>) -> Result<(), ProjectionError> {
@@ -324,7 +341,7 @@ async fn store(tx: &mut DbTx, rows: &BTreeMap<String, Row>) -> Result<(), Projec
                 sqlx::query(&format!(
                     "INSERT INTO charging_intents ({COLUMNS})
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
-                             $18, $19, $20)
+                             $18, $19, $20, $21, $22)
                      {UPSERT_SET}"
                 ))
                 .bind(id)
@@ -347,6 +364,8 @@ async fn store(tx: &mut DbTx, rows: &BTreeMap<String, Row>) -> Result<(), Projec
                 .bind(&row.settlement)
                 .bind(row.authorized_at)
                 .bind(row.capture_before)
+                .bind(&row.last_payment_error)
+                .bind(row.final_amount_cents)
                 .execute(&mut **t)
                 .await
                 .map_err(db_err)?;

@@ -1,0 +1,7 @@
+-- Contract v2: every intent view shows the last declined attempt and what the session
+-- cost. Both are folded from events already stored, so the projection is rebuilt from
+-- the first event (its checkpoint is reset; the projector catches up on start).
+ALTER TABLE charging_intents ADD COLUMN last_payment_error TEXT;
+ALTER TABLE charging_intents ADD COLUMN final_amount_cents INTEGER;
+DELETE FROM charging_intents;
+DELETE FROM projection_checkpoints WHERE name = 'charging_intents';
