@@ -81,6 +81,10 @@ pub struct IntentRequest {
     /// SHA-256 of the request body fields, to tell a retry from a reused key.
     pub request_hash: String,
     pub requested_at: DateTime<Utc>,
+    /// The driver token's `sub` that asked (none for a guest): a replay of the same
+    /// `Idempotency-Key` by anyone else is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub driver: Option<String>,
 }
 
 /// A free connector: authorized at once, Stripe never involved.

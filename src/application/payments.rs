@@ -84,6 +84,8 @@ pub struct PreAuthRequest {
     pub email: Option<String>,
     /// The client's `Idempotency-Key`: the same key and body answer the same.
     pub idempotency_key: Option<String>,
+    /// The driver token's `sub`, `None` for a guest.
+    pub driver: Option<String>,
 }
 
 /// Who may use a workspace's driver endpoints.
@@ -274,7 +276,9 @@ impl Services {
         if req.idempotency_key.is_some() {
             let existing = self.intents.load(&id).await.map_err(store_error)?;
             if existing.request.is_some() {
-                return self.replay(id, existing, &request_hash, &profile).await;
+                return self
+                    .replay(id, existing, &req, &request_hash, &profile)
+                    .await;
             }
         }
         let paid = self.paid_pre_auth(&ws, &connector, &profile, &req).await?;
@@ -290,6 +294,7 @@ impl Services {
             },
             request_hash,
             requested_at: self.clock.now(),
+            driver: req.driver.clone(),
         };
         self.reserve_connector(&request, meta).await?;
         let free = paid.is_none();
@@ -318,11 +323,14 @@ impl Services {
         &self,
         id: String,
         existing: ChargingIntent,
+        req: &PreAuthRequest,
         request_hash: &str,
         profile: &WorkspaceStripeProfile,
     ) -> Result<PreAuthorized, PaymentError> {
         let r = existing.request.as_ref().expect("an existing intent");
-        if r.request_hash != request_hash {
+        // Another body, or another driver: a key never hands one driver's client
+        // secret to another.
+        if r.request_hash != request_hash || r.driver != req.driver {
             return Err(PaymentError::IdempotencyKeyReused);
         }
         if let Some(err) = creation_failure(&existing) {

@@ -636,9 +636,9 @@ impl ChargingIntent {
         }])
     }
 
-    /// A PaymentIntent still open after a declined attempt: the decline is recorded
-    /// (once per Stripe event, or once per distinct error without one) and the intent
-    /// waits for the driver's next card.
+    /// A PaymentIntent still open after a declined attempt: the decline is recorded and
+    /// the intent waits for the driver's next card. The same error read again (by the
+    /// confirm call and then the webhook, or the sweep) is recorded once.
     fn declined(&self, cmd: ProcessStripeAuthorizationWebhook) -> Result<Vec<Event>, Error> {
         let pi = cmd.payment_intent;
         let Some(error) = pi
@@ -647,8 +647,8 @@ impl ChargingIntent {
         else {
             return Err(Error::NoChange);
         };
-        if cmd.stripe_event_id.is_none() && self.last_payment_error.as_ref() == Some(&error) {
-            return Err(Error::NoChange); // the same decline read again (confirm, sweep)
+        if self.last_payment_error.as_ref() == Some(&error) {
+            return Err(Error::NoChange);
         }
         let (_, id, ws) = self.ids()?;
         Ok(vec![Event::PaymentAttemptFailed(PaymentAttemptFailed {

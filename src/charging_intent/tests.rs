@@ -28,6 +28,7 @@ fn request(hash: &str) -> IntentRequest {
         currency: "aud".into(),
         request_hash: hash.into(),
         requested_at: at(),
+        driver: None,
     }
 }
 
@@ -285,16 +286,31 @@ fn a_retry_that_authorizes_after_a_decline_authorizes_the_intent_and_clears_the_
 }
 
 #[test]
-fn the_same_decline_read_again_without_an_event_changes_nothing_and_a_second_event_is_recorded() {
+fn the_same_decline_read_again_is_recorded_once_and_another_decline_again() {
     let s = stripe(Ok(pi("pi_fake", "requires_capture")));
+    // Read by the confirm call, then reported by Stripe's webhook: one decline.
     framework(&s)
         .given(vec![created(), attempt_failed(None, "confirm")])
-        .when(observe("requires_payment_method", None))
-        .then_expect_error(ChargingIntentError::NoChange);
-    framework(&s)
-        .given(vec![created(), attempt_failed(Some("evt_f"), "webhook")])
         .when(observe("requires_payment_method", Some("evt_g")))
-        .then_expect_events(vec![attempt_failed(Some("evt_g"), "webhook")]);
+        .then_expect_error(ChargingIntentError::NoChange);
+    let ChargingIntentCommand::ProcessStripeAuthorizationWebhook(mut other) =
+        observe("requires_payment_method", Some("evt_h"))
+    else {
+        unreachable!()
+    };
+    let mut expired = card_declined();
+    expired.decline_code = Some("expired_card".into());
+    other.payment_intent.last_payment_error = Some(expired.clone());
+    let events = framework(&s)
+        .given(vec![created(), attempt_failed(Some("evt_f"), "webhook")])
+        .when(ChargingIntentCommand::ProcessStripeAuthorizationWebhook(
+            other,
+        ))
+        .inspect_result()
+        .unwrap();
+    assert!(
+        matches!(&events[..], [ChargingIntentEvent::PaymentAttemptFailed(e)] if e.error == expired)
+    );
     framework(&s)
         .given(vec![created(), attempt_failed(Some("evt_f"), "webhook")])
         .when(observe("requires_payment_method", Some("evt_f")))

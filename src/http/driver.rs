@@ -47,10 +47,22 @@ pub fn rate_limit(state: &AppState, req: &HttpRequest) -> Result<(), ApiError> {
         })
 }
 
-/// Admits a driver to a workspace's payment endpoints: the actor recorded in the audit
-/// trail (the token's `sub`, or `guest`).
-pub fn admit(state: &AppState, req: &HttpRequest, gate: &DriverGate) -> Result<String, ApiError> {
-    Ok(principal(state, req, gate)?.map_or_else(|| "guest".to_string(), |p| p.sub))
+/// A driver let in: the token's `sub`, or none for a guest.
+pub struct Driver {
+    pub sub: Option<String>,
+}
+
+impl Driver {
+    /// The actor recorded in the audit trail.
+    pub fn actor(&self) -> &str {
+        self.sub.as_deref().unwrap_or("guest")
+    }
+}
+
+/// Admits a driver to a workspace's payment endpoints.
+pub fn admit(state: &AppState, req: &HttpRequest, gate: &DriverGate) -> Result<Driver, ApiError> {
+    let sub = principal(state, req, gate)?.map(|p| p.sub);
+    Ok(Driver { sub })
 }
 
 fn principal(

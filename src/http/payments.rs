@@ -1,6 +1,7 @@
 //! Roaming payments: pre-authorization, the intent view, and the confirm path for
 //! workspaces without webhooks.
 
+use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use utoipa::ToSchema;
@@ -32,11 +33,12 @@ fn parse(body: CreatePaymentIntent, req: &HttpRequest) -> Result<PreAuthRequest,
         Some(v) => Some(
             v.to_str()
                 .ok()
-                .filter(|k| (1..=255).contains(&k.len()))
+                .filter(|k| usable_key(k))
                 .ok_or_else(|| {
-                    ApiError::bad_request(
+                    ApiError::new(
+                        StatusCode::UNPROCESSABLE_ENTITY,
                         "invalid_idempotency_key",
-                        "Idempotency-Key must be 1 to 255 visible characters.",
+                        "Idempotency-Key must be 16 to 255 printable ASCII characters (a random UUID is right).",
                     )
                 })?
                 .to_string(),
@@ -48,7 +50,13 @@ fn parse(body: CreatePaymentIntent, req: &HttpRequest) -> Result<PreAuthRequest,
         connector_id: ci_string("connector_id", &body.connector_id)?,
         email: body.email,
         idempotency_key,
+        driver: None,
     })
+}
+
+/// 16 to 255 printable ASCII characters: long enough not to be guessed or collide.
+fn usable_key(k: &str) -> bool {
+    (16..=255).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_graphic())
 }
 
 fn created(p: PreAuthorized) -> CreatedPaymentIntent {
@@ -116,13 +124,12 @@ async fn pre_authorize(
     state: &AppState,
 ) -> Result<PreAuthorized, ApiError> {
     rate_limit(state, req)?;
-    let request = parse(body, req)?;
+    let mut request = parse(body, req)?;
     let gate = state.services.location_gate(&request.location_id).await?;
-    let actor = admit(state, req, &gate)?;
-    Ok(state
-        .services
-        .pre_authorize(request, &metadata(req, &actor))
-        .await?)
+    let driver = admit(state, req, &gate)?;
+    let meta = metadata(req, driver.actor());
+    request.driver = driver.sub;
+    Ok(state.services.pre_authorize(request, &meta).await?)
 }
 
 /// `GET /ocpi/charging-intents/{id}`
@@ -174,8 +181,7 @@ pub async fn confirm(
 ) -> Result<HttpResponse, ApiError> {
     rate_limit(&state, &req)?;
     let (intent, gate) = state.services.intent_gate(&path).await?;
-    let actor = admit(&state, &req, &gate)?;
-    let meta = metadata(&req, &actor);
+    let meta = metadata(&req, admit(&state, &req, &gate)?.actor());
     let after = state
         .services
         .sync_from_stripe(intent, "confirm", &meta)

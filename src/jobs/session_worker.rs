@@ -151,6 +151,7 @@ mod tests {
             connector_id: "1".into(),
             email: None,
             idempotency_key: None,
+            driver: None,
         }
     }
 

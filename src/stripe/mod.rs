@@ -186,8 +186,8 @@ pub struct CreatePaymentIntent {
     pub amount_cents: i64,
     pub currency: String,
     pub metadata: Vec<(&'static str, String)>,
-    /// The driver's email. Not sent yet: localstripe refuses `receipt_email`, so
-    /// sending it needs a per-peer switch (noted for later).
+    /// The driver's email: Stripe's `receipt_email` (the receipt goes there once the
+    /// session is captured).
     pub receipt_email: Option<String>,
     /// Deterministic: (workspace, charging intent, step).
     pub idempotency_key: String,
@@ -330,7 +330,6 @@ impl StripeGateway for StripeTransport {
         secret_key: &SecretString,
         req: &CreatePaymentIntent,
     ) -> Result<PaymentIntentView, CallError> {
-        // Only parameters every Stripe-compatible peer knows.
         let mut form: Vec<(String, String)> = vec![
             ("amount".into(), req.amount_cents.to_string()),
             ("currency".into(), req.currency.clone()),
@@ -339,6 +338,9 @@ impl StripeGateway for StripeTransport {
         ];
         for (k, v) in &req.metadata {
             form.push((format!("metadata[{k}]"), v.clone()));
+        }
+        if let Some(email) = &req.receipt_email {
+            form.push(("receipt_email".into(), email.clone()));
         }
         let mut builder = RequestBuilder::new(StripeMethod::Post, "/payment_intents");
         builder.body = Some(serde_urlencoded(&form));

@@ -47,7 +47,12 @@ async fn start_localstripe() -> Localstripe {
         .local_addr()
         .unwrap()
         .port();
-    let child = Command::new(&bin)
+    // localstripe through our wrapper (tests/localstripe/), with the virtualenv's Python.
+    let python = bin.with_file_name("python");
+    let wrapper =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/localstripe/roampay_localstripe.py");
+    let child = Command::new(&python)
+        .arg(&wrapper)
         .args(["--port", &port.to_string(), "--from-scratch"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -69,16 +74,17 @@ async fn start_localstripe() -> Localstripe {
 }
 
 /// What Stripe.js and the driver's card do on localstripe: a card PaymentMethod,
-/// attached to the PaymentIntent, then confirmed. (localstripe only takes secret keys
-/// for these calls; real Stripe.js uses the publishable key and the client secret.)
-async fn pay_with_card(ls: &Localstripe, pi: &str) -> Value {
+/// attached to the PaymentIntent, then confirmed; the confirm's status and answer.
+/// (localstripe only takes secret keys for these calls; real Stripe.js uses the
+/// publishable key and the client secret.)
+async fn try_card(ls: &Localstripe, pi: &str, number: &str) -> (u16, Value) {
     let http = reqwest::Client::new();
     let pm: Value = http
         .post(format!("{}/v1/payment_methods", ls.base))
         .bearer_auth(SK)
         .form(&[
             ("type", "card"),
-            ("card[number]", "4242424242424242"),
+            ("card[number]", number),
             ("card[exp_month]", "12"),
             ("card[exp_year]", "2030"),
             ("card[cvc]", "123"),
@@ -97,17 +103,23 @@ async fn pay_with_card(ls: &Localstripe, pi: &str) -> Value {
         .send()
         .await
         .unwrap();
-    assert!(r.status().is_success());
-    let confirmed: Value = http
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+    let r = http
         .post(format!("{}/v1/payment_intents/{pi}/confirm", ls.base))
         .bearer_auth(SK)
         .send()
         .await
-        .unwrap()
-        .json()
-        .await
         .unwrap();
-    assert_eq!(confirmed["status"], "requires_capture", "{confirmed}");
+    (r.status().as_u16(), r.json().await.unwrap())
+}
+
+async fn pay_with_card(ls: &Localstripe, pi: &str) -> Value {
+    let (status, confirmed) = try_card(ls, pi, "4242424242424242").await;
+    assert_eq!(
+        (status, confirmed["status"].as_str()),
+        (200, Some("requires_capture")),
+        "{confirmed}"
+    );
     confirmed
 }
 
@@ -134,7 +146,10 @@ async fn save_credentials(server: &Server, ws: &str) -> Value {
     cfg
 }
 
-on_both_backends!(a_paid_session_end_to_end_against_localstripe);
+on_both_backends!(
+    a_declined_card_is_retried_on_the_same_payment_intent_against_localstripe,
+    a_paid_session_end_to_end_against_localstripe
+);
 
 async fn a_paid_session_end_to_end_against_localstripe(b: Backend) {
     let ls = start_localstripe().await;
@@ -453,4 +468,89 @@ async fn reconcile_against_localstripe() {
     );
     let (code, out) = run(&[]);
     assert_eq!(code, 0, "a second run agrees: {out}");
+}
+
+async fn a_declined_card_is_retried_on_the_same_payment_intent_against_localstripe(b: Backend) {
+    let ls = start_localstripe().await;
+    let store = Store::fresh(b).await;
+    let server = Server::start(&store, on_localstripe(&ls)).await;
+    let reg = reqwest::Client::new()
+        .post(format!("{}/_config/webhooks/roampay", ls.base))
+        .form(&[
+            ("url", server.url("/ocpi/stripe/webhook/ws-e2e").as_str()),
+            ("secret", WH),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert!(reg.status().is_success());
+    save_credentials(&server, "ws-e2e").await;
+    put_location(&server, "ws-e2e", "LOC-DECLINE", 45).await;
+    let (status, created) = create(&server, "LOC-DECLINE", "1", None).await;
+    assert_eq!(status, 201, "{created}");
+    let pi = created["payment_intent_id"].as_str().unwrap();
+    let id = created["charging_intent_id"].as_str().unwrap();
+    let confirm = || async {
+        let r = server
+            .http
+            .post(server.url(&format!("/ocpi/charging-intents/{id}/confirm")))
+            .send()
+            .await
+            .unwrap();
+        status_json(r).await
+    };
+
+    // The card is declined on confirm; the intent waits for another card.
+    let (status, declined) = try_card(&ls, pi, "4000000000000341").await;
+    assert_eq!(status, 402, "{declined}");
+    let (status, got) = confirm().await;
+    assert_eq!(
+        (status, got["status"].as_str()),
+        (200, Some("pending_payment")),
+        "{got}"
+    );
+    assert_eq!(got["last_payment_error"]["code"], "card_declined", "{got}");
+    // localstripe's own payment_intent.payment_failed arrives a second later: accepted,
+    // and the decline is not recorded twice.
+    let sent = reqwest::Client::new()
+        .get(format!("{}/v1/events?limit=100", ls.base))
+        .bearer_auth(SK)
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap()["data"]
+        .as_array()
+        .map_or(0, Vec::len);
+    eventually("localstripe's events reaching roampay", || async {
+        let logs = server.logs();
+        let delivered: Vec<&str> = logs
+            .lines()
+            .filter(|l| l.contains("/ocpi/stripe/webhook/{workspace_id}"))
+            .collect();
+        (delivered.len() >= sent).then(|| {
+            assert!(
+                delivered.iter().all(|l| l.contains("\"http.status\":200")),
+                "{delivered:?}"
+            )
+        })
+    })
+    .await;
+
+    // The driver retries with a good card on the same PaymentIntent: authorized.
+    pay_with_card(&ls, pi).await;
+    let (status, got) = confirm().await;
+    assert_eq!(
+        (status, got["status"].as_str()),
+        (200, Some("authorized")),
+        "{got}"
+    );
+    assert_eq!(got["last_payment_error"], Value::Null);
+    let audit = server.wait_for_audit("ws-e2e", 1).await;
+    let declines = audit
+        .iter()
+        .filter(|e| e["event_type"] == "PaymentAttemptFailed")
+        .count();
+    assert_eq!(declines, 1, "{audit:?}");
 }

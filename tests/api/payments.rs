@@ -385,16 +385,60 @@ async fn client_idempotency_keys_replay_the_answer_and_refuse_another_body(b: Ba
     let (_store, _mock, fake, server) = start(b, &[]).await;
     configure(&server, "ws-1", "sk_test_51HxWorkspaceOneKey", WH_A).await;
     put_location(&server, "ws-1", "LOC-1", 45).await;
-    let (s1, first) = create(&server, "LOC-1", "1", Some("order-42")).await;
-    let (s2, second) = create(&server, "LOC-1", "1", Some("order-42")).await;
+    let (s1, first) = create(&server, "LOC-1", "1", Some("order-42-7d1f0c3a-2b")).await;
+    let (s2, second) = create(&server, "LOC-1", "1", Some("order-42-7d1f0c3a-2b")).await;
     assert_eq!((s1, s2), (201, 201), "{second}");
     assert_eq!(first, second, "the same answer again");
     assert_eq!(fake.distinct_intents(), 1, "no second PaymentIntent");
-    let (s3, problem) = create(&server, "LOC-1", "2", Some("order-42")).await;
+    let (s3, problem) = create(&server, "LOC-1", "2", Some("order-42-7d1f0c3a-2b")).await;
     assert_eq!(
         (s3, problem["code"].as_str()),
         (422, Some("idempotency_key_reused"))
     );
+    // The driver's email is Stripe's receipt_email.
+    let form = fake.state.lock().unwrap().creates[0].2.clone();
+    assert_eq!(
+        form.get("receipt_email").map(String::as_str),
+        Some("d@example.com")
+    );
+
+    // A key is 16 to 255 printable ASCII characters.
+    for bad in ["short-key", "with space 0123456789", &"k".repeat(256)] {
+        let (s, p) = create(&server, "LOC-1", "3", Some(bad)).await;
+        assert_eq!(
+            (s, p["code"].as_str()),
+            (422, Some("invalid_idempotency_key")),
+            "{bad:?}"
+        );
+    }
+
+    // A key never hands one driver's client secret to another.
+    let body = json!({"location_id": "LOC-1", "evse_uid": "EVSE-1", "connector_id": "2"});
+    let as_driver = |sub: &str| {
+        let t = token(sub, &["ws-1"], "driver");
+        server
+            .http
+            .post(server.url("/ocpi/create-payment-intent"))
+            .bearer_auth(t)
+            .header("Idempotency-Key", "a3f1c2d4-0b9e-4f7a-9c1d-2e3f4a5b6c7d")
+            .json(&body)
+            .send()
+    };
+    let (s, first) = status_json(as_driver("driver-1").await.unwrap()).await;
+    assert_eq!(s, 201, "{first}");
+    let (s, again) = status_json(as_driver("driver-1").await.unwrap()).await;
+    assert_eq!(
+        (s, &again),
+        (201, &first),
+        "the same driver gets the same answer"
+    );
+    let (s, other) = status_json(as_driver("driver-2").await.unwrap()).await;
+    assert_eq!(
+        (s, other["code"].as_str()),
+        (422, Some("idempotency_key_reused")),
+        "{other}"
+    );
+    assert!(other.get("client_secret").is_none());
 }
 
 async fn a_webhook_signed_by_one_workspace_cannot_touch_anothers_intent(b: Backend) {

@@ -104,7 +104,7 @@ async fn retries_keep_the_idempotency_key_and_failures_end_definite(b: Backend) 
         let server = Server::start(&store, ServerOptions::new(&mock)).await;
         configure(&server, "ws-1", "sk_test_51HxWorkspaceOneKey", WH_A).await;
         put_location(&server, "ws-1", "LOC-1", 45).await;
-        let (status, body) = create(&server, "LOC-1", "1", Some("k1")).await;
+        let (status, body) = create(&server, "LOC-1", "1", Some("retry-key-0000001")).await;
         let keys = keys_seen(&mock).await;
         assert_eq!(keys.len(), attempts, "{what}: attempts {keys:?}");
         assert!(
@@ -135,9 +135,9 @@ async fn retries_keep_the_idempotency_key_and_failures_end_definite(b: Backend) 
                     (d.len() == 1 && d[0]["status"] == "failed").then_some(())
                 })
                 .await;
-                let (again, _) = create(&server, "LOC-1", "1", Some("k1")).await;
+                let (again, _) = create(&server, "LOC-1", "1", Some("retry-key-0000001")).await;
                 assert_eq!(again, status, "{what}: the same key answers the same");
-                let (s, _) = create(&server, "LOC-1", "1", Some("k2")).await;
+                let (s, _) = create(&server, "LOC-1", "1", Some("retry-key-0000002")).await;
                 assert!(
                     s == 201 || s == 502 || s == 503,
                     "{what}: connector released ({s})"

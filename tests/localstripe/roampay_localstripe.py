@@ -1,0 +1,43 @@
+"""localstripe, taught the few things real Stripe does that roampay's end-to-end tests
+rely on and localstripe does not (DESIGN.md, "Payments true to Stripe"). The product
+sends real Stripe's requests unchanged; only this peer is adjusted:
+
+- a PaymentIntent whose card was declined takes a new PaymentMethod and can be
+  confirmed again (localstripe keeps the failed charge and refuses the second confirm);
+- `receipt_email` is accepted on PaymentIntent creation and kept on the object
+  (localstripe answers 400 "Unexpected receipt_email").
+
+Run with the virtualenv's Python: `python roampay_localstripe.py --port N --from-scratch`.
+"""
+
+from localstripe import resources, server
+
+PaymentIntent = resources.PaymentIntent
+
+_update = PaymentIntent._api_update.__func__
+_create = PaymentIntent._api_create.__func__
+
+
+@classmethod
+def _api_update(cls, id, **data):
+    obj = cls._api_retrieve(id)
+    declined = obj.latest_charge is not None and obj.latest_charge.status == 'failed'
+    if 'payment_method' in data and declined:
+        # Stripe: a new PaymentMethod after a decline makes the PaymentIntent
+        # `requires_confirmation` again.
+        obj.latest_charge = None
+    return _update(cls, id, **data)
+
+
+@classmethod
+def _api_create(cls, receipt_email=None, **data):
+    obj = _create(cls, **data)
+    obj.receipt_email = receipt_email
+    return obj
+
+
+PaymentIntent._api_update = _api_update
+PaymentIntent._api_create = _api_create
+
+if __name__ == '__main__':
+    server.start()
