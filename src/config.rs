@@ -111,10 +111,22 @@ pub struct ServeArgs {
     /// How often the session worker runs (expiry, settlement retries, hold lapses).
     #[arg(long, env = "ROAMPAY_WORKER_INTERVAL_SECS", default_value_t = 15)]
     pub worker_interval_secs: u64,
-    /// A hold with no session started this long after it was authorized (or a pre-auth
-    /// never paid this long after it was created) is released as `expired`.
+    /// A hold with no session started this long after it was authorized is released as
+    /// `expired`.
     #[arg(long, env = "ROAMPAY_HOLD_TIMEOUT_SECS", default_value_t = 900)]
     pub hold_timeout_secs: i64,
+    /// A pre-authorization never paid this long after it was created is cancelled in
+    /// Stripe and its connector freed (`expired`).
+    #[arg(
+        long,
+        env = "ROAMPAY_PENDING_PAYMENT_TIMEOUT_SECS",
+        default_value_t = 600
+    )]
+    pub pending_payment_timeout_secs: i64,
+    /// At most this many guest intents of a workspace wait for payment at once; beyond,
+    /// a guest's pre-authorization is refused (429 `too_many_pending_intents`).
+    #[arg(long, env = "ROAMPAY_MAX_PENDING_GUEST_INTENTS", default_value_t = 50)]
+    pub max_pending_guest_intents: i64,
     /// A capture or release without a definite answer is tried again after this long.
     #[arg(long, env = "ROAMPAY_SETTLE_RETRY_SECS", default_value_t = 30)]
     pub settle_retry_secs: i64,

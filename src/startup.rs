@@ -108,6 +108,7 @@ pub fn offline_settings(holds: &HoldArgs) -> Settings {
         validation_wait: Duration::ZERO,
         hold_lifetime,
         hold_warning,
+        max_pending_guest_intents: i64::MAX,
     }
 }
 
@@ -147,6 +148,7 @@ impl Application {
                 validation_wait: Duration::from_millis(args.validation_wait_ms),
                 hold_lifetime,
                 hold_warning,
+                max_pending_guest_intents: args.max_pending_guest_intents.max(0),
             }
         })
         .await?;
@@ -181,6 +183,9 @@ fn job_settings(args: &ServeArgs) -> JobSettings {
         worker: WorkerSettings {
             interval: Duration::from_secs(args.worker_interval_secs.max(1)),
             hold_timeout: chrono::Duration::seconds(args.hold_timeout_secs.max(1)),
+            pending_payment_timeout: chrono::Duration::seconds(
+                args.pending_payment_timeout_secs.max(1),
+            ),
             settle_retry: chrono::Duration::seconds(args.settle_retry_secs.max(0)),
         },
         revalidate_interval: Duration::from_secs(args.revalidate_interval_secs.max(1)),

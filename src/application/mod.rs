@@ -47,6 +47,8 @@ pub struct Settings {
     /// How long Stripe keeps an uncaptured hold, and how early a lapse is flagged.
     pub hold_lifetime: chrono::Duration,
     pub hold_warning: chrono::Duration,
+    /// Open guest intents waiting for payment a workspace may have at once.
+    pub max_pending_guest_intents: i64,
 }
 
 /// Everything a use case may reach.
@@ -160,6 +162,29 @@ pub enum StoreFault {
 }
 
 impl StoreFault {
+    /// A read-model query's failure: a lost or refused connection is the store not
+    /// answering (503), anything else internal.
+    pub fn of_sqlx(e: sqlx::Error) -> Self {
+        let down = match &e {
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed => true,
+            // Class 08 (connection exception), 57P0x (shutdown, cannot connect now).
+            sqlx::Error::Database(d) => d
+                .code()
+                .is_some_and(|c| c.starts_with("08") || c.starts_with("57P")),
+            _ => false,
+        };
+        if down {
+            tracing::error!(error = %e, "store unreachable");
+            Self::Unavailable
+        } else {
+            Self::Internal(e.to_string())
+        }
+    }
+
     pub fn of<E: std::error::Error>(e: AggregateError<E>) -> Self {
         match e {
             AggregateError::DatabaseConnectionError(e) => {

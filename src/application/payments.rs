@@ -30,6 +30,8 @@ pub enum PaymentError {
     PaymentNotReady(&'static str),
     #[error("another charging intent holds this connector")]
     ConnectorBusy,
+    #[error("this workspace has too many guest intents waiting for payment")]
+    TooManyPendingIntents,
     #[error("this Idempotency-Key was already used with a different request")]
     IdempotencyKeyReused,
     /// Stripe refused for good; `card` when the card (not the request) was refused.
@@ -45,6 +47,9 @@ pub enum PaymentError {
     OwnershipMismatch,
     #[error("the PaymentIntent's livemode differs from the workspace's mode")]
     LivemodeMismatch,
+    /// Not the driver who created the intent.
+    #[error("only the driver who created this charging intent may do that")]
+    NotTheDriver,
     #[error(transparent)]
     Store(#[from] StoreFault),
 }
@@ -282,6 +287,9 @@ impl Services {
             }
         }
         let paid = self.paid_pre_auth(&ws, &connector, &profile, &req).await?;
+        if paid.is_some() && req.driver.is_none() {
+            self.check_guest_quota(&ws).await?;
+        }
         let request = IntentRequest {
             charging_intent_id: id.clone(),
             workspace_id: ws.clone(),
@@ -382,6 +390,19 @@ impl Services {
         }))
     }
 
+    /// Guests cannot squat connectors: a workspace has at most
+    /// `max_pending_guest_intents` guest intents waiting for payment (counted on the read
+    /// side, so a burst may pass it by the few intents not projected yet).
+    async fn check_guest_quota(&self, ws: &str) -> Result<(), PaymentError> {
+        let open = roampay_projections::charging_intents::pending_guest_intents(&self.db, ws)
+            .await
+            .map_err(|e| PaymentError::Store(StoreFault::of_sqlx(e)))?;
+        if open >= self.settings.max_pending_guest_intents {
+            return Err(PaymentError::TooManyPendingIntents);
+        }
+        Ok(())
+    }
+
     /// One open intent per connector, decided by the store. A holder that ended without
     /// releasing it, or that never came to exist (the process died between the
     /// reservation and the intent), is released first: leftovers of crashes do not
@@ -455,6 +476,18 @@ impl Services {
             .retrieve_payment_intent(&key, &p.payment_intent_id)
             .await
             .map_err(|_| PaymentError::StripeUnavailable)
+    }
+
+    /// The intent's PaymentIntent as Stripe has it now (`None` for a free intent).
+    pub(super) async fn current_payment_intent(
+        &self,
+        intent: &ChargingIntent,
+    ) -> Result<Option<PaymentIntentView>, PaymentError> {
+        let Some(r) = intent.request.as_ref().filter(|_| intent.payment.is_some()) else {
+            return Ok(None);
+        };
+        let profile = self.profile_recent(&r.workspace_id).await?;
+        Ok(Some(self.read_payment_intent(intent, &profile).await?))
     }
 
     /// Reads the PaymentIntent from the workspace's account and applies its status

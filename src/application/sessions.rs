@@ -10,6 +10,19 @@ use crate::charging_intent::{
     ReleaseReason, SettlePayment, StartSession,
 };
 use crate::store::Metadata;
+use crate::stripe::PaymentIntentView;
+use roampay_events::IntentStatus;
+use secrecy::{ExposeSecret, SecretString};
+use subtle::ConstantTimeEq;
+
+/// How a driver proves the intent is theirs.
+#[derive(Debug, Clone)]
+pub enum DriverProof {
+    /// The driver token's `sub` (the one that created the intent).
+    Token(String),
+    /// A guest: the PaymentIntent's `client_secret` their browser was given.
+    ClientSecret(SecretString),
+}
 
 /// A session step carried out: the intent after it, and whether Stripe still owes a
 /// definite answer (the worker finishes it).
@@ -62,6 +75,36 @@ impl Services {
             at: self.clock.now(),
         });
         self.session_step(id, Some(cmd), meta).await
+    }
+
+    /// The driver abandons the intent before charging started (`pending_payment` or
+    /// `authorized`): the hold is released and the connector freed.
+    pub async fn cancel_by_driver(
+        &self,
+        id: &str,
+        proof: DriverProof,
+        meta: &Metadata,
+    ) -> Result<StepDone, PaymentError> {
+        let intent = self.load_intent(id).await?;
+        let theirs = match &proof {
+            DriverProof::Token(sub) => {
+                intent.request.as_ref().and_then(|r| r.driver.as_deref()) == Some(sub.as_str())
+            }
+            DriverProof::ClientSecret(given) => match self.current_payment_intent(&intent).await? {
+                Some(pi) => same_secret(&pi, given),
+                None => false, // a free intent has no client secret
+            },
+        };
+        if !theirs {
+            return Err(PaymentError::NotTheDriver);
+        }
+        if !matches!(
+            intent.status,
+            IntentStatus::PendingPayment | IntentStatus::Authorized
+        ) {
+            return Err(PaymentError::InvalidTransition(intent.status.as_str()));
+        }
+        self.cancel_intent(id, ReleaseReason::Cancelled, meta).await
     }
 
     /// Finishes a capture or release decided earlier (the worker's retry).
@@ -148,4 +191,14 @@ impl Services {
         self.intents.execute(id, cmd, meta).await?;
         Ok(())
     }
+}
+
+/// The PaymentIntent's client secret equals `given` (compared in constant time).
+fn same_secret(pi: &PaymentIntentView, given: &SecretString) -> bool {
+    pi.client_secret.as_ref().is_some_and(|s| {
+        s.expose_secret()
+            .as_bytes()
+            .ct_eq(given.expose_secret().as_bytes())
+            .into()
+    })
 }

@@ -162,6 +162,14 @@ impl From<StoreFault> for ApiError {
     }
 }
 
+/// A read-model query that failed: 503 `store_unavailable` when the store does not
+/// answer, else internal.
+impl From<sqlx::Error> for ApiError {
+    fn from(e: sqlx::Error) -> Self {
+        StoreFault::of_sqlx(e).into()
+    }
+}
+
 impl From<PaymentError> for ApiError {
     fn from(e: PaymentError) -> Self {
         use PaymentError as E;
@@ -180,6 +188,15 @@ impl From<PaymentError> for ApiError {
                 "connector_busy",
                 "Another charging intent holds this connector.",
             ),
+            E::TooManyPendingIntents => {
+                let mut e = Self::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too_many_pending_intents",
+                    "This workspace has too many guest intents waiting for payment; try again in a few minutes.",
+                );
+                e.retry_after_secs = Some(60);
+                e
+            }
             E::IdempotencyKeyReused => Self::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "idempotency_key_reused",
@@ -210,6 +227,7 @@ fn stripe_or_intent_error(e: PaymentError) -> ApiError {
         E::IntentNotFound => {
             ApiError::not_found("charging_intent_not_found", "No such charging intent.")
         }
+        E::NotTheDriver => ApiError::forbidden(detail),
         E::InvalidTransition(status) => ApiError::conflict(
             "invalid_transition",
             format!("Not possible while the charging intent is {status}."),

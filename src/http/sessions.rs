@@ -4,15 +4,16 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
+use secrecy::SecretString;
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use super::auth::Principal;
-use super::driver::ci_string;
+use super::auth::{bearer, Principal};
+use super::driver::{ci_string, rate_limit};
 use super::error::{ApiError, FieldError, Problem};
 use super::views::ChargingIntentView;
 use super::{metadata, AppState};
-use crate::application::sessions::StepDone;
+use crate::application::sessions::{DriverProof, StepDone};
 use crate::charging_intent::ReleaseReason;
 use crate::store::Metadata;
 
@@ -135,34 +136,79 @@ pub async fn complete(
     Ok(answer(&path, done))
 }
 
+/// A guest's proof, on `cancel`: the PaymentIntent's client secret.
+#[derive(Deserialize, ToSchema)]
+pub struct CancelByGuest {
+    /// The `client_secret` the create-payment-intent answer gave the driver's browser.
+    client_secret: String,
+}
+
 /// `POST /ocpi/charging-intents/{id}/cancel`
 #[utoipa::path(
     post,
     path = "/ocpi/charging-intents/{charging_intent_id}/cancel",
     operation_id = "cancel_charging_intent",
     tag = "sessions",
-    summary = "Release the hold (scope sessions:write)",
+    summary = "Release the hold: the session module (scope sessions:write), or before charging the driver who created the intent (driver token, or a guest's client_secret)",
     params(("charging_intent_id" = String, Path)),
+    request_body(content = Option<CancelByGuest>, description = "Guests only"),
     responses(
         (status = 200, description = "`cancelled`", body = ChargingIntentView),
         (status = 202, description = "Release pending", body = ChargingIntentView),
         (status = 409, description = "`invalid_transition`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`charging_intent_not_found`", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "`unauthenticated`", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "`forbidden`", body = Problem, content_type = "application/problem+json")
+        (status = 401, description = "`unauthenticated` (no token and no client_secret)", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden` (not the session module, nor the driver who created the intent)", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`rate_limited` (guests)", body = Problem, content_type = "application/problem+json")
     ),
-    security(("bearer" = []))
+    security((), ("bearer" = []))
 )]
 pub async fn cancel(
-    principal: Principal,
     path: web::Path<String>,
+    body: web::Bytes,
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let meta = authorize(&state, &principal, &path, &req).await?;
-    let done = state
-        .services
-        .cancel_intent(&path, ReleaseReason::Cancelled, &meta)
-        .await?;
+    let services = &state.services;
+    let (proof, actor) = match bearer(&req)? {
+        Some(token) => {
+            let principal = state.auth.verify(token)?;
+            if principal.has_scope(SCOPE) {
+                let meta = authorize(&state, &principal, &path, &req).await?;
+                let done = services
+                    .cancel_intent(&path, ReleaseReason::Cancelled, &meta)
+                    .await?;
+                return Ok(answer(&path, done));
+            }
+            let ws = services
+                .load_intent(&path)
+                .await?
+                .request
+                .expect("loaded")
+                .workspace_id;
+            principal.authorize("driver", Some(&ws))?;
+            (DriverProof::Token(principal.sub.clone()), principal.sub)
+        }
+        None => (guest_proof(&state, &req, &body)?, "guest".to_string()),
+    };
+    let meta = metadata(&req, &actor);
+    let done = services.cancel_by_driver(&path, proof, &meta).await?;
     Ok(answer(&path, done))
+}
+
+/// A guest proves the intent is theirs with the PaymentIntent's client secret.
+fn guest_proof(state: &AppState, req: &HttpRequest, body: &[u8]) -> Result<DriverProof, ApiError> {
+    rate_limit(state, req)?;
+    let unauthenticated = || {
+        ApiError::unauthenticated(
+            "Send a bearer token, or as a guest the PaymentIntent's client_secret.",
+        )
+    };
+    if body.is_empty() {
+        return Err(unauthenticated());
+    }
+    let guest: CancelByGuest = serde_json::from_slice(body).map_err(|_| unauthenticated())?;
+    Ok(DriverProof::ClientSecret(SecretString::from(
+        guest.client_secret,
+    )))
 }

@@ -110,9 +110,7 @@ pub async fn audit(
             .map_err(|_| invalid("starting_after must be an entry id."))?,
         limit,
     };
-    let (entries, has_more) = audit_log::search(&state.services.db, &filter)
-        .await
-        .map_err(ApiError::internal)?;
+    let (entries, has_more) = audit_log::search(&state.services.db, &filter).await?;
     let data = entries.into_iter().map(Into::into).collect();
     Ok(HttpResponse::Ok().json(AuditPage { data, has_more }))
 }
@@ -154,9 +152,7 @@ pub async fn charging_intents(
         status: q.status,
         before_id: q.starting_after,
     };
-    let (rows, has_more) = charging_intents::list(&state.services.db, &filter)
-        .await
-        .map_err(ApiError::internal)?;
+    let (rows, has_more) = charging_intents::list(&state.services.db, &filter).await?;
     let data = rows
         .into_iter()
         .map(|(id, row)| ChargingIntentView::of_row(id, row))
@@ -188,9 +184,7 @@ pub async fn payment_health(
     principal.authorize(SCOPE, None)?;
     let ws = workspace_id(&path)?;
     principal.authorize(SCOPE, Some(ws.as_str()))?;
-    let view = health_view(&state, ws.as_str())
-        .await
-        .map_err(ApiError::internal)?;
+    let view = health_view(&state, ws.as_str()).await?;
     Ok(HttpResponse::Ok().json(view))
 }
 

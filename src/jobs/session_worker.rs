@@ -17,7 +17,10 @@ use crate::charging_intent::ReleaseReason;
 #[derive(Debug, Clone)]
 pub struct WorkerSettings {
     pub interval: Duration,
+    /// An authorized hold with no session this long is released.
     pub hold_timeout: chrono::Duration,
+    /// A pre-authorization never paid this long is cancelled.
+    pub pending_payment_timeout: chrono::Duration,
     pub settle_retry: chrono::Duration,
 }
 
@@ -68,7 +71,13 @@ pub async fn round(services: &Services, settings: &WorkerSettings) -> Result<(),
     for id in read::unsettled(db, now - settings.settle_retry, BATCH).await? {
         report(&id, services.finish_settlement(&id, &meta).await);
     }
-    for id in read::unused(db, now - settings.hold_timeout, BATCH).await? {
+    let unused = read::unused(
+        db,
+        now - settings.hold_timeout,
+        now - settings.pending_payment_timeout,
+        BATCH,
+    );
+    for id in unused.await? {
         let done = services
             .cancel_intent(&id, ReleaseReason::Expired, &meta)
             .await;
@@ -169,6 +178,7 @@ mod tests {
             validation_wait: std::time::Duration::ZERO,
             hold_lifetime: chrono::Duration::days(7),
             hold_warning: chrono::Duration::days(1),
+            max_pending_guest_intents: 50,
         };
         let stripe = Arc::new(FakeStripe::new(CredentialCheck::Valid { account_id: None }));
         let services = Services::new(
@@ -181,6 +191,7 @@ mod tests {
         let worker = WorkerSettings {
             interval: std::time::Duration::from_secs(15),
             hold_timeout: chrono::Duration::minutes(15),
+            pending_payment_timeout: chrono::Duration::minutes(10),
             settle_retry: chrono::Duration::seconds(30),
         };
         let meta = system("test");

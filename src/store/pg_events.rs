@@ -176,11 +176,20 @@ async fn write_group(pool: &PgPool, group: Vec<Pending>) {
     }
 }
 
+/// The store did not answer: a lost or refused connection, the pool exhausted or
+/// closed, or PostgreSQL shutting down or restarting (SQLSTATE class 08, 57P0x).
 fn is_connection(e: &sqlx::Error) -> bool {
-    matches!(
-        e,
-        sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::PoolTimedOut
-    )
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(d) => d
+            .code()
+            .is_some_and(|c| c.starts_with("08") || c.starts_with("57P")),
+        _ => false,
+    }
 }
 
 /// The primary key (aggregate, sequence): someone else committed this sequence first.

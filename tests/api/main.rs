@@ -9,6 +9,7 @@ mod auth;
 mod canary;
 mod crash;
 mod docs;
+mod drivers;
 mod http_basics;
 mod localstripe;
 mod observability;

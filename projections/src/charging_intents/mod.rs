@@ -39,6 +39,8 @@ pub struct Row {
     pub last_payment_error: Option<String>,
     /// What the session cost, even when the capture was capped by the hold.
     pub final_amount_cents: Option<i64>,
+    /// The driver token's `sub` that asked; none for a guest.
+    pub driver: Option<String>,
 }
 
 fn from_request(r: &IntentRequest, paid: bool) -> Row {
@@ -50,6 +52,7 @@ fn from_request(r: &IntentRequest, paid: bool) -> Row {
         location_id: r.location_id.clone(),
         evse_uid: r.evse_uid.clone(),
         connector_id: r.connector_id.clone(),
+        driver: r.driver.clone(),
         created_at: r.requested_at,
         updated_at: r.requested_at,
         ..Row::default()
@@ -59,7 +62,7 @@ fn from_request(r: &IntentRequest, paid: bool) -> Row {
 pub(crate) const COLUMNS: &str = "charging_intent_id, workspace_id, status, payment_required, amount_cents, currency,
     authorized_amount_cents, captured_amount_cents, payment_intent_id, location_id, evse_uid, connector_id,
     ocpi_session_id, failure_code, credential_version, created_at, updated_at, settlement, authorized_at,
-    capture_before, last_payment_error, final_amount_cents";
+    capture_before, last_payment_error, final_amount_cents, driver";
 
 fn db_err(source: sqlx::Error) -> ProjectionError {
     ProjectionError::Database {
@@ -256,6 +259,7 @@ macro_rules! decode {
                     capture_before: r.try_get("capture_before")?,
                     last_payment_error: r.try_get("last_payment_error")?,
                     final_amount_cents: r.try_get("final_amount_cents")?,
+                    driver: r.try_get("driver")?,
                 },
             ))
         })()
@@ -341,7 +345,7 @@ async fn store(tx: &mut DbTx, rows: &BTreeMap<String, Row>) -> Result<(), Projec
                 sqlx::query(&format!(
                     "INSERT INTO charging_intents ({COLUMNS})
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
-                             $18, $19, $20, $21, $22)
+                             $18, $19, $20, $21, $22, $23)
                      {UPSERT_SET}"
                 ))
                 .bind(id)
@@ -366,6 +370,7 @@ async fn store(tx: &mut DbTx, rows: &BTreeMap<String, Row>) -> Result<(), Projec
                 .bind(row.capture_before)
                 .bind(&row.last_payment_error)
                 .bind(row.final_amount_cents)
+                .bind(&row.driver)
                 .execute(&mut **t)
                 .await
                 .map_err(db_err)?;

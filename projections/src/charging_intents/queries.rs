@@ -86,21 +86,35 @@ pub async fn unsettled(
     .await
 }
 
-/// Holds nobody started a session on, and pre-authorizations never paid, since `before`.
+/// Holds nobody started a session on since `authorized_before`, and pre-authorizations
+/// never paid since `created_before`.
 pub async fn unused(
     db: &Db,
-    before: DateTime<Utc>,
+    authorized_before: DateTime<Utc>,
+    created_before: DateTime<Utc>,
     limit: i64,
 ) -> Result<Vec<String>, sqlx::Error> {
-    ids(
-        db,
+    on_db!(db, pool => sqlx::query_scalar(
         "SELECT charging_intent_id FROM charging_intents
-              WHERE status IN ('authorized', 'pending_payment') AND settlement IS NULL
-                AND COALESCE(authorized_at, created_at) <= $1 ORDER BY created_at LIMIT $2",
-        before,
-        limit,
-    )
-    .await
+          WHERE settlement IS NULL
+            AND ((status = 'authorized' AND COALESCE(authorized_at, created_at) <= $1)
+              OR (status = 'pending_payment' AND created_at <= $2))
+          ORDER BY created_at LIMIT $3")
+        .bind(authorized_before)
+        .bind(created_before)
+        .bind(limit)
+        .fetch_all(pool)
+        .await)
+}
+
+/// Open guest intents of a workspace still waiting for payment.
+pub async fn pending_guest_intents(db: &Db, ws: &str) -> Result<i64, sqlx::Error> {
+    on_db!(db, pool => sqlx::query_scalar(
+        "SELECT COUNT(*) FROM charging_intents
+          WHERE workspace_id = $1 AND status = 'pending_payment' AND driver IS NULL")
+        .bind(ws)
+        .fetch_one(pool)
+        .await)
 }
 
 /// Holds authorized at or before `authorized_before` whose lapse is not flagged yet.
