@@ -25,6 +25,7 @@ pub struct Metrics {
     credential_health: IntGaugeVec,
     task_panics: IntCounterVec,
     job_rounds: IntCounterVec,
+    uncollected: IntCounterVec,
 }
 
 fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -90,13 +91,18 @@ impl Metrics {
                 "Background tasks (sweep, session worker, revalidation, projector) that panicked and were restarted.",
                 &["task"],
             ),
+            uncollected: counter(
+                "uncollected_cents_total",
+                "What completed sessions cost beyond what the hold let roampay capture, in minor units, by currency.",
+                &["currency"],
+            ),
             job_rounds: counter(
                 "background_job_rounds_total",
                 "Rounds completed by each background job (a round that did its work, or found none).",
                 &["job"],
             ),
         };
-        for c in [&m.task_panics, &m.job_rounds] {
+        for c in [&m.task_panics, &m.job_rounds, &m.uncollected] {
             m.registry.register(Box::new(c.clone())).expect("unique");
         }
         m.registry
@@ -138,6 +144,16 @@ pub fn webhook(outcome: &str, code: &str) {
 /// A background task panicked (and is started again).
 pub fn task_panic(task: &str) {
     METRICS.task_panics.with_label_values(&[task]).inc();
+}
+
+/// A session completed for less than it cost (the capture was capped by the hold).
+pub fn uncollected(currency: &str, cents: i64) {
+    if cents > 0 {
+        METRICS
+            .uncollected
+            .with_label_values(&[currency])
+            .inc_by(cents as u64);
+    }
 }
 
 /// A background job finished one round.

@@ -133,6 +133,15 @@ impl Services {
     async fn intent_changed(&self, was_final: bool, after: &ChargingIntent, meta: &Metadata) {
         if after.status.is_final() && !was_final {
             self.release_connector(after, meta).await;
+            // What a paid session cost beyond its capture (capped by the hold).
+            if let (Some(r), Some(_), Some(cost), Some(captured)) = (
+                &after.request,
+                &after.payment,
+                after.final_amount_cents,
+                after.captured_amount_cents,
+            ) {
+                crate::metrics::uncollected(&r.currency, cost - captured);
+            }
         }
     }
 

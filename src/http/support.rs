@@ -204,6 +204,8 @@ async fn health_view(state: &AppState, ws: &str) -> Result<PaymentHealth, sqlx::
         intents_by_status: intents.by_status,
         settlements_pending: intents.settlements_pending,
         holds_lapsing_soon: intents.holds_lapsing_soon,
+        captured_below_cost: intents.captured_below_cost,
+        uncollected_cents: intents.uncollected_cents,
         recent_failures: intents
             .recent_failures
             .into_iter()

@@ -338,6 +338,10 @@ pub struct PaymentHealth {
     pub intents_by_status: std::collections::BTreeMap<String, i64>,
     pub settlements_pending: i64,
     pub holds_lapsing_soon: i64,
+    /// Completed sessions that cost more than the hold let roampay capture.
+    pub captured_below_cost: i64,
+    /// What those sessions left uncollected, in minor units.
+    pub uncollected_cents: i64,
     pub recent_failures: Vec<RecentFailure>,
 }
 

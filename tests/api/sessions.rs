@@ -159,7 +159,30 @@ async fn a_capture_above_the_hold_is_capped_and_zero_releases_the_hold(b: Backen
         (200, Some(5000)),
         "{body}"
     );
+    assert_eq!(
+        body["final_amount_cents"], 9000,
+        "what the session cost is kept"
+    );
     assert_eq!(fake.applied(), vec![("capture".to_string(), pi, 5000)]);
+    // Support sees what the hold left uncollected, and so does the metric.
+    let support = token("support", &["ws-1"], "audit:read");
+    let health = eventually("payment-health showing the shortfall", || async {
+        let (_, h) = server
+            .get("/api/support/workspaces/ws-1/payment-health", &support)
+            .await;
+        (h["captured_below_cost"] == 1).then_some(h)
+    })
+    .await;
+    assert_eq!(health["uncollected_cents"], 4000, "{health}");
+    let listed = server
+        .get("/api/support/charging-intents?workspace_id=ws-1", &support)
+        .await
+        .1;
+    assert_eq!(listed["data"][0]["final_amount_cents"], 9000, "{listed}");
+    let metric = server
+        .metric("roampay_uncollected_cents_total", "currency=\"aud\"")
+        .await;
+    assert_eq!(metric, 4000.0);
 
     let (id2, pi2) = authorized(&server, &fake, "2", false).await;
     let (status, body) = post(

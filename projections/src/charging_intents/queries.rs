@@ -160,6 +160,10 @@ pub struct IntentHealth {
     pub by_status: std::collections::BTreeMap<String, i64>,
     pub settlements_pending: i64,
     pub holds_lapsing_soon: i64,
+    /// Completed sessions that cost more than was captured (the hold capped it), and
+    /// what was left uncollected in minor units.
+    pub captured_below_cost: i64,
+    pub uncollected_cents: i64,
     pub recent_failures: Vec<Failure>,
 }
 
@@ -174,6 +178,11 @@ pub async fn health_of_workspace(db: &Db, ws: &str) -> Result<IntentHealth, sqlx
         let holds_lapsing_soon = sqlx::query_scalar(
             "SELECT COUNT(*) FROM charging_intents
               WHERE workspace_id = $1 AND capture_before IS NOT NULL AND status IN ('authorized', 'charging')")
+            .bind(ws).fetch_one(pool).await?;
+        let (captured_below_cost, uncollected_cents): (i64, Option<i64>) = sqlx::query_as(
+            "SELECT COUNT(*), CAST(SUM(final_amount_cents - captured_amount_cents) AS BIGINT) FROM charging_intents
+              WHERE workspace_id = $1 AND status = 'completed'
+                AND final_amount_cents > captured_amount_cents")
             .bind(ws).fetch_one(pool).await?;
         let recent_failures = sqlx::query(
             "SELECT charging_intent_id, status, failure_code, payment_intent_id, updated_at
@@ -191,7 +200,14 @@ pub async fn health_of_workspace(db: &Db, ws: &str) -> Result<IntentHealth, sqlx
                 })
             })
             .collect::<Result<_, _>>()?;
-        IntentHealth { by_status, settlements_pending, holds_lapsing_soon, recent_failures }
+        IntentHealth {
+            by_status,
+            settlements_pending,
+            holds_lapsing_soon,
+            captured_below_cost,
+            uncollected_cents: uncollected_cents.unwrap_or(0),
+            recent_failures,
+        }
     });
     Ok(health)
 }
