@@ -9,8 +9,8 @@ use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 
 use crate::stripe::{
-    CallError, CreatePaymentIntent, CredentialCheck, PaymentIntentPage, PaymentIntentStatus,
-    PaymentIntentView, StripeGateway,
+    CallError, CreatePaymentIntent, CreateRefund, CredentialCheck, PaymentIntentPage,
+    PaymentIntentStatus, PaymentIntentView, RefundView, StripeGateway,
 };
 use crate::vault::{SecretField, SecretVault, VaultError};
 
@@ -77,6 +77,9 @@ pub struct FakeStripe {
     pub settle: Mutex<std::collections::VecDeque<Result<PaymentIntentView, CallError>>>,
     /// (operation, amount, idempotency key) of every capture and cancel asked for.
     pub settled: Mutex<Vec<(String, i64, String)>>,
+    /// Every refund asked for, and what Stripe answers (default: succeeded).
+    pub refunds: Mutex<Vec<CreateRefund>>,
+    pub refund_answer: Mutex<Option<Result<RefundView, CallError>>>,
 }
 
 impl FakeStripe {
@@ -88,6 +91,8 @@ impl FakeStripe {
             retrieve: Mutex::new(None),
             settle: Mutex::default(),
             settled: Mutex::new(vec![]),
+            refunds: Mutex::default(),
+            refund_answer: Mutex::default(),
         }
     }
 }
@@ -135,6 +140,33 @@ impl StripeGateway for FakeStripe {
             .unwrap()
             .clone()
             .unwrap_or_else(|| self.create.clone())
+    }
+    async fn create_refund(
+        &self,
+        _key: &SecretString,
+        req: &CreateRefund,
+    ) -> Result<RefundView, CallError> {
+        self.refunds.lock().unwrap().push(req.clone());
+        self.refund_answer
+            .lock()
+            .unwrap()
+            .clone()
+            .unwrap_or_else(|| {
+                Ok(RefundView {
+                    id: format!("re_fake{}", self.refunds.lock().unwrap().len()),
+                    payment_intent_id: Some(req.payment_intent_id.clone()),
+                    amount: req.amount_cents,
+                    status: "succeeded".into(),
+                    failure_reason: None,
+                })
+            })
+    }
+    async fn list_refunds(
+        &self,
+        _key: &SecretString,
+        _payment_intent_id: &str,
+    ) -> Result<Vec<RefundView>, CallError> {
+        Ok(vec![])
     }
     async fn list_payment_intents(
         &self,

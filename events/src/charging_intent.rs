@@ -22,6 +22,13 @@ pub enum ChargingIntentEvent {
     HoldExpiryApproaching(HoldExpiryApproaching),
     StrayHoldReleased(StrayHoldReleased),
     PaymentAttemptFailed(PaymentAttemptFailed),
+    RefundRequested(RefundRequested),
+    RefundPending(RefundPending),
+    RefundSucceeded(RefundSucceeded),
+    RefundFailed(RefundFailed),
+    DisputeOpened(DisputeOpened),
+    DisputeUpdated(DisputeUpdated),
+    DisputeClosed(DisputeClosed),
 }
 
 impl ChargingIntentEvent {
@@ -45,6 +52,13 @@ impl ChargingIntentEvent {
             Self::HoldExpiryApproaching(_) => "HoldExpiryApproaching",
             Self::StrayHoldReleased(_) => "StrayHoldReleased",
             Self::PaymentAttemptFailed(_) => "PaymentAttemptFailed",
+            Self::RefundRequested(_) => "RefundRequested",
+            Self::RefundPending(_) => "RefundPending",
+            Self::RefundSucceeded(_) => "RefundSucceeded",
+            Self::RefundFailed(_) => "RefundFailed",
+            Self::DisputeOpened(_) => "DisputeOpened",
+            Self::DisputeUpdated(_) => "DisputeUpdated",
+            Self::DisputeClosed(_) => "DisputeClosed",
         }
     }
     pub fn workspace_id(&self) -> &str {
@@ -65,6 +79,13 @@ impl ChargingIntentEvent {
             Self::HoldExpiryApproaching(e) => &e.workspace_id,
             Self::StrayHoldReleased(e) => &e.workspace_id,
             Self::PaymentAttemptFailed(e) => &e.workspace_id,
+            Self::RefundRequested(e) => &e.workspace_id,
+            Self::RefundPending(e) => &e.workspace_id,
+            Self::RefundSucceeded(e) => &e.workspace_id,
+            Self::RefundFailed(e) => &e.workspace_id,
+            Self::DisputeOpened(e) => &e.workspace_id,
+            Self::DisputeUpdated(e) => &e.workspace_id,
+            Self::DisputeClosed(e) => &e.workspace_id,
         }
     }
 }
@@ -280,4 +301,92 @@ pub struct PaymentAttemptFailed {
     pub source: String,
     pub error: LastPaymentError,
     pub failed_at: DateTime<Utc>,
+}
+
+/// Support asked for a refund (`refund_key` identifies the request: the client's
+/// `Idempotency-Key`, or `stripe:<refund id>` for one made in the Stripe Dashboard).
+/// The amount is reserved against what is still refundable until Stripe answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefundRequested {
+    pub charging_intent_id: String,
+    pub workspace_id: String,
+    pub payment_intent_id: String,
+    pub refund_key: String,
+    pub amount_cents: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub requested_at: DateTime<Utc>,
+}
+
+/// Stripe accepted the refund and has not settled it yet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefundPending {
+    pub charging_intent_id: String,
+    pub workspace_id: String,
+    pub refund_key: String,
+    pub refund_id: String,
+    pub amount_cents: i64,
+    pub pending_at: DateTime<Utc>,
+}
+
+/// Money went back to the driver: by our request, or (`source` `webhook` /
+/// `reconcile`) a refund made in the Stripe Dashboard.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefundSucceeded {
+    pub charging_intent_id: String,
+    pub workspace_id: String,
+    pub refund_key: String,
+    pub refund_id: String,
+    pub amount_cents: i64,
+    pub source: String,
+    pub succeeded_at: DateTime<Utc>,
+}
+
+/// Stripe refused the refund, or it failed or was canceled later: nothing went back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefundFailed {
+    pub charging_intent_id: String,
+    pub workspace_id: String,
+    pub refund_key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refund_id: Option<String>,
+    pub amount_cents: i64,
+    pub failure_code: String,
+    pub failed_at: DateTime<Utc>,
+}
+
+/// The driver's bank disputes the charge.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DisputeOpened {
+    pub charging_intent_id: String,
+    pub workspace_id: String,
+    pub dispute_id: String,
+    pub amount_cents: i64,
+    pub reason: String,
+    pub status: String,
+    pub at: DateTime<Utc>,
+}
+
+/// A dispute moved (evidence submitted, under review, …).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DisputeUpdated {
+    pub charging_intent_id: String,
+    pub workspace_id: String,
+    pub dispute_id: String,
+    pub amount_cents: i64,
+    pub reason: String,
+    pub status: String,
+    pub at: DateTime<Utc>,
+}
+
+/// A dispute ended (`won`, `lost`, `warning_closed`, …).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DisputeClosed {
+    pub charging_intent_id: String,
+    pub workspace_id: String,
+    pub dispute_id: String,
+    pub amount_cents: i64,
+    pub reason: String,
+    pub status: String,
+    pub at: DateTime<Utc>,
 }

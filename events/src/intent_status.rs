@@ -110,7 +110,14 @@ impl ChargingIntentEvent {
             | E::StripeCallDeferred(_)
             | E::HoldExpiryApproaching(_)
             | E::StrayHoldReleased(_)
-            | E::PaymentAttemptFailed(_) => return None,
+            | E::PaymentAttemptFailed(_)
+            | E::RefundRequested(_)
+            | E::RefundPending(_)
+            | E::RefundSucceeded(_)
+            | E::RefundFailed(_)
+            | E::DisputeOpened(_)
+            | E::DisputeUpdated(_)
+            | E::DisputeClosed(_) => return None,
         })
     }
 }

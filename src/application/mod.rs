@@ -5,8 +5,10 @@
 
 pub mod credentials;
 pub mod locations;
+mod money_events;
 pub mod payments;
 pub mod reconcile;
+pub mod refunds;
 pub mod sessions;
 pub mod webhooks;
 

@@ -47,6 +47,8 @@ pub enum PaymentError {
     OwnershipMismatch,
     #[error("the PaymentIntent's livemode differs from the workspace's mode")]
     LivemodeMismatch,
+    #[error("only {refundable} of the capture is left to refund")]
+    RefundExceedsCaptured { refundable: i64 },
     /// Not the driver who created the intent.
     #[error("only the driver who created this charging intent may do that")]
     NotTheDriver,
@@ -65,6 +67,9 @@ impl From<AggregateError<ChargingIntentError>> for PaymentError {
                 E::InvalidTransition(s) => Self::InvalidTransition(s),
                 E::OwnershipMismatch => Self::OwnershipMismatch,
                 E::LivemodeMismatch => Self::LivemodeMismatch,
+                E::RefundExceedsCaptured { refundable } => {
+                    Self::RefundExceedsCaptured { refundable }
+                }
                 other => Self::Store(StoreFault::Internal(other.to_string())),
             },
             other => Self::Store(StoreFault::of(other)),

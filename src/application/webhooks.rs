@@ -5,6 +5,7 @@ use roampay_events::{StripeMode, WebhookRejected};
 use secrecy::SecretString;
 use serde_json::Value;
 
+use super::money_events::MoneyEvent;
 use super::payments::{Applied, PaymentError, StripeReport};
 use super::Services;
 use crate::ids::WorkspaceId;
@@ -99,7 +100,7 @@ impl WebhookRefusal {
         }
     }
 
-    fn of_payment(e: PaymentError) -> Self {
+    pub(super) fn of_payment(e: PaymentError) -> Self {
         match e {
             PaymentError::OwnershipMismatch => Self::OwnershipMismatch,
             PaymentError::LivemodeMismatch => Self::LivemodeMismatch,
@@ -113,11 +114,11 @@ impl WebhookRefusal {
 }
 
 /// A refusal and what was learnt before it (recorded only once trustworthy).
-struct Refused {
-    why: WebhookRefusal,
-    workspace_id: Option<String>,
-    event_id: Option<String>,
-    payment_intent_id: Option<String>,
+pub(super) struct Refused {
+    pub(super) why: WebhookRefusal,
+    pub(super) workspace_id: Option<String>,
+    pub(super) event_id: Option<String>,
+    pub(super) payment_intent_id: Option<String>,
 }
 
 impl From<WebhookRefusal> for Refused {
@@ -132,7 +133,7 @@ impl From<WebhookRefusal> for Refused {
 }
 
 impl Refused {
-    fn in_workspace(mut self, ws: &WorkspaceId) -> Self {
+    pub(super) fn in_workspace(mut self, ws: &WorkspaceId) -> Self {
         self.workspace_id = Some(ws.to_string());
         self
     }
@@ -206,6 +207,9 @@ impl Services {
             .map_err(in_ws)?;
         tracing::Span::current().record("workspace_id", ws.as_str());
         let event = parsed.ok_or_else(|| in_ws(WebhookRefusal::InvalidPayload))?;
+        if let Some(money) = MoneyEvent::read(&event).map_err(in_ws)? {
+            return self.apply_money_event(&ws, &profile, money, meta).await;
+        }
         match read_event(&event).map_err(in_ws)? {
             Some(verified) => self.apply_verified(&ws, &profile, verified, meta).await,
             None => Ok(WebhookOutcome::Ignored), // another kind of event
@@ -319,13 +323,20 @@ fn webhook_workspace(
 }
 
 /// A verified event: its id, and the PaymentIntent it is about (`None`: not about one).
-fn read_event(event: &Value) -> Result<Option<Verified>, WebhookRefusal> {
+/// The event's id and type, checked at the boundary.
+pub(super) fn event_head(event: &Value) -> Result<(String, Option<String>), WebhookRefusal> {
     let invalid = |_| WebhookRefusal::InvalidPayload;
     let event_id = checked(event, "/id", "id", is_object_id)
         .map_err(invalid)?
         .filter(|id| id.starts_with("evt_"))
         .ok_or(WebhookRefusal::InvalidPayload)?;
-    checked(event, "/type", "type", is_event_type).map_err(invalid)?;
+    let kind = checked(event, "/type", "type", is_event_type).map_err(invalid)?;
+    Ok((event_id, kind))
+}
+
+fn read_event(event: &Value) -> Result<Option<Verified>, WebhookRefusal> {
+    let invalid = |_| WebhookRefusal::InvalidPayload;
+    let (event_id, _) = event_head(event)?;
     let object = event
         .pointer("/data/object")
         .ok_or(WebhookRefusal::InvalidPayload)?;

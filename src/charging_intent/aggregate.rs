@@ -4,15 +4,17 @@ use chrono::{DateTime, Utc};
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::Aggregate;
 use roampay_events::{
-    ChargingIntentEvent as Event, ChargingSessionStarted, FreeSessionAuthorized,
-    HoldExpiryApproaching, HoldReleaseFailed, HoldReleaseRequested, HoldReleased, IntentRequest,
-    LastPaymentError, PaymentAttemptFailed, SessionCaptureFailed, SessionCompletionRequested,
-    StrayHoldReleased, StripeCallDeferred, StripeMode, WorkspacePaymentIntentAuthorizationReceived,
-    WorkspacePaymentIntentCreated, WorkspacePaymentIntentCreationFailed,
-    WorkspacePaymentIntentFailed, WorkspaceSessionPaymentCaptured,
+    ChargingIntentEvent as Event, ChargingSessionStarted, DisputeClosed, DisputeOpened,
+    DisputeUpdated, FreeSessionAuthorized, HoldExpiryApproaching, HoldReleaseFailed,
+    HoldReleaseRequested, HoldReleased, IntentRequest, LastPaymentError, PaymentAttemptFailed,
+    SessionCaptureFailed, SessionCompletionRequested, StrayHoldReleased, StripeCallDeferred,
+    StripeMode, WorkspacePaymentIntentAuthorizationReceived, WorkspacePaymentIntentCreated,
+    WorkspacePaymentIntentCreationFailed, WorkspacePaymentIntentFailed,
+    WorkspaceSessionPaymentCaptured,
 };
 use serde::{Deserialize, Serialize};
 
+use super::refunds::{Dispute, Refund, RefundStatus, Refunds};
 use super::{
     stripe_idempotency_key, CancelIntent, ChargingIntentCommand, ChargingIntentError as Error,
     CompleteSession, FlagHoldExpiry, IntentServices, IntentStatus, PaidPreAuth,
@@ -48,6 +50,14 @@ pub struct ChargingIntent {
     /// Why the driver's last attempt to pay was declined (while `pending_payment`).
     #[serde(default)]
     pub last_payment_error: Option<LastPaymentError>,
+    /// Refunds asked for or learnt from Stripe, by key.
+    #[serde(default)]
+    pub refunds: Refunds,
+    /// What refunds gave back (succeeded only).
+    #[serde(default)]
+    pub refunded_amount_cents: i64,
+    #[serde(default)]
+    pub dispute: Option<Dispute>,
 }
 
 /// What is to happen to the hold.
@@ -198,7 +208,7 @@ impl ChargingIntent {
         ])
     }
 
-    fn ids(&self) -> Result<(&IntentRequest, String, String), Error> {
+    pub(super) fn ids(&self) -> Result<(&IntentRequest, String, String), Error> {
         let r = self.request.as_ref().ok_or(Error::NotFound)?;
         Ok((r, r.charging_intent_id.clone(), r.workspace_id.clone()))
     }
@@ -673,6 +683,18 @@ impl ChargingIntent {
     }
 }
 
+impl ChargingIntent {
+    /// The refund under `key`, made when Stripe tells of one we did not ask for.
+    fn refund_entry(&mut self, key: String, amount_cents: i64) -> &mut Refund {
+        self.refunds.entry(key).or_insert(Refund {
+            amount_cents,
+            reason: None,
+            refund_id: None,
+            status: RefundStatus::Requested,
+        })
+    }
+}
+
 impl Aggregate for ChargingIntent {
     const TYPE: &'static str = "ChargingIntent";
     type Command = ChargingIntentCommand;
@@ -701,6 +723,10 @@ impl Aggregate for ChargingIntent {
             ChargingIntentCommand::ReleaseStrayHold(cmd) => {
                 self.release_stray_hold(cmd, svc).await?
             }
+            ChargingIntentCommand::RequestRefund(cmd) => self.request_refund(cmd)?,
+            ChargingIntentCommand::ExecuteRefund(cmd) => self.execute_refund(cmd, svc).await?,
+            ChargingIntentCommand::RecordRefund(cmd) => self.record_refund(cmd)?,
+            ChargingIntentCommand::RecordDispute(cmd) => self.record_dispute(cmd)?,
         };
         for e in events {
             sink.write(e, self).await;
@@ -804,6 +830,67 @@ impl Aggregate for ChargingIntent {
             }
             Event::HoldExpiryApproaching(e) => {
                 self.capture_before = Some(e.capture_before);
+            }
+            Event::RefundRequested(e) => {
+                let refund = Refund {
+                    amount_cents: e.amount_cents,
+                    reason: e.reason,
+                    refund_id: None,
+                    status: RefundStatus::Requested,
+                };
+                self.refunds.insert(e.refund_key, refund);
+                self.updated_at = Some(e.requested_at);
+            }
+            Event::RefundPending(e) => {
+                let refund = self.refund_entry(e.refund_key, e.amount_cents);
+                refund.refund_id = Some(e.refund_id);
+                refund.status = RefundStatus::Pending;
+                self.updated_at = Some(e.pending_at);
+            }
+            Event::RefundSucceeded(e) => {
+                let refund = self.refund_entry(e.refund_key, e.amount_cents);
+                refund.refund_id = Some(e.refund_id);
+                refund.status = RefundStatus::Succeeded;
+                self.refunded_amount_cents += e.amount_cents;
+                self.updated_at = Some(e.succeeded_at);
+            }
+            Event::RefundFailed(e) => {
+                let refund = self.refund_entry(e.refund_key, e.amount_cents);
+                refund.refund_id = e.refund_id.or(refund.refund_id.take());
+                refund.status = RefundStatus::Failed;
+                self.updated_at = Some(e.failed_at);
+            }
+            Event::DisputeOpened(DisputeOpened {
+                dispute_id,
+                amount_cents,
+                reason,
+                status,
+                at,
+                ..
+            })
+            | Event::DisputeUpdated(DisputeUpdated {
+                dispute_id,
+                amount_cents,
+                reason,
+                status,
+                at,
+                ..
+            })
+            | Event::DisputeClosed(DisputeClosed {
+                dispute_id,
+                amount_cents,
+                reason,
+                status,
+                at,
+                ..
+            }) => {
+                self.dispute = Some(Dispute {
+                    dispute_id,
+                    status,
+                    amount_cents,
+                    reason,
+                });
+                self.updated_at = Some(at);
             }
             Event::PaymentAttemptFailed(e) => {
                 self.last_payment_error = Some(e.error);

@@ -2,7 +2,7 @@ use chrono::{DateTime, Utc};
 use roampay_events::{IntentRequest, StripeMode};
 use secrecy::SecretString;
 
-use crate::stripe::PaymentIntentView;
+use crate::stripe::{DisputeView, PaymentIntentView, RefundView};
 
 #[derive(Debug, Clone)]
 pub enum ChargingIntentCommand {
@@ -14,6 +14,10 @@ pub enum ChargingIntentCommand {
     SettlePayment(SettlePayment),
     FlagHoldExpiry(FlagHoldExpiry),
     ReleaseStrayHold(ReleaseStrayHold),
+    RequestRefund(RequestRefund),
+    ExecuteRefund(ExecuteRefund),
+    RecordRefund(RecordRefund),
+    RecordDispute(RecordDispute),
 }
 
 /// Start a charging intent; `paid` is `None` for a free connector.
@@ -107,5 +111,39 @@ pub struct ReleaseStrayHold {
 #[derive(Debug, Clone)]
 pub struct FlagHoldExpiry {
     pub capture_before: DateTime<Utc>,
+    pub at: DateTime<Utc>,
+}
+
+/// Support asks for a refund; `amount_cents` `None` is the whole refundable rest. Only
+/// records the request (reserving the amount); [`ExecuteRefund`] talks to Stripe.
+#[derive(Debug, Clone)]
+pub struct RequestRefund {
+    /// The client's `Idempotency-Key`: the same key again is the same refund.
+    pub refund_key: String,
+    pub amount_cents: Option<i64>,
+    pub reason: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
+/// Ask Stripe for a requested refund, with the key of the intent's credential version.
+#[derive(Debug, Clone)]
+pub struct ExecuteRefund {
+    pub refund_key: String,
+    pub secret_key: SecretString,
+    pub at: DateTime<Utc>,
+}
+
+/// What Stripe says of a refund on the intent's PaymentIntent (webhook, reconcile).
+#[derive(Debug, Clone)]
+pub struct RecordRefund {
+    pub refund: RefundView,
+    pub source: &'static str,
+    pub at: DateTime<Utc>,
+}
+
+/// What Stripe says of a dispute on the intent's PaymentIntent.
+#[derive(Debug, Clone)]
+pub struct RecordDispute {
+    pub dispute: DisputeView,
     pub at: DateTime<Utc>,
 }

@@ -22,4 +22,7 @@ pub enum ChargingIntentError {
     /// The step does not apply in the intent's current status.
     #[error("not possible while the intent is {0}")]
     InvalidTransition(&'static str),
+    /// The refunds would add up to more than was captured.
+    #[error("only {refundable} of the capture is left to refund")]
+    RefundExceedsCaptured { refundable: i64 },
 }

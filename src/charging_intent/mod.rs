@@ -4,6 +4,7 @@
 pub mod aggregate;
 pub mod command;
 pub mod error;
+pub mod refunds;
 #[cfg(test)]
 mod tests;
 

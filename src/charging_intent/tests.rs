@@ -11,7 +11,7 @@ use secrecy::SecretString;
 
 use super::aggregate::{authorization_reference, STRIPE_UNAVAILABLE};
 use super::*;
-use crate::stripe::{CallError, CredentialCheck, PaymentIntentView};
+use crate::stripe::{CallError, CredentialCheck, DisputeView, PaymentIntentView, RefundView};
 use crate::testing::{pi, FakeStripe};
 
 fn at() -> DateTime<Utc> {
@@ -971,4 +971,241 @@ fn a_stray_hold_stripe_does_not_cancel_is_refused_for_a_later_retry() {
         .given(vec![created(), declined()])
         .when(release_stray("requires_capture"))
         .then_expect_error(ChargingIntentError::StripeUnavailable);
+}
+
+// ---- Refunds and disputes ----
+
+/// Completed with 1234 captured.
+fn completed_1234() -> Vec<ChargingIntentEvent> {
+    let mut history = capture_pending();
+    history.push(captured(1234, 1234, "capture"));
+    history
+}
+
+fn ask_refund(key: &str, amount: Option<i64>) -> ChargingIntentCommand {
+    ChargingIntentCommand::RequestRefund(RequestRefund {
+        refund_key: key.into(),
+        amount_cents: amount,
+        reason: Some("requested_by_customer".into()),
+        at: at(),
+    })
+}
+
+fn refund_requested(key: &str, amount: i64) -> ChargingIntentEvent {
+    ChargingIntentEvent::RefundRequested(RefundRequested {
+        charging_intent_id: "ci-1".into(),
+        workspace_id: "ws-1".into(),
+        payment_intent_id: "pi_fake".into(),
+        refund_key: key.into(),
+        amount_cents: amount,
+        reason: Some("requested_by_customer".into()),
+        requested_at: at(),
+    })
+}
+
+fn refund_succeeded(key: &str, id: &str, amount: i64, source: &str) -> ChargingIntentEvent {
+    ChargingIntentEvent::RefundSucceeded(RefundSucceeded {
+        charging_intent_id: "ci-1".into(),
+        workspace_id: "ws-1".into(),
+        refund_key: key.into(),
+        refund_id: id.into(),
+        amount_cents: amount,
+        source: source.into(),
+        succeeded_at: at(),
+    })
+}
+
+fn stripe_refund(id: &str, amount: i64, status: &str) -> RefundView {
+    RefundView {
+        id: id.into(),
+        payment_intent_id: Some("pi_fake".into()),
+        amount,
+        status: status.into(),
+        failure_reason: None,
+    }
+}
+
+#[test]
+fn a_refund_within_the_capture_is_requested_and_the_rest_is_enforced() {
+    let s = stripe(Ok(pi("pi_fake", "succeeded")));
+    framework(&s)
+        .given(completed_1234())
+        .when(ask_refund("key-a", Some(234)))
+        .then_expect_events(vec![refund_requested("key-a", 234)]);
+    let mut history = completed_1234();
+    history.push(refund_requested("key-a", 1000));
+    framework(&s)
+        .given(history.clone())
+        .when(ask_refund("key-b", Some(235)))
+        .then_expect_error(ChargingIntentError::RefundExceedsCaptured { refundable: 234 });
+    framework(&s)
+        .given(history.clone())
+        .when(ask_refund("key-b", None))
+        .then_expect_events(vec![refund_requested("key-b", 234)]);
+    // The same key again is the same refund; with another amount it is refused.
+    framework(&s)
+        .given(history.clone())
+        .when(ask_refund("key-a", Some(1000)))
+        .then_expect_events(vec![]);
+    framework(&s)
+        .given(history)
+        .when(ask_refund("key-a", Some(999)))
+        .then_expect_error(ChargingIntentError::IdempotencyKeyReused);
+}
+
+#[test]
+fn only_a_completed_intent_with_a_capture_can_be_refunded() {
+    let s = stripe(Ok(pi("pi_fake", "succeeded")));
+    framework(&s)
+        .given(vec![created(), authorized(None)])
+        .when(ask_refund("key-a", None))
+        .then_expect_error(invalid("authorized"));
+    let mut zero = capture_pending();
+    zero.push(captured(0, 0, "release"));
+    framework(&s)
+        .given(zero)
+        .when(ask_refund("key-a", None))
+        .then_expect_error(invalid("completed"));
+}
+
+#[test]
+fn a_requested_refund_is_carried_out_once_with_a_deterministic_key() {
+    let s = stripe(Ok(pi("pi_fake", "succeeded")));
+    let mut history = completed_1234();
+    history.push(refund_requested("key-a", 234));
+    let execute = ChargingIntentCommand::ExecuteRefund(ExecuteRefund {
+        refund_key: "key-a".into(),
+        secret_key: key(),
+        at: at(),
+    });
+    framework(&s)
+        .given(history.clone())
+        .when(execute.clone())
+        .then_expect_events(vec![refund_succeeded("key-a", "re_fake1", 234, "api")]);
+    let asked = s.refunds.lock().unwrap()[0].clone();
+    assert_eq!(
+        (asked.amount_cents, asked.reason.as_deref()),
+        (234, Some("requested_by_customer"))
+    );
+    assert!(asked
+        .idempotency_key
+        .starts_with("roampay:ws-1:ci-1:refund-"));
+    history.push(refund_succeeded("key-a", "re_fake1", 234, "api"));
+    framework(&s)
+        .given(history)
+        .when(execute)
+        .then_expect_events(vec![]);
+}
+
+#[test]
+fn a_refund_stripe_does_not_answer_stays_requested_and_a_refusal_fails_it() {
+    let mut history = completed_1234();
+    history.push(refund_requested("key-a", 234));
+    let execute = ChargingIntentCommand::ExecuteRefund(ExecuteRefund {
+        refund_key: "key-a".into(),
+        secret_key: key(),
+        at: at(),
+    });
+    let s = stripe(Ok(pi("pi_fake", "succeeded")));
+    *s.refund_answer.lock().unwrap() = Some(Err(CallError::Unreachable("timeout".into())));
+    framework(&s)
+        .given(history.clone())
+        .when(execute.clone())
+        .then_expect_error(ChargingIntentError::StripeUnavailable);
+    *s.refund_answer.lock().unwrap() = Some(Err(CallError::Api {
+        status: 400,
+        code: Some("charge_disputed".into()),
+    }));
+    let events = framework(&s)
+        .given(history)
+        .when(execute)
+        .inspect_result()
+        .unwrap();
+    assert!(
+        matches!(&events[..], [ChargingIntentEvent::RefundFailed(e)] if e.failure_code == "charge_disputed")
+    );
+}
+
+#[test]
+fn a_refund_made_in_the_dashboard_is_recorded_once() {
+    let s = stripe(Ok(pi("pi_fake", "succeeded")));
+    let record = |status: &str| {
+        ChargingIntentCommand::RecordRefund(RecordRefund {
+            refund: stripe_refund("re_dash", 300, status),
+            source: "webhook",
+            at: at(),
+        })
+    };
+    framework(&s)
+        .given(completed_1234())
+        .when(record("succeeded"))
+        .then_expect_events(vec![refund_succeeded(
+            "stripe:re_dash",
+            "re_dash",
+            300,
+            "webhook",
+        )]);
+    let mut history = completed_1234();
+    history.push(refund_succeeded(
+        "stripe:re_dash",
+        "re_dash",
+        300,
+        "webhook",
+    ));
+    framework(&s)
+        .given(history)
+        .when(record("succeeded"))
+        .then_expect_error(ChargingIntentError::NoChange);
+    let mut other = stripe_refund("re_dash", 300, "succeeded");
+    other.payment_intent_id = Some("pi_other".into());
+    framework(&s)
+        .given(completed_1234())
+        .when(ChargingIntentCommand::RecordRefund(RecordRefund {
+            refund: other,
+            source: "webhook",
+            at: at(),
+        }))
+        .then_expect_error(ChargingIntentError::OwnershipMismatch);
+}
+
+#[test]
+fn a_dispute_opens_moves_and_closes() {
+    let s = stripe(Ok(pi("pi_fake", "succeeded")));
+    let dispute = |status: &str| {
+        ChargingIntentCommand::RecordDispute(RecordDispute {
+            dispute: DisputeView {
+                id: "dp_1".into(),
+                payment_intent_id: Some("pi_fake".into()),
+                amount: 1234,
+                reason: "fraudulent".into(),
+                status: status.into(),
+            },
+            at: at(),
+        })
+    };
+    let opened = ChargingIntentEvent::DisputeOpened(DisputeOpened {
+        charging_intent_id: "ci-1".into(),
+        workspace_id: "ws-1".into(),
+        dispute_id: "dp_1".into(),
+        amount_cents: 1234,
+        reason: "fraudulent".into(),
+        status: "needs_response".into(),
+        at: at(),
+    });
+    framework(&s)
+        .given(completed_1234())
+        .when(dispute("needs_response"))
+        .then_expect_events(vec![opened.clone()]);
+    let mut history = completed_1234();
+    history.push(opened);
+    framework(&s)
+        .given(history.clone())
+        .when(dispute("needs_response"))
+        .then_expect_error(ChargingIntentError::NoChange);
+    let events = framework(&s)
+        .given(history)
+        .when(dispute("lost"))
+        .inspect_result()
+        .unwrap();
+    assert!(matches!(&events[..], [ChargingIntentEvent::DisputeClosed(e)] if e.status == "lost"));
 }

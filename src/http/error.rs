@@ -228,6 +228,11 @@ fn stripe_or_intent_error(e: PaymentError) -> ApiError {
             ApiError::not_found("charging_intent_not_found", "No such charging intent.")
         }
         E::NotTheDriver => ApiError::forbidden(detail),
+        E::RefundExceedsCaptured { refundable } => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "refund_exceeds_captured",
+            format!("The refunds would add up to more than was captured: {refundable} is left to refund."),
+        ),
         E::InvalidTransition(status) => ApiError::conflict(
             "invalid_transition",
             format!("Not possible while the charging intent is {status}."),

@@ -8,6 +8,7 @@ pub mod ocpi_config;
 pub mod openapi;
 pub mod ops;
 pub mod payments;
+pub mod refunds;
 pub mod request_id;
 pub mod sessions;
 pub mod support;
@@ -125,6 +126,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .route(
         "/api/support/charging-intents",
         web::get().to(support::charging_intents),
+    )
+    .service(
+        web::resource("/api/support/charging-intents/{charging_intent_id}/refunds")
+            .route(web::post().to(refunds::create))
+            .default_service(web::to(method_not_allowed)),
     )
     .route(
         "/api/workspaces/{workspace_id}/locations/{location_id}",

@@ -8,7 +8,7 @@
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{locations, ocpi_config, ops, payments, sessions, support, webhooks};
+use super::{locations, ocpi_config, ops, payments, refunds, sessions, support, webhooks};
 
 struct BearerAuth;
 
@@ -52,6 +52,7 @@ impl Modify for BearerAuth {
         support::audit,
         support::charging_intents,
         support::payment_health,
+        refunds::create,
     ),
     modifiers(&BearerAuth),
     tags(

@@ -55,7 +55,7 @@ fn parse(body: CreatePaymentIntent, req: &HttpRequest) -> Result<PreAuthRequest,
 }
 
 /// 16 to 255 printable ASCII characters: long enough not to be guessed or collide.
-fn usable_key(k: &str) -> bool {
+pub(super) fn usable_key(k: &str) -> bool {
     (16..=255).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_graphic())
 }
 

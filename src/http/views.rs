@@ -39,6 +39,9 @@ pub struct ChargingIntentView {
     pub capture_before: Option<DateTime<Utc>>,
     /// What the session cost, even when the capture was capped by the hold.
     pub final_amount_cents: Option<i64>,
+    /// What refunds gave back (0 when none).
+    pub refunded_amount_cents: i64,
+    pub dispute: Option<DisputeView>,
     pub created_at: Option<DateTime<Utc>>,
     pub updated_at: Option<DateTime<Utc>>,
 }
@@ -70,6 +73,12 @@ impl ChargingIntentView {
             last_payment_error: i.last_payment_error.clone(),
             capture_before: i.capture_before,
             final_amount_cents: i.final_amount_cents,
+            refunded_amount_cents: i.refunded_amount_cents,
+            dispute: i.dispute.as_ref().map(|d| DisputeView {
+                status: d.status.clone(),
+                amount_cents: d.amount_cents,
+                reason: d.reason.clone(),
+            }),
             created_at: i.created_at,
             updated_at: i.updated_at,
         }
@@ -102,10 +111,24 @@ impl ChargingIntentView {
                 .and_then(|e| serde_json::from_str(e).ok()),
             capture_before: r.capture_before,
             final_amount_cents: r.final_amount_cents,
+            refunded_amount_cents: r.refunded_amount_cents,
+            dispute: r
+                .dispute
+                .as_deref()
+                .and_then(|d| serde_json::from_str(d).ok()),
             created_at: Some(r.created_at),
             updated_at: Some(r.updated_at),
         }
     }
+}
+
+/// A dispute of the charge by the driver's bank.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, ToSchema)]
+pub struct DisputeView {
+    /// Stripe's: `warning_needs_response`, `needs_response`, `under_review`, `won`, `lost`, …
+    pub status: String,
+    pub amount_cents: i64,
+    pub reason: String,
 }
 
 /// A new pre-authorization; the Stripe fields are absent for a free connector.

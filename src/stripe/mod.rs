@@ -173,6 +173,83 @@ impl PaymentIntentView {
     }
 }
 
+/// What we need to know of a Refund (`refund` object, or one listed on a charge).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefundView {
+    pub id: String,
+    pub payment_intent_id: Option<String>,
+    pub amount: i64,
+    /// `pending`, `requires_action`, `succeeded`, `failed`, `canceled`.
+    pub status: String,
+    pub failure_reason: Option<String>,
+}
+
+impl RefundView {
+    pub fn from_json(v: &Value) -> Result<Self, InvalidField> {
+        Ok(Self {
+            id: checked(v, "/id", "refund.id", is_object_id)?.ok_or(InvalidField("refund.id"))?,
+            payment_intent_id: checked(
+                v,
+                "/payment_intent",
+                "refund.payment_intent",
+                is_object_id,
+            )?,
+            amount: v.pointer("/amount").and_then(Value::as_i64).unwrap_or(0),
+            status: checked(v, "/status", "refund.status", is_code)?
+                .ok_or(InvalidField("refund.status"))?,
+            failure_reason: checked(v, "/failure_reason", "refund.failure_reason", is_code)?,
+        })
+    }
+}
+
+/// What we need to know of a Dispute.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DisputeView {
+    pub id: String,
+    pub payment_intent_id: Option<String>,
+    pub amount: i64,
+    pub reason: String,
+    /// `warning_needs_response`, `needs_response`, `under_review`, `won`, `lost`, …
+    pub status: String,
+}
+
+impl DisputeView {
+    pub fn from_json(v: &Value) -> Result<Self, InvalidField> {
+        let code = |p, f| checked(v, p, f, is_code);
+        Ok(Self {
+            id: checked(v, "/id", "dispute.id", is_object_id)?.ok_or(InvalidField("dispute.id"))?,
+            payment_intent_id: checked(
+                v,
+                "/payment_intent",
+                "dispute.payment_intent",
+                is_object_id,
+            )?,
+            amount: v.pointer("/amount").and_then(Value::as_i64).unwrap_or(0),
+            reason: code("/reason", "dispute.reason")?.unwrap_or_else(|| "general".into()),
+            status: code("/status", "dispute.status")?.ok_or(InvalidField("dispute.status"))?,
+        })
+    }
+
+    /// Stripe will not change a dispute in these statuses any more.
+    pub fn is_closed(&self) -> bool {
+        matches!(
+            self.status.as_str(),
+            "won" | "lost" | "warning_closed" | "charge_refunded"
+        )
+    }
+}
+
+/// A refund to ask Stripe for.
+#[derive(Debug, Clone)]
+pub struct CreateRefund {
+    pub payment_intent_id: String,
+    pub amount_cents: i64,
+    pub reason: Option<String>,
+    pub metadata: Vec<(&'static str, String)>,
+    /// Deterministic: (workspace, charging intent, the client's key).
+    pub idempotency_key: String,
+}
+
 /// The PaymentIntent's client secret as text: the one place it leaves its wrapper,
 /// because the contract hands it to the driver's browser (Stripe.js needs it).
 pub fn client_secret_for_browser(secret: &SecretString) -> String {
@@ -228,6 +305,18 @@ pub trait StripeGateway: Send + Sync {
         id: &str,
         idempotency_key: &str,
     ) -> Result<PaymentIntentView, CallError>;
+    /// `POST /v1/refunds` on a PaymentIntent.
+    async fn create_refund(
+        &self,
+        secret_key: &SecretString,
+        req: &CreateRefund,
+    ) -> Result<RefundView, CallError>;
+    /// `GET /v1/refunds?payment_intent=…`: the PaymentIntent's refunds (up to 100).
+    async fn list_refunds(
+        &self,
+        secret_key: &SecretString,
+        payment_intent_id: &str,
+    ) -> Result<Vec<RefundView>, CallError>;
     /// `GET /v1/payment_intents`: up to 100, newest first, created at or after
     /// `created_gte` (Unix seconds) when given, after `starting_after` when given.
     async fn list_payment_intents(
@@ -396,6 +485,57 @@ impl StripeGateway for StripeTransport {
             self.send(secret_key, builder, Some(idempotency_key))
                 .await?,
         )
+    }
+
+    #[tracing::instrument(skip_all, fields(payment_intent = %req.payment_intent_id, amount = req.amount_cents))]
+    async fn create_refund(
+        &self,
+        secret_key: &SecretString,
+        req: &CreateRefund,
+    ) -> Result<RefundView, CallError> {
+        let mut form: Vec<(String, String)> = vec![
+            (
+                "payment_intent".into(),
+                checked_id(&req.payment_intent_id)?.to_string(),
+            ),
+            ("amount".into(), req.amount_cents.to_string()),
+        ];
+        if let Some(reason) = &req.reason {
+            form.push(("reason".into(), reason.clone()));
+        }
+        for (k, v) in &req.metadata {
+            form.push((format!("metadata[{k}]"), v.clone()));
+        }
+        let mut builder = RequestBuilder::new(StripeMethod::Post, "/refunds");
+        builder.body = Some(serde_urlencoded(&form));
+        let body = self
+            .send(secret_key, builder, Some(&req.idempotency_key))
+            .await?;
+        RefundView::from_json(&body).map_err(|e| CallError::Unreachable(e.to_string()))
+    }
+
+    #[tracing::instrument(skip_all, fields(payment_intent = %payment_intent_id))]
+    async fn list_refunds(
+        &self,
+        secret_key: &SecretString,
+        payment_intent_id: &str,
+    ) -> Result<Vec<RefundView>, CallError> {
+        let query = vec![
+            (
+                "payment_intent".to_string(),
+                checked_id(payment_intent_id)?.to_string(),
+            ),
+            ("limit".to_string(), "100".to_string()),
+        ];
+        let mut builder = RequestBuilder::new(StripeMethod::Get, "/refunds");
+        builder.query = Some(serde_urlencoded(&query));
+        let body = self.send(secret_key, builder, None).await?;
+        body.get("data")
+            .and_then(Value::as_array)
+            .ok_or_else(|| CallError::Unreachable("Stripe answered without a list".into()))?
+            .iter()
+            .map(|r| RefundView::from_json(r).map_err(|e| CallError::Unreachable(e.to_string())))
+            .collect()
     }
 
     #[tracing::instrument(skip_all)]

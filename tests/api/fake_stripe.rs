@@ -29,6 +29,12 @@ pub struct State {
     pub settle_keys: HashMap<String, (u16, Value)>,
     /// Faults for the next capture/cancel requests, first first.
     pub faults: std::collections::VecDeque<Fault>,
+    /// Refunds Stripe made, by id (as Stripe returns them).
+    pub refunds: Vec<Value>,
+    /// Every refund request: (idempotency key, form).
+    pub refund_requests: Vec<(Option<String>, HashMap<String, String>)>,
+    /// The status new refunds get (`succeeded` unless a test says otherwise).
+    pub refund_status: Option<String>,
 }
 
 /// What the next capture or cancel request meets.
@@ -202,6 +208,91 @@ impl Respond for Settle {
     }
 }
 
+/// `POST /v1/refunds`: like Stripe, at most what was captured and not yet refunded, and
+/// the same idempotency key answers the same refund.
+struct CreateRefundResponder(FakeStripe);
+
+impl Respond for CreateRefundResponder {
+    fn respond(&self, req: &Request) -> ResponseTemplate {
+        let mut st = self.0.state.lock().unwrap();
+        let f = form(req);
+        let key = header(req, "idempotency-key");
+        st.refund_requests.push((key.clone(), f.clone()));
+        if let Some(done) = key.as_ref().and_then(|k| {
+            st.refunds
+                .iter()
+                .find(|r| r["metadata"]["idempotency_key"] == k.as_str())
+        }) {
+            return ResponseTemplate::new(200).set_body_json(done.clone());
+        }
+        let pi = f.get("payment_intent").cloned().unwrap_or_default();
+        let amount: i64 = f.get("amount").and_then(|a| a.parse().ok()).unwrap_or(0);
+        let captured = st
+            .intents
+            .get(&pi)
+            .and_then(|p| p["amount_received"].as_i64())
+            .unwrap_or(0);
+        let refunded: i64 = st
+            .refunds
+            .iter()
+            .filter(|r| r["payment_intent"] == pi.as_str() && r["status"] != "failed")
+            .map(|r| r["amount"].as_i64().unwrap_or(0))
+            .sum();
+        if amount + refunded > captured {
+            return crate::support::stripe_error(400, "charge_already_refunded", "exceeds");
+        }
+        let refund = json!({
+            "id": format!("re_fake{:04}", st.refunds.len() + 1), "object": "refund",
+            "payment_intent": pi, "amount": amount,
+            "status": st.refund_status.clone().unwrap_or_else(|| "succeeded".into()),
+            "reason": f.get("reason"), "metadata": {"idempotency_key": key},
+        });
+        st.refunds.push(refund.clone());
+        ResponseTemplate::new(200).set_body_json(refund)
+    }
+}
+
+/// `GET /v1/refunds?payment_intent=…`.
+struct ListRefunds(FakeStripe);
+
+impl Respond for ListRefunds {
+    fn respond(&self, req: &Request) -> ResponseTemplate {
+        let st = self.0.state.lock().unwrap();
+        let q: HashMap<String, String> = req.url.query_pairs().into_owned().collect();
+        let pi = q.get("payment_intent").cloned().unwrap_or_default();
+        let data: Vec<&Value> = st
+            .refunds
+            .iter()
+            .filter(|r| r["payment_intent"] == pi.as_str())
+            .collect();
+        ResponseTemplate::new(200)
+            .set_body_json(json!({"object": "list", "data": data, "has_more": false}))
+    }
+}
+
+impl FakeStripe {
+    /// A refund made in the Stripe Dashboard (no request of roampay's).
+    pub fn dashboard_refund(&self, pi: &str, amount: i64) -> Value {
+        let mut st = self.state.lock().unwrap();
+        let refund = json!({
+            "id": format!("re_dash{:04}", st.refunds.len() + 1), "object": "refund",
+            "payment_intent": pi, "amount": amount, "status": "succeeded", "metadata": {},
+        });
+        st.refunds.push(refund.clone());
+        refund
+    }
+
+    /// Total refunded in Stripe for a PaymentIntent.
+    pub fn refunded(&self, pi: &str) -> i64 {
+        let st = self.state.lock().unwrap();
+        st.refunds
+            .iter()
+            .filter(|r| r["payment_intent"] == pi && r["status"] == "succeeded")
+            .map(|r| r["amount"].as_i64().unwrap_or(0))
+            .sum()
+    }
+}
+
 impl FakeStripe {
     /// Mounts the credential check, PaymentIntent create and retrieve.
     pub async fn mount(&self, server: &MockServer) {
@@ -226,6 +317,16 @@ impl FakeStripe {
         Mock::given(method("POST"))
             .and(path_regex(r"^/v1/payment_intents/pi_[A-Za-z0-9_]+/cancel$"))
             .respond_with(Settle(self.clone(), "cancel"))
+            .mount(server)
+            .await;
+        Mock::given(method("POST"))
+            .and(path("/v1/refunds"))
+            .respond_with(CreateRefundResponder(self.clone()))
+            .mount(server)
+            .await;
+        Mock::given(method("GET"))
+            .and(path("/v1/refunds"))
+            .respond_with(ListRefunds(self.clone()))
             .mount(server)
             .await;
     }

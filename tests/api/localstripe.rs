@@ -361,6 +361,51 @@ async fn a_paid_session_end_to_end_against_localstripe(b: Backend) {
         "{webhooks:?}"
     );
     assert_eq!(intent(&server, id).await["captured_amount_cents"], 1234);
+
+    // Support refunds part of it, once, whatever the retries.
+    let refund = || async {
+        let r = server
+            .http
+            .post(server.url(&format!("/api/support/charging-intents/{id}/refunds")))
+            .bearer_auth(token("support-agent", &["ws-e2e"], "refunds:write"))
+            .header("Idempotency-Key", "2f0c9d1e-7b6a-4c3d-9e8f-0a1b2c3d4e5f")
+            .json(&json!({"amount_cents": 234, "reason": "requested_by_customer"}))
+            .send()
+            .await
+            .unwrap();
+        status_json(r).await
+    };
+    let (status, first) = refund().await;
+    assert_eq!(
+        (status, first["status"].as_str()),
+        (201, Some("succeeded")),
+        "{first}"
+    );
+    let (status, again) = refund().await;
+    assert_eq!((status, &again), (201, &first));
+    let refunds = get(format!(
+        "/v1/refunds?payment_intent={}",
+        created_pi_of(&server, id).await
+    ))
+    .await;
+    let refunds = refunds["data"].as_array().cloned().unwrap_or_default();
+    let ours: Vec<&Value> = refunds
+        .iter()
+        .filter(|r| r["id"] == first["refund_id"])
+        .collect();
+    assert_eq!(ours.len(), 1, "{refunds:?}");
+    assert_eq!(
+        (ours[0]["amount"].as_i64(), ours[0]["reason"].as_str()),
+        (Some(234), Some("requested_by_customer"))
+    );
+    assert_eq!(intent(&server, id).await["refunded_amount_cents"], 234);
+}
+
+async fn created_pi_of(server: &Server, id: &str) -> String {
+    intent(server, id).await["payment_intent_id"]
+        .as_str()
+        .unwrap()
+        .to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

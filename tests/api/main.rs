@@ -16,6 +16,7 @@ mod observability;
 mod ocpi_config;
 mod payments;
 mod reconcile;
+mod refunds;
 mod sessions;
 mod stripe_faults;
 mod vault;

@@ -8,11 +8,11 @@ use crate::on_both_backends;
 use crate::payments::{configure, create, put_location, start, WH_A};
 use crate::support::*;
 
-fn sessions(ws: &str) -> String {
+pub fn sessions(ws: &str) -> String {
     token("ocpi-sessions", &[ws], "sessions:write")
 }
 
-async fn post(server: &Server, path: &str, tok: Option<&str>, body: Value) -> (u16, Value) {
+pub async fn post(server: &Server, path: &str, tok: Option<&str>, body: Value) -> (u16, Value) {
     let mut req = server.http.post(server.url(path)).json(&body);
     if let Some(t) = tok {
         req = req.bearer_auth(t);
@@ -21,7 +21,12 @@ async fn post(server: &Server, path: &str, tok: Option<&str>, body: Value) -> (u
 }
 
 /// A configured workspace with LOC-1, and an authorized hold on connector `c`.
-async fn authorized(server: &Server, fake: &FakeStripe, c: &str, setup: bool) -> (String, String) {
+pub async fn authorized(
+    server: &Server,
+    fake: &FakeStripe,
+    c: &str,
+    setup: bool,
+) -> (String, String) {
     if setup {
         configure(server, "ws-1", "sk_test_51HxWorkspaceOneKey", WH_A).await;
         let (status, loc) = put_location(server, "ws-1", "LOC-1", 45).await;
@@ -47,7 +52,7 @@ async fn authorized(server: &Server, fake: &FakeStripe, c: &str, setup: bool) ->
     (id, pi)
 }
 
-fn path(id: &str, step: &str) -> String {
+pub fn path(id: &str, step: &str) -> String {
     format!("/ocpi/charging-intents/{id}/{step}")
 }
 

@@ -5,7 +5,9 @@ sends real Stripe's requests unchanged; only this peer is adjusted:
 - a PaymentIntent whose card was declined takes a new PaymentMethod and can be
   confirmed again (localstripe keeps the failed charge and refuses the second confirm);
 - `receipt_email` is accepted on PaymentIntent creation and kept on the object
-  (localstripe answers 400 "Unexpected receipt_email").
+  (localstripe answers 400 "Unexpected receipt_email");
+- `reason` is accepted on refunds and kept on the object (localstripe answers 400
+  "Unexpected reason").
 
 Run with the virtualenv's Python: `python roampay_localstripe.py --port N --from-scratch`.
 """
@@ -36,7 +38,17 @@ def _api_create(cls, receipt_email=None, **data):
     return obj
 
 
+Refund = resources.Refund
+_refund_init = Refund.__init__
+
+
+def _refund(self, reason=None, **kwargs):
+    _refund_init(self, **kwargs)
+    self.reason = reason
+
+
 PaymentIntent._api_update = _api_update
+Refund.__init__ = _refund
 PaymentIntent._api_create = _api_create
 
 if __name__ == '__main__':

@@ -124,6 +124,32 @@ fn summarize(event: &AnyEvent) -> Option<String> {
             e.error.decline_code.as_deref().map(|d| format!(" / {d}")).unwrap_or_default(),
             e.source
         ),
+        AnyEvent::ChargingIntent(C::RefundRequested(e)) => format!(
+            "refund of {} requested on PaymentIntent {}{}",
+            e.amount_cents,
+            e.payment_intent_id,
+            e.reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default()
+        ),
+        AnyEvent::ChargingIntent(C::RefundPending(e)) => {
+            format!("refund {} of {} pending in Stripe", e.refund_id, e.amount_cents)
+        }
+        AnyEvent::ChargingIntent(C::RefundSucceeded(e)) => format!(
+            "refund {} of {} succeeded (via {})",
+            e.refund_id, e.amount_cents, e.source
+        ),
+        AnyEvent::ChargingIntent(C::RefundFailed(e)) => {
+            format!("refund of {} failed ({})", e.amount_cents, e.failure_code)
+        }
+        AnyEvent::ChargingIntent(C::DisputeOpened(e)) => format!(
+            "dispute {} opened for {} ({}, {})",
+            e.dispute_id, e.amount_cents, e.reason, e.status
+        ),
+        AnyEvent::ChargingIntent(C::DisputeUpdated(e)) => {
+            format!("dispute {} now {}", e.dispute_id, e.status)
+        }
+        AnyEvent::ChargingIntent(C::DisputeClosed(e)) => {
+            format!("dispute {} closed: {}", e.dispute_id, e.status)
+        }
         AnyEvent::ChargingIntent(C::StrayHoldReleased(e)) => format!(
             "stray hold of {} released: PaymentIntent {} was authorized after the intent had ended, and canceled",
             e.amount_cents, e.payment_intent_id

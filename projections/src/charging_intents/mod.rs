@@ -41,6 +41,10 @@ pub struct Row {
     pub final_amount_cents: Option<i64>,
     /// The driver token's `sub` that asked; none for a guest.
     pub driver: Option<String>,
+    /// Refunds that succeeded, in minor units.
+    pub refunded_amount_cents: i64,
+    /// The dispute, if any (`{"status", "amount_cents", "reason"}` as JSON text).
+    pub dispute: Option<String>,
 }
 
 fn from_request(r: &IntentRequest, paid: bool) -> Row {
@@ -62,7 +66,7 @@ fn from_request(r: &IntentRequest, paid: bool) -> Row {
 pub(crate) const COLUMNS: &str = "charging_intent_id, workspace_id, status, payment_required, amount_cents, currency,
     authorized_amount_cents, captured_amount_cents, payment_intent_id, location_id, evse_uid, connector_id,
     ocpi_session_id, failure_code, credential_version, created_at, updated_at, settlement, authorized_at,
-    capture_before, last_payment_error, final_amount_cents, driver";
+    capture_before, last_payment_error, final_amount_cents, driver, refunded_amount_cents, dispute";
 
 fn db_err(source: sqlx::Error) -> ProjectionError {
     ProjectionError::Database {
@@ -215,6 +219,40 @@ fn apply_event(rows: &mut BTreeMap<String, Row>, id: &str, event: &E) {
                 row.updated_at = e.released_at;
             }
         }
+        E::RefundSucceeded(e) => {
+            if let Some(row) = rows.get_mut(id) {
+                row.refunded_amount_cents += e.amount_cents;
+                row.updated_at = e.succeeded_at;
+            }
+        }
+        E::RefundRequested(_) | E::RefundPending(_) | E::RefundFailed(_) => {}
+        E::DisputeOpened(roampay_events::DisputeOpened {
+            amount_cents,
+            reason,
+            status,
+            at,
+            ..
+        })
+        | E::DisputeUpdated(roampay_events::DisputeUpdated {
+            amount_cents,
+            reason,
+            status,
+            at,
+            ..
+        })
+        | E::DisputeClosed(roampay_events::DisputeClosed {
+            amount_cents,
+            reason,
+            status,
+            at,
+            ..
+        }) => {
+            if let Some(row) = rows.get_mut(id) {
+                let dispute = serde_json::json!({"status": status, "amount_cents": amount_cents, "reason": reason});
+                row.dispute = Some(dispute.to_string());
+                row.updated_at = *at;
+            }
+        }
         E::PaymentAttemptFailed(e) => {
             if let Some(row) = rows.get_mut(id) {
                 let error = serde_json::to_string(&e.error).expect("an error serializes");
@@ -260,6 +298,8 @@ macro_rules! decode {
                     last_payment_error: r.try_get("last_payment_error")?,
                     final_amount_cents: r.try_get("final_amount_cents")?,
                     driver: r.try_get("driver")?,
+                    refunded_amount_cents: r.try_get("refunded_amount_cents")?,
+                    dispute: r.try_get("dispute")?,
                 },
             ))
         })()
@@ -313,7 +353,8 @@ const UPSERT_SET: &str = "ON CONFLICT (charging_intent_id) DO UPDATE SET
     credential_version = excluded.credential_version, updated_at = excluded.updated_at,
     settlement = excluded.settlement, authorized_at = excluded.authorized_at,
     capture_before = excluded.capture_before, last_payment_error = excluded.last_payment_error,
-    final_amount_cents = excluded.final_amount_cents";
+    final_amount_cents = excluded.final_amount_cents,
+    refunded_amount_cents = excluded.refunded_amount_cents, dispute = excluded.dispute";
 
 /// Writes the folded rows: one statement on PostgreSQL, one per row on SQLite.
 async fn store(tx: &mut DbTx, rows: &BTreeMap<String, Row>) -> Result<(), ProjectionError> {
@@ -345,7 +386,7 @@ async fn store(tx: &mut DbTx, rows: &BTreeMap<String, Row>) -> Result<(), Projec
                 sqlx::query(&format!(
                     "INSERT INTO charging_intents ({COLUMNS})
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
-                             $18, $19, $20, $21, $22, $23)
+                             $18, $19, $20, $21, $22, $23, $24, $25)
                      {UPSERT_SET}"
                 ))
                 .bind(id)
@@ -371,6 +412,8 @@ async fn store(tx: &mut DbTx, rows: &BTreeMap<String, Row>) -> Result<(), Projec
                 .bind(&row.last_payment_error)
                 .bind(row.final_amount_cents)
                 .bind(&row.driver)
+                .bind(row.refunded_amount_cents)
+                .bind(&row.dispute)
                 .execute(&mut **t)
                 .await
                 .map_err(db_err)?;

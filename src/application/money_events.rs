@@ -1,0 +1,148 @@
+//! Webhooks about money already taken: refunds (`charge.refunded`,
+//! `charge.refund.updated`, `refund.updated`, …) and disputes (`charge.dispute.*`).
+//! Their objects carry the PaymentIntent's id but not its metadata, so the intent is
+//! found through the PaymentIntent itself, read with the workspace's key (its metadata
+//! names the intent), and then the same ownership rules as for payment events apply.
+
+use roampay_events::StripeMode;
+use serde_json::Value;
+
+use super::payments::PaymentError;
+use super::webhooks::{event_head, Refused, WebhookOutcome, WebhookRefusal};
+use super::Services;
+use crate::ids::WorkspaceId;
+use crate::store::Metadata;
+use crate::stripe::boundary::{checked, is_object_id};
+use crate::stripe::{CallError, DisputeView, RefundView};
+use crate::workspace_stripe_profile::WorkspaceStripeProfile;
+
+/// What a verified refund or dispute event says.
+pub(super) struct MoneyEvent {
+    event_id: String,
+    livemode: Option<bool>,
+    payment_intent_id: Option<String>,
+    about: About,
+}
+
+enum About {
+    Refund(RefundView),
+    /// `charge.refunded`: the charge's refunds are read from Stripe.
+    ChargeRefunded,
+    Dispute(DisputeView),
+}
+
+impl MoneyEvent {
+    /// `None` when the event is about something else.
+    pub(super) fn read(event: &Value) -> Result<Option<Self>, WebhookRefusal> {
+        let invalid = |_| WebhookRefusal::InvalidPayload;
+        let (event_id, kind) = event_head(event)?;
+        let Some(object) = event.pointer("/data/object") else {
+            return Ok(None);
+        };
+        let about = match object.get("object").and_then(Value::as_str) {
+            Some("refund") => About::Refund(RefundView::from_json(object).map_err(invalid)?),
+            Some("dispute") => About::Dispute(DisputeView::from_json(object).map_err(invalid)?),
+            Some("charge") if kind.as_deref() == Some("charge.refunded") => About::ChargeRefunded,
+            _ => return Ok(None),
+        };
+        let payment_intent_id =
+            checked(object, "/payment_intent", "payment_intent", is_object_id).map_err(invalid)?;
+        Ok(Some(Self {
+            event_id,
+            livemode: event.get("livemode").and_then(Value::as_bool),
+            payment_intent_id,
+            about,
+        }))
+    }
+}
+
+impl Services {
+    pub(super) async fn apply_money_event(
+        &self,
+        ws: &WorkspaceId,
+        profile: &WorkspaceStripeProfile,
+        m: MoneyEvent,
+        meta: &Metadata,
+    ) -> Result<WebhookOutcome, Refused> {
+        let refuse = |why| Refused {
+            why,
+            workspace_id: Some(ws.to_string()),
+            event_id: Some(m.event_id.clone()),
+            payment_intent_id: m.payment_intent_id.clone(),
+        };
+        let live = profile
+            .credentials
+            .as_ref()
+            .is_some_and(|c| c.mode == StripeMode::Live);
+        if m.livemode.is_some_and(|l| l != live) {
+            return Err(refuse(WebhookRefusal::LivemodeMismatch));
+        }
+        let Some(pi_id) = m.payment_intent_id.clone() else {
+            return Ok(WebhookOutcome::Ignored); // not about a PaymentIntent
+        };
+        let found = self.intent_of_payment_intent(ws, profile, &pi_id).await;
+        let (intent_id, key) = match found {
+            Ok(Some(found)) => found,
+            Ok(None) => return Ok(WebhookOutcome::Ignored), // not one of ours
+            Err(e) => return Err(refuse(WebhookRefusal::of_payment(e))),
+        };
+        let changed = match m.about {
+            About::Refund(r) => self.record_refund(&intent_id, r, "webhook", meta).await,
+            About::Dispute(d) => self.record_dispute(&intent_id, d, meta).await,
+            About::ChargeRefunded => match self.stripe.list_refunds(&key, &pi_id).await {
+                Ok(refunds) => {
+                    let mut any = Ok(false);
+                    for r in refunds {
+                        any = match (
+                            any,
+                            self.record_refund(&intent_id, r, "webhook", meta).await,
+                        ) {
+                            (Ok(a), Ok(b)) => Ok(a || b),
+                            (Err(e), _) | (_, Err(e)) => Err(e),
+                        };
+                    }
+                    any
+                }
+                Err(_) => Err(PaymentError::StripeUnavailable),
+            },
+        };
+        match changed {
+            Ok(true) => Ok(WebhookOutcome::Applied),
+            Ok(false) => Ok(WebhookOutcome::Ignored),
+            Err(e) => Err(refuse(WebhookRefusal::of_payment(e))),
+        }
+    }
+
+    /// The charging intent a PaymentIntent of this workspace belongs to, read from its
+    /// metadata with the workspace's current key; `None` when it is not one of ours. An
+    /// intent that exists in another workspace is an ownership mismatch.
+    async fn intent_of_payment_intent(
+        &self,
+        ws: &WorkspaceId,
+        profile: &WorkspaceStripeProfile,
+        pi_id: &str,
+    ) -> Result<Option<(String, secrecy::SecretString)>, PaymentError> {
+        let key = self
+            .secret_key_for(profile, ws.as_str(), profile.credential_version)
+            .await
+            .map_err(|e| PaymentError::Store(super::StoreFault::Internal(e)))?;
+        let pi = match self.stripe.retrieve_payment_intent(&key, pi_id).await {
+            Ok(pi) => pi,
+            Err(CallError::Api { status: 404, .. }) => return Ok(None),
+            Err(_) => return Err(PaymentError::StripeUnavailable),
+        };
+        let Some(intent_id) = pi.metadata_charging_intent_id else {
+            return Ok(None);
+        };
+        let intent = match self.load_intent(&intent_id).await {
+            Ok(intent) => intent,
+            Err(PaymentError::IntentNotFound) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let owner = intent.request.as_ref().map(|r| r.workspace_id.as_str());
+        if owner != Some(ws.as_str()) {
+            return Err(PaymentError::OwnershipMismatch);
+        }
+        Ok(Some((intent_id, key)))
+    }
+}

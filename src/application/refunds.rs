@@ -1,0 +1,118 @@
+//! Refunds (support, scope `refunds:write`) and what Stripe tells of refunds and
+//! disputes made elsewhere (the Dashboard): one path each into the intent.
+
+use super::payments::{store_error, PaymentError};
+use super::{Services, StoreFault};
+use crate::charging_intent::{
+    ChargingIntentCommand, ChargingIntentError, ExecuteRefund, RecordDispute, RecordRefund,
+    RequestRefund,
+};
+use crate::store::Metadata;
+use crate::stripe::{DisputeView, RefundView};
+
+/// A refund as support asked for it (shape already checked).
+#[derive(Debug, Clone)]
+pub struct RefundAsk {
+    /// The client's `Idempotency-Key`.
+    pub key: String,
+    /// `None`: the whole refundable rest.
+    pub amount_cents: Option<i64>,
+    pub reason: Option<String>,
+}
+
+/// A refund and where it stands.
+#[derive(Debug, Clone)]
+pub struct RefundDone {
+    pub refund_id: Option<String>,
+    /// `succeeded`, `pending` or `failed`.
+    pub status: &'static str,
+    pub amount_cents: i64,
+}
+
+impl Services {
+    /// `RequestRefund` then `ExecuteRefund` with the key of the intent's credential
+    /// version. The same `Idempotency-Key` again answers the same refund; a Stripe that
+    /// does not answer leaves it requested (503), and the same key carries it out.
+    pub async fn refund(
+        &self,
+        id: &str,
+        ask: RefundAsk,
+        meta: &Metadata,
+    ) -> Result<RefundDone, PaymentError> {
+        let intent = self.load_intent(id).await?;
+        let request = ChargingIntentCommand::RequestRefund(RequestRefund {
+            refund_key: ask.key.clone(),
+            amount_cents: ask.amount_cents,
+            reason: ask.reason,
+            at: self.clock.now(),
+        });
+        self.intents.execute(id, request, meta).await?;
+        let r = intent.request.as_ref().expect("loaded");
+        let p = intent
+            .payment
+            .as_ref()
+            .ok_or(PaymentError::InvalidTransition("completed"))?;
+        let profile = self
+            .profiles
+            .load_recent(&r.workspace_id)
+            .await
+            .map_err(store_error)?;
+        let secret_key = self
+            .secret_key_for(&profile, &r.workspace_id, p.credential_version)
+            .await
+            .map_err(|e| PaymentError::Store(StoreFault::Internal(e)))?;
+        let execute = ChargingIntentCommand::ExecuteRefund(ExecuteRefund {
+            refund_key: ask.key.clone(),
+            secret_key,
+            at: self.clock.now(),
+        });
+        let after = self.intents.execute(id, execute, meta).await?;
+        let refund = after.refunds.get(&ask.key).expect("just requested");
+        Ok(RefundDone {
+            refund_id: refund.refund_id.clone(),
+            status: refund.status.as_str(),
+            amount_cents: refund.amount_cents,
+        })
+    }
+
+    /// A refund Stripe reports (webhook, reconcile) on the intent's PaymentIntent.
+    pub async fn record_refund(
+        &self,
+        id: &str,
+        refund: RefundView,
+        source: &'static str,
+        meta: &Metadata,
+    ) -> Result<bool, PaymentError> {
+        let cmd = ChargingIntentCommand::RecordRefund(RecordRefund {
+            refund,
+            source,
+            at: self.clock.now(),
+        });
+        changed(self.intents.execute(id, cmd, meta).await)
+    }
+
+    /// A dispute Stripe reports on the intent's PaymentIntent.
+    pub async fn record_dispute(
+        &self,
+        id: &str,
+        dispute: DisputeView,
+        meta: &Metadata,
+    ) -> Result<bool, PaymentError> {
+        let cmd = ChargingIntentCommand::RecordDispute(RecordDispute {
+            dispute,
+            at: self.clock.now(),
+        });
+        changed(self.intents.execute(id, cmd, meta).await)
+    }
+}
+
+/// Whether a record moved anything (`NoChange` is not a failure).
+fn changed<T>(
+    r: Result<T, cqrs_es::AggregateError<ChargingIntentError>>,
+) -> Result<bool, PaymentError> {
+    match r {
+        Ok(_) => Ok(true),
+        Err(cqrs_es::AggregateError::UserError(ChargingIntentError::NoChange)) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
