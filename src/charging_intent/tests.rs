@@ -1209,3 +1209,12 @@ fn a_dispute_opens_moves_and_closes() {
         .unwrap();
     assert!(matches!(&events[..], [ChargingIntentEvent::DisputeClosed(e)] if e.status == "lost"));
 }
+
+#[test]
+fn a_pre_authorization_never_paid_expires_also_after_declines() {
+    let s = stripe_reading("requires_payment_method", vec![]);
+    framework(&s)
+        .given(vec![created(), attempt_failed(Some("evt_f"), "webhook")])
+        .when(cancel(ReleaseReason::Expired))
+        .then_expect_events(vec![release_requested("expired")]);
+}

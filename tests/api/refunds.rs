@@ -12,6 +12,7 @@ use crate::support::*;
 on_both_backends!(
     support_refunds_once_per_key_and_never_beyond_the_capture,
     refunds_and_disputes_made_in_stripe_are_learnt_from_webhooks,
+    a_pending_refund_settles_by_webhook_and_a_failed_one_frees_its_amount,
 );
 
 /// A completed intent that captured `amount`: (intent, PaymentIntent).
@@ -282,4 +283,80 @@ async fn refunds_and_disputes_made_in_stripe_are_learnt_from_webhooks(b: Backend
     ] {
         assert!(audit.iter().any(|e| e["event_type"] == kind), "{kind}");
     }
+}
+
+async fn a_pending_refund_settles_by_webhook_and_a_failed_one_frees_its_amount(b: Backend) {
+    let (_store, _mock, fake, server) = start(b, &[]).await;
+    let (id, pi) = completed(&server, &fake, 4500).await;
+
+    // Stripe answers `pending`; its refund.updated later says succeeded.
+    fake.state.lock().unwrap().refund_status = Some("pending".into());
+    let key = "7a1b2c3d-0000-4000-8000-000000000001";
+    let (s, pending) = refund(&server, &id, Some(key), json!({"amount_cents": 1000})).await;
+    assert_eq!(
+        (s, pending["status"].as_str()),
+        (201, Some("pending")),
+        "{pending}"
+    );
+    assert_eq!(
+        intent(&server, &id).await["refunded_amount_cents"],
+        0,
+        "not refunded yet"
+    );
+    let settled = {
+        let mut st = fake.state.lock().unwrap();
+        st.refunds[0]["status"] = json!("succeeded"); // Stripe settles it
+        st.refunds[0].clone()
+    };
+    let body = serde_json::to_vec(&json!({"id": "evt_refund_done", "object": "event",
+        "type": "refund.updated", "livemode": false, "data": {"object": settled}}))
+    .unwrap();
+    let sig = signature(WH_A, &body, chrono::Utc::now().timestamp());
+    let (s, out) = deliver(&server, "/ocpi/stripe/webhook/ws-1", &body, Some(&sig)).await;
+    assert_eq!(
+        (s, out["outcome"].as_str()),
+        (200, Some("applied")),
+        "{out}"
+    );
+    assert_eq!(intent(&server, &id).await["refunded_amount_cents"], 1000);
+    let (s, again) = refund(&server, &id, Some(key), json!({"amount_cents": 1000})).await;
+    assert_eq!(
+        (s, again["status"].as_str()),
+        (201, Some("succeeded")),
+        "{again}"
+    );
+
+    // A refund Stripe fails gives nothing back, and its amount is refundable again.
+    fake.state.lock().unwrap().refund_status = Some("failed".into());
+    let (s, failed) = refund(
+        &server,
+        &id,
+        Some("7a1b2c3d-0000-4000-8000-000000000002"),
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        (
+            s,
+            failed["status"].as_str(),
+            failed["amount_cents"].as_i64()
+        ),
+        (201, Some("failed"), Some(3500)),
+        "{failed}"
+    );
+    fake.state.lock().unwrap().refund_status = None;
+    let (s, rest) = refund(
+        &server,
+        &id,
+        Some("7a1b2c3d-0000-4000-8000-000000000003"),
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        (s, rest["status"].as_str(), rest["amount_cents"].as_i64()),
+        (201, Some("succeeded"), Some(3500)),
+        "{rest}"
+    );
+    assert_eq!(fake.refunded(&pi), 4500);
+    assert_eq!(intent(&server, &id).await["refunded_amount_cents"], 4500);
 }
