@@ -168,6 +168,13 @@ impl StripeGateway for FakeStripe {
     ) -> Result<Vec<RefundView>, CallError> {
         Ok(vec![])
     }
+    async fn list_disputes(
+        &self,
+        _key: &SecretString,
+        _payment_intent_id: &str,
+    ) -> Result<Vec<crate::stripe::DisputeView>, CallError> {
+        Ok(vec![])
+    }
     async fn list_payment_intents(
         &self,
         _key: &SecretString,

@@ -21,13 +21,14 @@ use super::{system, Services, StoreFault};
 use crate::charging_intent::{ChargingIntent, IntentStatus};
 use crate::foreign_payment_intent::foreign_stream;
 use crate::store::Metadata;
-use crate::stripe::{PaymentIntentStatus, PaymentIntentView};
+use crate::stripe::{DisputeView, PaymentIntentStatus, PaymentIntentView, RefundView};
+use secrecy::SecretString;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReconcileError {
     #[error("workspace {0} has no Stripe secret key configured")]
     NoCredentials(String),
-    #[error("listing PaymentIntents failed: {0}")]
+    #[error("reading the workspace's Stripe account failed: {0}")]
     Stripe(String),
     #[error(transparent)]
     Store(#[from] StoreFault),
@@ -41,7 +42,8 @@ fn store<E: std::error::Error>(e: cqrs_es::AggregateError<E>) -> ReconcileError 
 #[derive(Debug, Clone, Serialize)]
 pub struct Finding {
     /// `unknown_payment_intent`, `capture_missing`, `status_mismatch`,
-    /// `amount_mismatch`, `missing_in_stripe`, `hold_near_expiry`.
+    /// `amount_mismatch`, `missing_in_stripe`, `refund_missing`, `dispute_missing`,
+    /// `hold_near_expiry`.
     pub kind: &'static str,
     pub payment_intent_id: Option<String>,
     pub charging_intent_id: Option<String>,
@@ -83,6 +85,14 @@ enum Fix {
         pi: PaymentIntentView,
     },
     RecordForeign(ForeignPaymentIntentRecorded),
+    RecordRefund {
+        intent_id: String,
+        refund: RefundView,
+    },
+    RecordDispute {
+        intent_id: String,
+        dispute: DisputeView,
+    },
 }
 
 #[derive(Debug, Serialize)]
@@ -133,7 +143,12 @@ impl Services {
         apply: bool,
         progress: &dyn Fn(u64),
     ) -> Result<Report, ReconcileError> {
-        let listed = self.list_stripe(ws, since, progress).await?;
+        let profile = self.profiles.load(ws).await.map_err(store)?;
+        let key = self
+            .secret_key_for(&profile, ws, profile.credential_version)
+            .await
+            .map_err(|_| ReconcileError::NoCredentials(ws.to_string()))?;
+        let listed = self.list_stripe(&key, since, progress).await?;
         let mut report = Report {
             workspace_id: ws.to_string(),
             since,
@@ -154,7 +169,7 @@ impl Services {
             seen.insert(pi.id.clone());
             if pi.metadata_workspace_id.as_deref() == Some(ws) {
                 report.roampay_payment_intents += 1;
-                self.judge(ws, &pi, &mut report).await?;
+                self.judge(ws, &key, &pi, &mut report).await?;
             }
         }
         self.missing_in_stripe(ws, since, &seen, &mut report)
@@ -168,21 +183,16 @@ impl Services {
     /// Every PaymentIntent of the account in the period, page by page.
     async fn list_stripe(
         &self,
-        ws: &str,
+        key: &SecretString,
         since: Option<DateTime<Utc>>,
         progress: &dyn Fn(u64),
     ) -> Result<Vec<Value>, ReconcileError> {
-        let profile = self.profiles.load(ws).await.map_err(store)?;
-        let key = self
-            .secret_key_for(&profile, ws, profile.credential_version)
-            .await
-            .map_err(|_| ReconcileError::NoCredentials(ws.to_string()))?;
         let mut listed = Vec::new();
         let mut after: Option<String> = None;
         loop {
             let page = self
                 .stripe
-                .list_payment_intents(&key, since.map(|t| t.timestamp()), after.as_deref())
+                .list_payment_intents(key, since.map(|t| t.timestamp()), after.as_deref())
                 .await
                 .map_err(|e| ReconcileError::Stripe(format!("{e:?}")))?;
             progress(page.data.len() as u64);
@@ -203,6 +213,7 @@ impl Services {
     async fn judge(
         &self,
         ws: &str,
+        key: &SecretString,
         pi: &PaymentIntentView,
         report: &mut Report,
     ) -> Result<(), ReconcileError> {
@@ -222,6 +233,9 @@ impl Services {
                 report.findings.extend(amount_findings(pi, &id, intent));
                 report.findings.extend(status_finding(pi, &id, intent));
                 report.warnings.extend(self.lapse_warning(pi, &id, intent));
+                report
+                    .findings
+                    .extend(self.money_findings(key, pi, &id, intent).await?);
             }
             (_, claimed) => {
                 let known = self
@@ -236,6 +250,82 @@ impl Services {
             }
         }
         Ok(())
+    }
+
+    /// Refunds and disputes Stripe has on a captured PaymentIntent that the log lacks
+    /// (made in the Dashboard while webhooks were not delivered).
+    async fn money_findings(
+        &self,
+        key: &SecretString,
+        pi: &PaymentIntentView,
+        id: &str,
+        intent: &ChargingIntent,
+    ) -> Result<Vec<Finding>, ReconcileError> {
+        let captured = intent.captured_amount_cents.unwrap_or(0) > 0;
+        if !captured || pi.status != PaymentIntentStatus::Succeeded {
+            return Ok(vec![]);
+        }
+        let stripe_err = |e| ReconcileError::Stripe(format!("{e:?}"));
+        let mut out = Vec::new();
+        for r in self
+            .stripe
+            .list_refunds(key, &pi.id)
+            .await
+            .map_err(stripe_err)?
+        {
+            let known = intent
+                .refunds
+                .values()
+                .find(|x| x.refund_id.as_deref() == Some(r.id.as_str()));
+            let missing = match known {
+                None => r.status == "succeeded" || r.status == "pending",
+                Some(k) => {
+                    k.status.as_str() != r.status
+                        && matches!(r.status.as_str(), "succeeded" | "failed" | "canceled")
+                }
+            };
+            if missing {
+                let mut f = Finding::new("refund_missing", Some(pi), Some((id, intent)));
+                f.detail = format!(
+                    "Stripe has refund {} of {} ({}) that the log lacks",
+                    r.id, r.amount, r.status
+                );
+                f.action = "record the refund on the charging intent".into();
+                f.fix = Some(Fix::RecordRefund {
+                    intent_id: id.to_string(),
+                    refund: r,
+                });
+                out.push(f);
+            }
+        }
+        for d in self
+            .stripe
+            .list_disputes(key, &pi.id)
+            .await
+            .map_err(stripe_err)?
+        {
+            if intent
+                .dispute
+                .as_ref()
+                .is_some_and(|x| x.status == d.status)
+            {
+                continue;
+            }
+            let mut f = Finding::new("dispute_missing", Some(pi), Some((id, intent)));
+            f.detail = format!(
+                "Stripe has dispute {} of {} ({}, {}) that the log lacks",
+                d.id, d.amount, d.reason, d.status
+            );
+            f.action =
+                "record the dispute on the charging intent (answer it in the Stripe Dashboard)"
+                    .into();
+            f.fix = Some(Fix::RecordDispute {
+                intent_id: id.to_string(),
+                dispute: d,
+            });
+            out.push(f);
+        }
+        Ok(out)
     }
 
     fn foreign_finding(
@@ -349,6 +439,16 @@ impl Services {
                     .map(|_| ())
                     .map_err(|e| e.to_string())
             }
+            Fix::RecordRefund { intent_id, refund } => self
+                .record_refund(&intent_id, refund, "reconcile", meta)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+            Fix::RecordDispute { intent_id, dispute } => self
+                .record_dispute(&intent_id, dispute, meta)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
             Fix::RecordForeign(event) => {
                 let stream = foreign_stream(&event.workspace_id, &event.payment_intent_id);
                 self.foreign

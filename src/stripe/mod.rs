@@ -317,6 +317,12 @@ pub trait StripeGateway: Send + Sync {
         secret_key: &SecretString,
         payment_intent_id: &str,
     ) -> Result<Vec<RefundView>, CallError>;
+    /// `GET /v1/disputes?payment_intent=…`: the PaymentIntent's disputes.
+    async fn list_disputes(
+        &self,
+        secret_key: &SecretString,
+        payment_intent_id: &str,
+    ) -> Result<Vec<DisputeView>, CallError>;
     /// `GET /v1/payment_intents`: up to 100, newest first, created at or after
     /// `created_gte` (Unix seconds) when given, after `starting_after` when given.
     async fn list_payment_intents(
@@ -348,6 +354,31 @@ struct ListParams {
 pub struct PaymentIntentPage {
     pub data: Vec<Value>,
     pub has_more: bool,
+}
+
+impl StripeTransport {
+    /// The first page (up to 100) of a list filtered by PaymentIntent.
+    async fn list_of(
+        &self,
+        secret_key: &SecretString,
+        path: &str,
+        payment_intent_id: &str,
+    ) -> Result<Vec<Value>, CallError> {
+        let query = vec![
+            (
+                "payment_intent".to_string(),
+                checked_id(payment_intent_id)?.to_string(),
+            ),
+            ("limit".to_string(), "100".to_string()),
+        ];
+        let mut builder = RequestBuilder::new(StripeMethod::Get, path);
+        builder.query = Some(serde_urlencoded(&query));
+        let body = self.send(secret_key, builder, None).await?;
+        body.get("data")
+            .and_then(Value::as_array)
+            .cloned()
+            .ok_or_else(|| CallError::Unreachable("Stripe answered without a list".into()))
+    }
 }
 
 fn view(body: Value) -> Result<PaymentIntentView, CallError> {
@@ -520,21 +551,25 @@ impl StripeGateway for StripeTransport {
         secret_key: &SecretString,
         payment_intent_id: &str,
     ) -> Result<Vec<RefundView>, CallError> {
-        let query = vec![
-            (
-                "payment_intent".to_string(),
-                checked_id(payment_intent_id)?.to_string(),
-            ),
-            ("limit".to_string(), "100".to_string()),
-        ];
-        let mut builder = RequestBuilder::new(StripeMethod::Get, "/refunds");
-        builder.query = Some(serde_urlencoded(&query));
-        let body = self.send(secret_key, builder, None).await?;
-        body.get("data")
-            .and_then(Value::as_array)
-            .ok_or_else(|| CallError::Unreachable("Stripe answered without a list".into()))?
-            .iter()
+        let data = self
+            .list_of(secret_key, "/refunds", payment_intent_id)
+            .await?;
+        data.iter()
             .map(|r| RefundView::from_json(r).map_err(|e| CallError::Unreachable(e.to_string())))
+            .collect()
+    }
+
+    #[tracing::instrument(skip_all, fields(payment_intent = %payment_intent_id))]
+    async fn list_disputes(
+        &self,
+        secret_key: &SecretString,
+        payment_intent_id: &str,
+    ) -> Result<Vec<DisputeView>, CallError> {
+        let data = self
+            .list_of(secret_key, "/disputes", payment_intent_id)
+            .await?;
+        data.iter()
+            .map(|d| DisputeView::from_json(d).map_err(|e| CallError::Unreachable(e.to_string())))
             .collect()
     }
 

@@ -35,6 +35,8 @@ pub struct State {
     pub refund_requests: Vec<(Option<String>, HashMap<String, String>)>,
     /// The status new refunds get (`succeeded` unless a test says otherwise).
     pub refund_status: Option<String>,
+    /// Disputes opened by drivers' banks.
+    pub disputes: Vec<Value>,
 }
 
 /// What the next capture or cancel request meets.
@@ -252,16 +254,16 @@ impl Respond for CreateRefundResponder {
     }
 }
 
-/// `GET /v1/refunds?payment_intent=…`.
-struct ListRefunds(FakeStripe);
+/// `GET /v1/refunds?payment_intent=…` (and with `true`, `GET /v1/disputes?…`).
+struct ListRefunds(FakeStripe, bool);
 
 impl Respond for ListRefunds {
     fn respond(&self, req: &Request) -> ResponseTemplate {
         let st = self.0.state.lock().unwrap();
         let q: HashMap<String, String> = req.url.query_pairs().into_owned().collect();
         let pi = q.get("payment_intent").cloned().unwrap_or_default();
-        let data: Vec<&Value> = st
-            .refunds
+        let all = if self.1 { &st.disputes } else { &st.refunds };
+        let data: Vec<&Value> = all
             .iter()
             .filter(|r| r["payment_intent"] == pi.as_str())
             .collect();
@@ -280,6 +282,14 @@ impl FakeStripe {
         });
         st.refunds.push(refund.clone());
         refund
+    }
+
+    /// A dispute opened by the driver's bank.
+    pub fn dispute(&self, pi: &str, amount: i64, status: &str) {
+        self.state.lock().unwrap().disputes.push(json!({
+            "id": "dp_fake1", "object": "dispute", "payment_intent": pi, "amount": amount,
+            "reason": "fraudulent", "status": status,
+        }));
     }
 
     /// Total refunded in Stripe for a PaymentIntent.
@@ -326,7 +336,12 @@ impl FakeStripe {
             .await;
         Mock::given(method("GET"))
             .and(path("/v1/refunds"))
-            .respond_with(ListRefunds(self.clone()))
+            .respond_with(ListRefunds(self.clone(), false))
+            .mount(server)
+            .await;
+        Mock::given(method("GET"))
+            .and(path("/v1/disputes"))
+            .respond_with(ListRefunds(self.clone(), true))
             .mount(server)
             .await;
     }

@@ -51,7 +51,53 @@ fn kinds(report: &Value) -> Vec<(String, String, bool)> {
     k
 }
 
-on_both_backends!(reconcile_reports_and_fixes_what_stripe_and_the_log_disagree_about);
+on_both_backends!(
+    reconcile_reports_and_fixes_what_stripe_and_the_log_disagree_about,
+    reconcile_finds_refunds_and_disputes_the_log_lacks,
+);
+
+async fn reconcile_finds_refunds_and_disputes_the_log_lacks(b: Backend) {
+    let (store, mock, fake, server) = start(b, &[]).await;
+    fake.mount_list(&mock).await;
+    let (id, pi) = crate::sessions::authorized(&server, &fake, "1", true).await;
+    let t = crate::sessions::sessions("ws-1");
+    let done = crate::sessions::post(
+        &server,
+        &crate::sessions::path(&id, "complete"),
+        Some(&t),
+        json!({"final_amount_cents": 3000}),
+    )
+    .await;
+    assert_eq!(done.0, 200, "{}", done.1);
+    // Made in the Dashboard while the webhook endpoint was down.
+    fake.dashboard_refund(&pi, 800);
+    fake.dispute(&pi, 3000, "needs_response");
+
+    let (code, out) = reconcile(&store, &mock.uri(), &["--workspace", "ws-1", "--json"]);
+    assert_eq!(code, 1, "{out}");
+    let report: Value = serde_json::from_str(&out).unwrap();
+    let found = kinds(&report);
+    assert!(
+        found.contains(&("refund_missing".into(), pi.clone(), false)),
+        "{found:?}"
+    );
+    assert!(
+        found.contains(&("dispute_missing".into(), pi.clone(), false)),
+        "{found:?}"
+    );
+
+    let (code, out) = reconcile(
+        &store,
+        &mock.uri(),
+        &["--workspace", "ws-1", "--json", "--apply"],
+    );
+    assert_eq!(code, 0, "{out}");
+    let got = intent(&server, &id).await;
+    assert_eq!(got["refunded_amount_cents"], 800, "{got}");
+    assert_eq!(got["dispute"]["status"], "needs_response", "{got}");
+    let (code, out) = reconcile(&store, &mock.uri(), &["--workspace", "ws-1", "--json"]);
+    assert_eq!(code, 0, "a second run finds nothing: {out}");
+}
 
 async fn reconcile_reports_and_fixes_what_stripe_and_the_log_disagree_about(b: Backend) {
     let (store, mock, fake, server) = start(b, &[]).await;
