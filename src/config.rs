@@ -15,6 +15,10 @@ pub struct StoreArgs {
     /// Where the default SQLite file and generated keys live.
     #[arg(long, env = "ROAMPAY_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
+    /// How long a request waits for a PostgreSQL connection before answering 503
+    /// `store_unavailable`.
+    #[arg(long, env = "ROAMPAY_DB_ACQUIRE_TIMEOUT_MS", default_value_t = 5_000)]
+    pub db_acquire_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Args)]

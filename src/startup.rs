@@ -23,7 +23,8 @@ use crate::vault::{DbVault, MasterKey, SecretVault};
 pub type AnyError = Box<dyn std::error::Error + Send + Sync>;
 
 pub async fn open_store(args: &StoreArgs) -> Result<Db, AnyError> {
-    let db = store::connect(args.database_url.as_deref(), &args.data_dir).await?;
+    let wait = Duration::from_millis(args.db_acquire_timeout_ms.max(1));
+    let db = store::connect_with(args.database_url.as_deref(), &args.data_dir, wait).await?;
     store::migrate(&db).await?;
     Ok(db)
 }

@@ -180,6 +180,7 @@ impl StoreFault {
             sqlx::Error::Io(_)
             | sqlx::Error::Tls(_)
             | sqlx::Error::PoolTimedOut
+            | sqlx::Error::Protocol(_)
             | sqlx::Error::PoolClosed
             | sqlx::Error::WorkerCrashed => true,
             // Class 08 (connection exception), 57P0x (shutdown, cannot connect now).

@@ -20,6 +20,19 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 /// Opens the store named by `database_url` (`postgres://…` or `sqlite:…`), or the
 /// SQLite file `roampay.db` under `data_dir` when none is given.
 pub async fn connect(database_url: Option<&str>, data_dir: &Path) -> Result<Db, sqlx::Error> {
+    connect_with(database_url, data_dir, DEFAULT_ACQUIRE_TIMEOUT).await
+}
+
+/// How long a request waits for a PostgreSQL connection before the store counts as
+/// not answering (503 `store_unavailable`).
+pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// [`connect`], waiting at most `acquire_timeout` for a PostgreSQL connection.
+pub async fn connect_with(
+    database_url: Option<&str>,
+    data_dir: &Path,
+    acquire_timeout: Duration,
+) -> Result<Db, sqlx::Error> {
     match database_url.filter(|u| !u.is_empty()) {
         Some(url) if url.starts_with("postgres:") || url.starts_with("postgresql:") => {
             // No ping before each checkout (a round trip per statement on the hot
@@ -27,7 +40,7 @@ pub async fn connect(database_url: Option<&str>, data_dir: &Path) -> Result<Db, 
             // dropped, and `execute` retries a command whose connection failed.
             let pool = PgPoolOptions::new()
                 .max_connections(32)
-                .acquire_timeout(Duration::from_secs(5))
+                .acquire_timeout(acquire_timeout)
                 .test_before_acquire(false)
                 .idle_timeout(Duration::from_secs(60))
                 .connect(url)

@@ -183,6 +183,7 @@ fn is_connection(e: &sqlx::Error) -> bool {
         sqlx::Error::Io(_)
         | sqlx::Error::Tls(_)
         | sqlx::Error::PoolTimedOut
+        | sqlx::Error::Protocol(_)
         | sqlx::Error::PoolClosed
         | sqlx::Error::WorkerCrashed => true,
         sqlx::Error::Database(d) => d
@@ -208,12 +209,30 @@ fn persistence_error(e: sqlx::Error) -> PersistenceError {
     }
 }
 
+/// postgres-es counts only I/O and TLS failures as connection errors; a pool that timed
+/// out or a server shutting down is the store not answering too.
+fn reclassify(e: PersistenceError) -> PersistenceError {
+    match e {
+        PersistenceError::UnknownError(inner)
+            if inner
+                .downcast_ref::<sqlx::Error>()
+                .is_some_and(is_connection) =>
+        {
+            PersistenceError::ConnectionError(inner)
+        }
+        other => other,
+    }
+}
+
 impl PersistedEventRepository for PgEventRepository {
     async fn get_events<A: Aggregate>(
         &self,
         aggregate_id: &str,
     ) -> Result<Vec<SerializedEvent>, PersistenceError> {
-        self.inner.get_events::<A>(aggregate_id).await
+        self.inner
+            .get_events::<A>(aggregate_id)
+            .await
+            .map_err(reclassify)
     }
 
     async fn get_last_events<A: Aggregate>(
@@ -224,6 +243,7 @@ impl PersistedEventRepository for PgEventRepository {
         self.inner
             .get_last_events::<A>(aggregate_id, last_sequence)
             .await
+            .map_err(reclassify)
     }
 
     async fn get_snapshot<A: Aggregate>(

@@ -14,6 +14,7 @@ mod http_basics;
 mod localstripe;
 mod observability;
 mod ocpi_config;
+mod outage;
 mod payments;
 mod reconcile;
 mod refunds;

@@ -119,6 +119,21 @@ pub async fn start(
     (store, mock, fake, server)
 }
 
+/// A server on `store` reached through `database_url` (e.g. a proxy in front of it).
+pub async fn start_with_store(
+    store: &Store,
+    database_url: &str,
+    extra: &[(&str, &str)],
+) -> (wiremock::MockServer, FakeStripe, Server) {
+    let (mock, fake) = FakeStripe::start().await;
+    let mut opts = ServerOptions::new(&mock).env("DATABASE_URL", database_url);
+    for (k, v) in extra {
+        opts = opts.env(k, v);
+    }
+    let server = Server::start(store, opts).await;
+    (mock, fake, server)
+}
+
 on_both_backends!(
     a_paid_session_is_pre_authorized_in_the_workspaces_own_account_and_authorized_by_its_webhook,
     a_free_connector_needs_neither_stripe_nor_credentials,
