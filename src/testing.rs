@@ -114,6 +114,7 @@ pub fn pi(id: &str, status: &str) -> PaymentIntentView {
         metadata_workspace_id: Some("ws-1".into()),
         metadata_charging_intent_id: Some("ci-1".into()),
         last_payment_error: None,
+        capture_before: None,
     }
 }
 

@@ -29,6 +29,7 @@ pub enum ChargingIntentEvent {
     DisputeOpened(DisputeOpened),
     DisputeUpdated(DisputeUpdated),
     DisputeClosed(DisputeClosed),
+    HoldDeadlineRead(HoldDeadlineRead),
 }
 
 impl ChargingIntentEvent {
@@ -59,6 +60,7 @@ impl ChargingIntentEvent {
             Self::DisputeOpened(_) => "DisputeOpened",
             Self::DisputeUpdated(_) => "DisputeUpdated",
             Self::DisputeClosed(_) => "DisputeClosed",
+            Self::HoldDeadlineRead(_) => "HoldDeadlineRead",
         }
     }
     pub fn workspace_id(&self) -> &str {
@@ -86,6 +88,7 @@ impl ChargingIntentEvent {
             Self::DisputeOpened(e) => &e.workspace_id,
             Self::DisputeUpdated(e) => &e.workspace_id,
             Self::DisputeClosed(e) => &e.workspace_id,
+            Self::HoldDeadlineRead(e) => &e.workspace_id,
         }
     }
 }
@@ -145,6 +148,10 @@ pub struct WorkspacePaymentIntentAuthorizationReceived {
     pub source: String,
     pub authorized_amount_cents: i64,
     pub received_at: DateTime<Utc>,
+    /// When Stripe says the hold lapses (the charge's `capture_before`), when the
+    /// PaymentIntent read carried it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capture_before: Option<DateTime<Utc>>,
 }
 
 /// Stripe reports the PaymentIntent canceled or its payment failed before a hold.
@@ -389,4 +396,16 @@ pub struct DisputeClosed {
     pub reason: String,
     pub status: String,
     pub at: DateTime<Utc>,
+}
+
+/// Stripe was asked when the hold lapses (the charge's `capture_before`): its answer,
+/// or none when Stripe did not say (then the configured hold lifetime stands in).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HoldDeadlineRead {
+    pub charging_intent_id: String,
+    pub workspace_id: String,
+    pub payment_intent_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capture_before: Option<DateTime<Utc>>,
+    pub read_at: DateTime<Utc>,
 }

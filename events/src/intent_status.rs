@@ -117,7 +117,8 @@ impl ChargingIntentEvent {
             | E::RefundFailed(_)
             | E::DisputeOpened(_)
             | E::DisputeUpdated(_)
-            | E::DisputeClosed(_) => return None,
+            | E::DisputeClosed(_)
+            | E::HoldDeadlineRead(_) => return None,
         })
     }
 }

@@ -370,7 +370,8 @@ impl Services {
             intent.status,
             IntentStatus::Authorized | IntentStatus::Charging
         ) && pi.status == PaymentIntentStatus::RequiresCapture;
-        let lapses = intent.authorized_at.filter(|_| held)? + self.settings.hold_lifetime;
+        let estimate = intent.authorized_at.filter(|_| held)? + self.settings.hold_lifetime;
+        let lapses = intent.capture_before.unwrap_or(estimate);
         if lapses - self.settings.hold_warning > self.clock.now() {
             return None;
         }

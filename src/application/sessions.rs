@@ -7,7 +7,7 @@ use super::payments::{store_error, PaymentError};
 use super::{Services, StoreFault};
 use crate::charging_intent::{
     CancelIntent, ChargingIntent, ChargingIntentCommand, CompleteSession, FlagHoldExpiry,
-    ReleaseReason, SettlePayment, StartSession,
+    ReadHoldDeadline, ReleaseReason, SettlePayment, StartSession,
 };
 use crate::store::Metadata;
 use crate::stripe::PaymentIntentView;
@@ -175,6 +175,22 @@ impl Services {
             .intents
             .execute(&r.charging_intent_id, cmd, meta)
             .await?)
+    }
+
+    /// `ReadHoldDeadline`: asks Stripe when the hold lapses (the charge's
+    /// `capture_before`; Visa holds for merchant-initiated payments lapse after about
+    /// 4 days 18 hours, most others after 7 days).
+    pub async fn read_hold_deadline(&self, id: &str, meta: &Metadata) -> Result<(), PaymentError> {
+        let intent = self.load_intent(id).await?;
+        let Some(pi) = self.current_payment_intent(&intent).await? else {
+            return Ok(());
+        };
+        let cmd = ChargingIntentCommand::ReadHoldDeadline(ReadHoldDeadline {
+            payment_intent: pi,
+            at: self.clock.now(),
+        });
+        self.intents.execute(id, cmd, meta).await?;
+        Ok(())
     }
 
     /// `FlagHoldExpiry`: records when the hold lapses (once), so support sees it.

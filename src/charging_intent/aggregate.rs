@@ -5,12 +5,12 @@ use cqrs_es::event_sink::EventSink;
 use cqrs_es::Aggregate;
 use roampay_events::{
     ChargingIntentEvent as Event, ChargingSessionStarted, DisputeClosed, DisputeOpened,
-    DisputeUpdated, FreeSessionAuthorized, HoldExpiryApproaching, HoldReleaseFailed,
-    HoldReleaseRequested, HoldReleased, IntentRequest, LastPaymentError, PaymentAttemptFailed,
-    SessionCaptureFailed, SessionCompletionRequested, StrayHoldReleased, StripeCallDeferred,
-    StripeMode, WorkspacePaymentIntentAuthorizationReceived, WorkspacePaymentIntentCreated,
-    WorkspacePaymentIntentCreationFailed, WorkspacePaymentIntentFailed,
-    WorkspaceSessionPaymentCaptured,
+    DisputeUpdated, FreeSessionAuthorized, HoldDeadlineRead, HoldExpiryApproaching,
+    HoldReleaseFailed, HoldReleaseRequested, HoldReleased, IntentRequest, LastPaymentError,
+    PaymentAttemptFailed, SessionCaptureFailed, SessionCompletionRequested, StrayHoldReleased,
+    StripeCallDeferred, StripeMode, WorkspacePaymentIntentAuthorizationReceived,
+    WorkspacePaymentIntentCreated, WorkspacePaymentIntentCreationFailed,
+    WorkspacePaymentIntentFailed, WorkspaceSessionPaymentCaptured,
 };
 use serde::{Deserialize, Serialize};
 
@@ -18,8 +18,8 @@ use super::refunds::{Dispute, Refund, RefundStatus, Refunds};
 use super::{
     stripe_idempotency_key, CancelIntent, ChargingIntentCommand, ChargingIntentError as Error,
     CompleteSession, FlagHoldExpiry, IntentServices, IntentStatus, PaidPreAuth,
-    ProcessStripeAuthorizationWebhook, ReleaseReason, ReleaseStrayHold, RequestRoamingPreAuth,
-    SettlePayment, StartSession,
+    ProcessStripeAuthorizationWebhook, ReadHoldDeadline, ReleaseReason, ReleaseStrayHold,
+    RequestRoamingPreAuth, SettlePayment, StartSession,
 };
 use crate::stripe::{CallError, CreatePaymentIntent, PaymentIntentStatus, PaymentIntentView};
 
@@ -42,8 +42,15 @@ pub struct ChargingIntent {
     pub settlement: Option<Settlement>,
     /// Stripe calls for the current settlement that ended without an answer.
     pub stripe_attempts: u32,
-    /// When the hold lapses, once flagged.
+    /// When the hold lapses: Stripe's `capture_before` once read, else the estimate
+    /// recorded when the lapse was flagged.
     pub capture_before: Option<DateTime<Utc>>,
+    /// Stripe was asked for `capture_before`.
+    #[serde(default)]
+    pub deadline_read: bool,
+    /// The lapse was flagged for support (once).
+    #[serde(default)]
+    pub lapse_flagged: bool,
     /// A hold found after the intent ended was cancelled.
     #[serde(default)]
     pub stray_hold_released: bool,
@@ -329,7 +336,7 @@ impl ChargingIntent {
 
     fn flag_hold_expiry(&self, cmd: FlagHoldExpiry) -> Result<Vec<Event>, Error> {
         let (_, id, ws) = self.ids()?;
-        if self.capture_before.is_some()
+        if self.lapse_flagged
             || self.settlement.is_some()
             || !matches!(
                 self.status,
@@ -343,6 +350,27 @@ impl ChargingIntent {
             workspace_id: ws,
             capture_before: cmd.capture_before,
             flagged_at: cmd.at,
+        })])
+    }
+
+    /// Records when Stripe says the hold lapses (once), from a fresh read of the
+    /// PaymentIntent with its charge.
+    fn read_hold_deadline(&self, cmd: ReadHoldDeadline) -> Result<Vec<Event>, Error> {
+        let (_, id, ws) = self.ids()?;
+        let payment = self.payment.as_ref().ok_or(Error::NoPayment)?;
+        let held = matches!(
+            self.status,
+            IntentStatus::Authorized | IntentStatus::Charging
+        );
+        if self.deadline_read || !held || cmd.payment_intent.id != payment.payment_intent_id {
+            return Ok(vec![]);
+        }
+        Ok(vec![Event::HoldDeadlineRead(HoldDeadlineRead {
+            charging_intent_id: id,
+            workspace_id: ws,
+            payment_intent_id: payment.payment_intent_id.clone(),
+            capture_before: cmd.payment_intent.capture_before,
+            read_at: cmd.at,
         })])
     }
 
@@ -631,6 +659,7 @@ impl ChargingIntent {
                     source: cmd.source.to_string(),
                     authorized_amount_cents: pi.held_amount(),
                     received_at: cmd.at,
+                    capture_before: pi.capture_before,
                 },
             ),
             _ => Event::WorkspacePaymentIntentFailed(WorkspacePaymentIntentFailed {
@@ -727,6 +756,7 @@ impl Aggregate for ChargingIntent {
             ChargingIntentCommand::ExecuteRefund(cmd) => self.execute_refund(cmd, svc).await?,
             ChargingIntentCommand::RecordRefund(cmd) => self.record_refund(cmd)?,
             ChargingIntentCommand::RecordDispute(cmd) => self.record_dispute(cmd)?,
+            ChargingIntentCommand::ReadHoldDeadline(cmd) => self.read_hold_deadline(cmd)?,
         };
         for e in events {
             sink.write(e, self).await;
@@ -766,6 +796,10 @@ impl Aggregate for ChargingIntent {
             }
             Event::WorkspacePaymentIntentAuthorizationReceived(e) => {
                 self.last_payment_error = None;
+                if e.capture_before.is_some() {
+                    self.capture_before = e.capture_before;
+                    self.deadline_read = true;
+                }
                 self.authorized_at = Some(e.received_at);
                 self.authorized_amount_cents = Some(e.authorized_amount_cents);
                 self.updated_at = Some(e.received_at);
@@ -829,6 +863,7 @@ impl Aggregate for ChargingIntent {
                 self.updated_at = Some(e.deferred_at);
             }
             Event::HoldExpiryApproaching(e) => {
+                self.lapse_flagged = true;
                 self.capture_before = Some(e.capture_before);
             }
             Event::RefundRequested(e) => {
@@ -891,6 +926,10 @@ impl Aggregate for ChargingIntent {
                     reason,
                 });
                 self.updated_at = Some(at);
+            }
+            Event::HoldDeadlineRead(e) => {
+                self.deadline_read = true;
+                self.capture_before = e.capture_before.or(self.capture_before);
             }
             Event::PaymentAttemptFailed(e) => {
                 self.last_payment_error = Some(e.error);

@@ -18,6 +18,7 @@ pub enum ChargingIntentCommand {
     ExecuteRefund(ExecuteRefund),
     RecordRefund(RecordRefund),
     RecordDispute(RecordDispute),
+    ReadHoldDeadline(ReadHoldDeadline),
 }
 
 /// Start a charging intent; `paid` is `None` for a free connector.
@@ -145,5 +146,13 @@ pub struct RecordRefund {
 #[derive(Debug, Clone)]
 pub struct RecordDispute {
     pub dispute: DisputeView,
+    pub at: DateTime<Utc>,
+}
+
+/// A fresh read of the intent's PaymentIntent (with its charge), to learn when the hold
+/// lapses.
+#[derive(Debug, Clone)]
+pub struct ReadHoldDeadline {
+    pub payment_intent: PaymentIntentView,
     pub at: DateTime<Utc>,
 }

@@ -92,6 +92,7 @@ fn authorized(event: Option<&str>) -> ChargingIntentEvent {
             source: "webhook".into(),
             authorized_amount_cents: 5000,
             received_at: at(),
+            capture_before: None,
         },
     )
 }
@@ -1217,4 +1218,55 @@ fn a_pre_authorization_never_paid_expires_also_after_declines() {
         .given(vec![created(), attempt_failed(Some("evt_f"), "webhook")])
         .when(cancel(ReleaseReason::Expired))
         .then_expect_events(vec![release_requested("expired")]);
+}
+
+#[test]
+fn stripes_hold_deadline_is_read_once_and_the_lapse_flagged_once() {
+    let s = stripe(Ok(pi("pi_fake", "requires_capture")));
+    let deadline = at() + chrono::Duration::hours(2);
+    let mut fresh = pi("pi_fake", "requires_capture");
+    fresh.capture_before = Some(deadline);
+    let read = ChargingIntentCommand::ReadHoldDeadline(ReadHoldDeadline {
+        payment_intent: fresh,
+        at: at(),
+    });
+    let learnt = ChargingIntentEvent::HoldDeadlineRead(HoldDeadlineRead {
+        charging_intent_id: "ci-1".into(),
+        workspace_id: "ws-1".into(),
+        payment_intent_id: "pi_fake".into(),
+        capture_before: Some(deadline),
+        read_at: at(),
+    });
+    framework(&s)
+        .given(vec![created(), authorized(None)])
+        .when(read.clone())
+        .then_expect_events(vec![learnt.clone()]);
+    framework(&s)
+        .given(vec![created(), authorized(None), learnt.clone()])
+        .when(read)
+        .then_expect_events(vec![]);
+    let mut intent = ChargingIntent::default();
+    for e in [created(), authorized(None), learnt.clone()] {
+        intent.apply(e);
+    }
+    assert_eq!(intent.capture_before, Some(deadline));
+    // Knowing the deadline is not flagging it: the flag is recorded once.
+    let flag = ChargingIntentCommand::FlagHoldExpiry(FlagHoldExpiry {
+        capture_before: deadline,
+        at: at(),
+    });
+    let flagged = ChargingIntentEvent::HoldExpiryApproaching(HoldExpiryApproaching {
+        charging_intent_id: "ci-1".into(),
+        workspace_id: "ws-1".into(),
+        capture_before: deadline,
+        flagged_at: at(),
+    });
+    framework(&s)
+        .given(vec![created(), authorized(None), learnt.clone()])
+        .when(flag.clone())
+        .then_expect_events(vec![flagged.clone()]);
+    framework(&s)
+        .given(vec![created(), authorized(None), learnt, flagged])
+        .when(flag)
+        .then_expect_events(vec![]);
 }

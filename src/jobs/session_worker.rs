@@ -83,13 +83,22 @@ pub async fn round(services: &Services, settings: &WorkerSettings) -> Result<(),
             .await;
         report(&id, done);
     }
-    let lifetime = services.settings.hold_lifetime;
-    let warn_from = now - (lifetime - services.settings.hold_warning);
-    for id in read::lapsing_unflagged(db, warn_from, BATCH).await? {
+    // When Stripe says each new hold lapses.
+    for id in read::deadline_unread(db, BATCH).await? {
+        report(&id, services.read_hold_deadline(&id, &meta).await);
+    }
+    // Holds close to lapsing: by Stripe's deadline, else by the configured lifetime.
+    let (lifetime, warning) = (
+        services.settings.hold_lifetime,
+        services.settings.hold_warning,
+    );
+    let lapsing = read::lapsing_unflagged(db, now + warning, now - (lifetime - warning), BATCH);
+    for id in lapsing.await? {
         let Ok(intent) = services.load_intent(&id).await else {
             continue;
         };
-        let Some(capture_before) = intent.authorized_at.map(|t| t + lifetime) else {
+        let estimate = intent.authorized_at.map(|t| t + lifetime);
+        let Some(capture_before) = intent.capture_before.or(estimate) else {
             continue;
         };
         tracing::warn!(charging_intent_id = %id, %capture_before, "hold close to lapsing");

@@ -83,6 +83,9 @@ pub struct PaymentIntentView {
     pub metadata_charging_intent_id: Option<String>,
     /// Why the last attempt to pay was declined, when it was.
     pub last_payment_error: Option<LastPaymentError>,
+    /// When the hold lapses: the charge's `payment_method_details.card.capture_before`,
+    /// present when `latest_charge` was expanded.
+    pub capture_before: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl PaymentIntentView {
@@ -134,6 +137,10 @@ impl PaymentIntentView {
             metadata_workspace_id: ours(v, "/metadata/workspace_id"),
             metadata_charging_intent_id: ours(v, "/metadata/charging_intent_id"),
             last_payment_error,
+            capture_before: v
+                .pointer("/latest_charge/payment_method_details/card/capture_before")
+                .and_then(Value::as_i64)
+                .and_then(|t| chrono::DateTime::from_timestamp(t, 0)),
         }))
     }
 }
@@ -477,7 +484,12 @@ impl StripeGateway for StripeTransport {
         id: &str,
     ) -> Result<PaymentIntentView, CallError> {
         let id = checked_id(id)?;
-        let builder = RequestBuilder::new(StripeMethod::Get, format!("/payment_intents/{id}"));
+        let mut builder = RequestBuilder::new(StripeMethod::Get, format!("/payment_intents/{id}"));
+        // The charge tells when the hold lapses (`capture_before`).
+        builder.query = Some(serde_urlencoded(&[(
+            "expand[]".to_string(),
+            "latest_charge".to_string(),
+        )]));
         view(self.send(secret_key, builder, None).await?)
     }
 

@@ -71,6 +71,7 @@ on_both_backends!(
     a_connector_left_held_by_a_crash_is_freed,
     cancel_faults_end_in_one_release,
     the_worker_flags_holds_close_to_lapsing,
+    stripes_capture_before_is_read_and_drives_the_lapse_warning,
 );
 
 async fn a_session_starts_completes_and_captures_the_final_amount_once(b: Backend) {
@@ -706,4 +707,63 @@ async fn worker_rounds(s: &Server) -> f64 {
         "job=\"session_worker\"",
     )
     .await
+}
+
+async fn stripes_capture_before_is_read_and_drives_the_lapse_warning(b: Backend) {
+    let (_store, _mock, fake, server) = start(b, &[("ROAMPAY_WORKER_INTERVAL_SECS", "1")]).await;
+    configure(&server, "ws-1", "sk_test_51HxWorkspaceOneKey", WH_A).await;
+    put_location(&server, "ws-1", "LOC-1", 45).await;
+    let (_, created) = create(&server, "LOC-1", "1", None).await;
+    let id = created["charging_intent_id"].as_str().unwrap().to_string();
+    let pi_id = created["payment_intent_id"].as_str().unwrap().to_string();
+    // A Visa hold for a merchant-initiated payment lapses sooner than the 7 days the
+    // configuration assumes: here in two hours, within the one-day warning.
+    let lapses = chrono::Utc::now().timestamp() + 7200;
+    let mut pi = fake.set_status(&pi_id, "requires_capture");
+    pi["latest_charge"] = json!("ch_fake1"); // what a webhook carries: not expanded
+    fake.update(
+        &pi_id,
+        json!({"latest_charge": {"id": "ch_fake1", "object": "charge",
+        "payment_method_details": {"type": "card", "card": {"capture_before": lapses}}}}),
+    );
+    let body = crate::payments::stripe_event("evt_authorized", &pi);
+    let sig = crate::payments::signature(WH_A, &body, chrono::Utc::now().timestamp());
+    let (s, out) =
+        crate::payments::deliver(&server, "/ocpi/stripe/webhook/ws-1", &body, Some(&sig)).await;
+    assert_eq!(
+        (s, out["outcome"].as_str()),
+        (200, Some("applied")),
+        "{out}"
+    );
+
+    let expected = chrono::DateTime::from_timestamp(lapses, 0).unwrap();
+    let entries = server
+        .wait_for_audit_where("ws-1", |es| {
+            es.iter()
+                .any(|e| e["event_type"] == "HoldExpiryApproaching")
+        })
+        .await;
+    assert!(entries
+        .iter()
+        .any(|e| e["event_type"] == "HoldDeadlineRead"));
+    let got = crate::payments::intent(&server, &id).await;
+    let shown: chrono::DateTime<chrono::Utc> =
+        got["capture_before"].as_str().unwrap().parse().unwrap();
+    assert_eq!(shown, expected, "{got}");
+    let support = token("support", &["ws-1"], "audit:read");
+    let health = eventually("the lapsing hold in payment-health", || async {
+        let (_, h) = server
+            .get("/api/support/workspaces/ws-1/payment-health", &support)
+            .await;
+        (h["holds_lapsing_soon"] == 1).then_some(h)
+    })
+    .await;
+    assert_eq!(health["holds_lapsing_soon"], 1);
+    let retrieves = fake.state.lock().unwrap().retrieves.len();
+    server.wait_for_job_rounds("session_worker", 2.0).await;
+    assert_eq!(
+        fake.state.lock().unwrap().retrieves.len(),
+        retrieves,
+        "read once"
+    );
 }

@@ -150,6 +150,10 @@ fn summarize(event: &AnyEvent) -> Option<String> {
         AnyEvent::ChargingIntent(C::DisputeClosed(e)) => {
             format!("dispute {} closed: {}", e.dispute_id, e.status)
         }
+        AnyEvent::ChargingIntent(C::HoldDeadlineRead(e)) => match e.capture_before {
+            Some(t) => format!("Stripe says the hold on {} lapses at {}", e.payment_intent_id, t.to_rfc3339()),
+            None => format!("Stripe did not say when the hold on {} lapses; the configured lifetime stands", e.payment_intent_id),
+        },
         AnyEvent::ChargingIntent(C::StrayHoldReleased(e)) => format!(
             "stray hold of {} released: PaymentIntent {} was authorized after the intent had ended, and canceled",
             e.amount_cents, e.payment_intent_id

@@ -45,6 +45,10 @@ pub struct Row {
     pub refunded_amount_cents: i64,
     /// The dispute, if any (`{"status", "amount_cents", "reason"}` as JSON text).
     pub dispute: Option<String>,
+    /// Stripe was asked when the hold lapses.
+    pub deadline_read: bool,
+    /// The hold's lapse was flagged for support.
+    pub lapse_flagged: bool,
 }
 
 fn from_request(r: &IntentRequest, paid: bool) -> Row {
@@ -66,7 +70,8 @@ fn from_request(r: &IntentRequest, paid: bool) -> Row {
 pub(crate) const COLUMNS: &str = "charging_intent_id, workspace_id, status, payment_required, amount_cents, currency,
     authorized_amount_cents, captured_amount_cents, payment_intent_id, location_id, evse_uid, connector_id,
     ocpi_session_id, failure_code, credential_version, created_at, updated_at, settlement, authorized_at,
-    capture_before, last_payment_error, final_amount_cents, driver, refunded_amount_cents, dispute";
+    capture_before, last_payment_error, final_amount_cents, driver, refunded_amount_cents, dispute,
+    deadline_read, lapse_flagged";
 
 fn db_err(source: sqlx::Error) -> ProjectionError {
     ProjectionError::Database {
@@ -133,6 +138,10 @@ fn apply_event(rows: &mut BTreeMap<String, Row>, id: &str, event: &E) {
             if let Some(row) = rows.get_mut(id) {
                 row.authorized_amount_cents = Some(e.authorized_amount_cents);
                 row.authorized_at = Some(e.received_at);
+                if e.capture_before.is_some() {
+                    row.capture_before = e.capture_before;
+                    row.deadline_read = true;
+                }
                 row.last_payment_error = None;
                 row.updated_at = e.received_at;
             }
@@ -212,6 +221,7 @@ fn apply_event(rows: &mut BTreeMap<String, Row>, id: &str, event: &E) {
         E::HoldExpiryApproaching(e) => {
             if let Some(row) = rows.get_mut(id) {
                 row.capture_before = Some(e.capture_before);
+                row.lapse_flagged = true;
             }
         }
         E::StrayHoldReleased(e) => {
@@ -251,6 +261,12 @@ fn apply_event(rows: &mut BTreeMap<String, Row>, id: &str, event: &E) {
                 let dispute = serde_json::json!({"status": status, "amount_cents": amount_cents, "reason": reason});
                 row.dispute = Some(dispute.to_string());
                 row.updated_at = *at;
+            }
+        }
+        E::HoldDeadlineRead(e) => {
+            if let Some(row) = rows.get_mut(id) {
+                row.deadline_read = true;
+                row.capture_before = e.capture_before.or(row.capture_before);
             }
         }
         E::PaymentAttemptFailed(e) => {
@@ -300,6 +316,8 @@ macro_rules! decode {
                     driver: r.try_get("driver")?,
                     refunded_amount_cents: r.try_get("refunded_amount_cents")?,
                     dispute: r.try_get("dispute")?,
+                    deadline_read: r.try_get("deadline_read")?,
+                    lapse_flagged: r.try_get("lapse_flagged")?,
                 },
             ))
         })()
@@ -354,7 +372,8 @@ const UPSERT_SET: &str = "ON CONFLICT (charging_intent_id) DO UPDATE SET
     settlement = excluded.settlement, authorized_at = excluded.authorized_at,
     capture_before = excluded.capture_before, last_payment_error = excluded.last_payment_error,
     final_amount_cents = excluded.final_amount_cents,
-    refunded_amount_cents = excluded.refunded_amount_cents, dispute = excluded.dispute";
+    refunded_amount_cents = excluded.refunded_amount_cents, dispute = excluded.dispute,
+    deadline_read = excluded.deadline_read, lapse_flagged = excluded.lapse_flagged";
 
 /// Writes the folded rows: one statement on PostgreSQL, one per row on SQLite.
 async fn store(tx: &mut DbTx, rows: &BTreeMap<String, Row>) -> Result<(), ProjectionError> {
@@ -386,7 +405,7 @@ async fn store(tx: &mut DbTx, rows: &BTreeMap<String, Row>) -> Result<(), Projec
                 sqlx::query(&format!(
                     "INSERT INTO charging_intents ({COLUMNS})
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
-                             $18, $19, $20, $21, $22, $23, $24, $25)
+                             $18, $19, $20, $21, $22, $23, $24, $25, $26, $27)
                      {UPSERT_SET}"
                 ))
                 .bind(id)
@@ -414,6 +433,8 @@ async fn store(tx: &mut DbTx, rows: &BTreeMap<String, Row>) -> Result<(), Projec
                 .bind(&row.driver)
                 .bind(row.refunded_amount_cents)
                 .bind(&row.dispute)
+                .bind(row.deadline_read)
+                .bind(row.lapse_flagged)
                 .execute(&mut **t)
                 .await
                 .map_err(db_err)?;

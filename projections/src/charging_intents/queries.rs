@@ -117,21 +117,38 @@ pub async fn pending_guest_intents(db: &Db, ws: &str) -> Result<i64, sqlx::Error
         .await)
 }
 
-/// Holds authorized at or before `authorized_before` whose lapse is not flagged yet.
+/// Holds not flagged yet whose lapse is near: Stripe's `capture_before` at or before
+/// `deadline_by`, or (when Stripe did not say) authorized at or before
+/// `authorized_before`.
 pub async fn lapsing_unflagged(
     db: &Db,
+    deadline_by: DateTime<Utc>,
     authorized_before: DateTime<Utc>,
     limit: i64,
 ) -> Result<Vec<String>, sqlx::Error> {
-    ids(
-        db,
+    on_db!(db, pool => sqlx::query_scalar(
         "SELECT charging_intent_id FROM charging_intents
-              WHERE status IN ('authorized', 'charging') AND capture_before IS NULL
-                AND authorized_at <= $1 ORDER BY authorized_at LIMIT $2",
-        authorized_before,
-        limit,
-    )
-    .await
+          WHERE status IN ('authorized', 'charging') AND NOT lapse_flagged
+            AND ((capture_before IS NOT NULL AND capture_before <= $1)
+              OR (capture_before IS NULL AND authorized_at <= $2))
+          ORDER BY authorized_at LIMIT $3")
+        .bind(deadline_by)
+        .bind(authorized_before)
+        .bind(limit)
+        .fetch_all(pool)
+        .await)
+}
+
+/// Paid holds whose deadline Stripe has not been asked for yet.
+pub async fn deadline_unread(db: &Db, limit: i64) -> Result<Vec<String>, sqlx::Error> {
+    on_db!(db, pool => sqlx::query_scalar(
+        "SELECT charging_intent_id FROM charging_intents
+          WHERE status IN ('authorized', 'charging') AND payment_intent_id IS NOT NULL
+            AND NOT deadline_read AND settlement IS NULL
+          ORDER BY authorized_at LIMIT $1")
+        .bind(limit)
+        .fetch_all(pool)
+        .await)
 }
 
 /// Every paid intent of a workspace: (intent, PaymentIntent).
@@ -177,7 +194,7 @@ pub async fn health_of_workspace(db: &Db, ws: &str) -> Result<IntentHealth, sqlx
             .bind(ws).fetch_one(pool).await?;
         let holds_lapsing_soon = sqlx::query_scalar(
             "SELECT COUNT(*) FROM charging_intents
-              WHERE workspace_id = $1 AND capture_before IS NOT NULL AND status IN ('authorized', 'charging')")
+              WHERE workspace_id = $1 AND lapse_flagged AND status IN ('authorized', 'charging')")
             .bind(ws).fetch_one(pool).await?;
         let (captured_below_cost, uncollected_cents): (i64, Option<i64>) = sqlx::query_as(
             "SELECT COUNT(*), CAST(SUM(final_amount_cents - captured_amount_cents) AS BIGINT) FROM charging_intents
