@@ -1,7 +1,7 @@
 //! Stripe webhooks: verified with the workspace's own signing secrets, checked for
 //! ownership, applied once through the one Stripe-state path, refusals kept for support.
 
-use roampay_events::{StripeMode, WebhookRejected};
+use roampay_events::{StripeMode, WebhookIgnored, WebhookRejected, WebhookRejectionEvent};
 use secrecy::SecretString;
 use serde_json::Value;
 
@@ -14,7 +14,7 @@ use crate::stripe::boundary::{checked, is_object_id};
 use crate::stripe::webhook::{verify, SignatureError};
 use crate::stripe::PaymentIntentView;
 use crate::vault::SecretField;
-use crate::webhook_rejections::stream_id;
+use crate::webhook_rejections::{stream_id, stream_id_of};
 use crate::workspace_stripe_profile::{Credentials, WorkspaceStripeProfile};
 
 /// A delivery as it arrived.
@@ -175,10 +175,32 @@ impl Services {
         };
         if let Err(e) = self
             .rejections
-            .execute(&stream_id(&rejection), rejection, meta)
+            .execute(
+                &stream_id(&rejection),
+                WebhookRejectionEvent::WebhookRejected(rejection),
+                meta,
+            )
             .await
         {
             tracing::error!(error = %e, "could not record a refused webhook");
+        }
+    }
+
+    /// Keeps a verified event about an unknown intent for support, as information.
+    async fn record_ignored(&self, ws: &WorkspaceId, event_id: &str, pi: &str, meta: &Metadata) {
+        tracing::info!(workspace_id = %ws, stripe.event = %event_id, "verified event about an unknown charging intent ignored");
+        let at = self.clock.now();
+        let ignored = WebhookIgnored {
+            workspace_id: ws.to_string(),
+            stripe_event_id: event_id.to_string(),
+            payment_intent_id: pi.to_string(),
+            reason: "unknown_charging_intent".into(),
+            received_at: at,
+        };
+        let stream = stream_id_of(Some(ws.as_str()), at);
+        let event = WebhookRejectionEvent::WebhookIgnored(ignored);
+        if let Err(e) = self.rejections.execute(&stream, event, meta).await {
+            tracing::error!(error = %e, "could not record an ignored webhook");
         }
     }
 
@@ -295,7 +317,8 @@ impl Services {
             // on the same account, data from before a restore): a 4xx would make Stripe
             // retry for days and then disable the endpoint.
             Err(PaymentError::IntentNotFound) => {
-                tracing::info!(workspace_id = %ws, stripe.event = %v.event_id, "verified event about an unknown charging intent ignored");
+                self.record_ignored(ws, &v.event_id, &v.payment_intent.id, meta)
+                    .await;
                 Ok(WebhookOutcome::Ignored)
             }
             Err(e) => Err(refuse(WebhookRefusal::of_payment(e))),

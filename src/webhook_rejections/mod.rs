@@ -12,6 +12,15 @@ use crate::store::Never;
 pub const CAP_PER_HOUR: u32 = 100;
 
 /// The stream of a rejection: `<workspace or ->@<YYYY-MM-DDTHH>`.
+pub fn stream_id_of(workspace_id: Option<&str>, at: chrono::DateTime<chrono::Utc>) -> String {
+    format!(
+        "{}@{}",
+        workspace_id.unwrap_or("-"),
+        at.format("%Y-%m-%dT%H")
+    )
+}
+
+/// The stream of a rejection: `<workspace or ->@<YYYY-MM-DDTHH>`.
 pub fn stream_id(rejection: &WebhookRejected) -> String {
     format!(
         "{}@{}",
@@ -27,20 +36,19 @@ pub struct WebhookRejections {
 
 impl Aggregate for WebhookRejections {
     const TYPE: &'static str = "WebhookRejections";
-    type Command = WebhookRejected;
+    type Command = WebhookRejectionEvent;
     type Event = WebhookRejectionEvent;
     type Error = Never;
     type Services = ();
 
     async fn handle(
         &mut self,
-        cmd: WebhookRejected,
+        cmd: WebhookRejectionEvent,
         _: &(),
         sink: &EventSink<Self>,
     ) -> Result<(), Never> {
         if self.recorded < CAP_PER_HOUR {
-            sink.write(WebhookRejectionEvent::WebhookRejected(cmd), self)
-                .await;
+            sink.write(cmd, self).await;
         }
         Ok(())
     }

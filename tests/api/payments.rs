@@ -1007,6 +1007,26 @@ async fn verified_events_about_unknown_intents_are_ignored_and_malformed_ids_are
             "{ws}: {out}"
         );
     }
+    // Kept for support as information, not as a warning.
+    let audit = server
+        .wait_for_audit_where("ws-1", |a| {
+            a.iter()
+                .filter(|e| e["event_type"] == "WebhookIgnored")
+                .count()
+                == 2
+        })
+        .await;
+    let info = audit
+        .iter()
+        .find(|e| e["event_type"] == "WebhookIgnored")
+        .unwrap();
+    assert!(
+        info["summary"]
+            .as_str()
+            .unwrap()
+            .starts_with("information:"),
+        "{info}"
+    );
 
     // A NUL, a space or 300 characters in a Stripe id or code: refused, stored nowhere.
     type Mutation = fn(&mut Value);

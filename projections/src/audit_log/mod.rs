@@ -168,6 +168,10 @@ fn summarize(event: &AnyEvent) -> Option<String> {
             e.stripe_event_id.as_ref().map(|id| format!(", event {id}")).unwrap_or_default(),
             e.payment_intent_id.as_ref().map(|id| format!(", PaymentIntent {id}")).unwrap_or_default()
         ),
+        AnyEvent::WebhookRejections(W::WebhookIgnored(e)) => format!(
+            "information: verified webhook {} about PaymentIntent {} ignored ({}): not an intent of this service (another deployment on the same Stripe account?)",
+            e.stripe_event_id, e.payment_intent_id, e.reason
+        ),
         AnyEvent::Reconciliation(Rc::ForeignPaymentIntentRecorded(e)) => format!(
             "reconciliation: PaymentIntent {} ({}, {} {}) is in Stripe with this workspace's metadata but no charging intent owns it{}",
             e.payment_intent_id,
