@@ -10,10 +10,8 @@ use crate::charging_intent::{
     ReadHoldDeadline, ReleaseReason, SettlePayment, StartSession,
 };
 use crate::store::Metadata;
-use crate::stripe::PaymentIntentView;
 use roampay_events::IntentStatus;
-use secrecy::{ExposeSecret, SecretString};
-use subtle::ConstantTimeEq;
+use secrecy::SecretString;
 
 /// How a driver proves the intent is theirs.
 #[derive(Debug, Clone)]
@@ -91,7 +89,7 @@ impl Services {
                 intent.request.as_ref().and_then(|r| r.driver.as_deref()) == Some(sub.as_str())
             }
             DriverProof::ClientSecret(given) => match self.current_payment_intent(&intent).await? {
-                Some(pi) => same_secret(&pi, given),
+                Some(pi) => pi.client_secret_is(given),
                 None => false, // a free intent has no client secret
             },
         };
@@ -207,14 +205,4 @@ impl Services {
         self.intents.execute(id, cmd, meta).await?;
         Ok(())
     }
-}
-
-/// The PaymentIntent's client secret equals `given` (compared in constant time).
-fn same_secret(pi: &PaymentIntentView, given: &SecretString) -> bool {
-    pi.client_secret.as_ref().is_some_and(|s| {
-        s.expose_secret()
-            .as_bytes()
-            .ct_eq(given.expose_secret().as_bytes())
-            .into()
-    })
 }

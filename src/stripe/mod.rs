@@ -170,6 +170,19 @@ impl PaymentIntentView {
         })
     }
 
+    /// The PaymentIntent's client secret is `given` (compared in constant time): a
+    /// guest's proof that the intent is theirs.
+    pub fn client_secret_is(&self, given: &SecretString) -> bool {
+        use secrecy::ExposeSecret;
+        use subtle::ConstantTimeEq;
+        self.client_secret.as_ref().is_some_and(|s| {
+            s.expose_secret()
+                .as_bytes()
+                .ct_eq(given.expose_secret().as_bytes())
+                .into()
+        })
+    }
+
     /// What the hold is worth: Stripe's capturable amount once it reports one.
     pub fn held_amount(&self) -> i64 {
         if self.amount_capturable > 0 {

@@ -180,6 +180,18 @@ async fn a_capture_above_the_hold_is_capped_and_zero_releases_the_hold(b: Backen
     })
     .await;
     assert_eq!(health["uncollected_cents"], 4000, "{health}");
+    let audit = server.wait_for_audit("ws-1", 1).await;
+    let paid = audit
+        .iter()
+        .find(|e| e["event_type"] == "WorkspaceSessionPaymentCaptured")
+        .expect("the capture is audited");
+    assert!(
+        paid["summary"]
+            .as_str()
+            .unwrap()
+            .contains("4000 uncollected"),
+        "{paid}"
+    );
     let listed = server
         .get("/api/support/charging-intents?workspace_id=ws-1", &support)
         .await

@@ -95,9 +95,15 @@ fn summarize(event: &AnyEvent) -> Option<String> {
             if e.capture_amount_cents < e.final_amount_cents { " (capped by the hold)" } else { "" }
         ),
         AnyEvent::ChargingIntent(C::WorkspaceSessionPaymentCaptured(e)) => format!(
-            "session {} paid: {} captured{} (via {})",
+            "session {} paid: {} captured{}{} (via {})",
             e.ocpi_session_id.as_deref().unwrap_or("-"),
             e.captured_amount_cents,
+            match e.final_amount_cents - e.captured_amount_cents {
+                short if short > 0 && e.payment_intent_id.is_some() => {
+                    format!(" of {} it cost ({short} uncollected)", e.final_amount_cents)
+                }
+                _ => String::new(),
+            },
             e.payment_intent_id.as_ref().map(|id| format!(" on PaymentIntent {id}")).unwrap_or_default(),
             e.source
         ),
