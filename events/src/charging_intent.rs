@@ -26,9 +26,9 @@ pub enum ChargingIntentEvent {
     RefundPending(RefundPending),
     RefundSucceeded(RefundSucceeded),
     RefundFailed(RefundFailed),
-    DisputeOpened(DisputeOpened),
-    DisputeUpdated(DisputeUpdated),
-    DisputeClosed(DisputeClosed),
+    DisputeOpened(DisputeChanged),
+    DisputeUpdated(DisputeChanged),
+    DisputeClosed(DisputeChanged),
     HoldDeadlineRead(HoldDeadlineRead),
 }
 
@@ -362,33 +362,11 @@ pub struct RefundFailed {
     pub failed_at: DateTime<Utc>,
 }
 
-/// The driver's bank disputes the charge.
+/// A dispute of the charge by the driver's bank, as Stripe reports it: opened
+/// (`DisputeOpened`), moved (`DisputeUpdated`: evidence submitted, under review, …) or
+/// ended (`DisputeClosed`: `won`, `lost`, `warning_closed`, …).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DisputeOpened {
-    pub charging_intent_id: String,
-    pub workspace_id: String,
-    pub dispute_id: String,
-    pub amount_cents: i64,
-    pub reason: String,
-    pub status: String,
-    pub at: DateTime<Utc>,
-}
-
-/// A dispute moved (evidence submitted, under review, …).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DisputeUpdated {
-    pub charging_intent_id: String,
-    pub workspace_id: String,
-    pub dispute_id: String,
-    pub amount_cents: i64,
-    pub reason: String,
-    pub status: String,
-    pub at: DateTime<Utc>,
-}
-
-/// A dispute ended (`won`, `lost`, `warning_closed`, …).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DisputeClosed {
+pub struct DisputeChanged {
     pub charging_intent_id: String,
     pub workspace_id: String,
     pub dispute_id: String,

@@ -4,11 +4,10 @@ use chrono::{DateTime, Utc};
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::Aggregate;
 use roampay_events::{
-    ChargingIntentEvent as Event, ChargingSessionStarted, DisputeClosed, DisputeOpened,
-    DisputeUpdated, FreeSessionAuthorized, HoldDeadlineRead, HoldExpiryApproaching,
-    HoldReleaseFailed, HoldReleaseRequested, HoldReleased, IntentRequest, LastPaymentError,
-    PaymentAttemptFailed, SessionCaptureFailed, SessionCompletionRequested, StrayHoldReleased,
-    StripeCallDeferred, StripeMode, WorkspacePaymentIntentAuthorizationReceived,
+    ChargingIntentEvent as Event, ChargingSessionStarted, FreeSessionAuthorized, HoldDeadlineRead,
+    HoldExpiryApproaching, HoldReleaseFailed, HoldReleaseRequested, HoldReleased, IntentRequest,
+    LastPaymentError, PaymentAttemptFailed, SessionCaptureFailed, SessionCompletionRequested,
+    StrayHoldReleased, StripeCallDeferred, StripeMode, WorkspacePaymentIntentAuthorizationReceived,
     WorkspacePaymentIntentCreated, WorkspacePaymentIntentCreationFailed,
     WorkspacePaymentIntentFailed, WorkspaceSessionPaymentCaptured,
 };
@@ -895,37 +894,14 @@ impl Aggregate for ChargingIntent {
                 refund.status = RefundStatus::Failed;
                 self.updated_at = Some(e.failed_at);
             }
-            Event::DisputeOpened(DisputeOpened {
-                dispute_id,
-                amount_cents,
-                reason,
-                status,
-                at,
-                ..
-            })
-            | Event::DisputeUpdated(DisputeUpdated {
-                dispute_id,
-                amount_cents,
-                reason,
-                status,
-                at,
-                ..
-            })
-            | Event::DisputeClosed(DisputeClosed {
-                dispute_id,
-                amount_cents,
-                reason,
-                status,
-                at,
-                ..
-            }) => {
+            Event::DisputeOpened(d) | Event::DisputeUpdated(d) | Event::DisputeClosed(d) => {
+                self.updated_at = Some(d.at);
                 self.dispute = Some(Dispute {
-                    dispute_id,
-                    status,
-                    amount_cents,
-                    reason,
+                    dispute_id: d.dispute_id,
+                    status: d.status,
+                    amount_cents: d.amount_cents,
+                    reason: d.reason,
                 });
-                self.updated_at = Some(at);
             }
             Event::HoldDeadlineRead(e) => {
                 self.deadline_read = true;

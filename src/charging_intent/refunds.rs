@@ -6,8 +6,8 @@
 use std::collections::BTreeMap;
 
 use roampay_events::{
-    ChargingIntentEvent as Event, DisputeClosed, DisputeOpened, DisputeUpdated, RefundFailed,
-    RefundPending, RefundRequested, RefundSucceeded,
+    ChargingIntentEvent as Event, DisputeChanged, RefundFailed, RefundPending, RefundRequested,
+    RefundSucceeded,
 };
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -246,42 +246,20 @@ impl ChargingIntent {
         if d.payment_intent_id.as_deref() != Some(payment.payment_intent_id.as_str()) {
             return Err(Error::OwnershipMismatch);
         }
-        let (dispute_id, amount_cents, reason, status, at) = (
-            d.id.clone(),
-            d.amount,
-            d.reason.clone(),
-            d.status.clone(),
-            cmd.at,
-        );
+        let change = DisputeChanged {
+            charging_intent_id: id,
+            workspace_id: ws,
+            dispute_id: d.id.clone(),
+            amount_cents: d.amount,
+            reason: d.reason.clone(),
+            status: d.status.clone(),
+            at: cmd.at,
+        };
         Ok(vec![match &self.dispute {
             Some(now) if now.status == d.status || !now.is_open() => return Err(Error::NoChange),
-            Some(_) if d.is_closed() => Event::DisputeClosed(DisputeClosed {
-                charging_intent_id: id,
-                workspace_id: ws,
-                dispute_id,
-                amount_cents,
-                reason,
-                status,
-                at,
-            }),
-            Some(_) => Event::DisputeUpdated(DisputeUpdated {
-                charging_intent_id: id,
-                workspace_id: ws,
-                dispute_id,
-                amount_cents,
-                reason,
-                status,
-                at,
-            }),
-            None => Event::DisputeOpened(DisputeOpened {
-                charging_intent_id: id,
-                workspace_id: ws,
-                dispute_id,
-                amount_cents,
-                reason,
-                status,
-                at,
-            }),
+            Some(_) if d.is_closed() => Event::DisputeClosed(change),
+            Some(_) => Event::DisputeUpdated(change),
+            None => Event::DisputeOpened(change),
         }])
     }
 }

@@ -1184,7 +1184,7 @@ fn a_dispute_opens_moves_and_closes() {
             at: at(),
         })
     };
-    let opened = ChargingIntentEvent::DisputeOpened(DisputeOpened {
+    let opened = ChargingIntentEvent::DisputeOpened(DisputeChanged {
         charging_intent_id: "ci-1".into(),
         workspace_id: "ws-1".into(),
         dispute_id: "dp_1".into(),

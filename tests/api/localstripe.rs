@@ -123,6 +123,23 @@ async fn pay_with_card(ls: &Localstripe, pi: &str) -> Value {
     confirmed
 }
 
+/// Registers the workspace's webhook endpoint in localstripe (signed with `WH`).
+async fn register_webhook(ls: &Localstripe, server: &Server) {
+    let reg = reqwest::Client::new()
+        .post(format!("{}/_config/webhooks/roampay", ls.base))
+        .form(&[
+            ("url", server.url("/ocpi/stripe/webhook/ws-e2e").as_str()),
+            ("secret", WH),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        reg.status().is_success(),
+        "webhook registered in localstripe"
+    );
+}
+
 /// Server options pointing roampay at this localstripe.
 fn on_localstripe(ls: &Localstripe) -> ServerOptions {
     ServerOptions {
@@ -158,19 +175,7 @@ async fn a_paid_session_end_to_end_against_localstripe(b: Backend) {
         .env("ROAMPAY_SWEEP_INTERVAL_SECS", "1")
         .env("ROAMPAY_SWEEP_FIRST_LOOK_SECS", "0");
     let server = Server::start(&store, opts).await;
-    let reg = reqwest::Client::new()
-        .post(format!("{}/_config/webhooks/roampay", ls.base))
-        .form(&[
-            ("url", server.url("/ocpi/stripe/webhook/ws-e2e").as_str()),
-            ("secret", WH),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert!(
-        reg.status().is_success(),
-        "webhook registered in localstripe"
-    );
+    register_webhook(&ls, &server).await;
 
     let cfg = save_credentials(&server, "ws-e2e").await;
     assert_eq!(
@@ -519,16 +524,7 @@ async fn a_declined_card_is_retried_on_the_same_payment_intent_against_localstri
     let ls = start_localstripe().await;
     let store = Store::fresh(b).await;
     let server = Server::start(&store, on_localstripe(&ls)).await;
-    let reg = reqwest::Client::new()
-        .post(format!("{}/_config/webhooks/roampay", ls.base))
-        .form(&[
-            ("url", server.url("/ocpi/stripe/webhook/ws-e2e").as_str()),
-            ("secret", WH),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert!(reg.status().is_success());
+    register_webhook(&ls, &server).await;
     save_credentials(&server, "ws-e2e").await;
     put_location(&server, "ws-e2e", "LOC-DECLINE", 45).await;
     let (status, created) = create(&server, "LOC-DECLINE", "1", None).await;

@@ -236,31 +236,11 @@ fn apply_event(rows: &mut BTreeMap<String, Row>, id: &str, event: &E) {
             }
         }
         E::RefundRequested(_) | E::RefundPending(_) | E::RefundFailed(_) => {}
-        E::DisputeOpened(roampay_events::DisputeOpened {
-            amount_cents,
-            reason,
-            status,
-            at,
-            ..
-        })
-        | E::DisputeUpdated(roampay_events::DisputeUpdated {
-            amount_cents,
-            reason,
-            status,
-            at,
-            ..
-        })
-        | E::DisputeClosed(roampay_events::DisputeClosed {
-            amount_cents,
-            reason,
-            status,
-            at,
-            ..
-        }) => {
+        E::DisputeOpened(d) | E::DisputeUpdated(d) | E::DisputeClosed(d) => {
             if let Some(row) = rows.get_mut(id) {
-                let dispute = serde_json::json!({"status": status, "amount_cents": amount_cents, "reason": reason});
+                let dispute = serde_json::json!({"status": d.status, "amount_cents": d.amount_cents, "reason": d.reason});
                 row.dispute = Some(dispute.to_string());
-                row.updated_at = *at;
+                row.updated_at = d.at;
             }
         }
         E::HoldDeadlineRead(e) => {
