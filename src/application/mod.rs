@@ -176,19 +176,7 @@ impl StoreFault {
     /// A read-model query's failure: a lost or refused connection is the store not
     /// answering (503), anything else internal.
     pub fn of_sqlx(e: sqlx::Error) -> Self {
-        let down = match &e {
-            sqlx::Error::Io(_)
-            | sqlx::Error::Tls(_)
-            | sqlx::Error::PoolTimedOut
-            | sqlx::Error::Protocol(_)
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::WorkerCrashed => true,
-            // Class 08 (connection exception), 57P0x (shutdown, cannot connect now).
-            sqlx::Error::Database(d) => d
-                .code()
-                .is_some_and(|c| c.starts_with("08") || c.starts_with("57P")),
-            _ => false,
-        };
+        let down = crate::store::unreachable(&e);
         if down {
             tracing::error!(error = %e, "store unreachable");
             Self::Unavailable

@@ -94,6 +94,24 @@ fn create_private(file: &Path) -> std::io::Result<()> {
     }
 }
 
+/// The store did not answer: a lost or refused connection, the pool exhausted or
+/// closed, a connection cut mid-message, or PostgreSQL shutting down or restarting
+/// (SQLSTATE class 08, 57P0x). Answered 503 `store_unavailable`, never 500.
+pub fn unreachable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(d) => d
+            .code()
+            .is_some_and(|c| c.starts_with("08") || c.starts_with("57P")),
+        _ => false,
+    }
+}
+
 /// Applies the project's forward-only migrations for the backend.
 pub async fn migrate(db: &Db) -> Result<(), sqlx::migrate::MigrateError> {
     match db {

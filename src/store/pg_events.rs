@@ -163,7 +163,7 @@ async fn write_group(pool: &PgPool, group: Vec<Pending>) {
         // The whole statement failed: every commit in it gets the same error.
         Err(e) => {
             let message = e.to_string();
-            let connection = is_connection(&e);
+            let connection = super::unreachable(&e);
             for p in group {
                 let err = if connection {
                     PersistenceError::ConnectionError(message.clone().into())
@@ -176,23 +176,6 @@ async fn write_group(pool: &PgPool, group: Vec<Pending>) {
     }
 }
 
-/// The store did not answer: a lost or refused connection, the pool exhausted or
-/// closed, or PostgreSQL shutting down or restarting (SQLSTATE class 08, 57P0x).
-fn is_connection(e: &sqlx::Error) -> bool {
-    match e {
-        sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::PoolTimedOut
-        | sqlx::Error::Protocol(_)
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::WorkerCrashed => true,
-        sqlx::Error::Database(d) => d
-            .code()
-            .is_some_and(|c| c.starts_with("08") || c.starts_with("57P")),
-        _ => false,
-    }
-}
-
 /// The primary key (aggregate, sequence): someone else committed this sequence first.
 fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if d.code().as_deref() == Some("23505"))
@@ -202,7 +185,7 @@ fn persistence_error(e: sqlx::Error) -> PersistenceError {
     if is_unique_violation(&e) {
         return PersistenceError::OptimisticLockError;
     }
-    if is_connection(&e) {
+    if super::unreachable(&e) {
         PersistenceError::ConnectionError(Box::new(e))
     } else {
         PersistenceError::UnknownError(Box::new(e))
@@ -216,7 +199,7 @@ fn reclassify(e: PersistenceError) -> PersistenceError {
         PersistenceError::UnknownError(inner)
             if inner
                 .downcast_ref::<sqlx::Error>()
-                .is_some_and(is_connection) =>
+                .is_some_and(super::unreachable) =>
         {
             PersistenceError::ConnectionError(inner)
         }
