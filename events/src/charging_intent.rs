@@ -334,6 +334,9 @@ pub struct RefundPending {
     pub refund_id: String,
     pub amount_cents: i64,
     pub pending_at: DateTime<Utc>,
+    /// The Stripe event that told us, when a webhook did (a redelivery is recognised).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stripe_event_id: Option<String>,
 }
 
 /// Money went back to the driver: by our request, or (`source` `webhook` /
@@ -347,6 +350,9 @@ pub struct RefundSucceeded {
     pub amount_cents: i64,
     pub source: String,
     pub succeeded_at: DateTime<Utc>,
+    /// The Stripe event that told us, when a webhook did (a redelivery is recognised).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stripe_event_id: Option<String>,
 }
 
 /// Stripe refused the refund, or it failed or was canceled later: nothing went back.
@@ -360,6 +366,9 @@ pub struct RefundFailed {
     pub amount_cents: i64,
     pub failure_code: String,
     pub failed_at: DateTime<Utc>,
+    /// The Stripe event that told us, when a webhook did (a redelivery is recognised).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stripe_event_id: Option<String>,
 }
 
 /// A dispute of the charge by the driver's bank, as Stripe reports it: opened
@@ -374,6 +383,9 @@ pub struct DisputeChanged {
     pub reason: String,
     pub status: String,
     pub at: DateTime<Utc>,
+    /// The Stripe event that told us, when a webhook did (a redelivery is recognised).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stripe_event_id: Option<String>,
 }
 
 /// Stripe was asked when the hold lapses (the charge's `capture_before`): its answer,

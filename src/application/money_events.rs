@@ -7,7 +7,8 @@
 use roampay_events::StripeMode;
 use serde_json::Value;
 
-use super::payments::PaymentError;
+use super::payments::{Applied, PaymentError};
+use super::refunds::Told;
 use super::webhooks::{event_head, Refused, WebhookOutcome, WebhookRefusal};
 use super::Services;
 use crate::ids::WorkspaceId;
@@ -86,31 +87,54 @@ impl Services {
             Ok(None) => return Ok(WebhookOutcome::Ignored), // not one of ours
             Err(e) => return Err(refuse(WebhookRefusal::of_payment(e))),
         };
-        let changed = match m.about {
-            About::Refund(r) => self.record_refund(&intent_id, r, "webhook", meta).await,
-            About::Dispute(d) => self.record_dispute(&intent_id, d, meta).await,
-            About::ChargeRefunded => match self.stripe.list_refunds(&key, &pi_id).await {
-                Ok(refunds) => {
-                    let mut any = Ok(false);
-                    for r in refunds {
-                        any = match (
-                            any,
-                            self.record_refund(&intent_id, r, "webhook", meta).await,
-                        ) {
-                            (Ok(a), Ok(b)) => Ok(a || b),
-                            (Err(e), _) | (_, Err(e)) => Err(e),
-                        };
-                    }
-                    any
-                }
-                Err(_) => Err(PaymentError::StripeUnavailable),
-            },
+        let webhook = Told {
+            source: "webhook",
+            stripe_event_id: Some(m.event_id.clone()),
         };
-        match changed {
-            Ok(true) => Ok(WebhookOutcome::Applied),
-            Ok(false) => Ok(WebhookOutcome::Ignored),
+        let done = match m.about {
+            About::Refund(r) => self.record_refund(&intent_id, r, webhook, meta).await,
+            About::Dispute(d) => {
+                let event = webhook.stripe_event_id;
+                self.record_dispute(&intent_id, d, event, meta).await
+            }
+            About::ChargeRefunded => {
+                self.record_charge_refunds(&intent_id, &key, &pi_id, meta)
+                    .await
+            }
+        };
+        match done {
+            Ok(Applied::Applied) => Ok(WebhookOutcome::Applied),
+            Ok(Applied::Duplicate) => Ok(WebhookOutcome::Duplicate),
+            Ok(Applied::Unchanged) => Ok(WebhookOutcome::Ignored),
             Err(e) => Err(refuse(WebhookRefusal::of_payment(e))),
         }
+    }
+
+    /// `charge.refunded`: the charge's refunds, read from Stripe, each recorded (by its
+    /// own state: one event names several refunds, so its id cannot dedupe them).
+    async fn record_charge_refunds(
+        &self,
+        intent_id: &str,
+        key: &secrecy::SecretString,
+        pi_id: &str,
+        meta: &Metadata,
+    ) -> Result<Applied, PaymentError> {
+        let refunds = self
+            .stripe
+            .list_refunds(key, pi_id)
+            .await
+            .map_err(|_| PaymentError::StripeUnavailable)?;
+        let mut any = Applied::Unchanged;
+        for r in refunds {
+            let told = Told {
+                source: "webhook",
+                stripe_event_id: None,
+            };
+            if self.record_refund(intent_id, r, told, meta).await? == Applied::Applied {
+                any = Applied::Applied;
+            }
+        }
+        Ok(any)
     }
 
     /// The charging intent a PaymentIntent of this workspace belongs to, read from its

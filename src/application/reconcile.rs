@@ -441,12 +441,20 @@ impl Services {
                     .map_err(|e| e.to_string())
             }
             Fix::RecordRefund { intent_id, refund } => self
-                .record_refund(&intent_id, refund, "reconcile", meta)
+                .record_refund(
+                    &intent_id,
+                    refund,
+                    super::refunds::Told {
+                        source: "reconcile",
+                        stripe_event_id: None,
+                    },
+                    meta,
+                )
                 .await
                 .map(|_| ())
                 .map_err(|e| e.to_string()),
             Fix::RecordDispute { intent_id, dispute } => self
-                .record_dispute(&intent_id, dispute, meta)
+                .record_dispute(&intent_id, dispute, None, meta)
                 .await
                 .map(|_| ())
                 .map_err(|e| e.to_string()),

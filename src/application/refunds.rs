@@ -1,7 +1,7 @@
 //! Refunds (support, scope `refunds:write`) and what Stripe tells of refunds and
 //! disputes made elsewhere (the Dashboard): one path each into the intent.
 
-use super::payments::{store_error, PaymentError};
+use super::payments::{store_error, Applied, PaymentError};
 use super::{Services, StoreFault};
 use crate::charging_intent::{
     ChargingIntentCommand, ChargingIntentError, ExecuteRefund, RecordDispute, RecordRefund,
@@ -80,15 +80,16 @@ impl Services {
         &self,
         id: &str,
         refund: RefundView,
-        source: &'static str,
+        told: Told,
         meta: &Metadata,
-    ) -> Result<bool, PaymentError> {
+    ) -> Result<Applied, PaymentError> {
         let cmd = ChargingIntentCommand::RecordRefund(RecordRefund {
             refund,
-            source,
+            source: told.source,
+            stripe_event_id: told.stripe_event_id,
             at: self.clock.now(),
         });
-        changed(self.intents.execute(id, cmd, meta).await)
+        outcome(self.intents.execute(id, cmd, meta).await)
     }
 
     /// A dispute Stripe reports on the intent's PaymentIntent.
@@ -96,23 +97,34 @@ impl Services {
         &self,
         id: &str,
         dispute: DisputeView,
+        stripe_event_id: Option<String>,
         meta: &Metadata,
-    ) -> Result<bool, PaymentError> {
+    ) -> Result<Applied, PaymentError> {
         let cmd = ChargingIntentCommand::RecordDispute(RecordDispute {
             dispute,
+            stripe_event_id,
             at: self.clock.now(),
         });
-        changed(self.intents.execute(id, cmd, meta).await)
+        outcome(self.intents.execute(id, cmd, meta).await)
     }
 }
 
-/// Whether a record moved anything (`NoChange` is not a failure).
-fn changed<T>(
+/// Who told of a refund: `webhook` (with its event id) or `reconcile`.
+#[derive(Debug, Clone)]
+pub struct Told {
+    pub source: &'static str,
+    pub stripe_event_id: Option<String>,
+}
+
+/// What a record did: a change, a redelivery, or nothing new.
+fn outcome<T>(
     r: Result<T, cqrs_es::AggregateError<ChargingIntentError>>,
-) -> Result<bool, PaymentError> {
+) -> Result<Applied, PaymentError> {
+    use cqrs_es::AggregateError::UserError;
     match r {
-        Ok(_) => Ok(true),
-        Err(cqrs_es::AggregateError::UserError(ChargingIntentError::NoChange)) => Ok(false),
+        Ok(_) => Ok(Applied::Applied),
+        Err(UserError(ChargingIntentError::DuplicateStripeEvent)) => Ok(Applied::Duplicate),
+        Err(UserError(ChargingIntentError::NoChange)) => Ok(Applied::Unchanged),
         Err(e) => Err(e.into()),
     }
 }

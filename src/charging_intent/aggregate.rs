@@ -876,12 +876,14 @@ impl Aggregate for ChargingIntent {
                 self.updated_at = Some(e.requested_at);
             }
             Event::RefundPending(e) => {
+                self.applied_stripe_events.extend(e.stripe_event_id);
                 let refund = self.refund_entry(e.refund_key, e.amount_cents);
                 refund.refund_id = Some(e.refund_id);
                 refund.status = RefundStatus::Pending;
                 self.updated_at = Some(e.pending_at);
             }
             Event::RefundSucceeded(e) => {
+                self.applied_stripe_events.extend(e.stripe_event_id);
                 let refund = self.refund_entry(e.refund_key, e.amount_cents);
                 refund.refund_id = Some(e.refund_id);
                 refund.status = RefundStatus::Succeeded;
@@ -889,12 +891,14 @@ impl Aggregate for ChargingIntent {
                 self.updated_at = Some(e.succeeded_at);
             }
             Event::RefundFailed(e) => {
+                self.applied_stripe_events.extend(e.stripe_event_id);
                 let refund = self.refund_entry(e.refund_key, e.amount_cents);
                 refund.refund_id = e.refund_id.or(refund.refund_id.take());
                 refund.status = RefundStatus::Failed;
                 self.updated_at = Some(e.failed_at);
             }
             Event::DisputeOpened(d) | Event::DisputeUpdated(d) | Event::DisputeClosed(d) => {
+                self.applied_stripe_events.extend(d.stripe_event_id);
                 self.updated_at = Some(d.at);
                 self.dispute = Some(Dispute {
                     dispute_id: d.dispute_id,

@@ -139,6 +139,8 @@ pub struct ExecuteRefund {
 pub struct RecordRefund {
     pub refund: RefundView,
     pub source: &'static str,
+    /// The webhook's event id (a redelivery is recognised by it).
+    pub stripe_event_id: Option<String>,
     pub at: DateTime<Utc>,
 }
 
@@ -146,6 +148,8 @@ pub struct RecordRefund {
 #[derive(Debug, Clone)]
 pub struct RecordDispute {
     pub dispute: DisputeView,
+    /// The webhook's event id (a redelivery is recognised by it).
+    pub stripe_event_id: Option<String>,
     pub at: DateTime<Utc>,
 }
 

@@ -132,7 +132,14 @@ impl ChargingIntent {
             idempotency_key: stripe_key(&ws, &id, &cmd.refund_key),
         };
         match svc.stripe.create_refund(&cmd.secret_key, &req).await {
-            Ok(answer) => Ok(self.refund_answered(&cmd.refund_key, refund, &answer, "api", cmd.at)),
+            Ok(answer) => {
+                let told = Told {
+                    source: "api",
+                    stripe_event_id: None,
+                    at: cmd.at,
+                };
+                Ok(self.refund_answered(&cmd.refund_key, refund, &answer, &told))
+            }
             Err(e) if e.is_transient() => Err(Error::StripeUnavailable),
             Err(e) => {
                 let code = match &e {
@@ -149,6 +156,7 @@ impl ChargingIntent {
                     amount_cents: refund.amount_cents,
                     failure_code: code,
                     failed_at: cmd.at,
+                    stripe_event_id: None,
                 })])
             }
         }
@@ -160,9 +168,9 @@ impl ChargingIntent {
         key: &str,
         refund: &Refund,
         answer: &RefundView,
-        source: &str,
-        at: chrono::DateTime<chrono::Utc>,
+        told: &Told,
     ) -> Vec<Event> {
+        let (source, at, stripe_event_id) = (told.source, told.at, told.stripe_event_id.clone());
         let Ok((_, id, ws)) = self.ids() else {
             return vec![];
         };
@@ -180,6 +188,7 @@ impl ChargingIntent {
                 amount_cents: refund.amount_cents,
                 source: source.to_string(),
                 succeeded_at: at,
+                stripe_event_id,
             }),
             "failed" | "canceled" => Event::RefundFailed(RefundFailed {
                 charging_intent_id: id,
@@ -192,6 +201,7 @@ impl ChargingIntent {
                     .clone()
                     .unwrap_or_else(|| answer.status.clone()),
                 failed_at: at,
+                stripe_event_id,
             }),
             _ if refund.status == RefundStatus::Pending => return vec![],
             _ => Event::RefundPending(RefundPending {
@@ -201,6 +211,7 @@ impl ChargingIntent {
                 refund_id: answer.id.clone(),
                 amount_cents: refund.amount_cents,
                 pending_at: at,
+                stripe_event_id,
             }),
         };
         vec![event]
@@ -215,12 +226,18 @@ impl ChargingIntent {
         if r.payment_intent_id.as_deref() != Some(payment.payment_intent_id.as_str()) {
             return Err(Error::OwnershipMismatch);
         }
+        self.not_seen(&cmd.stripe_event_id)?;
+        let told = Told {
+            source: cmd.source,
+            stripe_event_id: cmd.stripe_event_id.clone(),
+            at: cmd.at,
+        };
         let known = self
             .refunds
             .iter()
             .find(|(_, x)| x.refund_id.as_deref() == Some(r.id.as_str()));
         let events = match known {
-            Some((key, refund)) => self.refund_answered(key, refund, r, cmd.source, cmd.at),
+            Some((key, refund)) => self.refund_answered(key, refund, r, &told),
             None if matches!(r.status.as_str(), "failed" | "canceled") => vec![],
             None => {
                 let refund = Refund {
@@ -229,7 +246,7 @@ impl ChargingIntent {
                     refund_id: None,
                     status: RefundStatus::Requested,
                 };
-                self.refund_answered(&format!("stripe:{}", r.id), &refund, r, cmd.source, cmd.at)
+                self.refund_answered(&format!("stripe:{}", r.id), &refund, r, &told)
             }
         };
         if events.is_empty() {
@@ -246,6 +263,7 @@ impl ChargingIntent {
         if d.payment_intent_id.as_deref() != Some(payment.payment_intent_id.as_str()) {
             return Err(Error::OwnershipMismatch);
         }
+        self.not_seen(&cmd.stripe_event_id)?;
         let change = DisputeChanged {
             charging_intent_id: id,
             workspace_id: ws,
@@ -254,6 +272,7 @@ impl ChargingIntent {
             reason: d.reason.clone(),
             status: d.status.clone(),
             at: cmd.at,
+            stripe_event_id: cmd.stripe_event_id,
         };
         Ok(vec![match &self.dispute {
             Some(now) if now.status == d.status || !now.is_open() => return Err(Error::NoChange),
@@ -261,6 +280,23 @@ impl ChargingIntent {
             Some(_) => Event::DisputeUpdated(change),
             None => Event::DisputeOpened(change),
         }])
+    }
+}
+
+/// Where Stripe's word on a refund came from.
+struct Told<'a> {
+    source: &'a str,
+    stripe_event_id: Option<String>,
+    at: chrono::DateTime<chrono::Utc>,
+}
+
+impl ChargingIntent {
+    /// A Stripe event already applied is a redelivery.
+    fn not_seen(&self, stripe_event_id: &Option<String>) -> Result<(), Error> {
+        match stripe_event_id {
+            Some(id) if self.applied_stripe_events.contains(id) => Err(Error::DuplicateStripeEvent),
+            _ => Ok(()),
+        }
     }
 }
 

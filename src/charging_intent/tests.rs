@@ -1013,6 +1013,7 @@ fn refund_succeeded(key: &str, id: &str, amount: i64, source: &str) -> ChargingI
         amount_cents: amount,
         source: source.into(),
         succeeded_at: at(),
+        stripe_event_id: None,
     })
 }
 
@@ -1134,6 +1135,7 @@ fn a_refund_made_in_the_dashboard_is_recorded_once() {
         ChargingIntentCommand::RecordRefund(RecordRefund {
             refund: stripe_refund("re_dash", 300, status),
             source: "webhook",
+            stripe_event_id: None,
             at: at(),
         })
     };
@@ -1164,6 +1166,7 @@ fn a_refund_made_in_the_dashboard_is_recorded_once() {
         .when(ChargingIntentCommand::RecordRefund(RecordRefund {
             refund: other,
             source: "webhook",
+            stripe_event_id: None,
             at: at(),
         }))
         .then_expect_error(ChargingIntentError::OwnershipMismatch);
@@ -1181,6 +1184,7 @@ fn a_dispute_opens_moves_and_closes() {
                 reason: "fraudulent".into(),
                 status: status.into(),
             },
+            stripe_event_id: None,
             at: at(),
         })
     };
@@ -1192,6 +1196,7 @@ fn a_dispute_opens_moves_and_closes() {
         reason: "fraudulent".into(),
         status: "needs_response".into(),
         at: at(),
+        stripe_event_id: None,
     });
     framework(&s)
         .given(completed_1234())

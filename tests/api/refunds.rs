@@ -213,6 +213,12 @@ async fn refunds_and_disputes_made_in_stripe_are_learnt_from_webhooks(b: Backend
         (200, Some("applied")),
         "{out}"
     );
+    let (s, again) = deliver(&server, url, &body, Some(&sig)).await;
+    assert_eq!(
+        (s, again["outcome"].as_str()),
+        (200, Some("duplicate")),
+        "{again}"
+    );
     let charge =
         json!({"id": "ch_fake1", "object": "charge", "payment_intent": pi, "amount_refunded": 700});
     let (body, sig) = send("evt_charge_refunded", "charge.refunded", charge);
@@ -245,6 +251,12 @@ async fn refunds_and_disputes_made_in_stripe_are_learnt_from_webhooks(b: Backend
             (s, out["outcome"].as_str()),
             (200, Some("applied")),
             "{kind}: {out}"
+        );
+        let (s, again) = deliver(&server, url, &body, Some(&sig)).await;
+        assert_eq!(
+            (s, again["outcome"].as_str()),
+            (200, Some("duplicate")),
+            "{kind} again"
         );
         let got = intent(&server, &id).await;
         assert_eq!(
