@@ -18,7 +18,7 @@ use secrecy::SecretString;
 use serde_json::Value;
 use stripe_client_core::{RequestBuilder, StripeMethod};
 
-pub use transport::{CallError, StripeTransport};
+pub use transport::{client_secret_for_browser, CallError, StripeTransport};
 
 /// The outcome of the credential round trip.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -170,19 +170,6 @@ impl PaymentIntentView {
         })
     }
 
-    /// The PaymentIntent's client secret is `given` (compared in constant time): a
-    /// guest's proof that the intent is theirs.
-    pub fn client_secret_is(&self, given: &SecretString) -> bool {
-        use secrecy::ExposeSecret;
-        use subtle::ConstantTimeEq;
-        self.client_secret.as_ref().is_some_and(|s| {
-            s.expose_secret()
-                .as_bytes()
-                .ct_eq(given.expose_secret().as_bytes())
-                .into()
-        })
-    }
-
     /// What the hold is worth: Stripe's capturable amount once it reports one.
     pub fn held_amount(&self) -> i64 {
         if self.amount_capturable > 0 {
@@ -268,13 +255,6 @@ pub struct CreateRefund {
     pub metadata: Vec<(&'static str, String)>,
     /// Deterministic: (workspace, charging intent, the client's key).
     pub idempotency_key: String,
-}
-
-/// The PaymentIntent's client secret as text: the one place it leaves its wrapper,
-/// because the contract hands it to the driver's browser (Stripe.js needs it).
-pub fn client_secret_for_browser(secret: &SecretString) -> String {
-    use secrecy::ExposeSecret;
-    secret.expose_secret().to_string()
 }
 
 /// A manual-capture PaymentIntent to create in the workspace's account.

@@ -12,6 +12,28 @@ use tracing::Instrument;
 /// The Stripe API version we speak.
 pub const STRIPE_VERSION: &str = "2024-06-20";
 
+/// The PaymentIntent's client secret as text: the one place it leaves its wrapper,
+/// because the contract hands it to the driver's browser (Stripe.js needs it). Kept
+/// beside the key handling of the Stripe client, the only other place a Stripe secret
+/// is read.
+pub fn client_secret_for_browser(secret: &SecretString) -> String {
+    secret.expose_secret().to_string()
+}
+
+impl super::PaymentIntentView {
+    /// The PaymentIntent's client secret is `given` (compared in constant time): a
+    /// guest's proof that the intent is theirs.
+    pub fn client_secret_is(&self, given: &SecretString) -> bool {
+        use subtle::ConstantTimeEq;
+        self.client_secret.as_ref().is_some_and(|s| {
+            s.expose_secret()
+                .as_bytes()
+                .ct_eq(given.expose_secret().as_bytes())
+                .into()
+        })
+    }
+}
+
 /// How a call to Stripe failed, stripped of anything Stripe echoed back.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CallError {
