@@ -1,7 +1,8 @@
 //! The application layer: one use case per function, each owning its side effects
-//! (Stripe through the aggregates, the connector release when an intent ends, the
-//! projector nudge). HTTP handlers, background jobs and the command line all call
-//! these; none of them talks to an aggregate directly.
+//! (Stripe through the aggregates, the connector release when an intent ends; the
+//! projector is nudged by every commit, through the store's `on_commit` hook). HTTP
+//! handlers, background jobs and the command line all call these; none of them talks
+//! to an aggregate directly.
 
 pub mod credentials;
 pub mod locations;

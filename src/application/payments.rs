@@ -503,14 +503,12 @@ impl Services {
         source: &'static str,
         meta: &Metadata,
     ) -> Result<ChargingIntent, PaymentError> {
-        let Some(r) = intent.request.clone() else {
+        let Some(r) = intent.request.clone().filter(|_| !intent.status.is_final()) else {
             return Ok(intent);
         };
-        if intent.payment.is_none() || intent.status.is_final() {
-            return Ok(intent);
-        }
-        let profile = self.profile_recent(&r.workspace_id).await?;
-        let pi = self.read_payment_intent(&intent, &profile).await?;
+        let Some(pi) = self.current_payment_intent(&intent).await? else {
+            return Ok(intent); // a free intent: nothing in Stripe
+        };
         let report = StripeReport {
             charging_intent_id: r.charging_intent_id.clone(),
             workspace_id: r.workspace_id,
