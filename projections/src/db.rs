@@ -30,9 +30,16 @@ impl Db {
         })
     }
 
-    /// True when a trivial query answers.
+    /// True when a trivial query answers. On SQLite the query reads the file (a
+    /// `SELECT 1` would answer without it, locked or gone).
     pub async fn ping(&self) -> bool {
-        crate::on_db!(self, pool => sqlx::query("SELECT 1").execute(pool).await.is_ok())
+        match self {
+            Db::Postgres(p) => sqlx::query("SELECT 1").execute(p).await.is_ok(),
+            Db::Sqlite(p) => sqlx::query("SELECT count(*) FROM sqlite_master")
+                .execute(p)
+                .await
+                .is_ok(),
+        }
     }
 }
 

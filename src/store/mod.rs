@@ -1,5 +1,6 @@
 //! The event store on either backend: pools, migrations, and command execution.
 
+mod lite_events;
 mod pg_events;
 
 use std::collections::HashMap;
@@ -10,10 +11,9 @@ use tracing::Instrument;
 
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::persist::EventStoreAggregateContext;
-use cqrs_es::persist::PersistedEventStore;
+use cqrs_es::persist::{PersistedEventStore, PersistenceError};
 use cqrs_es::{Aggregate, AggregateError, EventStore};
 use roampay_projections::Db;
-use sqlite_es::SqliteEventRepository;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
@@ -23,11 +23,11 @@ pub async fn connect(database_url: Option<&str>, data_dir: &Path) -> Result<Db, 
     connect_with(database_url, data_dir, DEFAULT_ACQUIRE_TIMEOUT).await
 }
 
-/// How long a request waits for a PostgreSQL connection before the store counts as
+/// How long a request waits for a connection from the pool before the store counts as
 /// not answering (503 `store_unavailable`).
 pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// [`connect`], waiting at most `acquire_timeout` for a PostgreSQL connection.
+/// [`connect`], waiting at most `acquire_timeout` for a pooled connection.
 pub async fn connect_with(
     database_url: Option<&str>,
     data_dir: &Path,
@@ -67,6 +67,7 @@ pub async fn connect_with(
             create_private(options.get_filename()).map_err(sqlx::Error::Io)?;
             let pool = SqlitePoolOptions::new()
                 .max_connections(8)
+                .acquire_timeout(acquire_timeout)
                 .connect_with(options)
                 .await?;
             Ok(Db::Sqlite(pool))
@@ -95,10 +96,27 @@ fn create_private(file: &Path) -> std::io::Result<()> {
 }
 
 /// The store did not answer: a lost or refused connection, the pool exhausted or
-/// closed, a connection cut mid-message, or PostgreSQL shutting down or restarting
-/// (SQLSTATE class 08, 57P0x). Answered 503 `store_unavailable`, never 500.
+/// closed, a connection cut mid-message, PostgreSQL shutting down or restarting
+/// (SQLSTATE class 08, 57P0x), or the SQLite file locked by another process past the
+/// busy timeout, unreadable, gone or full. Answered 503 `store_unavailable`, never 500.
 pub fn unreachable(e: &sqlx::Error) -> bool {
     match e {
+        sqlx::Error::Database(d) if d.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() => {
+            d.code()
+                .and_then(|c| c.parse::<i32>().ok())
+                .is_some_and(|c| {
+                    // The primary result code is the extended code's low byte.
+                    matches!(
+                        c & 0xff,
+                        SQLITE_BUSY
+                            | SQLITE_READONLY
+                            | SQLITE_IOERR
+                            | SQLITE_FULL
+                            | SQLITE_CANTOPEN
+                            | SQLITE_PROTOCOL
+                    )
+                })
+        }
         sqlx::Error::Io(_)
         | sqlx::Error::Tls(_)
         | sqlx::Error::PoolTimedOut
@@ -109,6 +127,28 @@ pub fn unreachable(e: &sqlx::Error) -> bool {
             .code()
             .is_some_and(|c| c.starts_with("08") || c.starts_with("57P")),
         _ => false,
+    }
+}
+
+// SQLite's primary result codes (sqlite3.h) that mean "the file does not answer".
+const SQLITE_BUSY: i32 = 5;
+const SQLITE_READONLY: i32 = 8;
+const SQLITE_IOERR: i32 = 10;
+const SQLITE_FULL: i32 = 13;
+const SQLITE_CANTOPEN: i32 = 14;
+const SQLITE_PROTOCOL: i32 = 15;
+
+/// The event repositories' errors as ours: the crates count only I/O and TLS failures
+/// as connection errors; a pool that timed out, a server shutting down or a locked
+/// SQLite file is the store not answering too.
+fn reclassify(e: PersistenceError) -> PersistenceError {
+    match e {
+        PersistenceError::UnknownError(inner)
+            if inner.downcast_ref::<sqlx::Error>().is_some_and(unreachable) =>
+        {
+            PersistenceError::ConnectionError(inner)
+        }
+        other => other,
     }
 }
 
@@ -146,7 +186,7 @@ impl Metadata {
 }
 
 type PgStore<A> = PersistedEventStore<pg_events::PgEventRepository, A>;
-type LiteStore<A> = PersistedEventStore<SqliteEventRepository, A>;
+type LiteStore<A> = PersistedEventStore<lite_events::LiteEventRepository, A>;
 
 enum Backend<A: Aggregate> {
     Postgres(PgStore<A>),
@@ -214,7 +254,7 @@ where
                 pg_events::PgEventRepository::new(p.clone()),
             )),
             Db::Sqlite(p) => Backend::Sqlite(PersistedEventStore::new_event_store(
-                SqliteEventRepository::new(p.clone()),
+                lite_events::LiteEventRepository::new(p.clone()),
             )),
         };
         Self {
@@ -281,7 +321,7 @@ where
                 },
                 None => match self.load_context(id).await {
                     Ok(c) => c,
-                    Err(e) if is_connection(&e) && attempt < CONFLICT_RETRIES => {
+                    Err(e) if self.retries_lost_connection(&e) && attempt < CONFLICT_RETRIES => {
                         attempt += 1;
                         continue;
                     }
@@ -319,7 +359,8 @@ where
                 // fresh load. A connection that failed mid-commit may or may not have
                 // committed: the fresh load tells, and the aggregate refuses a repeat.
                 Err(e)
-                    if (matches!(e, AggregateError::AggregateConflict) || is_connection(&e))
+                    if (matches!(e, AggregateError::AggregateConflict)
+                        || self.retries_lost_connection(&e))
                         && attempt < CONFLICT_RETRIES =>
                 {
                     attempt += 1;
@@ -386,6 +427,15 @@ where
 
     fn forget(&self, id: &str) {
         self.known.lock().expect("known states").remove(id);
+    }
+}
+
+impl<A: Aggregate> Aggregates<A> {
+    /// A PostgreSQL connection that died while idle fails one statement: worth another
+    /// at once. An SQLite file that does not answer has already waited its busy
+    /// timeout; asking again would only multiply the client's wait.
+    fn retries_lost_connection(&self, e: &AggregateError<A::Error>) -> bool {
+        matches!(self.store, Backend::Postgres(_)) && is_connection(e)
     }
 }
 

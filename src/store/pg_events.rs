@@ -192,21 +192,6 @@ fn persistence_error(e: sqlx::Error) -> PersistenceError {
     }
 }
 
-/// postgres-es counts only I/O and TLS failures as connection errors; a pool that timed
-/// out or a server shutting down is the store not answering too.
-fn reclassify(e: PersistenceError) -> PersistenceError {
-    match e {
-        PersistenceError::UnknownError(inner)
-            if inner
-                .downcast_ref::<sqlx::Error>()
-                .is_some_and(super::unreachable) =>
-        {
-            PersistenceError::ConnectionError(inner)
-        }
-        other => other,
-    }
-}
-
 impl PersistedEventRepository for PgEventRepository {
     async fn get_events<A: Aggregate>(
         &self,
@@ -215,7 +200,7 @@ impl PersistedEventRepository for PgEventRepository {
         self.inner
             .get_events::<A>(aggregate_id)
             .await
-            .map_err(reclassify)
+            .map_err(super::reclassify)
     }
 
     async fn get_last_events<A: Aggregate>(
@@ -226,7 +211,7 @@ impl PersistedEventRepository for PgEventRepository {
         self.inner
             .get_last_events::<A>(aggregate_id, last_sequence)
             .await
-            .map_err(reclassify)
+            .map_err(super::reclassify)
     }
 
     async fn get_snapshot<A: Aggregate>(
