@@ -90,6 +90,10 @@ pub struct ServeArgs {
     /// How often `pending` credential sets are re-validated.
     #[arg(long, env = "ROAMPAY_REVALIDATE_INTERVAL_SECS", default_value_t = 60)]
     pub revalidate_interval_secs: u64,
+    /// How often a `valid` credential set is proven again with Stripe (a key rolled or
+    /// deleted in the Dashboard shows without any request).
+    #[arg(long, env = "ROAMPAY_REVALIDATE_VALID_SECS", default_value_t = 21_600)]
+    pub revalidate_valid_secs: u64,
     /// Webhook timestamp tolerance, both directions; must be positive.
     #[arg(long, env = "ROAMPAY_WEBHOOK_TOLERANCE_SECS", default_value_t = 300)]
     pub webhook_tolerance_secs: i64,

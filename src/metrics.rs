@@ -26,6 +26,7 @@ pub struct Metrics {
     task_panics: IntCounterVec,
     job_rounds: IntCounterVec,
     uncollected: IntCounterVec,
+    revocations: IntCounterVec,
 }
 
 fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -96,13 +97,18 @@ impl Metrics {
                 "What completed sessions cost beyond what the hold let roampay capture, in minor units, by currency.",
                 &["currency"],
             ),
+            revocations: counter(
+                "credential_revocations_total",
+                "Active Stripe credential sets made invalid because Stripe refused them (code key_revoked or permission_denied).",
+                &["code"],
+            ),
             job_rounds: counter(
                 "background_job_rounds_total",
                 "Rounds completed by each background job (a round that did its work, or found none).",
                 &["job"],
             ),
         };
-        for c in [&m.task_panics, &m.job_rounds, &m.uncollected] {
+        for c in [&m.task_panics, &m.job_rounds, &m.uncollected, &m.revocations] {
             m.registry.register(Box::new(c.clone())).expect("unique");
         }
         m.registry
@@ -154,6 +160,11 @@ pub fn uncollected(currency: &str, cents: i64) {
             .with_label_values(&[currency])
             .inc_by(cents as u64);
     }
+}
+
+/// A workspace's active credential set was made invalid by Stripe's refusal.
+pub fn credential_revoked(code: &str) {
+    METRICS.revocations.with_label_values(&[code]).inc();
 }
 
 /// A background job finished one round.

@@ -89,7 +89,7 @@ pub async fn services(
         settings(core.holds),
     );
     services.projector.ensure_indexes().await?;
-    Ok(Arc::new(services))
+    Ok(services)
 }
 
 fn hold_settings(h: &HoldArgs) -> (chrono::Duration, chrono::Duration) {
@@ -190,6 +190,7 @@ fn job_settings(args: &ServeArgs) -> JobSettings {
             settle_retry: chrono::Duration::seconds(args.settle_retry_secs.max(0)),
         },
         revalidate_interval: Duration::from_secs(args.revalidate_interval_secs.max(1)),
+        revalidate_valid: chrono::Duration::seconds(args.revalidate_valid_secs.max(1) as i64),
         projection_poll: (!args.no_projectors)
             .then(|| Duration::from_millis(args.projection_poll_ms)),
     }

@@ -4,12 +4,11 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use roampay_events::StripeMode;
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 
 use crate::stripe::{
-    CallError, CreatePaymentIntent, CreateRefund, CredentialCheck, PaymentIntentPage,
+    CallError, CreatePaymentIntent, CreateRefund, CredentialCheck, CredentialProbe, PaymentIntentPage,
     PaymentIntentStatus, PaymentIntentView, RefundView, StripeGateway,
 };
 use crate::vault::{SecretField, SecretVault, VaultError};
@@ -115,12 +114,13 @@ pub fn pi(id: &str, status: &str) -> PaymentIntentView {
         metadata_charging_intent_id: Some("ci-1".into()),
         last_payment_error: None,
         capture_before: None,
+        credential_check: false,
     }
 }
 
 #[async_trait::async_trait]
 impl StripeGateway for FakeStripe {
-    async fn check_credentials(&self, _key: &SecretString, _mode: StripeMode) -> CredentialCheck {
+    async fn check_credentials(&self, _probe: &CredentialProbe<'_>) -> CredentialCheck {
         self.check.clone()
     }
     async fn create_payment_intent(

@@ -15,6 +15,12 @@ pub enum WorkspaceStripeProfileEvent {
     WorkspaceStripeCredentialsValidated(WorkspaceStripeCredentialsValidated),
     WorkspaceStripeCredentialsValidationFailed(WorkspaceStripeCredentialsValidationFailed),
     WorkspaceStripeCredentialsRemoved(WorkspaceStripeCredentialsRemoved),
+    WorkspaceStripeCandidateSaved(WorkspaceStripeCandidateSaved),
+    WorkspaceStripeCandidatePromoted(WorkspaceStripeCandidatePromoted),
+    WorkspaceStripeCandidateRejected(WorkspaceStripeCandidateRejected),
+    WorkspaceStripeCredentialsRevoked(WorkspaceStripeCredentialsRevoked),
+    WorkspaceWebhookVerified(WorkspaceWebhookVerified),
+    WorkspaceWebhookFailing(WorkspaceWebhookFailing),
 }
 
 impl WorkspaceStripeProfileEvent {
@@ -28,6 +34,12 @@ impl WorkspaceStripeProfileEvent {
                 "WorkspaceStripeCredentialsValidationFailed"
             }
             Self::WorkspaceStripeCredentialsRemoved(_) => "WorkspaceStripeCredentialsRemoved",
+            Self::WorkspaceStripeCandidateSaved(_) => "WorkspaceStripeCandidateSaved",
+            Self::WorkspaceStripeCandidatePromoted(_) => "WorkspaceStripeCandidatePromoted",
+            Self::WorkspaceStripeCandidateRejected(_) => "WorkspaceStripeCandidateRejected",
+            Self::WorkspaceStripeCredentialsRevoked(_) => "WorkspaceStripeCredentialsRevoked",
+            Self::WorkspaceWebhookVerified(_) => "WorkspaceWebhookVerified",
+            Self::WorkspaceWebhookFailing(_) => "WorkspaceWebhookFailing",
         }
     }
 
@@ -38,6 +50,12 @@ impl WorkspaceStripeProfileEvent {
             Self::WorkspaceStripeCredentialsValidated(e) => &e.workspace_id,
             Self::WorkspaceStripeCredentialsValidationFailed(e) => &e.workspace_id,
             Self::WorkspaceStripeCredentialsRemoved(e) => &e.workspace_id,
+            Self::WorkspaceStripeCandidateSaved(e) => &e.workspace_id,
+            Self::WorkspaceStripeCandidatePromoted(e) => &e.workspace_id,
+            Self::WorkspaceStripeCandidateRejected(e) => &e.workspace_id,
+            Self::WorkspaceStripeCredentialsRevoked(e) => &e.workspace_id,
+            Self::WorkspaceWebhookVerified(e) => &e.workspace_id,
+            Self::WorkspaceWebhookFailing(e) => &e.workspace_id,
         }
     }
 }
@@ -142,6 +160,82 @@ pub struct WorkspaceStripeCredentialsRemoved {
     pub credential_version: u32,
     pub removed_by: String,
     pub removed_at: DateTime<Utc>,
+}
+
+/// A changed secret or publishable key saved while a valid set serves payments: it is
+/// proven with Stripe before it replaces the active set, which keeps serving meanwhile.
+/// The event names the whole candidate set (a key left unchanged is the active one).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkspaceStripeCandidateSaved {
+    pub workspace_id: String,
+    /// The candidate's version, handed out now.
+    pub credential_version: u32,
+    pub mode: StripeMode,
+    pub publishable_key: String,
+    pub secret_key: SecretRef,
+    pub secret_key_kind: SecretKeyKind,
+    /// The version under which the secret key sits in the vault (the candidate's own
+    /// when it brings a new key, the active set's otherwise).
+    pub secret_key_version: u32,
+    pub updated_by: String,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// The candidate passed the Stripe round trip and is now the active set, at
+/// `credential_version`: new payments use it; intents made earlier keep their key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkspaceStripeCandidatePromoted {
+    pub workspace_id: String,
+    pub candidate_version: u32,
+    pub credential_version: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_id: Option<String>,
+    pub promoted_at: DateTime<Utc>,
+}
+
+/// Stripe refused the candidate: it stays visible with its failure and changes nothing
+/// for payments.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkspaceStripeCandidateRejected {
+    pub workspace_id: String,
+    pub candidate_version: u32,
+    pub failure_code: String,
+    pub failure_message: String,
+    pub rejected_at: DateTime<Utc>,
+}
+
+/// Stripe refused the active set on a payment call or a periodic check (a key rolled or
+/// deleted, a permission taken away): the set is `invalid` from now on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkspaceStripeCredentialsRevoked {
+    pub workspace_id: String,
+    pub credential_version: u32,
+    /// `key_revoked` (HTTP 401) or `permission_denied` (HTTP 403).
+    pub failure_code: String,
+    pub failure_message: String,
+    /// The Stripe call that was refused, e.g. `POST /v1/payment_intents`.
+    pub stripe_operation: String,
+    pub revoked_at: DateTime<Utc>,
+}
+
+/// A delivery signed with the workspace's webhook secret arrived and was accepted.
+/// Recorded on the first one, on the first after refusals, and at most hourly besides.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkspaceWebhookVerified {
+    pub workspace_id: String,
+    pub stripe_event_id: String,
+    pub event_type: String,
+    pub verified_at: DateTime<Utc>,
+}
+
+/// Deliveries started being refused for their signature or ownership (recorded once,
+/// until a verified delivery arrives).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkspaceWebhookFailing {
+    pub workspace_id: String,
+    /// The refusal's code, e.g. `signature_mismatch`.
+    pub code: String,
+    pub failing_since: DateTime<Utc>,
 }
 
 /// Credential health as Manage Web and the payment path see it.

@@ -76,7 +76,25 @@ impl ConfigChange {
     }
 }
 
+/// The workspace's configuration as its admin sees it: the profile, and how many
+/// webhook deliveries were refused in the last 24 h.
+pub struct WorkspaceConfig {
+    pub profile: WorkspaceStripeProfile,
+    pub webhook_rejected_24h: i64,
+}
+
 impl Services {
+    /// The profile now (read-your-writes) and the webhook refusals of the last day.
+    pub async fn workspace_config(&self, ws: &str) -> Result<WorkspaceConfig, CredentialError> {
+        let profile = self.workspace_profile(ws).await?;
+        let day_ago = self.clock.now() - chrono::Duration::hours(24);
+        let rejected = roampay_projections::audit_log::rejected_since(&self.db, ws, day_ago).await;
+        Ok(WorkspaceConfig {
+            profile,
+            webhook_rejected_24h: rejected.map_err(StoreFault::of_sqlx)?,
+        })
+    }
+
     /// The workspace's profile as it is now (read-your-writes).
     pub async fn workspace_profile(
         &self,
@@ -92,7 +110,7 @@ impl Services {
         ws: &str,
         change: ConfigChange,
         meta: &Metadata,
-    ) -> Result<WorkspaceStripeProfile, CredentialError> {
+    ) -> Result<WorkspaceConfig, CredentialError> {
         let now = self.clock.now();
         let has_settings = change.has_settings();
         let validate = matches!(change.stripe, Some(Some(_)));
@@ -128,10 +146,11 @@ impl Services {
                 .await?;
         }
         if validate {
-            self.validate_credentials(ws, ValidationScope::UnlessValid, meta)
-                .await?;
+            return self
+                .validate_credentials(ws, ValidationScope::UnlessValid, meta)
+                .await;
         }
-        self.workspace_profile(ws).await
+        self.workspace_config(ws).await
     }
 
     /// `ValidateWorkspaceStripeCredentials`, waiting at most `validation_wait`; past
@@ -141,7 +160,7 @@ impl Services {
         ws: &str,
         scope: ValidationScope,
         meta: &Metadata,
-    ) -> Result<WorkspaceStripeProfile, CredentialError> {
+    ) -> Result<WorkspaceConfig, CredentialError> {
         let services = self.clone();
         let (id, meta) = (ws.to_string(), meta.clone());
         let task = tokio::spawn(async move { services.run_validation(&id, scope, &meta).await });
@@ -150,7 +169,7 @@ impl Services {
             Ok(Err(join)) => return Err(StoreFault::Internal(join.to_string()).into()),
             Err(_) => {} // still running: the answer shows `pending`
         }
-        self.workspace_profile(ws).await
+        self.workspace_config(ws).await
     }
 
     async fn run_validation(
@@ -164,8 +183,27 @@ impl Services {
             scope,
             at: self.clock.now(),
         });
-        let result = self.profiles.execute(ws, cmd, meta).await;
-        result.map(|_| ()).map_err(Into::into)
+        let before = self.profiles.load_recent(ws).await.ok();
+        let after = self.profiles.execute(ws, cmd, meta).await?;
+        super::revocation::count_revocation(ws, before.as_ref(), &after);
+        Ok(())
+    }
+
+    /// Proves again the valid sets last proven more than `every` ago (a key rolled or
+    /// deleted in the Dashboard shows without any request). Stripe not answering
+    /// leaves a valid set valid.
+    pub async fn revalidate_valid(&self, every: chrono::Duration) -> Result<usize, CredentialError> {
+        let meta = super::system("system:revalidator");
+        let cutoff = self.clock.now() - every;
+        let due = roampay_projections::credential_health::due_for_recheck(&self.db, cutoff, 100)
+            .await
+            .map_err(StoreFault::of_sqlx)?;
+        for ws in &due {
+            if let Err(e) = self.run_validation(ws, ValidationScope::Recheck, &meta).await {
+                tracing::warn!(workspace_id = %ws, error = %e, "periodic validation failed");
+            }
+        }
+        Ok(due.len())
     }
 
     /// Checks again the credential sets left `pending` (Stripe was unreachable).

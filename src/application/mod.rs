@@ -10,6 +10,7 @@ mod money_events;
 pub mod payments;
 pub mod reconcile;
 pub mod refunds;
+mod revocation;
 pub mod sessions;
 pub mod webhooks;
 
@@ -69,13 +70,31 @@ pub struct Services {
     pub projector: Arc<Projector>,
     pub clock: Arc<dyn Clock>,
     pub settings: Settings,
+    /// Which workspace each key read from the vault belongs to (for refused keys).
+    key_owners: Arc<revocation::KeyOwners>,
 }
 
 impl Services {
+    /// The services; every payment call to Stripe is watched for a refused key.
     pub fn new(
         db: Db,
         vault: Arc<dyn SecretVault>,
         stripe: Arc<dyn StripeGateway>,
+        clock: Arc<dyn Clock>,
+        settings: Settings,
+    ) -> Arc<Self> {
+        Arc::new_cyclic(|me| {
+            let owners = Arc::new(revocation::KeyOwners::default());
+            let watched = revocation::Watched::new(stripe, owners.clone(), me.clone());
+            Self::with_gateway(db, vault, Arc::new(watched), owners, clock, settings)
+        })
+    }
+
+    fn with_gateway(
+        db: Db,
+        vault: Arc<dyn SecretVault>,
+        stripe: Arc<dyn StripeGateway>,
+        key_owners: Arc<revocation::KeyOwners>,
         clock: Arc<dyn Clock>,
         settings: Settings,
     ) -> Self {
@@ -106,6 +125,7 @@ impl Services {
             stripe,
             clock,
             settings,
+            key_owners,
         }
     }
 
@@ -120,7 +140,8 @@ impl Services {
         let k = profile
             .secret_key_for(version)
             .ok_or_else(|| format!("no secret key for credential version {version}"))?;
-        self.vault
+        let key = self
+            .vault
             .get(
                 workspace_id,
                 SecretField::SecretKey,
@@ -128,7 +149,9 @@ impl Services {
                 &k.secret.fingerprint,
             )
             .await
-            .map_err(|e| e.to_string())
+            .map_err(|e| e.to_string())?;
+        self.key_owners.remember(&key, workspace_id, version);
+        Ok(key)
     }
 
     /// What follows any change of an intent, in one place: an intent that has just

@@ -147,7 +147,7 @@ impl Services {
         pi_id: &str,
     ) -> Result<Option<(String, secrecy::SecretString)>, PaymentError> {
         let key = self
-            .secret_key_for(profile, ws.as_str(), profile.credential_version)
+            .secret_key_for(profile, ws.as_str(), profile.active_version())
             .await
             .map_err(|e| PaymentError::Store(super::StoreFault::Internal(e)))?;
         let pi = match self.stripe.retrieve_payment_intent(&key, pi_id).await {

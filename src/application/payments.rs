@@ -8,7 +8,7 @@ use secrecy::SecretString;
 use sha2::{Digest, Sha256};
 
 use super::{Services, StoreFault};
-use crate::charging_intent::aggregate::STRIPE_UNAVAILABLE;
+use crate::charging_intent::aggregate::{KEY_REVOKED, PERMISSION_DENIED, STRIPE_UNAVAILABLE};
 use crate::charging_intent::{
     ChargingIntent, ChargingIntentCommand, ChargingIntentError, IntentStatus, PaidPreAuth,
     ProcessStripeAuthorizationWebhook, ReleaseStrayHold, RequestRoamingPreAuth,
@@ -203,6 +203,9 @@ fn creation_failure(i: &ChargingIntent) -> Option<PaymentError> {
     let code = i.failure_code.clone().unwrap_or_default();
     Some(if code == STRIPE_UNAVAILABLE {
         PaymentError::StripeUnavailable
+    } else if code == KEY_REVOKED || code == PERMISSION_DENIED {
+        // Stripe refused the workspace's key: its credentials are invalid now.
+        PaymentError::PaymentNotReady(HealthStatus::Invalid.as_str())
     } else {
         let card = code.starts_with("card_") || code == "authentication_required";
         PaymentError::StripeRefused { code, card }
@@ -385,10 +388,10 @@ impl Services {
         };
         Ok(Some(PaidPreAuth {
             amount_cents: profile.settings.pre_auth_cents.cents(),
-            credential_version: profile.credential_version,
+            credential_version: creds.version,
             mode: creds.mode,
             secret_key: self
-                .secret_key_for(profile, ws, profile.credential_version)
+                .secret_key_for(profile, ws, creds.version)
                 .await
                 .map_err(internal)?,
             email: req.email.clone(),

@@ -145,7 +145,7 @@ impl Services {
     ) -> Result<Report, ReconcileError> {
         let profile = self.profiles.load(ws).await.map_err(store)?;
         let key = self
-            .secret_key_for(&profile, ws, profile.credential_version)
+            .secret_key_for(&profile, ws, profile.active_version())
             .await
             .map_err(|_| ReconcileError::NoCredentials(ws.to_string()))?;
         let listed = self.list_stripe(&key, since, progress).await?;
@@ -165,7 +165,8 @@ impl Services {
                 None
             }
         });
-        for pi in checked {
+        // A credential check's PaymentIntent is no payment.
+        for pi in checked.filter(|pi| !pi.credential_check) {
             seen.insert(pi.id.clone());
             if pi.metadata_workspace_id.as_deref() == Some(ws) {
                 report.roampay_payment_intents += 1;

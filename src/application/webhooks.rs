@@ -15,7 +15,10 @@ use crate::stripe::webhook::{verify, SignatureError};
 use crate::stripe::PaymentIntentView;
 use crate::vault::SecretField;
 use crate::webhook_rejections::{stream_id, stream_id_of};
-use crate::workspace_stripe_profile::{Credentials, WorkspaceStripeProfile};
+use crate::workspace_stripe_profile::{
+    Credentials, RecordWebhookDelivery, WorkspaceStripeProfile,
+    WorkspaceStripeProfileCommand as Cmd,
+};
 
 /// A delivery as it arrived.
 #[derive(Debug, Clone)]
@@ -91,6 +94,19 @@ impl WebhookRefusal {
         }
     }
 
+    /// Refusals that say the admin's endpoint is not set up right: the signature, or a
+    /// PaymentIntent of another workspace.
+    fn says_endpoint_fails(self) -> bool {
+        matches!(
+            self,
+            Self::MissingSignature
+                | Self::InvalidSignatureHeader
+                | Self::SignatureMismatch
+                | Self::TimestampOutOfTolerance
+                | Self::OwnershipMismatch
+        )
+    }
+
     fn of_signature(e: SignatureError) -> Self {
         match e {
             SignatureError::MissingSignature => Self::MissingSignature,
@@ -158,8 +174,57 @@ impl Services {
             Ok(outcome) => Ok(outcome),
             Err(refused) => {
                 self.record_refusal(&refused, &delivery, meta).await;
+                if let (Some(ws), true) = (&refused.workspace_id, refused.why.says_endpoint_fails()) {
+                    self.note_webhook_failing(ws, refused.why, meta).await;
+                }
                 Err(refused.why)
             }
+        }
+    }
+
+    /// A delivery signed with the workspace's secret: the endpoint works. Recorded on
+    /// a transition, or hourly (the profile decides; nothing is written otherwise).
+    async fn note_webhook_verified(
+        &self,
+        ws: &WorkspaceId,
+        profile: &WorkspaceStripeProfile,
+        event: &Value,
+        meta: &Metadata,
+    ) {
+        let at = self.clock.now();
+        if !profile.webhook_verification_due(at) {
+            return;
+        }
+        let head = event_head(event).ok();
+        let cmd = Cmd::RecordWebhookDelivery(RecordWebhookDelivery {
+            workspace_id: ws.to_string(),
+            stripe_event_id: head.as_ref().map(|(id, _)| id.clone()),
+            event_type: head.and_then(|(_, kind)| kind),
+            refused: None,
+            at,
+        });
+        if let Err(e) = self.profiles.execute(ws.as_str(), cmd, meta).await {
+            tracing::warn!(workspace_id = %ws, error = %e, "could not record a verified webhook delivery");
+        }
+    }
+
+    /// Deliveries to the workspace are refused for their signature or ownership.
+    async fn note_webhook_failing(&self, ws: &str, why: WebhookRefusal, meta: &Metadata) {
+        let Ok(profile) = self.profiles.load_recent(ws).await else {
+            return;
+        };
+        if profile.workspace_id.is_none() || profile.webhook.failing_since.is_some() {
+            return;
+        }
+        let cmd = Cmd::RecordWebhookDelivery(RecordWebhookDelivery {
+            workspace_id: ws.to_string(),
+            stripe_event_id: None,
+            event_type: None,
+            refused: Some(why.code().to_string()),
+            at: self.clock.now(),
+        });
+        if let Err(e) = self.profiles.execute(ws, cmd, meta).await {
+            tracing::warn!(workspace_id = %ws, error = %e, "could not record failing webhook deliveries");
         }
     }
 
@@ -229,6 +294,7 @@ impl Services {
             .map_err(in_ws)?;
         tracing::Span::current().record("workspace_id", ws.as_str());
         let event = parsed.ok_or_else(|| in_ws(WebhookRefusal::InvalidPayload))?;
+        self.note_webhook_verified(&ws, &profile, &event, meta).await;
         if let Some(money) = MoneyEvent::read(&event).map_err(in_ws)? {
             return self.apply_money_event(&ws, &profile, money, meta).await;
         }
@@ -290,8 +356,13 @@ impl Services {
             payment_intent_id: Some(v.payment_intent.id.clone()),
         };
         let pi = &v.payment_intent;
-        let Some(intent_id) = pi.metadata_charging_intent_id.clone() else {
-            return Ok(WebhookOutcome::Ignored); // a PaymentIntent this service did not create
+        let Some(intent_id) = pi
+            .metadata_charging_intent_id
+            .clone()
+            .filter(|_| !pi.credential_check)
+        else {
+            // A credential check's, or a PaymentIntent this service did not create.
+            return Ok(WebhookOutcome::Ignored);
         };
         span.record("charging_intent_id", intent_id.as_str());
         let live = profile

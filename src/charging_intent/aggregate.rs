@@ -91,10 +91,17 @@ impl Settlement {
     }
 }
 
+/// Recorded when Stripe refused the workspace's key (401) or a permission (403).
+pub const KEY_REVOKED: &str = "key_revoked";
+pub const PERMISSION_DENIED: &str = "permission_denied";
+
 /// Stripe's code for a refusal that trying again will not change; `None` when the
 /// failure is transient ([`CallError::is_transient`]).
 fn refusal_code(e: &CallError) -> Option<String> {
     match e {
+        // The workspace's key itself was refused (the credential set is made invalid).
+        CallError::Api { status: 401, .. } => Some(KEY_REVOKED.into()),
+        CallError::Api { status: 403, .. } => Some(PERMISSION_DENIED.into()),
         CallError::Api { status, code } if !e.is_transient() => {
             Some(code.clone().unwrap_or_else(|| format!("http_{status}")))
         }

@@ -7,19 +7,17 @@ use super::auth::Principal;
 use super::error::{ApiError, FieldError, Problem};
 use super::views::{OcpiConfig, OcpiConfigPatch};
 use super::{metadata, workspace_id, AppState};
-use crate::application::credentials::{ConfigChange, CredentialChange};
+use crate::application::credentials::{ConfigChange, CredentialChange, WorkspaceConfig};
 use crate::ids::WorkspaceId;
 use crate::money::{Currency, PreAuthAmount};
 use crate::workspace_stripe_profile::credentials::{
     PublishableKey, StripeSecretKey, WebhookSigningSecret,
 };
-use crate::workspace_stripe_profile::{
-    UpdateWorkspaceOcpiConfig, ValidationScope, WorkspaceStripeProfile,
-};
+use crate::workspace_stripe_profile::{UpdateWorkspaceOcpiConfig, ValidationScope};
 
-fn answer(state: &AppState, ws: &WorkspaceId, p: &WorkspaceStripeProfile) -> HttpResponse {
+fn answer(state: &AppState, ws: &WorkspaceId, c: &WorkspaceConfig) -> HttpResponse {
     let public_url = &state.services.settings.public_url;
-    HttpResponse::Ok().json(OcpiConfig::of(ws.as_str(), p, public_url))
+    HttpResponse::Ok().json(OcpiConfig::of(ws.as_str(), c, public_url))
 }
 
 #[utoipa::path(
@@ -44,8 +42,8 @@ pub async fn get(
 ) -> Result<HttpResponse, ApiError> {
     let ws = workspace_id(&path)?;
     principal.authorize("roaming:read", Some(ws.as_str()))?;
-    let profile = state.services.workspace_profile(ws.as_str()).await?;
-    Ok(answer(&state, &ws, &profile))
+    let config = state.services.workspace_config(ws.as_str()).await?;
+    Ok(answer(&state, &ws, &config))
 }
 
 /// A PATCH body, read field by field so every problem is reported at once.

@@ -10,6 +10,8 @@ use utoipa::ToSchema;
 
 use crate::charging_intent::aggregate::authorization_reference;
 use crate::charging_intent::ChargingIntent;
+use crate::application::credentials::WorkspaceConfig;
+use crate::workspace_stripe_profile::aggregate::WebhookStatus;
 use crate::workspace_stripe_profile::WorkspaceStripeProfile;
 
 /// A charging intent, as drivers, the session module and support see it (one shape for
@@ -244,6 +246,33 @@ pub struct StripeConfig {
     pub updated_by: Option<String>,
     /// The per-workspace endpoint to register in Stripe.
     pub webhook_url: String,
+    /// Whether deliveries signed with the workspace's secret arrive.
+    pub webhook: WebhookHealthView,
+    /// A set saved but not proven yet; `credential_version` and `health` above
+    /// describe the active set, the one payments use.
+    pub candidate: Option<CandidateView>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum WebhookStatusView {
+    Unverified,
+    Verified,
+    Failing,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WebhookHealthView {
+    pub status: WebhookStatusView,
+    pub last_verified_at: Option<DateTime<Utc>>,
+    /// Deliveries refused in the last 24 h.
+    pub rejected_24h: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CandidateView {
+    pub credential_version: u32,
+    pub health: Health,
 }
 
 /// The workspace OCPI config: settings, and the credential set with secrets reduced to
@@ -259,7 +288,8 @@ pub struct OcpiConfig {
 }
 
 impl OcpiConfig {
-    pub fn of(ws: &str, p: &WorkspaceStripeProfile, public_url: &str) -> Self {
+    pub fn of(ws: &str, config: &WorkspaceConfig, public_url: &str) -> Self {
+        let p = &config.profile;
         let s = &p.settings;
         Self {
             workspace_id: ws.to_string(),
@@ -267,13 +297,14 @@ impl OcpiConfig {
             allow_user_registration: s.allow_user_registration,
             pre_auth_cents: s.pre_auth_cents.cents(),
             currency: s.currency.as_str().to_string(),
-            stripe: StripeConfig::of(ws, p, public_url),
+            stripe: StripeConfig::of(ws, config, public_url),
         }
     }
 }
 
 impl StripeConfig {
-    fn of(ws: &str, p: &WorkspaceStripeProfile, public_url: &str) -> Self {
+    fn of(ws: &str, config: &WorkspaceConfig, public_url: &str) -> Self {
+        let p = &config.profile;
         let c = p.credentials.as_ref();
         Self {
             publishable_key: c.map(|c| c.publishable_key.clone()),
@@ -289,11 +320,35 @@ impl StripeConfig {
             },
             mode: c.map(|c| c.mode),
             account_id: c.and_then(|c| c.account_id.clone()),
-            credential_version: p.credential_version,
+            credential_version: p.active_version(),
             health: Health::of(p),
             updated_at: c.map(|c| c.updated_at),
             updated_by: c.map(|c| c.updated_by.clone()),
             webhook_url: format!("{public_url}/ocpi/stripe/webhook/{ws}"),
+            webhook: WebhookHealthView {
+                status: match p.webhook.status(config.webhook_rejected_24h) {
+                    WebhookStatus::Unverified => WebhookStatusView::Unverified,
+                    WebhookStatus::Verified => WebhookStatusView::Verified,
+                    WebhookStatus::Failing => WebhookStatusView::Failing,
+                },
+                last_verified_at: p.webhook.verified_at,
+                rejected_24h: config.webhook_rejected_24h,
+            },
+            candidate: p.candidate.as_ref().map(|c| CandidateView {
+                credential_version: c.version,
+                health: Health::from(&c.health),
+            }),
+        }
+    }
+}
+
+impl From<&crate::workspace_stripe_profile::Health> for Health {
+    fn from(h: &crate::workspace_stripe_profile::Health) -> Self {
+        Self {
+            status: h.status,
+            checked_at: h.checked_at,
+            failure_code: h.failure_code.clone(),
+            failure_message: h.failure_message.clone(),
         }
     }
 }
@@ -301,12 +356,7 @@ impl StripeConfig {
 impl Health {
     fn of(p: &WorkspaceStripeProfile) -> Self {
         match &p.credentials {
-            Some(c) => Self {
-                status: c.health.status,
-                checked_at: c.health.checked_at,
-                failure_code: c.health.failure_code.clone(),
-                failure_message: c.health.failure_message.clone(),
-            },
+            Some(c) => Self::from(&c.health),
             None => Self {
                 status: HealthStatus::Unconfigured,
                 checked_at: None,

@@ -49,6 +49,8 @@ pub struct JobSettings {
     pub sweep: sweep::SweepSettings,
     pub worker: session_worker::WorkerSettings,
     pub revalidate_interval: Duration,
+    /// How old a valid set's last proof may be before it is proven again.
+    pub revalidate_valid: chrono::Duration,
     /// `None`: projectors run elsewhere.
     pub projection_poll: Option<Duration>,
 }
@@ -70,9 +72,13 @@ pub fn start(services: Arc<Services>, settings: JobSettings) -> Vec<JoinHandle<(
     tasks.push(supervise("session_worker", RESTART_PAUSE, move || {
         run_worker(s.clone(), cfg.clone())
     }));
-    let (s, every) = (services, settings.revalidate_interval);
+    let (s, every, valid) = (
+        services,
+        settings.revalidate_interval,
+        settings.revalidate_valid,
+    );
     tasks.push(supervise("revalidation", RESTART_PAUSE, move || {
-        run_revalidation(s.clone(), every)
+        run_revalidation(s.clone(), every, valid)
     }));
     tasks
 }
@@ -102,12 +108,16 @@ async fn run_worker(services: Arc<Services>, settings: session_worker::WorkerSet
     }
 }
 
-async fn run_revalidation(services: Arc<Services>, every: Duration) {
+/// Pending sets and candidates are tried again; valid sets are proven again once their
+/// last proof is older than `valid_for`.
+async fn run_revalidation(services: Arc<Services>, every: Duration, valid_for: chrono::Duration) {
     loop {
         tokio::time::sleep(every).await;
-        match services.revalidate_pending().await {
+        let pending = services.revalidate_pending().await;
+        let valid = services.revalidate_valid(valid_for).await;
+        match pending.and(valid) {
             Ok(_) => crate::metrics::job_round("revalidation"),
-            Err(e) => tracing::warn!(error = %e, "could not list pending credential sets"),
+            Err(e) => tracing::warn!(error = %e, "could not list credential sets to validate"),
         }
     }
 }

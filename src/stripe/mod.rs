@@ -18,7 +18,7 @@ use secrecy::SecretString;
 use serde_json::Value;
 use stripe_client_core::{RequestBuilder, StripeMethod};
 
-pub use transport::{client_secret_for_browser, CallError, StripeTransport};
+pub use transport::{client_secret_for_browser, key_digest, CallError, StripeTransport};
 
 /// The outcome of the credential round trip.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,6 +86,9 @@ pub struct PaymentIntentView {
     /// When the hold lapses: the charge's `payment_method_details.card.capture_before`,
     /// present when `latest_charge` was expanded.
     pub capture_before: Option<chrono::DateTime<chrono::Utc>>,
+    /// Made by a credential check (`metadata[roampay_purpose]=credential_check`):
+    /// webhooks, the sweep and `reconcile` pass over it.
+    pub credential_check: bool,
 }
 
 impl PaymentIntentView {
@@ -141,6 +144,10 @@ impl PaymentIntentView {
                 .pointer("/latest_charge/payment_method_details/card/capture_before")
                 .and_then(Value::as_i64)
                 .and_then(|t| chrono::DateTime::from_timestamp(t, 0)),
+            credential_check: v
+                .pointer(&format!("/metadata/{}", CHECK_PURPOSE.0))
+                .and_then(Value::as_str)
+                == Some(CHECK_PURPOSE.1),
         }))
     }
 }
@@ -272,13 +279,8 @@ pub struct CreatePaymentIntent {
 
 #[async_trait::async_trait]
 pub trait StripeGateway: Send + Sync {
-    /// Can this key read PaymentIntents, in the mode it claims? Also reads the account
-    /// id where the key may.
-    async fn check_credentials(
-        &self,
-        secret_key: &SecretString,
-        mode: StripeMode,
-    ) -> CredentialCheck;
+    /// Proves a credential set can take payments (see [`CredentialProbe`]).
+    async fn check_credentials(&self, probe: &CredentialProbe<'_>) -> CredentialCheck;
     async fn create_payment_intent(
         &self,
         secret_key: &SecretString,
@@ -345,18 +347,127 @@ fn checked_id(id: &str) -> Result<&str, CallError> {
     }
 }
 
-#[derive(serde::Serialize)]
-struct ListParams {
-    limit: u8,
-}
-
 /// One page of the account's PaymentIntents, newest first.
 pub struct PaymentIntentPage {
     pub data: Vec<Value>,
     pub has_more: bool,
 }
 
+/// What a credential check needs: the set to prove and the workspace's currency.
+pub struct CredentialProbe<'a> {
+    pub workspace_id: &'a str,
+    pub secret_key: &'a SecretString,
+    pub publishable_key: &'a str,
+    pub mode: StripeMode,
+    pub currency: &'a str,
+}
+
+/// The metadata that marks a PaymentIntent made by a credential check: webhooks, the
+/// sweep and `reconcile` pass over it.
+pub const CHECK_PURPOSE: (&str, &str) = ("roampay_purpose", "credential_check");
+
+fn failed(code: &'static str, message: impl Into<String>) -> CredentialCheck {
+    CredentialCheck::Failed {
+        code,
+        message: message.into(),
+    }
+}
+
 impl StripeTransport {
+    /// Proves the secret key may create PaymentIntents: an unconfirmed one of the
+    /// smallest amount, tagged as a check (no card, so nobody is charged).
+    async fn create_check_intent(
+        &self,
+        probe: &CredentialProbe<'_>,
+    ) -> Result<PaymentIntentView, CredentialCheck> {
+        let form: Vec<(String, String)> = vec![
+            ("amount".into(), crate::money::PreAuthAmount::MIN.to_string()),
+            ("currency".into(), probe.currency.to_string()),
+            ("capture_method".into(), "manual".into()),
+            ("payment_method_types[0]".into(), "card".into()),
+            (format!("metadata[{}]", CHECK_PURPOSE.0), CHECK_PURPOSE.1.into()),
+            ("metadata[workspace_id]".into(), probe.workspace_id.to_string()),
+        ];
+        let mut builder = RequestBuilder::new(StripeMethod::Post, "/payment_intents");
+        builder.body = Some(serde_urlencoded(&form));
+        let key = format!("roampay-check-{}", uuid::Uuid::now_v7());
+        let created = self.send(probe.secret_key, builder, Some(&key)).await;
+        let pi = match created.and_then(view) {
+            Ok(pi) => pi,
+            Err(CallError::Api { status: 401, .. }) => return Err(failed(
+                "authentication_failed",
+                "Stripe did not accept the secret key: check that it was copied whole and has not been rolled or deleted.",
+            )),
+            Err(CallError::Api { status: 403, .. }) => return Err(failed(
+                "permission_denied",
+                "The key may not create PaymentIntents: give the restricted key the PaymentIntents write permission.",
+            )),
+            Err(CallError::Api { status, code }) => return Err(failed(
+                STRIPE_UNREACHABLE,
+                format!("Stripe answered HTTP {status} ({}) to a test PaymentIntent; the check will be retried.", code.as_deref().unwrap_or("no code")),
+            )),
+            Err(CallError::Unreachable(reason)) => {
+                return Err(failed(STRIPE_UNREACHABLE, format!("{reason}; the check will be retried.")))
+            }
+        };
+        if pi.livemode != (probe.mode == StripeMode::Live) {
+            self.cancel_check_intent(probe.secret_key, &pi.id).await;
+            return Err(failed(
+                "livemode_mismatch",
+                format!("The key is a {} key but Stripe answered for the other mode.", probe.mode.as_str()),
+            ));
+        }
+        Ok(pi)
+    }
+
+    /// Reads the check's PaymentIntent with the publishable key and its client secret,
+    /// as Stripe.js does in the driver's browser: another account's key cannot see it.
+    async fn read_as_browser(
+        &self,
+        probe: &CredentialProbe<'_>,
+        pi: &PaymentIntentView,
+    ) -> Option<CredentialCheck> {
+        let Some(client_secret) = pi.client_secret.as_ref() else {
+            return Some(failed(STRIPE_UNREACHABLE, "Stripe answered without a client secret; the check will be retried."));
+        };
+        let id = checked_id(&pi.id).ok()?;
+        let mut builder = RequestBuilder::new(StripeMethod::Get, format!("/payment_intents/{id}"));
+        builder.query = Some(serde_urlencoded(&[(
+            "client_secret".to_string(),
+            client_secret_for_browser(client_secret),
+        )]));
+        let publishable = SecretString::from(probe.publishable_key.to_string());
+        match self.send(&publishable, builder, None).await {
+            Ok(_) => None,
+            Err(CallError::Api { status: 404, .. }) => Some(failed(
+                "account_mismatch",
+                "The publishable key belongs to another Stripe account than the secret key: copy both from the same account (Developers → API keys).",
+            )),
+            Err(CallError::Api { status: 401 | 403, .. }) => Some(failed(
+                "authentication_failed",
+                "Stripe did not accept the publishable key: check that it was copied whole and has not been rolled.",
+            )),
+            Err(CallError::Api { status, .. }) => Some(failed(
+                STRIPE_UNREACHABLE,
+                format!("Stripe answered HTTP {status} to the publishable key's read; the check will be retried."),
+            )),
+            Err(CallError::Unreachable(reason)) => {
+                Some(failed(STRIPE_UNREACHABLE, format!("{reason}; the check will be retried.")))
+            }
+        }
+    }
+
+    /// The check's PaymentIntent is cancelled at once; a failure is logged (it holds
+    /// no card and charges nobody).
+    async fn cancel_check_intent(&self, secret_key: &SecretString, id: &str) {
+        let Ok(id) = checked_id(id) else { return };
+        let builder = RequestBuilder::new(StripeMethod::Post, format!("/payment_intents/{id}/cancel"));
+        let key = format!("roampay-check-cancel-{id}");
+        if let Err(e) = self.send(secret_key, builder, Some(&key)).await {
+            tracing::warn!(payment_intent = %id, error = ?e, "a credential check's PaymentIntent could not be cancelled");
+        }
+    }
+
     /// The first page (up to 100) of a list filtered by PaymentIntent.
     async fn list_of(
         &self,
@@ -394,50 +505,21 @@ fn view(body: Value) -> Result<PaymentIntentView, CallError> {
 
 #[async_trait::async_trait]
 impl StripeGateway for StripeTransport {
-    #[tracing::instrument(skip_all, fields(mode = mode.as_str()))]
-    async fn check_credentials(
-        &self,
-        secret_key: &SecretString,
-        mode: StripeMode,
-    ) -> CredentialCheck {
-        let list = RequestBuilder::new(StripeMethod::Get, "/payment_intents")
-            .query(&ListParams { limit: 1 });
-        match self.send(secret_key, list, None).await {
-            Ok(body) => {
-                let livemode = body.pointer("/data/0/livemode").and_then(Value::as_bool);
-                if livemode.is_some_and(|live| live != (mode == StripeMode::Live)) {
-                    return CredentialCheck::Failed {
-                        code: "livemode_mismatch",
-                        message: format!("The key is a {} key but Stripe answered for the other mode.", mode.as_str()),
-                    };
-                }
-            }
-            Err(CallError::Api { status: 401, .. }) => {
-                return CredentialCheck::Failed {
-                    code: "authentication_failed",
-                    message: "Stripe did not accept the secret key: check that it was copied whole and has not been rolled or deleted.".into(),
-                }
-            }
-            Err(CallError::Api { status: 403, .. }) => {
-                return CredentialCheck::Failed {
-                    code: "permission_denied",
-                    message: "The key may not read PaymentIntents: give the restricted key the PaymentIntents write permission.".into(),
-                }
-            }
-            Err(CallError::Api { status, .. }) => {
-                return CredentialCheck::Failed {
-                    code: STRIPE_UNREACHABLE,
-                    message: format!("Stripe answered HTTP {status} while listing PaymentIntents; the check will be retried."),
-                }
-            }
-            Err(CallError::Unreachable(reason)) => {
-                return CredentialCheck::Failed { code: STRIPE_UNREACHABLE, message: format!("{reason}; the check will be retried.") }
-            }
+    #[tracing::instrument(skip_all, fields(mode = probe.mode.as_str()))]
+    async fn check_credentials(&self, probe: &CredentialProbe<'_>) -> CredentialCheck {
+        let created = match self.create_check_intent(probe).await {
+            Ok(pi) => pi,
+            Err(refusal) => return refusal,
+        };
+        let verdict = self.read_as_browser(probe, &created).await;
+        self.cancel_check_intent(probe.secret_key, &created.id).await;
+        if let Some(refusal) = verdict {
+            return refusal;
         }
         // The account id is a courtesy: restricted keys often may not read it, and
         // Stripe-compatible peers may not serve it.
         let account = RequestBuilder::new(StripeMethod::Get, "/account");
-        let account_id = match self.send(secret_key, account, None).await {
+        let account_id = match self.send(probe.secret_key, account, None).await {
             Ok(body) => body.get("id").and_then(Value::as_str).map(str::to_string),
             Err(_) => None,
         };

@@ -20,6 +20,13 @@ pub fn client_secret_for_browser(secret: &SecretString) -> String {
     secret.expose_secret().to_string()
 }
 
+/// A digest naming a key without holding it: lets the service tell which workspace a
+/// key that Stripe refused belongs to.
+pub fn key_digest(key: &SecretString) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(key.expose_secret().as_bytes()).into()
+}
+
 impl super::PaymentIntentView {
     /// The PaymentIntent's client secret is `given` (compared in constant time): a
     /// guest's proof that the intent is theirs.

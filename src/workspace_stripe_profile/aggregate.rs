@@ -3,9 +3,12 @@ use cqrs_es::event_sink::EventSink;
 use cqrs_es::Aggregate;
 use roampay_events::{
     HealthStatus, SecretKeyKind, SecretRef, StripeMode, WorkspaceOcpiConfigUpdated,
-    WorkspaceStripeCredentialsRemoved, WorkspaceStripeCredentialsUpdated,
+    WorkspaceStripeCandidatePromoted, WorkspaceStripeCandidateRejected,
+    WorkspaceStripeCandidateSaved, WorkspaceStripeCredentialsRemoved,
+    WorkspaceStripeCredentialsRevoked, WorkspaceStripeCredentialsUpdated,
     WorkspaceStripeCredentialsValidated, WorkspaceStripeCredentialsValidationFailed,
-    WorkspaceStripeProfileEvent as Event, STRIPE_UNREACHABLE,
+    WorkspaceStripeProfileEvent as Event, WorkspaceWebhookFailing, WorkspaceWebhookVerified,
+    STRIPE_UNREACHABLE,
 };
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
@@ -14,8 +17,18 @@ use super::command::*;
 use super::error::WorkspaceStripeProfileError as Error;
 use super::ProfileServices;
 use crate::money::{Currency, PreAuthAmount};
-use crate::stripe::CredentialCheck;
+use crate::stripe::{CredentialCheck, CredentialProbe};
 use crate::vault::SecretField;
+
+/// What a refusal of a set that was valid means: the key was revoked, or a permission
+/// taken away.
+fn revocation_code(check_code: &str) -> &'static str {
+    if check_code == "permission_denied" {
+        "permission_denied"
+    } else {
+        "key_revoked"
+    }
+}
 
 /// How many replaced webhook signing secrets are remembered for the overlap window.
 const WEBHOOK_SECRET_HISTORY: usize = 4;
@@ -26,10 +39,70 @@ pub struct WorkspaceStripeProfile {
     pub settings: RoamingSettings,
     /// The last credential version handed out; never reused, also across removals.
     pub credential_version: u32,
+    /// The active set: the one payments use.
     pub credentials: Option<Credentials>,
-    /// Every secret key ever saved, so an intent can be settled with the key it was
-    /// created under even after a rotation or a removal.
+    /// A changed set saved while the active one is valid, not proven yet.
+    pub candidate: Option<Candidate>,
+    /// Every secret key that was ever active, so an intent can be settled with the key
+    /// it was created under even after a rotation or a removal.
     pub secret_key_history: Vec<SecretKeyVersion>,
+    pub webhook: WebhookHealth,
+}
+
+/// A credential set waiting for Stripe's word before it replaces the active one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Candidate {
+    pub version: u32,
+    pub mode: StripeMode,
+    pub publishable_key: String,
+    pub secret_key: SecretKeyVersion,
+    /// `pending` or `invalid` (a valid candidate is promoted at once).
+    pub health: Health,
+    pub updated_at: DateTime<Utc>,
+    pub updated_by: String,
+}
+
+/// What the workspace's webhook deliveries showed (transitions only).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct WebhookHealth {
+    pub verified_at: Option<DateTime<Utc>>,
+    /// Set by the first refused delivery after the last verified one.
+    pub failing_since: Option<DateTime<Utc>>,
+}
+
+/// A "still verified" fact is recorded at most this often.
+const WEBHOOK_VERIFIED_EVERY: Duration = Duration::hours(1);
+
+/// Whether the admin's webhook endpoint works, as Manage Web shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WebhookStatus {
+    Unverified,
+    Verified,
+    Failing,
+}
+
+impl WebhookStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Unverified => "unverified",
+            Self::Verified => "verified",
+            Self::Failing => "failing",
+        }
+    }
+}
+
+impl WebhookHealth {
+    /// `failing` while refusals of the last 24 h (`rejected_24h`) came after the last
+    /// verified delivery.
+    pub fn status(&self, rejected_24h: i64) -> WebhookStatus {
+        if self.failing_since.is_some() && rejected_24h > 0 {
+            WebhookStatus::Failing
+        } else if self.verified_at.is_some() {
+            WebhookStatus::Verified
+        } else {
+            WebhookStatus::Unverified
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -53,6 +126,8 @@ impl Default for RoamingSettings {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Credentials {
+    /// The active set's credential version: intents created now carry it.
+    pub version: u32,
     pub mode: StripeMode,
     pub publishable_key: String,
     pub secret_key: SecretKeyVersion,
@@ -66,10 +141,20 @@ pub struct Credentials {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SecretKeyVersion {
+    /// The version under which the key sits in the vault.
     pub version: u32,
     pub kind: SecretKeyKind,
     pub mode: StripeMode,
     pub secret: SecretRef,
+    /// The credential version from which it was the active key.
+    #[serde(default)]
+    pub active_from: u32,
+}
+
+impl SecretKeyVersion {
+    fn is_same_key(&self, other: &SecretKeyVersion) -> bool {
+        self.version == other.version && self.secret.fingerprint == other.secret.fingerprint
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -88,6 +173,15 @@ pub struct Health {
 }
 
 impl Health {
+    fn valid(at: DateTime<Utc>) -> Self {
+        Self {
+            status: HealthStatus::Valid,
+            checked_at: Some(at),
+            failure_code: None,
+            failure_message: None,
+        }
+    }
+
     fn pending() -> Self {
         Self {
             status: HealthStatus::Pending,
@@ -131,7 +225,21 @@ impl WorkspaceStripeProfile {
         self.secret_key_history
             .iter()
             .rev()
-            .find(|k| k.version <= credential_version)
+            .find(|k| k.active_from <= credential_version)
+    }
+
+    /// The active set's credential version (the last handed out when nothing is active).
+    pub fn active_version(&self) -> u32 {
+        self.credentials
+            .as_ref()
+            .map_or(self.credential_version, |c| c.version)
+    }
+
+    /// The active set, when it may take new payments.
+    pub fn serving(&self) -> Option<&Credentials> {
+        self.credentials
+            .as_ref()
+            .filter(|c| c.health.status == HealthStatus::Valid)
     }
 
     async fn save(
@@ -147,17 +255,26 @@ impl WorkspaceStripeProfile {
         {
             return Err(Error::IncompleteCredentials);
         }
+        // A valid active set keeps serving: key changes are made against the candidate
+        // (the admin's latest word), or the active set when there is none.
+        let serving = self.serving();
+        let (base_pk, base_sk, base_mode) = match (serving.and(self.candidate.as_ref()), current)
+        {
+            (Some(c), _) => (Some(&c.publishable_key), Some(&c.secret_key), Some(c.mode)),
+            (None, Some(c)) => (Some(&c.publishable_key), Some(&c.secret_key), Some(c.mode)),
+            (None, None) => (None, None, None),
+        };
         // The mode of the resulting set: every key in it must agree.
         let pk_mode = cmd
             .publishable_key
             .as_ref()
             .map(|k| k.mode())
-            .or(current.map(|c| c.mode));
+            .or(base_mode);
         let sk_mode = cmd
             .secret_key
             .as_ref()
             .map(|k| k.mode())
-            .or(current.map(|c| c.secret_key.mode));
+            .or(base_sk.map(|k| k.mode));
         let (Some(pk_mode), Some(sk_mode)) = (pk_mode, sk_mode) else {
             return Err(Error::IncompleteCredentials);
         };
@@ -172,7 +289,7 @@ impl WorkspaceStripeProfile {
 
         let publishable_key = cmd
             .publishable_key
-            .filter(|k| current.is_none_or(|c| c.publishable_key != k.as_str()))
+            .filter(|k| base_pk.is_none_or(|pk| pk != k.as_str()))
             .map(|k| k.as_str().to_string());
         let mut secret_key = None;
         if let Some(sk) = &cmd.secret_key {
@@ -181,7 +298,7 @@ impl WorkspaceStripeProfile {
                 .fingerprint(ws, SecretField::SecretKey, sk.secret())
                 .await
                 .map_err(vault_err)?;
-            if current.is_none_or(|c| c.secret_key.secret.fingerprint != fp) {
+            if base_sk.is_none_or(|k| k.secret.fingerprint != fp) {
                 secret_key = Some((sk, fp));
             }
         }
@@ -196,7 +313,8 @@ impl WorkspaceStripeProfile {
                 webhook = Some((wh, fp));
             }
         }
-        if publishable_key.is_none() && secret_key.is_none() && webhook.is_none() {
+        let keys_change = publishable_key.is_some() || secret_key.is_some();
+        if !keys_change && webhook.is_none() {
             return Ok(vec![]); // the same values again: nothing changes
         }
 
@@ -205,43 +323,74 @@ impl WorkspaceStripeProfile {
             workspace_id: ws.clone(),
             credential_version: version,
             mode: pk_mode,
-            publishable_key,
+            publishable_key: None,
             secret_key: None,
             secret_key_kind: None,
             webhook_signing_secret: None,
-            updated_by: cmd.actor,
+            updated_by: cmd.actor.clone(),
             updated_at: cmd.at,
         };
-        if let Some((sk, fp)) = secret_key {
-            svc.vault
-                .put(ws, SecretField::SecretKey, version, &fp, sk.secret())
-                .await
-                .map_err(vault_err)?;
-            event.secret_key = Some(SecretRef {
-                fingerprint: fp,
-                last4: sk.last4().to_string(),
-            });
-            event.secret_key_kind = Some(sk.kind());
-        }
         if let Some((wh, fp)) = webhook {
-            svc.vault
-                .put(
-                    ws,
-                    SecretField::WebhookSigningSecret,
-                    version,
-                    &fp,
-                    wh.secret(),
-                )
-                .await
-                .map_err(vault_err)?;
+            let field = SecretField::WebhookSigningSecret;
+            let put = svc.vault.put(ws, field, version, &fp, wh.secret());
+            put.await.map_err(vault_err)?;
             event.webhook_signing_secret = Some(SecretRef {
                 fingerprint: fp,
                 last4: wh.last4().to_string(),
             });
         }
-        Ok(vec![Event::WorkspaceStripeCredentialsUpdated(event)])
+        let (Some(active), Some(base_pk), Some(base_sk), true) =
+            (serving, base_pk, base_sk, keys_change)
+        else {
+            // Nothing serves (or only the webhook secret changes): the set applies at once.
+            if let Some((sk, fp)) = secret_key {
+                let put = svc.vault.put(ws, SecretField::SecretKey, version, &fp, sk.secret());
+                put.await.map_err(vault_err)?;
+                event.secret_key = Some(SecretRef {
+                    fingerprint: fp,
+                    last4: sk.last4().to_string(),
+                });
+                event.secret_key_kind = Some(sk.kind());
+            }
+            event.publishable_key = publishable_key;
+            return Ok(vec![Event::WorkspaceStripeCredentialsUpdated(event)]);
+        };
+        let (secret, kind, secret_key_version) = match secret_key {
+            Some((sk, fp)) => {
+                let put = svc.vault.put(ws, SecretField::SecretKey, version, &fp, sk.secret());
+                put.await.map_err(vault_err)?;
+                let secret = SecretRef {
+                    fingerprint: fp,
+                    last4: sk.last4().to_string(),
+                };
+                (secret, sk.kind(), version)
+            }
+            None => (base_sk.secret.clone(), base_sk.kind, base_sk.version),
+        };
+        // The candidate first: a new webhook secret saved with it then applies at once
+        // without changing the version payments use (the candidate's comes next).
+        let mut events = vec![Event::WorkspaceStripeCandidateSaved(
+            WorkspaceStripeCandidateSaved {
+                workspace_id: ws.clone(),
+                credential_version: version,
+                mode: pk_mode,
+                publishable_key: publishable_key.unwrap_or_else(|| base_pk.clone()),
+                secret_key: secret,
+                secret_key_kind: kind,
+                secret_key_version,
+                updated_by: cmd.actor,
+                updated_at: cmd.at,
+            },
+        )];
+        if event.webhook_signing_secret.is_some() {
+            event.mode = active.mode;
+            events.push(Event::WorkspaceStripeCredentialsUpdated(event));
+        }
+        Ok(events)
     }
 
+    /// The candidate when there is one (except for the periodic re-check), else the
+    /// active set; `scope` says whether it is looked at.
     async fn validate(
         &self,
         cmd: ValidateWorkspaceStripeCredentials,
@@ -254,27 +403,33 @@ impl WorkspaceStripeProfile {
                 Err(Error::CredentialsNotConfigured)
             };
         };
+        if let Some(candidate) = self
+            .candidate
+            .as_ref()
+            .filter(|_| cmd.scope != ValidationScope::Recheck)
+        {
+            if cmd.scope == ValidationScope::OnlyPending
+                && candidate.health.status != HealthStatus::Pending
+            {
+                return Ok(vec![]);
+            }
+            return self.validate_candidate(candidate, cmd, svc).await;
+        }
+        let status = creds.health.status;
         let skip = match cmd.scope {
             ValidationScope::Always => false,
-            ValidationScope::UnlessValid => creds.health.status == HealthStatus::Valid,
-            ValidationScope::OnlyPending => creds.health.status != HealthStatus::Pending,
+            ValidationScope::UnlessValid => status == HealthStatus::Valid,
+            ValidationScope::OnlyPending => status != HealthStatus::Pending,
+            ValidationScope::Recheck => status != HealthStatus::Valid,
         };
         if skip {
             return Ok(vec![]);
         }
-        let key_ref = &creds.secret_key;
-        let key: SecretString = svc
-            .vault
-            .get(
-                &cmd.workspace_id,
-                SecretField::SecretKey,
-                key_ref.version,
-                &key_ref.secret.fingerprint,
-            )
-            .await
-            .map_err(|e| Error::Vault(e.to_string()))?;
-        let version = self.credential_version;
-        Ok(match svc.stripe.check_credentials(&key, creds.mode).await {
+        let check = self
+            .check(svc, &cmd.workspace_id, &creds.secret_key, &creds.publishable_key, creds.mode)
+            .await?;
+        let version = creds.version;
+        Ok(match check {
             CredentialCheck::Valid { account_id } => {
                 vec![Event::WorkspaceStripeCredentialsValidated(
                     WorkspaceStripeCredentialsValidated {
@@ -287,23 +442,196 @@ impl WorkspaceStripeProfile {
                 )]
             }
             CredentialCheck::Failed { code, message } => {
-                // Still unreachable: already recorded, nothing new to say.
-                let already_pending = creds.health.status == HealthStatus::Pending
+                // Still unreachable: already recorded, nothing new to say. A valid set
+                // re-checked while Stripe is down stays valid.
+                let already_pending = status == HealthStatus::Pending
                     && creds.health.failure_code.as_deref() == Some(STRIPE_UNREACHABLE);
-                if code == STRIPE_UNREACHABLE && already_pending {
+                let keeps_serving = cmd.scope == ValidationScope::Recheck;
+                if code == STRIPE_UNREACHABLE && (already_pending || keeps_serving) {
+                    return Ok(vec![]);
+                }
+                let was_valid = status == HealthStatus::Valid;
+                match (was_valid, code) {
+                    (true, "authentication_failed" | "permission_denied") => {
+                        vec![Event::WorkspaceStripeCredentialsRevoked(
+                            WorkspaceStripeCredentialsRevoked {
+                                workspace_id: cmd.workspace_id,
+                                credential_version: version,
+                                failure_code: revocation_code(code).into(),
+                                failure_message: message,
+                                stripe_operation: "credential check".into(),
+                                revoked_at: cmd.at,
+                            },
+                        )]
+                    }
+                    _ => vec![Event::WorkspaceStripeCredentialsValidationFailed(
+                        WorkspaceStripeCredentialsValidationFailed {
+                            workspace_id: cmd.workspace_id,
+                            credential_version: version,
+                            failure_code: code.to_string(),
+                            failure_message: message,
+                            validated_at: cmd.at,
+                        },
+                    )],
+                }
+            }
+        })
+    }
+
+    async fn validate_candidate(
+        &self,
+        candidate: &Candidate,
+        cmd: ValidateWorkspaceStripeCredentials,
+        svc: &ProfileServices,
+    ) -> Result<Vec<Event>, Error> {
+        let check = self
+            .check(
+                svc,
+                &cmd.workspace_id,
+                &candidate.secret_key,
+                &candidate.publishable_key,
+                candidate.mode,
+            )
+            .await?;
+        let ws = cmd.workspace_id;
+        Ok(match check {
+            CredentialCheck::Valid { account_id } => {
+                // A version handed out after the candidate's (a webhook secret saved
+                // meanwhile) makes the promotion a new version again.
+                let credential_version = if candidate.version == self.credential_version {
+                    candidate.version
+                } else {
+                    self.credential_version + 1
+                };
+                vec![Event::WorkspaceStripeCandidatePromoted(
+                    WorkspaceStripeCandidatePromoted {
+                        workspace_id: ws,
+                        candidate_version: candidate.version,
+                        credential_version,
+                        account_id,
+                        promoted_at: cmd.at,
+                    },
+                )]
+            }
+            CredentialCheck::Failed { code, message } if code == STRIPE_UNREACHABLE => {
+                if candidate.health.failure_code.as_deref() == Some(STRIPE_UNREACHABLE) {
                     return Ok(vec![]);
                 }
                 vec![Event::WorkspaceStripeCredentialsValidationFailed(
                     WorkspaceStripeCredentialsValidationFailed {
-                        workspace_id: cmd.workspace_id,
-                        credential_version: version,
+                        workspace_id: ws,
+                        credential_version: candidate.version,
                         failure_code: code.to_string(),
                         failure_message: message,
                         validated_at: cmd.at,
                     },
                 )]
             }
+            CredentialCheck::Failed { code, message } => {
+                vec![Event::WorkspaceStripeCandidateRejected(
+                    WorkspaceStripeCandidateRejected {
+                        workspace_id: ws,
+                        candidate_version: candidate.version,
+                        failure_code: code.to_string(),
+                        failure_message: message,
+                        rejected_at: cmd.at,
+                    },
+                )]
+            }
         })
+    }
+
+    /// The Stripe round trip for one set (its secret key read from the vault).
+    async fn check(
+        &self,
+        svc: &ProfileServices,
+        ws: &str,
+        key_ref: &SecretKeyVersion,
+        publishable_key: &str,
+        mode: StripeMode,
+    ) -> Result<CredentialCheck, Error> {
+        let key: SecretString = svc
+            .vault
+            .get(ws, SecretField::SecretKey, key_ref.version, &key_ref.secret.fingerprint)
+            .await
+            .map_err(|e| Error::Vault(e.to_string()))?;
+        let probe = CredentialProbe {
+            workspace_id: ws,
+            secret_key: &key,
+            publishable_key,
+            mode,
+            currency: self.settings.currency.as_str(),
+        };
+        Ok(svc.stripe.check_credentials(&probe).await)
+    }
+
+    /// A payment call was refused with the key of `cmd.credential_version`.
+    fn revoke(&self, cmd: RevokeWorkspaceStripeCredentials) -> Vec<Event> {
+        let Some(active) = self
+            .credentials
+            .as_ref()
+            .filter(|c| c.health.status != HealthStatus::Invalid)
+        else {
+            return vec![];
+        };
+        let used = self.secret_key_for(cmd.credential_version);
+        if !used.is_some_and(|k| k.is_same_key(&active.secret_key)) {
+            return vec![]; // an older key: the active set is not concerned
+        }
+        let (code, message) = if cmd.http_status == 401 {
+            (
+                "key_revoked",
+                "Stripe no longer accepts the secret key (it was rolled or deleted in the Dashboard): save a new one.",
+            )
+        } else {
+            (
+                "permission_denied",
+                "Stripe refused the key a permission payments need: give the restricted key the PaymentIntents write permission, or save a new key.",
+            )
+        };
+        vec![Event::WorkspaceStripeCredentialsRevoked(
+            WorkspaceStripeCredentialsRevoked {
+                workspace_id: cmd.workspace_id,
+                credential_version: active.version,
+                failure_code: code.into(),
+                failure_message: message.into(),
+                stripe_operation: cmd.stripe_operation,
+                revoked_at: cmd.at,
+            },
+        )]
+    }
+
+    /// Transitions only: unverified/failing → verified, verified → failing, and a
+    /// "still verified" fact at most hourly.
+    fn record_webhook(&self, cmd: RecordWebhookDelivery) -> Vec<Event> {
+        let w = &self.webhook;
+        match cmd.refused {
+            Some(code) if w.failing_since.is_none() => {
+                vec![Event::WorkspaceWebhookFailing(WorkspaceWebhookFailing {
+                    workspace_id: cmd.workspace_id,
+                    code,
+                    failing_since: cmd.at,
+                })]
+            }
+            Some(_) => vec![],
+            None if self.webhook_verification_due(cmd.at) => {
+                vec![Event::WorkspaceWebhookVerified(WorkspaceWebhookVerified {
+                    workspace_id: cmd.workspace_id,
+                    stripe_event_id: cmd.stripe_event_id.unwrap_or_default(),
+                    event_type: cmd.event_type.unwrap_or_default(),
+                    verified_at: cmd.at,
+                })]
+            }
+            None => vec![],
+        }
+    }
+
+    /// Whether a verified delivery at `at` is worth recording.
+    pub fn webhook_verification_due(&self, at: DateTime<Utc>) -> bool {
+        let w = &self.webhook;
+        w.failing_since.is_some()
+            || w.verified_at
+                .is_none_or(|v| at - v >= WEBHOOK_VERIFIED_EVERY)
     }
 
     fn update_config(&self, cmd: UpdateWorkspaceOcpiConfig) -> Vec<Event> {
@@ -353,6 +681,109 @@ impl WorkspaceStripeProfile {
     }
 }
 
+impl WorkspaceStripeProfile {
+    fn apply_updated(&mut self, e: WorkspaceStripeCredentialsUpdated) {
+        self.credential_version = e.credential_version;
+        let keys_change = e.secret_key.is_some() || e.publishable_key.is_some();
+        let secret_key = e.secret_key.map(|secret| SecretKeyVersion {
+            version: e.credential_version,
+            kind: e.secret_key_kind.unwrap_or(SecretKeyKind::Secret),
+            mode: e.mode,
+            secret,
+            active_from: e.credential_version,
+        });
+        if let Some(k) = &secret_key {
+            self.secret_key_history.push(k.clone());
+        }
+        let new_webhook = e.webhook_signing_secret.map(|secret| WebhookSecretVersion {
+            version: e.credential_version,
+            secret,
+            replaced_at: None,
+        });
+        if keys_change {
+            self.candidate = None; // saved over: the keys apply at once
+        }
+        match (self.credentials.as_mut(), secret_key, e.publishable_key, new_webhook) {
+            (Some(c), sk, pk, wh) => {
+                if let Some(sk) = sk {
+                    c.secret_key = sk;
+                }
+                if let Some(pk) = pk {
+                    c.publishable_key = pk;
+                }
+                if let Some(wh) = wh {
+                    if let Some(prev) = c.webhook_secrets.last_mut() {
+                        prev.replaced_at = Some(e.updated_at);
+                    }
+                    c.webhook_secrets.push(wh);
+                    let excess = c
+                        .webhook_secrets
+                        .len()
+                        .saturating_sub(WEBHOOK_SECRET_HISTORY);
+                    c.webhook_secrets.drain(..excess);
+                }
+                // While a candidate waits, a new webhook secret alone leaves the version
+                // payments use as it is (the candidate's promotion makes the next one).
+                if keys_change || self.candidate.is_none() {
+                    c.version = e.credential_version;
+                }
+                c.mode = e.mode;
+                // New keys are unproven; a new webhook secret alone changes nothing
+                // Stripe checks.
+                if keys_change {
+                    c.account_id = None;
+                    c.health = Health::pending();
+                }
+                c.updated_at = e.updated_at;
+                c.updated_by = e.updated_by;
+            }
+            (None, Some(sk), Some(pk), Some(wh)) => {
+                self.credentials = Some(Credentials {
+                    version: e.credential_version,
+                    mode: e.mode,
+                    publishable_key: pk,
+                    secret_key: sk,
+                    webhook_secrets: vec![wh],
+                    account_id: None,
+                    health: Health::pending(),
+                    updated_at: e.updated_at,
+                    updated_by: e.updated_by,
+                });
+            }
+            // A first save always carries all three (enforced in `save`).
+            (None, ..) => {}
+        }
+    }
+
+    fn apply_promoted(&mut self, e: WorkspaceStripeCandidatePromoted) {
+        let Some(candidate) = self
+            .candidate
+            .take_if(|c| c.version == e.candidate_version)
+        else {
+            return;
+        };
+        self.credential_version = self.credential_version.max(e.credential_version);
+        let Some(c) = self.credentials.as_mut() else {
+            return;
+        };
+        let mut key = candidate.secret_key;
+        if key.is_same_key(&c.secret_key) {
+            key.active_from = c.secret_key.active_from;
+        } else {
+            key.active_from = e.credential_version;
+            self.secret_key_history.push(key.clone());
+        }
+        c.version = e.credential_version;
+        c.mode = candidate.mode;
+        c.publishable_key = candidate.publishable_key;
+        c.secret_key = key;
+        c.account_id = e.account_id;
+        c.health = Health::valid(e.promoted_at);
+        c.updated_at = candidate.updated_at;
+        c.updated_by = candidate.updated_by;
+    }
+}
+
 impl Aggregate for WorkspaceStripeProfile {
     const TYPE: &'static str = "WorkspaceStripeProfile";
     type Command = WorkspaceStripeProfileCommand;
@@ -372,6 +803,8 @@ impl Aggregate for WorkspaceStripeProfile {
             C::ValidateWorkspaceStripeCredentials(cmd) => self.validate(cmd, services).await?,
             C::UpdateWorkspaceOcpiConfig(cmd) => self.update_config(cmd),
             C::RemoveWorkspaceStripeCredentials(cmd) => self.remove(cmd),
+            C::RevokeWorkspaceStripeCredentials(cmd) => self.revoke(cmd),
+            C::RecordWebhookDelivery(cmd) => self.record_webhook(cmd),
         };
         for event in events {
             sink.write(event, self).await;
@@ -397,101 +830,96 @@ impl Aggregate for WorkspaceStripeProfile {
                     s.currency = v;
                 }
             }
-            Event::WorkspaceStripeCredentialsUpdated(e) => {
-                self.credential_version = e.credential_version;
-                let secret_key = e.secret_key.map(|secret| SecretKeyVersion {
-                    version: e.credential_version,
-                    kind: e.secret_key_kind.unwrap_or(SecretKeyKind::Secret),
-                    mode: e.mode,
-                    secret,
-                });
-                if let Some(k) = &secret_key {
-                    self.secret_key_history.push(k.clone());
-                }
-                let new_webhook = e.webhook_signing_secret.map(|secret| WebhookSecretVersion {
-                    version: e.credential_version,
-                    secret,
-                    replaced_at: None,
-                });
-                match (
-                    self.credentials.as_mut(),
-                    secret_key,
-                    e.publishable_key,
-                    new_webhook,
-                ) {
-                    (Some(c), sk, pk, wh) => {
-                        if let Some(sk) = sk {
-                            c.secret_key = sk;
-                        }
-                        if let Some(pk) = pk {
-                            c.publishable_key = pk;
-                        }
-                        if let Some(wh) = wh {
-                            if let Some(prev) = c.webhook_secrets.last_mut() {
-                                prev.replaced_at = Some(e.updated_at);
-                            }
-                            c.webhook_secrets.push(wh);
-                            let excess = c
-                                .webhook_secrets
-                                .len()
-                                .saturating_sub(WEBHOOK_SECRET_HISTORY);
-                            c.webhook_secrets.drain(..excess);
-                        }
-                        c.mode = e.mode;
-                        c.account_id = None;
-                        c.health = Health::pending();
-                        c.updated_at = e.updated_at;
-                        c.updated_by = e.updated_by;
-                    }
-                    (None, Some(sk), Some(pk), Some(wh)) => {
-                        self.credentials = Some(Credentials {
-                            mode: e.mode,
-                            publishable_key: pk,
-                            secret_key: sk,
-                            webhook_secrets: vec![wh],
-                            account_id: None,
-                            health: Health::pending(),
-                            updated_at: e.updated_at,
-                            updated_by: e.updated_by,
-                        });
-                    }
-                    // A first save always carries all three (enforced in `save`).
-                    (None, ..) => {}
-                }
-            }
+            Event::WorkspaceStripeCredentialsUpdated(e) => self.apply_updated(e),
             Event::WorkspaceStripeCredentialsValidated(e) => {
                 if let Some(c) = self
                     .credentials
                     .as_mut()
-                    .filter(|_| e.credential_version == self.credential_version)
+                    .filter(|c| e.credential_version == c.version)
                 {
                     c.account_id = e.account_id;
-                    c.health = Health {
-                        status: HealthStatus::Valid,
-                        checked_at: Some(e.validated_at),
-                        failure_code: None,
-                        failure_message: None,
-                    };
+                    c.health = Health::valid(e.validated_at);
                 }
             }
             Event::WorkspaceStripeCredentialsValidationFailed(e) => {
-                let status = e.health_status();
+                let health = Health {
+                    status: e.health_status(),
+                    checked_at: Some(e.validated_at),
+                    failure_code: Some(e.failure_code),
+                    failure_message: Some(e.failure_message),
+                };
                 if let Some(c) = self
+                    .candidate
+                    .as_mut()
+                    .filter(|c| c.version == e.credential_version)
+                {
+                    c.health = health;
+                } else if let Some(c) = self
                     .credentials
                     .as_mut()
-                    .filter(|_| e.credential_version == self.credential_version)
+                    .filter(|c| c.version == e.credential_version)
                 {
-                    c.health = Health {
-                        status,
-                        checked_at: Some(e.validated_at),
-                        failure_code: Some(e.failure_code),
-                        failure_message: Some(e.failure_message),
-                    };
+                    c.health = health;
                 }
             }
             Event::WorkspaceStripeCredentialsRemoved(e) => {
                 self.credential_version = e.credential_version;
                 self.credentials = None;
+                self.candidate = None;
+            }
+            Event::WorkspaceStripeCandidateSaved(e) => {
+                self.credential_version = e.credential_version;
+                self.candidate = Some(Candidate {
+                    version: e.credential_version,
+                    mode: e.mode,
+                    publishable_key: e.publishable_key,
+                    secret_key: SecretKeyVersion {
+                        version: e.secret_key_version,
+                        kind: e.secret_key_kind,
+                        mode: e.mode,
+                        secret: e.secret_key,
+                        active_from: 0,
+                    },
+                    health: Health::pending(),
+                    updated_at: e.updated_at,
+                    updated_by: e.updated_by,
+                });
+            }
+            Event::WorkspaceStripeCandidatePromoted(e) => self.apply_promoted(e),
+            Event::WorkspaceStripeCandidateRejected(e) => {
+                if let Some(c) = self
+                    .candidate
+                    .as_mut()
+                    .filter(|c| c.version == e.candidate_version)
+                {
+                    c.health = Health {
+                        status: HealthStatus::Invalid,
+                        checked_at: Some(e.rejected_at),
+                        failure_code: Some(e.failure_code),
+                        failure_message: Some(e.failure_message),
+                    };
+                }
+            }
+            Event::WorkspaceStripeCredentialsRevoked(e) => {
+                if let Some(c) = self
+                    .credentials
+                    .as_mut()
+                    .filter(|c| c.version == e.credential_version)
+                {
+                    c.health = Health {
+                        status: HealthStatus::Invalid,
+                        checked_at: Some(e.revoked_at),
+                        failure_code: Some(e.failure_code),
+                        failure_message: Some(e.failure_message),
+                    };
+                }
+            }
+            Event::WorkspaceWebhookVerified(e) => {
+                self.webhook.verified_at = Some(e.verified_at);
+                self.webhook.failing_since = None;
+            }
+            Event::WorkspaceWebhookFailing(e) => {
+                self.webhook.failing_since = Some(e.failing_since);
             }
         }
     }

@@ -9,6 +9,8 @@ pub enum WorkspaceStripeProfileCommand {
     ValidateWorkspaceStripeCredentials(ValidateWorkspaceStripeCredentials),
     UpdateWorkspaceOcpiConfig(UpdateWorkspaceOcpiConfig),
     RemoveWorkspaceStripeCredentials(RemoveWorkspaceStripeCredentials),
+    RevokeWorkspaceStripeCredentials(RevokeWorkspaceStripeCredentials),
+    RecordWebhookDelivery(RecordWebhookDelivery),
 }
 
 /// Save a new credential set, or rotate any part of the current one.
@@ -30,7 +32,8 @@ pub struct ValidateWorkspaceStripeCredentials {
     pub at: DateTime<Utc>,
 }
 
-/// Which credential sets a validation run looks at.
+/// Which credential set a validation run looks at: the candidate when there is one
+/// (except for `Recheck`), else the active set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ValidationScope {
     /// An explicit request: always ask Stripe.
@@ -40,6 +43,31 @@ pub enum ValidationScope {
     UnlessValid,
     /// Background retries: only sets still `pending`.
     OnlyPending,
+    /// The periodic re-validation: the active set, when it is `valid`.
+    Recheck,
+}
+
+/// Stripe refused the key of `credential_version` on a payment call (401 or 403).
+/// Only the active set's own key is revoked: an older key rolled after a rotation
+/// refusing to settle an old intent says nothing about the active set.
+#[derive(Debug, Clone)]
+pub struct RevokeWorkspaceStripeCredentials {
+    pub workspace_id: String,
+    pub credential_version: u32,
+    pub http_status: u16,
+    pub stripe_operation: String,
+    pub at: DateTime<Utc>,
+}
+
+/// What became of a webhook delivery to this workspace: verified and accepted, or
+/// refused for its signature or ownership (`refused` names the code).
+#[derive(Debug, Clone)]
+pub struct RecordWebhookDelivery {
+    pub workspace_id: String,
+    pub stripe_event_id: Option<String>,
+    pub event_type: Option<String>,
+    pub refused: Option<String>,
+    pub at: DateTime<Utc>,
 }
 
 /// Change roaming settings; `None` leaves a setting as it is.

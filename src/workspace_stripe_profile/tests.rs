@@ -32,6 +32,11 @@ fn services(check: CredentialCheck) -> ProfileServices {
         .lock()
         .unwrap()
         .insert(("ws-1".into(), "secret_key", 1), SK.into());
+    vault
+        .stored
+        .lock()
+        .unwrap()
+        .insert(("ws-1".into(), "secret_key", 2), RK.into());
     ProfileServices {
         vault,
         stripe: Arc::new(FakeStripe::new(check)),
@@ -179,9 +184,9 @@ fn rotating_to_a_key_of_the_other_mode_is_refused() {
 }
 
 #[test]
-fn the_secret_key_alone_can_be_rotated() {
+fn a_new_key_for_a_set_that_serves_nothing_applies_at_once() {
     framework()
-        .given(vec![saved_v1(), validated(1)])
+        .given(vec![saved_v1(), failed("authentication_failed")])
         .when(save(None, Some(RK), None))
         .then_expect_events(vec![
             WorkspaceStripeProfileEvent::WorkspaceStripeCredentialsUpdated(
@@ -481,4 +486,330 @@ fn settings_changes_record_only_what_changed() {
     ]);
     assert_eq!(applied.settings.pre_auth_cents.cents(), 7500);
     assert!(applied.settings.allow_guest_access);
+}
+
+// --- Candidates, revocation, webhook health (v2) ---------------------------------
+
+fn candidate_v2_rk() -> WorkspaceStripeProfileEvent {
+    WorkspaceStripeProfileEvent::WorkspaceStripeCandidateSaved(WorkspaceStripeCandidateSaved {
+        workspace_id: "ws-1".into(),
+        credential_version: 2,
+        mode: StripeMode::Test,
+        publishable_key: PK.into(),
+        secret_key: sref(RK),
+        secret_key_kind: SecretKeyKind::Restricted,
+        secret_key_version: 2,
+        updated_by: "alice".into(),
+        updated_at: at(),
+    })
+}
+
+fn promoted(candidate: u32, version: u32) -> WorkspaceStripeProfileEvent {
+    WorkspaceStripeProfileEvent::WorkspaceStripeCandidatePromoted(
+        WorkspaceStripeCandidatePromoted {
+            workspace_id: "ws-1".into(),
+            candidate_version: candidate,
+            credential_version: version,
+            account_id: Some("acct_1".into()),
+            promoted_at: at(),
+        },
+    )
+}
+
+fn revoke(version: u32, status: u16) -> WorkspaceStripeProfileCommand {
+    WorkspaceStripeProfileCommand::RevokeWorkspaceStripeCredentials(
+        RevokeWorkspaceStripeCredentials {
+            workspace_id: "ws-1".into(),
+            credential_version: version,
+            http_status: status,
+            stripe_operation: "POST /v1/payment_intents".into(),
+            at: at(),
+        },
+    )
+}
+
+fn revoked(version: u32, code: &str, message: &str) -> WorkspaceStripeProfileEvent {
+    WorkspaceStripeProfileEvent::WorkspaceStripeCredentialsRevoked(
+        WorkspaceStripeCredentialsRevoked {
+            workspace_id: "ws-1".into(),
+            credential_version: version,
+            failure_code: code.into(),
+            failure_message: message.into(),
+            stripe_operation: "POST /v1/payment_intents".into(),
+            revoked_at: at(),
+        },
+    )
+}
+
+#[test]
+fn a_new_key_for_a_valid_set_is_a_candidate_and_the_active_set_keeps_serving() {
+    framework()
+        .given(vec![saved_v1(), validated(1)])
+        .when(save(None, Some(RK), None))
+        .then_expect_events(vec![candidate_v2_rk()]);
+    let p = fold(vec![saved_v1(), validated(1), candidate_v2_rk()]);
+    let active = p.serving().expect("the active set still serves");
+    assert_eq!((active.version, &active.secret_key.secret), (1, &sref(SK)));
+    assert_eq!(p.active_version(), 1);
+    let c = p.candidate.as_ref().unwrap();
+    assert_eq!((c.version, c.health.status), (2, HealthStatus::Pending));
+}
+
+#[test]
+fn a_new_webhook_secret_with_a_new_key_applies_at_once_and_the_key_waits() {
+    let events = framework()
+        .given(vec![saved_v1(), validated(1)])
+        .when(save(None, Some(RK), Some(WH2)))
+        .inspect_result()
+        .unwrap();
+    let [WorkspaceStripeProfileEvent::WorkspaceStripeCandidateSaved(c), WorkspaceStripeProfileEvent::WorkspaceStripeCredentialsUpdated(wh)] =
+        events.as_slice()
+    else {
+        panic!("expected a candidate and a webhook update, got {events:?}")
+    };
+    assert_eq!((wh.credential_version, wh.secret_key.is_none()), (2, true));
+    assert_eq!((c.credential_version, c.secret_key_version), (2, 2));
+    let mut all = vec![saved_v1(), validated(1)];
+    all.extend(events.clone());
+    let p = fold(all.clone());
+    assert_eq!(p.health_status(), HealthStatus::Valid, "a webhook secret alone changes no health");
+    assert_eq!(p.active_version(), 1, "payments keep version 1 until the candidate is proven");
+    assert_eq!(p.credentials.as_ref().unwrap().current_webhook_secret().secret, sref(WH2));
+    all.push(promoted(2, 2));
+    let p = fold(all);
+    assert_eq!(p.secret_key_for(1).unwrap().secret, sref(SK));
+    assert_eq!(p.secret_key_for(2).unwrap().secret, sref(RK));
+}
+
+#[test]
+fn a_valid_candidate_is_promoted_as_the_next_version() {
+    framework()
+        .given(vec![saved_v1(), validated(1), candidate_v2_rk()])
+        .when(validate(ValidationScope::UnlessValid))
+        .then_expect_events(vec![promoted(2, 2)]);
+    let p = fold(vec![saved_v1(), validated(1), candidate_v2_rk(), promoted(2, 2)]);
+    assert!(p.candidate.is_none());
+    let active = p.serving().unwrap();
+    assert_eq!((active.version, &active.secret_key.secret), (2, &sref(RK)));
+    assert_eq!(active.secret_key.kind, SecretKeyKind::Restricted);
+}
+
+#[test]
+fn a_candidate_promoted_after_another_version_was_handed_out_gets_a_new_one() {
+    let webhook_v3 = WorkspaceStripeProfileEvent::WorkspaceStripeCredentialsUpdated(
+        WorkspaceStripeCredentialsUpdated {
+            workspace_id: "ws-1".into(),
+            credential_version: 3,
+            mode: StripeMode::Test,
+            publishable_key: None,
+            secret_key: None,
+            secret_key_kind: None,
+            webhook_signing_secret: Some(sref(WH2)),
+            updated_by: "alice".into(),
+            updated_at: at(),
+        },
+    );
+    let given = vec![saved_v1(), validated(1), candidate_v2_rk(), webhook_v3];
+    framework()
+        .given(given.clone())
+        .when(validate(ValidationScope::OnlyPending))
+        .then_expect_events(vec![promoted(2, 4)]);
+    let mut all = given;
+    all.push(promoted(2, 4));
+    let p = fold(all);
+    assert_eq!(p.secret_key_for(3).unwrap().secret, sref(SK), "intents of v3 keep the old key");
+    assert_eq!(p.secret_key_for(4).unwrap().secret, sref(RK));
+}
+
+#[test]
+fn a_refused_candidate_stays_visible_and_changes_nothing_for_payments() {
+    let rejected = WorkspaceStripeProfileEvent::WorkspaceStripeCandidateRejected(
+        WorkspaceStripeCandidateRejected {
+            workspace_id: "ws-1".into(),
+            candidate_version: 2,
+            failure_code: "account_mismatch".into(),
+            failure_message: "other account".into(),
+            rejected_at: at(),
+        },
+    );
+    framework_checking(CredentialCheck::Failed {
+        code: "account_mismatch",
+        message: "other account".into(),
+    })
+    .given(vec![saved_v1(), validated(1), candidate_v2_rk()])
+    .when(validate(ValidationScope::UnlessValid))
+    .then_expect_events(vec![rejected.clone()]);
+    let p = fold(vec![saved_v1(), validated(1), candidate_v2_rk(), rejected]);
+    assert_eq!(p.serving().unwrap().secret_key.secret, sref(SK));
+    let c = p.candidate.as_ref().unwrap();
+    assert_eq!(
+        (c.health.status, c.health.failure_code.as_deref()),
+        (HealthStatus::Invalid, Some("account_mismatch"))
+    );
+}
+
+#[test]
+fn an_unreachable_stripe_leaves_the_candidate_pending_and_the_active_set_serving() {
+    let events = framework_checking(CredentialCheck::Failed {
+        code: STRIPE_UNREACHABLE,
+        message: "timeout".into(),
+    })
+    .given(vec![saved_v1(), validated(1), candidate_v2_rk()])
+    .when(validate(ValidationScope::UnlessValid))
+    .inspect_result()
+    .unwrap();
+    let mut all = vec![saved_v1(), validated(1), candidate_v2_rk()];
+    all.extend(events);
+    let p = fold(all);
+    assert_eq!(p.candidate.as_ref().unwrap().health.status, HealthStatus::Pending);
+    assert_eq!(p.health_status(), HealthStatus::Valid);
+}
+
+#[test]
+fn stripe_refusing_the_active_key_revokes_the_set() {
+    framework()
+        .given(vec![saved_v1(), validated(1)])
+        .when(revoke(1, 401))
+        .then_expect_events(vec![revoked(
+            1,
+            "key_revoked",
+            "Stripe no longer accepts the secret key (it was rolled or deleted in the Dashboard): save a new one.",
+        )]);
+    let p = fold(vec![
+        saved_v1(),
+        validated(1),
+        revoked(1, "key_revoked", "m"),
+    ]);
+    assert_eq!(p.health_status(), HealthStatus::Invalid);
+    assert!(p.serving().is_none(), "no new paid pre-auths");
+}
+
+#[test]
+fn a_refused_permission_is_permission_denied_and_a_second_refusal_records_nothing() {
+    let events = framework()
+        .given(vec![saved_v1(), validated(1)])
+        .when(revoke(1, 403))
+        .inspect_result()
+        .unwrap();
+    let [WorkspaceStripeProfileEvent::WorkspaceStripeCredentialsRevoked(e)] = events.as_slice()
+    else {
+        panic!("{events:?}")
+    };
+    assert_eq!(e.failure_code, "permission_denied");
+    framework()
+        .given(vec![saved_v1(), validated(1), events[0].clone()])
+        .when(revoke(1, 401))
+        .then_expect_events(vec![]);
+}
+
+#[test]
+fn a_candidate_racing_a_payment_an_old_key_refused_after_promotion_revokes_nothing() {
+    // A pre-auth took version 1 while the candidate was being proven; the candidate
+    // won, and the old key (rolled in the Dashboard) is refused when the old intent is
+    // settled: the new active set is not concerned.
+    let given = vec![saved_v1(), validated(1), candidate_v2_rk(), promoted(2, 2)];
+    framework()
+        .given(given.clone())
+        .when(revoke(1, 401))
+        .then_expect_events(vec![]);
+    // The same refusal while the candidate is still pending concerns the active set.
+    framework()
+        .given(vec![saved_v1(), validated(1), candidate_v2_rk()])
+        .when(revoke(1, 401))
+        .then_expect_events(vec![revoked(
+            1,
+            "key_revoked",
+            "Stripe no longer accepts the secret key (it was rolled or deleted in the Dashboard): save a new one.",
+        )]);
+    let p = fold(given);
+    assert_eq!(p.secret_key_for(1).unwrap().secret, sref(SK), "the old intent settles with its key");
+}
+
+#[test]
+fn the_periodic_check_revokes_a_refused_set_and_leaves_it_valid_when_stripe_is_down() {
+    let events = framework_checking(CredentialCheck::Failed {
+        code: "authentication_failed",
+        message: "no".into(),
+    })
+    .given(vec![saved_v1(), validated(1)])
+    .when(validate(ValidationScope::Recheck))
+    .inspect_result()
+    .unwrap();
+    let [WorkspaceStripeProfileEvent::WorkspaceStripeCredentialsRevoked(e)] = events.as_slice()
+    else {
+        panic!("{events:?}")
+    };
+    assert_eq!((e.failure_code.as_str(), e.stripe_operation.as_str()), ("key_revoked", "credential check"));
+    framework_checking(CredentialCheck::Failed {
+        code: STRIPE_UNREACHABLE,
+        message: "timeout".into(),
+    })
+    .given(vec![saved_v1(), validated(1)])
+    .when(validate(ValidationScope::Recheck))
+    .then_expect_events(vec![]);
+    // A set that is not valid is not the periodic check's business.
+    framework()
+        .given(vec![saved_v1()])
+        .when(validate(ValidationScope::Recheck))
+        .then_expect_events(vec![]);
+}
+
+fn delivery(refused: Option<&str>, minutes: i64) -> WorkspaceStripeProfileCommand {
+    WorkspaceStripeProfileCommand::RecordWebhookDelivery(RecordWebhookDelivery {
+        workspace_id: "ws-1".into(),
+        stripe_event_id: Some("evt_1".into()),
+        event_type: Some("balance.available".into()),
+        refused: refused.map(str::to_string),
+        at: at() + Duration::minutes(minutes),
+    })
+}
+
+fn verified(minutes: i64) -> WorkspaceStripeProfileEvent {
+    WorkspaceStripeProfileEvent::WorkspaceWebhookVerified(WorkspaceWebhookVerified {
+        workspace_id: "ws-1".into(),
+        stripe_event_id: "evt_1".into(),
+        event_type: "balance.available".into(),
+        verified_at: at() + Duration::minutes(minutes),
+    })
+}
+
+fn failing(minutes: i64) -> WorkspaceStripeProfileEvent {
+    WorkspaceStripeProfileEvent::WorkspaceWebhookFailing(WorkspaceWebhookFailing {
+        workspace_id: "ws-1".into(),
+        code: "signature_mismatch".into(),
+        failing_since: at() + Duration::minutes(minutes),
+    })
+}
+
+#[test]
+fn webhook_health_records_transitions_and_at_most_an_hourly_verified_fact() {
+    framework()
+        .given(vec![saved_v1()])
+        .when(delivery(None, 0))
+        .then_expect_events(vec![verified(0)]);
+    framework()
+        .given(vec![saved_v1(), verified(0)])
+        .when(delivery(None, 30))
+        .then_expect_events(vec![]);
+    framework()
+        .given(vec![saved_v1(), verified(0)])
+        .when(delivery(None, 61))
+        .then_expect_events(vec![verified(61)]);
+    framework()
+        .given(vec![saved_v1(), verified(0)])
+        .when(delivery(Some("signature_mismatch"), 5))
+        .then_expect_events(vec![failing(5)]);
+    framework()
+        .given(vec![saved_v1(), verified(0), failing(5)])
+        .when(delivery(Some("signature_mismatch"), 6))
+        .then_expect_events(vec![]);
+    framework()
+        .given(vec![saved_v1(), verified(0), failing(5)])
+        .when(delivery(None, 7))
+        .then_expect_events(vec![verified(7)]);
+    let p = fold(vec![saved_v1(), verified(0), failing(5)]);
+    assert_eq!(p.webhook.status(3), aggregate::WebhookStatus::Failing);
+    assert_eq!(p.webhook.status(0), aggregate::WebhookStatus::Verified, "refusals older than a day");
+    let p = fold(vec![saved_v1()]);
+    assert_eq!(p.webhook.status(0), aggregate::WebhookStatus::Unverified);
 }

@@ -106,7 +106,7 @@ async fn no_secret_leaks_through_any_path(b: Backend) {
     let store = Store::fresh(b).await;
     let stripe = MockServer::start().await;
     // Stripe's own error messages quote part of the key: they must not be passed on.
-    Mock::given(method("GET"))
+    Mock::given(method("POST"))
         .and(path("/v1/payment_intents"))
         .and(header(
             "authorization",

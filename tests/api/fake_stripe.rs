@@ -37,6 +37,48 @@ pub struct State {
     pub refund_status: Option<String>,
     /// Disputes opened by drivers' banks.
     pub disputes: Vec<Value>,
+    /// Credential checks' PaymentIntents, apart from the payments.
+    pub check_intents: HashMap<String, Value>,
+    /// Every credential check's create: (authorization header, form).
+    pub checks: Vec<(String, HashMap<String, String>)>,
+    /// The Stripe account of a key (publishable or secret); `acct_test_1` otherwise.
+    pub accounts: HashMap<String, String>,
+    /// The account each PaymentIntent was made in.
+    pub pi_accounts: HashMap<String, String>,
+    /// Keys Stripe answers 401 (rolled or deleted in the Dashboard).
+    pub revoked: std::collections::HashSet<String>,
+    /// Restricted keys with PaymentIntents "Read" only: 403 on writes.
+    pub read_only: std::collections::HashSet<String>,
+}
+
+impl State {
+    fn account_of(&self, key: &str) -> String {
+        self.accounts
+            .get(key)
+            .cloned()
+            .unwrap_or_else(|| "acct_test_1".into())
+    }
+
+    /// Stripe's refusal of the request's key, if it refuses it.
+    fn refusal(&self, req: &Request, write: bool) -> Option<ResponseTemplate> {
+        let key = bearer(req);
+        if self.revoked.contains(&key) {
+            return Some(ResponseTemplate::new(401).set_body_json(json!({"error": {
+                "type": "invalid_request_error", "message": "Invalid API Key provided: sk_test_****"}})));
+        }
+        (write && self.read_only.contains(&key)).then(|| {
+            ResponseTemplate::new(403).set_body_json(json!({"error": {
+                "type": "invalid_request_error",
+                "message": "The provided key does not have the required permissions for this endpoint."}}))
+        })
+    }
+}
+
+/// The key of the request's `Authorization: Bearer …`.
+pub fn bearer(req: &Request) -> String {
+    header(req, "authorization")
+        .and_then(|a| a.strip_prefix("Bearer ").map(str::to_string))
+        .unwrap_or_default()
 }
 
 /// What the next capture or cancel request meets.
@@ -76,6 +118,12 @@ impl Respond for Create {
     fn respond(&self, req: &Request) -> ResponseTemplate {
         let mut st = self.0.state.lock().unwrap();
         let f = form(req);
+        if let Some(refused) = st.refusal(req, true) {
+            return refused;
+        }
+        if f.get("metadata[roampay_purpose]").map(String::as_str) == Some("credential_check") {
+            return check_create(&mut st, req, f);
+        }
         let key = header(req, "idempotency-key");
         st.creates.push((
             key.clone(),
@@ -104,11 +152,31 @@ impl Respond for Create {
             "metadata": metadata,
         });
         st.intents.insert(id.clone(), pi.clone());
+        let account = st.account_of(&bearer(req));
+        st.pi_accounts.insert(id.clone(), account);
         if let Some(k) = key {
             st.keys.insert(k, id);
         }
         ResponseTemplate::new(200).set_body_json(pi)
     }
+}
+
+/// A credential check's PaymentIntent: kept apart, so tests of payments see only theirs.
+fn check_create(st: &mut State, req: &Request, f: HashMap<String, String>) -> ResponseTemplate {
+    let auth = header(req, "authorization").unwrap_or_default();
+    st.checks.push((auth.clone(), f.clone()));
+    let id = format!("pi_check{:04}", st.checks.len());
+    let pi = json!({
+        "id": id, "object": "payment_intent", "status": "requires_payment_method",
+        "amount": f.get("amount").and_then(|a| a.parse::<i64>().ok()).unwrap_or(0),
+        "currency": f.get("currency"), "capture_method": f.get("capture_method"),
+        "client_secret": format!("{id}_secret_check"), "livemode": auth.contains("_live_"),
+        "metadata": {"roampay_purpose": "credential_check", "workspace_id": f.get("metadata[workspace_id]")},
+    });
+    let account = st.account_of(&bearer(req));
+    st.pi_accounts.insert(id.clone(), account);
+    st.check_intents.insert(id, pi.clone());
+    ResponseTemplate::new(200).set_body_json(pi)
 }
 
 struct Retrieve(FakeStripe);
@@ -123,14 +191,30 @@ impl Respond for Retrieve {
             .next()
             .unwrap_or_default()
             .to_string();
-        st.retrieves
-            .push((id.clone(), header(req, "authorization").unwrap_or_default()));
-        match st.intents.get(&id) {
-            Some(pi) => ResponseTemplate::new(200).set_body_json(pi.clone()),
-            None => ResponseTemplate::new(404).set_body_json(
-                json!({"error": {"type": "invalid_request_error", "code": "resource_missing"}}),
-            ),
+        if let Some(refused) = st.refusal(req, false) {
+            return refused;
         }
+        let missing = ResponseTemplate::new(404).set_body_json(
+            json!({"error": {"type": "invalid_request_error", "code": "resource_missing"}}),
+        );
+        let key = bearer(req);
+        let pi = st.intents.get(&id).or(st.check_intents.get(&id)).cloned();
+        let Some(pi) = pi else { return missing };
+        // Another account sees nothing of this one's objects; a publishable key reads
+        // only with the PaymentIntent's client secret (as Stripe.js does).
+        if st.pi_accounts.get(&id) != Some(&st.account_of(&key)) {
+            return missing;
+        }
+        if key.starts_with("pk_") {
+            let q: HashMap<String, String> = req.url.query_pairs().into_owned().collect();
+            if q.get("client_secret").map(String::as_str) != pi["client_secret"].as_str() {
+                return missing;
+            }
+        } else {
+            st.retrieves
+                .push((id.clone(), header(req, "authorization").unwrap_or_default()));
+        }
+        ResponseTemplate::new(200).set_body_json(pi)
     }
 }
 
@@ -147,6 +231,13 @@ impl Respond for Settle {
             .nth(3)
             .unwrap_or_default()
             .to_string();
+        if let Some(refused) = st.refusal(req, true) {
+            return refused;
+        }
+        if let Some(pi) = st.check_intents.get_mut(&id) {
+            pi["status"] = json!(if op == "cancel" { "canceled" } else { "succeeded" });
+            return ResponseTemplate::new(200).set_body_json(pi.clone());
+        }
         let key = header(req, "idempotency-key");
         let f = form(req);
         st.settle_requests
@@ -376,6 +467,41 @@ impl FakeStripe {
 
     pub fn distinct_intents(&self) -> usize {
         self.state.lock().unwrap().intents.len()
+    }
+
+    /// Credential checks' PaymentIntents not cancelled.
+    pub fn open_checks(&self) -> Vec<String> {
+        let st = self.state.lock().unwrap();
+        st.check_intents
+            .values()
+            .filter(|pi| pi["status"] != "canceled")
+            .map(|pi| pi["id"].as_str().unwrap_or_default().to_string())
+            .collect()
+    }
+
+    /// Puts a key in another Stripe account.
+    pub fn in_account(&self, key: &str, account: &str) {
+        let mut st = self.state.lock().unwrap();
+        st.accounts.insert(key.into(), account.into());
+    }
+
+    /// The key is rolled or deleted in the Dashboard: Stripe answers 401.
+    pub fn revoke(&self, key: &str) {
+        self.state.lock().unwrap().revoked.insert(key.into());
+    }
+
+    /// A restricted key with PaymentIntents "Read" only.
+    pub fn read_only(&self, key: &str) {
+        self.state.lock().unwrap().read_only.insert(key.into());
+    }
+
+    /// The key that created each payment PaymentIntent, in order.
+    pub fn creating_keys(&self) -> Vec<String> {
+        let st = self.state.lock().unwrap();
+        st.creates
+            .iter()
+            .map(|(_, auth, _)| auth.trim_start_matches("Bearer ").to_string())
+            .collect()
     }
 }
 

@@ -1,7 +1,7 @@
 //! GET/PATCH ocpi-config and the validate endpoint.
 
 use serde_json::json;
-use wiremock::matchers::{header, method, path};
+use wiremock::matchers::{body_string_contains, header, method, path, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::on_both_backends;
@@ -43,14 +43,29 @@ async fn a_never_configured_workspace_reads_as_defaults(b: Backend) {
 async fn saved_credentials_are_validated_and_read_back_without_secrets(b: Backend) {
     let store = Store::fresh(b).await;
     let stripe = MockServer::start().await;
-    // Validation must use the workspace's own key.
-    Mock::given(method("GET"))
+    // Validation must use the workspace's own keys: the secret key creates (and
+    // cancels) a tagged PaymentIntent, the publishable key reads it as Stripe.js would.
+    Mock::given(method("POST"))
         .and(path("/v1/payment_intents"))
         .and(header("authorization", "Bearer sk_test_51HxSecretKeyZZ9Qa"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(json!({"object": "list", "data": [], "has_more": false})),
-        )
+        .and(body_string_contains("metadata%5Broampay_purpose%5D=credential_check"))
+        .and(body_string_contains("capture_method=manual"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(check_intent("requires_payment_method", false)))
+        .expect(1)
+        .mount(&stripe)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v1/payment_intents/pi_check_1"))
+        .and(header("authorization", "Bearer pk_test_51HxPublishableKey"))
+        .and(query_param("client_secret", "pi_check_1_secret_x"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(check_intent("requires_payment_method", false)))
+        .expect(1)
+        .mount(&stripe)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v1/payment_intents/pi_check_1/cancel"))
+        .and(header("authorization", "Bearer sk_test_51HxSecretKeyZZ9Qa"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(check_intent("canceled", false)))
         .expect(1)
         .mount(&stripe)
         .await;
@@ -183,37 +198,52 @@ async fn malformed_input_is_refused_and_nothing_is_saved(b: Backend) {
 async fn each_stripe_refusal_sets_its_failure_code(b: Backend) {
     let store = Store::fresh(b).await;
     let stripe = MockServer::start().await;
+    const PK: &str = "pk_test_51HxPublishableKey";
     let cases = [
-        ("ws-401", "sk_test_51HxUnauthorized1", stripe_error(401, "", "Invalid API Key provided: sk_test_****ized1"), "invalid", "authentication_failed"),
-        ("ws-403", "rk_test_51HxForbidden22", stripe_error(403, "", "The provided key does not have the required permissions"), "invalid", "permission_denied"),
+        ("ws-401", PK, "sk_test_51HxUnauthorized1", stripe_error(401, "", "Invalid API Key provided: sk_test_****ized1"), "invalid", "authentication_failed"),
+        // A restricted key with PaymentIntents "Read" only.
+        ("ws-403", PK, "rk_test_51HxForbidden22", stripe_error(403, "", "The provided key does not have the required permissions"), "invalid", "permission_denied"),
         (
             "ws-live",
+            PK,
             "sk_test_51HxLiveAnswer3",
-            ResponseTemplate::new(200).set_body_json(json!({"object": "list", "data": [{"id": "pi_1", "object": "payment_intent", "livemode": true}], "has_more": true})),
+            ResponseTemplate::new(200).set_body_json(check_intent("requires_payment_method", true)),
             "invalid",
             "livemode_mismatch",
         ),
-        ("ws-500", "sk_test_51HxServerErr4", stripe_error(500, "", "boom"), "pending", "stripe_unreachable"),
+        ("ws-500", PK, "sk_test_51HxServerErr4", stripe_error(500, "", "boom"), "pending", "stripe_unreachable"),
+        // The publishable key of another account cannot see the secret key's objects.
+        (
+            "ws-other",
+            "pk_test_51HxOtherAccountKey",
+            "sk_test_51HxAccountOne5",
+            ResponseTemplate::new(200).set_body_json(check_intent("requires_payment_method", false)),
+            "invalid",
+            "account_mismatch",
+        ),
     ];
-    for (_, key, response, _, _) in &cases {
-        Mock::given(method("GET"))
+    for (_, _, key, response, _, _) in &cases {
+        Mock::given(method("POST"))
             .and(path("/v1/payment_intents"))
             .and(header("authorization", format!("Bearer {key}").as_str()))
             .respond_with(response.clone())
             .mount(&stripe)
             .await;
     }
+    Mock::given(method("GET"))
+        .and(path("/v1/payment_intents/pi_check_1"))
+        .and(header("authorization", "Bearer pk_test_51HxOtherAccountKey"))
+        .respond_with(stripe_error(404, "resource_missing", "No such payment_intent: 'pi_check_1'"))
+        .mount(&stripe)
+        .await;
+    mount_ok(&stripe).await;
     let server = Server::start(&store, ServerOptions::new(&stripe)).await;
-    for (ws, key, _, status, code) in cases {
+    for (ws, pk, key, _, status, code) in cases {
         let (http, body) = server
             .patch(
                 &config_path(ws),
                 &admin(ws),
-                creds(
-                    "pk_test_51HxPublishableKey",
-                    key,
-                    "whsec_SigningSecretWW7fZk",
-                ),
+                creds(pk, key, "whsec_SigningSecretWW7fZk"),
             )
             .await;
         assert_eq!(http, 200, "{body}");
@@ -233,7 +263,7 @@ async fn an_unreachable_stripe_leaves_the_set_pending_until_the_background_check
 ) {
     let store = Store::fresh(b).await;
     let stripe = MockServer::start().await;
-    Mock::given(method("GET"))
+    Mock::given(method("POST"))
         .and(path("/v1/payment_intents"))
         .respond_with(stripe_error(503, "", "down"))
         .up_to_n_times(3) // every attempt of the save's check

@@ -9,7 +9,7 @@ use roampay::http::auth::JwtAuth;
 use roampay_projections::Db;
 use secrecy::SecretString;
 use serde_json::{json, Value};
-use wiremock::matchers::{method, path};
+use wiremock::matchers::{body_string_contains, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 pub const JWT_SECRET: &str = "test-jwt-secret-for-roampay-api-tests";
@@ -378,12 +378,43 @@ pub async fn stripe_ok() -> MockServer {
     server
 }
 
+/// A Stripe that accepts any key: the credential check (a PaymentIntent created,
+/// read back with the publishable key, cancelled), an empty PaymentIntent list, and
+/// account `acct_test_1`. Stateless and of low priority: a test's own mocks and the
+/// stateful [`crate::fake_stripe::FakeStripe`] answer first.
 pub async fn mount_ok(server: &MockServer) {
+    Mock::given(method("POST"))
+        .and(path("/v1/payment_intents"))
+        .and(body_string_contains("credential_check"))
+        .respond_with(move |req: &wiremock::Request| {
+            let live = req
+                .headers
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|a| a.contains("_live_"));
+            ResponseTemplate::new(200).set_body_json(check_intent("requires_payment_method", live))
+        })
+        .with_priority(10)
+        .mount(server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v1/payment_intents/pi_check_1"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(check_intent("requires_payment_method", false)))
+        .with_priority(10)
+        .mount(server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v1/payment_intents/pi_check_1/cancel"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(check_intent("canceled", false)))
+        .with_priority(10)
+        .mount(server)
+        .await;
     Mock::given(method("GET"))
         .and(path("/v1/payment_intents"))
         .respond_with(ResponseTemplate::new(200).set_body_json(
             json!({"object": "list", "data": [], "has_more": false, "url": "/v1/payment_intents"}),
         ))
+        .with_priority(10)
         .mount(server)
         .await;
     Mock::given(method("GET"))
@@ -392,8 +423,18 @@ pub async fn mount_ok(server: &MockServer) {
             ResponseTemplate::new(200)
                 .set_body_json(json!({"id": "acct_test_1", "object": "account"})),
         )
+        .with_priority(10)
         .mount(server)
         .await;
+}
+
+pub fn check_intent(status: &str, livemode: bool) -> Value {
+    json!({
+        "id": "pi_check_1", "object": "payment_intent", "status": status, "amount": 50,
+        "currency": "aud", "capture_method": "manual", "livemode": livemode,
+        "client_secret": "pi_check_1_secret_x",
+        "metadata": {"roampay_purpose": "credential_check"}
+    })
 }
 
 pub fn stripe_error(status: u16, code: &str, message: &str) -> ResponseTemplate {

@@ -7,10 +7,15 @@ sends real Stripe's requests unchanged; only this peer is adjusted:
 - `receipt_email` is accepted on PaymentIntent creation and kept on the object
   (localstripe answers 400 "Unexpected receipt_email");
 - `reason` is accepted on refunds and kept on the object (localstripe answers 400
-  "Unexpected reason").
+  "Unexpected reason");
+- a publishable key may read a PaymentIntent with its client secret
+  (`GET /v1/payment_intents/{id}?client_secret=…`), as Stripe.js does in the browser
+  (localstripe accepts `pk_` keys only in a few POST bodies).
 
 Run with the virtualenv's Python: `python roampay_localstripe.py --port N --from-scratch`.
 """
+
+import re
 
 from localstripe import resources, server
 
@@ -47,6 +52,27 @@ def _refund(self, reason=None, **kwargs):
     self.reason = reason
 
 
+_get_api_key = server.get_api_key
+
+
+def get_api_key(request):
+    key = _get_api_key(request)
+    if key is not None:
+        return key
+    auth = request.headers.get('Authorization', '').split(' ')
+    read = re.match(r'^/v1/payment_intents/(\w+)$', request.path)
+    if (request.method == 'GET' and read and len(auth) == 2 and auth[0] == 'Bearer'
+            and auth[1].startswith('pk_')):
+        try:
+            pi = PaymentIntent._api_retrieve(read.group(1))
+        except Exception:
+            return None
+        if request.query.get('client_secret') == pi.client_secret:
+            return auth[1]
+    return None
+
+
+server.get_api_key = get_api_key
 PaymentIntent._api_update = _api_update
 Refund.__init__ = _refund
 PaymentIntent._api_create = _api_create

@@ -249,6 +249,42 @@ fn summarize_profile(event: &E) -> String {
             "Stripe credentials removed (version {})",
             e.credential_version
         ),
+        E::WorkspaceStripeCandidateSaved(e) => format!(
+            "Stripe credentials saved as candidate version {} ({} mode): publishable key {}, {} ending {}; the active set serves payments until Stripe accepts the candidate",
+            e.credential_version,
+            e.mode.as_str(),
+            e.publishable_key,
+            match e.secret_key_kind {
+                roampay_events::SecretKeyKind::Restricted => "restricted key",
+                roampay_events::SecretKeyKind::Secret => "secret key",
+            },
+            e.secret_key.last4
+        ),
+        E::WorkspaceStripeCandidatePromoted(e) => format!(
+            "candidate version {} promoted: Stripe credentials version {} now serve payments{}",
+            e.candidate_version,
+            e.credential_version,
+            e.account_id
+                .as_ref()
+                .map(|a| format!(" (account {a})"))
+                .unwrap_or_default()
+        ),
+        E::WorkspaceStripeCandidateRejected(e) => format!(
+            "candidate version {} rejected: {}; the active set keeps serving payments",
+            e.candidate_version, e.failure_code
+        ),
+        E::WorkspaceStripeCredentialsRevoked(e) => format!(
+            "Stripe credentials version {} invalid: {} (on {}); paid sessions are refused until the credentials are fixed",
+            e.credential_version, e.failure_code, e.stripe_operation
+        ),
+        E::WorkspaceWebhookVerified(e) => format!(
+            "webhook endpoint verified: {} {} signed with the workspace's secret",
+            e.event_type, e.stripe_event_id
+        ),
+        E::WorkspaceWebhookFailing(e) => format!(
+            "webhook deliveries failing: refused ({}) since the last verified one",
+            e.code
+        ),
     }
 }
 

@@ -22,6 +22,8 @@ struct Row {
     failure_message: Option<String>,
     checked_at: Option<DateTime<Utc>>,
     updated_at: Option<DateTime<Utc>>,
+    candidate_version: Option<i64>,
+    candidate_status: Option<String>,
 }
 
 #[async_trait::async_trait]
@@ -40,7 +42,12 @@ impl Projection for CredentialHealth {
             .iter()
             .filter_map(|e| match &e.event {
                 AnyEvent::WorkspaceStripeProfile(p)
-                    if !matches!(p, E::WorkspaceOcpiConfigUpdated(_)) =>
+                    if !matches!(
+                        p,
+                        E::WorkspaceOcpiConfigUpdated(_)
+                            | E::WorkspaceWebhookVerified(_)
+                            | E::WorkspaceWebhookFailing(_)
+                    ) =>
                 {
                     Some(p)
                 }
@@ -64,7 +71,18 @@ impl Projection for CredentialHealth {
             let ws = event.workspace_id().to_string();
             let row = rows.entry(ws).or_default();
             match event.clone() {
-                E::WorkspaceOcpiConfigUpdated(_) => {}
+                E::WorkspaceOcpiConfigUpdated(_)
+                | E::WorkspaceWebhookVerified(_)
+                | E::WorkspaceWebhookFailing(_) => {}
+                E::WorkspaceStripeCredentialsUpdated(e)
+                    if e.secret_key.is_none()
+                        && e.publishable_key.is_none()
+                        && !row.status.is_empty() =>
+                {
+                    // A new webhook secret alone: the set's health is unchanged.
+                    row.credential_version = e.credential_version.into();
+                    row.updated_at = Some(e.updated_at);
+                }
                 E::WorkspaceStripeCredentialsUpdated(e) => {
                     *row = Row {
                         status: HealthStatus::Pending.as_str().into(),
@@ -73,6 +91,39 @@ impl Projection for CredentialHealth {
                         updated_at: Some(e.updated_at),
                         ..Row::default()
                     };
+                }
+                E::WorkspaceStripeCandidateSaved(e) => {
+                    row.candidate_version = Some(e.credential_version.into());
+                    row.candidate_status = Some(HealthStatus::Pending.as_str().into());
+                    row.updated_at = Some(e.updated_at);
+                }
+                E::WorkspaceStripeCandidatePromoted(e) => {
+                    row.status = HealthStatus::Valid.as_str().into();
+                    row.credential_version = e.credential_version.into();
+                    row.account_id = e.account_id;
+                    row.failure_code = None;
+                    row.failure_message = None;
+                    row.checked_at = Some(e.promoted_at);
+                    row.updated_at = Some(e.promoted_at);
+                    row.candidate_version = None;
+                    row.candidate_status = None;
+                }
+                E::WorkspaceStripeCandidateRejected(e) => {
+                    row.candidate_status = Some(HealthStatus::Invalid.as_str().into());
+                    row.updated_at = Some(e.rejected_at);
+                }
+                E::WorkspaceStripeCredentialsValidationFailed(e)
+                    if row.candidate_version == Some(e.credential_version.into()) =>
+                {
+                    row.candidate_status = Some(e.health_status().as_str().into());
+                    row.updated_at = Some(e.validated_at);
+                }
+                E::WorkspaceStripeCredentialsRevoked(e) => {
+                    row.status = HealthStatus::Invalid.as_str().into();
+                    row.failure_code = Some(e.failure_code);
+                    row.failure_message = Some(e.failure_message);
+                    row.checked_at = Some(e.revoked_at);
+                    row.updated_at = Some(e.revoked_at);
                 }
                 E::WorkspaceStripeCredentialsValidated(e) => {
                     row.status = HealthStatus::Valid.as_str().into();
@@ -114,7 +165,7 @@ fn db_err(source: sqlx::Error) -> ProjectionError {
     }
 }
 
-const COLUMNS: &str = "workspace_id, status, credential_version, mode, account_id, failure_code, failure_message, checked_at, updated_at";
+const COLUMNS: &str = "workspace_id, status, credential_version, mode, account_id, failure_code, failure_message, checked_at, updated_at, candidate_version, candidate_status";
 
 fn decode<R: sqlx::Row>(r: &R) -> Result<(String, Row), sqlx::Error>
 where
@@ -122,6 +173,7 @@ where
     String: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
     i64: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
     Option<String>: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    Option<i64>: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
     Option<DateTime<Utc>>: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
 {
     Ok((
@@ -135,6 +187,8 @@ where
             failure_message: r.try_get("failure_message")?,
             checked_at: r.try_get("checked_at")?,
             updated_at: r.try_get("updated_at")?,
+            candidate_version: r.try_get("candidate_version")?,
+            candidate_status: r.try_get("candidate_status")?,
         },
     ))
 }
@@ -181,7 +235,8 @@ const UPSERT_TAIL: &str = "ON CONFLICT (workspace_id) DO UPDATE SET
        status = excluded.status, credential_version = excluded.credential_version,
        mode = excluded.mode, account_id = excluded.account_id,
        failure_code = excluded.failure_code, failure_message = excluded.failure_message,
-       checked_at = excluded.checked_at, updated_at = excluded.updated_at";
+       checked_at = excluded.checked_at, updated_at = excluded.updated_at,
+       candidate_version = excluded.candidate_version, candidate_status = excluded.candidate_status";
 
 async fn store(tx: &mut DbTx, rows: BTreeMap<String, Row>) -> Result<(), ProjectionError> {
     match tx {
@@ -197,11 +252,14 @@ async fn store(tx: &mut DbTx, rows: BTreeMap<String, Row>) -> Result<(), Project
                 c.failure_message.push(r.failure_message);
                 c.checked_at.push(r.checked_at);
                 c.updated_at.push(r.updated_at.unwrap_or_default());
+                c.candidate_version.push(r.candidate_version);
+                c.candidate_status.push(r.candidate_status);
             }
             sqlx::query(&format!(
                 "INSERT INTO credential_health ({COLUMNS})
                  SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[],
-                                      $6::text[], $7::text[], $8::timestamptz[], $9::timestamptz[])
+                                      $6::text[], $7::text[], $8::timestamptz[], $9::timestamptz[],
+                                      $10::bigint[], $11::text[])
                  {UPSERT_TAIL}"
             ))
             .bind(c.workspace_id)
@@ -213,13 +271,15 @@ async fn store(tx: &mut DbTx, rows: BTreeMap<String, Row>) -> Result<(), Project
             .bind(c.failure_message)
             .bind(c.checked_at)
             .bind(c.updated_at)
+            .bind(c.candidate_version)
+            .bind(c.candidate_status)
             .execute(&mut **t)
             .await
             .map_err(db_err)?;
         }
         DbTx::Sqlite(t) => {
             for (ws, row) in rows {
-                sqlx::query(&format!("INSERT INTO credential_health ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) {UPSERT_TAIL}"))
+                sqlx::query(&format!("INSERT INTO credential_health ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) {UPSERT_TAIL}"))
                     .bind(ws)
                     .bind(row.status)
                     .bind(row.credential_version)
@@ -229,6 +289,8 @@ async fn store(tx: &mut DbTx, rows: BTreeMap<String, Row>) -> Result<(), Project
                     .bind(row.failure_message)
                     .bind(row.checked_at)
                     .bind(row.updated_at.unwrap_or_default())
+                    .bind(row.candidate_version)
+                    .bind(row.candidate_status)
                     .execute(&mut **t)
                     .await
                     .map_err(db_err)?;
@@ -250,6 +312,8 @@ struct Columns {
     failure_message: Vec<Option<String>>,
     checked_at: Vec<Option<DateTime<Utc>>>,
     updated_at: Vec<DateTime<Utc>>,
+    candidate_version: Vec<Option<i64>>,
+    candidate_status: Vec<Option<String>>,
 }
 
 mod queries;

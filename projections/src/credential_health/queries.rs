@@ -6,10 +6,29 @@ use sqlx::Row as _;
 use crate::db::Db;
 use crate::on_db;
 
-/// Workspaces whose credential set is still `pending`, oldest change first.
+/// Workspaces whose active set or candidate is still `pending`, oldest change first.
 pub async fn pending(db: &Db, limit: i64) -> Result<Vec<String>, sqlx::Error> {
     on_db!(db, pool => sqlx::query_scalar(
-        "SELECT workspace_id FROM credential_health WHERE status = 'pending' ORDER BY updated_at LIMIT $1")
+        "SELECT workspace_id FROM credential_health
+          WHERE status = 'pending' OR candidate_status = 'pending'
+          ORDER BY updated_at LIMIT $1")
+        .bind(limit)
+        .fetch_all(pool)
+        .await)
+}
+
+/// Workspaces whose active set is `valid` but was last proven before `checked_before`,
+/// longest unchecked first.
+pub async fn due_for_recheck(
+    db: &Db,
+    checked_before: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<String>, sqlx::Error> {
+    on_db!(db, pool => sqlx::query_scalar(
+        "SELECT workspace_id FROM credential_health
+          WHERE status = 'valid' AND (checked_at IS NULL OR checked_at < $1)
+          ORDER BY checked_at LIMIT $2")
+        .bind(checked_before)
         .bind(limit)
         .fetch_all(pool)
         .await)
