@@ -108,7 +108,12 @@ impl Metrics {
                 &["job"],
             ),
         };
-        for c in [&m.task_panics, &m.job_rounds, &m.uncollected, &m.revocations] {
+        for c in [
+            &m.task_panics,
+            &m.job_rounds,
+            &m.uncollected,
+            &m.revocations,
+        ] {
             m.registry.register(Box::new(c.clone())).expect("unique");
         }
         m.registry

@@ -8,8 +8,8 @@ use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 
 use crate::stripe::{
-    CallError, CreatePaymentIntent, CreateRefund, CredentialCheck, CredentialProbe, PaymentIntentPage,
-    PaymentIntentStatus, PaymentIntentView, RefundView, StripeGateway,
+    CallError, CreatePaymentIntent, CreateRefund, CredentialCheck, CredentialProbe,
+    PaymentIntentPage, PaymentIntentStatus, PaymentIntentView, RefundView, StripeGateway,
 };
 use crate::vault::{SecretField, SecretVault, VaultError};
 

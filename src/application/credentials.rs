@@ -192,14 +192,20 @@ impl Services {
     /// Proves again the valid sets last proven more than `every` ago (a key rolled or
     /// deleted in the Dashboard shows without any request). Stripe not answering
     /// leaves a valid set valid.
-    pub async fn revalidate_valid(&self, every: chrono::Duration) -> Result<usize, CredentialError> {
+    pub async fn revalidate_valid(
+        &self,
+        every: chrono::Duration,
+    ) -> Result<usize, CredentialError> {
         let meta = super::system("system:revalidator");
         let cutoff = self.clock.now() - every;
         let due = roampay_projections::credential_health::due_for_recheck(&self.db, cutoff, 100)
             .await
             .map_err(StoreFault::of_sqlx)?;
         for ws in &due {
-            if let Err(e) = self.run_validation(ws, ValidationScope::Recheck, &meta).await {
+            if let Err(e) = self
+                .run_validation(ws, ValidationScope::Recheck, &meta)
+                .await
+            {
                 tracing::warn!(workspace_id = %ws, error = %e, "periodic validation failed");
             }
         }

@@ -34,7 +34,11 @@ impl KeyOwners {
     }
 
     fn owner(&self, key: &SecretString) -> Option<(String, u32)> {
-        self.0.lock().expect("key owners").get(&key_digest(key)).cloned()
+        self.0
+            .lock()
+            .expect("key owners")
+            .get(&key_digest(key))
+            .cloned()
     }
 }
 
@@ -46,7 +50,11 @@ pub struct Watched {
 }
 
 impl Watched {
-    pub fn new(inner: Arc<dyn StripeGateway>, owners: Arc<KeyOwners>, services: Weak<Services>) -> Self {
+    pub fn new(
+        inner: Arc<dyn StripeGateway>,
+        owners: Arc<KeyOwners>,
+        services: Weak<Services>,
+    ) -> Self {
         Self {
             inner,
             owners,
@@ -67,7 +75,9 @@ impl Watched {
         {
             let owner = self.owners.owner(key);
             if let (Some((ws, version)), Some(services)) = (owner, self.services.upgrade()) {
-                services.revoke_credentials(&ws, version, *status, operation).await;
+                services
+                    .revoke_credentials(&ws, version, *status, operation)
+                    .await;
             }
         }
         result
@@ -109,7 +119,8 @@ impl StripeGateway for Watched {
             .inner
             .capture_payment_intent(key, id, amount_cents, idempotency_key)
             .await;
-        self.watch(key, "POST /v1/payment_intents/{id}/capture", r).await
+        self.watch(key, "POST /v1/payment_intents/{id}/capture", r)
+            .await
     }
 
     async fn cancel_payment_intent(
@@ -118,8 +129,12 @@ impl StripeGateway for Watched {
         id: &str,
         idempotency_key: &str,
     ) -> Result<PaymentIntentView, CallError> {
-        let r = self.inner.cancel_payment_intent(key, id, idempotency_key).await;
-        self.watch(key, "POST /v1/payment_intents/{id}/cancel", r).await
+        let r = self
+            .inner
+            .cancel_payment_intent(key, id, idempotency_key)
+            .await;
+        self.watch(key, "POST /v1/payment_intents/{id}/cancel", r)
+            .await
     }
 
     async fn create_refund(
@@ -184,7 +199,9 @@ impl Services {
         let before = self.profiles.load_recent(ws).await.ok();
         match self.profiles.execute(ws, cmd, &meta).await {
             Ok(after) => count_revocation(ws, before.as_ref(), &after),
-            Err(e) => tracing::error!(workspace_id = %ws, error = %e, "could not record that Stripe refused the workspace's key"),
+            Err(e) => {
+                tracing::error!(workspace_id = %ws, error = %e, "could not record that Stripe refused the workspace's key")
+            }
         }
     }
 }

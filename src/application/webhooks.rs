@@ -174,7 +174,8 @@ impl Services {
             Ok(outcome) => Ok(outcome),
             Err(refused) => {
                 self.record_refusal(&refused, &delivery, meta).await;
-                if let (Some(ws), true) = (&refused.workspace_id, refused.why.says_endpoint_fails()) {
+                if let (Some(ws), true) = (&refused.workspace_id, refused.why.says_endpoint_fails())
+                {
                     self.note_webhook_failing(ws, refused.why, meta).await;
                 }
                 Err(refused.why)
@@ -294,7 +295,8 @@ impl Services {
             .map_err(in_ws)?;
         tracing::Span::current().record("workspace_id", ws.as_str());
         let event = parsed.ok_or_else(|| in_ws(WebhookRefusal::InvalidPayload))?;
-        self.note_webhook_verified(&ws, &profile, &event, meta).await;
+        self.note_webhook_verified(&ws, &profile, &event, meta)
+            .await;
         if let Some(money) = MoneyEvent::read(&event).map_err(in_ws)? {
             return self.apply_money_event(&ws, &profile, money, meta).await;
         }

@@ -8,9 +8,9 @@ use roampay_projections::charging_intents::Row;
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::application::credentials::WorkspaceConfig;
 use crate::charging_intent::aggregate::authorization_reference;
 use crate::charging_intent::ChargingIntent;
-use crate::application::credentials::WorkspaceConfig;
 use crate::workspace_stripe_profile::aggregate::WebhookStatus;
 use crate::workspace_stripe_profile::WorkspaceStripeProfile;
 

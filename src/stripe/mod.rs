@@ -381,12 +381,21 @@ impl StripeTransport {
         probe: &CredentialProbe<'_>,
     ) -> Result<PaymentIntentView, CredentialCheck> {
         let form: Vec<(String, String)> = vec![
-            ("amount".into(), crate::money::PreAuthAmount::MIN.to_string()),
+            (
+                "amount".into(),
+                crate::money::PreAuthAmount::MIN.to_string(),
+            ),
             ("currency".into(), probe.currency.to_string()),
             ("capture_method".into(), "manual".into()),
             ("payment_method_types[0]".into(), "card".into()),
-            (format!("metadata[{}]", CHECK_PURPOSE.0), CHECK_PURPOSE.1.into()),
-            ("metadata[workspace_id]".into(), probe.workspace_id.to_string()),
+            (
+                format!("metadata[{}]", CHECK_PURPOSE.0),
+                CHECK_PURPOSE.1.into(),
+            ),
+            (
+                "metadata[workspace_id]".into(),
+                probe.workspace_id.to_string(),
+            ),
         ];
         let mut builder = RequestBuilder::new(StripeMethod::Post, "/payment_intents");
         builder.body = Some(serde_urlencoded(&form));
@@ -414,7 +423,10 @@ impl StripeTransport {
             self.cancel_check_intent(probe.secret_key, &pi.id).await;
             return Err(failed(
                 "livemode_mismatch",
-                format!("The key is a {} key but Stripe answered for the other mode.", probe.mode.as_str()),
+                format!(
+                    "The key is a {} key but Stripe answered for the other mode.",
+                    probe.mode.as_str()
+                ),
             ));
         }
         Ok(pi)
@@ -428,7 +440,10 @@ impl StripeTransport {
         pi: &PaymentIntentView,
     ) -> Option<CredentialCheck> {
         let Some(client_secret) = pi.client_secret.as_ref() else {
-            return Some(failed(STRIPE_UNREACHABLE, "Stripe answered without a client secret; the check will be retried."));
+            return Some(failed(
+                STRIPE_UNREACHABLE,
+                "Stripe answered without a client secret; the check will be retried.",
+            ));
         };
         let id = checked_id(&pi.id).ok()?;
         let mut builder = RequestBuilder::new(StripeMethod::Get, format!("/payment_intents/{id}"));
@@ -461,7 +476,8 @@ impl StripeTransport {
     /// no card and charges nobody).
     async fn cancel_check_intent(&self, secret_key: &SecretString, id: &str) {
         let Ok(id) = checked_id(id) else { return };
-        let builder = RequestBuilder::new(StripeMethod::Post, format!("/payment_intents/{id}/cancel"));
+        let builder =
+            RequestBuilder::new(StripeMethod::Post, format!("/payment_intents/{id}/cancel"));
         let key = format!("roampay-check-cancel-{id}");
         if let Err(e) = self.send(secret_key, builder, Some(&key)).await {
             tracing::warn!(payment_intent = %id, error = ?e, "a credential check's PaymentIntent could not be cancelled");
@@ -512,7 +528,8 @@ impl StripeGateway for StripeTransport {
             Err(refusal) => return refusal,
         };
         let verdict = self.read_as_browser(probe, &created).await;
-        self.cancel_check_intent(probe.secret_key, &created.id).await;
+        self.cancel_check_intent(probe.secret_key, &created.id)
+            .await;
         if let Some(refusal) = verdict {
             return refusal;
         }

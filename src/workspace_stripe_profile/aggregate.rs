@@ -258,18 +258,13 @@ impl WorkspaceStripeProfile {
         // A valid active set keeps serving: key changes are made against the candidate
         // (the admin's latest word), or the active set when there is none.
         let serving = self.serving();
-        let (base_pk, base_sk, base_mode) = match (serving.and(self.candidate.as_ref()), current)
-        {
+        let (base_pk, base_sk, base_mode) = match (serving.and(self.candidate.as_ref()), current) {
             (Some(c), _) => (Some(&c.publishable_key), Some(&c.secret_key), Some(c.mode)),
             (None, Some(c)) => (Some(&c.publishable_key), Some(&c.secret_key), Some(c.mode)),
             (None, None) => (None, None, None),
         };
         // The mode of the resulting set: every key in it must agree.
-        let pk_mode = cmd
-            .publishable_key
-            .as_ref()
-            .map(|k| k.mode())
-            .or(base_mode);
+        let pk_mode = cmd.publishable_key.as_ref().map(|k| k.mode()).or(base_mode);
         let sk_mode = cmd
             .secret_key
             .as_ref()
@@ -344,7 +339,9 @@ impl WorkspaceStripeProfile {
         else {
             // Nothing serves (or only the webhook secret changes): the set applies at once.
             if let Some((sk, fp)) = secret_key {
-                let put = svc.vault.put(ws, SecretField::SecretKey, version, &fp, sk.secret());
+                let put = svc
+                    .vault
+                    .put(ws, SecretField::SecretKey, version, &fp, sk.secret());
                 put.await.map_err(vault_err)?;
                 event.secret_key = Some(SecretRef {
                     fingerprint: fp,
@@ -357,7 +354,9 @@ impl WorkspaceStripeProfile {
         };
         let (secret, kind, secret_key_version) = match secret_key {
             Some((sk, fp)) => {
-                let put = svc.vault.put(ws, SecretField::SecretKey, version, &fp, sk.secret());
+                let put = svc
+                    .vault
+                    .put(ws, SecretField::SecretKey, version, &fp, sk.secret());
                 put.await.map_err(vault_err)?;
                 let secret = SecretRef {
                     fingerprint: fp,
@@ -426,7 +425,13 @@ impl WorkspaceStripeProfile {
             return Ok(vec![]);
         }
         let check = self
-            .check(svc, &cmd.workspace_id, &creds.secret_key, &creds.publishable_key, creds.mode)
+            .check(
+                svc,
+                &cmd.workspace_id,
+                &creds.secret_key,
+                &creds.publishable_key,
+                creds.mode,
+            )
             .await?;
         let version = creds.version;
         Ok(match check {
@@ -552,7 +557,12 @@ impl WorkspaceStripeProfile {
     ) -> Result<CredentialCheck, Error> {
         let key: SecretString = svc
             .vault
-            .get(ws, SecretField::SecretKey, key_ref.version, &key_ref.secret.fingerprint)
+            .get(
+                ws,
+                SecretField::SecretKey,
+                key_ref.version,
+                &key_ref.secret.fingerprint,
+            )
             .await
             .map_err(|e| Error::Vault(e.to_string()))?;
         let probe = CredentialProbe {
@@ -703,7 +713,12 @@ impl WorkspaceStripeProfile {
         if keys_change {
             self.candidate = None; // saved over: the keys apply at once
         }
-        match (self.credentials.as_mut(), secret_key, e.publishable_key, new_webhook) {
+        match (
+            self.credentials.as_mut(),
+            secret_key,
+            e.publishable_key,
+            new_webhook,
+        ) {
             (Some(c), sk, pk, wh) => {
                 if let Some(sk) = sk {
                     c.secret_key = sk;
@@ -756,10 +771,7 @@ impl WorkspaceStripeProfile {
     }
 
     fn apply_promoted(&mut self, e: WorkspaceStripeCandidatePromoted) {
-        let Some(candidate) = self
-            .candidate
-            .take_if(|c| c.version == e.candidate_version)
-        else {
+        let Some(candidate) = self.candidate.take_if(|c| c.version == e.candidate_version) else {
             return;
         };
         self.credential_version = self.credential_version.max(e.credential_version);

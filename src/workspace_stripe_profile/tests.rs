@@ -572,9 +572,24 @@ fn a_new_webhook_secret_with_a_new_key_applies_at_once_and_the_key_waits() {
     let mut all = vec![saved_v1(), validated(1)];
     all.extend(events.clone());
     let p = fold(all.clone());
-    assert_eq!(p.health_status(), HealthStatus::Valid, "a webhook secret alone changes no health");
-    assert_eq!(p.active_version(), 1, "payments keep version 1 until the candidate is proven");
-    assert_eq!(p.credentials.as_ref().unwrap().current_webhook_secret().secret, sref(WH2));
+    assert_eq!(
+        p.health_status(),
+        HealthStatus::Valid,
+        "a webhook secret alone changes no health"
+    );
+    assert_eq!(
+        p.active_version(),
+        1,
+        "payments keep version 1 until the candidate is proven"
+    );
+    assert_eq!(
+        p.credentials
+            .as_ref()
+            .unwrap()
+            .current_webhook_secret()
+            .secret,
+        sref(WH2)
+    );
     all.push(promoted(2, 2));
     let p = fold(all);
     assert_eq!(p.secret_key_for(1).unwrap().secret, sref(SK));
@@ -587,7 +602,12 @@ fn a_valid_candidate_is_promoted_as_the_next_version() {
         .given(vec![saved_v1(), validated(1), candidate_v2_rk()])
         .when(validate(ValidationScope::UnlessValid))
         .then_expect_events(vec![promoted(2, 2)]);
-    let p = fold(vec![saved_v1(), validated(1), candidate_v2_rk(), promoted(2, 2)]);
+    let p = fold(vec![
+        saved_v1(),
+        validated(1),
+        candidate_v2_rk(),
+        promoted(2, 2),
+    ]);
     assert!(p.candidate.is_none());
     let active = p.serving().unwrap();
     assert_eq!((active.version, &active.secret_key.secret), (2, &sref(RK)));
@@ -617,7 +637,11 @@ fn a_candidate_promoted_after_another_version_was_handed_out_gets_a_new_one() {
     let mut all = given;
     all.push(promoted(2, 4));
     let p = fold(all);
-    assert_eq!(p.secret_key_for(3).unwrap().secret, sref(SK), "intents of v3 keep the old key");
+    assert_eq!(
+        p.secret_key_for(3).unwrap().secret,
+        sref(SK),
+        "intents of v3 keep the old key"
+    );
     assert_eq!(p.secret_key_for(4).unwrap().secret, sref(RK));
 }
 
@@ -661,7 +685,10 @@ fn an_unreachable_stripe_leaves_the_candidate_pending_and_the_active_set_serving
     let mut all = vec![saved_v1(), validated(1), candidate_v2_rk()];
     all.extend(events);
     let p = fold(all);
-    assert_eq!(p.candidate.as_ref().unwrap().health.status, HealthStatus::Pending);
+    assert_eq!(
+        p.candidate.as_ref().unwrap().health.status,
+        HealthStatus::Pending
+    );
     assert_eq!(p.health_status(), HealthStatus::Valid);
 }
 
@@ -722,7 +749,11 @@ fn a_candidate_racing_a_payment_an_old_key_refused_after_promotion_revokes_nothi
             "Stripe no longer accepts the secret key (it was rolled or deleted in the Dashboard): save a new one.",
         )]);
     let p = fold(given);
-    assert_eq!(p.secret_key_for(1).unwrap().secret, sref(SK), "the old intent settles with its key");
+    assert_eq!(
+        p.secret_key_for(1).unwrap().secret,
+        sref(SK),
+        "the old intent settles with its key"
+    );
 }
 
 #[test]
@@ -739,7 +770,10 @@ fn the_periodic_check_revokes_a_refused_set_and_leaves_it_valid_when_stripe_is_d
     else {
         panic!("{events:?}")
     };
-    assert_eq!((e.failure_code.as_str(), e.stripe_operation.as_str()), ("key_revoked", "credential check"));
+    assert_eq!(
+        (e.failure_code.as_str(), e.stripe_operation.as_str()),
+        ("key_revoked", "credential check")
+    );
     framework_checking(CredentialCheck::Failed {
         code: STRIPE_UNREACHABLE,
         message: "timeout".into(),
@@ -809,7 +843,11 @@ fn webhook_health_records_transitions_and_at_most_an_hourly_verified_fact() {
         .then_expect_events(vec![verified(7)]);
     let p = fold(vec![saved_v1(), verified(0), failing(5)]);
     assert_eq!(p.webhook.status(3), aggregate::WebhookStatus::Failing);
-    assert_eq!(p.webhook.status(0), aggregate::WebhookStatus::Verified, "refusals older than a day");
+    assert_eq!(
+        p.webhook.status(0),
+        aggregate::WebhookStatus::Verified,
+        "refusals older than a day"
+    );
     let p = fold(vec![saved_v1()]);
     assert_eq!(p.webhook.status(0), aggregate::WebhookStatus::Unverified);
 }

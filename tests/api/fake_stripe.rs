@@ -118,11 +118,9 @@ impl Respond for Create {
     fn respond(&self, req: &Request) -> ResponseTemplate {
         let mut st = self.0.state.lock().unwrap();
         let f = form(req);
-        if let Some(refused) = st.refusal(req, true) {
-            return refused;
-        }
+        let refused = st.refusal(req, true);
         if f.get("metadata[roampay_purpose]").map(String::as_str) == Some("credential_check") {
-            return check_create(&mut st, req, f);
+            return refused.unwrap_or_else(|| check_create(&mut st, req, f));
         }
         let key = header(req, "idempotency-key");
         st.creates.push((
@@ -130,6 +128,9 @@ impl Respond for Create {
             header(req, "authorization").unwrap_or_default(),
             f.clone(),
         ));
+        if let Some(refused) = refused {
+            return refused;
+        }
         if let Some(id) = key.as_ref().and_then(|k| st.keys.get(k)).cloned() {
             return ResponseTemplate::new(200).set_body_json(st.intents[&id].clone());
         }
@@ -235,7 +236,11 @@ impl Respond for Settle {
             return refused;
         }
         if let Some(pi) = st.check_intents.get_mut(&id) {
-            pi["status"] = json!(if op == "cancel" { "canceled" } else { "succeeded" });
+            pi["status"] = json!(if op == "cancel" {
+                "canceled"
+            } else {
+                "succeeded"
+            });
             return ResponseTemplate::new(200).set_body_json(pi.clone());
         }
         let key = header(req, "idempotency-key");
@@ -495,7 +500,7 @@ impl FakeStripe {
         self.state.lock().unwrap().read_only.insert(key.into());
     }
 
-    /// The key that created each payment PaymentIntent, in order.
+    /// The key of each request to create a payment PaymentIntent, in order.
     pub fn creating_keys(&self) -> Vec<String> {
         let st = self.state.lock().unwrap();
         st.creates
@@ -513,7 +518,12 @@ impl Respond for List {
         let st = self.0.state.lock().unwrap();
         let q: HashMap<String, String> = req.url.query_pairs().into_owned().collect();
         let limit: usize = q.get("limit").and_then(|l| l.parse().ok()).unwrap_or(10);
-        let mut all: Vec<&Value> = st.intents.values().collect();
+        // Real Stripe lists the credential checks' PaymentIntents too.
+        let mut all: Vec<&Value> = st
+            .intents
+            .values()
+            .chain(st.check_intents.values())
+            .collect();
         all.sort_by(|a, b| b["id"].as_str().cmp(&a["id"].as_str()));
         let start = q
             .get("starting_after")

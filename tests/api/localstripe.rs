@@ -165,8 +165,52 @@ async fn save_credentials(server: &Server, ws: &str) -> Value {
 
 on_both_backends!(
     a_declined_card_is_retried_on_the_same_payment_intent_against_localstripe,
-    a_paid_session_end_to_end_against_localstripe
+    a_paid_session_end_to_end_against_localstripe,
+    a_signed_balance_available_from_localstripe_marks_the_webhook_verified
 );
+
+async fn a_signed_balance_available_from_localstripe_marks_the_webhook_verified(b: Backend) {
+    let ls = start_localstripe().await;
+    let store = Store::fresh(b).await;
+    let server = Server::start(&store, on_localstripe(&ls)).await;
+    let cfg = save_credentials(&server, "ws-e2e").await;
+    assert_eq!(cfg["stripe"]["webhook"]["status"], "unverified", "{cfg}");
+    register_webhook(&ls, &server).await;
+    // Reading the balance makes localstripe send `balance.available`, signed with the
+    // endpoint's secret (the kind of event Stripe's "send test webhook" sends).
+    let balance = reqwest::Client::new()
+        .get(format!("{}/v1/balance", ls.base))
+        .bearer_auth(SK)
+        .send()
+        .await
+        .unwrap();
+    assert!(balance.status().is_success());
+    let cfg = eventually(
+        "the signed balance.available verifying the endpoint",
+        || async {
+            let (_, cfg) = server.get(&config_path("ws-e2e"), &admin("ws-e2e")).await;
+            (cfg["stripe"]["webhook"]["status"] == "verified").then_some(cfg)
+        },
+    )
+    .await;
+    assert!(cfg["stripe"]["webhook"]["last_verified_at"].is_string());
+    assert_eq!(cfg["stripe"]["webhook"]["rejected_24h"], 0);
+    let audit = server
+        .wait_for_audit_where("ws-e2e", |d| {
+            d.iter()
+                .any(|e| e["event_type"] == "WorkspaceWebhookVerified")
+        })
+        .await;
+    let verified: Vec<&str> = audit
+        .iter()
+        .filter(|e| e["event_type"] == "WorkspaceWebhookVerified")
+        .filter_map(|e| e["summary"].as_str())
+        .collect();
+    assert!(
+        verified.iter().any(|s| s.contains("balance.available")),
+        "{verified:?}"
+    );
+}
 
 async fn a_paid_session_end_to_end_against_localstripe(b: Backend) {
     let ls = start_localstripe().await;

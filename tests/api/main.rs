@@ -8,6 +8,7 @@ mod audit;
 mod auth;
 mod canary;
 mod crash;
+mod credentials;
 mod docs;
 mod drivers;
 mod http_basics;

@@ -48,9 +48,14 @@ async fn saved_credentials_are_validated_and_read_back_without_secrets(b: Backen
     Mock::given(method("POST"))
         .and(path("/v1/payment_intents"))
         .and(header("authorization", "Bearer sk_test_51HxSecretKeyZZ9Qa"))
-        .and(body_string_contains("metadata%5Broampay_purpose%5D=credential_check"))
+        .and(body_string_contains(
+            "metadata%5Broampay_purpose%5D=credential_check",
+        ))
         .and(body_string_contains("capture_method=manual"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(check_intent("requires_payment_method", false)))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(check_intent("requires_payment_method", false)),
+        )
         .expect(1)
         .mount(&stripe)
         .await;
@@ -58,7 +63,10 @@ async fn saved_credentials_are_validated_and_read_back_without_secrets(b: Backen
         .and(path("/v1/payment_intents/pi_check_1"))
         .and(header("authorization", "Bearer pk_test_51HxPublishableKey"))
         .and(query_param("client_secret", "pi_check_1_secret_x"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(check_intent("requires_payment_method", false)))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(check_intent("requires_payment_method", false)),
+        )
         .expect(1)
         .mount(&stripe)
         .await;
@@ -200,9 +208,27 @@ async fn each_stripe_refusal_sets_its_failure_code(b: Backend) {
     let stripe = MockServer::start().await;
     const PK: &str = "pk_test_51HxPublishableKey";
     let cases = [
-        ("ws-401", PK, "sk_test_51HxUnauthorized1", stripe_error(401, "", "Invalid API Key provided: sk_test_****ized1"), "invalid", "authentication_failed"),
+        (
+            "ws-401",
+            PK,
+            "sk_test_51HxUnauthorized1",
+            stripe_error(401, "", "Invalid API Key provided: sk_test_****ized1"),
+            "invalid",
+            "authentication_failed",
+        ),
         // A restricted key with PaymentIntents "Read" only.
-        ("ws-403", PK, "rk_test_51HxForbidden22", stripe_error(403, "", "The provided key does not have the required permissions"), "invalid", "permission_denied"),
+        (
+            "ws-403",
+            PK,
+            "rk_test_51HxForbidden22",
+            stripe_error(
+                403,
+                "",
+                "The provided key does not have the required permissions",
+            ),
+            "invalid",
+            "permission_denied",
+        ),
         (
             "ws-live",
             PK,
@@ -211,13 +237,21 @@ async fn each_stripe_refusal_sets_its_failure_code(b: Backend) {
             "invalid",
             "livemode_mismatch",
         ),
-        ("ws-500", PK, "sk_test_51HxServerErr4", stripe_error(500, "", "boom"), "pending", "stripe_unreachable"),
+        (
+            "ws-500",
+            PK,
+            "sk_test_51HxServerErr4",
+            stripe_error(500, "", "boom"),
+            "pending",
+            "stripe_unreachable",
+        ),
         // The publishable key of another account cannot see the secret key's objects.
         (
             "ws-other",
             "pk_test_51HxOtherAccountKey",
             "sk_test_51HxAccountOne5",
-            ResponseTemplate::new(200).set_body_json(check_intent("requires_payment_method", false)),
+            ResponseTemplate::new(200)
+                .set_body_json(check_intent("requires_payment_method", false)),
             "invalid",
             "account_mismatch",
         ),
@@ -232,8 +266,15 @@ async fn each_stripe_refusal_sets_its_failure_code(b: Backend) {
     }
     Mock::given(method("GET"))
         .and(path("/v1/payment_intents/pi_check_1"))
-        .and(header("authorization", "Bearer pk_test_51HxOtherAccountKey"))
-        .respond_with(stripe_error(404, "resource_missing", "No such payment_intent: 'pi_check_1'"))
+        .and(header(
+            "authorization",
+            "Bearer pk_test_51HxOtherAccountKey",
+        ))
+        .respond_with(stripe_error(
+            404,
+            "resource_missing",
+            "No such payment_intent: 'pi_check_1'",
+        ))
         .mount(&stripe)
         .await;
     mount_ok(&stripe).await;

@@ -399,7 +399,10 @@ pub async fn mount_ok(server: &MockServer) {
         .await;
     Mock::given(method("GET"))
         .and(path("/v1/payment_intents/pi_check_1"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(check_intent("requires_payment_method", false)))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(check_intent("requires_payment_method", false)),
+        )
         .with_priority(10)
         .mount(server)
         .await;
