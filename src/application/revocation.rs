@@ -1,6 +1,6 @@
-//! Health that stays true: a Stripe answer of 401, or 403 for a permission, on any
-//! payment call made with a workspace's active key marks its credential set invalid at
-//! once (`key_revoked` / `permission_denied`), audited and counted.
+//! Health that stays true: a Stripe answer of 401 to any call, or 403 to a PaymentIntent
+//! call, made with a workspace's active key marks its credential set invalid at once
+//! (`key_revoked` / `permission_denied`), audited and counted.
 //!
 //! The watch sits between the use cases and Stripe: every payment call goes through
 //! it, so no use case can forget to report a refused key. Keys are told apart by a
@@ -62,21 +62,27 @@ impl Watched {
         }
     }
 
+    /// A 401 refuses the key itself, on any call; a 403 counts only on the
+    /// PaymentIntent calls payments need (a key without, say, the Disputes permission
+    /// still takes payments).
     async fn watch<T>(
         &self,
         key: &SecretString,
         operation: &str,
         result: Result<T, CallError>,
     ) -> Result<T, CallError> {
-        if let Err(CallError::Api {
-            status: status @ (401 | 403),
-            ..
-        }) = &result
-        {
+        let refused = match &result {
+            Err(CallError::Api { status: 401, .. }) => Some(401),
+            Err(CallError::Api { status: 403, .. }) if operation.contains("/payment_intents") => {
+                Some(403)
+            }
+            _ => None,
+        };
+        if let Some(status) = refused {
             let owner = self.owners.owner(key);
             if let (Some((ws, version)), Some(services)) = (owner, self.services.upgrade()) {
                 services
-                    .revoke_credentials(&ws, version, *status, operation)
+                    .revoke_credentials(&ws, version, status, operation)
                     .await;
             }
         }
