@@ -1,4 +1,4 @@
-//! The command line: `serve`, `migrate`, `replay`, `token`.
+//! The command line: `serve`, `migrate`, `replay`, `dead-letters`, `reconcile`, `token`.
 
 use std::process::ExitCode;
 
@@ -33,6 +33,17 @@ enum Command {
         /// Only this projection (default: all).
         #[arg(long)]
         projection: Option<String>,
+    },
+    /// List the events a projection set aside (and with `--retry`, try them again).
+    DeadLetters {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Only this projection (default: all).
+        #[arg(long)]
+        projection: Option<String>,
+        /// Apply each again, alone; those that apply now leave the list.
+        #[arg(long)]
+        retry: bool,
     },
     /// Compare a workspace's PaymentIntents in Stripe with the event log; exits 1 when
     /// they disagree (after `--apply`, when something is left that it could not fix).
@@ -95,6 +106,11 @@ async fn run(command: Command) -> Result<ExitCode, AnyError> {
             println!("migrations applied ({})", db.backend());
         }
         Command::Replay { store, projection } => replay(&store, projection.as_deref()).await?,
+        Command::DeadLetters {
+            store,
+            projection,
+            retry,
+        } => dead_letters(&store, projection.as_deref(), retry).await?,
         Command::Reconcile(args) => {
             let (json, apply) = (args.json, args.apply);
             let report = crate::reconcile::run(*args).await?;
@@ -122,15 +138,52 @@ async fn run(command: Command) -> Result<ExitCode, AnyError> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// A projection named on the command line must exist.
+fn known_projection(only: Option<&str>) -> Result<(), AnyError> {
+    let names: Vec<&'static str> = roampay_projections::all()
+        .iter()
+        .map(|p| p.name())
+        .collect();
+    match only {
+        Some(name) if !names.contains(&name) => {
+            Err(format!("unknown projection {name}; known: {}", names.join(", ")).into())
+        }
+        _ => Ok(()),
+    }
+}
+
+async fn dead_letters(store: &StoreArgs, only: Option<&str>, retry: bool) -> Result<(), AnyError> {
+    known_projection(only)?;
+    let db = startup::open_store(store).await?;
+    if retry {
+        let projector = Projector::new(db.clone(), roampay_projections::all(), 1);
+        let (applied, still) = projector.retry_dead_letters(only).await?;
+        println!("{applied} applied, {still} still set aside");
+    }
+    let letters = roampay_projections::dead_letters::list(&db, only).await?;
+    if letters.is_empty() {
+        println!("no dead letters");
+    }
+    for d in letters {
+        println!(
+            "{}\tseq {} (tx {})\t{} {}\t{}\tset aside {}: {}",
+            d.projection,
+            d.seq,
+            d.tx,
+            d.aggregate_type,
+            d.aggregate_id,
+            d.event_type,
+            d.recorded_at.to_rfc3339(),
+            d.error
+        );
+    }
+    Ok(())
+}
+
 async fn replay(store: &StoreArgs, only: Option<&str>) -> Result<(), AnyError> {
+    known_projection(only)?;
     let db = startup::open_store(store).await?;
     let all = roampay_projections::all();
-    let names: Vec<&'static str> = all.iter().map(|p| p.name()).collect();
-    if let Some(name) = only {
-        if !names.contains(&name) {
-            return Err(format!("unknown projection {name}; known: {}", names.join(", ")).into());
-        }
-    }
     let chosen: Vec<_> = all
         .into_iter()
         .filter(|p| only.is_none_or(|n| p.name() == n))

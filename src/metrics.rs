@@ -27,6 +27,7 @@ pub struct Metrics {
     job_rounds: IntCounterVec,
     uncollected: IntCounterVec,
     revocations: IntCounterVec,
+    dead_letters: IntCounterVec,
 }
 
 fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -97,6 +98,11 @@ impl Metrics {
                 "What completed sessions cost beyond what the hold let roampay capture, in minor units, by currency.",
                 &["currency"],
             ),
+            dead_letters: counter(
+                "projection_dead_letters_total",
+                "Events a projection could not apply and set aside (see `roampay dead-letters`), by projection.",
+                &["projection"],
+            ),
             revocations: counter(
                 "credential_revocations_total",
                 "Active Stripe credential sets made invalid because Stripe refused them (code key_revoked or permission_denied).",
@@ -113,6 +119,7 @@ impl Metrics {
             &m.job_rounds,
             &m.uncollected,
             &m.revocations,
+            &m.dead_letters,
         ] {
             m.registry.register(Box::new(c.clone())).expect("unique");
         }
@@ -165,6 +172,11 @@ pub fn uncollected(currency: &str, cents: i64) {
             .with_label_values(&[currency])
             .inc_by(cents as u64);
     }
+}
+
+/// A projection set an event aside.
+pub fn dead_letter(projection: &str) {
+    METRICS.dead_letters.with_label_values(&[projection]).inc();
 }
 
 /// A workspace's active credential set was made invalid by Stripe's refusal.

@@ -50,6 +50,16 @@ impl DbTx {
             DbTx::Sqlite(t) => t.commit().await,
         }
     }
+
+    /// Rolls back now (a failed statement, a failed COPY included, leaves the
+    /// connection clean for the pool: the server has answered the failure and the
+    /// transaction ends here, not on some later checkout).
+    pub async fn rollback(self) -> Result<(), sqlx::Error> {
+        match self {
+            DbTx::Postgres(t) => t.rollback().await,
+            DbTx::Sqlite(t) => t.rollback().await,
+        }
+    }
 }
 
 /// Runs `$body` with `$pool` bound to the concrete pool of either backend.
@@ -164,3 +174,46 @@ macro_rules! bind_all {
         q
     }};
 }
+
+/// The store did not answer: a lost or refused connection, the pool exhausted or
+/// closed, a connection cut mid-message, PostgreSQL shutting down or restarting
+/// (SQLSTATE class 08, 57P0x), or the SQLite file locked by another process past the
+/// busy timeout, unreadable, gone or full. Answered 503 `store_unavailable`, never 500.
+pub fn unreachable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(d) if d.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() => {
+            d.code()
+                .and_then(|c| c.parse::<i32>().ok())
+                .is_some_and(|c| {
+                    // The primary result code is the extended code's low byte.
+                    matches!(
+                        c & 0xff,
+                        SQLITE_BUSY
+                            | SQLITE_READONLY
+                            | SQLITE_IOERR
+                            | SQLITE_FULL
+                            | SQLITE_CANTOPEN
+                            | SQLITE_PROTOCOL
+                    )
+                })
+        }
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(d) => d
+            .code()
+            .is_some_and(|c| c.starts_with("08") || c.starts_with("57P")),
+        _ => false,
+    }
+}
+
+// SQLite's primary result codes (sqlite3.h) that mean "the file does not answer".
+const SQLITE_BUSY: i32 = 5;
+const SQLITE_READONLY: i32 = 8;
+const SQLITE_IOERR: i32 = 10;
+const SQLITE_FULL: i32 = 13;
+const SQLITE_CANTOPEN: i32 = 14;
+const SQLITE_PROTOCOL: i32 = 15;

@@ -9,12 +9,13 @@ pub mod audit_log;
 pub mod charging_intents;
 pub mod credential_health;
 pub mod db;
+pub mod dead_letters;
 pub mod log;
 pub mod runner;
 
 pub use db::{Db, DbTx};
 pub use log::{Position, StoredEvent};
-pub use runner::{DeferredIndex, Projection, ProjectionError, Projector};
+pub use runner::{DeadLetterHook, DeferredIndex, Projection, ProjectionError, Projector};
 
 /// Every projection this crate maintains, in the order they are caught up.
 pub fn all() -> Vec<Box<dyn Projection>> {

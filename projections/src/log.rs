@@ -35,6 +35,33 @@ pub struct StoredEvent {
     /// Decoded once, shared by every projection.
     pub event: AnyEvent,
     pub metadata: Metadata,
+    /// Why no projection may apply this event (it holds a NUL character, which
+    /// PostgreSQL's `text` cannot store, or it does not decode): it is set aside as a
+    /// dead letter instead, and the projections go on.
+    pub poison: Option<String>,
+}
+
+/// What makes a stored event unfit for the read side, judged on its stored text.
+fn poison_of(payload: &str, metadata: &str) -> Option<String> {
+    // JSON writes a NUL only as this escape (a literal backslash before `u0000` is
+    // written `\\u0000` and only costs a closer look).
+    let nul = |text: &str| {
+        text.contains("\\u0000")
+            && serde_json::from_str::<serde_json::Value>(text).is_ok_and(|v| holds_nul(&v))
+    };
+    (nul(payload) || nul(metadata)).then(|| {
+        "the event holds a NUL character (\\u0000), which the read side cannot store".to_string()
+    })
+}
+
+fn holds_nul(v: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match v {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(a) => a.iter().any(holds_nul),
+        Value::Object(o) => o.iter().any(|(k, v)| k.contains('\0') || holds_nul(v)),
+        _ => false,
+    }
 }
 
 const PG_READ: &str = "
@@ -54,18 +81,12 @@ SELECT 0 AS tx, global_seq, aggregate_type, aggregate_id, sequence,
  ORDER BY global_seq
  LIMIT $2";
 
-/// A stored event whose payload or metadata no longer decodes.
+/// The log could not be read (an event that does not decode is no error: it comes back
+/// marked as poison).
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
     #[error(transparent)]
     Database(#[from] sqlx::Error),
-    #[error("event {seq} ({event_type}) does not decode: {source}")]
-    Decode {
-        seq: i64,
-        event_type: String,
-        #[source]
-        source: serde_json::Error,
-    },
 }
 
 /// The next `limit` events after `after`, in global order.
@@ -83,13 +104,16 @@ pub async fn read_after(
                 let event_type: String = r.try_get("event_type")?;
                 let payload: &str = r.try_get("payload")?;
                 let metadata: &str = r.try_get("metadata")?;
-                let decode_err = |source| ReadError::Decode {
-                    seq,
-                    event_type: event_type.clone(),
-                    source,
+                let mut poison = poison_of(payload, metadata);
+                let event = match AnyEvent::decode(&aggregate_type, payload) {
+                    Ok(e) if poison.is_none() => e,
+                    Ok(_) => AnyEvent::Unknown,
+                    Err(e) => {
+                        poison = Some(format!("the event does not decode: {e}"));
+                        AnyEvent::Unknown
+                    }
                 };
-                let event = AnyEvent::decode(&aggregate_type, payload).map_err(decode_err)?;
-                let metadata = serde_json::from_str(metadata).map_err(decode_err)?;
+                let metadata = serde_json::from_str(metadata).unwrap_or_default();
                 out.push(StoredEvent {
                     position: Position {
                         tx: r.try_get("tx")?,
@@ -101,6 +125,7 @@ pub async fn read_after(
                     event_type,
                     event,
                     metadata,
+                    poison,
                 });
             }
             Ok(out)

@@ -27,6 +27,18 @@ pub enum ProjectionError {
     Unknown(String),
 }
 
+impl ProjectionError {
+    /// The store did not answer: try the batch again later, set nothing aside.
+    pub fn is_connection(&self) -> bool {
+        match self {
+            Self::Database { source, .. } => crate::db::unreachable(source),
+            Self::Log(crate::log::ReadError::Database(e)) => crate::db::unreachable(e),
+            Self::Prefetch(_) => true,
+            Self::Unknown(_) => false,
+        }
+    }
+}
+
 /// A read model built only from events.
 #[async_trait::async_trait]
 pub trait Projection: Send + Sync {
@@ -38,6 +50,11 @@ pub trait Projection: Send + Sync {
     /// (cheaper than maintaining them row by row). They must match the migrations.
     fn deferred_indexes(&self) -> &'static [DeferredIndex] {
         &[]
+    }
+    /// Whether it reads events of this aggregate type (a poison event of a type it
+    /// ignores is not its dead letter).
+    fn takes(&self, _aggregate_type: &str) -> bool {
+        true
     }
     /// Applies a batch of events in global order inside the checkpoint's transaction.
     /// Must be idempotent per event, since a replay applies the same events again.
@@ -74,7 +91,16 @@ pub struct Projector {
     /// One catch-up at a time in this process; the checkpoint row lock covers others.
     running: Mutex<()>,
     wake: Notify,
+    /// Told the projection's name whenever an event is set aside.
+    on_dead_letter: std::sync::OnceLock<DeadLetterHook>,
 }
+
+/// What runs when an event is set aside (the service counts it).
+pub type DeadLetterHook = Box<dyn Fn(&'static str) + Send + Sync>;
+
+/// An event a projection could not apply is tried this many times, alone, before it
+/// is set aside.
+const ATTEMPTS: u32 = 3;
 
 impl Projector {
     pub fn new(db: Db, projections: Vec<Box<dyn Projection>>, batch_size: i64) -> Arc<Self> {
@@ -84,7 +110,13 @@ impl Projector {
             batch_size,
             running: Mutex::new(()),
             wake: Notify::new(),
+            on_dead_letter: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Runs `hook` with the projection's name for every event set aside.
+    pub fn on_dead_letter(&self, hook: DeadLetterHook) {
+        let _ = self.on_dead_letter.set(hook);
     }
 
     pub fn names(&self) -> Vec<&'static str> {
@@ -184,6 +216,70 @@ impl Projector {
         tx.commit().await.map_err(db_err)
     }
 
+    /// Tries the dead letters (of one projection, or all) again, each alone: one that
+    /// applies now is removed from the list. Returns (applied, still set aside). An
+    /// event applied this late comes after newer ones; `replay` of the projection is
+    /// the thorough repair.
+    pub async fn retry_dead_letters(
+        &self,
+        name: Option<&str>,
+    ) -> Result<(usize, usize), ProjectionError> {
+        let db_err = |source| ProjectionError::Database {
+            projection: "dead letters",
+            source,
+        };
+        let letters = crate::dead_letters::list(&self.db, name)
+            .await
+            .map_err(db_err)?;
+        let _guard = self.running.lock().await;
+        let (mut applied, mut still) = (0, 0);
+        for d in letters {
+            let Some(projection) = self.projections.iter().find(|p| p.name() == d.projection)
+            else {
+                still += 1;
+                continue;
+            };
+            let mut tx = self.db.begin().await.map_err(db_err)?;
+            lock_checkpoint(&mut tx, projection.name())
+                .await
+                .map_err(db_err)?;
+            let at = Position {
+                tx: d.tx,
+                seq: d.seq,
+            };
+            let before = Position {
+                tx: d.tx,
+                seq: d.seq - 1,
+            };
+            let event = log::read_after(&mut tx, before, 1)
+                .await?
+                .into_iter()
+                .find(|e| e.position == at && e.poison.is_none());
+            let done = match event {
+                Some(e) => projection.apply(&mut tx, std::slice::from_ref(&e)).await,
+                None => Err(ProjectionError::Unknown(format!(
+                    "event {} is still poison",
+                    d.seq
+                ))),
+            };
+            match done {
+                Ok(()) => {
+                    crate::dead_letters::remove(&mut tx, &d)
+                        .await
+                        .map_err(db_err)?;
+                    tx.commit().await.map_err(db_err)?;
+                    applied += 1;
+                }
+                Err(e) => {
+                    tracing::warn!(projection = projection.name(), seq = d.seq, error = %e, "a dead letter still does not apply");
+                    let _ = tx.rollback().await;
+                    still += 1;
+                }
+            }
+        }
+        Ok((applied, still))
+    }
+
     /// Where a projection has got to.
     pub async fn checkpoint(&self, name: &'static str) -> Result<Position, ProjectionError> {
         let db_err = |source| ProjectionError::Database {
@@ -255,9 +351,19 @@ impl Projector {
                     projection: name,
                     source,
                 };
-                projection.apply(&mut tx, &events[start..]).await?;
-                set_checkpoint(&mut tx, name, last).await?;
-                tx.commit().await.map_err(db_err)?;
+                match self.apply_batch(projection.as_ref(), &mut tx, &events[start..]).await {
+                    Ok(()) => {
+                        set_checkpoint(&mut tx, name, last).await?;
+                        tx.commit().await.map_err(db_err)?;
+                    }
+                    Err(e) if e.is_connection() => return Err(e),
+                    Err(e) => {
+                        // One event spoils the batch: find it, alone.
+                        tracing::warn!(projection = name, error = %e, "a batch failed; applying its events one by one");
+                        let _ = tx.rollback().await;
+                        self.isolate(projection.as_ref(), &events[start..]).await?;
+                    }
+                }
                 Ok::<u64, ProjectionError>((events.len() - start) as u64)
             });
         let applied: u64 = futures::future::try_join_all(work).await?.into_iter().sum();
@@ -287,17 +393,135 @@ impl Projector {
             return Ok((0, 0));
         };
         let mut applied = 0;
-        for (projection, at) in self.projections.iter().zip(positions) {
-            let start = events.partition_point(|e| e.position <= at);
+        let mut failed = None;
+        for (projection, at) in self.projections.iter().zip(&positions) {
+            let start = events.partition_point(|e| e.position <= *at);
             if start == events.len() {
                 continue;
             }
-            projection.apply(&mut tx, &events[start..]).await?;
+            let batch = &events[start..];
+            if let Err(e) = self.apply_batch(projection.as_ref(), &mut tx, batch).await {
+                failed = Some(e);
+                break;
+            }
             set_checkpoint(&mut tx, projection.name(), last).await?;
             applied += (events.len() - start) as u64;
         }
-        tx.commit().await.map_err(db_err)?;
+        match failed {
+            None => tx.commit().await.map_err(db_err)?,
+            Some(e) if e.is_connection() => return Err(e),
+            Some(e) => {
+                tracing::warn!(error = %e, "a batch failed; applying its events one by one");
+                let _ = tx.rollback().await;
+                applied = 0;
+                for projection in &self.projections {
+                    applied += self.isolate(projection.as_ref(), &events).await?;
+                }
+            }
+        }
         Ok((applied, events.len() as u64))
+    }
+
+    /// Applies a batch, setting aside (in the same transaction) the events that are
+    /// poison for every projection.
+    async fn apply_batch(
+        &self,
+        projection: &dyn Projection,
+        tx: &mut DbTx,
+        events: &[StoredEvent],
+    ) -> Result<(), ProjectionError> {
+        if events.iter().all(|e| e.poison.is_none()) {
+            return projection.apply(tx, events).await;
+        }
+        let mut good = Vec::with_capacity(events.len());
+        for e in events {
+            match &e.poison {
+                Some(why) if projection.takes(&e.aggregate_type) => {
+                    self.set_aside(tx, projection.name(), e, why).await?
+                }
+                Some(_) => {}
+                None => good.push(e.clone()),
+            }
+        }
+        projection.apply(tx, &good).await
+    }
+
+    /// Applies events one at a time, each in its own transaction with the checkpoint;
+    /// an event that fails `ATTEMPTS` times alone is set aside and the projection goes
+    /// on. A store that does not answer stops it (nothing is set aside for that).
+    async fn isolate(
+        &self,
+        projection: &dyn Projection,
+        events: &[StoredEvent],
+    ) -> Result<u64, ProjectionError> {
+        let name = projection.name();
+        let db_err = |source| ProjectionError::Database {
+            projection: name,
+            source,
+        };
+        let mut applied = 0;
+        for event in events {
+            let mut attempt = 0;
+            loop {
+                attempt += 1;
+                let mut tx = self.db.begin().await.map_err(db_err)?;
+                let at = lock_checkpoint(&mut tx, name).await.map_err(db_err)?;
+                if event.position <= at {
+                    break;
+                }
+                let one = std::slice::from_ref(event);
+                match self.apply_batch(projection, &mut tx, one).await {
+                    Ok(()) => {
+                        set_checkpoint(&mut tx, name, event.position).await?;
+                        tx.commit().await.map_err(db_err)?;
+                        applied += 1;
+                        break;
+                    }
+                    Err(e) if e.is_connection() => return Err(e),
+                    Err(e) if attempt < ATTEMPTS => {
+                        let _ = tx.rollback().await;
+                        tracing::warn!(projection = name, seq = event.position.seq, attempt, error = %e, "an event failed; trying again");
+                        tokio::time::sleep(Duration::from_millis(50 * u64::from(attempt))).await;
+                    }
+                    Err(e) => {
+                        let _ = tx.rollback().await;
+                        let mut tx = self.db.begin().await.map_err(db_err)?;
+                        lock_checkpoint(&mut tx, name).await.map_err(db_err)?;
+                        self.set_aside(&mut tx, name, event, &e.to_string()).await?;
+                        set_checkpoint(&mut tx, name, event.position).await?;
+                        tx.commit().await.map_err(db_err)?;
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(applied)
+    }
+
+    /// Records `event` as a dead letter of `projection` (logged and counted).
+    async fn set_aside(
+        &self,
+        tx: &mut DbTx,
+        projection: &'static str,
+        event: &StoredEvent,
+        why: &str,
+    ) -> Result<(), ProjectionError> {
+        tracing::error!(
+            projection,
+            seq = event.position.seq,
+            tx = event.position.tx,
+            aggregate_type = %event.aggregate_type,
+            event_type = %event.event_type,
+            error = %why,
+            "an event was set aside as a dead letter; the projection goes on"
+        );
+        crate::dead_letters::record(tx, projection, event, why)
+            .await
+            .map_err(|source| ProjectionError::Database { projection, source })?;
+        if let Some(hook) = self.on_dead_letter.get() {
+            hook(projection);
+        }
+        Ok(())
     }
 
     /// Catches up whenever nudged, and at least every `interval` (for events written by

@@ -100,6 +100,7 @@ impl Services {
     ) -> Self {
         let intent_services = IntentServices::new(stripe.clone());
         let projector = Projector::new(db.clone(), roampay_projections::all(), 1000);
+        projector.on_dead_letter(Box::new(crate::metrics::dead_letter));
         // Every commit nudges the read side: projections catch up at once. (A connector
         // reservation always comes with an intent's change, which nudges; waking the
         // projector in the middle of a pre-authorization only competes with it.)

@@ -9,6 +9,7 @@ mod auth;
 mod canary;
 mod crash;
 mod credentials;
+mod dead_letters;
 mod docs;
 mod drivers;
 mod http_basics;

@@ -86,6 +86,10 @@ impl Projection for ChargingIntents {
         "charging_intents"
     }
 
+    fn takes(&self, aggregate_type: &str) -> bool {
+        aggregate_type == "ChargingIntent"
+    }
+
     fn tables(&self) -> &'static [&'static str] {
         &["charging_intents"]
     }

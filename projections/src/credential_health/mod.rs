@@ -32,6 +32,10 @@ impl Projection for CredentialHealth {
         "credential_health"
     }
 
+    fn takes(&self, aggregate_type: &str) -> bool {
+        aggregate_type == "WorkspaceStripeProfile"
+    }
+
     fn tables(&self) -> &'static [&'static str] {
         &["credential_health"]
     }
