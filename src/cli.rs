@@ -72,6 +72,7 @@ enum Command {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let telemetry = crate::telemetry::init();
+    warn_about_secret_flags(std::env::args());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -87,6 +88,24 @@ pub fn main() -> ExitCode {
             // 1 is `reconcile`'s "they disagree"; trouble is 2, as with diff(1).
             ExitCode::from(2)
         }
+    }
+}
+
+/// Secrets given as flags are visible to every user of the machine (`ps`): said once
+/// at start, naming the flags (never their values).
+fn warn_about_secret_flags(args: impl Iterator<Item = String>) {
+    const SECRET_FLAGS: [&str; 3] = ["--master-key", "--previous-master-keys", "--jwt-secret"];
+    let given: Vec<String> = args
+        .filter_map(|a| {
+            let flag = a.split('=').next().unwrap_or_default().to_string();
+            SECRET_FLAGS.contains(&flag.as_str()).then_some(flag)
+        })
+        .collect();
+    if !given.is_empty() {
+        tracing::warn!(
+            flags = %given.join(" "),
+            "secrets given as command-line flags are visible to other users of this machine (ps, /proc); use the environment (ROAMPAY_MASTER_KEY, ROAMPAY_PREVIOUS_MASTER_KEYS, ROAMPAY_JWT_SECRET) or the files in the data directory"
+        );
     }
 }
 
@@ -131,8 +150,9 @@ async fn run(command: Command) -> Result<ExitCode, AnyError> {
             scope,
             ttl_secs,
         } => {
-            let auth = startup::jwt(&keys, &store.data_dir)?;
-            println!("{}", auth.issue(&sub, &workspaces, &scope, ttl_secs));
+            let token =
+                startup::mint_token(&keys, &store.data_dir, &sub, &workspaces, &scope, ttl_secs)?;
+            println!("{token}");
         }
     }
     Ok(ExitCode::SUCCESS)

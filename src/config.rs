@@ -148,6 +148,16 @@ pub struct ServeArgs {
 
 /// Reads a secret from the environment/flag, else from `file` under the data
 /// directory, else creates that file (mode 0600) with `generate()`. Says which.
+/// Creates the data directory (and any missing parent) readable by its owner only: it
+/// holds the keys and the SQLite store. An existing directory keeps its mode.
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
+}
+
 pub fn secret_or_file(
     given: Option<&SecretString>,
     data_dir: &Path,
@@ -161,7 +171,7 @@ pub fn secret_or_file(
     if let Ok(text) = fs::read_to_string(&path) {
         return Ok((SecretString::from(text.trim().to_string()), None));
     }
-    fs::create_dir_all(data_dir)?;
+    create_private_dir(data_dir)?;
     let value = generate();
     let mut options = fs::OpenOptions::new();
     options.write(true).create_new(true);

@@ -45,13 +45,82 @@ fn master_keys(
     )?)
 }
 
+/// The token verifier for `serve`: the configured secret, else the one stored in the
+/// data directory, else a new one stored there. A secret shorter than 32 bytes (an
+/// empty one included) is refused.
 pub fn jwt(keys: &KeyArgs, data_dir: &std::path::Path) -> Result<JwtAuth, AnyError> {
     let (secret, created) =
-        secret_or_file(keys.jwt_secret.as_ref(), data_dir, "jwt.secret", || {
+        secret_or_file(keys.jwt_secret.as_ref(), data_dir, JWT_SECRET_FILE, || {
             MasterKey::generate_base64().to_string()
         })?;
     if let Some(path) = created {
         tracing::warn!(path = %path.display(), "no ROAMPAY_JWT_SECRET given: generated one");
+    }
+    checked_jwt(keys, data_dir, secret)
+}
+
+/// `roampay token`: a token with known scopes only, signed with the configured or
+/// stored secret (never a new one).
+pub fn mint_token(
+    keys: &KeyArgs,
+    data_dir: &std::path::Path,
+    sub: &str,
+    workspaces: &[String],
+    scope: &str,
+    ttl_secs: i64,
+) -> Result<String, AnyError> {
+    use crate::http::auth::KNOWN_SCOPES;
+    let unknown: Vec<&str> = scope
+        .split_whitespace()
+        .filter(|s| !KNOWN_SCOPES.contains(s))
+        .collect();
+    if !unknown.is_empty() {
+        return Err(format!(
+            "unknown scope {}; known: {}",
+            unknown.join(", "),
+            KNOWN_SCOPES.join(" ")
+        )
+        .into());
+    }
+    Ok(existing_jwt(keys, data_dir)?.issue(sub, workspaces, scope, ttl_secs))
+}
+
+/// The token signer for `roampay token`: never creates a secret.
+fn existing_jwt(keys: &KeyArgs, data_dir: &std::path::Path) -> Result<JwtAuth, AnyError> {
+    let stored = data_dir.join(JWT_SECRET_FILE);
+    let secret = match &keys.jwt_secret {
+        Some(s) => s.clone(),
+        None => match std::fs::read_to_string(&stored) {
+            Ok(text) => secrecy::SecretString::from(text.trim().to_string()),
+            Err(_) => {
+                return Err(format!(
+                    "no JWT secret: set ROAMPAY_JWT_SECRET, or run `roampay serve` once so that {} exists (`roampay token` never creates one)",
+                    stored.display()
+                )
+                .into())
+            }
+        },
+    };
+    checked_jwt(keys, data_dir, secret)
+}
+
+const JWT_SECRET_FILE: &str = "jwt.secret";
+
+fn checked_jwt(
+    keys: &KeyArgs,
+    data_dir: &std::path::Path,
+    secret: secrecy::SecretString,
+) -> Result<JwtAuth, AnyError> {
+    if !JwtAuth::strong_enough(&secret) {
+        let named = match keys.jwt_secret {
+            Some(_) => "ROAMPAY_JWT_SECRET (--jwt-secret)".to_string(),
+            None => data_dir.join(JWT_SECRET_FILE).display().to_string(),
+        };
+        return Err(format!(
+            "{named} is shorter than {} bytes: an HS256 secret that short can be guessed; set a longer one (e.g. `openssl rand -base64 48`)",
+            crate::http::auth::MIN_SECRET_BYTES
+        )
+        .into());
     }
     Ok(JwtAuth::new(
         &secret,
@@ -124,8 +193,10 @@ pub struct Application {
 impl Application {
     /// Builds everything `serve` runs; refuses bad settings before touching the store.
     pub async fn build(args: ServeArgs) -> Result<Self, AnyError> {
-        // A tolerance of 0 or less would refuse every webhook.
+        // A tolerance of 0 or less would refuse every webhook; a short JWT secret would
+        // let anyone mint tokens.
         let tolerance = Tolerance::new(args.webhook_tolerance_secs)?;
+        let auth = jwt(&args.keys, &args.store.data_dir)?;
         let listener = std::net::TcpListener::bind(&args.bind)?;
         let addr = listener.local_addr()?;
         let public_url = args
@@ -154,7 +225,7 @@ impl Application {
         })
         .await?;
         let state = AppState {
-            auth: jwt(&args.keys, &args.store.data_dir)?,
+            auth,
             rate_limiter: http::driver::rate_limiter(args.rate_limit_per_min),
             services: services.clone(),
         };

@@ -6,7 +6,7 @@ use std::process::{Child, Command, Stdio};
 
 use serde_json::json;
 
-pub const JWT: &str = "bench-jwt-secret";
+pub const JWT: &str = "bench-jwt-secret-at-least-32-bytes-long";
 pub const WORKSPACE: &str = "ws-bench";
 pub const WEBHOOK_SECRET: &str = "whsec_BenchSigningSecret";
 /// Connectors per location: every request gets a connector of its own.

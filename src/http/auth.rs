@@ -35,11 +35,33 @@ pub struct JwtAuth {
     audience: Option<String>,
 }
 
+/// An HS256 secret shorter than this is refused (anyone could guess or brute-force it).
+pub const MIN_SECRET_BYTES: usize = 32;
+
+/// The scopes tokens may carry (contract "Authentication").
+pub const KNOWN_SCOPES: [&str; 9] = [
+    "roaming:read",
+    "roaming:write",
+    "locations:write",
+    "audit:read",
+    "sessions:write",
+    "driver",
+    "refunds:write",
+    "billing:read",
+    "billing:write",
+];
+
 impl JwtAuth {
+    /// Whether `secret` is long enough to sign tokens with.
+    pub fn strong_enough(secret: &SecretString) -> bool {
+        secret.expose_secret().len() >= MIN_SECRET_BYTES
+    }
+
     pub fn new(secret: &SecretString, issuer: Option<String>, audience: Option<String>) -> Self {
         let bytes = secret.expose_secret().as_bytes();
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 30;
+        validation.validate_nbf = true;
         // A configured issuer or audience must be present, not merely right when present.
         let mut required = vec!["exp", "sub"];
         if issuer.is_some() {

@@ -51,7 +51,7 @@ pub async fn connect_with(
             let url = match other {
                 Some(u) => u.to_string(),
                 None => {
-                    std::fs::create_dir_all(data_dir).map_err(sqlx::Error::Io)?;
+                    crate::config::create_private_dir(data_dir).map_err(sqlx::Error::Io)?;
                     format!("sqlite://{}", data_dir.join("roampay.db").display())
                 }
             };

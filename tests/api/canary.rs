@@ -21,7 +21,7 @@ const WH: &str = "whsec_QZXwebhookKWJQZXsignQZXWJ";
 const WH_ROTATED: &str = "whsec_QZXrolledKWJQZXsignQZXWJK";
 const MALFORMED: &str = "sk_test_QZXbrokenKWJ QZXkeyQZXWJ";
 const MASTER: &str = "UVpYbWFzdGVyS1dKUVpYa2V5UVpYV0pLVVZaWFpYWlg=";
-const JWT: &str = "QZXjwtsecretKWJQZXsigningQZXWJ";
+const JWT: &str = "QZXjwtsecretKWJQZXsigningQZXWJQZXlong";
 
 /// The 8-character windows of a secret that include at least one character past its
 /// public prefix (`sk_test_`, `whsec_`, …).
