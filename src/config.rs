@@ -104,6 +104,10 @@ pub struct ServeArgs {
         default_value_t = 86_400
     )]
     pub webhook_secret_overlap_secs: i64,
+    /// How long a request's body may take to arrive before it is answered 408 and the
+    /// connection closed.
+    #[arg(long, env = "ROAMPAY_BODY_TIMEOUT_SECS", default_value_t = 10)]
+    pub body_timeout_secs: u64,
     /// Requests per minute per client address on the public payment endpoints.
     #[arg(long, env = "ROAMPAY_RATE_LIMIT_PER_MIN", default_value_t = 120)]
     pub rate_limit_per_min: u32,

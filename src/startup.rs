@@ -234,7 +234,11 @@ impl Application {
         Ok(Self {
             addr,
             backend,
-            server: http::server(listener, state)?,
+            server: http::server(
+                listener,
+                state,
+                http::guard::BodyTimeout(Duration::from_secs(args.body_timeout_secs.max(1))),
+            )?,
             _jobs: jobs,
         })
     }

@@ -8,8 +8,45 @@ use roampay_events::{ConnectorReleased, ConnectorReservationEvent as Event, Conn
 use serde::{Deserialize, Serialize};
 
 /// The aggregate id of a connector.
+/// The stream of one connector: its three ids joined by `/`, each with `%` and `/`
+/// escaped, so that no two connectors share a key (ids may contain `/`). Ids without
+/// either character keep the key they always had.
 pub fn connector_key(location_id: &str, evse_uid: &str, connector_id: &str) -> String {
-    format!("{location_id}/{evse_uid}/{connector_id}")
+    fn escaped(id: &str) -> std::borrow::Cow<'_, str> {
+        if id.contains(['%', '/']) {
+            id.replace('%', "%25").replace('/', "%2F").into()
+        } else {
+            id.into()
+        }
+    }
+    format!(
+        "{}/{}/{}",
+        escaped(location_id),
+        escaped(evse_uid),
+        escaped(connector_id)
+    )
+}
+
+#[cfg(test)]
+mod key_tests {
+    use super::connector_key;
+
+    #[test]
+    fn keys_are_injective_and_unchanged_for_plain_ids() {
+        assert_eq!(connector_key("LOC-1", "EVSE-1", "1"), "LOC-1/EVSE-1/1");
+        assert_ne!(
+            connector_key("A/B", "C", "1"),
+            connector_key("A", "B/C", "1")
+        );
+        assert_ne!(
+            connector_key("A%2FB", "C", "1"),
+            connector_key("A/B", "C", "1")
+        );
+        assert_ne!(
+            connector_key("A", "B", "C/1"),
+            connector_key("A", "B/C", "1")
+        );
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

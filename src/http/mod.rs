@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod driver;
 pub mod error;
+pub mod guard;
 pub mod locations;
 pub mod ocpi_config;
 pub mod openapi;
@@ -17,6 +18,7 @@ pub mod webhooks;
 
 use std::sync::Arc;
 
+use actix_web::http::Method;
 use actix_web::{middleware, web, App, HttpMessage, HttpRequest, HttpServer};
 
 use crate::application::Services;
@@ -52,6 +54,7 @@ pub fn metadata(req: &HttpRequest, actor: &str) -> Metadata {
 pub fn server(
     listener: std::net::TcpListener,
     state: AppState,
+    body_timeout: guard::BodyTimeout,
 ) -> Result<actix_web::dev::Server, Box<dyn std::error::Error + Send + Sync>> {
     let state = web::Data::new(state);
     let http_metrics = actix_web_prom::PrometheusMetricsBuilder::new(crate::metrics::NAMESPACE)
@@ -63,6 +66,9 @@ pub fn server(
     Ok(HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
+            .app_data(web::Data::new(body_timeout))
+            .wrap(middleware::from_fn(guard::read_body_in_time))
+            .wrap(middleware::from_fn(guard::problem_errors))
             .wrap(middleware::from_fn(request_id::middleware))
             .wrap(http_metrics.clone())
             .configure(routes)
@@ -90,6 +96,28 @@ pub fn workspace_id(raw: &str) -> Result<WorkspaceId, ApiError> {
     })
 }
 
+/// A path and the methods it takes; any other method is 405 with `Allow`.
+fn endpoint(path: &str, routes: Vec<(Method, actix_web::Route)>) -> actix_web::Resource {
+    let allow: Vec<&str> = routes.iter().map(|(m, _)| m.as_str()).collect();
+    let allow = allow.join(", ");
+    let mut resource = web::resource(path);
+    for (_, route) in routes {
+        resource = resource.route(route);
+    }
+    resource.default_service(web::to(move || {
+        let allow = allow.clone();
+        async move { guard::method_not_allowed(&allow) }
+    }))
+}
+
+fn get(r: actix_web::Route) -> (Method, actix_web::Route) {
+    (Method::GET, r)
+}
+
+fn post(r: actix_web::Route) -> (Method, actix_web::Route) {
+    (Method::POST, r)
+}
+
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.app_data(
         web::JsonConfig::default()
@@ -103,81 +131,100 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             format!("The query string could not be read: {err}"),
         )
         .into()
-    }))
-    .route("/healthz", web::get().to(ops::healthz))
-    .route("/readyz", web::get().to(ops::readyz))
-    .route("/metrics", web::get().to(ops::metrics))
-    .service(
-        web::resource("/api/permissions/workspace/{workspace_id}/ocpi-config")
-            .route(web::get().to(ocpi_config::get))
-            .route(web::patch().to(ocpi_config::patch))
-            .default_service(web::to(method_not_allowed)),
-    )
-    .service(
-        web::resource("/api/permissions/workspace/{workspace_id}/ocpi-config/stripe/validate")
-            .route(web::post().to(ocpi_config::validate))
-            .default_service(web::to(method_not_allowed)),
-    )
-    .service(
-        web::resource("/api/support/audit")
-            .route(web::get().to(support::audit))
-            .default_service(web::to(method_not_allowed)),
-    )
-    .route(
-        "/api/support/charging-intents",
-        web::get().to(support::charging_intents),
-    )
-    .service(
-        web::resource("/api/support/charging-intents/{charging_intent_id}/refunds")
-            .route(web::post().to(refunds::create))
-            .default_service(web::to(method_not_allowed)),
-    )
-    .route(
-        "/api/workspaces/{workspace_id}/locations/{location_id}",
-        web::put().to(locations::put),
-    )
-    .route(
-        "/emsp/2.2.1/locations/{location_id}",
-        web::get().to(locations::get_emsp),
-    )
-    .route(
-        "/ocpi/create-payment-intent",
-        web::post().to(payments::create),
-    )
-    .route(
-        "/api/support/workspaces/{workspace_id}/payment-health",
-        web::get().to(support::payment_health),
-    )
-    .route("/ocpi/charging-intents/{id}", web::get().to(payments::get))
-    .route(
-        "/ocpi/charging-intents/{id}/start",
-        web::post().to(sessions::start),
-    )
-    .route(
-        "/ocpi/charging-intents/{id}/complete",
-        web::post().to(sessions::complete),
-    )
-    .route(
-        "/ocpi/charging-intents/{id}/cancel",
-        web::post().to(sessions::cancel),
-    )
-    .route(
-        "/ocpi/charging-intents/{id}/confirm",
-        web::post().to(payments::confirm),
-    )
-    .route("/ocpi/stripe/webhook", web::post().to(webhooks::shared))
-    .route(
-        "/ocpi/stripe/webhook/{workspace_id}",
-        web::post().to(webhooks::per_workspace),
-    );
-}
-
-pub async fn method_not_allowed() -> Result<actix_web::HttpResponse, ApiError> {
-    Err(ApiError::new(
-        actix_web::http::StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
-        "This endpoint does not take that method.",
-    ))
+    }));
+    let ops = [
+        endpoint("/healthz", vec![get(web::get().to(ops::healthz))]),
+        endpoint("/readyz", vec![get(web::get().to(ops::readyz))]),
+        endpoint("/metrics", vec![get(web::get().to(ops::metrics))]),
+    ];
+    let config = "/api/permissions/workspace/{workspace_id}/ocpi-config";
+    let admin = [
+        endpoint(
+            config,
+            vec![
+                get(web::get().to(ocpi_config::get)),
+                (Method::PATCH, web::patch().to(ocpi_config::patch)),
+            ],
+        ),
+        endpoint(
+            &format!("{config}/stripe/validate"),
+            vec![post(web::post().to(ocpi_config::validate))],
+        ),
+        endpoint(
+            "/api/workspaces/{workspace_id}/locations/{location_id}",
+            vec![(Method::PUT, web::put().to(locations::put))],
+        ),
+    ];
+    let support = [
+        endpoint(
+            "/api/support/audit",
+            vec![get(web::get().to(support::audit))],
+        ),
+        endpoint(
+            "/api/support/charging-intents",
+            vec![get(web::get().to(support::charging_intents))],
+        ),
+        endpoint(
+            "/api/support/charging-intents/{charging_intent_id}/refunds",
+            vec![post(web::post().to(refunds::create))],
+        ),
+        endpoint(
+            "/api/support/workspaces/{workspace_id}/payment-health",
+            vec![get(web::get().to(support::payment_health))],
+        ),
+    ];
+    let intent = "/ocpi/charging-intents/{id}";
+    let driver = [
+        endpoint(
+            "/emsp/2.2.1/locations/{location_id}",
+            vec![get(web::get().to(locations::get_emsp))],
+        ),
+        endpoint(
+            "/ocpi/create-payment-intent",
+            vec![post(web::post().to(payments::create))],
+        ),
+        endpoint(intent, vec![get(web::get().to(payments::get))]),
+        endpoint(
+            &format!("{intent}/confirm"),
+            vec![post(web::post().to(payments::confirm))],
+        ),
+        endpoint(
+            &format!("{intent}/cancel"),
+            vec![post(web::post().to(sessions::cancel))],
+        ),
+    ];
+    let sessions = [
+        endpoint(
+            &format!("{intent}/start"),
+            vec![post(web::post().to(sessions::start))],
+        ),
+        endpoint(
+            &format!("{intent}/complete"),
+            vec![post(web::post().to(sessions::complete))],
+        ),
+    ];
+    let webhooks = [
+        endpoint(
+            "/ocpi/stripe/webhook",
+            vec![post(web::post().to(webhooks::shared))],
+        ),
+        endpoint(
+            "/ocpi/stripe/webhook/{workspace_id}",
+            vec![post(web::post().to(webhooks::per_workspace))],
+        ),
+    ];
+    for r in ops
+        .into_iter()
+        .chain(admin)
+        .chain(support)
+        .chain(sessions)
+        .chain(webhooks)
+    {
+        cfg.service(r);
+    }
+    for r in driver {
+        cfg.service(r);
+    }
 }
 
 pub async fn not_found() -> Result<actix_web::HttpResponse, ApiError> {

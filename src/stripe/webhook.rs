@@ -110,7 +110,8 @@ pub fn verify(
         }
     }
     let index = matched.ok_or(SignatureError::SignatureMismatch)?;
-    if (now - parsed.timestamp).abs() > tolerance.0 {
+    // `abs_diff` cannot overflow (a timestamp near i64::MIN or MAX is simply far off).
+    if now.abs_diff(parsed.timestamp) > tolerance.0.unsigned_abs() {
         return Err(SignatureError::TimestampOutOfTolerance);
     }
     Ok(index)
@@ -139,6 +140,25 @@ mod tests {
             h.push_str(&format!(",v1={s}"));
         }
         h
+    }
+
+    #[test]
+    fn a_timestamp_at_the_ends_of_i64_is_out_of_tolerance_not_an_overflow() {
+        let s = secret("whsec_test_secret");
+        for t in [i64::MIN, NOW - i64::MAX, i64::MAX] {
+            let header = format!("t={t},v1={}", sign(&s, t, PAYLOAD));
+            assert_eq!(
+                verify(
+                    PAYLOAD,
+                    Some(&header),
+                    &[&s],
+                    Tolerance::new(300).unwrap(),
+                    NOW
+                ),
+                Err(SignatureError::TimestampOutOfTolerance),
+                "t = {t}"
+            );
+        }
     }
 
     #[test]

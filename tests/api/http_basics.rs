@@ -209,3 +209,112 @@ async fn public_payment_endpoints_are_rate_limited_per_address_with_retry_after(
         .unwrap();
     assert_eq!(r.status(), 200);
 }
+
+on_both_backends!(hostile_http_is_answered_in_problem_json);
+
+/// Raw bodies over the limit, long paths and wrong methods are answered like every
+/// other error; a known path names the methods it takes.
+async fn hostile_http_is_answered_in_problem_json(b: Backend) {
+    let store = Store::fresh(b).await;
+    let stripe = stripe_ok().await;
+    let server = Server::start(&store, ServerOptions::new(&stripe)).await;
+    let problem = |r: &reqwest::Response| {
+        r.headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/problem+json"))
+    };
+    // A webhook body (read raw, not as JSON) over 64 KiB.
+    let r = server
+        .http
+        .post(server.url("/ocpi/stripe/webhook/ws-1"))
+        .header("content-type", "application/json")
+        .body(vec![b'a'; 70_000])
+        .send()
+        .await
+        .unwrap();
+    assert!(problem(&r), "{:?}", r.headers());
+    let (status, body) = status_json(r).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (413, Some("payload_too_large"))
+    );
+    // A 20 KB path.
+    let r = server
+        .http
+        .get(server.url(&format!("/{}", "a".repeat(20_000))))
+        .send()
+        .await
+        .unwrap();
+    assert!(problem(&r));
+    let (status, body) = status_json(r).await;
+    assert_eq!((status, body["code"].as_str()), (414, Some("uri_too_long")));
+    // Known paths, wrong methods.
+    for (method, path, allow) in [
+        ("DELETE", "/ocpi/create-payment-intent", "POST"),
+        ("POST", "/healthz", "GET"),
+        ("PUT", &config_path("ws-1") as &str, "GET, PATCH"),
+        ("GET", "/ocpi/stripe/webhook/ws-1", "POST"),
+        ("PATCH", "/api/support/audit", "GET"),
+        ("DELETE", "/ocpi/charging-intents/ci-1/cancel", "POST"),
+    ] {
+        let r = server
+            .http
+            .request(
+                reqwest::Method::from_bytes(method.as_bytes()).unwrap(),
+                server.url(path),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            r.headers().get("allow").and_then(|v| v.to_str().ok()),
+            Some(allow),
+            "{method} {path}"
+        );
+        assert!(problem(&r));
+        let (status, body) = status_json(r).await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (405, Some("method_not_allowed")),
+            "{method} {path}"
+        );
+    }
+}
+
+/// A client that sends its headers and one byte of a declared body is answered 408
+/// and its connection closed once the body timeout passes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_does_not_arrive_in_time_is_answered_408_and_the_connection_closed() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let store = Store::fresh(Backend::Sqlite).await;
+    let stripe = stripe_ok().await;
+    let server = Server::start(
+        &store,
+        ServerOptions::new(&stripe).env("ROAMPAY_BODY_TIMEOUT_SECS", "1"),
+    )
+    .await;
+    let addr = server.base.trim_start_matches("http://").to_string();
+    let mut conn = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    conn.write_all(
+        b"POST /ocpi/create-payment-intent HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{",
+    )
+    .await
+    .unwrap();
+    let started = std::time::Instant::now();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        conn.read_to_end(&mut answer),
+    )
+    .await;
+    assert!(read.is_ok(), "the connection was closed by the server");
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains("\"code\":\"request_timeout\""), "{text}");
+    assert!(
+        text.to_ascii_lowercase().contains("connection: close"),
+        "{text}"
+    );
+}

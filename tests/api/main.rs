@@ -12,6 +12,7 @@ mod credentials;
 mod dead_letters;
 mod docs;
 mod drivers;
+mod hostile;
 mod http_basics;
 mod localstripe;
 mod observability;

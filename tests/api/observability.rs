@@ -290,8 +290,9 @@ async fn the_openapi_spec_covers_exactly_the_served_routes_of_the_contract() {
         "the spec lists routes CONTRACT.md does not: {extra:?}"
     );
 
-    // Every documented route is served: the catch-all answers `not_found` for anything
-    // else (a wrong method included), so a probe that gets another answer hit a handler.
+    // Every documented route is served: the catch-all answers `not_found` for an unknown
+    // path and a known path `method_not_allowed` for another method, so a probe that
+    // gets neither hit a handler.
     for (method, path) in &documented {
         let url = server.url(&path.replace("{}", "x"));
         let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
@@ -304,21 +305,23 @@ async fn the_openapi_spec_covers_exactly_the_served_routes_of_the_contract() {
         let status = r.status().as_u16();
         let body: serde_json::Value = r.json().await.unwrap_or_default();
         assert!(
-            !(status == 404 && body["code"] == "not_found"),
+            !(status == 404 && body["code"] == "not_found") && body["code"] != "method_not_allowed",
             "{method} {path} is in the spec but not served"
         );
     }
-    let r = server
-        .http
-        .delete(server.url("/healthz"))
-        .send()
-        .await
-        .unwrap();
-    let body: serde_json::Value = r.json().await.unwrap();
-    assert_eq!(
-        body["code"], "not_found",
-        "the probe can tell a missing route"
-    );
+    for (method, path, code) in [
+        (reqwest::Method::GET, "/no-such-route", "not_found"),
+        (reqwest::Method::DELETE, "/healthz", "method_not_allowed"),
+    ] {
+        let r = server
+            .http
+            .request(method, server.url(path))
+            .send()
+            .await
+            .unwrap();
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(body["code"], code, "the probe can tell a missing route");
+    }
 
     // Every documented error response uses the problem schema (an unknown OCPI
     // location is answered in the OCPI envelope, as OCPI requires).
