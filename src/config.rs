@@ -104,6 +104,14 @@ pub struct ServeArgs {
         default_value_t = 86_400
     )]
     pub webhook_secret_overlap_secs: i64,
+    /// Proxies whose `Forwarded` / `X-Forwarded-For` name the client (comma-separated
+    /// CIDRs; default none: the socket peer is the client).
+    #[arg(long, env = "ROAMPAY_TRUSTED_PROXIES", default_value = "")]
+    pub trusted_proxies: String,
+    /// Origins whose browsers may call the driver endpoints (comma-separated; default
+    /// none).
+    #[arg(long, env = "ROAMPAY_CORS_ALLOWED_ORIGINS", default_value = "")]
+    pub cors_allowed_origins: String,
     /// How long a request's body may take to arrive before it is answered 408 and the
     /// connection closed.
     #[arg(long, env = "ROAMPAY_BODY_TIMEOUT_SECS", default_value_t = 10)]

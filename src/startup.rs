@@ -196,6 +196,8 @@ impl Application {
         // A tolerance of 0 or less would refuse every webhook; a short JWT secret would
         // let anyone mint tokens.
         let tolerance = Tolerance::new(args.webhook_tolerance_secs)?;
+        let trusted_proxies = http::client::TrustedProxies::parse(&args.trusted_proxies)?;
+        let cors_origins = http::parse_origins(&args.cors_allowed_origins)?;
         let auth = jwt(&args.keys, &args.store.data_dir)?;
         let listener = std::net::TcpListener::bind(&args.bind)?;
         let addr = listener.local_addr()?;
@@ -227,17 +229,49 @@ impl Application {
         let state = AppState {
             auth,
             rate_limiter: http::driver::rate_limiter(args.rate_limit_per_min),
+            trusted_proxies,
             services: services.clone(),
         };
         let backend = services.db.backend();
-        let jobs = jobs::start(services, job_settings(&args));
+        // One line that says what runs (never a secret).
+        tracing::info!(
+            version = env!("CARGO_PKG_VERSION"),
+            store = backend,
+            bind = %addr,
+            public_url = %services.settings.public_url,
+            otlp = crate::telemetry::otlp_configured(),
+            billing = false,
+            cors = !cors_origins.is_empty(),
+            trusted_proxies = !state.trusted_proxies.is_empty(),
+            "roampay starting"
+        );
+        let mut jobs = jobs::start(services, job_settings(&args));
+        let limiter = state.rate_limiter.clone();
+        jobs.push(jobs::supervise(
+            "rate_limit_prune",
+            jobs::RESTART_PAUSE,
+            move || {
+                let limiter = limiter.clone();
+                async move {
+                    loop {
+                        tokio::time::sleep(Duration::from_secs(60)).await;
+                        http::driver::prune(&limiter);
+                    }
+                }
+            },
+        ));
         Ok(Self {
             addr,
             backend,
             server: http::server(
                 listener,
                 state,
-                http::guard::BodyTimeout(Duration::from_secs(args.body_timeout_secs.max(1))),
+                http::ServerSettings {
+                    body_timeout: http::guard::BodyTimeout(Duration::from_secs(
+                        args.body_timeout_secs.max(1),
+                    )),
+                    cors_origins,
+                },
             )?,
             _jobs: jobs,
         })

@@ -68,14 +68,18 @@ pub fn init() -> Telemetry {
     Telemetry { provider }
 }
 
-fn otlp_provider() -> Result<Option<SdkTracerProvider>, opentelemetry_otlp::ExporterBuildError> {
-    let endpoint_set = [
+/// Whether traces are exported (an OTLP endpoint is configured).
+pub fn otlp_configured() -> bool {
+    [
         "OTEL_EXPORTER_OTLP_ENDPOINT",
         "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
     ]
     .iter()
-    .any(|k| std::env::var(k).is_ok_and(|v| !v.is_empty()));
-    if !endpoint_set {
+    .any(|k| std::env::var(k).is_ok_and(|v| !v.is_empty()))
+}
+
+fn otlp_provider() -> Result<Option<SdkTracerProvider>, opentelemetry_otlp::ExporterBuildError> {
+    if !otlp_configured() {
         return Ok(None);
     }
     let protocol = match std::env::var("OTEL_EXPORTER_OTLP_PROTOCOL").as_deref() {

@@ -23,17 +23,32 @@ pub fn rate_limiter(per_minute: u32) -> IpRateLimiter {
     Arc::new(RateLimiter::keyed(quota))
 }
 
-/// The caller's address (the socket's; put a trusted proxy's header in front if needed).
-pub fn client_ip(req: &HttpRequest) -> IpAddr {
-    req.peer_addr()
-        .map(|a| a.ip())
-        .unwrap_or(IpAddr::from([0, 0, 0, 0]))
+/// The caller's address: the socket peer, or behind a trusted proxy the address it
+/// forwarded (see [`super::client`]).
+pub fn client_ip(state: &AppState, req: &HttpRequest) -> IpAddr {
+    state.trusted_proxies.client_of(req)
+}
+
+/// Forgets addresses whose bucket is full again (they would be let through anyway):
+/// the limiter's memory follows the clients of the last minute, not every client ever.
+pub fn prune<C>(
+    limiter: &RateLimiter<
+        IpAddr,
+        DefaultKeyedStateStore<IpAddr>,
+        C,
+        governor::middleware::NoOpMiddleware<C::Instant>,
+    >,
+) where
+    C: governor::clock::Clock,
+{
+    limiter.retain_recent();
+    limiter.shrink_to_fit();
 }
 
 pub fn rate_limit(state: &AppState, req: &HttpRequest) -> Result<(), ApiError> {
     state
         .rate_limiter
-        .check_key(&client_ip(req))
+        .check_key(&super::client::rate_key(client_ip(state, req)))
         .map_err(|not_until| {
             use governor::clock::{Clock, DefaultClock};
             let wait = not_until.wait_time_from(DefaultClock::default().now());
@@ -96,5 +111,39 @@ pub fn ci_string(field: &str, value: &str) -> Result<String, ApiError> {
             "invalid_id",
             format!("{field} must be 1 to 36 printable ASCII characters."),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::IpAddr;
+    use std::num::NonZeroU32;
+    use std::time::Duration;
+
+    use governor::clock::FakeRelativeClock;
+    use governor::state::keyed::DefaultKeyedStateStore;
+    use governor::{Quota, RateLimiter};
+
+    #[test]
+    fn pruning_forgets_addresses_whose_bucket_refilled() {
+        let clock = FakeRelativeClock::default();
+        let quota = Quota::per_minute(NonZeroU32::new(120).unwrap());
+        let limiter = RateLimiter::new(
+            quota,
+            DefaultKeyedStateStore::<IpAddr>::default(),
+            clock.clone(),
+        );
+        for i in 0..1000u32 {
+            let ip = IpAddr::from(i.to_be_bytes());
+            assert!(limiter.check_key(&ip).is_ok());
+        }
+        assert_eq!(limiter.len(), 1000);
+        super::prune(&limiter);
+        assert_eq!(limiter.len(), 1000, "still within their minute");
+        clock.advance(Duration::from_secs(61));
+        let recent = IpAddr::from([203, 0, 113, 9]);
+        assert!(limiter.check_key(&recent).is_ok());
+        super::prune(&limiter);
+        assert_eq!(limiter.len(), 1, "only the recent client is remembered");
     }
 }

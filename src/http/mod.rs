@@ -1,6 +1,7 @@
 //! The HTTP API (see CONTRACT.md): routes, shared state, and cross-cutting concerns.
 
 pub mod auth;
+pub mod client;
 pub mod driver;
 pub mod error;
 pub mod guard;
@@ -36,6 +37,7 @@ pub struct AppState {
     pub services: Arc<Services>,
     pub auth: JwtAuth,
     pub rate_limiter: driver::IpRateLimiter,
+    pub trusted_proxies: client::TrustedProxies,
 }
 
 /// The event metadata of a request: who, and which request.
@@ -51,10 +53,18 @@ pub fn metadata(req: &HttpRequest, actor: &str) -> Metadata {
 }
 
 /// The HTTP server on `listener`: routes, request ids, metrics, OpenAPI and Swagger UI.
+/// What shapes the server beyond the handlers' state.
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    pub body_timeout: guard::BodyTimeout,
+    /// Origins whose browsers may call the driver endpoints (none: no CORS at all).
+    pub cors_origins: Vec<String>,
+}
+
 pub fn server(
     listener: std::net::TcpListener,
     state: AppState,
-    body_timeout: guard::BodyTimeout,
+    settings: ServerSettings,
 ) -> Result<actix_web::dev::Server, Box<dyn std::error::Error + Send + Sync>> {
     let state = web::Data::new(state);
     let http_metrics = actix_web_prom::PrometheusMetricsBuilder::new(crate::metrics::NAMESPACE)
@@ -66,12 +76,12 @@ pub fn server(
     Ok(HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
-            .app_data(web::Data::new(body_timeout))
+            .app_data(web::Data::new(settings.body_timeout))
             .wrap(middleware::from_fn(guard::read_body_in_time))
             .wrap(middleware::from_fn(guard::problem_errors))
             .wrap(middleware::from_fn(request_id::middleware))
             .wrap(http_metrics.clone())
-            .configure(routes)
+            .configure(|cfg| routes(cfg, &settings.cors_origins))
             .service(
                 utoipa_swagger_ui::SwaggerUi::new("/docs/{_:.*}")
                     .url("/openapi.json", openapi.clone())
@@ -118,7 +128,47 @@ fn post(r: actix_web::Route) -> (Method, actix_web::Route) {
     (Method::POST, r)
 }
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
+/// CORS for the driver endpoints: the configured origins, the methods and headers
+/// Roaming Web sends; other origins get no CORS headers (and are not blocked: a
+/// non-browser client may send any `Origin`).
+fn cors(origins: &[String]) -> middleware::Condition<actix_cors::Cors> {
+    use actix_web::http::header;
+    let mut cors = actix_cors::Cors::default()
+        .block_on_origin_mismatch(false)
+        .allowed_methods(["GET", "POST"])
+        .allowed_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::HeaderName::from_static("idempotency-key"),
+        ])
+        .expose_headers(["x-request-id", "retry-after"])
+        .max_age(600);
+    for origin in origins {
+        cors = cors.allowed_origin(origin);
+    }
+    middleware::Condition::new(!origins.is_empty(), cors)
+}
+
+/// Checks `ROAMPAY_CORS_ALLOWED_ORIGINS`: each an `http(s)://host[:port]` origin.
+pub fn parse_origins(list: &str) -> Result<Vec<String>, String> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|o| {
+            let ok = actix_web::http::Uri::try_from(o).is_ok_and(|u| {
+                matches!(u.scheme_str(), Some("http" | "https"))
+                    && u.host().is_some_and(|h| !h.is_empty())
+                    && u.path_and_query().is_none_or(|p| p.as_str().is_empty() || p.as_str() == "/")
+                    && !o.ends_with('/')
+            });
+            ok.then(|| o.to_string()).ok_or_else(|| {
+                format!("ROAMPAY_CORS_ALLOWED_ORIGINS: {o:?} is not an origin like https://pay.example.com")
+            })
+        })
+        .collect()
+}
+
+pub fn routes(cfg: &mut web::ServiceConfig, cors_origins: &[String]) {
     cfg.app_data(
         web::JsonConfig::default()
             .limit(BODY_LIMIT)
@@ -223,7 +273,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         cfg.service(r);
     }
     for r in driver {
-        cfg.service(r);
+        cfg.service(
+            r.wrap(cors(cors_origins))
+                .wrap(middleware::from_fn(guard::preflight_no_content)),
+        );
     }
 }
 

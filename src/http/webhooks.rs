@@ -71,7 +71,7 @@ async fn receive(
             .headers()
             .get("stripe-signature")
             .map(|v| v.to_str().unwrap_or("\u{0}")),
-        source_ip: client_ip(req).to_string(),
+        source_ip: client_ip(state, req).to_string(),
     };
     let span = webhook_span();
     let meta = metadata(req, "stripe");

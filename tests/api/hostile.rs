@@ -109,3 +109,218 @@ async fn a_signed_cross_workspace_attempt_is_recorded_after_a_flood_of_unsigned_
         .count();
     assert_eq!(junk_recorded, 100, "unsigned noise stays capped");
 }
+
+on_both_backends!(behind_a_trusted_proxy_the_forwarded_client_is_limited_and_audited);
+
+async fn behind_a_trusted_proxy_the_forwarded_client_is_limited_and_audited(b: Backend) {
+    let store = Store::fresh(b).await;
+    let stripe = stripe_ok().await;
+    let limited = |trusted: &str| {
+        ServerOptions::new(&stripe)
+            .env("ROAMPAY_RATE_LIMIT_PER_MIN", "3")
+            .env("ROAMPAY_TRUSTED_PROXIES", trusted)
+    };
+    let location = |server: &Server, from: &str| {
+        server
+            .http
+            .get(server.url("/emsp/2.2.1/locations/NOPE"))
+            .header("x-forwarded-for", from)
+            .send()
+    };
+    // No trusted proxy: the header is the client's own claim, ignored.
+    let server = Server::start(&store, limited("")).await;
+    let mut statuses = vec![];
+    for i in 0..4 {
+        statuses.push(
+            location(&server, &format!("203.0.113.{i}"))
+                .await
+                .unwrap()
+                .status()
+                .as_u16(),
+        );
+    }
+    assert_eq!(
+        statuses,
+        vec![404, 404, 404, 429],
+        "one bucket whatever the header says"
+    );
+    drop(server);
+
+    // Behind a trusted load balancer: one bucket per forwarded client.
+    let server = Server::start(&store, limited("127.0.0.1/32, ::1/128")).await;
+    for _ in 0..3 {
+        assert_eq!(
+            location(&server, "203.0.113.7").await.unwrap().status(),
+            404
+        );
+    }
+    assert_eq!(
+        location(&server, "203.0.113.7").await.unwrap().status(),
+        429
+    );
+    assert_eq!(
+        location(&server, "198.51.100.4, 127.0.0.1")
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    // The audit records the forwarded address of a refused webhook.
+    let r = server
+        .http
+        .post(server.url("/ocpi/stripe/webhook/ws-1"))
+        .header("forwarded", "for=198.51.100.77;proto=https")
+        .header("content-type", "application/json")
+        .body(r#"{"id":"evt_x","object":"event"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let (status, _) = server
+        .patch(&config_path("ws-1"), &admin("ws-1"), good_creds())
+        .await;
+    assert_eq!(status, 200);
+    let r = server
+        .http
+        .post(server.url("/ocpi/stripe/webhook/ws-1"))
+        .header("forwarded", "for=198.51.100.77;proto=https")
+        .header("content-type", "application/json")
+        .body(r#"{"id":"evt_x","object":"event"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let audit = server
+        .wait_for_audit_where("ws-1", |d| {
+            d.iter().any(|e| e["event_type"] == "WebhookRejected")
+        })
+        .await;
+    assert!(
+        audit.iter().any(|e| e["event_type"] == "WebhookRejected"
+            && e["summary"]
+                .as_str()
+                .is_some_and(|s| s.contains("198.51.100.77"))),
+        "{audit:?}"
+    );
+}
+
+/// Browsers may call the driver endpoints from the configured origins only; admin
+/// and support endpoints never answer CORS. The start line names what is on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browsers_may_call_the_driver_endpoints_from_allowed_origins_only() {
+    let store = Store::fresh(Backend::Sqlite).await;
+    let stripe = stripe_ok().await;
+    let server = Server::start(
+        &store,
+        ServerOptions::new(&stripe).env(
+            "ROAMPAY_CORS_ALLOWED_ORIGINS",
+            "https://roam.example.com, http://localhost:5173",
+        ),
+    )
+    .await;
+    let preflight = |path: &str, origin: &str| {
+        server
+            .http
+            .request(reqwest::Method::OPTIONS, server.url(path))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header(
+                "access-control-request-headers",
+                "authorization, content-type, idempotency-key",
+            )
+            .send()
+    };
+    let header = |r: &reqwest::Response, name: &str| {
+        r.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_ascii_lowercase)
+    };
+    for path in [
+        "/ocpi/create-payment-intent",
+        "/ocpi/charging-intents/ci-1/cancel",
+    ] {
+        let r = preflight(path, "https://roam.example.com").await.unwrap();
+        assert_eq!(r.status(), 204, "{path}");
+        assert_eq!(
+            header(&r, "access-control-allow-origin").as_deref(),
+            Some("https://roam.example.com")
+        );
+        assert!(header(&r, "access-control-allow-methods")
+            .unwrap()
+            .contains("post"));
+        let allowed = header(&r, "access-control-allow-headers").unwrap();
+        for h in ["authorization", "content-type", "idempotency-key"] {
+            assert!(allowed.contains(h), "{allowed}");
+        }
+        let r = preflight(path, "https://evil.example.net").await.unwrap();
+        assert_eq!(header(&r, "access-control-allow-origin"), None, "{path}");
+    }
+    // An actual request from an allowed origin carries the header.
+    let r = server
+        .http
+        .get(server.url("/emsp/2.2.1/locations/NOPE"))
+        .header("origin", "http://localhost:5173")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        header(&r, "access-control-allow-origin").as_deref(),
+        Some("http://localhost:5173")
+    );
+    // Admin and support endpoints: no CORS.
+    for path in [config_path("ws-1"), "/api/support/audit".to_string()] {
+        let r = preflight(&path, "https://roam.example.com").await.unwrap();
+        assert_eq!(header(&r, "access-control-allow-origin"), None, "{path}");
+        let r = server
+            .http
+            .get(server.url(&path))
+            .header("origin", "https://roam.example.com")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(header(&r, "access-control-allow-origin"), None, "{path}");
+    }
+    let logs = server.logs();
+    let start = logs
+        .lines()
+        .find(|l| l.contains("roampay starting"))
+        .expect("a start line");
+    for field in [
+        "\"version\"",
+        "\"store\":\"sqlite\"",
+        "\"bind\"",
+        "\"public_url\"",
+        "\"cors\":true",
+        "\"trusted_proxies\":false",
+        "\"otlp\":false",
+        "\"billing\":false",
+    ] {
+        assert!(start.contains(field), "{field}: {start}");
+    }
+    assert!(!start.contains(JWT_SECRET) && !start.contains(MASTER_KEY));
+}
+
+#[test]
+fn serve_refuses_malformed_proxies_and_origins() {
+    for (name, value) in [
+        ("ROAMPAY_TRUSTED_PROXIES", "10.0.0.0/33"),
+        ("ROAMPAY_CORS_ALLOWED_ORIGINS", "*"),
+        (
+            "ROAMPAY_CORS_ALLOWED_ORIGINS",
+            "https://roam.example.com/app",
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_roampay"))
+            .arg("serve")
+            .env_clear()
+            .env("ROAMPAY_DATA_DIR", dir.path())
+            .env("ROAMPAY_BIND", "127.0.0.1:0")
+            .env(name, value)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{name}={value}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains(name));
+    }
+}
