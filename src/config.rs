@@ -112,6 +112,10 @@ pub struct ServeArgs {
     /// none).
     #[arg(long, env = "ROAMPAY_CORS_ALLOWED_ORIGINS", default_value = "")]
     pub cors_allowed_origins: String,
+    /// Open connections one client address may hold (a trusted proxy's are not
+    /// counted); beyond it a request is answered 429 and the connection closed.
+    #[arg(long, env = "ROAMPAY_MAX_CONNECTIONS_PER_CLIENT", default_value_t = 64)]
+    pub max_connections_per_client: usize,
     /// How long a request's body may take to arrive before it is answered 408 and the
     /// connection closed.
     #[arg(long, env = "ROAMPAY_BODY_TIMEOUT_SECS", default_value_t = 10)]

@@ -271,6 +271,7 @@ impl Application {
                         args.body_timeout_secs.max(1),
                     )),
                     cors_origins,
+                    connections_per_client: args.max_connections_per_client,
                 },
             )?,
             _jobs: jobs,

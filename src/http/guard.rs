@@ -163,3 +163,69 @@ pub async fn preflight_no_content(
     }
     Ok(res)
 }
+
+/// Open connections per client address (the socket peer; a trusted proxy's connections
+/// are many clients' and are not counted).
+#[derive(Debug, Clone)]
+pub struct ConnectionLimit {
+    pub per_client: usize,
+    open: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>,
+}
+
+/// One open connection, counted until it closes.
+pub struct ConnectionSlot {
+    ip: std::net::IpAddr,
+    over: bool,
+    open: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>,
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        let mut open = self.open.lock().expect("connection counts");
+        if let Some(n) = open.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.ip);
+            }
+        }
+    }
+}
+
+impl ConnectionLimit {
+    pub fn new(per_client: usize) -> Self {
+        Self {
+            per_client: per_client.max(1),
+            open: Default::default(),
+        }
+    }
+
+    /// Counts a new connection from `ip` (called when it is accepted).
+    pub fn open(&self, ip: std::net::IpAddr) -> ConnectionSlot {
+        let mut open = self.open.lock().expect("connection counts");
+        let n = open.entry(ip).or_insert(0);
+        *n += 1;
+        ConnectionSlot {
+            ip,
+            over: *n > self.per_client,
+            open: self.open.clone(),
+        }
+    }
+}
+
+/// A connection beyond the client's limit is answered 429 and closed.
+pub async fn limit_connections(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let over = req.conn_data::<ConnectionSlot>().is_some_and(|s| s.over);
+    if over {
+        let mut refused = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_connections",
+            "Too many open connections from this address; close some and retry.",
+        );
+        refused.retry_after_secs = Some(1);
+        return Ok(req.into_response(closing(refused)));
+    }
+    Ok(next.call(req).await?.map_into_boxed_body())
+}

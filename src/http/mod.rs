@@ -59,6 +59,8 @@ pub struct ServerSettings {
     pub body_timeout: guard::BodyTimeout,
     /// Origins whose browsers may call the driver endpoints (none: no CORS at all).
     pub cors_origins: Vec<String>,
+    /// Open connections a client address may hold.
+    pub connections_per_client: usize,
 }
 
 pub fn server(
@@ -73,11 +75,14 @@ pub fn server(
         .exclude("/metrics")
         .build()?;
     let openapi = <openapi::ApiDoc as utoipa::OpenApi>::openapi();
+    let connections = guard::ConnectionLimit::new(settings.connections_per_client);
+    let proxies = state.trusted_proxies.clone();
     Ok(HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
             .app_data(web::Data::new(settings.body_timeout))
             .wrap(middleware::from_fn(guard::read_body_in_time))
+            .wrap(middleware::from_fn(guard::limit_connections))
             .wrap(middleware::from_fn(guard::problem_errors))
             .wrap(middleware::from_fn(request_id::middleware))
             .wrap(http_metrics.clone())
@@ -92,6 +97,15 @@ pub fn server(
             )
             .route("/docs", web::get().to(openapi::docs_redirect))
             .default_service(web::to(not_found))
+    })
+    .on_connect(move |conn, ext| {
+        let peer = conn
+            .downcast_ref::<actix_web::rt::net::TcpStream>()
+            .and_then(|s| s.peer_addr().ok())
+            .map(|a| a.ip());
+        if let Some(ip) = peer.filter(|ip| !proxies.trusts(*ip)) {
+            ext.insert(connections.open(ip));
+        }
     })
     .listen(listener)?
     .run())

@@ -324,3 +324,43 @@ fn serve_refuses_malformed_proxies_and_origins() {
         assert!(String::from_utf8_lossy(&out.stderr).contains(name));
     }
 }
+
+/// Hundreds of cheap open connections from one address cannot crowd out the rest: past
+/// the per-client limit a connection is answered 429 and closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_address_cannot_hold_more_than_its_connections() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let store = Store::fresh(Backend::Sqlite).await;
+    let stripe = stripe_ok().await;
+    let server = Server::start(
+        &store,
+        ServerOptions::new(&stripe).env("ROAMPAY_MAX_CONNECTIONS_PER_CLIENT", "3"),
+    )
+    .await;
+    let addr = server.base.trim_start_matches("http://").to_string();
+    async fn ask(conn: &mut tokio::net::TcpStream) -> String {
+        conn.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = vec![0u8; 4096];
+        let n = conn.read(&mut buf).await.unwrap();
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    }
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let mut c = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        assert!(ask(&mut c).await.starts_with("HTTP/1.1 200"));
+        held.push(c);
+    }
+    let mut fourth = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let answer = ask(&mut fourth).await;
+    assert!(answer.starts_with("HTTP/1.1 429"), "{answer}");
+    assert!(answer.contains("too_many_connections"), "{answer}");
+    // One closed, one more may open.
+    drop(held.pop());
+    eventually("a freed connection slot", || async {
+        let mut c = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        ask(&mut c).await.starts_with("HTTP/1.1 200").then_some(())
+    })
+    .await;
+}
