@@ -6,7 +6,7 @@ PG_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 VENV ?= .venv
 LOCALSTRIPE_VERSION ?= 1.15.10
 
-.PHONY: run test lint postgres localstripe bench fmt clean
+.PHONY: run test lint postgres localstripe bench fuzz fmt clean
 
 ## Serve the API on the embedded SQLite default (./data/roampay.db, keys generated there).
 run:
@@ -47,6 +47,12 @@ bench: postgres
 	ROAMPAY_BENCH_PG_URL=$(PG_URL) $(CARGO) bench --bench replay
 	ROAMPAY_BENCH_PG_URL=$(PG_URL) $(CARGO) bench --bench preauth
 	ROAMPAY_BENCH_PG_URL=$(PG_URL) $(CARGO) bench --bench webhooks
+
+## Arbitrary bytes and JSON at every parser of the request boundary, 1,000,000 cases per
+## target (make test runs the same targets with 256); see docs/reliability.md.
+FUZZ_CASES ?= 1000000
+fuzz:
+	PROPTEST_CASES=$(FUZZ_CASES) $(CARGO) test --release --lib fuzz -- --test-threads=2
 
 clean:
 	$(CARGO) clean

@@ -95,7 +95,7 @@ fn parse_evse(i: usize, e: EvseInput, errors: &mut Vec<FieldError>) -> Result<Ev
     })
 }
 
-fn parse(body: LocationInput) -> Result<LocationData, ApiError> {
+pub(super) fn parse(body: LocationInput) -> Result<LocationData, ApiError> {
     let mut errors = Vec::new();
     let mut evses = Vec::new();
     for (i, e) in body.evses.into_iter().enumerate() {

@@ -4,6 +4,8 @@ pub mod auth;
 pub mod client;
 pub mod driver;
 pub mod error;
+#[cfg(test)]
+pub(crate) mod fuzz;
 pub mod guard;
 pub mod locations;
 pub mod ocpi_config;

@@ -47,7 +47,7 @@ pub async fn get(
 }
 
 /// A PATCH body, read field by field so every problem is reported at once.
-fn parse_patch(body: Value) -> Result<ConfigChange, Vec<FieldError>> {
+pub(super) fn parse_patch(body: Value) -> Result<ConfigChange, Vec<FieldError>> {
     let Value::Object(fields) = body else {
         return Err(vec![FieldError::new(
             "",

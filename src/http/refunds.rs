@@ -40,7 +40,7 @@ pub struct RefundView {
     pub charging_intent_id: String,
 }
 
-fn ask(body: RefundBody, req: &HttpRequest) -> Result<RefundAsk, ApiError> {
+pub(super) fn ask(body: RefundBody, req: &HttpRequest) -> Result<RefundAsk, ApiError> {
     let key = req
         .headers()
         .get("idempotency-key")
