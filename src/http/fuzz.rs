@@ -14,13 +14,43 @@ use crate::stripe::webhook::{verify, SignatureError, Tolerance};
 
 /// Field names of our bodies, so random JSON reaches past the first check.
 const KEYS: &[&str] = &[
-    "location_id", "evse_uid", "connector_id", "email", "stripe", "publishable_key",
-    "secret_key", "webhook_signing_secret", "pre_auth_cents", "currency",
-    "allow_guest_access", "allow_user_registration", "amount_cents", "reason", "name",
-    "address", "city", "postal_code", "country", "coordinates", "latitude", "longitude",
-    "evses", "uid", "evse_id", "connectors", "id", "standard", "format", "power_type",
-    "max_electric_power", "tariff", "price_per_kwh_cents", "flat_fee_cents",
-    "ocpi_session_id", "final_amount_cents", "client_secret",
+    "location_id",
+    "evse_uid",
+    "connector_id",
+    "email",
+    "stripe",
+    "publishable_key",
+    "secret_key",
+    "webhook_signing_secret",
+    "pre_auth_cents",
+    "currency",
+    "allow_guest_access",
+    "allow_user_registration",
+    "amount_cents",
+    "reason",
+    "name",
+    "address",
+    "city",
+    "postal_code",
+    "country",
+    "coordinates",
+    "latitude",
+    "longitude",
+    "evses",
+    "uid",
+    "evse_id",
+    "connectors",
+    "id",
+    "standard",
+    "format",
+    "power_type",
+    "max_electric_power",
+    "tariff",
+    "price_per_kwh_cents",
+    "flat_fee_cents",
+    "ocpi_session_id",
+    "final_amount_cents",
+    "client_secret",
 ];
 
 pub fn arb_json() -> impl Strategy<Value = Value> {
@@ -28,10 +58,20 @@ pub fn arb_json() -> impl Strategy<Value = Value> {
         Just(Value::Null),
         any::<bool>().prop_map(Value::Bool),
         any::<i64>().prop_map(Value::from),
-        any::<f64>().prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
+        any::<f64>()
+            .prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
         any::<String>().prop_map(Value::String),
-        prop::sample::select(vec!["pk_test_51Hx", "sk_test_51HxAAAA", "rk_live_x", "whsec_abcdabcd", "aud", "requested_by_customer", "LOC-1", "a@b"])
-            .prop_map(|s| Value::String(s.to_string())),
+        prop::sample::select(vec![
+            "pk_test_51Hx",
+            "sk_test_51HxAAAA",
+            "rk_live_x",
+            "whsec_abcdabcd",
+            "aud",
+            "requested_by_customer",
+            "LOC-1",
+            "a@b"
+        ])
+        .prop_map(|s| Value::String(s.to_string())),
     ];
     leaf.prop_recursive(4, 64, 8, |inner| {
         let key = prop_oneof![

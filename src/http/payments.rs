@@ -21,7 +21,10 @@ pub struct CreatePaymentIntent {
 }
 
 /// The request, checked for shape: ids, email, `Idempotency-Key`.
-pub(super) fn parse(body: CreatePaymentIntent, req: &HttpRequest) -> Result<PreAuthRequest, ApiError> {
+pub(super) fn parse(
+    body: CreatePaymentIntent,
+    req: &HttpRequest,
+) -> Result<PreAuthRequest, ApiError> {
     if let Some(email) = &body.email {
         if email.len() > 254 || !email.contains('@') {
             let e = FieldError::new("email", "invalid_email", "Must be an email address.");

@@ -249,7 +249,12 @@ async fn a_paid_session_is_pre_authorized_in_the_workspaces_own_account_and_auth
         "the same event again, on the shared URL"
     );
 
-    let audit = server.wait_for_audit("ws-1", 7).await;
+    let audit = server
+        .wait_for_audit_where("ws-1", |d| {
+            d.iter()
+                .any(|e| e["event_type"] == "WorkspacePaymentIntentAuthorizationReceived")
+        })
+        .await;
     let types: Vec<&str> = audit
         .iter()
         .map(|e| e["event_type"].as_str().unwrap())
