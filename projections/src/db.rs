@@ -133,6 +133,15 @@ impl Where {
         }
     }
 
+    /// The clause alone.
+    pub fn sql(&self) -> String {
+        if self.clauses.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", self.clauses.join(" AND "))
+        }
+    }
+
     /// The clause, and a placeholder for one more bind (the page size).
     pub fn sql_with_limit(&mut self, limit: i64) -> (String, String) {
         self.binds.push(Bind::Int(limit));
@@ -150,9 +159,10 @@ impl Where {
 }
 
 /// Which workspaces a support query covers.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum WorkspaceScope {
     /// Platform staff.
+    #[default]
     All,
     One(String),
     /// The workspaces a token names.

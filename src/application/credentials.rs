@@ -229,3 +229,36 @@ impl Services {
         Ok(pending.len())
     }
 }
+
+/// A workspace in the support list: its credential health and how many webhook
+/// deliveries were refused in the last 24 h.
+pub struct WorkspaceListing {
+    pub health: roampay_projections::credential_health::WorkspaceHealth,
+    pub webhook_rejected_24h: i64,
+}
+
+impl Services {
+    /// Workspaces by id (optionally of one health status), with their webhook refusals.
+    pub async fn workspaces_by_health(
+        &self,
+        scope: &roampay_projections::db::WorkspaceScope,
+        health: Option<&str>,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<(Vec<WorkspaceListing>, bool), sqlx::Error> {
+        use roampay_projections::{audit_log, credential_health};
+        let (rows, has_more) =
+            credential_health::list_workspaces(&self.db, scope, health, after, limit).await?;
+        let ids: Vec<String> = rows.iter().map(|r| r.workspace_id.clone()).collect();
+        let since = self.clock.now() - chrono::Duration::hours(24);
+        let rejected = audit_log::rejected_since_by_workspace(&self.db, &ids, since).await?;
+        let listed = rows
+            .into_iter()
+            .map(|health| WorkspaceListing {
+                webhook_rejected_24h: rejected.get(&health.workspace_id).copied().unwrap_or(0),
+                health,
+            })
+            .collect();
+        Ok((listed, has_more))
+    }
+}

@@ -7,6 +7,7 @@ pub mod error;
 #[cfg(test)]
 pub(crate) mod fuzz;
 pub mod guard;
+pub mod listing;
 pub mod locations;
 pub mod ocpi_config;
 pub mod openapi;
@@ -193,7 +194,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, cors_origins: &[String]) {
     .app_data(web::PayloadConfig::new(BODY_LIMIT))
     .app_data(web::QueryConfig::default().error_handler(|err, _| {
         ApiError::bad_request(
-            "invalid_query",
+            "invalid_parameter",
             format!("The query string could not be read: {err}"),
         )
         .into()
@@ -233,6 +234,10 @@ pub fn routes(cfg: &mut web::ServiceConfig, cors_origins: &[String]) {
         endpoint(
             "/api/support/charging-intents/{charging_intent_id}/refunds",
             vec![post(web::post().to(refunds::create))],
+        ),
+        endpoint(
+            "/api/support/workspaces",
+            vec![get(web::get().to(support::workspaces))],
         ),
         endpoint(
             "/api/support/workspaces/{workspace_id}/payment-health",

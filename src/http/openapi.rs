@@ -51,6 +51,7 @@ impl Modify for BearerAuth {
         sessions::cancel,
         support::audit,
         support::charging_intents,
+        support::workspaces,
         support::payment_health,
         refunds::create,
     ),

@@ -1,59 +1,23 @@
 //! Support views (scope `audit:read`), read from the projections.
 
-use actix_web::{web, HttpResponse};
-use chrono::{DateTime, Utc};
+use actix_web::{web, HttpRequest, HttpResponse};
+use roampay_events::{HealthStatus, IntentStatus};
 use roampay_projections::audit_log::{self, AuditFilter};
 use roampay_projections::charging_intents::{self, IntentFilter};
 use roampay_projections::credential_health;
 use roampay_projections::db::WorkspaceScope;
-use serde::Deserialize;
 use serde_json::json;
 
 use super::auth::Principal;
 use super::error::{ApiError, Problem};
+use super::listing::{self, Params};
 use super::views::{
-    AuditPage, ChargingIntentPage, ChargingIntentView, PaymentHealth, RecentFailure,
+    AuditEntry, AuditPage, ChargingIntentPage, ChargingIntentView, PaymentHealth, RecentFailure,
+    WorkspacePage, WorkspaceSummary,
 };
 use super::{workspace_id, AppState};
 
 const SCOPE: &str = "audit:read";
-
-#[derive(Debug, Deserialize)]
-pub struct AuditQuery {
-    workspace_id: Option<String>,
-    actor: Option<String>,
-    event_type: Option<String>,
-    aggregate_id: Option<String>,
-    from: Option<String>,
-    to: Option<String>,
-    limit: Option<String>,
-    starting_after: Option<String>,
-}
-
-fn invalid(detail: impl Into<String>) -> ApiError {
-    ApiError::bad_request("invalid_query", detail)
-}
-
-fn time(name: &str, v: Option<String>) -> Result<Option<DateTime<Utc>>, ApiError> {
-    v.map(|v| {
-        DateTime::parse_from_rfc3339(&v)
-            .map(|d| d.with_timezone(&Utc))
-            .map_err(|_| invalid(format!("{name} must be an RFC 3339 timestamp.")))
-    })
-    .transpose()
-}
-
-/// Parses `limit` (1..=200, default 50).
-fn page_limit(raw: Option<&str>) -> Result<i64, ApiError> {
-    match raw {
-        None => Ok(50),
-        Some(v) => v
-            .parse::<i64>()
-            .ok()
-            .filter(|n| (1..=200).contains(n))
-            .ok_or_else(|| invalid("limit must be a whole number from 1 to 200.")),
-    }
-}
 
 /// The workspaces a support query may cover: the one asked for (if the token allows
 /// it), else every workspace the token names.
@@ -73,17 +37,45 @@ fn scope(principal: &Principal, asked: Option<&str>) -> Result<WorkspaceScope, A
     }
 }
 
+const AUDIT_PARAMS: &[&str] = &[
+    "workspace_id",
+    "actor",
+    "event_type",
+    "aggregate_id",
+    "from",
+    "to",
+    "limit",
+    "starting_after",
+];
+
+fn audit_filter(principal: &Principal, p: &Params) -> Result<AuditFilter, ApiError> {
+    Ok(AuditFilter {
+        workspaces: scope(principal, p.text("workspace_id").as_deref())?,
+        actor: p.text("actor"),
+        event_type: p.text("event_type"),
+        aggregate_id: p.text("aggregate_id"),
+        from: p.time("from")?,
+        to: p.time("to")?,
+        before_id: p
+            .text("starting_after")
+            .map(|v| v.parse::<i64>())
+            .transpose()
+            .map_err(|_| listing::invalid("starting_after must be an entry id."))?,
+        limit: p.limit()?,
+    })
+}
+
 /// `GET /api/support/audit`: newest first, cursor `starting_after` = an entry id.
 #[utoipa::path(
     get,
     path = "/api/support/audit",
     operation_id = "list_audit",
     tag = "support",
-    summary = "Audit trail, newest first (scope audit:read)",
-    params(("workspace_id" = Option<String>, Query), ("actor" = Option<String>, Query), ("event_type" = Option<String>, Query), ("aggregate_id" = Option<String>, Query), ("from" = Option<String>, Query, description = "RFC 3339"), ("to" = Option<String>, Query, description = "RFC 3339"), ("limit" = Option<u32>, Query, description = "≤ 200, default 50"), ("starting_after" = Option<String>, Query, description = "An entry id")),
+    summary = "Audit trail, newest first (scope audit:read); CSV with Accept: text/csv",
+    params(("workspace_id" = Option<String>, Query), ("actor" = Option<String>, Query), ("event_type" = Option<String>, Query), ("aggregate_id" = Option<String>, Query), ("from" = Option<String>, Query, description = "RFC 3339"), ("to" = Option<String>, Query, description = "RFC 3339"), ("limit" = Option<u32>, Query, description = "1..=200, default 50"), ("starting_after" = Option<String>, Query, description = "An entry id")),
     responses(
-        (status = 200, description = "A page", body = AuditPage),
-        (status = 400, description = "`invalid_query`", body = Problem, content_type = "application/problem+json"),
+        (status = 200, description = "A page (or CSV rows)", body = AuditPage),
+        (status = 400, description = "`unknown_parameter`, `invalid_parameter`", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "`unauthenticated`", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "`forbidden`", body = Problem, content_type = "application/problem+json")
     ),
@@ -91,50 +83,57 @@ fn scope(principal: &Principal, asked: Option<&str>) -> Result<WorkspaceScope, A
 )]
 pub async fn audit(
     principal: Principal,
-    query: web::Query<AuditQuery>,
+    req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let q = query.into_inner();
-    let limit = page_limit(q.limit.as_deref())?;
-    let filter = AuditFilter {
-        workspaces: scope(&principal, q.workspace_id.as_deref())?,
-        actor: q.actor,
-        event_type: q.event_type,
-        aggregate_id: q.aggregate_id,
-        from: time("from", q.from)?,
-        to: time("to", q.to)?,
-        before_id: q
-            .starting_after
-            .map(|v| v.parse::<i64>())
-            .transpose()
-            .map_err(|_| invalid("starting_after must be an entry id."))?,
-        limit,
-    };
+    let filter = audit_filter(&principal, &Params::parse(&req, AUDIT_PARAMS)?)?;
     let (entries, has_more) = audit_log::search(&state.services.db, &filter).await?;
-    let data = entries.into_iter().map(Into::into).collect();
+    let data: Vec<AuditEntry> = entries.into_iter().map(Into::into).collect();
+    if listing::wants_csv(&req) {
+        return Ok(listing::csv(data));
+    }
     Ok(HttpResponse::Ok().json(AuditPage { data, has_more }))
 }
 
-#[derive(Debug, Deserialize)]
-pub struct IntentsQuery {
-    workspace_id: Option<String>,
-    status: Option<String>,
-    limit: Option<String>,
-    starting_after: Option<String>,
+const INTENT_PARAMS: &[&str] = &[
+    "workspace_id",
+    "status",
+    "payment_intent_id",
+    "ocpi_session_id",
+    "authorization_reference",
+    "created_from",
+    "created_to",
+    "limit",
+    "starting_after",
+];
+
+fn intent_filter(principal: &Principal, p: &Params) -> Result<IntentFilter, ApiError> {
+    let statuses: Vec<&str> = IntentStatus::VISIBLE.iter().map(|s| s.as_str()).collect();
+    Ok(IntentFilter {
+        workspaces: scope(principal, p.text("workspace_id").as_deref())?,
+        status: p.one_of("status", &statuses)?,
+        payment_intent_id: p.text("payment_intent_id"),
+        ocpi_session_id: p.text("ocpi_session_id"),
+        authorization_reference: p.text("authorization_reference"),
+        created_from: p.time("created_from")?,
+        created_to: p.time("created_to")?,
+        before_id: p.text("starting_after"),
+        limit: p.limit()?,
+    })
 }
 
-/// `GET /api/support/charging-intents`: newest first (ids are time-ordered), cursor =
-/// a `charging_intent_id`.
+/// `GET /api/support/charging-intents`: newest first by creation, cursor = a
+/// `charging_intent_id`.
 #[utoipa::path(
     get,
     path = "/api/support/charging-intents",
     operation_id = "list_charging_intents",
     tag = "support",
-    summary = "Charging intents (scope audit:read)",
-    params(("workspace_id" = Option<String>, Query), ("status" = Option<String>, Query), ("limit" = Option<u32>, Query), ("starting_after" = Option<String>, Query)),
+    summary = "Find charging intents, newest first (scope audit:read); CSV with Accept: text/csv",
+    params(("workspace_id" = Option<String>, Query), ("status" = Option<IntentStatus>, Query), ("payment_intent_id" = Option<String>, Query), ("ocpi_session_id" = Option<String>, Query), ("authorization_reference" = Option<String>, Query, description = "What the driver's bank statement shows (RP…)"), ("created_from" = Option<String>, Query, description = "RFC 3339"), ("created_to" = Option<String>, Query, description = "RFC 3339"), ("limit" = Option<u32>, Query, description = "1..=200, default 50"), ("starting_after" = Option<String>, Query, description = "A charging_intent_id")),
     responses(
-        (status = 200, description = "A page", body = ChargingIntentPage),
-        (status = 400, description = "`invalid_query`", body = Problem, content_type = "application/problem+json"),
+        (status = 200, description = "A page (or CSV rows)", body = ChargingIntentPage),
+        (status = 400, description = "`unknown_parameter`, `invalid_parameter`", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "`unauthenticated`", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "`forbidden`", body = Problem, content_type = "application/problem+json")
     ),
@@ -142,22 +141,59 @@ pub struct IntentsQuery {
 )]
 pub async fn charging_intents(
     principal: Principal,
-    query: web::Query<IntentsQuery>,
+    req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let q = query.into_inner();
-    let filter = IntentFilter {
-        limit: page_limit(q.limit.as_deref())?,
-        workspaces: scope(&principal, q.workspace_id.as_deref())?,
-        status: q.status,
-        before_id: q.starting_after,
-    };
+    let filter = intent_filter(&principal, &Params::parse(&req, INTENT_PARAMS)?)?;
     let (rows, has_more) = charging_intents::list(&state.services.db, &filter).await?;
-    let data = rows
+    let data: Vec<ChargingIntentView> = rows
         .into_iter()
         .map(|(id, row)| ChargingIntentView::of_row(id, row))
         .collect();
+    if listing::wants_csv(&req) {
+        return Ok(listing::csv(data));
+    }
     Ok(HttpResponse::Ok().json(ChargingIntentPage { data, has_more }))
+}
+
+const WORKSPACE_PARAMS: &[&str] = &["health", "limit", "starting_after"];
+
+/// `GET /api/support/workspaces`: which workspaces cannot take payments, and why.
+#[utoipa::path(
+    get,
+    path = "/api/support/workspaces",
+    operation_id = "list_workspaces",
+    tag = "support",
+    summary = "Workspaces by credential health (scope audit:read); CSV with Accept: text/csv",
+    params(("health" = Option<HealthStatus>, Query), ("limit" = Option<u32>, Query, description = "1..=200, default 50"), ("starting_after" = Option<String>, Query, description = "A workspace_id")),
+    responses(
+        (status = 200, description = "A page (or CSV rows)", body = WorkspacePage),
+        (status = 400, description = "`unknown_parameter`, `invalid_parameter`", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`unauthenticated`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`", body = Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []))
+)]
+pub async fn workspaces(
+    principal: Principal,
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let p = Params::parse(&req, WORKSPACE_PARAMS)?;
+    let statuses: Vec<&str> = HealthStatus::ALL.iter().map(|s| s.as_str()).collect();
+    let health = p.one_of("health", &statuses)?;
+    let (after, limit) = (p.text("starting_after"), p.limit()?);
+    let scope = scope(&principal, None)?;
+    let services = &state.services;
+    let page = services.workspaces_by_health(&scope, health.as_deref(), after.as_deref(), limit);
+    let (data, has_more) = page
+        .await
+        .map_err(crate::application::StoreFault::of_sqlx)?;
+    let data: Vec<WorkspaceSummary> = data.into_iter().map(WorkspaceSummary::from).collect();
+    if listing::wants_csv(&req) {
+        return Ok(listing::csv(data));
+    }
+    Ok(HttpResponse::Ok().json(WorkspacePage { data, has_more }))
 }
 
 /// `GET /api/support/workspaces/{workspace_id}/payment-health`: is this workspace able

@@ -426,3 +426,51 @@ pub struct RecentFailure {
     pub payment_intent_id: Option<String>,
     pub at: DateTime<Utc>,
 }
+
+/// A workspace in the support list: can it take payments, and does its webhook work.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WorkspaceSummary {
+    pub workspace_id: String,
+    pub health: Health,
+    pub webhook: WebhookHealthView,
+    pub payment_ready: bool,
+}
+
+impl From<crate::application::credentials::WorkspaceListing> for WorkspaceSummary {
+    fn from(l: crate::application::credentials::WorkspaceListing) -> Self {
+        let h = l.health;
+        let status = HealthStatus::ALL
+            .into_iter()
+            .find(|s| s.as_str() == h.status)
+            .unwrap_or(HealthStatus::Unconfigured);
+        let webhook = crate::workspace_stripe_profile::aggregate::WebhookHealth {
+            verified_at: h.webhook_verified_at,
+            failing_since: h.webhook_failing_since,
+        };
+        Self {
+            workspace_id: h.workspace_id,
+            health: Health {
+                status,
+                checked_at: h.checked_at,
+                failure_code: h.failure_code,
+                failure_message: h.failure_message,
+            },
+            webhook: WebhookHealthView {
+                status: match webhook.status(l.webhook_rejected_24h) {
+                    WebhookStatus::Unverified => WebhookStatusView::Unverified,
+                    WebhookStatus::Verified => WebhookStatusView::Verified,
+                    WebhookStatus::Failing => WebhookStatusView::Failing,
+                },
+                last_verified_at: webhook.verified_at,
+                rejected_24h: l.webhook_rejected_24h,
+            },
+            payment_ready: status == HealthStatus::Valid,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WorkspacePage {
+    pub data: Vec<WorkspaceSummary>,
+    pub has_more: bool,
+}

@@ -116,7 +116,7 @@ async fn every_change_is_audited_by_workspace_and_actor_with_filters_and_pages(b
     let (status, body) = server.get("/api/support/audit?limit=201", &support).await;
     assert_eq!(
         (status, body["code"].as_str()),
-        (400, Some("invalid_query"))
+        (400, Some("invalid_parameter"))
     );
     let (status, _) = server.get("/api/support/audit", &admin("ws-1")).await;
     assert_eq!(status, 403, "audit:read needed");

@@ -23,4 +23,5 @@ mod reconcile;
 mod refunds;
 mod sessions;
 mod stripe_faults;
+mod support_search;
 mod vault;

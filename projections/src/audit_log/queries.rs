@@ -93,3 +93,26 @@ pub async fn rejected_since(db: &Db, ws: &str, since: DateTime<Utc>) -> Result<i
         .fetch_one(pool)
         .await)
 }
+
+/// Webhooks refused since `since`, per workspace of `workspaces`.
+pub async fn rejected_since_by_workspace(
+    db: &Db,
+    workspaces: &[String],
+    since: DateTime<Utc>,
+) -> Result<std::collections::HashMap<String, i64>, sqlx::Error> {
+    if workspaces.is_empty() {
+        return Ok(Default::default());
+    }
+    let mut w = Where::default();
+    w.any_of("workspace_id", workspaces);
+    w.push("event_type = ?", Bind::Text("WebhookRejected".into()));
+    w.push("recorded_at >= ?", Bind::Time(since));
+    let sql = format!(
+        "SELECT workspace_id, COUNT(*) AS n FROM audit_log {} GROUP BY workspace_id",
+        w.sql()
+    );
+    let rows: Vec<(String, i64)> = on_db!(db, pool => {
+        bind_all!(sqlx::query_as(&sql), w.binds()).fetch_all(pool).await?
+    });
+    Ok(rows.into_iter().collect())
+}

@@ -49,6 +49,8 @@ pub struct Row {
     pub deadline_read: bool,
     /// The hold's lapse was flagged for support.
     pub lapse_flagged: bool,
+    /// What the driver's bank statement shows (`RP…`), once a PaymentIntent exists.
+    pub authorization_reference: Option<String>,
 }
 
 fn from_request(r: &IntentRequest, paid: bool) -> Row {
@@ -71,7 +73,7 @@ pub(crate) const COLUMNS: &str = "charging_intent_id, workspace_id, status, paym
     authorized_amount_cents, captured_amount_cents, payment_intent_id, location_id, evse_uid, connector_id,
     ocpi_session_id, failure_code, credential_version, created_at, updated_at, settlement, authorized_at,
     capture_before, last_payment_error, final_amount_cents, driver, refunded_amount_cents, dispute,
-    deadline_read, lapse_flagged";
+    deadline_read, lapse_flagged, authorization_reference";
 
 fn db_err(source: sqlx::Error) -> ProjectionError {
     ProjectionError::Database {
@@ -131,6 +133,7 @@ fn apply_event(rows: &mut BTreeMap<String, Row>, id: &str, event: &E) {
             row.amount_cents = Some(e.amount_cents);
             row.payment_intent_id = Some(e.payment_intent_id.clone());
             row.credential_version = Some(e.credential_version.into());
+            row.authorization_reference = Some(e.authorization_reference.clone());
             rows.insert(id.to_string(), row);
         }
         E::WorkspacePaymentIntentCreationFailed(e) => {
@@ -302,6 +305,7 @@ macro_rules! decode {
                     dispute: r.try_get("dispute")?,
                     deadline_read: r.try_get("deadline_read")?,
                     lapse_flagged: r.try_get("lapse_flagged")?,
+                    authorization_reference: r.try_get("authorization_reference")?,
                 },
             ))
         })()
@@ -357,7 +361,8 @@ const UPSERT_SET: &str = "ON CONFLICT (charging_intent_id) DO UPDATE SET
     capture_before = excluded.capture_before, last_payment_error = excluded.last_payment_error,
     final_amount_cents = excluded.final_amount_cents,
     refunded_amount_cents = excluded.refunded_amount_cents, dispute = excluded.dispute,
-    deadline_read = excluded.deadline_read, lapse_flagged = excluded.lapse_flagged";
+    deadline_read = excluded.deadline_read, lapse_flagged = excluded.lapse_flagged,
+    authorization_reference = excluded.authorization_reference";
 
 /// Writes the folded rows: one statement on PostgreSQL, one per row on SQLite.
 async fn store(tx: &mut DbTx, rows: &BTreeMap<String, Row>) -> Result<(), ProjectionError> {
@@ -389,7 +394,7 @@ async fn store(tx: &mut DbTx, rows: &BTreeMap<String, Row>) -> Result<(), Projec
                 sqlx::query(&format!(
                     "INSERT INTO charging_intents ({COLUMNS})
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
-                             $18, $19, $20, $21, $22, $23, $24, $25, $26, $27)
+                             $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28)
                      {UPSERT_SET}"
                 ))
                 .bind(id)
@@ -419,6 +424,7 @@ async fn store(tx: &mut DbTx, rows: &BTreeMap<String, Row>) -> Result<(), Projec
                 .bind(&row.dispute)
                 .bind(row.deadline_read)
                 .bind(row.lapse_flagged)
+                .bind(&row.authorization_reference)
                 .execute(&mut **t)
                 .await
                 .map_err(db_err)?;

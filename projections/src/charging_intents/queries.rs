@@ -9,28 +9,49 @@ use crate::db::{Bind, Db, Where, WorkspaceScope};
 use crate::{bind_all, on_db};
 
 /// Filters of the support list.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct IntentFilter {
     pub workspaces: WorkspaceScope,
     pub status: Option<String>,
-    /// Intents older than this one (ids are time-ordered): the page cursor.
+    pub payment_intent_id: Option<String>,
+    pub ocpi_session_id: Option<String>,
+    pub authorization_reference: Option<String>,
+    pub created_from: Option<DateTime<Utc>>,
+    pub created_to: Option<DateTime<Utc>>,
+    /// Intents created before this one: the page cursor.
     pub before_id: Option<String>,
     pub limit: i64,
 }
 
-/// A page of intents, newest first, and whether more follow.
+/// A page of intents, newest first by creation, and whether more follow.
 pub async fn list(db: &Db, f: &IntentFilter) -> Result<(Vec<(String, Row)>, bool), sqlx::Error> {
     let mut w = Where::default();
     w.workspaces(&f.workspaces);
-    if let Some(s) = &f.status {
-        w.push("status = ?", Bind::Text(s.clone()));
-    }
-    if let Some(id) = &f.before_id {
-        w.push("charging_intent_id < ?", Bind::Text(id.clone()));
+    let text = |v: &Option<String>| v.clone().map(Bind::Text);
+    for (clause, bind) in [
+        ("status = ?", text(&f.status)),
+        ("payment_intent_id = ?", text(&f.payment_intent_id)),
+        ("ocpi_session_id = ?", text(&f.ocpi_session_id)),
+        (
+            "authorization_reference = ?",
+            text(&f.authorization_reference),
+        ),
+        ("created_at >= ?", f.created_from.map(Bind::Time)),
+        ("created_at <= ?", f.created_to.map(Bind::Time)),
+        (
+            "(created_at, charging_intent_id) < (SELECT created_at, charging_intent_id
+               FROM charging_intents WHERE charging_intent_id = ?)",
+            text(&f.before_id),
+        ),
+    ] {
+        if let Some(bind) = bind {
+            w.push(clause, bind);
+        }
     }
     let (clause, limit) = w.sql_with_limit(f.limit + 1);
     let sql = format!(
-        "SELECT {COLUMNS} FROM charging_intents {clause} ORDER BY charging_intent_id DESC LIMIT {limit}"
+        "SELECT {COLUMNS} FROM charging_intents {clause}
+          ORDER BY created_at DESC, charging_intent_id DESC LIMIT {limit}"
     );
     let mut rows: Vec<(String, Row)> = on_db!(db, pool => {
         bind_all!(sqlx::query(&sql), w.binds())

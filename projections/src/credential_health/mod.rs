@@ -24,6 +24,8 @@ struct Row {
     updated_at: Option<DateTime<Utc>>,
     candidate_version: Option<i64>,
     candidate_status: Option<String>,
+    webhook_verified_at: Option<DateTime<Utc>>,
+    webhook_failing_since: Option<DateTime<Utc>>,
 }
 
 #[async_trait::async_trait]
@@ -46,12 +48,7 @@ impl Projection for CredentialHealth {
             .iter()
             .filter_map(|e| match &e.event {
                 AnyEvent::WorkspaceStripeProfile(p)
-                    if !matches!(
-                        p,
-                        E::WorkspaceOcpiConfigUpdated(_)
-                            | E::WorkspaceWebhookVerified(_)
-                            | E::WorkspaceWebhookFailing(_)
-                    ) =>
+                    if !matches!(p, E::WorkspaceOcpiConfigUpdated(_)) =>
                 {
                     Some(p)
                 }
@@ -75,9 +72,14 @@ impl Projection for CredentialHealth {
             let ws = event.workspace_id().to_string();
             let row = rows.entry(ws).or_default();
             match event.clone() {
-                E::WorkspaceOcpiConfigUpdated(_)
-                | E::WorkspaceWebhookVerified(_)
-                | E::WorkspaceWebhookFailing(_) => {}
+                E::WorkspaceOcpiConfigUpdated(_) => {}
+                E::WorkspaceWebhookVerified(e) => {
+                    row.webhook_verified_at = Some(e.verified_at);
+                    row.webhook_failing_since = None;
+                }
+                E::WorkspaceWebhookFailing(e) => {
+                    row.webhook_failing_since = Some(e.failing_since);
+                }
                 E::WorkspaceStripeCredentialsUpdated(e)
                     if e.secret_key.is_none()
                         && e.publishable_key.is_none()
@@ -93,6 +95,8 @@ impl Projection for CredentialHealth {
                         credential_version: e.credential_version.into(),
                         mode: Some(e.mode.as_str().into()),
                         updated_at: Some(e.updated_at),
+                        webhook_verified_at: row.webhook_verified_at,
+                        webhook_failing_since: row.webhook_failing_since,
                         ..Row::default()
                     };
                 }
@@ -169,7 +173,7 @@ fn db_err(source: sqlx::Error) -> ProjectionError {
     }
 }
 
-const COLUMNS: &str = "workspace_id, status, credential_version, mode, account_id, failure_code, failure_message, checked_at, updated_at, candidate_version, candidate_status";
+const COLUMNS: &str = "workspace_id, status, credential_version, mode, account_id, failure_code, failure_message, checked_at, updated_at, candidate_version, candidate_status, webhook_verified_at, webhook_failing_since";
 
 fn decode<R: sqlx::Row>(r: &R) -> Result<(String, Row), sqlx::Error>
 where
@@ -193,6 +197,8 @@ where
             updated_at: r.try_get("updated_at")?,
             candidate_version: r.try_get("candidate_version")?,
             candidate_status: r.try_get("candidate_status")?,
+            webhook_verified_at: r.try_get("webhook_verified_at")?,
+            webhook_failing_since: r.try_get("webhook_failing_since")?,
         },
     ))
 }
@@ -240,7 +246,9 @@ const UPSERT_TAIL: &str = "ON CONFLICT (workspace_id) DO UPDATE SET
        mode = excluded.mode, account_id = excluded.account_id,
        failure_code = excluded.failure_code, failure_message = excluded.failure_message,
        checked_at = excluded.checked_at, updated_at = excluded.updated_at,
-       candidate_version = excluded.candidate_version, candidate_status = excluded.candidate_status";
+       candidate_version = excluded.candidate_version, candidate_status = excluded.candidate_status,
+       webhook_verified_at = excluded.webhook_verified_at,
+       webhook_failing_since = excluded.webhook_failing_since";
 
 async fn store(tx: &mut DbTx, rows: BTreeMap<String, Row>) -> Result<(), ProjectionError> {
     match tx {
@@ -258,12 +266,14 @@ async fn store(tx: &mut DbTx, rows: BTreeMap<String, Row>) -> Result<(), Project
                 c.updated_at.push(r.updated_at.unwrap_or_default());
                 c.candidate_version.push(r.candidate_version);
                 c.candidate_status.push(r.candidate_status);
+                c.webhook_verified_at.push(r.webhook_verified_at);
+                c.webhook_failing_since.push(r.webhook_failing_since);
             }
             sqlx::query(&format!(
                 "INSERT INTO credential_health ({COLUMNS})
                  SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[],
                                       $6::text[], $7::text[], $8::timestamptz[], $9::timestamptz[],
-                                      $10::bigint[], $11::text[])
+                                      $10::bigint[], $11::text[], $12::timestamptz[], $13::timestamptz[])
                  {UPSERT_TAIL}"
             ))
             .bind(c.workspace_id)
@@ -277,13 +287,15 @@ async fn store(tx: &mut DbTx, rows: BTreeMap<String, Row>) -> Result<(), Project
             .bind(c.updated_at)
             .bind(c.candidate_version)
             .bind(c.candidate_status)
+            .bind(c.webhook_verified_at)
+            .bind(c.webhook_failing_since)
             .execute(&mut **t)
             .await
             .map_err(db_err)?;
         }
         DbTx::Sqlite(t) => {
             for (ws, row) in rows {
-                sqlx::query(&format!("INSERT INTO credential_health ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) {UPSERT_TAIL}"))
+                sqlx::query(&format!("INSERT INTO credential_health ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) {UPSERT_TAIL}"))
                     .bind(ws)
                     .bind(row.status)
                     .bind(row.credential_version)
@@ -295,6 +307,8 @@ async fn store(tx: &mut DbTx, rows: BTreeMap<String, Row>) -> Result<(), Project
                     .bind(row.updated_at.unwrap_or_default())
                     .bind(row.candidate_version)
                     .bind(row.candidate_status)
+                    .bind(row.webhook_verified_at)
+                    .bind(row.webhook_failing_since)
                     .execute(&mut **t)
                     .await
                     .map_err(db_err)?;
@@ -318,6 +332,8 @@ struct Columns {
     updated_at: Vec<DateTime<Utc>>,
     candidate_version: Vec<Option<i64>>,
     candidate_status: Vec<Option<String>>,
+    webhook_verified_at: Vec<Option<DateTime<Utc>>>,
+    webhook_failing_since: Vec<Option<DateTime<Utc>>>,
 }
 
 mod queries;

@@ -74,3 +74,60 @@ pub async fn of_workspace(db: &Db, ws: &str) -> Result<Option<HealthRow>, sqlx::
         .transpose()
     })
 }
+
+/// A workspace as the support list shows it.
+#[derive(Debug, Clone)]
+pub struct WorkspaceHealth {
+    pub workspace_id: String,
+    pub status: String,
+    pub checked_at: Option<DateTime<Utc>>,
+    pub failure_code: Option<String>,
+    pub failure_message: Option<String>,
+    pub webhook_verified_at: Option<DateTime<Utc>>,
+    pub webhook_failing_since: Option<DateTime<Utc>>,
+}
+
+/// Workspaces by id, optionally of one health status, after `after` (the cursor).
+pub async fn list_workspaces(
+    db: &Db,
+    scope: &crate::db::WorkspaceScope,
+    health: Option<&str>,
+    after: Option<&str>,
+    limit: i64,
+) -> Result<(Vec<WorkspaceHealth>, bool), sqlx::Error> {
+    use crate::bind_all;
+    use crate::db::{Bind, Where};
+    let mut w = Where::default();
+    w.workspaces(scope);
+    if let Some(h) = health {
+        w.push("status = ?", Bind::Text(h.to_string()));
+    }
+    if let Some(a) = after {
+        w.push("workspace_id > ?", Bind::Text(a.to_string()));
+    }
+    let (clause, lim) = w.sql_with_limit(limit + 1);
+    let sql = format!(
+        "SELECT workspace_id, status, checked_at, failure_code, failure_message,
+                webhook_verified_at, webhook_failing_since
+           FROM credential_health {clause} ORDER BY workspace_id LIMIT {lim}"
+    );
+    let mut rows: Vec<WorkspaceHealth> = on_db!(db, pool => {
+        let rows = bind_all!(sqlx::query(&sql), w.binds()).fetch_all(pool).await?;
+        rows.iter()
+            .map(|r| -> Result<WorkspaceHealth, sqlx::Error> {
+                Ok(WorkspaceHealth {
+                    workspace_id: r.try_get("workspace_id")?,
+                    status: r.try_get("status")?,
+                    checked_at: r.try_get("checked_at")?,
+                    failure_code: r.try_get("failure_code")?,
+                    failure_message: r.try_get("failure_message")?,
+                    webhook_verified_at: r.try_get("webhook_verified_at")?,
+                    webhook_failing_since: r.try_get("webhook_failing_since")?,
+                })
+            })
+            .collect::<Result<_, _>>()?
+    });
+    let has_more = rows.len() as i64 > limit;
+    rows.truncate(limit as usize);
+    Ok((rows, has_more))
+}
