@@ -6,7 +6,7 @@ use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use roampay_projections::Projector;
 
-use crate::config::{KeyArgs, ServeArgs, StoreArgs};
+use crate::config::{JwtArgs, ServeArgs, StoreArgs};
 use crate::startup::{self, AnyError, Application};
 
 #[derive(Debug, Parser)]
@@ -48,12 +48,16 @@ enum Command {
     /// Compare a workspace's PaymentIntents in Stripe with the event log; exits 1 when
     /// they disagree (after `--apply`, when something is left that it could not fix).
     Reconcile(Box<crate::reconcile::ReconcileArgs>),
-    /// Print a bearer token signed with the configured secret.
+    /// Print a bearer token signed with the configured secret (never a new one).
+    ///
+    /// Example: roampay token --sub alice@example.com --workspace ws-1 --scope "roaming:read roaming:write"
     Token {
+        /// Where `serve` keeps the generated secret (`jwt.secret`), when
+        /// `ROAMPAY_JWT_SECRET` is not set.
+        #[arg(long, env = "ROAMPAY_DATA_DIR", default_value = "./data")]
+        data_dir: std::path::PathBuf,
         #[command(flatten)]
-        store: StoreArgs,
-        #[command(flatten)]
-        keys: KeyArgs,
+        keys: JwtArgs,
         /// The actor recorded in the audit trail.
         #[arg(long)]
         sub: String,
@@ -83,8 +87,8 @@ pub fn main() -> ExitCode {
     match outcome {
         Ok(code) => code,
         Err(e) => {
+            // One line (JSON when stderr is not a terminal), with its context.
             tracing::error!(error = %e, "roampay failed");
-            eprintln!("error: {e}");
             // 1 is `reconcile`'s "they disagree"; trouble is 2, as with diff(1).
             ExitCode::from(2)
         }
@@ -143,15 +147,14 @@ async fn run(command: Command) -> Result<ExitCode, AnyError> {
             }
         }
         Command::Token {
-            store,
+            data_dir,
             keys,
             sub,
             workspaces,
             scope,
             ttl_secs,
         } => {
-            let token =
-                startup::mint_token(&keys, &store.data_dir, &sub, &workspaces, &scope, ttl_secs)?;
+            let token = startup::mint_token(&keys, &data_dir, &sub, &workspaces, &scope, ttl_secs)?;
             println!("{token}");
         }
     }

@@ -15,7 +15,7 @@ pub struct StoreArgs {
     /// Where the default SQLite file and generated keys live.
     #[arg(long, env = "ROAMPAY_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
-    /// How long a request waits for a PostgreSQL connection before answering 503
+    /// How long a request waits for a database connection before answering 503
     /// `store_unavailable`.
     #[arg(long, env = "ROAMPAY_DB_ACQUIRE_TIMEOUT_MS", default_value_t = 5_000)]
     pub db_acquire_timeout_ms: u64,
@@ -29,7 +29,15 @@ pub struct KeyArgs {
     /// Retired master keys (comma-separated base64) still able to unwrap data keys.
     #[arg(long, env = "ROAMPAY_PREVIOUS_MASTER_KEYS", hide_env_values = true)]
     pub previous_master_keys: Option<SecretString>,
-    /// HS256 secret for bearer tokens; generated under the data directory when unset.
+    #[command(flatten)]
+    pub jwt: JwtArgs,
+}
+
+/// Bearer tokens: the HS256 secret and the claims required of them.
+#[derive(Debug, Clone, Args)]
+pub struct JwtArgs {
+    /// HS256 secret for bearer tokens (at least 32 bytes); generated under the data
+    /// directory when unset.
     #[arg(long, env = "ROAMPAY_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<SecretString>,
     /// Required `iss` claim, when set.
@@ -43,6 +51,7 @@ pub struct KeyArgs {
 /// How roampay reaches Stripe.
 #[derive(Debug, Clone, Args)]
 pub struct StripeArgs {
+    /// Stripe's API, or a Stripe-compatible peer (e.g. localstripe) for tests.
     #[arg(
         long,
         env = "STRIPE_API_BASE",

@@ -11,7 +11,7 @@ use roampay_projections::Db;
 
 use crate::application::{Services, Settings};
 use crate::clock::SystemClock;
-use crate::config::{secret_or_file, HoldArgs, KeyArgs, ServeArgs, StoreArgs, StripeArgs};
+use crate::config::{secret_or_file, HoldArgs, JwtArgs, KeyArgs, ServeArgs, StoreArgs, StripeArgs};
 use crate::http::auth::JwtAuth;
 use crate::http::{self, AppState};
 use crate::jobs::{self, session_worker::WorkerSettings, sweep::SweepSettings, JobSettings};
@@ -24,7 +24,15 @@ pub type AnyError = Box<dyn std::error::Error + Send + Sync>;
 
 pub async fn open_store(args: &StoreArgs) -> Result<Db, AnyError> {
     let wait = Duration::from_millis(args.db_acquire_timeout_ms.max(1));
-    let db = store::connect_with(args.database_url.as_deref(), &args.data_dir, wait).await?;
+    let url = args.database_url.as_deref();
+    let db = store::connect_with(url, &args.data_dir, wait)
+        .await
+        .map_err(|e| {
+            format!(
+                "DATABASE_URL: could not open {}: {e}",
+                store::describe(url, &args.data_dir)
+            )
+        })?;
     store::migrate(&db).await?;
     Ok(db)
 }
@@ -48,7 +56,7 @@ fn master_keys(
 /// The token verifier for `serve`: the configured secret, else the one stored in the
 /// data directory, else a new one stored there. A secret shorter than 32 bytes (an
 /// empty one included) is refused.
-pub fn jwt(keys: &KeyArgs, data_dir: &std::path::Path) -> Result<JwtAuth, AnyError> {
+pub fn jwt(keys: &JwtArgs, data_dir: &std::path::Path) -> Result<JwtAuth, AnyError> {
     let (secret, created) =
         secret_or_file(keys.jwt_secret.as_ref(), data_dir, JWT_SECRET_FILE, || {
             MasterKey::generate_base64().to_string()
@@ -62,7 +70,7 @@ pub fn jwt(keys: &KeyArgs, data_dir: &std::path::Path) -> Result<JwtAuth, AnyErr
 /// `roampay token`: a token with known scopes only, signed with the configured or
 /// stored secret (never a new one).
 pub fn mint_token(
-    keys: &KeyArgs,
+    keys: &JwtArgs,
     data_dir: &std::path::Path,
     sub: &str,
     workspaces: &[String],
@@ -86,7 +94,7 @@ pub fn mint_token(
 }
 
 /// The token signer for `roampay token`: never creates a secret.
-fn existing_jwt(keys: &KeyArgs, data_dir: &std::path::Path) -> Result<JwtAuth, AnyError> {
+fn existing_jwt(keys: &JwtArgs, data_dir: &std::path::Path) -> Result<JwtAuth, AnyError> {
     let stored = data_dir.join(JWT_SECRET_FILE);
     let secret = match &keys.jwt_secret {
         Some(s) => s.clone(),
@@ -107,7 +115,7 @@ fn existing_jwt(keys: &KeyArgs, data_dir: &std::path::Path) -> Result<JwtAuth, A
 const JWT_SECRET_FILE: &str = "jwt.secret";
 
 fn checked_jwt(
-    keys: &KeyArgs,
+    keys: &JwtArgs,
     data_dir: &std::path::Path,
     secret: secrecy::SecretString,
 ) -> Result<JwtAuth, AnyError> {
@@ -198,7 +206,9 @@ impl Application {
         let tolerance = Tolerance::new(args.webhook_tolerance_secs)?;
         let trusted_proxies = http::client::TrustedProxies::parse(&args.trusted_proxies)?;
         let cors_origins = http::parse_origins(&args.cors_allowed_origins)?;
-        let auth = jwt(&args.keys, &args.store.data_dir)?;
+        if let Some(given) = &args.keys.jwt.jwt_secret {
+            checked_jwt(&args.keys.jwt, &args.store.data_dir, given.clone())?;
+        }
         let listener = std::net::TcpListener::bind(&args.bind)?;
         let addr = listener.local_addr()?;
         let public_url = args
@@ -226,8 +236,9 @@ impl Application {
             }
         })
         .await?;
+        // Key files are written only once the settings and the store proved good.
         let state = AppState {
-            auth,
+            auth: jwt(&args.keys.jwt, &args.store.data_dir)?,
             rate_limiter: http::driver::rate_limiter(args.rate_limit_per_min),
             trusted_proxies,
             services: services.clone(),

@@ -38,6 +38,15 @@ impl Telemetry {
 pub fn init() -> Telemetry {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    // actix-web-prom warns on every Swagger UI asset that it cannot turn the route's
+    // tail pattern into a label (the request is counted all the same): noise, unless
+    // asked for by name.
+    let quiet = std::env::var("RUST_LOG").map_or(true, |v| !v.contains("actix_web_prom"));
+    let filter = if quiet {
+        filter.add_directive("actix_web_prom=error".parse().expect("a valid directive"))
+    } else {
+        filter
+    };
     let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     let fmt = if std::io::stderr().is_terminal() {
         fmt.boxed()

@@ -3,6 +3,7 @@
 
 use std::future::{ready, Ready};
 
+use actix_web::HttpMessage;
 use actix_web::{web, FromRequest, HttpRequest};
 use jsonwebtoken::{
     decode, encode, errors::ErrorKind, Algorithm, DecodingKey, EncodingKey, Header, Validation,
@@ -185,6 +186,10 @@ pub fn bearer(req: &HttpRequest) -> Result<Option<&str>, ApiError> {
     }
 }
 
+/// The one workspace a verified token names (for the request log line).
+#[derive(Debug, Clone)]
+pub struct TokenWorkspace(pub String);
+
 impl FromRequest for Principal {
     type Error = ApiError;
     type Future = Ready<Result<Self, Self::Error>>;
@@ -193,12 +198,19 @@ impl FromRequest for Principal {
         let state = req
             .app_data::<web::Data<AppState>>()
             .expect("app state is registered");
-        ready(match bearer(req) {
+        let principal = match bearer(req) {
             Ok(Some(token)) => state.auth.verify(token),
             Ok(None) => Err(ApiError::unauthenticated(
                 "This endpoint needs a bearer token.",
             )),
             Err(e) => Err(e),
-        })
+        };
+        // A token naming one workspace names it in the request's log line.
+        if let Ok(p) = &principal {
+            if let [ws] = p.workspaces.as_slice() {
+                req.extensions_mut().insert(TokenWorkspace(ws.clone()));
+            }
+        }
+        ready(principal)
     }
 }

@@ -145,9 +145,16 @@ impl ResponseError for ApiError {
         if let Some(secs) = self.retry_after_secs {
             resp.insert_header(("Retry-After", secs.to_string()));
         }
-        resp.body(serde_json::to_string(&body).expect("problem serializes"))
+        let mut resp = resp.body(serde_json::to_string(&body).expect("problem serializes"));
+        // For the request log line.
+        resp.extensions_mut().insert(ErrorCode(self.code));
+        resp
     }
 }
+
+/// The error `code` an answer carried, for the request log line.
+#[derive(Debug, Clone, Copy)]
+pub struct ErrorCode(pub &'static str);
 
 // The one place where the application's errors become HTTP answers.
 

@@ -76,6 +76,8 @@ pub fn server(
         .registry(crate::metrics::global().registry.clone())
         .mask_unmatched_patterns("unmatched")
         .exclude("/metrics")
+        // Swagger UI's assets: not API traffic (and their pattern cannot be a label).
+        .exclude_regex("^/docs")
         .build()?;
     let openapi = <openapi::ApiDoc as utoipa::OpenApi>::openapi();
     let connections = guard::ConnectionLimit::new(settings.connections_per_client);
@@ -95,7 +97,8 @@ pub fn server(
                     .url("/openapi.json", openapi.clone())
                     // Swagger UI would otherwise ask validator.swagger.io about the spec.
                     .config(
-                        utoipa_swagger_ui::Config::new(["/openapi.json"]).validator_url("none"),
+                        // Relative to /docs/, so that it works behind a path prefix too.
+                        utoipa_swagger_ui::Config::new(["../openapi.json"]).validator_url("none"),
                     ),
             )
             .route("/docs", web::get().to(openapi::docs_redirect))

@@ -54,8 +54,66 @@ pub async fn middleware(
         span.record("otel.status_code", "ERROR");
     }
     let elapsed_ms = started.elapsed().as_millis() as u64;
-    span.in_scope(|| tracing::info!(request_id = %id, http.method = %method, http.route = %path, http.status = status, elapsed_ms, "request"));
+    let seen = Seen::of(&res);
+    span.in_scope(|| seen.log(&id, &method, &path, status, elapsed_ms));
     Ok(res)
+}
+
+/// What the request log line says beyond method and route: the workspace (from the
+/// path, else the token when it names one), the error code, the client's address.
+struct Seen {
+    workspace_id: Option<String>,
+    code: Option<&'static str>,
+    client: Option<String>,
+}
+
+impl Seen {
+    /// The one line per request.
+    fn log(
+        &self,
+        id: &str,
+        method: &actix_web::http::Method,
+        route: &str,
+        status: u16,
+        elapsed_ms: u64,
+    ) {
+        tracing::info!(
+            request_id = %id,
+            http.method = %method,
+            http.route = %route,
+            http.status = status,
+            elapsed_ms,
+            workspace_id = self.workspace_id.as_deref(),
+            code = self.code,
+            client_address = self.client.as_deref(),
+            "request"
+        )
+    }
+
+    fn of<B>(res: &ServiceResponse<B>) -> Self {
+        let req = res.request();
+        let workspace_id = req
+            .match_info()
+            .get("workspace_id")
+            .map(str::to_string)
+            .or_else(|| {
+                req.extensions()
+                    .get::<super::auth::TokenWorkspace>()
+                    .map(|w| w.0.clone())
+            });
+        let client = req
+            .app_data::<actix_web::web::Data<super::AppState>>()
+            .map(|s| s.trusted_proxies.client_of(req).to_string());
+        Self {
+            workspace_id,
+            code: res
+                .response()
+                .extensions()
+                .get::<super::error::ErrorCode>()
+                .map(|c| c.0),
+            client,
+        }
+    }
 }
 
 fn request_span(method: &actix_web::http::Method, path: &str, id: &str) -> tracing::Span {

@@ -27,6 +27,29 @@ pub async fn connect(database_url: Option<&str>, data_dir: &Path) -> Result<Db, 
 /// not answering (503 `store_unavailable`).
 pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Where `database_url` points, for messages: PostgreSQL's host, port and database
+/// (never the password), or the SQLite file.
+pub fn describe(database_url: Option<&str>, data_dir: &Path) -> String {
+    match database_url.filter(|u| !u.is_empty()) {
+        Some(url) if url.starts_with("postgres:") || url.starts_with("postgresql:") => {
+            match sqlx::postgres::PgConnectOptions::from_str(url) {
+                Ok(o) => format!(
+                    "PostgreSQL at {}:{} (database {})",
+                    o.get_host(),
+                    o.get_port(),
+                    o.get_database().unwrap_or("postgres")
+                ),
+                Err(_) => "a PostgreSQL URL that does not parse".to_string(),
+            }
+        }
+        Some(url) => format!(
+            "SQLite {}",
+            url.trim_start_matches("sqlite:").trim_start_matches("//")
+        ),
+        None => format!("SQLite {}", data_dir.join("roampay.db").display()),
+    }
+}
+
 /// [`connect`], waiting at most `acquire_timeout` for a pooled connection.
 pub async fn connect_with(
     database_url: Option<&str>,
@@ -89,7 +112,10 @@ fn create_private(file: &Path) -> std::io::Result<()> {
         .mode(0o600)
         .open(file)
     {
-        Ok(_) => Ok(()),
+        Ok(_) => {
+            tracing::info!(path = %file.display(), "created the SQLite database (mode 0600)");
+            Ok(())
+        }
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
         Err(e) => Err(e),
     }

@@ -626,3 +626,99 @@ async fn a_webhook_is_traced_over_otlp_with_the_callers_trace_and_no_secret() {
         }
     }
 }
+
+/// What an operator reads: a request line names the workspace, the error code and the
+/// client; Swagger UI's assets make no WARN noise.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_lines_say_workspace_code_and_client_and_docs_stay_quiet() {
+    let store = Store::fresh(Backend::Sqlite).await;
+    let stripe = stripe_ok().await;
+    let server = Server::start(&store, ServerOptions::new(&stripe)).await;
+    let (status, _) = server
+        .get(
+            &config_path("ws-7"),
+            &token("alice", &["ws-7"], "audit:read"),
+        )
+        .await;
+    assert_eq!(status, 403);
+    // The workspace from the token alone.
+    let (status, _) = server
+        .get("/api/support/audit", &token("bob", &["ws-8"], "audit:read"))
+        .await;
+    assert_eq!(status, 200);
+    for path in [
+        "/docs",
+        "/docs/",
+        "/docs/swagger-ui.css",
+        "/docs/swagger-initializer.js",
+        "/openapi.json",
+    ] {
+        let r = server.http.get(server.url(path)).send().await.unwrap();
+        assert!(
+            r.status().is_success() || r.status().is_redirection(),
+            "{path}"
+        );
+    }
+    let forbidden = request_line(
+        &server,
+        "/api/permissions/workspace/{workspace_id}/ocpi-config",
+        403,
+    )
+    .await;
+    assert_eq!(forbidden["workspace_id"], "ws-7", "{forbidden}");
+    assert_eq!(forbidden["code"], "forbidden", "{forbidden}");
+    assert_eq!(forbidden["client_address"], "127.0.0.1", "{forbidden}");
+    let listed = request_line(&server, "/api/support/audit", 200).await;
+    assert_eq!(listed["workspace_id"], "ws-8", "{listed}");
+    assert!(listed["code"].is_null());
+    let warns: Vec<&str> = server
+        .logs()
+        .leak()
+        .lines()
+        .filter(|l| l.contains("\"WARN\""))
+        .collect();
+    assert!(warns.is_empty(), "{warns:?}");
+}
+
+/// The JSON log line of a request to `route` answered `status`.
+async fn request_line(server: &Server, route: &str, status: u16) -> serde_json::Value {
+    eventually(&format!("the request line of {route}"), || async {
+        server
+            .logs()
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap_or_default())
+            .find(|v| {
+                v["message"] == "request" && v["http.route"] == route && v["http.status"] == status
+            })
+    })
+    .await
+}
+
+/// A bad `DATABASE_URL` says which host it could not reach, in one line, and leaves no
+/// key files behind.
+#[test]
+fn a_bad_database_url_names_the_host_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_roampay"))
+        .arg("serve")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env(
+            "DATABASE_URL",
+            "postgres://roampay:s3cret@db.invalid.example:6543/payments",
+        )
+        .env("ROAMPAY_DB_ACQUIRE_TIMEOUT_MS", "500")
+        .env("ROAMPAY_DATA_DIR", &data)
+        .env("ROAMPAY_BIND", "127.0.0.1:0")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.contains("ERROR")).collect();
+    assert_eq!(errors.len(), 1, "{stderr}");
+    assert!(errors[0].contains("db.invalid.example:6543"), "{stderr}");
+    assert!(errors[0].contains("DATABASE_URL"), "{stderr}");
+    assert!(!stderr.contains("s3cret"), "{stderr}");
+    assert!(!data.join("master.key").exists() && !data.join("jwt.secret").exists());
+}
