@@ -6,14 +6,15 @@ PG_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 VENV ?= .venv
 LOCALSTRIPE_VERSION ?= 1.15.10
 
-.PHONY: run test lint postgres localstripe bench fuzz fmt clean
+.PHONY: run test lint postgres localstripe monitoring promtool bench fuzz fmt clean
 
 ## Serve the API on the embedded SQLite default (./data/roampay.db, keys generated there).
 run:
 	$(CARGO) run --bin roampay -- serve
 
-## Lint, make sure PostgreSQL is up, then run every test (unit, API on SQLite and PostgreSQL).
-test: lint postgres localstripe
+## Lint, check the monitoring bundle, make sure PostgreSQL is up, then run every test
+## (unit, API on SQLite and PostgreSQL).
+test: lint monitoring postgres localstripe
 	ROAMPAY_TEST_PG_URL=$(PG_URL) ROAMPAY_LOCALSTRIPE_BIN=$(CURDIR)/$(VENV)/bin/localstripe $(CARGO) test --workspace
 
 ## rustfmt and clippy, warnings are errors.
@@ -23,6 +24,19 @@ lint:
 
 fmt:
 	$(CARGO) fmt --all
+
+## The alert rules are valid and fire as their unit tests say (promtool, from Debian's
+## `prometheus` package, installed when missing).
+monitoring: promtool
+	promtool check rules monitoring/alerts.yml
+	cd monitoring && promtool test rules alerts.test.yml
+
+promtool:
+	@command -v promtool >/dev/null || { \
+	  echo "promtool is missing; installing Debian's prometheus package"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus >/dev/null || \
+	  { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus >/dev/null; }; }
+	@promtool --version | head -n1
 
 ## Start the local PostgreSQL cluster when it is not answering; fail loudly when there is none.
 postgres:

@@ -28,6 +28,10 @@ pub struct Metrics {
     uncollected: IntCounterVec,
     revocations: IntCounterVec,
     dead_letters: IntCounterVec,
+    build_info: IntGaugeVec,
+    heartbeat: IntGaugeVec,
+    intents_ended: IntCounterVec,
+    holds_lapsing: prometheus::IntCounter,
 }
 
 fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -98,6 +102,29 @@ impl Metrics {
                 "What completed sessions cost beyond what the hold let roampay capture, in minor units, by currency.",
                 &["currency"],
             ),
+            build_info: gauge(
+                "build_info",
+                "Always 1; the running build's version as a label.",
+                &["version"],
+            ),
+            heartbeat: gauge(
+                "worker_last_run_timestamp_seconds",
+                "When each background worker last finished a round (Unix seconds; set at start). Take the max over instances: on PostgreSQL one instance leads the session worker.",
+                &["worker"],
+            ),
+            intents_ended: counter(
+                "charging_intents_ended_total",
+                "Charging intents that reached an end state, by status (completed, cancelled, failed, expired, capture_failed).",
+                &["status"],
+            ),
+            holds_lapsing: prometheus::IntCounter::with_opts(
+                Opts::new(
+                    "holds_lapsing_total",
+                    "Holds flagged because Stripe will release them soon (capture or release before capture_before).",
+                )
+                .namespace(NAMESPACE),
+            )
+            .expect("valid metric"),
             dead_letters: counter(
                 "projection_dead_letters_total",
                 "Events a projection could not apply and set aside (see `roampay dead-letters`), by projection.",
@@ -120,8 +147,57 @@ impl Metrics {
             &m.uncollected,
             &m.revocations,
             &m.dead_letters,
+            &m.intents_ended,
         ] {
             m.registry.register(Box::new(c.clone())).expect("unique");
+        }
+        for g in [&m.build_info, &m.heartbeat] {
+            m.registry.register(Box::new(g.clone())).expect("unique");
+        }
+        m.registry
+            .register(Box::new(m.holds_lapsing.clone()))
+            .expect("unique");
+        m.registry
+            .register(Box::new(
+                prometheus::process_collector::ProcessCollector::for_self(),
+            ))
+            .expect("unique");
+        m.build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+        // Series that alerts watch exist from the start, at 0 (and the heartbeats at
+        // the start time), instead of appearing with their first event.
+        let now = chrono::Utc::now().timestamp();
+        for worker in ["sweep", "session_worker", "revalidation"] {
+            m.heartbeat.with_label_values(&[worker]).set(now);
+            m.job_rounds.with_label_values(&[worker]);
+        }
+        for outcome in ["applied", "duplicate", "ignored"] {
+            m.webhooks.with_label_values(&[outcome, ""]);
+        }
+        for task in [
+            "projector",
+            "sweep",
+            "session_worker",
+            "revalidation",
+            "rate_limit_prune",
+        ] {
+            m.task_panics.with_label_values(&[task]);
+        }
+        for code in ["key_revoked", "permission_denied"] {
+            m.revocations.with_label_values(&[code]);
+        }
+        for projection in ["credential_health", "audit_log", "charging_intents"] {
+            m.dead_letters.with_label_values(&[projection]);
+        }
+        for status in [
+            "completed",
+            "cancelled",
+            "failed",
+            "expired",
+            "capture_failed",
+        ] {
+            m.intents_ended.with_label_values(&[status]);
         }
         m.registry
             .register(Box::new(m.webhooks.clone()))
@@ -184,9 +260,23 @@ pub fn credential_revoked(code: &str) {
     METRICS.revocations.with_label_values(&[code]).inc();
 }
 
-/// A background job finished one round.
+/// A background job finished one round (its heartbeat).
 pub fn job_round(job: &str) {
     METRICS.job_rounds.with_label_values(&[job]).inc();
+    METRICS
+        .heartbeat
+        .with_label_values(&[job])
+        .set(chrono::Utc::now().timestamp());
+}
+
+/// A charging intent reached an end state.
+pub fn intent_ended(status: &str) {
+    METRICS.intents_ended.with_label_values(&[status]).inc();
+}
+
+/// A hold about to lapse was flagged for support.
+pub fn hold_lapsing() {
+    METRICS.holds_lapsing.inc();
 }
 
 /// How many times `task` panicked in this process.

@@ -159,6 +159,7 @@ impl Services {
     /// ended frees its connector. (The read side is nudged by every commit.)
     async fn intent_changed(&self, was_final: bool, after: &ChargingIntent, meta: &Metadata) {
         if after.status.is_final() && !was_final {
+            crate::metrics::intent_ended(after.status.as_str());
             self.release_connector(after, meta).await;
             // What a paid session cost beyond its capture (capped by the hold).
             if let (Some(r), Some(_), Some(cost), Some(captured)) = (

@@ -202,7 +202,10 @@ impl Services {
             capture_before,
             at: self.clock.now(),
         });
-        self.intents.execute(id, cmd, meta).await?;
+        let flagged = self.intents.execute(id, cmd, meta).await?;
+        if flagged.lapse_flagged {
+            crate::metrics::hold_lapsing();
+        }
         Ok(())
     }
 }

@@ -175,7 +175,9 @@ fn contract_routes(contract: &str) -> std::collections::BTreeSet<(String, String
     let mut out = std::collections::BTreeSet::new();
     for line in contract
         .lines()
-        .filter(|l| l.starts_with("### ") || l.starts_with("- `"))
+        .filter(|l| {
+            l.starts_with("### ") || l.starts_with("- `") || l.starts_with("- **v2** `")
+        })
     {
         let words: Vec<&str> = line
             .split(|c: char| c.is_whitespace() || c == '`')
@@ -380,7 +382,10 @@ async fn swagger_ui_is_served_from_vendored_assets_only() {
         assert_eq!(r.status(), 200, "{url}");
     }
     let init = text(&server, "/docs/swagger-initializer.js").await;
-    assert!(init.contains("\"url\": \"/openapi.json\""), "{init}");
+    assert!(
+        init.contains("\"url\": \"../openapi.json\""),
+        "relative, so it works behind a path prefix: {init}"
+    );
     assert!(
         init.contains("\"validatorUrl\": \"none\""),
         "no call to validator.swagger.io: {init}"
@@ -721,4 +726,59 @@ fn a_bad_database_url_names_the_host_and_writes_nothing() {
     assert!(errors[0].contains("DATABASE_URL"), "{stderr}");
     assert!(!stderr.contains("s3cret"), "{stderr}");
     assert!(!data.join("master.key").exists() && !data.join("jwt.secret").exists());
+}
+
+/// Every metric the alert rules and the Grafana dashboard use is one the service
+/// exports (after a short flow, so that histograms and labelled counters have samples).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_monitoring_bundle_uses_only_exported_metrics() {
+    let store = Store::fresh(Backend::Sqlite).await;
+    let (_mock, fake, server) =
+        crate::payments::start_with_store(&store, &store.url.clone(), &[]).await;
+    // A session that cost more than its hold: something uncollected.
+    let (id, _) = crate::sessions::authorized(&server, &fake, "1", true).await;
+    let t = crate::sessions::sessions("ws-1");
+    let start = format!("/ocpi/charging-intents/{id}/start");
+    crate::sessions::post(&server, &start, Some(&t), serde_json::json!({"ocpi_session_id": "S-1"})).await;
+    let complete = format!("/ocpi/charging-intents/{id}/complete");
+    let (status, _) = crate::sessions::post(
+        &server,
+        &complete,
+        Some(&t),
+        serde_json::json!({"final_amount_cents": 999_999}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let text = server
+        .http
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let exported: std::collections::BTreeSet<&str> = text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .filter_map(|l| l.split(['{', ' ']).next())
+        .collect();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("monitoring");
+    let name = regex::Regex::new(r"\b((?:roampay|process)_[a-z_]+)\b").unwrap();
+    let mut used = std::collections::BTreeSet::new();
+    for file in ["alerts.yml", "grafana-dashboard.json"] {
+        let text = std::fs::read_to_string(root.join(file)).unwrap();
+        for line in text.lines().filter(|l| l.contains("expr")) {
+            for c in name.captures_iter(line) {
+                used.insert(c[1].to_string());
+            }
+        }
+    }
+    assert!(used.len() >= 15, "{used:?}");
+    let missing: Vec<&String> = used
+        .iter()
+        .filter(|u| !exported.contains(u.as_str()))
+        .collect();
+    assert!(missing.is_empty(), "used but not exported: {missing:?}");
+    assert!(exported.contains("roampay_build_info"));
 }
