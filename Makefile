@@ -6,7 +6,7 @@ PG_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 VENV ?= .venv
 LOCALSTRIPE_VERSION ?= 1.15.10
 
-.PHONY: run test lint postgres localstripe monitoring promtool bench fuzz fmt clean
+.PHONY: run test demo lint postgres localstripe monitoring promtool bench fuzz fmt clean
 
 ## Serve the API on the embedded SQLite default (./data/roampay.db, keys generated there).
 run:
@@ -16,6 +16,11 @@ run:
 ## (unit, API on SQLite and PostgreSQL).
 test: lint monitoring postgres localstripe
 	ROAMPAY_TEST_PG_URL=$(PG_URL) ROAMPAY_LOCALSTRIPE_BIN=$(CURDIR)/$(VENV)/bin/localstripe $(CARGO) test --workspace
+
+## The whole story against localstripe on free ports, step by step (docs/quickstart.md).
+demo: localstripe
+	$(CARGO) build --bin roampay
+	ROAMPAY_BIN=$(CURDIR)/target/debug/roampay LOCALSTRIPE_PYTHON=$(CURDIR)/$(VENV)/bin/python scripts/demo.sh
 
 ## rustfmt and clippy, warnings are errors.
 lint:

@@ -218,3 +218,54 @@ fn the_runbook_lists_exactly_the_codes_of_the_code() {
         );
     }
 }
+
+/// `make demo`'s script runs the whole story as docs/quickstart.md tells it, and says
+/// each step.
+#[test]
+fn the_demo_runs_the_whole_story() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let python = std::env::var_os("ROAMPAY_LOCALSTRIPE_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join(".venv/bin/localstripe"))
+        .with_file_name("python");
+    let out = Command::new(root.join("scripts/demo.sh"))
+        .env("ROAMPAY_BIN", env!("CARGO_BIN_EXE_roampay"))
+        .env("LOCALSTRIPE_PYTHON", &python)
+        .env_remove("ROAMPAY_JWT_SECRET")
+        .output()
+        .expect("run scripts/demo.sh");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let steps = stdout.lines().filter(|l| l.starts_with("== ")).count();
+    assert!(steps >= 10, "{stdout}");
+    for expected in [
+        "\"health\":\"valid\"",
+        "\"status\":\"requires_capture\"",
+        "\"status\":\"authorized\"",
+        "\"status\":\"completed\",\"captured_amount_cents\":3210",
+        "\"status\":\"succeeded\",\"amount_cents\":500",
+        "RefundSucceeded",
+        "\"credential_health\":\"valid\"",
+    ] {
+        assert!(stdout.contains(expected), "{expected} missing:\n{stdout}");
+    }
+    let quickstart = read("docs/quickstart.md");
+    for step in [
+        "ocpi-config",
+        "locations/",
+        "create-payment-intent",
+        "/confirm",
+        "/start",
+        "/complete",
+        "/refunds",
+        "/api/support/audit",
+        "payment-health",
+        "stripe listen --forward-to",
+    ] {
+        assert!(quickstart.contains(step), "docs/quickstart.md tells {step}");
+    }
+}

@@ -175,9 +175,7 @@ fn contract_routes(contract: &str) -> std::collections::BTreeSet<(String, String
     let mut out = std::collections::BTreeSet::new();
     for line in contract
         .lines()
-        .filter(|l| {
-            l.starts_with("### ") || l.starts_with("- `") || l.starts_with("- **v2** `")
-        })
+        .filter(|l| l.starts_with("### ") || l.starts_with("- `") || l.starts_with("- **v2** `"))
     {
         let words: Vec<&str> = line
             .split(|c: char| c.is_whitespace() || c == '`')
@@ -739,7 +737,13 @@ async fn the_monitoring_bundle_uses_only_exported_metrics() {
     let (id, _) = crate::sessions::authorized(&server, &fake, "1", true).await;
     let t = crate::sessions::sessions("ws-1");
     let start = format!("/ocpi/charging-intents/{id}/start");
-    crate::sessions::post(&server, &start, Some(&t), serde_json::json!({"ocpi_session_id": "S-1"})).await;
+    crate::sessions::post(
+        &server,
+        &start,
+        Some(&t),
+        serde_json::json!({"ocpi_session_id": "S-1"}),
+    )
+    .await;
     let complete = format!("/ocpi/charging-intents/{id}/complete");
     let (status, _) = crate::sessions::post(
         &server,
