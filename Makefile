@@ -6,7 +6,7 @@ PG_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 VENV ?= .venv
 LOCALSTRIPE_VERSION ?= 1.15.10
 
-.PHONY: run test demo lint postgres localstripe monitoring promtool bench fuzz fmt clean
+.PHONY: run test demo lint openapi-lint postgres localstripe monitoring promtool bench fuzz fmt clean
 
 ## Serve the API on the embedded SQLite default (./data/roampay.db, keys generated there).
 run:
@@ -14,7 +14,7 @@ run:
 
 ## Lint, check the monitoring bundle, make sure PostgreSQL is up, then run every test
 ## (unit, API on SQLite and PostgreSQL).
-test: lint monitoring postgres localstripe
+test: lint openapi-lint monitoring postgres localstripe
 	ROAMPAY_TEST_PG_URL=$(PG_URL) ROAMPAY_LOCALSTRIPE_BIN=$(CURDIR)/$(VENV)/bin/localstripe $(CARGO) test --workspace
 
 ## The whole story against localstripe on free ports, step by step (docs/quickstart.md).
@@ -29,6 +29,17 @@ lint:
 
 fmt:
 	$(CARGO) fmt --all
+
+## The served OpenAPI description passes Redocly's recommended rules and Spectral's
+## `spectral:oas` (versions pinned; npx fetches them once).
+REDOCLY ?= @redocly/cli@1.34.20
+SPECTRAL ?= @stoplight/spectral-cli@6.15.0
+openapi-lint:
+	$(CARGO) build --bin roampay
+	mkdir -p target
+	./target/debug/roampay openapi > target/openapi.json
+	npx --yes $(REDOCLY) lint target/openapi.json --format=summary
+	npx --yes $(SPECTRAL) lint target/openapi.json --ruleset .spectral.yaml --fail-severity warn
 
 ## The alert rules are valid and fire as their unit tests say (promtool, from Debian's
 ## `prometheus` package, installed when missing).

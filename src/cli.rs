@@ -34,6 +34,16 @@ enum Command {
         #[arg(long)]
         projection: Option<String>,
     },
+    /// Print the OpenAPI description (what GET /openapi.json serves).
+    Openapi {
+        /// The server URL the description names.
+        #[arg(
+            long,
+            env = "ROAMPAY_PUBLIC_URL",
+            default_value = "http://127.0.0.1:8080"
+        )]
+        public_url: String,
+    },
     /// List the events a projection set aside (and with `--retry`, try them again).
     DeadLetters {
         #[command(flatten)]
@@ -129,6 +139,7 @@ async fn run(command: Command) -> Result<ExitCode, AnyError> {
             println!("migrations applied ({})", db.backend());
         }
         Command::Replay { store, projection } => replay(&store, projection.as_deref()).await?,
+        Command::Openapi { public_url } => println!("{}", startup::openapi_json(&public_url)),
         Command::DeadLetters {
             store,
             projection,

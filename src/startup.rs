@@ -53,6 +53,12 @@ fn master_keys(
     )?)
 }
 
+/// The OpenAPI description as `GET /openapi.json` serves it, for `roampay openapi`.
+pub fn openapi_json(public_url: &str) -> String {
+    let doc = http::openapi::document(public_url.trim_end_matches('/'));
+    serde_json::to_string_pretty(&doc).expect("the description serializes")
+}
+
 /// The token verifier for `serve`: the configured secret, else the one stored in the
 /// data directory, else a new one stored there. A secret shorter than 32 bytes (an
 /// empty one included) is refused.

@@ -79,7 +79,7 @@ pub fn server(
         // Swagger UI's assets: not API traffic (and their pattern cannot be a label).
         .exclude_regex("^/docs")
         .build()?;
-    let openapi = <openapi::ApiDoc as utoipa::OpenApi>::openapi();
+    let openapi = openapi::document(&state.services.settings.public_url);
     let connections = guard::ConnectionLimit::new(settings.connections_per_client);
     let proxies = state.trusted_proxies.clone();
     Ok(HttpServer::new(move || {

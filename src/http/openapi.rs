@@ -5,7 +5,9 @@
 //! Every schema is derived from the type the handler actually serializes (or reads),
 //! collected from the paths below.
 
-use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::openapi::security::{
+    ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityRequirement, SecurityScheme,
+};
 use utoipa::{Modify, OpenApi};
 
 use super::{locations, ocpi_config, ops, payments, refunds, sessions, support, webhooks};
@@ -23,13 +25,74 @@ impl Modify for BearerAuth {
                 .description(Some("HS256 JWT with `sub`, `workspaces` and `scope` claims; `roampay token` prints one."))
                 .build()),
         );
+        components.add_security_scheme(
+            "stripe_signature",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "Stripe-Signature",
+                "Stripe's signature of the raw body with the workspace's webhook signing secret.",
+            ))),
+        );
+        describe_access(openapi);
     }
+}
+
+/// Who may call what, for the operations that do not take a bearer token alone:
+/// probes need nothing, webhooks Stripe's signature, the driver endpoints a `driver`
+/// token or nothing (when the workspace allows guests). Every operation's description
+/// is at least its summary.
+fn describe_access(openapi: &mut utoipa::openapi::OpenApi) {
+    for (path, item) in openapi.paths.paths.iter_mut() {
+        let required = if path.starts_with("/ocpi/stripe/webhook") {
+            vec![SecurityRequirement::new(
+                "stripe_signature",
+                Vec::<String>::new(),
+            )]
+        } else if ["/healthz", "/readyz", "/metrics"].contains(&path.as_str()) {
+            vec![SecurityRequirement::default()]
+        } else {
+            vec![
+                SecurityRequirement::default(),
+                SecurityRequirement::new("bearer", Vec::<String>::new()),
+            ]
+        };
+        for op in operations(item) {
+            if op.security.is_none() {
+                op.security = Some(required.clone());
+            }
+            if op.description.is_none() {
+                op.description = op.summary.clone();
+            }
+        }
+    }
+}
+
+fn operations(
+    item: &mut utoipa::openapi::PathItem,
+) -> impl Iterator<Item = &mut utoipa::openapi::path::Operation> {
+    [
+        item.get.as_mut(),
+        item.put.as_mut(),
+        item.post.as_mut(),
+        item.delete.as_mut(),
+        item.patch.as_mut(),
+    ]
+    .into_iter()
+    .flatten()
+}
+
+/// The description served, with the public URL as its server.
+pub fn document(public_url: &str) -> utoipa::openapi::OpenApi {
+    let mut doc = ApiDoc::openapi();
+    doc.servers = Some(vec![utoipa::openapi::Server::new(public_url)]);
+    doc
 }
 
 #[derive(OpenApi)]
 #[openapi(
     info(
         title = "roampay",
+        contact(name = "roampay maintainers"),
+        license(name = "Apache-2.0", identifier = "Apache-2.0"),
         description = "Event-sourced payment orchestration for workspace-owned Stripe accounts. Errors are RFC 9457 problem+json with a stable `code`; every response carries `X-Request-Id`."
     ),
     paths(

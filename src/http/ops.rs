@@ -12,7 +12,8 @@ use super::AppState;
     tag = "operations",
     summary = "The process is up",
     responses(
-        (status = 200, description = "Up", body = Status)
+        (status = 200, description = "Up", body = Status),
+        (status = 405, description = "`method_not_allowed` (`Allow: GET`)", body = Problem, content_type = "application/problem+json")
     )
 )]
 pub async fn healthz() -> HttpResponse {
@@ -31,7 +32,8 @@ pub async fn healthz() -> HttpResponse {
     summary = "The store answers",
     responses(
         (status = 200, description = "Ready", body = Status),
-        (status = 503, description = "`store_unavailable`", body = Problem, content_type = "application/problem+json")
+        (status = 503, description = "`store_unavailable`", body = Problem, content_type = "application/problem+json"),
+        (status = 405, description = "`method_not_allowed` (`Allow: GET`)", body = Problem, content_type = "application/problem+json")
     )
 )]
 pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
@@ -58,7 +60,8 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
     tag = "operations",
     summary = "Prometheus metrics (text format 0.0.4)",
     responses(
-        (status = 200, description = "Metrics", body = String, content_type = "text/plain")
+        (status = 200, description = "Metrics", body = String, content_type = "text/plain"),
+        (status = 405, description = "`method_not_allowed` (`Allow: GET`)", body = Problem, content_type = "application/problem+json")
     )
 )]
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
