@@ -19,6 +19,11 @@ use crate::workspace_stripe_profile::WorkspaceStripeProfile;
 
 /// A location with per-connector tariffs, as the CPO side pushes it.
 #[derive(Deserialize, ToSchema)]
+#[schema(example = json!({"name": "Depot A", "address": "1 Main St", "city": "Sydney", "postal_code": "2000", "country": "AUS",
+    "coordinates": {"latitude": "-33.868800", "longitude": "151.209300"},
+    "evses": [{"uid": "EVSE-1", "evse_id": "AU*BFL*E1", "connectors": [{"id": "1", "standard": "IEC_62196_T2_COMBO",
+      "format": "CABLE", "power_type": "DC", "max_electric_power": 50000,
+      "tariff": {"currency": "aud", "price_per_kwh_cents": 45, "flat_fee_cents": 0}}]}]}))]
 pub struct LocationInput {
     name: String,
     address: String,

@@ -33,6 +33,44 @@ impl Modify for BearerAuth {
             ))),
         );
         describe_access(openapi);
+        add_headers(openapi);
+    }
+}
+
+/// The headers every answer carries (`X-Request-Id`), and those of some statuses:
+/// `Retry-After` on 429 and 503, `Allow` on 405.
+fn add_headers(openapi: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::schema::{Object, Type};
+    use utoipa::openapi::{HeaderBuilder, RefOr};
+    let header = |t: Type, text: &str| {
+        RefOr::T(
+            HeaderBuilder::new()
+                .schema(Some(Object::with_type(t)))
+                .description(Some(text))
+                .build(),
+        )
+    };
+    for item in openapi.paths.paths.values_mut() {
+        for op in operations(item) {
+            for (status, response) in op.responses.responses.iter_mut() {
+                let RefOr::T(response) = response else {
+                    continue;
+                };
+                let id = header(
+                    Type::String,
+                    "The request's id (echoed when the client sent one).",
+                );
+                response.headers.insert("X-Request-Id".into(), id);
+                if status == "429" || status == "503" {
+                    let wait = header(Type::Integer, "Seconds to wait before trying again.");
+                    response.headers.insert("Retry-After".into(), wait);
+                }
+                if status == "405" {
+                    let allow = header(Type::String, "The methods the path takes.");
+                    response.headers.insert("Allow".into(), allow);
+                }
+            }
+        }
     }
 }
 

@@ -13,6 +13,7 @@ use super::{metadata, AppState};
 use crate::application::payments::{PreAuthRequest, PreAuthorized};
 
 #[derive(Deserialize, ToSchema)]
+#[schema(example = json!({"location_id": "LOC-1", "evse_uid": "EVSE-1", "connector_id": "1", "email": "driver@example.com"}))]
 pub struct CreatePaymentIntent {
     location_id: String,
     evse_uid: String,

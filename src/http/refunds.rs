@@ -24,6 +24,7 @@ pub enum RefundReason {
 }
 
 #[derive(Deserialize, ToSchema)]
+#[schema(example = json!({"amount_cents": 500, "reason": "requested_by_customer"}))]
 pub struct RefundBody {
     /// Minor units, at least 1; absent: the whole refundable rest.
     amount_cents: Option<i64>,

@@ -20,11 +20,13 @@ use crate::store::Metadata;
 const SCOPE: &str = "sessions:write";
 
 #[derive(Deserialize, ToSchema)]
+#[schema(example = json!({"ocpi_session_id": "SESS-1"}))]
 pub struct StartSession {
     ocpi_session_id: String,
 }
 
 #[derive(Deserialize, ToSchema)]
+#[schema(example = json!({"final_amount_cents": 3210, "ocpi_session_id": "SESS-1"}))]
 pub struct CompleteSession {
     /// What the session cost; `min(final, authorized)` is captured, 0 releases the hold.
     final_amount_cents: i64,
@@ -138,6 +140,7 @@ pub async fn complete(
 
 /// A guest's proof, on `cancel`: the PaymentIntent's client secret.
 #[derive(Deserialize, ToSchema)]
+#[schema(example = json!({"client_secret": "pi_3Hx_secret_…"}))]
 pub struct CancelByGuest {
     /// The `client_secret` the create-payment-intent answer gave the driver's browser.
     client_secret: String,

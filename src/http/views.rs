@@ -371,6 +371,7 @@ impl Health {
 /// that every problem is reported at once.)
 #[derive(ToSchema)]
 #[allow(dead_code)]
+#[schema(example = json!({"allow_guest_access": true, "pre_auth_cents": 5000, "currency": "aud", "stripe": {"publishable_key": "pk_test_51Hx…", "secret_key": "rk_test_51Hx…", "webhook_signing_secret": "whsec_…"}}))]
 pub struct OcpiConfigPatch {
     pub allow_guest_access: Option<bool>,
     pub allow_user_registration: Option<bool>,
