@@ -34,6 +34,48 @@ impl Modify for BearerAuth {
         );
         describe_access(openapi);
         add_headers(openapi);
+        enumerate_error_codes(openapi);
+    }
+}
+
+/// The error codes of the runbook's tables of HTTP error codes and webhook refusals
+/// (a test keeps those tables and the code in step).
+pub fn error_codes() -> Vec<String> {
+    let runbook = include_str!("../../docs/runbook.md");
+    let mut codes: Vec<String> = ["## HTTP error codes", "## Webhook refusals"]
+        .iter()
+        .filter_map(|heading| runbook.split_once(heading).map(|(_, rest)| rest))
+        .flat_map(|section| {
+            let end = section.find("\n## ").unwrap_or(section.len());
+            section[..end]
+                .lines()
+                .filter_map(|l| l.strip_prefix("| `")?.split('`').next())
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    codes.sort();
+    codes.dedup();
+    codes
+}
+
+/// `Problem.code` and `FieldError.code` as enums of the codes there are.
+fn enumerate_error_codes(openapi: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+    use utoipa::openapi::RefOr;
+    let Some(components) = openapi.components.as_mut() else {
+        return;
+    };
+    for name in ["Problem", "FieldError"] {
+        if let Some(RefOr::T(Schema::Object(o))) = components.schemas.get_mut(name) {
+            let code = ObjectBuilder::new()
+                .schema_type(Type::String)
+                .description(Some("Stable snake_case error code (see docs/runbook.md)."))
+                .enum_values(Some(error_codes()))
+                .build();
+            o.properties
+                .insert("code".into(), RefOr::T(Schema::Object(code)));
+        }
     }
 }
 

@@ -786,3 +786,49 @@ async fn the_monitoring_bundle_uses_only_exported_metrics() {
     assert!(missing.is_empty(), "used but not exported: {missing:?}");
     assert!(exported.contains("roampay_build_info"));
 }
+
+/// The served description enumerates the error codes (the runbook's tables) and says
+/// which headers answers carry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_spec_enumerates_error_codes_and_headers() {
+    let store = Store::fresh(Backend::Sqlite).await;
+    let stripe = stripe_ok().await;
+    let server = Server::start(&store, ServerOptions::new(&stripe)).await;
+    let spec: serde_json::Value = server
+        .http
+        .get(server.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let codes = &spec["components"]["schemas"]["Problem"]["properties"]["code"]["enum"];
+    for code in [
+        "connector_busy",
+        "store_unavailable",
+        "signature_mismatch",
+        "validation_failed",
+        "too_many_connections",
+        "unknown_parameter",
+        "method_not_allowed",
+    ] {
+        assert!(
+            codes.as_array().unwrap().iter().any(|c| c == code),
+            "{code} missing: {codes}"
+        );
+    }
+    assert_eq!(spec["servers"][0]["url"], server.base.as_str());
+    let create = &spec["paths"]["/ocpi/create-payment-intent"]["post"];
+    assert!(
+        create["responses"]["201"]["headers"]["X-Request-Id"].is_object(),
+        "{create}"
+    );
+    assert!(
+        create["responses"]["429"]["headers"]["Retry-After"].is_object(),
+        "{create}"
+    );
+    assert!(create["requestBody"]["content"]["application/json"]["schema"].is_object());
+    let example = &spec["components"]["schemas"]["CreatePaymentIntent"]["example"];
+    assert_eq!(example["location_id"], "LOC-1", "{example}");
+}
