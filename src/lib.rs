@@ -29,3 +29,4 @@ pub mod testing;
 pub mod vault;
 pub mod webhook_rejections;
 pub mod workspace_stripe_profile;
+pub mod workspace_subscription;

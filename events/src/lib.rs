@@ -11,6 +11,7 @@ pub mod location;
 pub mod reconciliation;
 pub mod webhook;
 pub mod workspace_stripe_profile;
+pub mod workspace_subscription;
 
 pub use charging_intent::*;
 pub use connector::*;
@@ -19,6 +20,7 @@ pub use location::*;
 pub use reconciliation::*;
 pub use webhook::*;
 pub use workspace_stripe_profile::*;
+pub use workspace_subscription::*;
 
 /// The version written next to every stored event; bump it together with an upcaster.
 pub const EVENT_VERSION: &str = "1.0";
@@ -42,7 +44,8 @@ domain_event!(
     ConnectorReservationEvent,
     ChargingIntentEvent,
     WebhookRejectionEvent,
-    ReconciliationEvent
+    ReconciliationEvent,
+    WorkspaceSubscriptionEvent
 );
 
 /// Any stored event, decoded by its aggregate type. The read side decodes each event
@@ -55,6 +58,7 @@ pub enum AnyEvent {
     ChargingIntent(ChargingIntentEvent),
     WebhookRejections(WebhookRejectionEvent),
     Reconciliation(ReconciliationEvent),
+    WorkspaceSubscription(WorkspaceSubscriptionEvent),
     /// An aggregate type this build does not know (written by a newer version).
     Unknown,
 }
@@ -72,6 +76,9 @@ impl AnyEvent {
             "ChargingIntent" => AnyEvent::ChargingIntent(serde_json::from_str(payload)?),
             "WebhookRejections" => AnyEvent::WebhookRejections(serde_json::from_str(payload)?),
             "Reconciliation" => AnyEvent::Reconciliation(serde_json::from_str(payload)?),
+            "WorkspaceSubscription" => {
+                AnyEvent::WorkspaceSubscription(serde_json::from_str(payload)?)
+            }
             _ => AnyEvent::Unknown,
         })
     }
@@ -85,6 +92,7 @@ impl AnyEvent {
             AnyEvent::ChargingIntent(e) => serde_json::to_value(e),
             AnyEvent::WebhookRejections(e) => serde_json::to_value(e),
             AnyEvent::Reconciliation(e) => serde_json::to_value(e),
+            AnyEvent::WorkspaceSubscription(e) => serde_json::to_value(e),
             AnyEvent::Unknown => Ok(serde_json::Value::Null),
         }
         .expect("events serialize")
@@ -98,6 +106,7 @@ impl AnyEvent {
             AnyEvent::ChargingIntent(e) => e.event_type(),
             AnyEvent::WebhookRejections(e) => e.event_type(),
             AnyEvent::Reconciliation(e) => e.event_type(),
+            AnyEvent::WorkspaceSubscription(e) => e.event_type(),
             AnyEvent::Unknown => "Unknown",
         }
     }
@@ -111,6 +120,7 @@ impl AnyEvent {
             AnyEvent::ChargingIntent(e) => Some(e.workspace_id()),
             AnyEvent::WebhookRejections(e) => e.workspace_id(),
             AnyEvent::Reconciliation(e) => Some(e.workspace_id()),
+            AnyEvent::WorkspaceSubscription(e) => Some(e.workspace_id()),
             AnyEvent::Unknown => None,
         }
     }
@@ -188,6 +198,16 @@ mod golden {
             "WebhookRejected",
             "ForeignPaymentIntentRecorded",
             "StrayHoldReleased",
+            "WorkspaceBillingCustomerCreated",
+            "WorkspaceSubscriptionActivated",
+            "WorkspaceSubscriptionUpdated",
+            "WorkspacePlanChanged",
+            "WorkspaceInvoicePaymentFailed",
+            "WorkspacePaymentActionRequired",
+            "WorkspaceSuspended",
+            "WorkspaceReinstated",
+            "WorkspaceSubscriptionCancelled",
+            "WorkspaceDataPurged",
         ] {
             assert!(
                 names.iter().any(|n| n == expected),

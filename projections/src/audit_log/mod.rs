@@ -47,6 +47,7 @@ fn summarize(event: &AnyEvent) -> Option<String> {
     };
     Some(match event {
         AnyEvent::WorkspaceStripeProfile(p) => summarize_profile(p),
+        AnyEvent::WorkspaceSubscription(s) => summarize_subscription(s),
         AnyEvent::Location(L::LocationPublished(e)) => {
             let connectors: usize = e.location.evses.iter().map(|v| v.connectors.len()).sum();
             format!("location {} published with {} EVSEs, {connectors} connectors", e.location_id, e.location.evses.len())
@@ -188,6 +189,66 @@ fn summarize(event: &AnyEvent) -> Option<String> {
         ),
         AnyEvent::Unknown => return None,
     })
+}
+
+fn summarize_subscription(event: &roampay_events::WorkspaceSubscriptionEvent) -> String {
+    use roampay_events::WorkspaceSubscriptionEvent as S;
+    let time = |t: &chrono::DateTime<chrono::Utc>| t.to_rfc3339();
+    let plan = |p: &Option<String>| p.clone().unwrap_or_else(|| "no plan".into());
+    match event {
+        S::WorkspaceBillingCustomerCreated(e) => {
+            format!(
+                "billing customer {} created in the platform's Stripe account",
+                e.stripe_customer_id
+            )
+        }
+        S::WorkspaceSubscriptionActivated(e) => format!(
+            "subscription {} {} on {} (Stripe event {})",
+            e.stripe_subscription_id,
+            e.status.as_str(),
+            plan(&e.plan),
+            e.stripe_event_id
+        ),
+        S::WorkspaceSubscriptionUpdated(e) => format!(
+            "subscription renews {}{}",
+            e.current_period_end
+                .as_ref()
+                .map(time)
+                .unwrap_or_else(|| "at no known date".into()),
+            if e.cancel_at_period_end {
+                ", then ends (cancel at period end)"
+            } else {
+                ""
+            }
+        ),
+        S::WorkspacePlanChanged(e) => {
+            format!(
+                "plan changed from {} to {}",
+                plan(&e.from_plan),
+                plan(&e.plan)
+            )
+        }
+        S::WorkspaceInvoicePaymentFailed(e) => format!(
+            "subscription payment failed: past due, working until {} (grace)",
+            time(&e.grace_until)
+        ),
+        S::WorkspacePaymentActionRequired(_) => {
+            "subscription payment needs the customer's action (authentication)".to_string()
+        }
+        S::WorkspaceSuspended(e) => format!(
+            "suspended: grace ended {} unpaid; no new charging intents while billing is required",
+            time(&e.grace_until)
+        ),
+        S::WorkspaceReinstated(_) => "reinstated: the subscription is paid again".to_string(),
+        S::WorkspaceSubscriptionCancelled(e) => format!(
+            "subscription cancelled; the workspace's data is purged after {}",
+            time(&e.purge_after)
+        ),
+        S::WorkspaceDataPurged(_) => {
+            "data purged: secrets unrecoverable, credentials, config and locations removed"
+                .to_string()
+        }
+    }
 }
 
 fn summarize_profile(event: &E) -> String {
