@@ -66,6 +66,38 @@ pub struct StripeArgs {
     pub stripe_max_attempts: u32,
 }
 
+/// Workspace billing: the platform's own Stripe account sells plans to workspaces. Off
+/// when no platform key is set.
+#[derive(Debug, Clone, Args)]
+pub struct BillingArgs {
+    /// The platform's Stripe secret key (not a workspace's); billing is off without it.
+    #[arg(
+        long,
+        env = "ROAMPAY_PLATFORM_STRIPE_SECRET_KEY",
+        hide_env_values = true
+    )]
+    pub platform_stripe_secret_key: Option<SecretString>,
+    /// The signing secret of the platform's billing webhook endpoint.
+    #[arg(long, env = "ROAMPAY_PLATFORM_WEBHOOK_SECRET", hide_env_values = true)]
+    pub platform_webhook_secret: Option<SecretString>,
+    /// Plans and their Stripe prices: `starter=price_…,standard=price_…`.
+    #[arg(long, env = "ROAMPAY_PLANS", default_value = "")]
+    pub plans: String,
+    /// How long a past-due workspace keeps working before it is suspended.
+    #[arg(long, env = "ROAMPAY_BILLING_GRACE_SECS", default_value_t = 604_800)]
+    pub billing_grace_secs: i64,
+    /// How long after cancellation a workspace's data is purged.
+    #[arg(
+        long,
+        env = "ROAMPAY_BILLING_RETENTION_SECS",
+        default_value_t = 7_776_000
+    )]
+    pub billing_retention_secs: i64,
+    /// Only trialing, active and past-due workspaces may open new charging intents.
+    #[arg(long, env = "ROAMPAY_BILLING_REQUIRED", default_value_t = false)]
+    pub billing_required: bool,
+}
+
 /// Card holds: how long Stripe keeps them, and when their lapse is flagged.
 #[derive(Debug, Clone, Args)]
 pub struct HoldArgs {
@@ -91,6 +123,8 @@ pub struct ServeArgs {
     pub public_url: Option<String>,
     #[command(flatten)]
     pub stripe: StripeArgs,
+    #[command(flatten)]
+    pub billing: BillingArgs,
     #[command(flatten)]
     pub holds: HoldArgs,
     /// How long a credential save waits for Stripe before answering `pending`.

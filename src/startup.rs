@@ -175,6 +175,34 @@ pub async fn services(
     Ok(services)
 }
 
+/// Billing when a platform key is set (its plans and secrets checked first).
+fn billing_settings(
+    args: &crate::config::BillingArgs,
+    stripe: &StripeArgs,
+) -> Result<Option<crate::application::billing::BillingSettings>, AnyError> {
+    let Some(key) = args.platform_stripe_secret_key.clone() else {
+        return Ok(None);
+    };
+    let plans = crate::application::billing::parse_plans(&args.plans)?;
+    if plans.is_empty() {
+        return Err("ROAMPAY_PLANS: billing needs at least one plan (name=price_…)".into());
+    }
+    let gateway = Arc::new(StripeTransport::new(
+        &stripe.stripe_api_base,
+        Duration::from_millis(stripe.stripe_timeout_ms),
+        stripe.stripe_max_attempts,
+    ));
+    Ok(Some(crate::application::billing::BillingSettings {
+        platform_key: key,
+        webhook_secret: args.platform_webhook_secret.clone(),
+        plans,
+        grace: chrono::Duration::seconds(args.billing_grace_secs.max(0)),
+        retention: chrono::Duration::seconds(args.billing_retention_secs.max(0)),
+        required: args.billing_required,
+        gateway,
+    }))
+}
+
 fn hold_settings(h: &HoldArgs) -> (chrono::Duration, chrono::Duration) {
     (
         chrono::Duration::seconds(h.hold_lifetime_secs.max(1)),
@@ -193,6 +221,7 @@ pub fn offline_settings(holds: &HoldArgs) -> Settings {
         hold_lifetime,
         hold_warning,
         max_pending_guest_intents: i64::MAX,
+        billing: None,
     }
 }
 
@@ -212,6 +241,7 @@ impl Application {
         let tolerance = Tolerance::new(args.webhook_tolerance_secs)?;
         let trusted_proxies = http::client::TrustedProxies::parse(&args.trusted_proxies)?;
         let cors_origins = http::parse_origins(&args.cors_allowed_origins)?;
+        let billing = billing_settings(&args.billing, &args.stripe)?;
         if let Some(given) = &args.keys.jwt.jwt_secret {
             checked_jwt(&args.keys.jwt, &args.store.data_dir, given.clone())?;
         }
@@ -239,6 +269,7 @@ impl Application {
                 hold_lifetime,
                 hold_warning,
                 max_pending_guest_intents: args.max_pending_guest_intents.max(0),
+                billing,
             }
         })
         .await?;
@@ -257,7 +288,7 @@ impl Application {
             bind = %addr,
             public_url = %services.settings.public_url,
             otlp = crate::telemetry::otlp_configured(),
-            billing = false,
+            billing = services.settings.billing.is_some(),
             cors = !cors_origins.is_empty(),
             trusted_proxies = !state.trusted_proxies.is_empty(),
             "roampay starting"

@@ -4,6 +4,7 @@
 //! handlers, background jobs and the command line all call these; none of them talks
 //! to an aggregate directly.
 
+pub mod billing;
 pub mod credentials;
 pub mod locations;
 mod money_events;
@@ -32,6 +33,7 @@ use crate::stripe::StripeGateway;
 use crate::vault::{SecretField, SecretVault};
 use crate::webhook_rejections::WebhookRejections;
 use crate::workspace_stripe_profile::{ProfileServices, WorkspaceStripeProfile};
+use crate::workspace_subscription::WorkspaceSubscription;
 
 pub use credentials::CredentialError;
 pub use locations::LocationError;
@@ -53,6 +55,8 @@ pub struct Settings {
     pub hold_warning: chrono::Duration,
     /// Open guest intents waiting for payment a workspace may have at once.
     pub max_pending_guest_intents: i64,
+    /// Workspace billing, when a platform Stripe key is configured.
+    pub billing: Option<billing::BillingSettings>,
 }
 
 /// Everything a use case may reach.
@@ -64,6 +68,7 @@ pub struct Services {
     pub intents: Aggregates<ChargingIntent>,
     pub rejections: Aggregates<WebhookRejections>,
     pub foreign: Aggregates<ForeignPaymentIntent>,
+    pub subscriptions: Aggregates<WorkspaceSubscription>,
     pub intent_services: IntentServices,
     pub vault: Arc<dyn SecretVault>,
     pub stripe: Arc<dyn StripeGateway>,
@@ -118,7 +123,8 @@ impl Services {
             connectors: Aggregates::new(&db, ()),
             intents: Aggregates::new(&db, intent_services.clone()).on_commit(nudge.clone()),
             rejections: Aggregates::new(&db, ()).on_commit(nudge.clone()),
-            foreign: Aggregates::new(&db, ()).on_commit(nudge),
+            foreign: Aggregates::new(&db, ()).on_commit(nudge.clone()),
+            subscriptions: Aggregates::new(&db, ()).on_commit(nudge),
             intent_services,
             projector,
             db,

@@ -28,6 +28,9 @@ pub enum PaymentError {
     NotAtLocation(&'static str),
     #[error("this workspace cannot take payments: its Stripe credentials are {0}")]
     PaymentNotReady(&'static str),
+    /// Billing is required and the workspace's subscription is not in good standing.
+    #[error("this workspace's subscription is not in good standing")]
+    WorkspaceSuspended,
     #[error("another charging intent holds this connector")]
     ConnectorBusy,
     #[error("this workspace has too many guest intents waiting for payment")]
@@ -293,6 +296,10 @@ impl Services {
                     .replay(id, existing, &req, &request_hash, &profile)
                     .await;
             }
+        }
+        // New intents only (a replay above answered as before); free ones included.
+        if !self.may_open_intents(&ws).await? {
+            return Err(PaymentError::WorkspaceSuspended);
         }
         let paid = self.paid_pre_auth(&ws, &connector, &profile, &req).await?;
         if paid.is_some() && req.driver.is_none() {

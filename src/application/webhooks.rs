@@ -107,7 +107,7 @@ impl WebhookRefusal {
         )
     }
 
-    fn of_signature(e: SignatureError) -> Self {
+    pub(super) fn of_signature(e: SignatureError) -> Self {
         match e {
             SignatureError::MissingSignature => Self::MissingSignature,
             SignatureError::InvalidSignatureHeader => Self::InvalidSignatureHeader,

@@ -185,6 +185,10 @@ impl From<PaymentError> for ApiError {
             E::NotAtLocation(code) => {
                 Self::not_found(code, "No such EVSE or connector at this location.")
             }
+            E::WorkspaceSuspended => Self::conflict(
+                "workspace_suspended",
+                "This workspace's subscription is not in good standing: no new charging sessions until it is paid.",
+            ),
             E::PaymentNotReady(health) => Self::conflict(
                 "workspace_payment_not_ready",
                 format!(

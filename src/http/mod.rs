@@ -1,6 +1,7 @@
 //! The HTTP API (see CONTRACT.md): routes, shared state, and cross-cutting concerns.
 
 pub mod auth;
+pub mod billing;
 pub mod client;
 pub mod driver;
 pub mod error;
@@ -225,6 +226,24 @@ pub fn routes(cfg: &mut web::ServiceConfig, cors_origins: &[String]) {
             vec![(Method::PUT, web::put().to(locations::put))],
         ),
     ];
+    let billing = [
+        endpoint(
+            "/api/workspaces/{workspace_id}/billing",
+            vec![get(web::get().to(billing::get))],
+        ),
+        endpoint(
+            "/api/workspaces/{workspace_id}/billing/checkout",
+            vec![post(web::post().to(billing::checkout))],
+        ),
+        endpoint(
+            "/api/workspaces/{workspace_id}/billing/portal",
+            vec![post(web::post().to(billing::portal))],
+        ),
+        endpoint(
+            "/billing/stripe/webhook",
+            vec![post(web::post().to(billing::webhook))],
+        ),
+    ];
     let support = [
         endpoint(
             "/api/support/audit",
@@ -290,6 +309,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, cors_origins: &[String]) {
     for r in ops
         .into_iter()
         .chain(admin)
+        .chain(billing)
         .chain(support)
         .chain(sessions)
         .chain(webhooks)

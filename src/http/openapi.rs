@@ -10,7 +10,7 @@ use utoipa::openapi::security::{
 };
 use utoipa::{Modify, OpenApi};
 
-use super::{locations, ocpi_config, ops, payments, refunds, sessions, support, webhooks};
+use super::{billing, locations, ocpi_config, ops, payments, refunds, sessions, support, webhooks};
 
 struct BearerAuth;
 
@@ -197,6 +197,10 @@ pub fn document(public_url: &str) -> utoipa::openapi::OpenApi {
         support::workspaces,
         support::payment_health,
         refunds::create,
+        billing::get,
+        billing::checkout,
+        billing::portal,
+        billing::webhook,
     ),
     modifiers(&BearerAuth),
     tags(
@@ -206,6 +210,7 @@ pub fn document(public_url: &str) -> utoipa::openapi::OpenApi {
         (name = "webhooks", description = "Called by Stripe"),
         (name = "sessions", description = "OCPI session module: start, complete (capture), cancel"),
         (name = "support", description = "Audit and health views"),
+        (name = "billing", description = "The platform's subscription of each workspace"),
         (name = "operations", description = "Probes and metrics"),
     )
 )]

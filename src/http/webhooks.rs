@@ -92,7 +92,7 @@ async fn receive(
     Ok(HttpResponse::Ok().json(ack(received?)))
 }
 
-fn ack(outcome: WebhookOutcome) -> WebhookAck {
+pub(super) fn ack(outcome: WebhookOutcome) -> WebhookAck {
     let outcome = match outcome {
         WebhookOutcome::Applied => WebhookOutcomeName::Applied,
         WebhookOutcome::Duplicate => WebhookOutcomeName::Duplicate,

@@ -188,6 +188,7 @@ mod tests {
             hold_lifetime: chrono::Duration::days(7),
             hold_warning: chrono::Duration::days(1),
             max_pending_guest_intents: 50,
+            billing: None,
         };
         let stripe = Arc::new(FakeStripe::new(CredentialCheck::Valid { account_id: None }));
         let services = Services::new(

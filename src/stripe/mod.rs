@@ -7,6 +7,7 @@
 //! answer is mapped to our own codes and messages: Stripe's messages can quote part of
 //! a key, so they are never passed on.
 
+pub mod billing;
 pub mod boundary;
 pub mod transport;
 pub mod webhook;

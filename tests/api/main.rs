@@ -6,6 +6,7 @@ mod support;
 
 mod audit;
 mod auth;
+mod billing;
 mod canary;
 mod crash;
 mod credentials;

@@ -223,6 +223,18 @@ impl Server {
         status_json(r).await
     }
 
+    pub async fn post_json(&self, p: &str, token: &str, body: Value) -> (u16, Value) {
+        let r = self
+            .http
+            .post(self.url(p))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .expect("POST");
+        status_json(r).await
+    }
+
     pub async fn patch(&self, p: &str, token: &str, body: Value) -> (u16, Value) {
         let r = self
             .http

@@ -308,10 +308,11 @@ async fn the_workspaces_that_cannot_take_payments_are_listed_with_why(b: Backend
         )
         .await;
     assert_eq!(status, 200);
-    let all = eventually("three workspaces listed", || async {
+    let all = eventually("three workspaces listed, ws-c refused", || async {
         let (status, body) = server.get("/api/support/workspaces", &support()).await;
         assert_eq!(status, 200, "{body}");
-        (body["data"].as_array().unwrap().len() == 3).then_some(body)
+        let data = body["data"].as_array().unwrap();
+        (data.len() == 3 && data[2]["health"]["status"] == "invalid").then_some(body)
     })
     .await;
     let names: Vec<&str> = all["data"]
