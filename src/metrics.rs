@@ -29,6 +29,7 @@ pub struct Metrics {
     revocations: IntCounterVec,
     dead_letters: IntCounterVec,
     build_info: IntGaugeVec,
+    billing: IntGaugeVec,
     heartbeat: IntGaugeVec,
     intents_ended: IntCounterVec,
     holds_lapsing: prometheus::IntCounter,
@@ -102,6 +103,11 @@ impl Metrics {
                 "What completed sessions cost beyond what the hold let roampay capture, in minor units, by currency.",
                 &["currency"],
             ),
+            billing: gauge(
+                "workspaces_by_billing_status",
+                "Workspaces by the status of their subscription to the platform (billing on).",
+                &["status"],
+            ),
             build_info: gauge(
                 "build_info",
                 "Always 1; the running build's version as a label.",
@@ -151,7 +157,7 @@ impl Metrics {
         ] {
             m.registry.register(Box::new(c.clone())).expect("unique");
         }
-        for g in [&m.build_info, &m.heartbeat] {
+        for g in [&m.build_info, &m.heartbeat, &m.billing] {
             m.registry.register(Box::new(g.clone())).expect("unique");
         }
         m.registry
@@ -187,7 +193,12 @@ impl Metrics {
         for code in ["key_revoked", "permission_denied"] {
             m.revocations.with_label_values(&[code]);
         }
-        for projection in ["credential_health", "audit_log", "charging_intents"] {
+        for projection in [
+            "credential_health",
+            "audit_log",
+            "charging_intents",
+            "workspace_billing",
+        ] {
             m.dead_letters.with_label_values(&[projection]);
         }
         for status in [
@@ -341,6 +352,16 @@ pub fn set_credential_health(counts: &[(String, i64)]) {
             .credential_health
             .with_label_values(&[status.as_str()])
             .set(n);
+    }
+}
+
+pub fn set_billing(counts: &[(String, i64)]) {
+    for status in roampay_events::BillingStatus::ALL {
+        let n = counts
+            .iter()
+            .find(|(s, _)| s == status.as_str())
+            .map_or(0, |(_, n)| *n);
+        METRICS.billing.with_label_values(&[status.as_str()]).set(n);
     }
 }
 

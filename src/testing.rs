@@ -24,6 +24,11 @@ pub fn fingerprint(secret: &str) -> String {
 
 #[async_trait::async_trait]
 impl SecretVault for FakeVault {
+    async fn destroy(&self, ws: &str) -> Result<(), VaultError> {
+        self.stored.lock().unwrap().retain(|k, _| k.0 != ws);
+        Ok(())
+    }
+
     async fn fingerprint(
         &self,
         _ws: &str,

@@ -72,6 +72,9 @@ pub trait SecretVault: Send + Sync {
         version: u32,
         fingerprint: &str,
     ) -> Result<SecretString, VaultError>;
+    /// Crypto-shredding: the workspace's data key and every secret under it are gone
+    /// for good (a later secret gets a new data key).
+    async fn destroy(&self, workspace_id: &str) -> Result<(), VaultError>;
 }
 
 /// The 32-byte master key; its id is the first 16 hex digits of its SHA-256.
@@ -280,6 +283,28 @@ impl DbVault {
 
 #[async_trait::async_trait]
 impl SecretVault for DbVault {
+    async fn destroy(&self, workspace_id: &str) -> Result<(), VaultError> {
+        on_db!(&self.db, pool => {
+            sqlx::query("DELETE FROM vault_secrets WHERE workspace_id = $1")
+                .bind(workspace_id)
+                .execute(pool)
+                .await?;
+            sqlx::query("DELETE FROM vault_data_keys WHERE workspace_id = $1")
+                .bind(workspace_id)
+                .execute(pool)
+                .await?;
+        });
+        self.data_keys
+            .lock()
+            .expect("vault cache")
+            .remove(workspace_id);
+        self.secrets
+            .lock()
+            .expect("vault cache")
+            .retain(|k, _| k.0 != workspace_id);
+        Ok(())
+    }
+
     async fn fingerprint(
         &self,
         workspace_id: &str,

@@ -12,6 +12,7 @@ pub mod db;
 pub mod dead_letters;
 pub mod log;
 pub mod runner;
+pub mod workspace_billing;
 
 pub use db::{Db, DbTx};
 pub use log::{Position, StoredEvent};
@@ -23,6 +24,7 @@ pub fn all() -> Vec<Box<dyn Projection>> {
         Box::new(credential_health::CredentialHealth),
         Box::new(audit_log::AuditLog),
         Box::new(charging_intents::ChargingIntents),
+        Box::new(workspace_billing::WorkspaceBilling),
     ]
 }
 

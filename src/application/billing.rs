@@ -285,6 +285,59 @@ impl Services {
     }
 }
 
+impl Services {
+    /// The grace of a past-due workspace is over: suspended.
+    pub async fn end_grace(&self, ws: &str, meta: &Metadata) -> Result<(), BillingError> {
+        let cmd = Cmd::ExpireGrace {
+            at: self.clock.now(),
+        };
+        let after = self
+            .subscriptions
+            .execute(ws, cmd, meta)
+            .await
+            .map_err(StoreFault::of)?;
+        if after.status == BillingStatus::Suspended {
+            tracing::warn!(workspace_id = %ws, "workspace suspended: its subscription's grace ended unpaid");
+        }
+        Ok(())
+    }
+
+    /// The retention of a cancelled workspace is over: its secrets are made
+    /// unrecoverable (the vault's data key destroyed), its credentials removed, and the
+    /// purge recorded last (a crash before it purges again next round).
+    pub async fn purge_workspace(&self, ws: &str, meta: &Metadata) -> Result<(), BillingError> {
+        let current = self.billing_of(ws).await?;
+        let due = current.purge_after.is_some_and(|p| p <= self.clock.now());
+        if current.status != BillingStatus::Cancelled || current.purged || !due {
+            return Ok(());
+        }
+        self.vault
+            .destroy(ws)
+            .await
+            .map_err(|e| StoreFault::Internal(e.to_string()))?;
+        let remove = crate::workspace_stripe_profile::WorkspaceStripeProfileCommand::RemoveWorkspaceStripeCredentials(
+            crate::workspace_stripe_profile::RemoveWorkspaceStripeCredentials {
+                workspace_id: ws.to_string(),
+                actor: meta.actor.clone(),
+                at: self.clock.now(),
+            },
+        );
+        self.profiles
+            .execute(ws, remove, meta)
+            .await
+            .map_err(|e| StoreFault::Internal(e.to_string()))?;
+        let cmd = Cmd::Purge {
+            at: self.clock.now(),
+        };
+        self.subscriptions
+            .execute(ws, cmd, meta)
+            .await
+            .map_err(StoreFault::of)?;
+        tracing::warn!(workspace_id = %ws, "workspace data purged: secrets unrecoverable, credentials removed");
+        Ok(())
+    }
+}
+
 /// What a billing event tells, and about which workspace.
 struct Told {
     workspace_id: String,

@@ -83,6 +83,12 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         Ok(counts) => crate::metrics::set_credential_health(&counts),
         Err(e) => tracing::warn!(error = %e, "could not count credential health"),
     }
+    if state.services.settings.billing.is_some() {
+        match roampay_projections::workspace_billing::counts(db).await {
+            Ok(counts) => crate::metrics::set_billing(&counts),
+            Err(e) => tracing::warn!(error = %e, "could not count billing statuses"),
+        }
+    }
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(crate::metrics::render())

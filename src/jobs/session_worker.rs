@@ -106,6 +106,30 @@ pub async fn round(services: &Services, settings: &WorkerSettings) -> Result<(),
             tracing::warn!(charging_intent_id = %id, error = %e, "could not flag a lapsing hold");
         }
     }
+    billing_round(services, now).await
+}
+
+/// Workspace billing: past-due workspaces whose grace ended are suspended; cancelled
+/// ones whose retention ended are purged.
+async fn billing_round(
+    services: &Services,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(), sqlx::Error> {
+    if services.settings.billing.is_none() {
+        return Ok(());
+    }
+    let meta = system("system:billing");
+    let db = &services.db;
+    for ws in roampay_projections::workspace_billing::grace_over(db, now, BATCH).await? {
+        if let Err(e) = services.end_grace(&ws, &meta).await {
+            tracing::warn!(workspace_id = %ws, error = %e, "could not suspend a workspace");
+        }
+    }
+    for ws in roampay_projections::workspace_billing::purge_due(db, now, BATCH).await? {
+        if let Err(e) = services.purge_workspace(&ws, &meta).await {
+            tracing::warn!(workspace_id = %ws, error = %e, "could not purge a workspace");
+        }
+    }
     Ok(())
 }
 

@@ -436,3 +436,112 @@ async fn a_workspace_not_in_good_standing_opens_no_new_intents_but_finishes_open
     let (status, _) = server.get(&config_path("ws-1"), &admin("ws-1")).await;
     assert_eq!(status, 200);
 }
+
+on_both_backends!(grace_over_suspends_and_retention_over_purges_the_secrets_for_good);
+
+async fn vault_rows(db: &roampay_projections::Db, ws: &str) -> i64 {
+    let sql = "SELECT (SELECT COUNT(*) FROM vault_secrets WHERE workspace_id = $1)
+                    + (SELECT COUNT(*) FROM vault_data_keys WHERE workspace_id = $1)";
+    match db {
+        roampay_projections::Db::Postgres(p) => {
+            sqlx::query_scalar(sql).bind(ws).fetch_one(p).await.unwrap()
+        }
+        roampay_projections::Db::Sqlite(p) => {
+            sqlx::query_scalar(sql).bind(ws).fetch_one(p).await.unwrap()
+        }
+    }
+}
+
+async fn grace_over_suspends_and_retention_over_purges_the_secrets_for_good(b: Backend) {
+    let store = Store::fresh(b).await;
+    let mut env = billing_env(true);
+    env.extend([
+        ("ROAMPAY_BILLING_GRACE_SECS", "1"),
+        ("ROAMPAY_BILLING_RETENTION_SECS", "1"),
+        ("ROAMPAY_WORKER_INTERVAL_SECS", "1"),
+    ]);
+    let (_mock, _fake, server) =
+        crate::payments::start_with_store(&store, &store.url.clone(), &env).await;
+    configure(&server, "ws-1", "sk_test_51HxWorkspaceOneKey", WH_A).await;
+    put_location(&server, "ws-1", "LOC-1", 45).await;
+    let db = store.db().await;
+    assert!(
+        vault_rows(&db, "ws-1").await >= 3,
+        "the key and secrets are in the vault"
+    );
+    let now = chrono::Utc::now().timestamp();
+    send(
+        &server,
+        &platform_event(
+            "evt_g1",
+            "customer.subscription.created",
+            now - 100,
+            subscription("ws-1", "active", "cus_A"),
+        ),
+    )
+    .await;
+    send(
+        &server,
+        &platform_event(
+            "evt_g2",
+            "invoice.payment_failed",
+            now - 50,
+            invoice("ws-1", "cus_A"),
+        ),
+    )
+    .await;
+    eventually("the session worker suspending after grace", || async {
+        (status_of(&server, "ws-1").await["status"] == "suspended").then_some(())
+    })
+    .await;
+    let (status, p) = create(&server, "LOC-1", "1", None).await;
+    assert_eq!(
+        (status, p["code"].as_str()),
+        (409, Some("workspace_suspended")),
+        "{p}"
+    );
+    send(
+        &server,
+        &platform_event(
+            "evt_g3",
+            "invoice.payment_succeeded",
+            now - 40,
+            invoice("ws-1", "cus_A"),
+        ),
+    )
+    .await;
+    assert_eq!(status_of(&server, "ws-1").await["status"], "active");
+    let (status, p) = create(&server, "LOC-1", "1", None).await;
+    assert_eq!(status, 201, "reinstated: {p}");
+
+    send(
+        &server,
+        &platform_event(
+            "evt_g4",
+            "customer.subscription.deleted",
+            now - 30,
+            subscription("ws-1", "canceled", "cus_A"),
+        ),
+    )
+    .await;
+    server
+        .wait_for_audit_where("ws-1", |d| {
+            d.iter().any(|e| e["event_type"] == "WorkspaceDataPurged")
+        })
+        .await;
+    assert_eq!(
+        vault_rows(&db, "ws-1").await,
+        0,
+        "the data key and every secret are gone"
+    );
+    let (_, cfg) = server.get(&config_path("ws-1"), &admin("ws-1")).await;
+    assert_eq!(cfg["stripe"]["health"]["status"], "unconfigured", "{cfg}");
+    assert_eq!(status_of(&server, "ws-1").await["status"], "cancelled");
+    let metric = server
+        .metric(
+            "roampay_workspaces_by_billing_status",
+            "status=\"cancelled\"",
+        )
+        .await;
+    assert_eq!(metric, 1.0);
+}
