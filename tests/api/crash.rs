@@ -103,7 +103,9 @@ async fn projections_survive_a_sigkill_between_commit_and_projection(b: Backend)
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        String::from_utf8_lossy(&out.stdout).contains("replayed 18 event applications"),
+        // 6 events × 4 projections (credential_health, audit_log, charging_intents,
+        // workspace_billing).
+        String::from_utf8_lossy(&out.stdout).contains("replayed 24 event applications"),
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
