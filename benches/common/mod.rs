@@ -17,17 +17,31 @@ pub fn pg_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
-/// What the credential round trip reads: an empty PaymentIntent list.
+/// What the credential check asks: a tagged PaymentIntent created (ahead of the
+/// benchmark's own create mock), read back with the publishable key, cancelled.
 pub async fn mount_credential_check(server: &wiremock::MockServer) {
-    use wiremock::matchers::{method, path};
-    wiremock::Mock::given(method("GET"))
+    use wiremock::matchers::{body_string_contains, method, path};
+    let check = json!({"id": "pi_check_1", "object": "payment_intent", "status": "requires_payment_method",
+        "amount": 50, "currency": "aud", "livemode": false, "client_secret": "pi_check_1_secret_x",
+        "metadata": {"roampay_purpose": "credential_check"}});
+    wiremock::Mock::given(method("POST"))
         .and(path("/v1/payment_intents"))
-        .respond_with(
-            wiremock::ResponseTemplate::new(200)
-                .set_body_json(json!({"object": "list", "data": []})),
-        )
+        .and(body_string_contains("credential_check"))
+        .respond_with(wiremock::ResponseTemplate::new(200).set_body_json(check.clone()))
+        .with_priority(1)
         .mount(server)
         .await;
+    for (m, p) in [
+        ("GET", "/v1/payment_intents/pi_check_1"),
+        ("POST", "/v1/payment_intents/pi_check_1/cancel"),
+    ] {
+        wiremock::Mock::given(method(m))
+            .and(path(p))
+            .respond_with(wiremock::ResponseTemplate::new(200).set_body_json(check.clone()))
+            .with_priority(1)
+            .mount(server)
+            .await;
+    }
 }
 
 /// A running release `roampay serve`, killed when dropped.
@@ -61,6 +75,10 @@ pub async fn start(
         .env("ROAMPAY_JWT_SECRET", JWT)
         .env("STRIPE_API_BASE", stripe)
         .env("ROAMPAY_RATE_LIMIT_PER_MIN", "1000000")
+        // One load generator stands for many drivers and clients: no per-address
+        // connection cap, no cap on guests' unpaid intents (every request is a guest's).
+        .env("ROAMPAY_MAX_CONNECTIONS_PER_CLIENT", "100000")
+        .env("ROAMPAY_MAX_PENDING_GUEST_INTENTS", "100000000")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
