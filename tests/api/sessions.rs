@@ -431,8 +431,10 @@ async fn a_refused_capture_ends_capture_failed_and_shows_in_payment_health(b: Ba
             .get("/api/support/workspaces/ws-1/payment-health", &support)
             .await;
         assert_eq!(status, 200, "{body}");
-        let caught_up =
-            body["intents_by_status"]["capture_failed"] == 1 && body["webhooks_rejected_24h"] == 1;
+        // Each projection has its own checkpoint: wait for all three the view reads.
+        let caught_up = body["intents_by_status"]["capture_failed"] == 1
+            && body["webhooks_rejected_24h"] == 1
+            && body["credential_health"]["status"] == "valid";
         caught_up.then_some(body)
     })
     .await;
