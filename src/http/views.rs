@@ -261,6 +261,16 @@ pub enum WebhookStatusView {
     Failing,
 }
 
+impl From<WebhookStatus> for WebhookStatusView {
+    fn from(s: WebhookStatus) -> Self {
+        match s {
+            WebhookStatus::Unverified => Self::Unverified,
+            WebhookStatus::Verified => Self::Verified,
+            WebhookStatus::Failing => Self::Failing,
+        }
+    }
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct WebhookHealthView {
     pub status: WebhookStatusView,
@@ -326,11 +336,7 @@ impl StripeConfig {
             updated_by: c.map(|c| c.updated_by.clone()),
             webhook_url: format!("{public_url}/ocpi/stripe/webhook/{ws}"),
             webhook: WebhookHealthView {
-                status: match p.webhook.status(config.webhook_rejected_24h) {
-                    WebhookStatus::Unverified => WebhookStatusView::Unverified,
-                    WebhookStatus::Verified => WebhookStatusView::Verified,
-                    WebhookStatus::Failing => WebhookStatusView::Failing,
-                },
+                status: p.webhook.status(config.webhook_rejected_24h).into(),
                 last_verified_at: p.webhook.verified_at,
                 rejected_24h: config.webhook_rejected_24h,
             },
@@ -457,11 +463,7 @@ impl From<crate::application::credentials::WorkspaceListing> for WorkspaceSummar
                 failure_message: h.failure_message,
             },
             webhook: WebhookHealthView {
-                status: match webhook.status(l.webhook_rejected_24h) {
-                    WebhookStatus::Unverified => WebhookStatusView::Unverified,
-                    WebhookStatus::Verified => WebhookStatusView::Verified,
-                    WebhookStatus::Failing => WebhookStatusView::Failing,
-                },
+                status: webhook.status(l.webhook_rejected_24h).into(),
                 last_verified_at: webhook.verified_at,
                 rejected_24h: l.webhook_rejected_24h,
             },
