@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use sha2::{Digest, Sha256};
 
 use crate::stripe::{
@@ -35,7 +35,8 @@ impl SecretVault for FakeVault {
         _f: SecretField,
         secret: &SecretString,
     ) -> Result<String, VaultError> {
-        Ok(fingerprint(secret.expose_secret()))
+        let key = crate::vault::key_bytes(secret);
+        Ok(fingerprint(std::str::from_utf8(&key).unwrap_or_default()))
     }
     async fn put(
         &self,
@@ -47,7 +48,7 @@ impl SecretVault for FakeVault {
     ) -> Result<(), VaultError> {
         self.stored.lock().unwrap().insert(
             (ws.into(), f.as_str(), v),
-            secret.expose_secret().to_string(),
+            String::from_utf8_lossy(&crate::vault::key_bytes(secret)).into_owned(),
         );
         Ok(())
     }

@@ -77,6 +77,12 @@ pub trait SecretVault: Send + Sync {
     async fn destroy(&self, workspace_id: &str) -> Result<(), VaultError>;
 }
 
+/// A secret's bytes as key material (the JWT's HS256 key, the test fakes): besides the
+/// Stripe client and the webhook HMAC, the one place a secret leaves its wrapper.
+pub fn key_bytes(secret: &SecretString) -> Zeroizing<Vec<u8>> {
+    Zeroizing::new(secret.expose_secret().as_bytes().to_vec())
+}
+
 /// The 32-byte master key; its id is the first 16 hex digits of its SHA-256.
 pub struct MasterKey {
     key: SecretBox<[u8; 32]>,

@@ -419,8 +419,3 @@ fn subscription_fact(object: &Value, billing: &BillingSettings) -> StripeFact {
             .unwrap_or(false),
     }
 }
-
-/// The billing status the API shows.
-pub fn status_of(s: &WorkspaceSubscription) -> BillingStatus {
-    s.status
-}

@@ -8,7 +8,7 @@ use actix_web::{web, FromRequest, HttpRequest};
 use jsonwebtoken::{
     decode, encode, errors::ErrorKind, Algorithm, DecodingKey, EncodingKey, Header, Validation,
 };
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;
@@ -55,11 +55,12 @@ pub const KNOWN_SCOPES: [&str; 9] = [
 impl JwtAuth {
     /// Whether `secret` is long enough to sign tokens with.
     pub fn strong_enough(secret: &SecretString) -> bool {
-        secret.expose_secret().len() >= MIN_SECRET_BYTES
+        crate::vault::key_bytes(secret).len() >= MIN_SECRET_BYTES
     }
 
     pub fn new(secret: &SecretString, issuer: Option<String>, audience: Option<String>) -> Self {
-        let bytes = secret.expose_secret().as_bytes();
+        let key = crate::vault::key_bytes(secret);
+        let bytes = key.as_slice();
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 30;
         validation.validate_nbf = true;

@@ -3,7 +3,6 @@
 
 use chrono::{DateTime, Utc};
 use roampay_events::{AnyEvent, WorkspaceSubscriptionEvent as S};
-use sqlx::Row as _;
 
 use crate::db::{Db, DbTx};
 use crate::log::StoredEvent;
@@ -175,15 +174,4 @@ pub async fn counts(db: &Db) -> Result<Vec<(String, i64)>, sqlx::Error> {
         "SELECT status, COUNT(*) FROM workspace_billing GROUP BY status")
         .fetch_all(pool)
         .await)
-}
-
-/// One workspace's billing status, when it has a row.
-pub async fn status_of(db: &Db, ws: &str) -> Result<Option<String>, sqlx::Error> {
-    on_db!(db, pool => {
-        let row = sqlx::query("SELECT status FROM workspace_billing WHERE workspace_id = $1")
-            .bind(ws)
-            .fetch_optional(pool)
-            .await?;
-        row.map(|r| r.try_get("status")).transpose()
-    })
 }
