@@ -20,11 +20,12 @@ pub mod sessions;
 pub mod support;
 pub mod views;
 pub mod webhooks;
+pub mod wire;
 
 use std::sync::Arc;
 
 use actix_web::http::Method;
-use actix_web::{middleware, web, App, HttpMessage, HttpRequest, HttpServer};
+use actix_web::{middleware, web, App, HttpMessage, HttpRequest};
 
 use crate::application::Services;
 use crate::ids::WorkspaceId;
@@ -83,7 +84,7 @@ pub fn server(
     let openapi = openapi::document(&state.services.settings.public_url);
     let connections = guard::ConnectionLimit::new(settings.connections_per_client);
     let proxies = state.trusted_proxies.clone();
-    Ok(HttpServer::new(move || {
+    let app = move || {
         App::new()
             .app_data(state.clone())
             .app_data(web::Data::new(settings.body_timeout))
@@ -104,18 +105,14 @@ pub fn server(
             )
             .route("/docs", web::get().to(openapi::docs_redirect))
             .default_service(web::to(not_found))
-    })
-    .on_connect(move |conn, ext| {
-        let peer = conn
-            .downcast_ref::<actix_web::rt::net::TcpStream>()
-            .and_then(|s| s.peer_addr().ok())
-            .map(|a| a.ip());
+    };
+    let on_connect = move |io: &wire::Connection, ext: &mut actix_web::dev::Extensions| {
+        let peer = io.peer().map(|a| a.ip());
         if let Some(ip) = peer.filter(|ip| !proxies.trusts(*ip)) {
             ext.insert(connections.open(ip));
         }
-    })
-    .listen(listener)?
-    .run())
+    };
+    Ok(wire::serve(listener, app, on_connect)?.run())
 }
 
 pub fn workspace_id(raw: &str) -> Result<WorkspaceId, ApiError> {

@@ -239,16 +239,24 @@ async fn hostile_http_is_answered_in_problem_json(b: Backend) {
         (status, body["code"].as_str()),
         (413, Some("payload_too_large"))
     );
-    // A 20 KB path.
-    let r = server
-        .http
-        .get(server.url(&format!("/{}", "a".repeat(20_000))))
-        .send()
-        .await
-        .unwrap();
-    assert!(problem(&r));
-    let (status, body) = status_json(r).await;
-    assert_eq!((status, body["code"].as_str()), (414, Some("uri_too_long")));
+    // Long paths (the longer ones, beyond what HTTP clients send, are in
+    // `a_long_path_on_a_kept_alive_connection_is_refused_alone`).
+    for len in [20_000, 65_000] {
+        let r = server
+            .http
+            .get(server.url(&format!("/{}", "a".repeat(len))))
+            .send()
+            .await
+            .unwrap();
+        assert!(problem(&r), "{len}: {:?}", r.headers());
+        assert!(r.headers().contains_key("x-request-id"), "{len}");
+        let (status, body) = status_json(r).await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (414, Some("uri_too_long")),
+            "{len}"
+        );
+    }
     // Known paths, wrong methods.
     for (method, path, allow) in [
         ("DELETE", "/ocpi/create-payment-intent", "POST"),
@@ -315,6 +323,57 @@ async fn a_body_that_does_not_arrive_in_time_is_answered_408_and_the_connection_
     assert!(text.contains("\"code\":\"request_timeout\""), "{text}");
     assert!(
         text.to_ascii_lowercase().contains("connection: close"),
+        "{text}"
+    );
+}
+
+/// On one kept-alive connection, a request with a body, then paths of 100 KB (beyond
+/// what actix-http parses) and 200 KB (beyond the head it buffers), then a normal
+/// request: the long ones are refused in problem+json and the others answered as if
+/// they had not been there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_path_on_a_kept_alive_connection_is_refused_alone() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let store = Store::fresh(Backend::Sqlite).await;
+    let stripe = stripe_ok().await;
+    let server = Server::start(&store, ServerOptions::new(&stripe)).await;
+    let addr = server.base.trim_start_matches("http://").to_string();
+    let mut conn = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let body = format!("{{\"pad\":\"{}\"}}", "b".repeat(30_000));
+    let requests = [
+        format!(
+            "POST /ocpi/create-payment-intent HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ),
+        format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(100_000)),
+        format!("DELETE /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(200_000)),
+        "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".to_string(),
+    ];
+    for request in &requests {
+        conn.write_all(request.as_bytes()).await.unwrap();
+    }
+    let mut answer = Vec::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        conn.read_to_end(&mut answer),
+    )
+    .await
+    .expect("the server closes after the last request")
+    .unwrap();
+    let text = String::from_utf8_lossy(&answer);
+    let statuses: Vec<&str> = text
+        .match_indices("HTTP/1.1 ")
+        .map(|(i, _)| &text[i + 9..i + 12])
+        .collect();
+    assert_eq!(statuses, ["400", "414", "414", "200"], "{text}");
+    assert_eq!(
+        text.matches("\"code\":\"uri_too_long\"").count(),
+        2,
+        "{text}"
+    );
+    assert_eq!(
+        text.matches("application/problem+json").count(),
+        3,
         "{text}"
     );
 }
