@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use super::webhooks::{WebhookOutcome, WebhookRefusal};
 use super::{Services, StoreFault};
-use crate::store::Metadata;
+use crate::store::{billing_customers, Metadata};
 use crate::stripe::billing::{BillingGateway, CheckoutRequest};
 use crate::stripe::webhook::verify;
 use crate::stripe::CallError;
@@ -172,6 +172,9 @@ impl Services {
             .create_customer(&billing.platform_key, ws)
             .await;
         let customer_id = created.map_err(stripe_error)?;
+        billing_customers::link(&self.db, &customer_id, ws)
+            .await
+            .map_err(StoreFault::of_sqlx)?;
         let cmd = Cmd::RecordCustomer {
             workspace_id: ws.to_string(),
             customer_id: customer_id.clone(),
@@ -227,7 +230,31 @@ impl Services {
         let Some(told) = read_billing_event(&event, billing)? else {
             return Ok(WebhookOutcome::Ignored);
         };
+        let Some(told) = self.placed(told).await? else {
+            return Ok(WebhookOutcome::Ignored);
+        };
         self.apply_billing_fact(told, billing, meta).await
+    }
+
+    /// The event with its workspace: the one its customer is linked to, else the one
+    /// its metadata names (a customer not linked yet, e.g. from Checkout). `None` when
+    /// they disagree or neither is known: the event is about someone else.
+    async fn placed(&self, mut told: Told) -> Result<Option<Told>, WebhookRefusal> {
+        let linked = match &told.customer_id {
+            Some(c) => billing_customers::workspace_of(&self.db, c)
+                .await
+                .map_err(|_| WebhookRefusal::StoreUnavailable)?,
+            None => None,
+        };
+        match (linked, &told.workspace_id) {
+            (Some(linked), Some(named)) if &linked != named => Ok(None),
+            (Some(linked), _) => {
+                told.workspace_id = Some(linked);
+                Ok(Some(told))
+            }
+            (None, Some(_)) => Ok(Some(told)),
+            (None, None) => Ok(None),
+        }
     }
 
     async fn apply_billing_fact(
@@ -237,11 +264,8 @@ impl Services {
         meta: &Metadata,
     ) -> Result<WebhookOutcome, WebhookRefusal> {
         let store = |_| WebhookRefusal::StoreUnavailable;
-        let current = self
-            .subscriptions
-            .load(&told.workspace_id)
-            .await
-            .map_err(store)?;
+        let ws = told.workspace_id.clone().unwrap_or_default();
+        let current = self.subscriptions.load(&ws).await.map_err(store)?;
         // Only the workspace's own customer speaks for it.
         if current.stripe_customer_id.is_some() && current.stripe_customer_id != told.customer_id {
             return Ok(WebhookOutcome::Ignored);
@@ -249,8 +273,10 @@ impl Services {
         if current.seen_events.contains(&told.event_id) {
             return Ok(WebhookOutcome::Duplicate);
         }
-        let ws = told.workspace_id.clone();
         if let (None, Some(customer)) = (&current.stripe_customer_id, &told.customer_id) {
+            billing_customers::link(&self.db, customer, &ws)
+                .await
+                .map_err(|_| WebhookRefusal::StoreUnavailable)?;
             let cmd = Cmd::RecordCustomer {
                 workspace_id: ws.clone(),
                 customer_id: customer.clone(),
@@ -340,7 +366,9 @@ impl Services {
 
 /// What a billing event tells, and about which workspace.
 struct Told {
-    workspace_id: String,
+    /// The workspace its metadata or `client_reference_id` names (invoices often name
+    /// none: their customer places them).
+    workspace_id: Option<String>,
     event_id: String,
     created: DateTime<Utc>,
     customer_id: Option<String>,
@@ -352,7 +380,7 @@ fn str_at<'a>(v: &'a Value, pointer: &str) -> Option<&'a str> {
     v.pointer(pointer).and_then(Value::as_str)
 }
 
-/// Reads a billing event; `None` for an event type or an object about no workspace.
+/// Reads a billing event; `None` for an event type billing does not follow.
 fn read_billing_event(
     event: &Value,
     billing: &BillingSettings,
@@ -368,7 +396,7 @@ fn read_billing_event(
         .or_else(|| str_at(object, "/subscription_details/metadata/workspace_id"))
         .or_else(|| str_at(object, "/client_reference_id"))
         .filter(|w| crate::ids::WorkspaceId::parse(w).is_some());
-    let (Some(workspace), Some(kind)) = (workspace, kind) else {
+    let Some(kind) = kind else {
         return Ok(None);
     };
     let id = str_at(object, "/id").map(str::to_string);
@@ -388,7 +416,7 @@ fn read_billing_event(
         _ => return Ok(None),
     };
     Ok(Some(Told {
-        workspace_id: workspace.to_string(),
+        workspace_id: workspace.map(str::to_string),
         event_id,
         created,
         customer_id: str_at(object, "/customer").map(str::to_string),

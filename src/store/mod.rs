@@ -1,5 +1,6 @@
 //! The event store on either backend: pools, migrations, and command execution.
 
+pub mod billing_customers;
 mod lite_events;
 mod pg_events;
 

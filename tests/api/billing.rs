@@ -281,11 +281,12 @@ async fn signed_platform_webhooks_drive_the_lifecycle_once_and_in_order(b: Backe
     );
     send(&server, &late).await;
     assert_eq!(status_of(&server, "ws-1").await["status"], "past_due");
+    // An invoice naming only its customer (as most do) is placed by the customer.
     let paid = platform_event(
         "evt_b3",
         "invoice.payment_succeeded",
         now - 80,
-        invoice("ws-1", "cus_A"),
+        json!({"id": "in_2", "object": "invoice", "customer": "cus_A"}),
     );
     send(&server, &paid).await;
     let view = status_of(&server, "ws-1").await;
@@ -303,7 +304,17 @@ async fn signed_platform_webhooks_drive_the_lifecycle_once_and_in_order(b: Backe
     );
     let (_, out) = send(&server, &other).await;
     assert_eq!(out["outcome"], "ignored");
+    // ws-1's customer with metadata naming another workspace: ignored too.
+    let misnamed = platform_event(
+        "evt_b4b",
+        "invoice.payment_failed",
+        now - 69,
+        invoice("ws-2", "cus_A"),
+    );
+    let (_, out) = send(&server, &misnamed).await;
+    assert_eq!(out["outcome"], "ignored");
     assert_eq!(status_of(&server, "ws-1").await["status"], "active");
+    assert_eq!(status_of(&server, "ws-2").await["status"], "none");
     let deleted = platform_event(
         "evt_b5",
         "customer.subscription.deleted",

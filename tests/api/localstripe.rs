@@ -164,6 +164,7 @@ async fn save_credentials(server: &Server, ws: &str) -> Value {
 }
 
 on_both_backends!(
+    a_workspace_subscription_lives_through_localstripe,
     a_declined_card_is_retried_on_the_same_payment_intent_against_localstripe,
     a_paid_session_end_to_end_against_localstripe,
     a_signed_balance_available_from_localstripe_marks_the_webhook_verified
@@ -638,4 +639,201 @@ async fn a_declined_card_is_retried_on_the_same_payment_intent_against_localstri
         .filter(|e| e["event_type"] == "PaymentAttemptFailed")
         .count();
     assert_eq!(declines, 1, "{audit:?}");
+}
+
+/// A call to localstripe's API with the platform's key; the answer (asserted 2xx).
+async fn ls_post(ls: &Localstripe, path: &str, form: &[(&str, &str)]) -> Value {
+    let r = reqwest::Client::new()
+        .post(format!("{}{path}", ls.base))
+        .bearer_auth(SK)
+        .form(form)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let body: Value = r.json().await.unwrap();
+    assert!(status.is_success(), "{path}: {status} {body}");
+    body
+}
+
+/// What the customer does on Checkout's page and in the portal: a card becomes the
+/// customer's default for invoices.
+async fn make_default_card(ls: &Localstripe, customer: &str, number: &str) {
+    let pm = ls_post(
+        ls,
+        "/v1/payment_methods",
+        &[
+            ("type", "card"),
+            ("card[number]", number),
+            ("card[exp_month]", "12"),
+            ("card[exp_year]", "2030"),
+            ("card[cvc]", "123"),
+        ],
+    )
+    .await;
+    let pm = pm["id"].as_str().unwrap();
+    ls_post(
+        ls,
+        &format!("/v1/payment_methods/{pm}/attach"),
+        &[("customer", customer)],
+    )
+    .await;
+    ls_post(
+        ls,
+        &format!("/v1/customers/{customer}"),
+        &[("invoice_settings[default_payment_method]", pm)],
+    )
+    .await;
+}
+
+/// The workspace's billing status, once it is `want`.
+async fn billing_becomes(server: &Server, ws: &str, want: &str) -> Value {
+    let admin = token("owner@example.com", &[ws], "billing:read billing:write");
+    let path = format!("/api/workspaces/{ws}/billing");
+    eventually(&format!("billing {want}"), || async {
+        let (_, view) = server.get(&path, &admin).await;
+        (view["status"] == want).then_some(view)
+    })
+    .await
+}
+
+/// Workspace billing against localstripe's customers, plans, subscriptions and invoices
+/// and its signed webhooks: Checkout's first step creates the customer; a subscription
+/// paid with 4242 activates the workspace; a renewal invoice failing on 0341 makes it
+/// past due, the grace ends in suspension; paying the invoice again reinstates it.
+async fn a_workspace_subscription_lives_through_localstripe(b: Backend) {
+    const PLATFORM_WH: &str = "whsec_LocalstripePlatformBilling";
+    let ls = start_localstripe().await;
+    let store = Store::fresh(b).await;
+    let mut opts = on_localstripe(&ls);
+    for (k, v) in [
+        ("ROAMPAY_PLATFORM_STRIPE_SECRET_KEY", SK),
+        ("ROAMPAY_PLATFORM_WEBHOOK_SECRET", PLATFORM_WH),
+        ("ROAMPAY_PLANS", "standard=price_e2e_standard"),
+        ("ROAMPAY_BILLING_REQUIRED", "true"),
+        ("ROAMPAY_BILLING_GRACE_SECS", "3"),
+        ("ROAMPAY_WORKER_INTERVAL_SECS", "1"),
+    ] {
+        opts = opts.env(k, v);
+    }
+    let server = Server::start(&store, opts).await;
+    ls_post(
+        &ls,
+        "/v1/plans",
+        &[
+            ("id", "price_e2e_standard"),
+            ("amount", "2900"),
+            ("currency", "eur"),
+            ("interval", "month"),
+            ("product[name]", "roampay standard"),
+        ],
+    )
+    .await;
+    let reg = reqwest::Client::new()
+        .post(format!("{}/_config/webhooks/billing", ls.base))
+        .form(&[
+            ("url", server.url("/billing/stripe/webhook").as_str()),
+            ("secret", PLATFORM_WH),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert!(reg.status().is_success());
+
+    let ws = "ws-bill";
+    let admin = token("owner@example.com", &[ws], "billing:read billing:write");
+    let (status, session) = server
+        .post_json(
+            &format!("/api/workspaces/{ws}/billing/checkout"),
+            &admin,
+            json!({"plan": "standard", "success_url": "https://manage.example/ok",
+                   "cancel_url": "https://manage.example/back"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{session}");
+    let view = billing_becomes(&server, ws, "none").await;
+    let customer = view["stripe_customer_id"]
+        .as_str()
+        .expect("a customer")
+        .to_string();
+    let cus: Value = reqwest::Client::new()
+        .get(format!("{}/v1/customers/{customer}", ls.base))
+        .bearer_auth(SK)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(cus["metadata"]["workspace_id"], ws, "{cus}");
+
+    // Checkout: the card, then the subscription with the workspace in its metadata.
+    make_default_card(&ls, &customer, "4242424242424242").await;
+    let sub = ls_post(
+        &ls,
+        "/v1/subscriptions",
+        &[
+            ("customer", customer.as_str()),
+            ("items[0][plan]", "price_e2e_standard"),
+            ("metadata[workspace_id]", ws),
+        ],
+    )
+    .await;
+    assert_eq!(sub["status"], "active", "{sub}");
+    let view = billing_becomes(&server, ws, "active").await;
+    assert_eq!(view["plan"], "standard", "{view}");
+
+    // The renewal: the card now on file declines; the invoice (which names only the
+    // customer) fails.
+    make_default_card(&ls, &customer, "4000000000000341").await;
+    ls_post(
+        &ls,
+        "/v1/invoiceitems",
+        &[
+            ("customer", customer.as_str()),
+            ("amount", "2900"),
+            ("currency", "eur"),
+        ],
+    )
+    .await;
+    let sub_id = sub["id"].as_str().unwrap();
+    let invoice = ls_post(
+        &ls,
+        "/v1/invoices",
+        &[("customer", customer.as_str()), ("subscription", sub_id)],
+    )
+    .await;
+    let invoice = invoice["id"].as_str().unwrap().to_string();
+    let _ = reqwest::Client::new()
+        .post(format!("{}/v1/invoices/{invoice}/pay", ls.base))
+        .bearer_auth(SK)
+        .send()
+        .await
+        .unwrap();
+    let view = billing_becomes(&server, ws, "past_due").await;
+    assert!(view["grace_until"].is_string(), "{view}");
+    billing_becomes(&server, ws, "suspended").await;
+
+    // Paid again with a good card: reinstated.
+    make_default_card(&ls, &customer, "4242424242424242").await;
+    ls_post(&ls, &format!("/v1/invoices/{invoice}/pay"), &[]).await;
+    let view = billing_becomes(&server, ws, "active").await;
+    assert!(view["grace_until"].is_null(), "{view}");
+    let audit = server
+        .wait_for_audit_where(ws, |d| {
+            d.iter().any(|e| e["event_type"] == "WorkspaceReinstated")
+        })
+        .await;
+    let types: Vec<&str> = audit
+        .iter()
+        .filter_map(|e| e["event_type"].as_str())
+        .collect();
+    for t in [
+        "WorkspaceBillingCustomerCreated",
+        "WorkspaceSubscriptionActivated",
+        "WorkspaceInvoicePaymentFailed",
+        "WorkspaceSuspended",
+    ] {
+        assert!(types.contains(&t), "{t}: {types:?}");
+    }
 }

@@ -10,12 +10,21 @@ sends real Stripe's requests unchanged; only this peer is adjusted:
   "Unexpected reason");
 - a publishable key may read a PaymentIntent with its client secret
   (`GET /v1/payment_intents/{id}?client_secret=…`), as Stripe.js does in the browser
-  (localstripe accepts `pk_` keys only in a few POST bodies).
+  (localstripe accepts `pk_` keys only in a few POST bodies);
+- paying an invoice with a card that declines announces the failed attempt
+  (`invoice.payment_failed`) and makes a renewal's subscription `past_due`, as Stripe
+  does (localstripe reports only asynchronous failures, e.g. SEPA);
+- `POST /v1/checkout/sessions` answers a Checkout Session (localstripe has none), so
+  that billing's first step runs against this peer too; what the customer then does on
+  the Checkout page (a card, a subscription) the tests do through localstripe's API.
+  The exact form Stripe receives is checked against wiremock, not here.
 
 Run with the virtualenv's Python: `python roampay_localstripe.py --port N --from-scratch`.
 """
 
 import re
+
+from aiohttp import web
 
 from localstripe import resources, server
 
@@ -72,6 +81,35 @@ def get_api_key(request):
     return None
 
 
+Invoice = resources.Invoice
+
+
+@web.middleware
+async def announce_failed_invoice_payments(request, handler):
+    response = await handler(request)
+    paid = re.match(r'^/v1/invoices/(\w+)/pay$', request.path)
+    if request.method == 'POST' and paid and response.status == 200:
+        invoice = Invoice._api_retrieve(paid.group(1))
+        pi = invoice.payment_intent and PaymentIntent._api_retrieve(invoice.payment_intent)
+        if pi and pi.latest_charge is not None and pi.latest_charge.status == 'failed':
+            invoice._on_payment_failure_now()
+    return response
+
+
+_checkout_sessions = {}
+
+
+async def create_checkout_session(request):
+    data = await server.get_post_data(request) or {}
+    id = 'cs_test_%d' % (len(_checkout_sessions) + 1)
+    session = dict(data, id=id, object='checkout.session', status='open',
+                   url='https://checkout.stripe.com/c/pay/' + id)
+    _checkout_sessions[id] = session
+    return server.json_response(session)
+
+
+server.app.router.add_post('/v1/checkout/sessions', create_checkout_session)
+server.app.middlewares.append(announce_failed_invoice_payments)
 server.get_api_key = get_api_key
 PaymentIntent._api_update = _api_update
 Refund.__init__ = _refund
