@@ -188,6 +188,8 @@ mod golden {
             "WorkspaceWebhookVerified",
             "WorkspaceWebhookFailing",
             "LocationPublished",
+            "LocationRemoved",
+            "WorkspaceOcpiConfigPurged",
             "ConnectorReserved",
             "ConnectorReleased",
             "FreeSessionAuthorized",

@@ -6,17 +6,20 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum LocationEvent {
     LocationPublished(LocationPublished),
+    LocationRemoved(LocationRemoved),
 }
 
 impl LocationEvent {
     pub fn event_type(&self) -> &'static str {
         match self {
             Self::LocationPublished(_) => "LocationPublished",
+            Self::LocationRemoved(_) => "LocationRemoved",
         }
     }
     pub fn workspace_id(&self) -> &str {
         match self {
             Self::LocationPublished(e) => &e.workspace_id,
+            Self::LocationRemoved(e) => &e.workspace_id,
         }
     }
 }
@@ -29,6 +32,16 @@ pub struct LocationPublished {
     pub location: LocationData,
     pub published_by: String,
     pub published_at: DateTime<Utc>,
+}
+
+/// The location is gone (its workspace's data was purged): connectors there take no new
+/// sessions, and its id may be published again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LocationRemoved {
+    pub location_id: String,
+    pub workspace_id: String,
+    pub removed_by: String,
+    pub removed_at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

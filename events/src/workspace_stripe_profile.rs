@@ -21,6 +21,7 @@ pub enum WorkspaceStripeProfileEvent {
     WorkspaceStripeCredentialsRevoked(WorkspaceStripeCredentialsRevoked),
     WorkspaceWebhookVerified(WorkspaceWebhookVerified),
     WorkspaceWebhookFailing(WorkspaceWebhookFailing),
+    WorkspaceOcpiConfigPurged(WorkspaceOcpiConfigPurged),
 }
 
 impl WorkspaceStripeProfileEvent {
@@ -40,6 +41,7 @@ impl WorkspaceStripeProfileEvent {
             Self::WorkspaceStripeCredentialsRevoked(_) => "WorkspaceStripeCredentialsRevoked",
             Self::WorkspaceWebhookVerified(_) => "WorkspaceWebhookVerified",
             Self::WorkspaceWebhookFailing(_) => "WorkspaceWebhookFailing",
+            Self::WorkspaceOcpiConfigPurged(_) => "WorkspaceOcpiConfigPurged",
         }
     }
 
@@ -56,6 +58,7 @@ impl WorkspaceStripeProfileEvent {
             Self::WorkspaceStripeCredentialsRevoked(e) => &e.workspace_id,
             Self::WorkspaceWebhookVerified(e) => &e.workspace_id,
             Self::WorkspaceWebhookFailing(e) => &e.workspace_id,
+            Self::WorkspaceOcpiConfigPurged(e) => &e.workspace_id,
         }
     }
 }
@@ -150,6 +153,16 @@ pub struct WorkspaceStripeCredentialsValidationFailed {
     pub failure_code: String,
     pub failure_message: String,
     pub validated_at: DateTime<Utc>,
+}
+
+/// The workspace's roaming settings and credentials are gone (its data was purged after
+/// its subscription ended): the OCPI config reads as never configured. Credential
+/// versions are never handed out again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkspaceOcpiConfigPurged {
+    pub workspace_id: String,
+    pub purged_by: String,
+    pub purged_at: DateTime<Utc>,
 }
 
 /// The workspace no longer takes paid roaming sessions. Older secret-key versions stay

@@ -11,10 +11,14 @@ use serde_json::Value;
 
 use super::webhooks::{WebhookOutcome, WebhookRefusal};
 use super::{Services, StoreFault};
+use crate::location::{Location, LocationCommand, RemoveLocation};
 use crate::store::{billing_customers, Metadata};
 use crate::stripe::billing::{BillingGateway, CheckoutRequest};
 use crate::stripe::webhook::verify;
 use crate::stripe::CallError;
+use crate::workspace_stripe_profile::{
+    PurgeWorkspaceStripeProfile, WorkspaceStripeProfileCommand as ProfileCommand,
+};
 use crate::workspace_subscription::{
     StripeFact, WorkspaceSubscription, WorkspaceSubscriptionCommand as Cmd,
 };
@@ -329,8 +333,10 @@ impl Services {
     }
 
     /// The retention of a cancelled workspace is over: its secrets are made
-    /// unrecoverable (the vault's data key destroyed), its credentials removed, and the
-    /// purge recorded last (a crash before it purges again next round).
+    /// unrecoverable (the vault's data key destroyed), its credentials, roaming settings
+    /// and locations removed, and the purge recorded last (a crash before it purges
+    /// again next round; every step is idempotent). Charging intents and the audit trail
+    /// are financial records and stay.
     pub async fn purge_workspace(&self, ws: &str, meta: &Metadata) -> Result<(), BillingError> {
         let current = self.billing_of(ws).await?;
         let due = current.purge_after.is_some_and(|p| p <= self.clock.now());
@@ -341,17 +347,16 @@ impl Services {
             .destroy(ws)
             .await
             .map_err(|e| StoreFault::Internal(e.to_string()))?;
-        let remove = crate::workspace_stripe_profile::WorkspaceStripeProfileCommand::RemoveWorkspaceStripeCredentials(
-            crate::workspace_stripe_profile::RemoveWorkspaceStripeCredentials {
-                workspace_id: ws.to_string(),
-                actor: meta.actor.clone(),
-                at: self.clock.now(),
-            },
-        );
+        let forget = ProfileCommand::PurgeWorkspaceStripeProfile(PurgeWorkspaceStripeProfile {
+            workspace_id: ws.to_string(),
+            actor: meta.actor.clone(),
+            at: self.clock.now(),
+        });
         self.profiles
-            .execute(ws, remove, meta)
+            .execute(ws, forget, meta)
             .await
             .map_err(|e| StoreFault::Internal(e.to_string()))?;
+        self.remove_locations(ws, meta).await?;
         let cmd = Cmd::Purge {
             at: self.clock.now(),
         };
@@ -360,6 +365,33 @@ impl Services {
             .await
             .map_err(StoreFault::of)?;
         tracing::warn!(workspace_id = %ws, "workspace data purged: secrets unrecoverable, credentials removed");
+        Ok(())
+    }
+}
+
+impl Services {
+    /// Removes every location the workspace owns (a sweep over all locations: purges
+    /// are rare).
+    async fn remove_locations(&self, ws: &str, meta: &Metadata) -> Result<(), BillingError> {
+        let ids = crate::store::aggregate_ids::<Location>(&self.db)
+            .await
+            .map_err(StoreFault::of_sqlx)?;
+        for id in ids {
+            let location = self.locations.load(&id).await.map_err(StoreFault::of)?;
+            if location.workspace_id.as_deref() != Some(ws) {
+                continue;
+            }
+            let cmd = LocationCommand::Remove(RemoveLocation {
+                location_id: id.clone(),
+                workspace_id: ws.to_string(),
+                actor: meta.actor.clone(),
+                at: self.clock.now(),
+            });
+            self.locations
+                .execute(&id, cmd, meta)
+                .await
+                .map_err(StoreFault::of)?;
+        }
         Ok(())
     }
 }

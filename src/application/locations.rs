@@ -5,7 +5,7 @@ use cqrs_es::AggregateError;
 use roampay_events::LocationData;
 
 use super::{Services, StoreFault};
-use crate::location::{Location, LocationError as Refused, PublishLocation};
+use crate::location::{Location, LocationCommand, LocationError as Refused, PublishLocation};
 use crate::store::Metadata;
 use crate::workspace_stripe_profile::WorkspaceStripeProfile;
 
@@ -37,13 +37,13 @@ impl Services {
         location: LocationData,
         meta: &Metadata,
     ) -> Result<Location, LocationError> {
-        let cmd = PublishLocation {
+        let cmd = LocationCommand::Publish(PublishLocation {
             location_id: location_id.to_string(),
             workspace_id: workspace_id.to_string(),
             location,
             actor: meta.actor.clone(),
             at: self.clock.now(),
-        };
+        });
         self.locations.execute(location_id, cmd, meta).await?;
         Ok(self.locations.load(location_id).await?)
     }

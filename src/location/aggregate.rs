@@ -1,10 +1,10 @@
 use chrono::{DateTime, Utc};
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::Aggregate;
-use roampay_events::{Connector, LocationData, LocationEvent, LocationPublished};
+use roampay_events::{Connector, LocationData, LocationEvent, LocationPublished, LocationRemoved};
 use serde::{Deserialize, Serialize};
 
-use super::{LocationError, PublishLocation};
+use super::{LocationCommand, LocationError, PublishLocation, RemoveLocation};
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Location {
@@ -35,33 +35,24 @@ impl Location {
 
 impl Aggregate for Location {
     const TYPE: &'static str = "Location";
-    type Command = PublishLocation;
+    type Command = LocationCommand;
     type Event = LocationEvent;
     type Error = LocationError;
     type Services = ();
 
     async fn handle(
         &mut self,
-        cmd: PublishLocation,
+        cmd: LocationCommand,
         _: &(),
         sink: &EventSink<Self>,
     ) -> Result<(), LocationError> {
-        if let Some(owner) = &self.workspace_id {
-            if *owner != cmd.workspace_id {
-                return Err(LocationError::OwnedByOtherWorkspace(cmd.location_id));
-            }
+        let event = match cmd {
+            LocationCommand::Publish(cmd) => self.publish(cmd)?,
+            LocationCommand::Remove(cmd) => self.remove(cmd),
+        };
+        if let Some(event) = event {
+            sink.write(event, self).await;
         }
-        if self.data.as_ref() == Some(&cmd.location) {
-            return Ok(()); // the same document again
-        }
-        let event = LocationEvent::LocationPublished(LocationPublished {
-            location_id: cmd.location_id,
-            workspace_id: cmd.workspace_id,
-            location: cmd.location,
-            published_by: cmd.actor,
-            published_at: cmd.at,
-        });
-        sink.write(event, self).await;
         Ok(())
     }
 
@@ -73,7 +64,44 @@ impl Aggregate for Location {
                 self.data = Some(e.location);
                 self.last_updated = Some(e.published_at);
             }
+            LocationEvent::LocationRemoved(e) => {
+                self.workspace_id = None;
+                self.data = None;
+                self.last_updated = Some(e.removed_at);
+            }
         }
+    }
+}
+
+impl Location {
+    fn publish(&self, cmd: PublishLocation) -> Result<Option<LocationEvent>, LocationError> {
+        if let Some(owner) = &self.workspace_id {
+            if *owner != cmd.workspace_id {
+                return Err(LocationError::OwnedByOtherWorkspace(cmd.location_id));
+            }
+        }
+        if self.data.as_ref() == Some(&cmd.location) {
+            return Ok(None); // the same document again
+        }
+        Ok(Some(LocationEvent::LocationPublished(LocationPublished {
+            location_id: cmd.location_id,
+            workspace_id: cmd.workspace_id,
+            location: cmd.location,
+            published_by: cmd.actor,
+            published_at: cmd.at,
+        })))
+    }
+
+    /// Only the owner's location is removed; anything else (gone already, someone
+    /// else's) changes nothing.
+    fn remove(&self, cmd: RemoveLocation) -> Option<LocationEvent> {
+        let owned = self.workspace_id.as_deref() == Some(cmd.workspace_id.as_str());
+        owned.then_some(LocationEvent::LocationRemoved(LocationRemoved {
+            location_id: cmd.location_id,
+            workspace_id: cmd.workspace_id,
+            removed_by: cmd.actor,
+            removed_at: cmd.at,
+        }))
     }
 }
 
@@ -115,18 +143,20 @@ mod tests {
         }
     }
 
-    fn publish(ws: &str, price: i64) -> PublishLocation {
-        PublishLocation {
+    fn publish(ws: &str, price: i64) -> LocationCommand {
+        LocationCommand::Publish(PublishLocation {
             location_id: "LOC-1".into(),
             workspace_id: ws.into(),
             location: data(price),
             actor: "cpo".into(),
             at: Utc.with_ymd_and_hms(2026, 11, 22, 5, 0, 0).unwrap(),
-        }
+        })
     }
 
     fn published(ws: &str, price: i64) -> LocationEvent {
-        let c = publish(ws, price);
+        let LocationCommand::Publish(c) = publish(ws, price) else {
+            unreachable!()
+        };
         LocationEvent::LocationPublished(LocationPublished {
             location_id: c.location_id,
             workspace_id: c.workspace_id,
@@ -162,5 +192,40 @@ mod tests {
             .given(vec![published("ws-1", 45)])
             .when(publish("ws-1", 45))
             .then_expect_events(vec![]);
+    }
+
+    fn remove(ws: &str) -> LocationCommand {
+        LocationCommand::Remove(RemoveLocation {
+            location_id: "LOC-1".into(),
+            workspace_id: ws.into(),
+            actor: "system:billing".into(),
+            at: Utc.with_ymd_and_hms(2027, 3, 1, 0, 0, 0).unwrap(),
+        })
+    }
+
+    #[test]
+    fn only_the_owner_removes_a_location_and_its_id_is_free_again() {
+        let removed = LocationEvent::LocationRemoved(LocationRemoved {
+            location_id: "LOC-1".into(),
+            workspace_id: "ws-1".into(),
+            removed_by: "system:billing".into(),
+            removed_at: Utc.with_ymd_and_hms(2027, 3, 1, 0, 0, 0).unwrap(),
+        });
+        TestFramework::<Location>::with(())
+            .given(vec![published("ws-1", 45)])
+            .when(remove("ws-2"))
+            .then_expect_events(vec![]);
+        TestFramework::<Location>::with(())
+            .given(vec![published("ws-1", 45)])
+            .when(remove("ws-1"))
+            .then_expect_events(vec![removed.clone()]);
+        TestFramework::<Location>::with(())
+            .given(vec![published("ws-1", 45), removed.clone()])
+            .when(remove("ws-1"))
+            .then_expect_events(vec![]);
+        TestFramework::<Location>::with(())
+            .given(vec![published("ws-1", 45), removed])
+            .when(publish("ws-2", 45))
+            .then_expect_events(vec![published("ws-2", 45)]);
     }
 }

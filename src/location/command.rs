@@ -10,3 +10,18 @@ pub struct PublishLocation {
     pub actor: String,
     pub at: DateTime<Utc>,
 }
+
+/// Remove a location of `workspace_id` (when its data is purged).
+#[derive(Debug, Clone)]
+pub struct RemoveLocation {
+    pub location_id: String,
+    pub workspace_id: String,
+    pub actor: String,
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone)]
+pub enum LocationCommand {
+    Publish(PublishLocation),
+    Remove(RemoveLocation),
+}

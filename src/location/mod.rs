@@ -6,5 +6,5 @@ pub mod command;
 pub mod error;
 
 pub use aggregate::Location;
-pub use command::PublishLocation;
+pub use command::{LocationCommand, PublishLocation, RemoveLocation};
 pub use error::LocationError;

@@ -146,6 +146,17 @@ pub async fn migrate(db: &Db) -> Result<(), sqlx::migrate::MigrateError> {
     }
 }
 
+/// The ids of every aggregate of type `A` that has events (for rare sweeps over all
+/// of them, such as a workspace's purge).
+pub async fn aggregate_ids<A: Aggregate>(db: &Db) -> Result<Vec<String>, sqlx::Error> {
+    roampay_projections::on_db!(db, pool => {
+        sqlx::query_scalar("SELECT DISTINCT aggregate_id FROM events WHERE aggregate_type = $1")
+            .bind(A::TYPE)
+            .fetch_all(pool)
+            .await
+    })
+}
+
 /// The error of an aggregate whose commands are never refused (records of facts).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("unreachable")]

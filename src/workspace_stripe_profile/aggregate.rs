@@ -2,8 +2,8 @@ use chrono::{DateTime, Duration, Utc};
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::Aggregate;
 use roampay_events::{
-    HealthStatus, SecretKeyKind, SecretRef, StripeMode, WorkspaceOcpiConfigUpdated,
-    WorkspaceStripeCandidatePromoted, WorkspaceStripeCandidateRejected,
+    HealthStatus, SecretKeyKind, SecretRef, StripeMode, WorkspaceOcpiConfigPurged,
+    WorkspaceOcpiConfigUpdated, WorkspaceStripeCandidatePromoted, WorkspaceStripeCandidateRejected,
     WorkspaceStripeCandidateSaved, WorkspaceStripeCredentialsRemoved,
     WorkspaceStripeCredentialsRevoked, WorkspaceStripeCredentialsUpdated,
     WorkspaceStripeCredentialsValidated, WorkspaceStripeCredentialsValidationFailed,
@@ -676,6 +676,32 @@ impl WorkspaceStripeProfile {
         }
     }
 
+    /// The credentials removed (as an admin would), then everything else forgotten;
+    /// nothing when there is nothing to forget.
+    fn purge(&self, cmd: PurgeWorkspaceStripeProfile) -> Vec<Event> {
+        let pristine = Self {
+            workspace_id: self.workspace_id.clone(),
+            credential_version: self.credential_version,
+            ..Self::default()
+        };
+        if self.workspace_id.is_none() || *self == pristine {
+            return vec![];
+        }
+        let mut events = self.remove(RemoveWorkspaceStripeCredentials {
+            workspace_id: cmd.workspace_id.clone(),
+            actor: cmd.actor.clone(),
+            at: cmd.at,
+        });
+        events.push(Event::WorkspaceOcpiConfigPurged(
+            WorkspaceOcpiConfigPurged {
+                workspace_id: cmd.workspace_id,
+                purged_by: cmd.actor,
+                purged_at: cmd.at,
+            },
+        ));
+        events
+    }
+
     fn remove(&self, cmd: RemoveWorkspaceStripeCredentials) -> Vec<Event> {
         if self.credentials.is_none() {
             return vec![];
@@ -817,6 +843,7 @@ impl Aggregate for WorkspaceStripeProfile {
             C::RemoveWorkspaceStripeCredentials(cmd) => self.remove(cmd),
             C::RevokeWorkspaceStripeCredentials(cmd) => self.revoke(cmd),
             C::RecordWebhookDelivery(cmd) => self.record_webhook(cmd),
+            C::PurgeWorkspaceStripeProfile(cmd) => self.purge(cmd),
         };
         for event in events {
             sink.write(event, self).await;
@@ -841,6 +868,13 @@ impl Aggregate for WorkspaceStripeProfile {
                 if let Some(v) = e.currency.as_deref().and_then(Currency::parse) {
                     s.currency = v;
                 }
+            }
+            Event::WorkspaceOcpiConfigPurged(_) => {
+                *self = Self {
+                    workspace_id: self.workspace_id.take(),
+                    credential_version: self.credential_version,
+                    ..Self::default()
+                };
             }
             Event::WorkspaceStripeCredentialsUpdated(e) => self.apply_updated(e),
             Event::WorkspaceStripeCredentialsValidated(e) => {

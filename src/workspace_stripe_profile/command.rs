@@ -11,6 +11,7 @@ pub enum WorkspaceStripeProfileCommand {
     RemoveWorkspaceStripeCredentials(RemoveWorkspaceStripeCredentials),
     RevokeWorkspaceStripeCredentials(RevokeWorkspaceStripeCredentials),
     RecordWebhookDelivery(RecordWebhookDelivery),
+    PurgeWorkspaceStripeProfile(PurgeWorkspaceStripeProfile),
 }
 
 /// Save a new credential set, or rotate any part of the current one.
@@ -84,6 +85,14 @@ pub struct UpdateWorkspaceOcpiConfig {
 
 #[derive(Debug, Clone)]
 pub struct RemoveWorkspaceStripeCredentials {
+    pub workspace_id: String,
+    pub actor: String,
+    pub at: DateTime<Utc>,
+}
+
+/// Forget the workspace's roaming settings and credentials (its data is purged).
+#[derive(Debug, Clone)]
+pub struct PurgeWorkspaceStripeProfile {
     pub workspace_id: String,
     pub actor: String,
     pub at: DateTime<Utc>,

@@ -851,3 +851,47 @@ fn webhook_health_records_transitions_and_at_most_an_hourly_verified_fact() {
     let p = fold(vec![saved_v1()]);
     assert_eq!(p.webhook.status(0), aggregate::WebhookStatus::Unverified);
 }
+
+fn purge() -> WorkspaceStripeProfileCommand {
+    WorkspaceStripeProfileCommand::PurgeWorkspaceStripeProfile(PurgeWorkspaceStripeProfile {
+        workspace_id: "ws-1".into(),
+        actor: "alice".into(),
+        at: at(),
+    })
+}
+
+fn purged() -> WorkspaceStripeProfileEvent {
+    WorkspaceStripeProfileEvent::WorkspaceOcpiConfigPurged(
+        roampay_events::WorkspaceOcpiConfigPurged {
+            workspace_id: "ws-1".into(),
+            purged_by: "alice".into(),
+            purged_at: at(),
+        },
+    )
+}
+
+#[test]
+fn a_purge_removes_the_credentials_then_forgets_everything_but_the_version() {
+    framework()
+        .given(vec![saved_v1(), validated(1)])
+        .when(purge())
+        .then_expect_events(vec![remove_event(), purged()]);
+    let after = fold(vec![saved_v1(), validated(1), remove_event(), purged()]);
+    assert_eq!(
+        after,
+        WorkspaceStripeProfile {
+            workspace_id: Some("ws-1".into()),
+            credential_version: 2,
+            ..WorkspaceStripeProfile::default()
+        }
+    );
+    // Purged already, or never configured: nothing to forget.
+    framework()
+        .given(vec![saved_v1(), remove_event(), purged()])
+        .when(purge())
+        .then_expect_events(vec![]);
+    framework()
+        .given_no_previous_events()
+        .when(purge())
+        .then_expect_events(vec![]);
+}

@@ -450,6 +450,27 @@ async fn a_workspace_not_in_good_standing_opens_no_new_intents_but_finishes_open
 
 on_both_backends!(grace_over_suspends_and_retention_over_purges_the_secrets_for_good);
 
+type VaultRow = (String, i64, String, Vec<u8>, Vec<u8>);
+
+async fn vault_secret_rows(db: &roampay_projections::Db, ws: &str) -> Vec<VaultRow> {
+    let sql = "SELECT field, version, fingerprint, nonce, ciphertext FROM vault_secrets
+                WHERE workspace_id = $1";
+    roampay_projections::on_db!(db, pool => sqlx::query_as(sql).bind(ws).fetch_all(pool).await)
+        .unwrap()
+}
+
+async fn restore_vault_secret_rows(db: &roampay_projections::Db, rows: &[VaultRow]) {
+    let sql =
+        "INSERT INTO vault_secrets (workspace_id, field, version, fingerprint, nonce, ciphertext)
+                VALUES ('ws-1', $1, $2, $3, $4, $5)";
+    for (field, version, fingerprint, nonce, ct) in rows {
+        roampay_projections::on_db!(db, pool => sqlx::query(sql)
+            .bind(field).bind(version).bind(fingerprint).bind(nonce).bind(ct)
+            .execute(pool).await.map(|r| assert_eq!(r.rows_affected(), 1)))
+        .unwrap();
+    }
+}
+
 async fn vault_rows(db: &roampay_projections::Db, ws: &str) -> i64 {
     let sql = "SELECT (SELECT COUNT(*) FROM vault_secrets WHERE workspace_id = $1)
                     + (SELECT COUNT(*) FROM vault_data_keys WHERE workspace_id = $1)";
@@ -525,6 +546,9 @@ async fn grace_over_suspends_and_retention_over_purges_the_secrets_for_good(b: B
     let (status, p) = create(&server, "LOC-1", "1", None).await;
     assert_eq!(status, 201, "reinstated: {p}");
 
+    // A backup taken before the purge: the secrets' rows, ciphertexts included.
+    let backup = vault_secret_rows(&db, "ws-1").await;
+    assert!(!backup.is_empty());
     send(
         &server,
         &platform_event(
@@ -545,9 +569,59 @@ async fn grace_over_suspends_and_retention_over_purges_the_secrets_for_good(b: B
         0,
         "the data key and every secret are gone"
     );
+    // Crypto-shredding: the backup's ciphertexts restored do not decrypt (the data key
+    // that wrapped them is gone).
+    restore_vault_secret_rows(&db, &backup).await;
+    let vault = roampay::vault::DbVault::new(
+        db.clone(),
+        roampay::vault::MasterKey::from_base64(MASTER_KEY).unwrap(),
+        vec![],
+    );
+    for (field, version, fingerprint, _, _) in &backup {
+        let field = match field.as_str() {
+            "secret_key" => roampay::vault::SecretField::SecretKey,
+            _ => roampay::vault::SecretField::WebhookSigningSecret,
+        };
+        let read = roampay::vault::SecretVault::get(
+            &vault,
+            "ws-1",
+            field,
+            u32::try_from(*version).unwrap(),
+            fingerprint,
+        )
+        .await;
+        assert!(read.is_err(), "a restored ciphertext decrypted");
+    }
+    // The OCPI config reads as never configured; the location is gone.
     let (_, cfg) = server.get(&config_path("ws-1"), &admin("ws-1")).await;
-    assert_eq!(cfg["stripe"]["health"]["status"], "unconfigured", "{cfg}");
+    let (_, never) = server.get(&config_path("ws-9"), &admin("ws-9")).await;
+    // (Apart from its id and URL, and the credential version: versions are never
+    // handed out twice, so a key saved later cannot be mistaken for a purged one.)
+    let without_id = |mut v: Value| {
+        v.as_object_mut().unwrap().remove("workspace_id");
+        let stripe = v["stripe"].as_object_mut().unwrap();
+        stripe.remove("webhook_url");
+        stripe.remove("credential_version");
+        v
+    };
+    assert_eq!(without_id(cfg.clone()), without_id(never), "{cfg}");
+    let r = server
+        .http
+        .get(server.url("/emsp/2.2.1/locations/LOC-1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
     assert_eq!(status_of(&server, "ws-1").await["status"], "cancelled");
+    // The intents stay: they are financial records.
+    let (status, list) = server
+        .get(
+            "/api/support/charging-intents?workspace_id=ws-1",
+            &token("support", &["*"], "audit:read"),
+        )
+        .await;
+    assert_eq!(status, 200, "{list}");
+    assert!(!list["data"].as_array().unwrap().is_empty(), "{list}");
     let metric = server
         .metric(
             "roampay_workspaces_by_billing_status",

@@ -52,6 +52,9 @@ fn summarize(event: &AnyEvent) -> Option<String> {
             let connectors: usize = e.location.evses.iter().map(|v| v.connectors.len()).sum();
             format!("location {} published with {} EVSEs, {connectors} connectors", e.location_id, e.location.evses.len())
         }
+        AnyEvent::Location(L::LocationRemoved(e)) => {
+            format!("location {} removed with the workspace's data", e.location_id)
+        }
         AnyEvent::ConnectorReservation(R::ConnectorReserved(e)) => format!(
             "connector {}/{}/{} reserved for charging intent {}",
             e.location_id, e.evse_uid, e.connector_id, e.charging_intent_id
@@ -310,6 +313,9 @@ fn summarize_profile(event: &E) -> String {
             "Stripe credentials removed (version {})",
             e.credential_version
         ),
+        E::WorkspaceOcpiConfigPurged(_) => {
+            "roaming settings and Stripe credentials purged with the workspace's data: the OCPI config reads as never configured".to_string()
+        }
         E::WorkspaceStripeCandidateSaved(e) => format!(
             "Stripe credentials saved as candidate version {} ({} mode): publishable key {}, {} ending {}; the active set serves payments until Stripe accepts the candidate",
             e.credential_version,

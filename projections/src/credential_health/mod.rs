@@ -159,6 +159,14 @@ impl Projection for CredentialHealth {
                         ..Row::default()
                     };
                 }
+                E::WorkspaceOcpiConfigPurged(e) => {
+                    *row = Row {
+                        status: HealthStatus::Unconfigured.as_str().into(),
+                        credential_version: row.credential_version,
+                        updated_at: Some(e.purged_at),
+                        ..Row::default()
+                    };
+                }
             }
         }
         rows.retain(|_, r| !r.status.is_empty());
