@@ -45,6 +45,15 @@ impl BillingView {
     }
 }
 
+/// The workspace's billing for the support views; `None` when billing is off.
+pub(super) async fn standing(state: &AppState, ws: &str) -> Result<Option<BillingView>, ApiError> {
+    if state.services.settings.billing.is_none() {
+        return Ok(None);
+    }
+    let subscription = state.services.billing_of(ws).await?;
+    Ok(Some(BillingView::of(ws, subscription)))
+}
+
 #[derive(Debug, Deserialize, ToSchema)]
 #[schema(example = json!({"plan": "standard", "success_url": "https://manage.example.com/billing/done", "cancel_url": "https://manage.example.com/billing"}))]
 pub struct CheckoutBody {

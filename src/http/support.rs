@@ -220,7 +220,8 @@ pub async fn payment_health(
     principal.authorize(SCOPE, None)?;
     let ws = workspace_id(&path)?;
     principal.authorize(SCOPE, Some(ws.as_str()))?;
-    let view = health_view(&state, ws.as_str()).await?;
+    let mut view = health_view(&state, ws.as_str()).await?;
+    view.billing = super::billing::standing(&state, ws.as_str()).await?;
     Ok(HttpResponse::Ok().json(view))
 }
 
@@ -253,5 +254,6 @@ async fn health_view(state: &AppState, ws: &str) -> Result<PaymentHealth, sqlx::
                 at: f.at,
             })
             .collect(),
+        billing: None,
     })
 }

@@ -423,6 +423,8 @@ pub struct PaymentHealth {
     /// What those sessions left uncollected, in minor units.
     pub uncollected_cents: i64,
     pub recent_failures: Vec<RecentFailure>,
+    /// The workspace's subscription to the platform; `null` when billing is off.
+    pub billing: Option<super::billing::BillingView>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]

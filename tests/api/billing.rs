@@ -272,6 +272,15 @@ async fn signed_platform_webhooks_drive_the_lifecycle_once_and_in_order(b: Backe
     let view = status_of(&server, "ws-1").await;
     assert_eq!(view["status"], "past_due", "{view}");
     assert!(view["grace_until"].is_string());
+    // Support sees it beside the workspace's payment health.
+    let (_, health) = server
+        .get(
+            "/api/support/workspaces/ws-1/payment-health",
+            &token("support", &["ws-1"], "audit:read"),
+        )
+        .await;
+    assert_eq!(health["billing"]["status"], "past_due", "{health}");
+    assert_eq!(health["billing"]["grace_until"], view["grace_until"]);
     // An older "active" update arriving late moves nothing back or forth.
     let late = platform_event(
         "evt_b0",

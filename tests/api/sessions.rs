@@ -444,6 +444,7 @@ async fn a_refused_capture_ends_capture_failed_and_shows_in_payment_health(b: Ba
     assert_eq!(health["intents_by_status"]["capture_failed"], 1, "{health}");
     assert_eq!(health["webhooks_rejected_24h"], 1, "{health}");
     assert_eq!(health["settlements_pending"], 0);
+    assert!(health["billing"].is_null(), "billing is off: {health}");
     assert_eq!(
         health["recent_failures"][0]["charging_intent_id"],
         refused.as_str()
