@@ -206,6 +206,7 @@ mod golden {
             "WorkspacePlanChanged",
             "WorkspaceInvoicePaymentFailed",
             "WorkspacePaymentActionRequired",
+            "WorkspacePaymentActionCompleted",
             "WorkspaceSuspended",
             "WorkspaceReinstated",
             "WorkspaceSubscriptionCancelled",

@@ -57,6 +57,7 @@ pub enum WorkspaceSubscriptionEvent {
     WorkspacePlanChanged(WorkspacePlanChanged),
     WorkspaceInvoicePaymentFailed(WorkspaceInvoicePaymentFailed),
     WorkspacePaymentActionRequired(WorkspacePaymentActionRequired),
+    WorkspacePaymentActionCompleted(WorkspacePaymentActionCompleted),
     WorkspaceSuspended(WorkspaceSuspended),
     WorkspaceReinstated(WorkspaceReinstated),
     WorkspaceSubscriptionCancelled(WorkspaceSubscriptionCancelled),
@@ -72,6 +73,7 @@ impl WorkspaceSubscriptionEvent {
             Self::WorkspacePlanChanged(_) => "WorkspacePlanChanged",
             Self::WorkspaceInvoicePaymentFailed(_) => "WorkspaceInvoicePaymentFailed",
             Self::WorkspacePaymentActionRequired(_) => "WorkspacePaymentActionRequired",
+            Self::WorkspacePaymentActionCompleted(_) => "WorkspacePaymentActionCompleted",
             Self::WorkspaceSuspended(_) => "WorkspaceSuspended",
             Self::WorkspaceReinstated(_) => "WorkspaceReinstated",
             Self::WorkspaceSubscriptionCancelled(_) => "WorkspaceSubscriptionCancelled",
@@ -87,6 +89,7 @@ impl WorkspaceSubscriptionEvent {
             Self::WorkspacePlanChanged(e) => &e.workspace_id,
             Self::WorkspaceInvoicePaymentFailed(e) => &e.workspace_id,
             Self::WorkspacePaymentActionRequired(e) => &e.workspace_id,
+            Self::WorkspacePaymentActionCompleted(e) => &e.workspace_id,
             Self::WorkspaceSuspended(e) => &e.workspace_id,
             Self::WorkspaceReinstated(e) => &e.workspace_id,
             Self::WorkspaceSubscriptionCancelled(e) => &e.workspace_id,
@@ -102,6 +105,7 @@ impl WorkspaceSubscriptionEvent {
             Self::WorkspacePlanChanged(e) => Some(&e.stripe_event_id),
             Self::WorkspaceInvoicePaymentFailed(e) => Some(&e.stripe_event_id),
             Self::WorkspacePaymentActionRequired(e) => Some(&e.stripe_event_id),
+            Self::WorkspacePaymentActionCompleted(e) => Some(&e.stripe_event_id),
             Self::WorkspaceReinstated(e) => Some(&e.stripe_event_id),
             Self::WorkspaceSubscriptionCancelled(e) => Some(&e.stripe_event_id),
             _ => None,
@@ -170,6 +174,17 @@ pub struct WorkspaceInvoicePaymentFailed {
 /// The customer must act (3-D Secure) for the invoice to be paid.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WorkspacePaymentActionRequired {
+    pub workspace_id: String,
+    pub stripe_event_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stripe_invoice_id: Option<String>,
+    pub occurred_at: DateTime<Utc>,
+}
+
+/// The invoice that needed the customer's action was paid while the workspace stayed in
+/// good standing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkspacePaymentActionCompleted {
     pub workspace_id: String,
     pub stripe_event_id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -12,9 +12,10 @@ use cqrs_es::event_sink::EventSink;
 use cqrs_es::Aggregate;
 use roampay_events::{
     BillingStatus, WorkspaceBillingCustomerCreated, WorkspaceDataPurged,
-    WorkspaceInvoicePaymentFailed, WorkspacePaymentActionRequired, WorkspacePlanChanged,
-    WorkspaceReinstated, WorkspaceSubscriptionActivated, WorkspaceSubscriptionCancelled,
-    WorkspaceSubscriptionEvent as Event, WorkspaceSubscriptionUpdated, WorkspaceSuspended,
+    WorkspaceInvoicePaymentFailed, WorkspacePaymentActionCompleted, WorkspacePaymentActionRequired,
+    WorkspacePlanChanged, WorkspaceReinstated, WorkspaceSubscriptionActivated,
+    WorkspaceSubscriptionCancelled, WorkspaceSubscriptionEvent as Event,
+    WorkspaceSubscriptionUpdated, WorkspaceSuspended,
 };
 use serde::{Deserialize, Serialize};
 
@@ -163,6 +164,16 @@ impl WorkspaceSubscription {
                         occurred_at: created,
                     })]
                 }
+                _ if self.payment_action_required && !stale => {
+                    vec![Event::WorkspacePaymentActionCompleted(
+                        WorkspacePaymentActionCompleted {
+                            workspace_id: ws,
+                            stripe_event_id: event_id,
+                            stripe_invoice_id: invoice_id,
+                            occurred_at: created,
+                        },
+                    )]
+                }
                 _ => vec![],
             },
             StripeFact::InvoicePaymentFailed { invoice_id } => match self.status {
@@ -241,7 +252,11 @@ impl WorkspaceSubscription {
         };
         match (self.status, now_status) {
             (_, B::Cancelled) => self.cancelled(ws, event_id, created, retention),
-            (B::None | B::Cancelled, B::Trialing | B::Active) => {
+            // Never subscribed, subscribed again, or a trial converting (or extended):
+            // the subscription's standing as Stripe now states it.
+            (B::None | B::Cancelled, B::Trialing | B::Active)
+            | (B::Trialing, B::Active)
+            | (B::Active, B::Trialing) => {
                 vec![Event::WorkspaceSubscriptionActivated(
                     WorkspaceSubscriptionActivated {
                         workspace_id: ws,
@@ -435,6 +450,7 @@ impl Aggregate for WorkspaceSubscription {
                 self.grace_until = Some(e.grace_until);
             }
             Event::WorkspacePaymentActionRequired(_) => self.payment_action_required = true,
+            Event::WorkspacePaymentActionCompleted(_) => self.payment_action_required = false,
             Event::WorkspaceSuspended(_) => self.status = BillingStatus::Suspended,
             Event::WorkspaceReinstated(_) => {
                 self.status = BillingStatus::Active;

@@ -304,3 +304,57 @@ fn action_required_is_flagged_once_and_cleared_by_payment() {
     all.extend(events);
     assert!(!fold(all).payment_action_required);
 }
+
+#[test]
+fn a_trial_that_converts_makes_the_workspace_active() {
+    let trialing = Event::WorkspaceSubscriptionActivated(WorkspaceSubscriptionActivated {
+        status: BillingStatus::Trialing,
+        stripe_event_id: "evt_1".into(),
+        occurred_at: t(1),
+        ..match activated("evt_1", 1) {
+            Event::WorkspaceSubscriptionActivated(e) => e,
+            _ => unreachable!(),
+        }
+    });
+    framework()
+        .given(vec![trialing.clone()])
+        .when(fact("evt_2", 2, subscription("active", "standard")))
+        .then_expect_events(vec![activated("evt_2", 2)]);
+    // The same standing again changes nothing.
+    framework()
+        .given(vec![trialing.clone()])
+        .when(fact("evt_2", 2, subscription("trialing", "standard")))
+        .then_expect_events(vec![]);
+    assert_eq!(
+        fold(vec![trialing, activated("evt_2", 2)]).status,
+        BillingStatus::Active
+    );
+}
+
+#[test]
+fn a_payment_needing_action_while_active_is_cleared_when_paid() {
+    let action = Event::WorkspacePaymentActionRequired(WorkspacePaymentActionRequired {
+        workspace_id: "ws-1".into(),
+        stripe_event_id: "evt_2".into(),
+        stripe_invoice_id: Some("in_1".into()),
+        occurred_at: t(2),
+    });
+    let completed = Event::WorkspacePaymentActionCompleted(WorkspacePaymentActionCompleted {
+        workspace_id: "ws-1".into(),
+        stripe_event_id: "evt_3".into(),
+        stripe_invoice_id: Some("in_1".into()),
+        occurred_at: t(3),
+    });
+    framework()
+        .given(vec![activated("evt_1", 1), action.clone()])
+        .when(fact("evt_3", 3, paid("in_1")))
+        .then_expect_events(vec![completed.clone()]);
+    let s = fold(vec![activated("evt_1", 1), action, completed]);
+    assert!(!s.payment_action_required);
+    assert_eq!(s.status, BillingStatus::Active);
+    // A payment with nothing pending while active records nothing.
+    framework()
+        .given(vec![activated("evt_1", 1)])
+        .when(fact("evt_3", 3, paid("in_1")))
+        .then_expect_events(vec![]);
+}

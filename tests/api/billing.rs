@@ -19,6 +19,7 @@ on_both_backends!(
     checkout_and_portal_send_stripe_exactly_its_form,
     signed_platform_webhooks_drive_the_lifecycle_once_and_in_order,
     a_workspace_not_in_good_standing_opens_no_new_intents_but_finishes_open_ones,
+    checkout_trial_plan_change_and_action_required_through_the_webhook,
 );
 
 fn billing_env(required: bool) -> Vec<(&'static str, &'static str)> {
@@ -638,4 +639,150 @@ async fn grace_over_suspends_and_retention_over_purges_the_secrets_for_good(b: B
         )
         .await;
     assert_eq!(metric, 1.0);
+}
+
+/// The transitions the lifecycle test leaves out: a completed Checkout names the
+/// customer (placing the invoices that name only it), a trial, a plan change, a payment
+/// needing the customer's action and its payment, a cancellation at period end; and
+/// whose token may read and write billing.
+async fn checkout_trial_plan_change_and_action_required_through_the_webhook(b: Backend) {
+    let store = Store::fresh(b).await;
+    let stripe = stripe_ok().await;
+    let mut opts = ServerOptions::new(&stripe);
+    for (k, v) in billing_env(true) {
+        opts = opts.env(k, v);
+    }
+    let server = Server::start(&store, opts).await;
+    let now = chrono::Utc::now().timestamp();
+    let completed = platform_event(
+        "evt_c1",
+        "checkout.session.completed",
+        now - 100,
+        json!({"id": "cs_1", "object": "checkout.session", "client_reference_id": "ws-3",
+               "customer": "cus_C", "mode": "subscription"}),
+    );
+    let (_, out) = send(&server, &completed).await;
+    assert_eq!(out["outcome"], "applied", "{out}");
+    let view = status_of(&server, "ws-3").await;
+    assert_eq!(
+        (view["status"].as_str(), view["stripe_customer_id"].as_str()),
+        (Some("none"), Some("cus_C")),
+        "{view}"
+    );
+    let sub = |status: &str, price: &str, cancel_at_period_end: bool| {
+        json!({"id": "sub_3", "object": "subscription", "status": status, "customer": "cus_C",
+            "metadata": {"workspace_id": "ws-3"}, "cancel_at_period_end": cancel_at_period_end,
+            "current_period_end": 1_798_000_000,
+            "items": {"object": "list", "data": [{"price": {"id": price}}]}})
+    };
+    let trial = platform_event(
+        "evt_c2",
+        "customer.subscription.created",
+        now - 90,
+        sub("trialing", "price_starter1", false),
+    );
+    send(&server, &trial).await;
+    let view = status_of(&server, "ws-3").await;
+    assert_eq!(
+        (view["status"].as_str(), view["plan"].as_str()),
+        (Some("trialing"), Some("starter")),
+        "{view}"
+    );
+    assert_eq!(view["stripe_subscription_id"], "sub_3");
+    let upgraded = platform_event(
+        "evt_c3",
+        "customer.subscription.updated",
+        now - 80,
+        sub("active", "price_standard1", false),
+    );
+    send(&server, &upgraded).await;
+    let view = status_of(&server, "ws-3").await;
+    assert_eq!(
+        (view["status"].as_str(), view["plan"].as_str()),
+        (Some("active"), Some("standard")),
+        "{view}"
+    );
+    let downgraded = platform_event(
+        "evt_c3b",
+        "customer.subscription.updated",
+        now - 75,
+        sub("active", "price_starter1", false),
+    );
+    send(&server, &downgraded).await;
+    assert_eq!(status_of(&server, "ws-3").await["plan"], "starter");
+    let invoice = |id: &str| json!({"id": id, "object": "invoice", "customer": "cus_C"});
+    let action = platform_event(
+        "evt_c4",
+        "invoice.payment_action_required",
+        now - 70,
+        invoice("in_3"),
+    );
+    let (_, out) = send(&server, &action).await;
+    assert_eq!(out["outcome"], "applied", "placed by its customer: {out}");
+    assert_eq!(
+        status_of(&server, "ws-3").await["payment_action_required"],
+        true
+    );
+    let paid = platform_event(
+        "evt_c5",
+        "invoice.payment_succeeded",
+        now - 60,
+        invoice("in_3"),
+    );
+    send(&server, &paid).await;
+    let view = status_of(&server, "ws-3").await;
+    assert_eq!(
+        (
+            view["status"].as_str(),
+            view["payment_action_required"].as_bool()
+        ),
+        (Some("active"), Some(false)),
+        "{view}"
+    );
+    let ending = platform_event(
+        "evt_c6",
+        "customer.subscription.updated",
+        now - 50,
+        sub("active", "price_starter1", true),
+    );
+    send(&server, &ending).await;
+    let view = status_of(&server, "ws-3").await;
+    assert_eq!(
+        (
+            view["status"].as_str(),
+            view["cancel_at_period_end"].as_bool()
+        ),
+        (Some("active"), Some(true)),
+        "{view}"
+    );
+    let expected = [
+        "WorkspaceBillingCustomerCreated",
+        "WorkspaceSubscriptionActivated",
+        "WorkspacePlanChanged",
+        "WorkspacePaymentActionRequired",
+        "WorkspacePaymentActionCompleted",
+        "WorkspaceSubscriptionUpdated",
+    ];
+    // Waits for every one of them (the audit projection lags a little).
+    server
+        .wait_for_audit_where("ws-3", |d| {
+            expected
+                .iter()
+                .all(|t| d.iter().any(|e| e["event_type"] == *t))
+        })
+        .await;
+    // Scopes: another workspace's admin, and a token without billing scopes.
+    let path = "/api/workspaces/ws-3/billing";
+    let (status, _) = server.get(path, &billing_admin("ws-4")).await;
+    assert_eq!(status, 403);
+    let (status, _) = server.get(path, &admin("ws-3")).await;
+    assert_eq!(status, 403);
+    let (status, _) = server
+        .post_json(
+            "/api/workspaces/ws-3/billing/portal",
+            &token("viewer", &["ws-3"], "billing:read"),
+            json!({"return_url": "https://manage.example/billing"}),
+        )
+        .await;
+    assert_eq!(status, 403);
 }

@@ -238,6 +238,9 @@ fn summarize_subscription(event: &roampay_events::WorkspaceSubscriptionEvent) ->
         S::WorkspacePaymentActionRequired(_) => {
             "subscription payment needs the customer's action (authentication)".to_string()
         }
+        S::WorkspacePaymentActionCompleted(_) => {
+            "the subscription payment that needed the customer's action was paid".to_string()
+        }
         S::WorkspaceSuspended(e) => format!(
             "suspended: grace ended {} unpaid; no new charging intents while billing is required",
             time(&e.grace_until)

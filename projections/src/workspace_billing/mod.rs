@@ -70,9 +70,9 @@ fn change_of(event: &S) -> Change {
             purged: Some(true),
             ..Change::default()
         },
-        S::WorkspaceSubscriptionUpdated(_) | S::WorkspacePaymentActionRequired(_) => {
-            Change::default()
-        }
+        S::WorkspaceSubscriptionUpdated(_)
+        | S::WorkspacePaymentActionRequired(_)
+        | S::WorkspacePaymentActionCompleted(_) => Change::default(),
     }
 }
 
