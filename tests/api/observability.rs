@@ -727,8 +727,20 @@ fn a_bad_database_url_names_the_host_and_writes_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_monitoring_bundle_uses_only_exported_metrics() {
     let store = Store::fresh(Backend::Sqlite).await;
+    // Billing on (not required), so that its gauge is exported too.
+    let billing = [
+        (
+            "ROAMPAY_PLATFORM_STRIPE_SECRET_KEY",
+            "sk_test_51HxPlatformAccountKey",
+        ),
+        (
+            "ROAMPAY_PLATFORM_WEBHOOK_SECRET",
+            "whsec_PlatformBillingEndpoint",
+        ),
+        ("ROAMPAY_PLANS", "standard=price_standard1"),
+    ];
     let (_mock, fake, server) =
-        crate::payments::start_with_store(&store, &store.url.clone(), &[]).await;
+        crate::payments::start_with_store(&store, &store.url.clone(), &billing).await;
     // A session that cost more than its hold: something uncollected.
     let (id, _) = crate::sessions::authorized(&server, &fake, "1", true).await;
     let t = crate::sessions::sessions("ws-1");
