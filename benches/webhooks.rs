@@ -77,6 +77,7 @@ async fn roampay_ingestion(database_url: Option<&str>) -> f64 {
     for i in 0..intents() {
         let r: Value = http
             .post(format!("{base}/ocpi/create-payment-intent"))
+            .bearer_auth(&server.driver)
             .json(&common::preauth_body(i))
             .send()
             .await
@@ -93,14 +94,21 @@ async fn roampay_ingestion(database_url: Option<&str>) -> f64 {
     let bodies = Arc::new(bodies);
     let next = Arc::new(AtomicUsize::new(0));
     let secret = SecretString::from(common::WEBHOOK_SECRET.to_string());
-    eprintln!("delivering {} webhooks", bodies.len());
+    eprintln!(
+        "delivering {} webhooks; projection lag before: {}",
+        bodies.len(),
+        projection_lag(&http, &base).await
+    );
+    let done = Arc::new(AtomicUsize::new(0));
+    let slices = tokio::spawn(report_slices(done.clone(), bodies.len()));
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..CLIENTS {
-        let (http, bodies, next, secret, url) = (
+        let (http, bodies, next, done, secret, url) = (
             http.clone(),
             bodies.clone(),
             next.clone(),
+            done.clone(),
             secret.clone(),
             format!("{base}/ocpi/stripe/webhook/{}", common::WORKSPACE),
         );
@@ -121,6 +129,7 @@ async fn roampay_ingestion(database_url: Option<&str>) -> f64 {
                     .await
                     .unwrap();
                 assert_eq!(r["outcome"], "applied", "{r}");
+                done.fetch_add(1, Ordering::Relaxed);
             }
         }));
     }
@@ -128,8 +137,48 @@ async fn roampay_ingestion(database_url: Option<&str>) -> f64 {
         t.await.unwrap();
     }
     let rate = bodies.len() as f64 / started.elapsed().as_secs_f64();
+    slices.await.unwrap();
+    eprintln!(
+        "projection lag after: {}",
+        projection_lag(&http, &base).await
+    );
     drop(server);
     rate
+}
+
+/// The read models' lag (events) as `/metrics` states it, projection by projection.
+async fn projection_lag(http: &reqwest::Client, base: &str) -> String {
+    let text = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .filter(|l| l.starts_with("roampay_projection_lag_events{"))
+        .filter_map(|l| {
+            let name = l.split("projection=\"").nth(1)?.split('"').next()?;
+            Some(format!("{name}={}", l.rsplit(' ').next()?))
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The delivery rate in tenths of the run, to stderr: does it fall as the log grows?
+async fn report_slices(done: Arc<AtomicUsize>, total: usize) {
+    let tenth = total.div_ceil(10);
+    let (mut mark, mut at) = (0, Instant::now());
+    while mark < total {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let now = done.load(Ordering::Relaxed);
+        if now >= (mark + tenth).min(total) {
+            let rate = (now - mark) as f64 / at.elapsed().as_secs_f64();
+            eprintln!("  webhooks {mark:>6}..{now:<6} {rate:>8.0} /s");
+            (mark, at) = (now, Instant::now());
+        }
+    }
 }
 
 fn pgbench_inserts(url: &str) -> f64 {
@@ -214,6 +263,17 @@ async fn sqlite_inserts() -> f64 {
 
 #[tokio::main]
 async fn main() {
+    // `ROAMPAY_BENCH_STORES=postgres` (or `sqlite`) measures one store only.
+    let stores = std::env::var("ROAMPAY_BENCH_STORES").unwrap_or_default();
+    if !stores.contains("sqlite") || stores.contains("postgres") {
+        postgres_run().await;
+    }
+    if !stores.contains("postgres") || stores.contains("sqlite") {
+        sqlite_run().await;
+    }
+}
+
+async fn postgres_run() {
     let admin = sqlx::PgPool::connect(&common::pg_url())
         .await
         .expect("PostgreSQL for the benchmark");
@@ -248,7 +308,9 @@ async fn main() {
         .execute(&admin)
         .await
         .unwrap();
+}
 
+async fn sqlite_run() {
     let before = sqlite_inserts().await;
     let ours = roampay_ingestion(None).await;
     let after = sqlite_inserts().await;

@@ -48,6 +48,10 @@ pub async fn mount_credential_check(server: &wiremock::MockServer) {
 pub struct Roampay {
     child: Child,
     pub base: String,
+    /// A driver's token for the workspace (a signed-in driver is not counted against
+    /// the guests' quota). Not every benchmark signs in.
+    #[allow(dead_code)]
+    pub driver: String,
     _dir: tempfile::TempDir,
 }
 
@@ -99,18 +103,24 @@ pub async fn start(
         .nth(3)
         .expect("listening line")
         .to_string();
-    let roampay = Roampay {
-        child,
-        base,
-        _dir: dir,
-    };
-
-    let http = reqwest::Client::new();
     let auth = roampay::http::auth::JwtAuth::new(
         &secrecy::SecretString::from(JWT.to_string()),
         None,
         None,
     );
+    let roampay = Roampay {
+        child,
+        base,
+        driver: auth.issue(
+            "driver@example.com",
+            &[WORKSPACE.into()],
+            "driver",
+            24 * 3600,
+        ),
+        _dir: dir,
+    };
+
+    let http = reqwest::Client::new();
     let admin = auth.issue(
         "bench",
         &[WORKSPACE.into()],

@@ -409,10 +409,11 @@ impl Services {
     /// `max_pending_guest_intents` guest intents waiting for payment (counted on the read
     /// side, so a burst may pass it by the few intents not projected yet).
     async fn check_guest_quota(&self, ws: &str) -> Result<(), PaymentError> {
-        let open = roampay_projections::charging_intents::pending_guest_intents(&self.db, ws)
+        let cap = self.settings.max_pending_guest_intents;
+        let open = roampay_projections::charging_intents::pending_guest_intents(&self.db, ws, cap)
             .await
             .map_err(|e| PaymentError::Store(StoreFault::of_sqlx(e)))?;
-        if open >= self.settings.max_pending_guest_intents {
+        if open >= cap {
             return Err(PaymentError::TooManyPendingIntents);
         }
         Ok(())

@@ -212,3 +212,44 @@ async fn guests_have_a_cap_on_intents_waiting_for_payment(b: Backend) {
     let (s, body) = create_as(&server, "driver-1", "LOC-2", "1").await;
     assert_eq!(s, 201, "{body}");
 }
+
+on_both_backends!(the_guest_quota_counts_no_further_than_the_cap);
+
+/// The guest quota is asked on every guest pre-authorization: its count stops at the
+/// cap, on a partial index, instead of growing with every intent ever made (the 60,000
+/// webhook benchmark spent most of its setup in this count).
+async fn the_guest_quota_counts_no_further_than_the_cap(b: Backend) {
+    let store = Store::fresh(b).await;
+    let db = store.db().await;
+    let seed = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 5000)
+        INSERT INTO charging_intents (charging_intent_id, workspace_id, status, payment_required,
+            currency, location_id, evse_uid, connector_id, created_at, updated_at)
+        SELECT 'ci-' || i, 'ws-big', 'pending_payment', true, 'aud', 'LOC', 'E', 'c' || i,
+               '2026-11-26T00:00:00Z', '2026-11-26T00:00:00Z' FROM n";
+    roampay_projections::on_db!(&db, pool => sqlx::query(seed).execute(pool).await.map(|_| ()))
+        .unwrap();
+    let count =
+        |cap| roampay_projections::charging_intents::pending_guest_intents(&db, "ws-big", cap);
+    assert_eq!(count(50).await.unwrap(), 50);
+    assert_eq!(count(10_000).await.unwrap(), 5000);
+    if let roampay_projections::Db::Postgres(pool) = &db {
+        let mut conn = pool.acquire().await.unwrap();
+        sqlx::query("SET enable_seqscan = off")
+            .execute(&mut *conn)
+            .await
+            .unwrap();
+        let plan: Vec<String> = sqlx::query_scalar(
+            "EXPLAIN SELECT COUNT(*) FROM (SELECT 1 FROM charging_intents
+              WHERE workspace_id = 'ws-big' AND status = 'pending_payment' AND driver IS NULL
+              LIMIT 50) AS capped",
+        )
+        .fetch_all(&mut *conn)
+        .await
+        .unwrap();
+        assert!(
+            plan.iter()
+                .any(|l| l.contains("charging_intents_pending_guests")),
+            "{plan:#?}"
+        );
+    }
+}

@@ -128,12 +128,16 @@ pub async fn unused(
         .await)
 }
 
-/// Open guest intents of a workspace still waiting for payment.
-pub async fn pending_guest_intents(db: &Db, ws: &str) -> Result<i64, sqlx::Error> {
+/// Open guest intents of a workspace still waiting for payment, counted up to
+/// `at_most` (the cap is all a caller needs to know: the cost stays bounded by it, on a
+/// partial index, however many intents pile up).
+pub async fn pending_guest_intents(db: &Db, ws: &str, at_most: i64) -> Result<i64, sqlx::Error> {
     on_db!(db, pool => sqlx::query_scalar(
-        "SELECT COUNT(*) FROM charging_intents
-          WHERE workspace_id = $1 AND status = 'pending_payment' AND driver IS NULL")
+        "SELECT COUNT(*) FROM (SELECT 1 FROM charging_intents
+          WHERE workspace_id = $1 AND status = 'pending_payment' AND driver IS NULL
+          LIMIT $2) AS capped")
         .bind(ws)
+        .bind(at_most)
         .fetch_one(pool)
         .await)
 }
