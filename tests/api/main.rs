@@ -13,6 +13,7 @@ mod credentials;
 mod dead_letters;
 mod docs;
 mod drivers;
+mod event_store;
 mod hostile;
 mod http_basics;
 mod localstripe;
