@@ -125,12 +125,20 @@ async fn pay_with_card(ls: &Localstripe, pi: &str) -> Value {
 
 /// Registers the workspace's webhook endpoint in localstripe (signed with `WH`).
 async fn register_webhook(ls: &Localstripe, server: &Server) {
+    register_endpoint(
+        ls,
+        "roampay",
+        &server.url("/ocpi/stripe/webhook/ws-e2e"),
+        WH,
+    )
+    .await;
+}
+
+/// Registers a webhook endpoint named `name` in localstripe, signed with `secret`.
+async fn register_endpoint(ls: &Localstripe, name: &str, url: &str, secret: &str) {
     let reg = reqwest::Client::new()
-        .post(format!("{}/_config/webhooks/roampay", ls.base))
-        .form(&[
-            ("url", server.url("/ocpi/stripe/webhook/ws-e2e").as_str()),
-            ("secret", WH),
-        ])
+        .post(format!("{}/_config/webhooks/{name}", ls.base))
+        .form(&[("url", url), ("secret", secret)])
         .send()
         .await
         .unwrap();
@@ -729,16 +737,8 @@ async fn a_workspace_subscription_lives_through_localstripe(b: Backend) {
         ],
     )
     .await;
-    let reg = reqwest::Client::new()
-        .post(format!("{}/_config/webhooks/billing", ls.base))
-        .form(&[
-            ("url", server.url("/billing/stripe/webhook").as_str()),
-            ("secret", PLATFORM_WH),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert!(reg.status().is_success());
+    let url = server.url("/billing/stripe/webhook");
+    register_endpoint(&ls, "billing", &url, PLATFORM_WH).await;
 
     let ws = "ws-bill";
     let admin = token("owner@example.com", &[ws], "billing:read billing:write");
