@@ -37,6 +37,15 @@ fn billing_env(required: bool) -> Vec<(&'static str, &'static str)> {
     ]
 }
 
+/// roampay with billing on, on `stripe`.
+async fn billing_server(store: &Store, stripe: &MockServer, required: bool) -> Server {
+    let mut opts = ServerOptions::new(stripe);
+    for (k, v) in billing_env(required) {
+        opts = opts.env(k, v);
+    }
+    Server::start(store, opts).await
+}
+
 fn billing_admin(ws: &str) -> String {
     token("owner@example.com", &[ws], "billing:read billing:write")
 }
@@ -80,11 +89,7 @@ async fn checkout_and_portal_send_stripe_exactly_its_form(b: Backend) {
     let store = Store::fresh(b).await;
     let mock = MockServer::start().await;
     mount_platform(&mock).await;
-    let mut opts = ServerOptions::new(&mock);
-    for (k, v) in billing_env(false) {
-        opts = opts.env(k, v);
-    }
-    let server = Server::start(&store, opts).await;
+    let server = billing_server(&store, &mock, false).await;
     let path = "/api/workspaces/ws-1/billing";
     let body = json!({"plan": "standard", "success_url": "https://manage.example.com/ok", "cancel_url": "https://manage.example.com/billing"});
     let (status, portal) = server
@@ -235,11 +240,7 @@ async fn status_of(server: &Server, ws: &str) -> Value {
 async fn signed_platform_webhooks_drive_the_lifecycle_once_and_in_order(b: Backend) {
     let store = Store::fresh(b).await;
     let stripe = stripe_ok().await;
-    let mut opts = ServerOptions::new(&stripe);
-    for (k, v) in billing_env(false) {
-        opts = opts.env(k, v);
-    }
-    let server = Server::start(&store, opts).await;
+    let server = billing_server(&store, &stripe, false).await;
     let now = chrono::Utc::now().timestamp();
     let created = platform_event(
         "evt_b1",
@@ -648,11 +649,7 @@ async fn grace_over_suspends_and_retention_over_purges_the_secrets_for_good(b: B
 async fn checkout_trial_plan_change_and_action_required_through_the_webhook(b: Backend) {
     let store = Store::fresh(b).await;
     let stripe = stripe_ok().await;
-    let mut opts = ServerOptions::new(&stripe);
-    for (k, v) in billing_env(true) {
-        opts = opts.env(k, v);
-    }
-    let server = Server::start(&store, opts).await;
+    let server = billing_server(&store, &stripe, true).await;
     let now = chrono::Utc::now().timestamp();
     let completed = platform_event(
         "evt_c1",
