@@ -6,7 +6,7 @@ PG_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 VENV ?= .venv
 LOCALSTRIPE_VERSION ?= 1.15.10
 
-.PHONY: run test demo lint openapi-lint postgres localstripe monitoring promtool bench fuzz fmt clean
+.PHONY: run test demo lint openapi-lint postgres localstripe monitoring promtool bench chaos soak fuzz fmt clean
 
 ## Serve the API on the embedded SQLite default (./data/roampay.db, keys generated there).
 run:
@@ -77,6 +77,16 @@ bench: postgres
 	ROAMPAY_BENCH_PG_URL=$(PG_URL) $(CARGO) bench --bench replay
 	ROAMPAY_BENCH_PG_URL=$(PG_URL) $(CARGO) bench --bench preauth
 	ROAMPAY_BENCH_PG_URL=$(PG_URL) $(CARGO) bench --bench webhooks
+
+## Two instances under mixed load while they are SIGKILLed (>= 20 times), PostgreSQL
+## restarts and Stripe fails; then money, the log and the read models are checked
+## (docs/reliability.md). Needs root for `pg_ctlcluster … restart`. At most 10 minutes.
+chaos: postgres
+	ROAMPAY_BENCH_PG_URL=$(PG_URL) $(CARGO) bench --bench chaos
+
+## 30 minutes of the same mix on one instance, memory and connections sampled each minute.
+soak: postgres
+	ROAMPAY_SOAK=1 ROAMPAY_BENCH_PG_URL=$(PG_URL) $(CARGO) bench --bench chaos
 
 ## Arbitrary bytes and JSON at every parser of the request boundary, 1,000,000 cases per
 ## target (make test runs the same targets with 256); see docs/reliability.md.

@@ -194,6 +194,12 @@ pub struct ServeArgs {
     /// a guest's pre-authorization is refused (429 `too_many_pending_intents`).
     #[arg(long, env = "ROAMPAY_MAX_PENDING_GUEST_INTENTS", default_value_t = 50)]
     pub max_pending_guest_intents: i64,
+    /// Per aggregate type, how many aggregates' last states an instance keeps in memory
+    /// (commands on them skip reading their events; past it the older half is dropped).
+    /// A state idle for longer than the pending-payment timeout is dropped too. A
+    /// pre-authorization leaves about 3 KB (its intent and its connector's state).
+    #[arg(long, env = "ROAMPAY_REMEMBERED_STATES", default_value_t = 100_000)]
+    pub remembered_states: usize,
     /// A capture or release without a definite answer is tried again after this long.
     #[arg(long, env = "ROAMPAY_SETTLE_RETRY_SECS", default_value_t = 30)]
     pub settle_retry_secs: i64,

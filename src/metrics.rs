@@ -22,6 +22,7 @@ pub struct Metrics {
     stripe_duration: HistogramVec,
     projection_lag_events: IntGaugeVec,
     projection_lag_seconds: prometheus::GaugeVec,
+    projection_visible: HistogramVec,
     credential_health: IntGaugeVec,
     task_panics: IntCounterVec,
     job_rounds: IntCounterVec,
@@ -72,6 +73,19 @@ impl Metrics {
                     0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
                 ]),
                 &["operation"],
+            )
+            .expect("valid metric"),
+            projection_visible: HistogramVec::new(
+                HistogramOpts::new(
+                    "projection_visible_seconds",
+                    "Time from an event's commit until a read model shows it, by projection.",
+                )
+                .namespace(NAMESPACE)
+                .buckets(vec![
+                    0.001, 0.002, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15,
+                    0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+                ]),
+                &["projection"],
             )
             .expect("valid metric"),
             projection_lag_events: gauge(
@@ -229,6 +243,9 @@ impl Metrics {
             .register(Box::new(m.projection_lag_seconds.clone()))
             .expect("unique");
         m.registry
+            .register(Box::new(m.projection_visible.clone()))
+            .expect("unique");
+        m.registry
             .register(Box::new(m.credential_health.clone()))
             .expect("unique");
         m
@@ -259,6 +276,14 @@ pub fn uncollected(currency: &str, cents: i64) {
             .with_label_values(&[currency])
             .inc_by(cents as u64);
     }
+}
+
+/// A projection made an event visible `secs` after it was committed.
+pub fn projection_visible(projection: &str, secs: f64) {
+    METRICS
+        .projection_visible
+        .with_label_values(&[projection])
+        .observe(secs);
 }
 
 /// A projection set an event aside.

@@ -15,7 +15,7 @@ use crate::config::{secret_or_file, HoldArgs, JwtArgs, KeyArgs, ServeArgs, Store
 use crate::http::auth::JwtAuth;
 use crate::http::{self, AppState};
 use crate::jobs::{self, session_worker::WorkerSettings, sweep::SweepSettings, JobSettings};
-use crate::store;
+use crate::store::{self, Memory};
 use crate::stripe::webhook::Tolerance;
 use crate::stripe::{StripeGateway, StripeTransport};
 use crate::vault::{DbVault, MasterKey, SecretVault};
@@ -210,6 +210,9 @@ fn hold_settings(h: &HoldArgs) -> (chrono::Duration, chrono::Duration) {
     )
 }
 
+/// What a command-line run remembers per aggregate type (it touches few aggregates).
+const REMEMBERED_OFFLINE: usize = 10_000;
+
 /// Settings for work without a server (the command line): webhook settings unused.
 pub fn offline_settings(holds: &HoldArgs) -> Settings {
     let (hold_lifetime, hold_warning) = hold_settings(holds);
@@ -221,6 +224,10 @@ pub fn offline_settings(holds: &HoldArgs) -> Settings {
         hold_lifetime,
         hold_warning,
         max_pending_guest_intents: i64::MAX,
+        memory: Memory {
+            capacity: REMEMBERED_OFFLINE,
+            idle: Duration::from_secs(600),
+        },
         billing: None,
     }
 }
@@ -269,6 +276,10 @@ impl Application {
                 hold_lifetime,
                 hold_warning,
                 max_pending_guest_intents: args.max_pending_guest_intents.max(0),
+                memory: Memory {
+                    capacity: args.remembered_states,
+                    idle: Duration::from_secs(args.pending_payment_timeout_secs.max(60) as u64),
+                },
                 billing,
             }
         })

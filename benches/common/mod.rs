@@ -83,6 +83,9 @@ pub async fn start(
         // connection cap, no cap on guests' unpaid intents (every request is a guest's).
         .env("ROAMPAY_MAX_CONNECTIONS_PER_CLIENT", "100000")
         .env("ROAMPAY_MAX_PENDING_GUEST_INTENTS", "100000000")
+        // Setting up a long run takes minutes: its unpaid intents must not expire
+        // meanwhile (nor be forgotten by the instance, which keeps states that long).
+        .env("ROAMPAY_PENDING_PAYMENT_TIMEOUT_SECS", "3600")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::null());

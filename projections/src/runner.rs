@@ -93,10 +93,17 @@ pub struct Projector {
     wake: Notify,
     /// Told the projection's name whenever an event is set aside.
     on_dead_letter: std::sync::OnceLock<DeadLetterHook>,
+    /// Told, for every event applied, its projection and how long after its commit it
+    /// became visible there.
+    on_visible: std::sync::OnceLock<VisibleHook>,
 }
 
 /// What runs when an event is set aside (the service counts it).
 pub type DeadLetterHook = Box<dyn Fn(&'static str) + Send + Sync>;
+
+/// What runs for each event a projection made visible: its name and the seconds since
+/// the event was recorded (the service keeps a histogram).
+pub type VisibleHook = Box<dyn Fn(&'static str, f64) + Send + Sync>;
 
 /// An event a projection could not apply is tried this many times, alone, before it
 /// is set aside.
@@ -111,12 +118,32 @@ impl Projector {
             running: Mutex::new(()),
             wake: Notify::new(),
             on_dead_letter: std::sync::OnceLock::new(),
+            on_visible: std::sync::OnceLock::new(),
         })
     }
 
     /// Runs `hook` with the projection's name for every event set aside.
     pub fn on_dead_letter(&self, hook: DeadLetterHook) {
         let _ = self.on_dead_letter.set(hook);
+    }
+
+    /// Runs `hook` for every event applied by a live catch-up (not by the isolation of
+    /// a failing batch).
+    pub fn on_visible(&self, hook: VisibleHook) {
+        let _ = self.on_visible.set(hook);
+    }
+
+    fn visible(&self, projection: &'static str, events: &[StoredEvent]) {
+        let Some(hook) = self.on_visible.get() else {
+            return;
+        };
+        let now = chrono::Utc::now();
+        for at in events.iter().filter_map(|e| e.metadata.recorded_at) {
+            hook(
+                projection,
+                (now - at).num_microseconds().unwrap_or(i64::MAX) as f64 / 1e6,
+            );
+        }
     }
 
     pub fn names(&self) -> Vec<&'static str> {
@@ -355,6 +382,7 @@ impl Projector {
                     Ok(()) => {
                         set_checkpoint(&mut tx, name, last).await?;
                         tx.commit().await.map_err(db_err)?;
+                        self.visible(name, &events[start..]);
                     }
                     Err(e) if e.is_connection() => return Err(e),
                     Err(e) => {
@@ -394,6 +422,7 @@ impl Projector {
         };
         let mut applied = 0;
         let mut failed = None;
+        let mut made = Vec::with_capacity(self.projections.len());
         for (projection, at) in self.projections.iter().zip(&positions) {
             let start = events.partition_point(|e| e.position <= *at);
             if start == events.len() {
@@ -406,9 +435,15 @@ impl Projector {
             }
             set_checkpoint(&mut tx, projection.name(), last).await?;
             applied += (events.len() - start) as u64;
+            made.push((projection.name(), start));
         }
         match failed {
-            None => tx.commit().await.map_err(db_err)?,
+            None => {
+                tx.commit().await.map_err(db_err)?;
+                for (name, start) in made {
+                    self.visible(name, &events[start..]);
+                }
+            }
             Some(e) if e.is_connection() => return Err(e),
             Some(e) => {
                 tracing::warn!(error = %e, "a batch failed; applying its events one by one");

@@ -55,6 +55,8 @@ pub struct Settings {
     pub hold_warning: chrono::Duration,
     /// Open guest intents waiting for payment a workspace may have at once.
     pub max_pending_guest_intents: i64,
+    /// Aggregate states remembered per type, and for how long (see `store::Aggregates`).
+    pub memory: crate::store::Memory,
     /// Workspace billing, when a platform Stripe key is configured.
     pub billing: Option<billing::BillingSettings>,
 }
@@ -113,6 +115,7 @@ impl Services {
             .collect();
         let projector = Projector::new(db.clone(), projections, 1000);
         projector.on_dead_letter(Box::new(crate::metrics::dead_letter));
+        projector.on_visible(Box::new(crate::metrics::projection_visible));
         // Every commit nudges the read side: projections catch up at once. (A connector
         // reservation always comes with an intent's change, which nudges; waking the
         // projector in the middle of a pre-authorization only competes with it.)
@@ -124,14 +127,15 @@ impl Services {
             vault: vault.clone(),
             stripe: stripe.clone(),
         };
+        let room = settings.memory;
         Self {
-            profiles: Aggregates::new(&db, profile_services).on_commit(nudge.clone()),
-            locations: Aggregates::new(&db, ()).on_commit(nudge.clone()),
-            connectors: Aggregates::new(&db, ()),
-            intents: Aggregates::new(&db, intent_services.clone()).on_commit(nudge.clone()),
-            rejections: Aggregates::new(&db, ()).on_commit(nudge.clone()),
-            foreign: Aggregates::new(&db, ()).on_commit(nudge.clone()),
-            subscriptions: Aggregates::new(&db, ()).on_commit(nudge),
+            profiles: Aggregates::new(&db, profile_services, room).on_commit(nudge.clone()),
+            locations: Aggregates::new(&db, (), room).on_commit(nudge.clone()),
+            connectors: Aggregates::new(&db, (), room),
+            intents: Aggregates::new(&db, intent_services.clone(), room).on_commit(nudge.clone()),
+            rejections: Aggregates::new(&db, (), room).on_commit(nudge.clone()),
+            foreign: Aggregates::new(&db, (), room).on_commit(nudge.clone()),
+            subscriptions: Aggregates::new(&db, (), room).on_commit(nudge),
             intent_services,
             projector,
             db,

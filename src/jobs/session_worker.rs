@@ -212,6 +212,10 @@ mod tests {
             hold_lifetime: chrono::Duration::days(7),
             hold_warning: chrono::Duration::days(1),
             max_pending_guest_intents: 50,
+            memory: crate::store::Memory {
+                capacity: 100,
+                idle: std::time::Duration::from_secs(600),
+            },
             billing: None,
         };
         let stripe = Arc::new(FakeStripe::new(CredentialCheck::Valid { account_id: None }));

@@ -211,9 +211,26 @@ struct Known<A> {
 pub struct Aggregates<A: Aggregate> {
     store: Backend<A>,
     services: A::Services,
-    known: std::sync::Mutex<HashMap<String, Known<A>>>,
+    known: std::sync::Mutex<Remembered<A>>,
+    memory: Memory,
     /// Called after every commit that stored events (the read side's nudge).
     on_commit: Option<OnCommit>,
+}
+
+/// How much an instance remembers of each aggregate type.
+#[derive(Debug, Clone, Copy)]
+pub struct Memory {
+    /// At most this many states; past it the older half is forgotten.
+    pub capacity: usize,
+    /// A state not touched for this long is forgotten (the service uses the
+    /// pending-payment timeout: until then a webhook for a new intent may still come).
+    pub idle: Duration,
+}
+
+struct Remembered<A> {
+    states: HashMap<String, Known<A>>,
+    /// When states idle too long were last swept out.
+    swept: Instant,
 }
 
 /// What runs after a commit: one place instead of a call after every command.
@@ -226,9 +243,6 @@ pub const RECENT: Duration = Duration::from_millis(500);
 
 /// A lost optimistic-concurrency race is retried this many times (reload, decide again).
 const CONFLICT_RETRIES: usize = 5;
-
-/// How many aggregates' states are remembered; past it the older half is forgotten.
-const KNOWN_CAPACITY: usize = 20_000;
 
 macro_rules! with_store {
     ($self:expr, $store:ident => $body:expr) => {
@@ -244,7 +258,8 @@ where
     A: Aggregate + Clone,
     A::Command: Clone,
 {
-    pub fn new(db: &Db, services: A::Services) -> Self {
+    /// `memory`: how many aggregates' last states to keep (at least 2), and how long.
+    pub fn new(db: &Db, services: A::Services, memory: Memory) -> Self {
         // Projections catch up from the log; no in-process query dispatch.
         let store = match db {
             Db::Postgres(p) => Backend::Postgres(PersistedEventStore::new_event_store(
@@ -257,7 +272,14 @@ where
         Self {
             store,
             services,
-            known: std::sync::Mutex::new(HashMap::new()),
+            known: std::sync::Mutex::new(Remembered {
+                states: HashMap::new(),
+                swept: Instant::now(),
+            }),
+            memory: Memory {
+                capacity: memory.capacity.max(2),
+                idle: memory.idle,
+            },
             on_commit: None,
         }
     }
@@ -396,23 +418,35 @@ where
     }
 
     fn remembered(&self, id: &str) -> Option<Known<A>> {
-        self.known.lock().expect("known states").get(id).cloned()
+        self.known
+            .lock()
+            .expect("known states")
+            .states
+            .get(id)
+            .cloned()
     }
 
     /// Keeps `state` unless a later one is already known (a load that started before
     /// a commit of this instance must not bring back the older state).
     fn remember(&self, id: &str, sequence: usize, state: &A) {
-        let mut known = self.known.lock().expect("known states");
-        if known.get(id).is_some_and(|k| k.sequence > sequence) {
+        let mut guard = self.known.lock().expect("known states");
+        let Remembered { states, swept } = &mut *guard;
+        if states.get(id).is_some_and(|k| k.sequence > sequence) {
             return;
         }
-        if known.len() >= KNOWN_CAPACITY {
-            let mut ages: Vec<Instant> = known.values().map(|k| k.at).collect();
-            let (_, median, _) = ages.select_nth_unstable(KNOWN_CAPACITY / 2);
-            let cutoff = *median;
-            known.retain(|_, k| k.at > cutoff);
+        // Idle states go every quarter of the idle time (one pass over the map).
+        if swept.elapsed() >= self.memory.idle / 4 {
+            let idle = self.memory.idle;
+            states.retain(|_, k| k.at.elapsed() < idle);
+            *swept = Instant::now();
         }
-        known.insert(
+        if states.len() >= self.memory.capacity {
+            let mut ages: Vec<Instant> = states.values().map(|k| k.at).collect();
+            let (_, median, _) = ages.select_nth_unstable(self.memory.capacity / 2);
+            let cutoff = *median;
+            states.retain(|_, k| k.at > cutoff);
+        }
+        states.insert(
             id.to_string(),
             Known {
                 at: Instant::now(),
@@ -423,7 +457,7 @@ where
     }
 
     fn forget(&self, id: &str) {
-        self.known.lock().expect("known states").remove(id);
+        self.known.lock().expect("known states").states.remove(id);
     }
 }
 

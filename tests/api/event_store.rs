@@ -33,7 +33,14 @@ async fn concurrent_loads_from_a_fresh_instance_get_their_own_aggregates(b: Back
         actor: "test".into(),
         request_id: String::new(),
     };
-    let writer = Aggregates::<Location>::new(&db, ());
+    let writer = Aggregates::<Location>::new(
+        &db,
+        (),
+        roampay::store::Memory {
+            capacity: 100,
+            idle: std::time::Duration::from_secs(600),
+        },
+    );
     // 60 locations with two versions each (two events, in order).
     for i in 0..60 {
         for version in ["first", "second"] {
@@ -51,7 +58,14 @@ async fn concurrent_loads_from_a_fresh_instance_get_their_own_aggregates(b: Back
         }
     }
     // A new instance remembers nothing: every load reads the log, all at once.
-    let reader = std::sync::Arc::new(Aggregates::<Location>::new(&db, ()));
+    let reader = std::sync::Arc::new(Aggregates::<Location>::new(
+        &db,
+        (),
+        roampay::store::Memory {
+            capacity: 100,
+            idle: std::time::Duration::from_secs(600),
+        },
+    ));
     let loads = (0..80).map(|i| {
         let reader = reader.clone();
         tokio::spawn(async move { (i, reader.load(&format!("LOC-{i}")).await.unwrap()) })

@@ -8,6 +8,7 @@ mod audit;
 mod auth;
 mod billing;
 mod canary;
+mod chaos;
 mod crash;
 mod credentials;
 mod dead_letters;

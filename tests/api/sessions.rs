@@ -574,7 +574,14 @@ async fn a_connector_left_held_by_a_crash_is_freed(b: Backend) {
     put_location(&server, "ws-1", "LOC-1", 45).await;
     // What a process that died between the reservation and the intent leaves behind.
     let db = store.db().await;
-    let connectors = Aggregates::<ConnectorReservation>::new(&db, ());
+    let connectors = Aggregates::<ConnectorReservation>::new(
+        &db,
+        (),
+        roampay::store::Memory {
+            capacity: 100,
+            idle: std::time::Duration::from_secs(600),
+        },
+    );
     let meta = Metadata {
         actor: "test".into(),
         request_id: String::new(),

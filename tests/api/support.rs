@@ -34,7 +34,7 @@ macro_rules! on_both_backends {
     )*};
 }
 
-fn pg_admin_url() -> String {
+pub fn pg_admin_url() -> String {
     std::env::var("ROAMPAY_TEST_PG_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
