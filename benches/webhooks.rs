@@ -12,8 +12,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use roampay::stripe::webhook::sign;
-use secrecy::SecretString;
 use serde_json::{json, Value};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
@@ -87,11 +85,7 @@ async fn roampay_ingestion(database_url: Option<&str>) -> Ingestion {
             .json()
             .await
             .unwrap();
-        let pi = json!({"id": r["payment_intent_id"], "object": "payment_intent", "status": "requires_capture", "amount": 5000,
-                        "amount_capturable": 5000, "currency": "aud", "livemode": false,
-                        "metadata": {"workspace_id": "ws-bench", "charging_intent_id": r["charging_intent_id"]}});
-        bodies.push(serde_json::to_vec(&json!({"id": format!("evt_bench_{i}"), "object": "event",
-            "type": "payment_intent.amount_capturable_updated", "livemode": false, "data": {"object": pi}})).unwrap());
+        bodies.push(common::capturable_event(i, &r));
     }
     let paced = bodies.split_off(intents());
     eprintln!(
@@ -102,7 +96,7 @@ async fn roampay_ingestion(database_url: Option<&str>) -> Ingestion {
     let done = Arc::new(AtomicUsize::new(0));
     let slices = tokio::spawn(report_slices(done.clone(), bodies.len()));
     let started = Instant::now();
-    deliver(&base, bodies.clone(), None, done).await;
+    common::deliver(&base, bodies.clone(), None, done).await;
     let rate = bodies.len() as f64 / started.elapsed().as_secs_f64();
     slices.await.unwrap();
     eprintln!(
@@ -113,7 +107,7 @@ async fn roampay_ingestion(database_url: Option<&str>) -> Ingestion {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let before = metrics(&http, &base).await;
     let interval = Duration::from_secs_f64(2.0 / rate);
-    deliver(&base, paced, Some(interval), Arc::new(AtomicUsize::new(0))).await;
+    common::deliver(&base, paced, Some(interval), Arc::new(AtomicUsize::new(0))).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let after = metrics(&http, &base).await;
     let lag = PROJECTIONS
@@ -136,58 +130,6 @@ const PROJECTIONS: [&str; 3] = ["audit_log", "charging_intents", "credential_hea
 struct Ingestion {
     rate: f64,
     lag: Vec<(&'static str, f64, f64)>,
-}
-
-/// Delivers each body once, signed, from 16 clients: as fast as they go, or the i-th
-/// no earlier than `i × interval` after the start.
-async fn deliver(
-    base: &str,
-    bodies: Vec<Vec<u8>>,
-    interval: Option<Duration>,
-    done: Arc<AtomicUsize>,
-) {
-    let http = reqwest::Client::new();
-    let bodies = Arc::new(bodies);
-    let next = Arc::new(AtomicUsize::new(0));
-    let secret = SecretString::from(common::WEBHOOK_SECRET.to_string());
-    let start = tokio::time::Instant::now();
-    let mut tasks = Vec::new();
-    for _ in 0..CLIENTS {
-        let (http, bodies, next, done, secret, url) = (
-            http.clone(),
-            bodies.clone(),
-            next.clone(),
-            done.clone(),
-            secret.clone(),
-            format!("{base}/ocpi/stripe/webhook/{}", common::WORKSPACE),
-        );
-        tasks.push(tokio::spawn(async move {
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(body) = bodies.get(i) else { return };
-                if let Some(every) = interval {
-                    tokio::time::sleep_until(start + every * i as u32).await;
-                }
-                let t = chrono::Utc::now().timestamp();
-                let sig = format!("t={t},v1={}", sign(&secret, t, body));
-                let r: Value = http
-                    .post(&url)
-                    .header("Stripe-Signature", sig)
-                    .body(body.clone())
-                    .send()
-                    .await
-                    .unwrap()
-                    .json()
-                    .await
-                    .unwrap();
-                assert_eq!(r["outcome"], "applied", "{r}");
-                done.fetch_add(1, Ordering::Relaxed);
-            }
-        }));
-    }
-    for t in tasks {
-        t.await.unwrap();
-    }
 }
 
 async fn metrics(http: &reqwest::Client, base: &str) -> String {

@@ -1,10 +1,15 @@
 //! What the service benchmarks share: a `roampay serve` child with one paying
 //! workspace, and locations with one connector per request.
+// Each benchmark uses a part of it.
+#![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
-use serde_json::json;
+use serde_json::{json, Value};
 
 pub const JWT: &str = "bench-jwt-secret-at-least-32-bytes-long";
 pub const WORKSPACE: &str = "ws-bench";
@@ -160,4 +165,70 @@ pub async fn start(
 /// The create-payment-intent body of request `i`.
 pub fn preauth_body(i: usize) -> serde_json::Value {
     json!({"location_id": format!("LOC-{}", i / PER_LOCATION), "evse_uid": "E", "connector_id": (i % PER_LOCATION).to_string()})
+}
+
+/// Delivers each body once, signed, from 16 clients (the webhook benchmarks' load): as fast as they go, or the i-th
+/// no earlier than `i × interval` after the start.
+pub async fn deliver(
+    base: &str,
+    bodies: Vec<Vec<u8>>,
+    interval: Option<Duration>,
+    done: Arc<AtomicUsize>,
+) {
+    let http = reqwest::Client::new();
+    let bodies = Arc::new(bodies);
+    let next = Arc::new(AtomicUsize::new(0));
+    let secret = secrecy::SecretString::from(WEBHOOK_SECRET.to_string());
+    let start = tokio::time::Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let (http, bodies, next, done, secret, url) = (
+            http.clone(),
+            bodies.clone(),
+            next.clone(),
+            done.clone(),
+            secret.clone(),
+            format!("{base}/ocpi/stripe/webhook/{WORKSPACE}"),
+        );
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(body) = bodies.get(i) else { return };
+                if let Some(every) = interval {
+                    tokio::time::sleep_until(start + every * i as u32).await;
+                }
+                let t = chrono::Utc::now().timestamp();
+                let sig = format!(
+                    "t={t},v1={}",
+                    roampay::stripe::webhook::sign(&secret, t, body)
+                );
+                let r: Value = http
+                    .post(&url)
+                    .header("Stripe-Signature", sig)
+                    .body(body.clone())
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                assert_eq!(r["outcome"], "applied", "{r}");
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+}
+
+/// The signed-later body of a `payment_intent.amount_capturable_updated` event for the
+/// intent a create-payment-intent answer `r` describes (event number `i`).
+pub fn capturable_event(i: usize, r: &Value) -> Vec<u8> {
+    let pi = json!({"id": r["payment_intent_id"], "object": "payment_intent", "status": "requires_capture", "amount": 5000,
+                    "amount_capturable": 5000, "currency": "aud", "livemode": false,
+                    "metadata": {"workspace_id": WORKSPACE, "charging_intent_id": r["charging_intent_id"]}});
+    serde_json::to_vec(&json!({"id": format!("evt_bench_{i}"), "object": "event",
+        "type": "payment_intent.amount_capturable_updated", "livemode": false, "data": {"object": pi}}))
+    .unwrap()
 }
