@@ -88,11 +88,14 @@ async fn main() {
     );
     println!(
         "  database size                : {:.0} MB per million events ({:.0} MB in all)",
-        large.bytes / 1e6 / (events as f64 / 1e6),
+        large.bytes / 1e6 / (large.events as f64 / 1e6),
         large.bytes / 1e6
     );
-    if let Some((median, max)) = large.long_load {
-        println!("  load of an aggregate of {LONG} events: median {median:.1} ms, max {max:.1} ms (target < 50)");
+    if let Some((first, median, max)) = large.long_load {
+        println!(
+            "  load of an aggregate of {LONG} events: median {median:.1} ms, max {max:.1} ms (target < 50) \
+             from its snapshot; {first:.1} ms the first time (no snapshot yet: it was seeded)"
+        );
     }
     let _ = sqlx::query("SELECT 1").execute(&admin).await;
 }
@@ -105,7 +108,8 @@ struct Figures {
     copy: f64,
     replay: f64,
     bytes: f64,
-    long_load: Option<(f64, f64)>,
+    events: usize,
+    long_load: Option<(f64, f64, f64)>,
 }
 
 async fn create_db(admin: &PgPool, name: &str) -> String {
@@ -270,14 +274,14 @@ fn copy_row(out: &mut String, r: &Row7, rename: &[(&str, &str)], sequence: i64, 
 }
 
 /// Seeds `events` events (workspaces of 1,000), and with `long`, one location with
-/// [`LONG`] events. Returns the workspace ids and PaymentIntent ids written, and the
-/// COPY rate.
+/// [`LONG`] events. Returns the workspace ids and PaymentIntent ids written, the COPY
+/// rate and how many events were written.
 async fn seed(
     url: &str,
     t: &Template,
     events: usize,
     long: bool,
-) -> (Vec<String>, Vec<String>, f64) {
+) -> (Vec<String>, Vec<String>, f64, usize) {
     let pool = PgPool::connect(url).await.unwrap();
     let per_journey = t.journey.len();
     let workspaces = (events / 1000).max(1);
@@ -358,19 +362,19 @@ async fn seed(
     sqlx::query("ANALYZE").execute(&pool).await.unwrap();
     pool.close().await;
     eprintln!("scale: {written} events copied in {secs:.1} s");
-    (ws_ids, pis, written as f64 / secs)
+    (ws_ids, pis, written as f64 / secs, written)
 }
 
 async fn measure(admin: &PgPool, t: &Template, events: usize, long: bool) -> Figures {
     let name = format!("roampay_bench_scale_{}_{events}", std::process::id());
     let url = create_db(admin, &name).await;
     roampay(&["migrate"], &url);
-    let (workspaces, pis, copy) = seed(&url, t, events, long).await;
+    let (workspaces, pis, copy, written) = seed(&url, t, events, long).await;
     let started = Instant::now();
     roampay(&["replay"], &url);
-    let replay = events as f64 / started.elapsed().as_secs_f64();
+    let replay = written as f64 / started.elapsed().as_secs_f64();
     eprintln!(
-        "scale: replay of {events} events in {:.1} s",
+        "scale: replay of {written} events in {:.1} s",
         started.elapsed().as_secs_f64()
     );
     let pool = PgPool::connect(&url).await.unwrap();
@@ -422,6 +426,7 @@ async fn measure(admin: &PgPool, t: &Template, events: usize, long: bool) -> Fig
         copy,
         replay,
         bytes: bytes as f64,
+        events: written,
         long_load,
     }
 }
@@ -489,26 +494,33 @@ async fn support_queries(
     out
 }
 
-/// Loads the long location five times (no remembered state): median and max, ms.
-async fn load_long(pool: &PgPool) -> (f64, f64) {
+/// Loads the long location as a fresh instance would: the first time from its events
+/// (it had no snapshot: it was seeded), then five times from the snapshot that first
+/// load left. (first, median, max) in ms.
+async fn load_long(pool: &PgPool) -> (f64, f64, f64) {
     let db = roampay_projections::Db::Postgres(pool.clone());
-    let mut times = Vec::new();
-    for _ in 0..5 {
-        let fresh = roampay::store::Aggregates::<roampay::location::Location>::new(
+    let fresh = || {
+        roampay::store::Aggregates::<roampay::location::Location>::new(
             &db,
             (),
             roampay::store::Memory {
                 capacity: 2,
                 idle: Duration::from_secs(1),
             },
-        );
+        )
+        .snapshot_every(100)
+    };
+    let mut times = Vec::new();
+    for _ in 0..6 {
         let at = Instant::now();
-        fresh
+        let location = fresh()
             .load("LOC-long")
             .await
             .expect("the long location loads");
+        assert!(location.data.is_some());
         times.push(at.elapsed().as_secs_f64() * 1e3);
     }
+    let first = times.remove(0);
     times.sort_by(f64::total_cmp);
-    (times[2], times[4])
+    (first, times[2], times[4])
 }

@@ -40,6 +40,9 @@ pub use locations::LocationError;
 pub use payments::PaymentError;
 pub use webhooks::{WebhookOutcome, WebhookRefusal};
 
+/// Events between two snapshots of a long-lived aggregate.
+const SNAPSHOT_EVERY: usize = 100;
+
 /// Settings the use cases read.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -129,9 +132,15 @@ impl Services {
         };
         let room = settings.memory;
         Self {
-            profiles: Aggregates::new(&db, profile_services, room).on_commit(nudge.clone()),
-            locations: Aggregates::new(&db, (), room).on_commit(nudge.clone()),
-            connectors: Aggregates::new(&db, (), room),
+            // The streams that grow for years (a check every 6 h, every push of a
+            // location, two events per session on a connector) load from snapshots.
+            profiles: Aggregates::new(&db, profile_services, room)
+                .snapshot_every(SNAPSHOT_EVERY)
+                .on_commit(nudge.clone()),
+            locations: Aggregates::new(&db, (), room)
+                .snapshot_every(SNAPSHOT_EVERY)
+                .on_commit(nudge.clone()),
+            connectors: Aggregates::new(&db, (), room).snapshot_every(SNAPSHOT_EVERY),
             intents: Aggregates::new(&db, intent_services.clone(), room).on_commit(nudge.clone()),
             rejections: Aggregates::new(&db, (), room).on_commit(nudge.clone()),
             foreign: Aggregates::new(&db, (), room).on_commit(nudge.clone()),

@@ -3,6 +3,7 @@
 pub mod billing_customers;
 mod lite_events;
 mod pg_events;
+mod snapshots;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -213,6 +214,9 @@ pub struct Aggregates<A: Aggregate> {
     services: A::Services,
     known: std::sync::Mutex<Remembered<A>>,
     memory: Memory,
+    db: Db,
+    /// A snapshot every this many events (for streams that grow for years).
+    snapshot_every: Option<usize>,
     /// Called after every commit that stored events (the read side's nudge).
     on_commit: Option<OnCommit>,
 }
@@ -280,8 +284,16 @@ where
                 capacity: memory.capacity.max(2),
                 idle: memory.idle,
             },
+            db: db.clone(),
+            snapshot_every: None,
             on_commit: None,
         }
+    }
+
+    /// Loads start from a snapshot taken every `events` events (see `snapshots`).
+    pub fn snapshot_every(mut self, events: usize) -> Self {
+        self.snapshot_every = Some(events.max(1));
+        self
     }
 
     /// Runs `hook` after every commit that stored events.
@@ -363,12 +375,14 @@ where
             }
             // The sink has applied the events to the aggregate already.
             let state = context.aggregate.clone();
-            let sequence = context.current_sequence + events.len();
+            let before = context.current_sequence;
+            let sequence = before + events.len();
             let committed =
                 with_store!(self, store => store.commit(events, context, meta.to_map()).await);
             match committed {
                 Ok(_) => {
                     self.remember(id, sequence, &state);
+                    self.snapshot_if_due(id, before, sequence, &state).await;
                     if let Some(hook) = &self.on_commit {
                         hook();
                     }
@@ -412,9 +426,59 @@ where
         &self,
         id: &str,
     ) -> Result<EventStoreAggregateContext<A>, AggregateError<A::Error>> {
-        let context = with_store!(self, store => store.load_aggregate(id).await?);
+        let snapshot = match self.snapshot_every {
+            Some(_) => self.load_from_snapshot(id).await,
+            None => None,
+        };
+        let (context, base) = match snapshot {
+            Some(found) => found,
+            None => (
+                with_store!(self, store => store.load_aggregate(id).await?),
+                0,
+            ),
+        };
+        // A long stream read past its last snapshot (or written before snapshots) gets one.
+        self.snapshot_if_due(id, base, context.current_sequence, &context.aggregate)
+            .await;
         self.remember(id, context.current_sequence, &context.aggregate);
         Ok(context)
+    }
+
+    /// The latest snapshot and the events after it, with the snapshot's sequence; `None`
+    /// when there is no snapshot or it cannot be read (the whole stream is read instead,
+    /// which reports store errors).
+    async fn load_from_snapshot(&self, id: &str) -> Option<(EventStoreAggregateContext<A>, usize)> {
+        let (base, mut state) = snapshots::latest::<A>(&self.db, id).await.ok()??;
+        let mut sequence = base;
+        for (s, event) in snapshots::events_after::<A>(&self.db, id, sequence)
+            .await
+            .ok()?
+        {
+            state.apply(event);
+            sequence = s;
+        }
+        let context = EventStoreAggregateContext {
+            aggregate_id: id.to_string(),
+            aggregate: state,
+            current_sequence: sequence,
+            current_snapshot: None,
+        };
+        Some((context, base))
+    }
+
+    /// Writes a snapshot when the events from `before` to `after` crossed a multiple of
+    /// the interval, or were as many as it. A failure is only logged: the log stays the
+    /// truth.
+    async fn snapshot_if_due(&self, id: &str, before: usize, after: usize, state: &A) {
+        let Some(every) = self.snapshot_every else {
+            return;
+        };
+        if after / every == before / every && after - before < every {
+            return;
+        }
+        if let Err(e) = snapshots::write(&self.db, id, after, state).await {
+            tracing::warn!(aggregate.type = A::TYPE, aggregate.id = %id, error = %e, "a snapshot was not written");
+        }
     }
 
     fn remembered(&self, id: &str) -> Option<Known<A>> {
