@@ -66,7 +66,7 @@ async fn roampay_ingestion(database_url: Option<&str>) -> Ingestion {
         &stripe.uri(),
         database_url,
         &[("ROAMPAY_SWEEP_FIRST_LOOK_SECS", "3600")],
-        intents(),
+        intents() + PACED,
     )
     .await;
     let base = server.base.clone();
