@@ -73,10 +73,13 @@ $(VENV)/bin/localstripe:
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check localstripe==$(LOCALSTRIPE_VERSION)
 
 ## Benchmarks, each reported as a ratio against a baseline measured in the same run.
+## The scale run seeds ROAMPAY_BENCH_SCALE_EVENTS events (10,000,000: about 13 GB and
+## a quarter of an hour; set a smaller count to try it).
 bench: postgres
 	ROAMPAY_BENCH_PG_URL=$(PG_URL) $(CARGO) bench --bench replay
 	ROAMPAY_BENCH_PG_URL=$(PG_URL) $(CARGO) bench --bench preauth
 	ROAMPAY_BENCH_PG_URL=$(PG_URL) $(CARGO) bench --bench webhooks
+	ROAMPAY_BENCH_PG_URL=$(PG_URL) $(CARGO) bench --bench scale
 
 ## Two instances under mixed load while they are SIGKILLed (>= 20 times), PostgreSQL
 ## restarts and Stripe fails; then money, the log and the read models are checked

@@ -88,7 +88,15 @@ impl Fleet {
             .append(true)
             .open(self.dir.join(format!("roampay-{slot}.log")))
             .unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_roampay"));
+        // `ROAMPAY_CHAOS_WRAP=heaptrack` (say) runs each instance under that tool.
+        let mut cmd = match std::env::var("ROAMPAY_CHAOS_WRAP") {
+            Ok(tool) if !tool.is_empty() => {
+                let mut c = Command::new(tool);
+                c.arg(env!("CARGO_BIN_EXE_roampay"));
+                c
+            }
+            _ => Command::new(env!("CARGO_BIN_EXE_roampay")),
+        };
         cmd.arg("serve")
             .env("ROAMPAY_DATA_DIR", self.dir.join(format!("data-{slot}")))
             .stdout(Stdio::piped())
@@ -98,8 +106,14 @@ impl Fleet {
         }
         let mut child = cmd.spawn().expect("roampay binary");
         let mut out = BufReader::new(child.stdout.take().unwrap());
+        // The first line roampay prints says where it listens (a wrapper may print first).
         let mut line = String::new();
-        out.read_line(&mut line).unwrap();
+        while !line.starts_with("roampay ") {
+            line.clear();
+            if out.read_line(&mut line).unwrap() == 0 {
+                panic!("roampay ended before listening (log in {:?})", self.dir);
+            }
+        }
         let base = line
             .split_whitespace()
             .nth(3)

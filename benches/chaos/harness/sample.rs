@@ -29,8 +29,12 @@ pub async fn every(
     let name = url.rsplit('/').next().unwrap_or_default().to_string();
     let started = Instant::now();
     let mut samples = Vec::new();
-    while started.elapsed() + period / 2 < total {
+    loop {
+        // The last sample is taken a good while before the load stops.
         let next = period * (samples.len() as u32 + 1);
+        if next + period / 2 > total {
+            break;
+        }
         tokio::time::sleep(next.saturating_sub(started.elapsed())).await;
         let Some(base) = fleet.base(0) else { continue };
         let text = match http.get(format!("{base}/metrics")).send().await {
