@@ -452,7 +452,8 @@ async fn support_queries(
     let asked: Vec<String> = (0..QUERIES)
         .map(|i| workspaces[(i * 7919) % workspaces.len()].clone())
         .collect();
-    let token = auth.issue("support", &asked, "audit:read", 3600);
+    // Support staff of the platform: every workspace.
+    let token = auth.issue("support", &["*".to_string()], "audit:read", 3600);
     let mut out = Vec::new();
     for name in [
         "audit by workspace",

@@ -214,6 +214,7 @@ impl Metrics {
             "workspace_billing",
         ] {
             m.dead_letters.with_label_values(&[projection]);
+            m.projection_visible.with_label_values(&[projection]);
         }
         for status in [
             "completed",
