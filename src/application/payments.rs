@@ -203,7 +203,6 @@ fn intent_id(workspace_id: &str, key: Option<&str>, attempt: u32) -> String {
     }
 }
 
-/// An intent that ended at creation answers with the error it ended with.
 /// How many intents one `Idempotency-Key` may open when Stripe keeps not answering.
 const ATTEMPTS_PER_KEY: u32 = 20;
 
@@ -214,6 +213,7 @@ fn went_unanswered(i: &ChargingIntent) -> bool {
         && i.failure_code.as_deref() == Some(STRIPE_UNAVAILABLE)
 }
 
+/// An intent that ended at creation answers with the error it ended with.
 fn creation_failure(i: &ChargingIntent) -> Option<PaymentError> {
     if i.status != IntentStatus::Failed || i.payment.is_some() {
         return None;

@@ -840,3 +840,71 @@ async fn the_openapi_spec_enumerates_error_codes_and_headers() {
     let example = &spec["components"]["schemas"]["CreatePaymentIntent"]["example"];
     assert_eq!(example["location_id"], "LOC-1", "{example}");
 }
+
+/// Found by `make soak` (docs/reliability.md): glibc gave each thread that allocates a
+/// malloc arena of its own, and under steady load the resident memory crept up by a
+/// quarter of a megabyte a minute. roampay limits itself to two arenas, the main one and
+/// one more; a `MALLOC_ARENA_MAX` in the environment still decides, which is this test's
+/// control (it shows that the count sees the arenas of a process that has them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_service_keeps_to_two_malloc_arenas() {
+    let mock = wiremock::MockServer::start().await;
+    let (one, two) = (
+        Store::fresh(Backend::Sqlite).await,
+        Store::fresh(Backend::Sqlite).await,
+    );
+    let limited = Server::start(&one, ServerOptions::new(&mock)).await;
+    let control = Server::start(&two, ServerOptions::new(&mock).env("MALLOC_ARENA_MAX", "8")).await;
+    for server in [&limited, &control] {
+        // Work on every thread that serves: many requests at once, again and again.
+        for _ in 0..5 {
+            let asks = (0..40).map(|i| {
+                let path = if i % 2 == 0 { "/metrics" } else { "/readyz" };
+                server.http.get(server.url(path)).send()
+            });
+            for r in futures::future::join_all(asks).await {
+                assert!(r.unwrap().status().is_success());
+            }
+        }
+    }
+    let control_arenas = malloc_heaps(control.child.id());
+    assert!(
+        control_arenas >= 2,
+        "the control shows its arenas: {control_arenas}"
+    );
+    assert!(
+        malloc_heaps(limited.child.id()) <= 1,
+        "one arena besides the main one"
+    );
+}
+
+/// glibc's arenas other than the main one, in `/proc/<pid>/maps`: anonymous heaps of
+/// 64 MiB reserved at a 64 MiB boundary (the part in use read-write, the rest `---p`).
+fn malloc_heaps(pid: u32) -> usize {
+    const HEAP: u64 = 64 << 20;
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+    let anonymous: Vec<(u64, u64, &str)> = maps
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() == 5 && f[4] == "0").then_some(())?;
+            let (a, b) = f[0].split_once('-')?;
+            let (a, b) = (
+                u64::from_str_radix(a, 16).ok()?,
+                u64::from_str_radix(b, 16).ok()?,
+            );
+            Some((a, b, f[1]))
+        })
+        .collect();
+    anonymous
+        .iter()
+        .filter(|(start, end, perms)| {
+            perms.starts_with("rw")
+                && start % HEAP == 0
+                && (end - start == HEAP
+                    || anonymous
+                        .iter()
+                        .any(|(s, e, _)| s == end && *e == start + HEAP))
+        })
+        .count()
+}
