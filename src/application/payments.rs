@@ -184,15 +184,10 @@ fn hash_request(r: &PreAuthRequest) -> String {
 
 /// With a client `Idempotency-Key`, the intent id is derived from it (per workspace),
 /// so a retry lands on the same intent; without one, a fresh id.
-fn intent_id(workspace_id: &str, key: Option<&str>, attempt: u32) -> String {
+fn intent_id(workspace_id: &str, key: Option<&str>) -> String {
     match key {
         Some(k) => {
-            // (A key is printable ASCII: no NUL, so attempts never meet other keys.)
-            let seed = match attempt {
-                1 => format!("{workspace_id}\0{k}"),
-                n => format!("{workspace_id}\0{k}\0{n}"),
-            };
-            let d = Sha256::digest(seed.as_bytes());
+            let d = Sha256::digest(format!("{workspace_id}\0{k}").as_bytes());
             let mut b = [0u8; 16];
             b.copy_from_slice(&d[..16]);
             b[6] = (b[6] & 0x0f) | 0x80; // version 8 (custom), RFC 9562
@@ -201,16 +196,6 @@ fn intent_id(workspace_id: &str, key: Option<&str>, attempt: u32) -> String {
         }
         None => uuid::Uuid::now_v7().to_string(),
     }
-}
-
-/// How many intents one `Idempotency-Key` may open when Stripe keeps not answering.
-const ATTEMPTS_PER_KEY: u32 = 20;
-
-/// The intent failed because Stripe did not answer its creation (no PaymentIntent).
-fn went_unanswered(i: &ChargingIntent) -> bool {
-    i.status == IntentStatus::Failed
-        && i.payment.is_none()
-        && i.failure_code.as_deref() == Some(STRIPE_UNAVAILABLE)
 }
 
 /// An intent that ended at creation answers with the error it ended with.
@@ -302,24 +287,11 @@ impl Services {
             .map_err(PaymentError::NotAtLocation)?
             .clone();
         let profile = self.profile_recent(&ws).await?;
+        let id = intent_id(&ws, req.idempotency_key.as_deref());
         let request_hash = hash_request(&req);
-        let mut id = intent_id(&ws, req.idempotency_key.as_deref(), 1);
-        if let Some(key) = req.idempotency_key.as_deref() {
-            // A retry answers as before; but an attempt Stripe never answered (503, told
-            // to try again) is tried again, as the key's next attempt: a new intent (the
-            // failed one freed its connector and never gave out a client secret).
-            let mut attempt = 1;
-            loop {
-                let existing = self.intents.load(&id).await.map_err(store_error)?;
-                let Some(r) = existing.request.as_ref() else {
-                    break;
-                };
-                let same = r.request_hash == request_hash && r.driver == req.driver;
-                if same && attempt < ATTEMPTS_PER_KEY && went_unanswered(&existing) {
-                    attempt += 1;
-                    id = intent_id(&ws, Some(key), attempt);
-                    continue;
-                }
+        if req.idempotency_key.is_some() {
+            let existing = self.intents.load(&id).await.map_err(store_error)?;
+            if existing.request.is_some() {
                 return self
                     .replay(id, existing, &req, &request_hash, &profile)
                     .await;

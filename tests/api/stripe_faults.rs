@@ -11,10 +11,7 @@ use crate::on_both_backends;
 use crate::payments::{configure, create, intent, put_location, WH_A};
 use crate::support::*;
 
-on_both_backends!(
-    retries_keep_the_idempotency_key_and_failures_end_definite,
-    a_pre_auth_stripe_never_answered_is_tried_again_under_the_same_key,
-);
+on_both_backends!(retries_keep_the_idempotency_key_and_failures_end_definite);
 
 /// Mounts `fault` for the first `times` create requests, in front of the fake.
 async fn with_fault(fault: ResponseTemplate, times: u64) -> (MockServer, FakeStripe) {
@@ -145,11 +142,8 @@ async fn retries_keep_the_idempotency_key_and_failures_end_definite(b: Backend) 
                     (d.len() == 1 && d[0]["status"] == "failed").then_some(())
                 })
                 .await;
-                // (A 503 is tried again under the same key: the test below.)
-                if code != "stripe_unavailable" {
-                    let (again, _) = create(&server, "LOC-1", "1", Some("retry-key-0000001")).await;
-                    assert_eq!(again, status, "{what}: the same key answers the same");
-                }
+                let (again, _) = create(&server, "LOC-1", "1", Some("retry-key-0000001")).await;
+                assert_eq!(again, status, "{what}: the same key answers the same");
                 let (s, _) = create(&server, "LOC-1", "1", Some("retry-key-0000002")).await;
                 assert!(
                     s == 201 || s == 502 || s == 503,
@@ -159,51 +153,4 @@ async fn retries_keep_the_idempotency_key_and_failures_end_definite(b: Backend) 
             }
         }
     }
-}
-
-/// Found by `make chaos`: a client that sends the same `Idempotency-Key` again after
-/// `503 stripe_unavailable` (as the answer tells it to) got the 503 forever. The key's
-/// next attempt is a new intent, and from then on the key answers as that one did.
-async fn a_pre_auth_stripe_never_answered_is_tried_again_under_the_same_key(b: Backend) {
-    let store = Store::fresh(b).await;
-    let (mock, fake) = with_fault(stripe_error(500, "", "boom"), 3).await;
-    let server = Server::start(&store, ServerOptions::new(&mock)).await;
-    configure(&server, "ws-1", "sk_test_51HxWorkspaceOneKey", WH_A).await;
-    put_location(&server, "ws-1", "LOC-1", 45).await;
-    let key = Some("after-an-outage-0001");
-    let (status, first) = create(&server, "LOC-1", "1", key).await;
-    assert_eq!(
-        (status, first["code"].as_str()),
-        (503, Some("stripe_unavailable")),
-        "{first}"
-    );
-    let (status, second) = create(&server, "LOC-1", "1", key).await;
-    assert_eq!(status, 201, "{second}");
-    assert!(second["client_secret"].is_string(), "{second}");
-    let (status, third) = create(&server, "LOC-1", "1", key).await;
-    assert_eq!(status, 201, "{third}");
-    assert_eq!(third["charging_intent_id"], second["charging_intent_id"]);
-    assert_eq!(third["payment_intent_id"], second["payment_intent_id"]);
-    assert_eq!(fake.distinct_intents(), 1, "one PaymentIntent");
-    // The unanswered attempt stays failed; the new one holds the connector.
-    let support = token("support", &["*"], "audit:read");
-    eventually("the failed attempt and the new one, listed", || async {
-        let (_, list) = server
-            .get("/api/support/charging-intents?workspace_id=ws-1", &support)
-            .await;
-        let mut statuses: Vec<String> = list["data"]
-            .as_array()?
-            .iter()
-            .filter_map(|i| i["status"].as_str().map(str::to_string))
-            .collect();
-        statuses.sort();
-        (statuses == ["failed", "pending_payment"]).then_some(())
-    })
-    .await;
-    // Another body under the key is still refused.
-    let (status, other) = create(&server, "LOC-1", "2", key).await;
-    assert_eq!(
-        (status, other["code"].as_str()),
-        (422, Some("idempotency_key_reused"))
-    );
 }

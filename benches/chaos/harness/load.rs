@@ -133,7 +133,9 @@ impl Load {
                 Ok(r) => {
                     let status = r.status().as_u16();
                     let v: Value = r.json().await.unwrap_or(Value::Null);
-                    if matches!(status, 500 | 502 | 503 | 504) && v["code"] != "stripe_error" {
+                    // (`stripe_error` and `stripe_unavailable` are answers: the caller decides.)
+                    let stripe = v["code"] == "stripe_error" || v["code"] == "stripe_unavailable";
+                    if matches!(status, 500 | 502 | 503 | 504) && !stripe {
                         self.count(&format!("answered {status} {}, sent again", v["code"]));
                     } else {
                         return (status, v);
@@ -320,17 +322,28 @@ impl Load {
     }
 
     async fn journey(self: &Arc<Self>, ws: &str, location: &str, connector: usize, free: bool) {
-        let key = uuid::Uuid::now_v7().to_string();
         let body = json!({"location_id": location, "evse_uid": "E", "connector_id": connector.to_string()});
-        let (s, r) = self
-            .send(
-                Method::POST,
-                "/ocpi/create-payment-intent",
-                None,
-                &[("Idempotency-Key", key)],
-                Body::Json(body),
-            )
-            .await;
+        // A pre-auth answered `503 stripe_unavailable` failed for good (its key answers the
+        // same again, as the contract says): the driver's app starts a new attempt, with
+        // a new key (docs/roaming-web.md). No answer at all: the same key again.
+        let (mut s, mut r) = (0, Value::Null);
+        for _ in 0..120 {
+            let key = uuid::Uuid::now_v7().to_string();
+            (s, r) = self
+                .send(
+                    Method::POST,
+                    "/ocpi/create-payment-intent",
+                    None,
+                    &[("Idempotency-Key", key)],
+                    Body::Json(body.clone()),
+                )
+                .await;
+            if r["code"] != "stripe_unavailable" {
+                break;
+            }
+            self.count("pre-auth answered 503 stripe_unavailable: a new attempt, a new key");
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
         // The workspace is taken from the location: the same ids exist in every one.
         if s != 201 {
             self.count(&format!("pre-auth answered {s} {}", r["code"]));
