@@ -133,8 +133,13 @@ impl Load {
                 Ok(r) => {
                     let status = r.status().as_u16();
                     let v: Value = r.json().await.unwrap_or(Value::Null);
-                    // (`stripe_error` and `stripe_unavailable` are answers: the caller decides.)
-                    let stripe = v["code"] == "stripe_error" || v["code"] == "stripe_unavailable";
+                    // `stripe_error` is an answer; so is `stripe_unavailable` to a pre-auth
+                    // (its key answers the same again: `journey` starts a new attempt).
+                    // Elsewhere (refunds, confirm) the same key is sent again, as the
+                    // runbook says.
+                    let preauth = path == "/ocpi/create-payment-intent";
+                    let stripe = v["code"] == "stripe_error"
+                        || (preauth && v["code"] == "stripe_unavailable");
                     if matches!(status, 500 | 502 | 503 | 504) && !stripe {
                         self.count(&format!("answered {status} {}, sent again", v["code"]));
                     } else {
