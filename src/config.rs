@@ -66,17 +66,35 @@ pub struct StripeArgs {
     pub stripe_max_attempts: u32,
 }
 
-/// Workspace billing: the platform's own Stripe account sells plans to workspaces. Off
-/// when no platform key is set.
+/// The platform's own Stripe account: it bills workspaces (with plans) and acts on
+/// their connected accounts (Stripe Connect). Both are off without its secret key.
 #[derive(Debug, Clone, Args)]
-pub struct BillingArgs {
-    /// The platform's Stripe secret key (not a workspace's); billing is off without it.
+pub struct PlatformArgs {
+    /// The platform's Stripe secret key (not a workspace's).
     #[arg(
         long,
         env = "ROAMPAY_PLATFORM_STRIPE_SECRET_KEY",
         hide_env_values = true
     )]
     pub platform_stripe_secret_key: Option<SecretString>,
+    /// The platform's publishable key: Stripe.js starts with it (and
+    /// `{stripeAccount}`) for connect-mode workspaces. Connect is off without it.
+    #[arg(long, env = "ROAMPAY_PLATFORM_PUBLISHABLE_KEY")]
+    pub platform_publishable_key: Option<String>,
+    /// The signing secret of the platform's Connect endpoint (events on connected
+    /// accounts, `/ocpi/stripe/connect/webhook`).
+    #[arg(long, env = "ROAMPAY_CONNECT_WEBHOOK_SECRET", hide_env_values = true)]
+    pub connect_webhook_secret: Option<SecretString>,
+    /// The application fee of connect-mode payments, in basis points (0..=2000), for
+    /// workspaces that did not set their own.
+    #[arg(long, env = "ROAMPAY_CONNECT_FEE_BPS", default_value_t = 0)]
+    pub connect_fee_bps: u32,
+}
+
+/// Workspace billing: the platform's own Stripe account sells plans to workspaces. Off
+/// when no platform key or no plan is set.
+#[derive(Debug, Clone, Args)]
+pub struct BillingArgs {
     /// The signing secret of the platform's billing webhook endpoint.
     #[arg(long, env = "ROAMPAY_PLATFORM_WEBHOOK_SECRET", hide_env_values = true)]
     pub platform_webhook_secret: Option<SecretString>,
@@ -124,9 +142,18 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub stripe: StripeArgs,
     #[command(flatten)]
+    pub platform: PlatformArgs,
+    #[command(flatten)]
     pub billing: BillingArgs,
     #[command(flatten)]
     pub holds: HoldArgs,
+    /// How long the webhook delivery log keeps a delivery.
+    #[arg(
+        long,
+        env = "ROAMPAY_DELIVERY_LOG_RETENTION_SECS",
+        default_value_t = 2_592_000
+    )]
+    pub delivery_log_retention_secs: i64,
     /// How long a credential save waits for Stripe before answering `pending`.
     #[arg(long, env = "ROAMPAY_VALIDATION_WAIT_MS", default_value_t = 8_000)]
     pub validation_wait_ms: u64,

@@ -34,6 +34,7 @@ pub struct Metrics {
     heartbeat: IntGaugeVec,
     intents_ended: IntCounterVec,
     holds_lapsing: prometheus::IntCounter,
+    deliveries_unlogged: IntCounterVec,
 }
 
 fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -155,6 +156,11 @@ impl Metrics {
                 "Active Stripe credential sets made invalid because Stripe refused them (code key_revoked or permission_denied).",
                 &["code"],
             ),
+            deliveries_unlogged: counter(
+                "webhook_deliveries_unlogged_total",
+                "Webhook deliveries left out of the delivery log: unverified ones past the hourly allowance (`unverified_cap`), or batches the store refused (`store_failed`).",
+                &["reason"],
+            ),
             job_rounds: counter(
                 "background_job_rounds_total",
                 "Rounds completed by each background job (a round that did its work, or found none).",
@@ -168,6 +174,7 @@ impl Metrics {
             &m.revocations,
             &m.dead_letters,
             &m.intents_ended,
+            &m.deliveries_unlogged,
         ] {
             m.registry.register(Box::new(c.clone())).expect("unique");
         }
@@ -309,6 +316,22 @@ pub fn job_round(job: &str) {
 /// A charging intent reached an end state.
 pub fn intent_ended(status: &str) {
     METRICS.intents_ended.with_label_values(&[status]).inc();
+}
+
+/// An unverified delivery past its workspace's hourly allowance was not logged.
+pub fn delivery_unlogged() {
+    METRICS
+        .deliveries_unlogged
+        .with_label_values(&["unverified_cap"])
+        .inc();
+}
+
+/// A batch of deliveries the store refused three times.
+pub fn delivery_log_dropped(rows: usize) {
+    METRICS
+        .deliveries_unlogged
+        .with_label_values(&["store_failed"])
+        .inc_by(rows as u64);
 }
 
 /// A hold about to lapse was flagged for support.

@@ -9,9 +9,12 @@ use std::time::Duration;
 
 use roampay_projections::Db;
 
+use crate::application::connect::ConnectSettings;
 use crate::application::{Services, Settings};
 use crate::clock::SystemClock;
-use crate::config::{secret_or_file, HoldArgs, JwtArgs, KeyArgs, ServeArgs, StoreArgs, StripeArgs};
+use crate::config::{
+    secret_or_file, HoldArgs, JwtArgs, KeyArgs, PlatformArgs, ServeArgs, StoreArgs, StripeArgs,
+};
 use crate::http::auth::JwtAuth;
 use crate::http::{self, AppState};
 use crate::jobs::{self, session_worker::WorkerSettings, sweep::SweepSettings, JobSettings};
@@ -175,23 +178,28 @@ pub async fn services(
     Ok(services)
 }
 
-/// Billing when a platform key is set (its plans and secrets checked first).
+fn platform_transport(stripe: &StripeArgs) -> Arc<StripeTransport> {
+    Arc::new(StripeTransport::new(
+        &stripe.stripe_api_base,
+        Duration::from_millis(stripe.stripe_timeout_ms),
+        stripe.stripe_max_attempts,
+    ))
+}
+
+/// Billing when a platform key and plans are set (its plans checked first).
 fn billing_settings(
+    platform: &PlatformArgs,
     args: &crate::config::BillingArgs,
     stripe: &StripeArgs,
 ) -> Result<Option<crate::application::billing::BillingSettings>, AnyError> {
-    let Some(key) = args.platform_stripe_secret_key.clone() else {
+    let Some(key) = platform.platform_stripe_secret_key.clone() else {
         return Ok(None);
     };
     let plans = crate::application::billing::parse_plans(&args.plans)?;
     if plans.is_empty() {
-        return Err("ROAMPAY_PLANS: billing needs at least one plan (name=price_…)".into());
+        return Ok(None); // the platform key serves Connect only
     }
-    let gateway = Arc::new(StripeTransport::new(
-        &stripe.stripe_api_base,
-        Duration::from_millis(stripe.stripe_timeout_ms),
-        stripe.stripe_max_attempts,
-    ));
+    let gateway = platform_transport(stripe);
     Ok(Some(crate::application::billing::BillingSettings {
         platform_key: key,
         webhook_secret: args.platform_webhook_secret.clone(),
@@ -200,6 +208,40 @@ fn billing_settings(
         retention: chrono::Duration::seconds(args.billing_retention_secs.max(0)),
         required: args.billing_required,
         gateway,
+    }))
+}
+
+/// Stripe Connect when the platform's secret and publishable keys are set (of the same
+/// mode, the fee within bounds).
+pub fn connect_settings(
+    platform: &PlatformArgs,
+    stripe: &StripeArgs,
+) -> Result<Option<ConnectSettings>, AnyError> {
+    use crate::workspace_stripe_profile::credentials::PublishableKey;
+    let (Some(key), Some(pk)) = (
+        &platform.platform_stripe_secret_key,
+        &platform.platform_publishable_key,
+    ) else {
+        return Ok(None);
+    };
+    let mode = crate::stripe::key_mode(key).ok_or(
+        "ROAMPAY_PLATFORM_STRIPE_SECRET_KEY: expected sk_test_…, sk_live_…, rk_test_… or rk_live_…",
+    )?;
+    let publishable = PublishableKey::parse(pk)
+        .map_err(|_| "ROAMPAY_PLATFORM_PUBLISHABLE_KEY: expected pk_test_… or pk_live_…")?;
+    if mode != publishable.mode() {
+        return Err("the platform's secret and publishable keys are of different modes".into());
+    }
+    if platform.connect_fee_bps > crate::application::connect::MAX_FEE_BPS {
+        return Err("ROAMPAY_CONNECT_FEE_BPS: at most 2000 (20 %)".into());
+    }
+    Ok(Some(ConnectSettings {
+        platform_key: key.clone(),
+        publishable_key: publishable.as_str().to_string(),
+        mode,
+        webhook_secret: platform.connect_webhook_secret.clone(),
+        default_fee_bps: platform.connect_fee_bps,
+        gateway: platform_transport(stripe),
     }))
 }
 
@@ -214,7 +256,7 @@ fn hold_settings(h: &HoldArgs) -> (chrono::Duration, chrono::Duration) {
 const REMEMBERED_OFFLINE: usize = 10_000;
 
 /// Settings for work without a server (the command line): webhook settings unused.
-pub fn offline_settings(holds: &HoldArgs) -> Settings {
+pub fn offline_settings(holds: &HoldArgs, connect: Option<ConnectSettings>) -> Settings {
     let (hold_lifetime, hold_warning) = hold_settings(holds);
     Settings {
         webhook_tolerance: Tolerance::new(300).expect("positive"),
@@ -229,6 +271,7 @@ pub fn offline_settings(holds: &HoldArgs) -> Settings {
             idle: Duration::from_secs(600),
         },
         billing: None,
+        connect,
     }
 }
 
@@ -248,7 +291,8 @@ impl Application {
         let tolerance = Tolerance::new(args.webhook_tolerance_secs)?;
         let trusted_proxies = http::client::TrustedProxies::parse(&args.trusted_proxies)?;
         let cors_origins = http::parse_origins(&args.cors_allowed_origins)?;
-        let billing = billing_settings(&args.billing, &args.stripe)?;
+        let billing = billing_settings(&args.platform, &args.billing, &args.stripe)?;
+        let connect = connect_settings(&args.platform, &args.stripe)?;
         if let Some(given) = &args.keys.jwt.jwt_secret {
             checked_jwt(&args.keys.jwt, &args.store.data_dir, given.clone())?;
         }
@@ -281,6 +325,7 @@ impl Application {
                     idle: Duration::from_secs(args.pending_payment_timeout_secs.max(60) as u64),
                 },
                 billing,
+                connect,
             }
         })
         .await?;
@@ -362,5 +407,6 @@ fn job_settings(args: &ServeArgs) -> JobSettings {
         revalidate_valid: chrono::Duration::seconds(args.revalidate_valid_secs.max(1) as i64),
         projection_poll: (!args.no_projectors)
             .then(|| Duration::from_millis(args.projection_poll_ms)),
+        delivery_log_retention: chrono::Duration::seconds(args.delivery_log_retention_secs.max(1)),
     }
 }

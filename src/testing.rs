@@ -8,6 +8,7 @@ use secrecy::SecretString;
 use sha2::{Digest, Sha256};
 
 use crate::stripe::{
+    Capture, StripeAccount,
     CallError, CreatePaymentIntent, CreateRefund, CredentialCheck, CredentialProbe,
     PaymentIntentPage, PaymentIntentStatus, PaymentIntentView, RefundView, StripeGateway,
 };
@@ -131,7 +132,7 @@ impl StripeGateway for FakeStripe {
     }
     async fn create_payment_intent(
         &self,
-        _key: &SecretString,
+        _on: &StripeAccount,
         req: &CreatePaymentIntent,
     ) -> Result<PaymentIntentView, CallError> {
         self.created.lock().unwrap().push(req.clone());
@@ -139,7 +140,7 @@ impl StripeGateway for FakeStripe {
     }
     async fn retrieve_payment_intent(
         &self,
-        _key: &SecretString,
+        _on: &StripeAccount,
         _id: &str,
     ) -> Result<PaymentIntentView, CallError> {
         self.retrieve
@@ -150,7 +151,7 @@ impl StripeGateway for FakeStripe {
     }
     async fn create_refund(
         &self,
-        _key: &SecretString,
+        _on: &StripeAccount,
         req: &CreateRefund,
     ) -> Result<RefundView, CallError> {
         self.refunds.lock().unwrap().push(req.clone());
@@ -170,21 +171,21 @@ impl StripeGateway for FakeStripe {
     }
     async fn list_refunds(
         &self,
-        _key: &SecretString,
+        _on: &StripeAccount,
         _payment_intent_id: &str,
     ) -> Result<Vec<RefundView>, CallError> {
         Ok(vec![])
     }
     async fn list_disputes(
         &self,
-        _key: &SecretString,
+        _on: &StripeAccount,
         _payment_intent_id: &str,
     ) -> Result<Vec<crate::stripe::DisputeView>, CallError> {
         Ok(vec![])
     }
     async fn list_payment_intents(
         &self,
-        _key: &SecretString,
+        _on: &StripeAccount,
         _created_gte: Option<i64>,
         _starting_after: Option<&str>,
     ) -> Result<PaymentIntentPage, CallError> {
@@ -195,11 +196,12 @@ impl StripeGateway for FakeStripe {
     }
     async fn capture_payment_intent(
         &self,
-        _key: &SecretString,
+        _on: &StripeAccount,
         id: &str,
-        amount_cents: i64,
+        amount: Capture,
         idempotency_key: &str,
     ) -> Result<PaymentIntentView, CallError> {
+        let amount_cents = amount.amount_cents;
         self.settled
             .lock()
             .unwrap()
@@ -212,7 +214,7 @@ impl StripeGateway for FakeStripe {
     }
     async fn cancel_payment_intent(
         &self,
-        _key: &SecretString,
+        _on: &StripeAccount,
         id: &str,
         idempotency_key: &str,
     ) -> Result<PaymentIntentView, CallError> {

@@ -126,6 +126,13 @@ pub struct WorkspacePaymentIntentCreated {
     pub amount_cents: i64,
     pub credential_version: u32,
     pub livemode: bool,
+    /// Connect mode: the connected account the PaymentIntent lives in (the platform's
+    /// key acts on it); `None` for the workspace's own keys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stripe_account_id: Option<String>,
+    /// Connect mode: the platform's fee in basis points, applied to what is captured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub application_fee_bps: Option<u32>,
 }
 
 /// Stripe refused to create the PaymentIntent, or never answered with one.

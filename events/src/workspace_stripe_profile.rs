@@ -22,6 +22,11 @@ pub enum WorkspaceStripeProfileEvent {
     WorkspaceWebhookVerified(WorkspaceWebhookVerified),
     WorkspaceWebhookFailing(WorkspaceWebhookFailing),
     WorkspaceOcpiConfigPurged(WorkspaceOcpiConfigPurged),
+    WorkspaceStripeConnectAccountCreated(WorkspaceStripeConnectAccountCreated),
+    WorkspaceStripeOnboardingLinkIssued(WorkspaceStripeOnboardingLinkIssued),
+    WorkspaceStripeConnectAccountUpdated(WorkspaceStripeConnectAccountUpdated),
+    WorkspaceStripeConnectDeauthorized(WorkspaceStripeConnectDeauthorized),
+    WorkspaceStripeConnectionSwitched(WorkspaceStripeConnectionSwitched),
 }
 
 impl WorkspaceStripeProfileEvent {
@@ -42,6 +47,11 @@ impl WorkspaceStripeProfileEvent {
             Self::WorkspaceWebhookVerified(_) => "WorkspaceWebhookVerified",
             Self::WorkspaceWebhookFailing(_) => "WorkspaceWebhookFailing",
             Self::WorkspaceOcpiConfigPurged(_) => "WorkspaceOcpiConfigPurged",
+            Self::WorkspaceStripeConnectAccountCreated(_) => "WorkspaceStripeConnectAccountCreated",
+            Self::WorkspaceStripeOnboardingLinkIssued(_) => "WorkspaceStripeOnboardingLinkIssued",
+            Self::WorkspaceStripeConnectAccountUpdated(_) => "WorkspaceStripeConnectAccountUpdated",
+            Self::WorkspaceStripeConnectDeauthorized(_) => "WorkspaceStripeConnectDeauthorized",
+            Self::WorkspaceStripeConnectionSwitched(_) => "WorkspaceStripeConnectionSwitched",
         }
     }
 
@@ -59,6 +69,11 @@ impl WorkspaceStripeProfileEvent {
             Self::WorkspaceWebhookVerified(e) => &e.workspace_id,
             Self::WorkspaceWebhookFailing(e) => &e.workspace_id,
             Self::WorkspaceOcpiConfigPurged(e) => &e.workspace_id,
+            Self::WorkspaceStripeConnectAccountCreated(e) => &e.workspace_id,
+            Self::WorkspaceStripeOnboardingLinkIssued(e) => &e.workspace_id,
+            Self::WorkspaceStripeConnectAccountUpdated(e) => &e.workspace_id,
+            Self::WorkspaceStripeConnectDeauthorized(e) => &e.workspace_id,
+            Self::WorkspaceStripeConnectionSwitched(e) => &e.workspace_id,
         }
     }
 }
@@ -75,6 +90,9 @@ pub struct WorkspaceOcpiConfigUpdated {
     pub pre_auth_cents: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub currency: Option<String>,
+    /// Connect mode: the platform's fee in basis points (0..=2000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub application_fee_bps: Option<u32>,
     pub updated_by: String,
     pub updated_at: DateTime<Utc>,
 }
@@ -249,6 +267,126 @@ pub struct WorkspaceWebhookFailing {
     /// The refusal's code, e.g. `signature_mismatch`.
     pub code: String,
     pub failing_since: DateTime<Utc>,
+}
+
+/// How a workspace takes payments: its own stored keys, or Stripe Connect (the
+/// platform's key acting on the workspace's connected account).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum StripeConnection {
+    Keys,
+    Connect,
+}
+
+impl StripeConnection {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Keys => "keys",
+            Self::Connect => "connect",
+        }
+    }
+}
+
+/// The workspace's connected account was created on the platform (once; a new one only
+/// after the previous one was deauthorized).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkspaceStripeConnectAccountCreated {
+    pub workspace_id: String,
+    pub account_id: String,
+    /// `express` or `standard`.
+    pub account_type: String,
+    pub charges_enabled: bool,
+    pub payouts_enabled: bool,
+    pub details_submitted: bool,
+    #[serde(default)]
+    pub requirements_due: Vec<String>,
+    pub created_by: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// An onboarding link was handed to the workspace's admin (the link itself, a bearer
+/// URL, is not kept).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkspaceStripeOnboardingLinkIssued {
+    pub workspace_id: String,
+    pub account_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<DateTime<Utc>>,
+    pub issued_by: String,
+    pub issued_at: DateTime<Utc>,
+}
+
+/// Stripe reported the connected account with another status (`account.updated`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkspaceStripeConnectAccountUpdated {
+    pub workspace_id: String,
+    pub account_id: String,
+    pub charges_enabled: bool,
+    pub payouts_enabled: bool,
+    pub details_submitted: bool,
+    #[serde(default)]
+    pub requirements_due: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stripe_event_id: Option<String>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// The platform lost access to the connected account: the workspace disconnected it
+/// (`account.application.deauthorized`), or Stripe refused a call on it (403
+/// `account_invalid`). New paid sessions are refused until it connects again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkspaceStripeConnectDeauthorized {
+    pub workspace_id: String,
+    pub account_id: String,
+    /// `webhook` or the refused call, e.g. `POST /v1/payment_intents`.
+    pub source: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stripe_event_id: Option<String>,
+    pub deauthorized_at: DateTime<Utc>,
+}
+
+/// New payments of the workspace go through this connection from now on; intents made
+/// earlier keep the one they were created with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkspaceStripeConnectionSwitched {
+    pub workspace_id: String,
+    pub connection: StripeConnection,
+    pub switched_by: String,
+    pub switched_at: DateTime<Utc>,
+}
+
+/// A connected account's health: `valid` once Stripe enables charges, `pending` while
+/// onboarding is unfinished, `invalid` (with a code and what to do) when access was lost
+/// or Stripe needs more before it charges again. The one rule, for the aggregate and the
+/// read models.
+pub fn connect_health(
+    charges_enabled: bool,
+    details_submitted: bool,
+    deauthorized: bool,
+) -> (HealthStatus, Option<(&'static str, &'static str)>) {
+    if deauthorized {
+        return (
+            HealthStatus::Invalid,
+            Some((
+                "account_deauthorized",
+                "The Stripe account was disconnected from the platform: connect it again (onboarding) or switch to your own keys.",
+            )),
+        );
+    }
+    if charges_enabled {
+        return (HealthStatus::Valid, None);
+    }
+    if !details_submitted {
+        return (HealthStatus::Pending, None);
+    }
+    (
+        HealthStatus::Invalid,
+        Some((
+            "connect_requirements_due",
+            "Stripe needs more information before the account may take payments: finish the requirements listed (a fresh onboarding link leads there).",
+        )),
+    )
 }
 
 /// Credential health as Manage Web and the payment path see it.

@@ -12,6 +12,7 @@ pub mod db;
 pub mod dead_letters;
 pub mod log;
 pub mod runner;
+pub mod webhook_deliveries;
 pub mod workspace_billing;
 
 pub use db::{Db, DbTx};

@@ -9,6 +9,7 @@ use roampay_events::BillingStatus;
 use secrecy::SecretString;
 use serde_json::Value;
 
+use super::delivery_log::{Endpoint, Seen};
 use super::webhooks::{WebhookOutcome, WebhookRefusal};
 use super::{Services, StoreFault};
 use crate::location::{Location, LocationCommand, RemoveLocation};
@@ -213,6 +214,21 @@ impl Services {
         signature: Option<&str>,
         meta: &Metadata,
     ) -> Result<WebhookOutcome, WebhookRefusal> {
+        let mut seen = Seen::default();
+        let answer = self
+            .process_billing_webhook(body, signature, meta, &mut seen)
+            .await;
+        self.log_delivery(Endpoint::Billing, seen, &answer, body, meta);
+        answer
+    }
+
+    async fn process_billing_webhook(
+        &self,
+        body: &[u8],
+        signature: Option<&str>,
+        meta: &Metadata,
+        seen: &mut Seen,
+    ) -> Result<WebhookOutcome, WebhookRefusal> {
         let Some(billing) = self.settings.billing.as_ref() else {
             return Err(WebhookRefusal::WebhookSecretNotConfigured);
         };
@@ -229,14 +245,17 @@ impl Services {
             now.timestamp(),
         )
         .map_err(WebhookRefusal::of_signature)?;
+        seen.verified = true;
         let event: Value =
             serde_json::from_slice(body).map_err(|_| WebhookRefusal::InvalidPayload)?;
+        seen.read_head(&event);
         let Some(told) = read_billing_event(&event, billing)? else {
             return Ok(WebhookOutcome::Ignored);
         };
         let Some(told) = self.placed(told).await? else {
             return Ok(WebhookOutcome::Ignored);
         };
+        seen.workspace_id = told.workspace_id.clone();
         self.apply_billing_fact(told, billing, meta).await
     }
 

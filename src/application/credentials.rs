@@ -28,6 +28,8 @@ pub enum CredentialError {
     #[error("the configuration was changed by someone else at the same moment")]
     Conflict,
     #[error(transparent)]
+    Connect(#[from] super::connect::ConnectError),
+    #[error(transparent)]
     Store(#[from] StoreFault),
 }
 
@@ -56,6 +58,8 @@ pub struct ConfigChange {
     pub settings: UpdateWorkspaceOcpiConfig,
     /// `Some(None)`: remove the credential set.
     pub stripe: Option<Option<CredentialChange>>,
+    /// Switch new payments to the stored keys or the connected account.
+    pub connection: Option<roampay_events::StripeConnection>,
 }
 
 /// Any subset of a credential set (one secret can be rotated alone).
@@ -73,6 +77,7 @@ impl ConfigChange {
             || s.allow_user_registration.is_some()
             || s.pre_auth_cents.is_some()
             || s.currency.is_some()
+            || s.application_fee_bps.is_some()
     }
 }
 
@@ -81,6 +86,8 @@ impl ConfigChange {
 pub struct WorkspaceConfig {
     pub profile: WorkspaceStripeProfile,
     pub webhook_rejected_24h: i64,
+    /// Connect mode: the fee its payments carry (`None` with Connect off).
+    pub application_fee_bps: Option<u32>,
 }
 
 impl Services {
@@ -90,6 +97,7 @@ impl Services {
         let day_ago = self.clock.now() - chrono::Duration::hours(24);
         let rejected = roampay_projections::audit_log::rejected_since(&self.db, ws, day_ago).await;
         Ok(WorkspaceConfig {
+            application_fee_bps: self.application_fee_bps(&profile),
             profile,
             webhook_rejected_24h: rejected.map_err(StoreFault::of_sqlx)?,
         })
@@ -114,6 +122,9 @@ impl Services {
         let now = self.clock.now();
         let has_settings = change.has_settings();
         let validate = matches!(change.stripe, Some(Some(_)));
+        if change.settings.application_fee_bps.is_some() {
+            self.connect_settings()?; // a fee means nothing without Connect
+        }
         match change.stripe {
             Some(Some(c)) => {
                 let cmd = Cmd::SaveWorkspaceStripeCredentials(SaveWorkspaceStripeCredentials {
@@ -146,9 +157,12 @@ impl Services {
                 .await?;
         }
         if validate {
-            return self
-                .validate_credentials(ws, ValidationScope::UnlessValid, meta)
-                .await;
+            self.validate_credentials(ws, ValidationScope::UnlessValid, meta)
+                .await?;
+        }
+        // Last: the keys saved above may be the target, proven by now.
+        if let Some(to) = change.connection {
+            self.switch_connection(ws, to, meta).await?;
         }
         self.workspace_config(ws).await
     }

@@ -5,8 +5,11 @@
 //! to an aggregate directly.
 
 pub mod billing;
+pub mod connect;
 pub mod credentials;
+pub mod delivery_log;
 pub mod locations;
+mod connect_webhooks;
 mod money_events;
 pub mod payments;
 pub mod reconcile;
@@ -60,8 +63,10 @@ pub struct Settings {
     pub max_pending_guest_intents: i64,
     /// Aggregate states remembered per type, and for how long (see `store::Aggregates`).
     pub memory: crate::store::Memory,
-    /// Workspace billing, when a platform Stripe key is configured.
+    /// Workspace billing, when a platform Stripe key and plans are configured.
     pub billing: Option<billing::BillingSettings>,
+    /// Stripe Connect, when the platform's keys are configured.
+    pub connect: Option<connect::ConnectSettings>,
 }
 
 /// Everything a use case may reach.
@@ -80,6 +85,8 @@ pub struct Services {
     pub projector: Arc<Projector>,
     pub clock: Arc<dyn Clock>,
     pub settings: Settings,
+    /// Every webhook delivery and what became of it.
+    pub deliveries: delivery_log::DeliveryLog,
     /// Which workspace each key read from the vault belongs to (for refused keys).
     key_owners: Arc<revocation::KeyOwners>,
 }
@@ -147,6 +154,7 @@ impl Services {
             subscriptions: Aggregates::new(&db, (), room).on_commit(nudge),
             intent_services,
             projector,
+            deliveries: delivery_log::DeliveryLog::new(db.clone()),
             db,
             vault,
             stripe,

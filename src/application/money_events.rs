@@ -4,17 +4,16 @@
 //! found through the PaymentIntent itself, read with the workspace's key (its metadata
 //! names the intent), and then the same ownership rules as for payment events apply.
 
-use roampay_events::StripeMode;
 use serde_json::Value;
 
 use super::payments::{Applied, PaymentError};
 use super::refunds::Told;
-use super::webhooks::{event_head, Refused, WebhookOutcome, WebhookRefusal};
+use super::webhooks::{event_head, Refused, Via, WebhookOutcome, WebhookRefusal};
 use super::Services;
 use crate::ids::WorkspaceId;
 use crate::store::Metadata;
 use crate::stripe::boundary::{checked, is_object_id};
-use crate::stripe::{CallError, DisputeView, RefundView};
+use crate::stripe::{CallError, DisputeView, RefundView, StripeAccount};
 use crate::workspace_stripe_profile::WorkspaceStripeProfile;
 
 /// What a verified refund or dispute event says.
@@ -63,6 +62,7 @@ impl Services {
         ws: &WorkspaceId,
         profile: &WorkspaceStripeProfile,
         m: MoneyEvent,
+        via: &Via,
         meta: &Metadata,
     ) -> Result<WebhookOutcome, Refused> {
         let refuse = |why| Refused {
@@ -71,17 +71,13 @@ impl Services {
             event_id: Some(m.event_id.clone()),
             payment_intent_id: m.payment_intent_id.clone(),
         };
-        let live = profile
-            .credentials
-            .as_ref()
-            .is_some_and(|c| c.mode == StripeMode::Live);
-        if m.livemode.is_some_and(|l| l != live) {
+        if m.livemode.is_some_and(|l| l != via.live) {
             return Err(refuse(WebhookRefusal::LivemodeMismatch));
         }
         let Some(pi_id) = m.payment_intent_id.clone() else {
             return Ok(WebhookOutcome::Ignored); // not about a PaymentIntent
         };
-        let found = self.intent_of_payment_intent(ws, profile, &pi_id).await;
+        let found = self.intent_of_payment_intent(ws, profile, &pi_id, via).await;
         let (intent_id, key) = match found {
             Ok(Some(found)) => found,
             Ok(None) => return Ok(WebhookOutcome::Ignored), // not one of ours
@@ -115,7 +111,7 @@ impl Services {
     async fn record_charge_refunds(
         &self,
         intent_id: &str,
-        key: &secrecy::SecretString,
+        key: &StripeAccount,
         pi_id: &str,
         meta: &Metadata,
     ) -> Result<Applied, PaymentError> {
@@ -145,11 +141,23 @@ impl Services {
         ws: &WorkspaceId,
         profile: &WorkspaceStripeProfile,
         pi_id: &str,
-    ) -> Result<Option<(String, secrecy::SecretString)>, PaymentError> {
-        let key = self
-            .secret_key_for(profile, ws.as_str(), profile.active_version())
-            .await
-            .map_err(|e| PaymentError::Store(super::StoreFault::Internal(e)))?;
+        via: &Via,
+    ) -> Result<Option<(String, StripeAccount)>, PaymentError> {
+        // The account the event came from: the connected one on the Connect endpoint,
+        // the workspace's own keys otherwise.
+        let key = match &via.connect_account {
+            Some(account) => {
+                let connect = self
+                    .connect_settings()
+                    .map_err(|e| PaymentError::Store(super::StoreFault::Internal(e.to_string())))?;
+                StripeAccount::connected(connect.platform_key.clone(), account)
+            }
+            None => StripeAccount::own(
+                self.secret_key_for(profile, ws.as_str(), profile.active_version())
+                    .await
+                    .map_err(|e| PaymentError::Store(super::StoreFault::Internal(e)))?,
+            ),
+        };
         let pi = match self.stripe.retrieve_payment_intent(&key, pi_id).await {
             Ok(pi) => pi,
             Err(CallError::Api { status: 404, .. }) => return Ok(None),
@@ -164,7 +172,9 @@ impl Services {
             Err(e) => return Err(e),
         };
         let owner = intent.request.as_ref().map(|r| r.workspace_id.as_str());
-        if owner != Some(ws.as_str()) {
+        let account = intent.payment.as_ref().and_then(|p| p.stripe_account_id.as_ref());
+        let same_account = via.connect_account.as_ref().is_none_or(|a| account == Some(a));
+        if owner != Some(ws.as_str()) || !same_account {
             return Err(PaymentError::OwnershipMismatch);
         }
         Ok(Some((intent_id, key)))

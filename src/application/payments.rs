@@ -3,7 +3,7 @@
 //! PaymentIntent (webhook, confirm, sweep, reconcile) reaches the intent.
 
 use cqrs_es::AggregateError;
-use roampay_events::{Connector, HealthStatus, IntentRequest};
+use roampay_events::{Connector, HealthStatus, IntentRequest, StripeMode};
 use secrecy::SecretString;
 use sha2::{Digest, Sha256};
 
@@ -155,6 +155,9 @@ pub struct StripeReport {
     pub stripe_event_id: Option<String>,
     /// `webhook`, `confirm`, `sweep`, `reconcile`.
     pub source: &'static str,
+    /// The connected account a Connect webhook came from (the PaymentIntent must live
+    /// in it).
+    pub connect_account: Option<String>,
 }
 
 /// What applying a [`StripeReport`] did.
@@ -329,8 +332,8 @@ impl Services {
             return Err(err);
         }
         Ok(PreAuthorized {
+            publishable_key: self.publishable_key_for(&profile, &intent),
             client_secret: self.intent_services.take_client_secret(&id),
-            publishable_key: publishable_key(&profile),
             charging_intent_id: id,
             intent,
             outcome: if free {
@@ -369,9 +372,9 @@ impl Services {
         };
         Ok(PreAuthorized {
             charging_intent_id: id,
+            publishable_key: self.publishable_key_for(profile, &existing),
             intent: existing,
             client_secret,
-            publishable_key: publishable_key(profile),
             outcome: PreAuthOutcome::Replayed,
         })
     }
@@ -389,20 +392,62 @@ impl Services {
             return Ok(None);
         }
         let health = profile.health_status();
-        let creds = match (&profile.credentials, health) {
-            (Some(c), HealthStatus::Valid) => c,
-            _ => return Err(PaymentError::PaymentNotReady(health.as_str())),
-        };
+        if health != HealthStatus::Valid {
+            return Err(PaymentError::PaymentNotReady(health.as_str()));
+        }
+        let amount_cents = profile.settings.pre_auth_cents.cents();
+        let email = req.email.clone();
+        let on = self.workspace_account(profile, ws).await.map_err(internal)?;
+        let live = self.workspace_livemode(profile);
         Ok(Some(PaidPreAuth {
-            amount_cents: profile.settings.pre_auth_cents.cents(),
-            credential_version: creds.version,
-            mode: creds.mode,
-            secret_key: self
-                .secret_key_for(profile, ws, creds.version)
-                .await
-                .map_err(internal)?,
-            email: req.email.clone(),
+            amount_cents,
+            credential_version: profile.active_version(),
+            mode: if live { StripeMode::Live } else { StripeMode::Test },
+            application_fee_bps: on
+                .connected
+                .as_ref()
+                .and_then(|_| self.application_fee_bps(profile)),
+            on,
+            email,
         }))
+    }
+
+    /// The key Stripe.js starts with for this intent: the platform's for a PaymentIntent
+    /// on a connected account (with `{stripeAccount}`), the workspace's own otherwise.
+    pub fn publishable_key_for(
+        &self,
+        profile: &WorkspaceStripeProfile,
+        intent: &ChargingIntent,
+    ) -> Option<String> {
+        let connected = intent
+            .payment
+            .as_ref()
+            .is_some_and(|p| p.stripe_account_id.is_some());
+        if connected {
+            return self.settings.connect.as_ref().map(|c| c.publishable_key.clone());
+        }
+        profile
+            .credentials
+            .as_ref()
+            .map(|c| c.publishable_key.clone())
+    }
+
+    /// What Stripe.js on a driver's browser starts with for the workspace's new
+    /// payments: the publishable key, and in connect mode the connected account.
+    pub fn browser_keys(&self, profile: &WorkspaceStripeProfile) -> (Option<String>, Option<String>) {
+        match profile.connected_account() {
+            Some(a) => (
+                self.settings.connect.as_ref().map(|c| c.publishable_key.clone()),
+                Some(a.account_id.clone()),
+            ),
+            None => (
+                profile
+                    .credentials
+                    .as_ref()
+                    .map(|c| c.publishable_key.clone()),
+                None,
+            ),
+        }
     }
 
     /// Guests cannot squat connectors: a workspace has at most
@@ -484,12 +529,12 @@ impl Services {
         let (Some(r), Some(p)) = (&intent.request, &intent.payment) else {
             return Err(PaymentError::IntentNotFound);
         };
-        let key = self
-            .secret_key_for(profile, &r.workspace_id, p.credential_version)
+        let on = self
+            .account_for_payment(profile, &r.workspace_id, p)
             .await
             .map_err(internal)?;
         self.stripe
-            .retrieve_payment_intent(&key, &p.payment_intent_id)
+            .retrieve_payment_intent(&on, &p.payment_intent_id)
             .await
             .map_err(|_| PaymentError::StripeUnavailable)
     }
@@ -526,6 +571,7 @@ impl Services {
             payment_intent: pi,
             stripe_event_id: None,
             source,
+            connect_account: None,
         };
         self.apply_stripe_state(report, meta).await?;
         self.intents
@@ -553,6 +599,7 @@ impl Services {
                 payment_intent: report.payment_intent,
                 stripe_event_id: report.stripe_event_id,
                 source: report.source,
+                connect_account: report.connect_account,
                 at: self.clock.now(),
             },
         );
@@ -595,13 +642,13 @@ impl Services {
             return Ok(Applied::Duplicate);
         }
         let profile = self.profile_recent(ws).await?;
-        let secret_key = self
-            .secret_key_for(&profile, ws, payment.credential_version)
+        let on = self
+            .account_for_payment(&profile, ws, payment)
             .await
             .map_err(internal)?;
         let fresh = self
             .stripe
-            .retrieve_payment_intent(&secret_key, &payment.payment_intent_id)
+            .retrieve_payment_intent(&on, &payment.payment_intent_id)
             .await
             .map_err(|_| PaymentError::StripeUnavailable)?;
         if fresh.status != PaymentIntentStatus::RequiresCapture {
@@ -609,17 +656,10 @@ impl Services {
         }
         let cmd = ChargingIntentCommand::ReleaseStrayHold(ReleaseStrayHold {
             payment_intent: fresh,
-            secret_key,
+            on,
             at: self.clock.now(),
         });
         self.intents.execute(id, cmd, meta).await?;
         Ok(Applied::Applied)
     }
-}
-
-fn publishable_key(profile: &WorkspaceStripeProfile) -> Option<String> {
-    profile
-        .credentials
-        .as_ref()
-        .map(|c| c.publishable_key.clone())
 }

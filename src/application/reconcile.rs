@@ -21,8 +21,8 @@ use super::{system, Services, StoreFault};
 use crate::charging_intent::{ChargingIntent, IntentStatus};
 use crate::foreign_payment_intent::foreign_stream;
 use crate::store::Metadata;
+use crate::stripe::StripeAccount;
 use crate::stripe::{DisputeView, PaymentIntentStatus, PaymentIntentView, RefundView};
-use secrecy::SecretString;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReconcileError {
@@ -144,8 +144,10 @@ impl Services {
         progress: &dyn Fn(u64),
     ) -> Result<Report, ReconcileError> {
         let profile = self.profiles.load(ws).await.map_err(store)?;
+        // The account of the workspace's connection: its own keys, or in connect mode
+        // the platform's key on its connected account.
         let key = self
-            .secret_key_for(&profile, ws, profile.active_version())
+            .workspace_account(&profile, ws)
             .await
             .map_err(|_| ReconcileError::NoCredentials(ws.to_string()))?;
         let listed = self.list_stripe(&key, since, progress).await?;
@@ -184,7 +186,7 @@ impl Services {
     /// Every PaymentIntent of the account in the period, page by page.
     async fn list_stripe(
         &self,
-        key: &SecretString,
+        key: &StripeAccount,
         since: Option<DateTime<Utc>>,
         progress: &dyn Fn(u64),
     ) -> Result<Vec<Value>, ReconcileError> {
@@ -214,7 +216,7 @@ impl Services {
     async fn judge(
         &self,
         ws: &str,
-        key: &SecretString,
+        key: &StripeAccount,
         pi: &PaymentIntentView,
         report: &mut Report,
     ) -> Result<(), ReconcileError> {
@@ -257,7 +259,7 @@ impl Services {
     /// (made in the Dashboard while webhooks were not delivered).
     async fn money_findings(
         &self,
-        key: &SecretString,
+        key: &StripeAccount,
         pi: &PaymentIntentView,
         id: &str,
         intent: &ChargingIntent,
@@ -435,6 +437,7 @@ impl Services {
                     payment_intent: pi,
                     stripe_event_id: None,
                     source: "reconcile",
+                    connect_account: None,
                 };
                 self.apply_stripe_state(report, meta)
                     .await

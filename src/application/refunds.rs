@@ -57,13 +57,13 @@ impl Services {
             .load_recent(&r.workspace_id)
             .await
             .map_err(store_error)?;
-        let secret_key = self
-            .secret_key_for(&profile, &r.workspace_id, p.credential_version)
+        let on = self
+            .account_for_payment(&profile, &r.workspace_id, p)
             .await
             .map_err(|e| PaymentError::Store(StoreFault::Internal(e)))?;
         let execute = ChargingIntentCommand::ExecuteRefund(ExecuteRefund {
             refund_key: ask.key.clone(),
-            secret_key,
+            on,
             at: self.clock.now(),
         });
         let after = self.intents.execute(id, execute, meta).await?;

@@ -14,8 +14,9 @@ use secrecy::SecretString;
 
 use super::Services;
 use crate::stripe::{
-    key_digest, CallError, CreatePaymentIntent, CreateRefund, CredentialCheck, CredentialProbe,
-    DisputeView, PaymentIntentPage, PaymentIntentView, RefundView, StripeGateway,
+    key_digest, CallError, Capture, CreatePaymentIntent, CreateRefund, CredentialCheck,
+    CredentialProbe, DisputeView, PaymentIntentPage, PaymentIntentView, RefundView,
+    StripeAccount, StripeGateway,
 };
 use crate::workspace_stripe_profile::{
     RevokeWorkspaceStripeCredentials, WorkspaceStripeProfileCommand as Cmd,
@@ -67,10 +68,22 @@ impl Watched {
     /// still takes payments).
     async fn watch<T>(
         &self,
-        key: &SecretString,
+        on: &StripeAccount,
         operation: &str,
         result: Result<T, CallError>,
     ) -> Result<T, CallError> {
+        // Connect mode: the platform's key is not the workspace's to revoke; a 403
+        // `account_invalid` says the platform lost access to the connected account.
+        if let Some(account) = &on.connected {
+            if matches!(&result, Err(CallError::Api { status: 403, code: Some(c) }) if c == "account_invalid")
+            {
+                if let Some(services) = self.services.upgrade() {
+                    services.connect_access_lost(account, operation).await;
+                }
+            }
+            return result;
+        }
+        let key = &on.key;
         let refused = match &result {
             Err(CallError::Api { status: 401, .. }) => Some(401),
             Err(CallError::Api { status: 403, .. }) if operation.contains("/payment_intents") => {
@@ -98,89 +111,89 @@ impl StripeGateway for Watched {
 
     async fn create_payment_intent(
         &self,
-        key: &SecretString,
+        on: &StripeAccount,
         req: &CreatePaymentIntent,
     ) -> Result<PaymentIntentView, CallError> {
-        let r = self.inner.create_payment_intent(key, req).await;
-        self.watch(key, "POST /v1/payment_intents", r).await
+        let r = self.inner.create_payment_intent(on, req).await;
+        self.watch(on, "POST /v1/payment_intents", r).await
     }
 
     async fn retrieve_payment_intent(
         &self,
-        key: &SecretString,
+        on: &StripeAccount,
         id: &str,
     ) -> Result<PaymentIntentView, CallError> {
-        let r = self.inner.retrieve_payment_intent(key, id).await;
-        self.watch(key, "GET /v1/payment_intents/{id}", r).await
+        let r = self.inner.retrieve_payment_intent(on, id).await;
+        self.watch(on, "GET /v1/payment_intents/{id}", r).await
     }
 
     async fn capture_payment_intent(
         &self,
-        key: &SecretString,
+        on: &StripeAccount,
         id: &str,
-        amount_cents: i64,
+        amount: Capture,
         idempotency_key: &str,
     ) -> Result<PaymentIntentView, CallError> {
         let r = self
             .inner
-            .capture_payment_intent(key, id, amount_cents, idempotency_key)
+            .capture_payment_intent(on, id, amount, idempotency_key)
             .await;
-        self.watch(key, "POST /v1/payment_intents/{id}/capture", r)
+        self.watch(on, "POST /v1/payment_intents/{id}/capture", r)
             .await
     }
 
     async fn cancel_payment_intent(
         &self,
-        key: &SecretString,
+        on: &StripeAccount,
         id: &str,
         idempotency_key: &str,
     ) -> Result<PaymentIntentView, CallError> {
         let r = self
             .inner
-            .cancel_payment_intent(key, id, idempotency_key)
+            .cancel_payment_intent(on, id, idempotency_key)
             .await;
-        self.watch(key, "POST /v1/payment_intents/{id}/cancel", r)
+        self.watch(on, "POST /v1/payment_intents/{id}/cancel", r)
             .await
     }
 
     async fn create_refund(
         &self,
-        key: &SecretString,
+        on: &StripeAccount,
         req: &CreateRefund,
     ) -> Result<RefundView, CallError> {
-        let r = self.inner.create_refund(key, req).await;
-        self.watch(key, "POST /v1/refunds", r).await
+        let r = self.inner.create_refund(on, req).await;
+        self.watch(on, "POST /v1/refunds", r).await
     }
 
     async fn list_refunds(
         &self,
-        key: &SecretString,
+        on: &StripeAccount,
         payment_intent_id: &str,
     ) -> Result<Vec<RefundView>, CallError> {
-        let r = self.inner.list_refunds(key, payment_intent_id).await;
-        self.watch(key, "GET /v1/refunds", r).await
+        let r = self.inner.list_refunds(on, payment_intent_id).await;
+        self.watch(on, "GET /v1/refunds", r).await
     }
 
     async fn list_disputes(
         &self,
-        key: &SecretString,
+        on: &StripeAccount,
         payment_intent_id: &str,
     ) -> Result<Vec<DisputeView>, CallError> {
-        let r = self.inner.list_disputes(key, payment_intent_id).await;
-        self.watch(key, "GET /v1/disputes", r).await
+        let r = self.inner.list_disputes(on, payment_intent_id).await;
+        self.watch(on, "GET /v1/disputes", r).await
     }
 
     async fn list_payment_intents(
         &self,
-        key: &SecretString,
+        on: &StripeAccount,
         created_gte: Option<i64>,
         starting_after: Option<&str>,
     ) -> Result<PaymentIntentPage, CallError> {
         let r = self
             .inner
-            .list_payment_intents(key, created_gte, starting_after)
+            .list_payment_intents(on, created_gte, starting_after)
             .await;
-        self.watch(key, "GET /v1/payment_intents", r).await
+        self.watch(on, "GET /v1/payment_intents", r).await
     }
 }
 

@@ -161,12 +161,12 @@ impl Services {
             .load_recent(&r.workspace_id)
             .await
             .map_err(store_error)?;
-        let key = self
-            .secret_key_for(&profile, &r.workspace_id, p.credential_version)
+        let on = self
+            .account_for_payment(&profile, &r.workspace_id, p)
             .await
             .map_err(|e| PaymentError::Store(StoreFault::Internal(e)))?;
         let cmd = ChargingIntentCommand::SettlePayment(SettlePayment {
-            secret_key: key,
+            on,
             at: self.clock.now(),
         });
         Ok(self

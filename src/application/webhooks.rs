@@ -5,6 +5,7 @@ use roampay_events::{StripeMode, WebhookIgnored, WebhookRejected, WebhookRejecti
 use secrecy::SecretString;
 use serde_json::Value;
 
+use super::delivery_log::{Endpoint, Seen};
 use super::money_events::MoneyEvent;
 use super::payments::{Applied, PaymentError, StripeReport};
 use super::Services;
@@ -23,6 +24,8 @@ use crate::workspace_stripe_profile::{
 /// A delivery as it arrived.
 #[derive(Debug, Clone)]
 pub struct Delivery<'a> {
+    /// `Workspace`, `Shared` or `Connect` (billing has its own use case).
+    pub endpoint: Endpoint,
     /// The workspace of a per-workspace URL; `None` on the shared URL.
     pub url_workspace: Option<&'a str>,
     pub body: &'a [u8],
@@ -155,6 +158,14 @@ impl Refused {
     }
 }
 
+/// Where a verified event came from: the mode it must be in, and on the Connect endpoint
+/// the connected account it is about.
+#[derive(Debug, Clone)]
+pub(super) struct Via {
+    pub(super) live: bool,
+    pub(super) connect_account: Option<String>,
+}
+
 /// A verified event about a PaymentIntent.
 struct Verified {
     event_id: String,
@@ -170,17 +181,51 @@ impl Services {
         delivery: Delivery<'_>,
         meta: &Metadata,
     ) -> Result<WebhookOutcome, WebhookRefusal> {
-        match self.process_webhook(&delivery, meta).await {
+        let mut seen = Seen {
+            workspace_id: delivery
+                .url_workspace
+                .and_then(WorkspaceId::parse)
+                .map(|w| w.to_string()),
+            ..Seen::default()
+        };
+        let processed = match delivery.endpoint {
+            Endpoint::Connect => self.process_connect_webhook(&delivery, meta, &mut seen).await,
+            _ => self.process_webhook(&delivery, meta, &mut seen).await,
+        };
+        let answer = match processed {
             Ok(outcome) => Ok(outcome),
             Err(refused) => {
                 self.record_refusal(&refused, &delivery, meta).await;
-                if let (Some(ws), true) = (&refused.workspace_id, refused.why.says_endpoint_fails())
-                {
-                    self.note_webhook_failing(ws, refused.why, meta).await;
+                let endpoint_fails = refused.why.says_endpoint_fails();
+                match &refused.workspace_id {
+                    Some(ws) if endpoint_fails && delivery.endpoint != Endpoint::Connect => {
+                        self.note_webhook_failing(ws, refused.why, meta).await
+                    }
+                    _ => {}
                 }
                 Err(refused.why)
             }
-        }
+        };
+        self.log_delivery(delivery.endpoint, seen, &answer, delivery.body, meta);
+        answer
+    }
+
+    /// The delivery and its answer in the delivery log.
+    pub(super) fn log_delivery(
+        &self,
+        endpoint: Endpoint,
+        seen: Seen,
+        answer: &Result<WebhookOutcome, WebhookRefusal>,
+        body: &[u8],
+        meta: &Metadata,
+    ) {
+        let (outcome, code) = match answer {
+            Ok(o) => (o.as_str(), None),
+            Err(r) => ("refused", Some(r.code())),
+        };
+        let at = self.clock.now();
+        self.deliveries
+            .record(endpoint, seen, outcome, code, &meta.request_id, body, at);
     }
 
     /// A delivery signed with the workspace's secret: the endpoint works. Recorded on
@@ -274,6 +319,7 @@ impl Services {
         &self,
         delivery: &Delivery<'_>,
         meta: &Metadata,
+        seen: &mut Seen,
     ) -> Result<WebhookOutcome, Refused> {
         let parsed: Option<Value> = serde_json::from_slice(delivery.body).ok();
         let ws = webhook_workspace(delivery.url_workspace, parsed.as_ref())?;
@@ -293,15 +339,36 @@ impl Services {
         self.verify_signature(&ws, creds, delivery)
             .await
             .map_err(in_ws)?;
+        seen.verified = true;
+        seen.workspace_id = Some(ws.to_string());
         tracing::Span::current().record("workspace_id", ws.as_str());
         let event = parsed.ok_or_else(|| in_ws(WebhookRefusal::InvalidPayload))?;
+        seen.read_head(&event);
         self.note_webhook_verified(&ws, &profile, &event, meta)
             .await;
-        if let Some(money) = MoneyEvent::read(&event).map_err(in_ws)? {
-            return self.apply_money_event(&ws, &profile, money, meta).await;
+        let via = Via {
+            live: creds.mode == StripeMode::Live,
+            connect_account: None,
+        };
+        self.apply_payment_event(&ws, &profile, &event, &via, meta)
+            .await
+    }
+
+    /// A verified event about a payment, a refund or a dispute (others are ignored).
+    pub(super) async fn apply_payment_event(
+        &self,
+        ws: &WorkspaceId,
+        profile: &WorkspaceStripeProfile,
+        event: &Value,
+        via: &Via,
+        meta: &Metadata,
+    ) -> Result<WebhookOutcome, Refused> {
+        let in_ws = |why: WebhookRefusal| Refused::from(why).in_workspace(ws);
+        if let Some(money) = MoneyEvent::read(event).map_err(in_ws)? {
+            return self.apply_money_event(ws, profile, money, via, meta).await;
         }
-        match read_event(&event).map_err(in_ws)? {
-            Some(verified) => self.apply_verified(&ws, &profile, verified, meta).await,
+        match read_event(event).map_err(in_ws)? {
+            Some(verified) => self.apply_verified(ws, verified, via, meta).await,
             None => Ok(WebhookOutcome::Ignored), // another kind of event
         }
     }
@@ -344,8 +411,8 @@ impl Services {
     async fn apply_verified(
         &self,
         ws: &WorkspaceId,
-        profile: &WorkspaceStripeProfile,
         v: Verified,
+        via: &Via,
         meta: &Metadata,
     ) -> Result<WebhookOutcome, Refused> {
         let span = tracing::Span::current();
@@ -367,12 +434,8 @@ impl Services {
             return Ok(WebhookOutcome::Ignored);
         };
         span.record("charging_intent_id", intent_id.as_str());
-        let live = profile
-            .credentials
-            .as_ref()
-            .is_some_and(|c| c.mode == StripeMode::Live);
         let event_live = v.livemode.unwrap_or(pi.livemode);
-        if event_live != live || pi.livemode != event_live {
+        if event_live != via.live || pi.livemode != event_live {
             return Err(refuse(WebhookRefusal::LivemodeMismatch));
         }
         let report = StripeReport {
@@ -381,6 +444,7 @@ impl Services {
             payment_intent: v.payment_intent.clone(),
             stripe_event_id: Some(v.event_id.clone()),
             source: "webhook",
+            connect_account: via.connect_account.clone(),
         };
         match self.apply_stripe_state(report, meta).await {
             Ok(Applied::Applied) => Ok(WebhookOutcome::Applied),
@@ -395,6 +459,16 @@ impl Services {
                 Ok(WebhookOutcome::Ignored)
             }
             Err(e) => Err(refuse(WebhookRefusal::of_payment(e))),
+        }
+    }
+}
+
+impl Seen {
+    /// The verified event's id and type.
+    pub(super) fn read_head(&mut self, event: &Value) {
+        if let Ok((id, kind)) = event_head(event) {
+            self.event_id = Some(id);
+            self.event_type = kind;
         }
     }
 }

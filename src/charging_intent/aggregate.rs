@@ -20,7 +20,9 @@ use super::{
     ProcessStripeAuthorizationWebhook, ReadHoldDeadline, ReleaseReason, ReleaseStrayHold,
     RequestRoamingPreAuth, SettlePayment, StartSession,
 };
-use crate::stripe::{CallError, CreatePaymentIntent, PaymentIntentStatus, PaymentIntentView};
+use crate::stripe::{
+    CallError, Capture, CreatePaymentIntent, PaymentIntentStatus, PaymentIntentView,
+};
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ChargingIntent {
@@ -124,6 +126,21 @@ pub struct Payment {
     pub amount_cents: i64,
     pub credential_version: u32,
     pub livemode: bool,
+    /// Connect mode: the connected account the PaymentIntent lives in.
+    #[serde(default)]
+    pub stripe_account_id: Option<String>,
+    /// Connect mode: the platform's fee in basis points.
+    #[serde(default)]
+    pub application_fee_bps: Option<u32>,
+}
+
+impl Payment {
+    /// The platform's fee on `amount_cents` (connect mode only).
+    pub fn application_fee(&self, amount_cents: i64) -> Option<i64> {
+        self.stripe_account_id.as_ref()?;
+        self.application_fee_bps
+            .map(|bps| crate::stripe::application_fee(amount_cents, bps))
+    }
 }
 
 /// The short reference shown to drivers and OCPI partners.
@@ -172,9 +189,11 @@ impl ChargingIntent {
             amount_cents,
             credential_version,
             mode,
-            secret_key,
+            on,
+            application_fee_bps,
             email,
         } = paid;
+        let application_fee_bps = application_fee_bps.filter(|_| on.connected.is_some());
         let create = CreatePaymentIntent {
             amount_cents,
             currency: request.currency.clone(),
@@ -192,9 +211,12 @@ impl ChargingIntent {
                 &request.charging_intent_id,
                 "create",
             ),
+            application_fee_amount: application_fee_bps
+                .map(|bps| crate::stripe::application_fee(amount_cents, bps))
+                .filter(|fee| *fee > 0),
         };
         Ok(vec![
-            match svc.stripe.create_payment_intent(&secret_key, &create).await {
+            match svc.stripe.create_payment_intent(&on, &create).await {
                 Ok(pi) => {
                     if let Some(secret) = pi.client_secret {
                         svc.stash_client_secret(&request.charging_intent_id, secret);
@@ -207,6 +229,8 @@ impl ChargingIntent {
                         amount_cents,
                         credential_version,
                         livemode: mode == StripeMode::Live,
+                        stripe_account_id: on.connected.clone(),
+                        application_fee_bps,
                         request,
                     })
                 }
@@ -480,13 +504,17 @@ impl ChargingIntent {
                 capture_amount_cents,
                 ..
             } if step == "capture" => {
+                let amount = Capture {
+                    amount_cents: *capture_amount_cents,
+                    application_fee_amount: payment.application_fee(*capture_amount_cents),
+                };
                 svc.stripe
-                    .capture_payment_intent(&cmd.secret_key, pi_id, *capture_amount_cents, &key)
+                    .capture_payment_intent(&cmd.on, pi_id, amount, &key)
                     .await
             }
             _ => {
                 svc.stripe
-                    .cancel_payment_intent(&cmd.secret_key, pi_id, &key)
+                    .cancel_payment_intent(&cmd.on, pi_id, &key)
                     .await
             }
         };
@@ -509,7 +537,7 @@ impl ChargingIntent {
         // it applied, "already captured"). Its PaymentIntent tells.
         let now = svc
             .stripe
-            .retrieve_payment_intent(&cmd.secret_key, pi_id)
+            .retrieve_payment_intent(&cmd.on, pi_id)
             .await;
         if let Ok(pi) = &now {
             if let Some(done) = self.settled_by(pi, "stripe_state", cmd.at) {
@@ -567,14 +595,14 @@ impl ChargingIntent {
         let key = stripe_idempotency_key(&ws, &id, "cancel-stray");
         let answer = svc
             .stripe
-            .cancel_payment_intent(&cmd.secret_key, &pi.id, &key)
+            .cancel_payment_intent(&cmd.on, &pi.id, &key)
             .await;
         let canceled = match answer {
             Ok(after) => after.status == PaymentIntentStatus::Canceled,
             // An earlier attempt may have cancelled it: Stripe's state tells.
             Err(_) => svc
                 .stripe
-                .retrieve_payment_intent(&cmd.secret_key, &pi.id)
+                .retrieve_payment_intent(&cmd.on, &pi.id)
                 .await
                 .is_ok_and(|after| after.status == PaymentIntentStatus::Canceled),
         };
@@ -601,7 +629,11 @@ impl ChargingIntent {
             && pi.id == payment.payment_intent_id
             && pi.metadata_workspace_id.as_deref() == Some(request.workspace_id.as_str())
             && pi.metadata_charging_intent_id.as_deref()
-                == Some(request.charging_intent_id.as_str());
+                == Some(request.charging_intent_id.as_str())
+            && cmd
+                .connect_account
+                .as_ref()
+                .is_none_or(|a| payment.stripe_account_id.as_ref() == Some(a));
         if !owned {
             return Err(Error::OwnershipMismatch);
         }
@@ -792,6 +824,8 @@ impl Aggregate for ChargingIntent {
                     amount_cents: e.amount_cents,
                     credential_version: e.credential_version,
                     livemode: e.livemode,
+                    stripe_account_id: e.stripe_account_id,
+                    application_fee_bps: e.application_fee_bps,
                 });
             }
             Event::WorkspacePaymentIntentCreationFailed(e) => {

@@ -1,8 +1,7 @@
 use chrono::{DateTime, Utc};
 use roampay_events::{IntentRequest, StripeMode};
-use secrecy::SecretString;
 
-use crate::stripe::{DisputeView, PaymentIntentView, RefundView};
+use crate::stripe::{DisputeView, PaymentIntentView, RefundView, StripeAccount};
 
 #[derive(Debug, Clone)]
 pub enum ChargingIntentCommand {
@@ -34,7 +33,10 @@ pub struct PaidPreAuth {
     pub amount_cents: i64,
     pub credential_version: u32,
     pub mode: StripeMode,
-    pub secret_key: SecretString,
+    /// The workspace's own key, or the platform's on its connected account.
+    pub on: StripeAccount,
+    /// Connect mode: the platform's fee in basis points.
+    pub application_fee_bps: Option<u32>,
     pub email: Option<String>,
 }
 
@@ -47,6 +49,9 @@ pub struct ProcessStripeAuthorizationWebhook {
     pub payment_intent: PaymentIntentView,
     pub stripe_event_id: Option<String>,
     pub source: &'static str,
+    /// Told on the platform's Connect endpoint about this connected account: the
+    /// intent's PaymentIntent must live in it.
+    pub connect_account: Option<String>,
     pub at: DateTime<Utc>,
 }
 
@@ -95,7 +100,7 @@ pub struct CancelIntent {
 /// with the secret key of the credential version the intent was created under.
 #[derive(Debug, Clone)]
 pub struct SettlePayment {
-    pub secret_key: SecretString,
+    pub on: StripeAccount,
     pub at: DateTime<Utc>,
 }
 
@@ -104,7 +109,7 @@ pub struct SettlePayment {
 #[derive(Debug, Clone)]
 pub struct ReleaseStrayHold {
     pub payment_intent: PaymentIntentView,
-    pub secret_key: SecretString,
+    pub on: StripeAccount,
     pub at: DateTime<Utc>,
 }
 
@@ -130,7 +135,7 @@ pub struct RequestRefund {
 #[derive(Debug, Clone)]
 pub struct ExecuteRefund {
     pub refund_key: String,
-    pub secret_key: SecretString,
+    pub on: StripeAccount,
     pub at: DateTime<Utc>,
 }
 

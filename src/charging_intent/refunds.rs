@@ -130,8 +130,12 @@ impl ChargingIntent {
                 ("charging_intent_id", id.clone()),
             ],
             idempotency_key: stripe_key(&ws, &id, &cmd.refund_key),
+            // A connect-mode refund gives back the platform's fee in proportion: the
+            // workspace does not pay a fee on money it returned.
+            refund_application_fee: payment.application_fee_bps.is_some_and(|b| b > 0)
+                && payment.stripe_account_id.is_some(),
         };
-        match svc.stripe.create_refund(&cmd.secret_key, &req).await {
+        match svc.stripe.create_refund(&cmd.on, &req).await {
             Ok(answer) => {
                 let told = Told {
                     source: "api",

@@ -11,7 +11,9 @@ use secrecy::SecretString;
 
 use super::aggregate::{authorization_reference, STRIPE_UNAVAILABLE};
 use super::*;
-use crate::stripe::{CallError, CredentialCheck, DisputeView, PaymentIntentView, RefundView};
+use crate::stripe::{
+    CallError, CredentialCheck, DisputeView, PaymentIntentView, RefundView, StripeAccount,
+};
 use crate::testing::{pi, FakeStripe};
 
 fn at() -> DateTime<Utc> {
@@ -49,7 +51,8 @@ fn paid(hash: &str) -> ChargingIntentCommand {
             amount_cents: 5000,
             credential_version: 2,
             mode: StripeMode::Test,
-            secret_key: SecretString::from("sk_test_fake".to_string()),
+            on: StripeAccount::own(SecretString::from("sk_test_fake".to_string())),
+            application_fee_bps: None,
             email: None,
         }),
     })
@@ -63,6 +66,8 @@ fn created() -> ChargingIntentEvent {
         amount_cents: 5000,
         credential_version: 2,
         livemode: false,
+        stripe_account_id: None,
+        application_fee_bps: None,
     })
 }
 
@@ -78,6 +83,7 @@ fn observe(status: &str, event: Option<&str>) -> ChargingIntentCommand {
         payment_intent: p,
         stripe_event_id: event.map(str::to_string),
         source: "webhook",
+        connect_account: None,
         at: at(),
     })
 }
@@ -490,7 +496,7 @@ fn release_requested(reason: &str) -> ChargingIntentEvent {
 
 fn settle() -> ChargingIntentCommand {
     ChargingIntentCommand::SettlePayment(SettlePayment {
-        secret_key: key(),
+        on: StripeAccount::own(key()),
         at: at(),
     })
 }
@@ -919,7 +925,7 @@ fn release_stray(status: &str) -> ChargingIntentCommand {
     p.amount_capturable = 5000;
     ChargingIntentCommand::ReleaseStrayHold(ReleaseStrayHold {
         payment_intent: p,
-        secret_key: SecretString::from("sk_test_intents_own_key".to_string()),
+        on: StripeAccount::own(SecretString::from("sk_test_intents_own_key".to_string())),
         at: at(),
     })
 }
@@ -1077,7 +1083,7 @@ fn a_requested_refund_is_carried_out_once_with_a_deterministic_key() {
     history.push(refund_requested("key-a", 234));
     let execute = ChargingIntentCommand::ExecuteRefund(ExecuteRefund {
         refund_key: "key-a".into(),
-        secret_key: key(),
+        on: StripeAccount::own(key()),
         at: at(),
     });
     framework(&s)
@@ -1105,7 +1111,7 @@ fn a_refund_stripe_does_not_answer_stays_requested_and_a_refusal_fails_it() {
     history.push(refund_requested("key-a", 234));
     let execute = ChargingIntentCommand::ExecuteRefund(ExecuteRefund {
         refund_key: "key-a".into(),
-        secret_key: key(),
+        on: StripeAccount::own(key()),
         at: at(),
     });
     let s = stripe(Ok(pi("pi_fake", "succeeded")));

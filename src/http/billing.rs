@@ -101,7 +101,7 @@ impl From<BillingError> for ApiError {
 }
 
 /// http(s) URLs only (Stripe sends the customer there).
-fn url(field: &'static str, v: &str) -> Result<(), ApiError> {
+pub(super) fn url(field: &'static str, v: &str) -> Result<(), ApiError> {
     let ok = (v.starts_with("https://") || v.starts_with("http://")) && v.len() <= 2048;
     ok.then_some(()).ok_or_else(|| {
         ApiError::validation(vec![super::error::FieldError::new(

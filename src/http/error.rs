@@ -275,6 +275,7 @@ impl From<CredentialError> for ApiError {
                 "concurrent_update",
                 "The configuration was changed by someone else at the same moment; try again.",
             ),
+            E::Connect(e) => e.into(),
             E::Store(fault) => fault.into(),
         }
     }

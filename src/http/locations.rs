@@ -264,13 +264,14 @@ pub async fn get_emsp(
     let mut data = location_json(&location_id, &loc);
     let show = query.show_ocpi_cfg.as_deref();
     if show.is_some_and(|v| v == "true" || v == "1") {
-        data["ocpi_cfg"] = ocpi_cfg(&ws, &profile);
+        data["ocpi_cfg"] = ocpi_cfg(&state, &ws, &profile);
     }
     Ok(ocpi(StatusCode::OK, 1000, "Success", data))
 }
 
 /// The workspace's checkout configuration for Roaming Web (never a secret).
-fn ocpi_cfg(ws: &str, profile: &WorkspaceStripeProfile) -> Value {
+fn ocpi_cfg(state: &AppState, ws: &str, profile: &WorkspaceStripeProfile) -> Value {
+    let (publishable_key, account) = state.services.browser_keys(profile);
     let health = profile.health_status();
     let ready = health == HealthStatus::Valid;
     let s = &profile.settings;
@@ -284,7 +285,8 @@ fn ocpi_cfg(ws: &str, profile: &WorkspaceStripeProfile) -> Value {
         "allow_user_registration": s.allow_user_registration,
         "pre_auth_cents": s.pre_auth_cents.cents(),
         "currency": s.currency.as_str(),
-        "stripe_publishable_key": profile.credentials.as_ref().map(|c| &c.publishable_key),
+        "stripe_publishable_key": publishable_key,
+        "stripe_account_id": account,
         "payment_ready": ready,
         "payment_error": error,
     })

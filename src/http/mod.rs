@@ -3,6 +3,8 @@
 pub mod auth;
 pub mod billing;
 pub mod client;
+pub mod connect;
+pub mod deliveries;
 pub mod driver;
 pub mod error;
 #[cfg(test)]
@@ -222,6 +224,10 @@ pub fn routes(cfg: &mut web::ServiceConfig, cors_origins: &[String]) {
             "/api/workspaces/{workspace_id}/locations/{location_id}",
             vec![(Method::PUT, web::put().to(locations::put))],
         ),
+        endpoint(
+            "/api/workspaces/{workspace_id}/stripe-connect/onboarding",
+            vec![post(web::post().to(connect::onboarding))],
+        ),
     ];
     let billing = [
         endpoint(
@@ -262,6 +268,14 @@ pub fn routes(cfg: &mut web::ServiceConfig, cors_origins: &[String]) {
             "/api/support/workspaces/{workspace_id}/payment-health",
             vec![get(web::get().to(support::payment_health))],
         ),
+        endpoint(
+            "/api/support/webhook-deliveries",
+            vec![get(web::get().to(deliveries::list))],
+        ),
+        endpoint(
+            "/api/support/webhook-deliveries/{id}",
+            vec![get(web::get().to(deliveries::get))],
+        ),
     ];
     let intent = "/ocpi/charging-intents/{id}";
     let driver = [
@@ -301,6 +315,10 @@ pub fn routes(cfg: &mut web::ServiceConfig, cors_origins: &[String]) {
         endpoint(
             "/ocpi/stripe/webhook/{workspace_id}",
             vec![post(web::post().to(webhooks::per_workspace))],
+        ),
+        endpoint(
+            "/ocpi/stripe/connect/webhook",
+            vec![post(web::post().to(connect::webhook))],
         ),
     ];
     for r in ops

@@ -9,6 +9,7 @@ use super::views::{OcpiConfig, OcpiConfigPatch};
 use super::{metadata, workspace_id, AppState};
 use crate::application::credentials::{ConfigChange, CredentialChange, WorkspaceConfig};
 use crate::ids::WorkspaceId;
+use roampay_events::StripeConnection;
 use crate::money::{Currency, PreAuthAmount};
 use crate::workspace_stripe_profile::credentials::{
     PublishableKey, StripeSecretKey, WebhookSigningSecret,
@@ -82,6 +83,24 @@ fn parse_field(
             let message = "Must be an object, or null to remove the credentials.";
             return Err(FieldError::new(key, "invalid_type", message));
         }
+        ("connection", value) => {
+            let to = match value.as_str() {
+                Some("keys") => StripeConnection::Keys,
+                Some("connect") => StripeConnection::Connect,
+                _ => {
+                    let message = "Must be \"keys\" or \"connect\".";
+                    return Err(FieldError::new(key, "invalid_connection", message));
+                }
+            };
+            change.connection = Some(to);
+        }
+        ("stripe_connect", Value::Object(obj)) => {
+            change.settings.application_fee_bps = parse_connect(obj, errors);
+        }
+        ("stripe_connect", _) => {
+            let message = "Must be an object: {\"application_fee_bps\": 0..2000}.";
+            return Err(FieldError::new(key, "invalid_type", message));
+        }
         (_, value) => parse_setting(&mut change.settings, key, value)?,
     }
     Ok(())
@@ -125,6 +144,29 @@ fn parse_setting(
         }
     }
     Ok(())
+}
+
+/// `stripe_connect`: the platform's fee in basis points.
+fn parse_connect(obj: Map<String, Value>, errors: &mut Vec<FieldError>) -> Option<u32> {
+    let mut fee = None;
+    for (key, value) in obj {
+        let field = format!("stripe_connect.{key}");
+        if key != "application_fee_bps" {
+            let message = "Known fields: application_fee_bps.";
+            errors.push(FieldError::new(field, "unknown_field", message));
+            continue;
+        }
+        let max = crate::application::connect::MAX_FEE_BPS;
+        match value.as_u64().filter(|b| *b <= u64::from(max)) {
+            Some(b) => fee = Some(b as u32),
+            None => errors.push(FieldError::new(
+                field,
+                "invalid_application_fee",
+                format!("Must be a whole number of basis points from 0 to {max}."),
+            )),
+        }
+    }
+    fee
 }
 
 fn parse_stripe(obj: Map<String, Value>, errors: &mut Vec<FieldError>) -> CredentialChange {

@@ -10,7 +10,10 @@ use utoipa::openapi::security::{
 };
 use utoipa::{Modify, OpenApi};
 
-use super::{billing, locations, ocpi_config, ops, payments, refunds, sessions, support, webhooks};
+use super::{
+    billing, connect, deliveries, locations, ocpi_config, ops, payments, refunds, sessions,
+    support, webhooks,
+};
 
 struct BearerAuth;
 
@@ -122,7 +125,9 @@ fn add_headers(openapi: &mut utoipa::openapi::OpenApi) {
 /// is at least its summary.
 fn describe_access(openapi: &mut utoipa::openapi::OpenApi) {
     for (path, item) in openapi.paths.paths.iter_mut() {
-        let required = if path.starts_with("/ocpi/stripe/webhook") {
+        let required = if path.starts_with("/ocpi/stripe/webhook")
+            || path == "/ocpi/stripe/connect/webhook"
+        {
             vec![SecurityRequirement::new(
                 "stripe_signature",
                 Vec::<String>::new(),
@@ -189,6 +194,8 @@ pub fn document(public_url: &str) -> utoipa::openapi::OpenApi {
         payments::confirm,
         webhooks::shared,
         webhooks::per_workspace,
+        connect::onboarding,
+        connect::webhook,
         sessions::start,
         sessions::complete,
         sessions::cancel,
@@ -196,6 +203,8 @@ pub fn document(public_url: &str) -> utoipa::openapi::OpenApi {
         support::charging_intents,
         support::workspaces,
         support::payment_health,
+        deliveries::list,
+        deliveries::get,
         refunds::create,
         billing::get,
         billing::checkout,

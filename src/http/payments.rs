@@ -85,6 +85,7 @@ fn created(p: PreAuthorized) -> CreatedPaymentIntent {
                 .map(crate::stripe::client_secret_for_browser)
         }),
         publishable_key: paid.map(|_| p.publishable_key.clone()),
+        stripe_account_id: paid.map(|p| p.stripe_account_id.clone()),
     }
 }
 

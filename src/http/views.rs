@@ -152,6 +152,10 @@ pub struct CreatedPaymentIntent {
     pub client_secret: Option<Option<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub publishable_key: Option<Option<String>>,
+    /// Connect mode: the connected account the PaymentIntent lives in (Stripe.js takes
+    /// `{stripeAccount}`); null for the workspace's own keys.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stripe_account_id: Option<Option<String>>,
 }
 
 /// A page of charging intents, newest first.
@@ -251,6 +255,24 @@ pub struct StripeConfig {
     /// A set saved but not proven yet; `credential_version` and `health` above
     /// describe the active set, the one payments use.
     pub candidate: Option<CandidateView>,
+    /// How new payments are taken: `keys` (the set above), `connect` (the connected
+    /// account below), or null (nothing connected). `health` is that connection's.
+    pub connection: Option<roampay_events::StripeConnection>,
+    /// The workspace's connected account, in connect mode.
+    pub connect: Option<ConnectView>,
+}
+
+/// A connected account as Stripe last reported it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConnectView {
+    pub account_id: String,
+    pub charges_enabled: bool,
+    pub payouts_enabled: bool,
+    pub details_submitted: bool,
+    /// What Stripe needs (`requirements.currently_due`).
+    pub requirements_due: Vec<String>,
+    /// The platform's fee on each payment, in basis points.
+    pub application_fee_bps: u32,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -299,6 +321,16 @@ pub struct OcpiConfig {
 
 impl OcpiConfig {
     pub fn of(ws: &str, config: &WorkspaceConfig, public_url: &str) -> Self {
+        let mut stripe = StripeConfig::of(ws, config, public_url);
+        stripe.connection = config.profile.connection();
+        stripe.connect = config.profile.connected_account().map(|a| ConnectView {
+            account_id: a.account_id.clone(),
+            charges_enabled: a.charges_enabled,
+            payouts_enabled: a.payouts_enabled,
+            details_submitted: a.details_submitted,
+            requirements_due: a.requirements_due.clone(),
+            application_fee_bps: config.application_fee_bps.unwrap_or(0),
+        });
         let p = &config.profile;
         let s = &p.settings;
         Self {
@@ -307,7 +339,7 @@ impl OcpiConfig {
             allow_user_registration: s.allow_user_registration,
             pre_auth_cents: s.pre_auth_cents.cents(),
             currency: s.currency.as_str().to_string(),
-            stripe: StripeConfig::of(ws, config, public_url),
+            stripe,
         }
     }
 }
@@ -344,6 +376,8 @@ impl StripeConfig {
                 credential_version: c.version,
                 health: Health::from(&c.health),
             }),
+            connection: None,
+            connect: None,
         }
     }
 }
@@ -360,16 +394,9 @@ impl From<&crate::workspace_stripe_profile::Health> for Health {
 }
 
 impl Health {
+    /// The health of the connection new payments use.
     fn of(p: &WorkspaceStripeProfile) -> Self {
-        match &p.credentials {
-            Some(c) => Self::from(&c.health),
-            None => Self {
-                status: HealthStatus::Unconfigured,
-                checked_at: None,
-                failure_code: None,
-                failure_message: None,
-            },
-        }
+        Self::from(&p.health())
     }
 }
 

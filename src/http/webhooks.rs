@@ -8,6 +8,7 @@ use super::driver::client_ip;
 use super::error::{ApiError, Problem};
 use super::views::{WebhookAck, WebhookOutcomeName};
 use super::{metadata, AppState};
+use crate::application::delivery_log::Endpoint;
 use crate::application::webhooks::Delivery;
 use crate::application::WebhookOutcome;
 
@@ -31,7 +32,7 @@ pub async fn shared(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    receive(None, &body, &req, &state).await
+    receive(Endpoint::Shared, None, &body, &req, &state).await
 }
 
 #[utoipa::path(
@@ -55,16 +56,27 @@ pub async fn per_workspace(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    receive(Some(&path), &body, &req, &state).await
+    receive(Endpoint::Workspace, Some(&path), &body, &req, &state).await
+}
+
+/// The platform's Connect endpoint (`connect.rs` documents it).
+pub(super) async fn receive_connect(
+    body: &[u8],
+    req: &HttpRequest,
+    state: &AppState,
+) -> Result<HttpResponse, ApiError> {
+    receive(Endpoint::Connect, None, body, req, state).await
 }
 
 async fn receive(
+    endpoint: Endpoint,
     url_workspace: Option<&str>,
     body: &[u8],
     req: &HttpRequest,
     state: &AppState,
 ) -> Result<HttpResponse, ApiError> {
     let delivery = Delivery {
+        endpoint,
         url_workspace,
         body,
         signature: req

@@ -53,6 +53,8 @@ pub struct JobSettings {
     pub revalidate_valid: chrono::Duration,
     /// `None`: projectors run elsewhere.
     pub projection_poll: Option<Duration>,
+    /// How long the webhook delivery log keeps a delivery.
+    pub delivery_log_retention: chrono::Duration,
 }
 
 /// Starts every background job under supervision.
@@ -71,6 +73,10 @@ pub fn start(services: Arc<Services>, settings: JobSettings) -> Vec<JoinHandle<(
     let (s, cfg) = (services.clone(), settings.worker.clone());
     tasks.push(supervise("session_worker", RESTART_PAUSE, move || {
         run_worker(s.clone(), cfg.clone())
+    }));
+    let (s, keep) = (services.clone(), settings.delivery_log_retention);
+    tasks.push(supervise("delivery_log_retention", RESTART_PAUSE, move || {
+        run_retention(s.clone(), keep)
     }));
     let (s, every, valid) = (
         services,
@@ -118,6 +124,22 @@ async fn run_revalidation(services: Arc<Services>, every: Duration, valid_for: c
         match pending.and(valid) {
             Ok(_) => crate::metrics::job_round("revalidation"),
             Err(e) => tracing::warn!(error = %e, "could not list credential sets to validate"),
+        }
+    }
+}
+
+/// Deliveries older than `keep` leave the log, a few times per retention period (at
+/// most hourly).
+async fn run_retention(services: Arc<Services>, keep: chrono::Duration) {
+    let every = (keep / 4)
+        .to_std()
+        .unwrap_or_default()
+        .clamp(Duration::from_secs(1), Duration::from_secs(3600));
+    loop {
+        tokio::time::sleep(every).await;
+        match services.prune_delivery_log(keep).await {
+            Ok(_) => crate::metrics::job_round("delivery_log_retention"),
+            Err(e) => tracing::warn!(error = %e, "could not prune the webhook delivery log"),
         }
     }
 }

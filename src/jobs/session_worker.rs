@@ -217,6 +217,7 @@ mod tests {
                 idle: std::time::Duration::from_secs(600),
             },
             billing: None,
+            connect: None,
         };
         let stripe = Arc::new(FakeStripe::new(CredentialCheck::Valid { account_id: None }));
         let services = Services::new(

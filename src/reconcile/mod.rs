@@ -22,6 +22,8 @@ pub struct ReconcileArgs {
     pub stripe: StripeArgs,
     #[command(flatten)]
     pub holds: HoldArgs,
+    #[command(flatten)]
+    pub platform: crate::config::PlatformArgs,
     /// The workspace whose Stripe account is compared.
     #[arg(long)]
     pub workspace: String,
@@ -56,7 +58,10 @@ pub async fn run(args: ReconcileArgs) -> Result<Report, AnyError> {
         stripe: &args.stripe,
         holds: &args.holds,
     };
-    let services = startup::services(core, startup::offline_settings).await?;
+    // A connect-mode workspace's PaymentIntents are read with the platform's key.
+    let connect = startup::connect_settings(&args.platform, &args.stripe)?;
+    let services =
+        startup::services(core, |holds| startup::offline_settings(holds, connect)).await?;
     let bar = ProgressBar::new_spinner();
     bar.set_style(
         ProgressStyle::with_template("{spinner} {msg} {pos} PaymentIntents ({per_sec})")

@@ -9,6 +9,7 @@
 
 pub mod billing;
 pub mod boundary;
+pub mod connect;
 pub mod transport;
 pub mod webhook;
 
@@ -19,7 +20,35 @@ use secrecy::SecretString;
 use serde_json::Value;
 use stripe_client_core::{RequestBuilder, StripeMethod};
 
-pub use transport::{client_secret_for_browser, key_digest, CallError, StripeTransport};
+pub use transport::{client_secret_for_browser, key_digest, key_mode, CallError, StripeTransport};
+
+/// Whose Stripe account a payment call acts on: the workspace's own key (keys mode), or
+/// the platform's key acting on a connected account (connect mode: Stripe's
+/// `Stripe-Account` header). One gateway serves both; the mode is part of each call.
+#[derive(Debug, Clone)]
+pub struct StripeAccount {
+    pub key: SecretString,
+    /// `acct_…` in connect mode; `None` for the workspace's own keys.
+    pub connected: Option<String>,
+}
+
+impl StripeAccount {
+    /// The workspace's own secret key.
+    pub fn own(key: SecretString) -> Self {
+        Self {
+            key,
+            connected: None,
+        }
+    }
+
+    /// The platform's key acting on a connected account.
+    pub fn connected(platform_key: SecretString, account_id: &str) -> Self {
+        Self {
+            key: platform_key,
+            connected: Some(account_id.to_string()),
+        }
+    }
+}
 
 /// The outcome of the credential round trip.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -254,6 +283,19 @@ impl DisputeView {
     }
 }
 
+/// What to capture of a hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capture {
+    pub amount_cents: i64,
+    /// Connect mode: the platform's fee on the captured amount.
+    pub application_fee_amount: Option<i64>,
+}
+
+/// The platform's fee on `amount_cents` at `bps` basis points, rounded down.
+pub fn application_fee(amount_cents: i64, bps: u32) -> i64 {
+    amount_cents.max(0) * i64::from(bps) / 10_000
+}
+
 /// A refund to ask Stripe for.
 #[derive(Debug, Clone)]
 pub struct CreateRefund {
@@ -263,6 +305,8 @@ pub struct CreateRefund {
     pub metadata: Vec<(&'static str, String)>,
     /// Deterministic: (workspace, charging intent, the client's key).
     pub idempotency_key: String,
+    /// Connect mode: the platform gives back its fee in proportion.
+    pub refund_application_fee: bool,
 }
 
 /// A manual-capture PaymentIntent to create in the workspace's account.
@@ -276,6 +320,8 @@ pub struct CreatePaymentIntent {
     pub receipt_email: Option<String>,
     /// Deterministic: (workspace, charging intent, step).
     pub idempotency_key: String,
+    /// Connect mode: the platform's fee, in minor units (`application_fee_amount`).
+    pub application_fee_amount: Option<i64>,
 }
 
 #[async_trait::async_trait]
@@ -284,53 +330,53 @@ pub trait StripeGateway: Send + Sync {
     async fn check_credentials(&self, probe: &CredentialProbe<'_>) -> CredentialCheck;
     async fn create_payment_intent(
         &self,
-        secret_key: &SecretString,
+        on: &StripeAccount,
         req: &CreatePaymentIntent,
     ) -> Result<PaymentIntentView, CallError>;
     async fn retrieve_payment_intent(
         &self,
-        secret_key: &SecretString,
+        on: &StripeAccount,
         id: &str,
     ) -> Result<PaymentIntentView, CallError>;
     /// Captures `amount_cents` of a manual-capture PaymentIntent's hold (Stripe releases
-    /// the rest).
+    /// the rest); in connect mode with the platform's fee on what is captured.
     async fn capture_payment_intent(
         &self,
-        secret_key: &SecretString,
+        on: &StripeAccount,
         id: &str,
-        amount_cents: i64,
+        amount: Capture,
         idempotency_key: &str,
     ) -> Result<PaymentIntentView, CallError>;
     /// Cancels a PaymentIntent, releasing its hold.
     async fn cancel_payment_intent(
         &self,
-        secret_key: &SecretString,
+        on: &StripeAccount,
         id: &str,
         idempotency_key: &str,
     ) -> Result<PaymentIntentView, CallError>;
     /// `POST /v1/refunds` on a PaymentIntent.
     async fn create_refund(
         &self,
-        secret_key: &SecretString,
+        on: &StripeAccount,
         req: &CreateRefund,
     ) -> Result<RefundView, CallError>;
     /// `GET /v1/refunds?payment_intent=…`: the PaymentIntent's refunds (up to 100).
     async fn list_refunds(
         &self,
-        secret_key: &SecretString,
+        on: &StripeAccount,
         payment_intent_id: &str,
     ) -> Result<Vec<RefundView>, CallError>;
     /// `GET /v1/disputes?payment_intent=…`: the PaymentIntent's disputes.
     async fn list_disputes(
         &self,
-        secret_key: &SecretString,
+        on: &StripeAccount,
         payment_intent_id: &str,
     ) -> Result<Vec<DisputeView>, CallError>;
     /// `GET /v1/payment_intents`: up to 100, newest first, created at or after
     /// `created_gte` (Unix seconds) when given, after `starting_after` when given.
     async fn list_payment_intents(
         &self,
-        secret_key: &SecretString,
+        on: &StripeAccount,
         created_gte: Option<i64>,
         starting_after: Option<&str>,
     ) -> Result<PaymentIntentPage, CallError>;
@@ -488,7 +534,7 @@ impl StripeTransport {
     /// The first page (up to 100) of a list filtered by PaymentIntent.
     async fn list_of(
         &self,
-        secret_key: &SecretString,
+        on: &StripeAccount,
         path: &str,
         payment_intent_id: &str,
     ) -> Result<Vec<Value>, CallError> {
@@ -501,7 +547,7 @@ impl StripeTransport {
         ];
         let mut builder = RequestBuilder::new(StripeMethod::Get, path);
         builder.query = Some(serde_urlencoded(&query));
-        let body = self.send(secret_key, builder, None).await?;
+        let body = self.send_on(on, builder, None).await?;
         body.get("data")
             .and_then(Value::as_array)
             .cloned()
@@ -547,7 +593,7 @@ impl StripeGateway for StripeTransport {
     #[tracing::instrument(skip_all, fields(amount = req.amount_cents, currency = %req.currency))]
     async fn create_payment_intent(
         &self,
-        secret_key: &SecretString,
+        on: &StripeAccount,
         req: &CreatePaymentIntent,
     ) -> Result<PaymentIntentView, CallError> {
         let mut form: Vec<(String, String)> = vec![
@@ -562,10 +608,13 @@ impl StripeGateway for StripeTransport {
         if let Some(email) = &req.receipt_email {
             form.push(("receipt_email".into(), email.clone()));
         }
+        if let Some(fee) = req.application_fee_amount {
+            form.push(("application_fee_amount".into(), fee.to_string()));
+        }
         let mut builder = RequestBuilder::new(StripeMethod::Post, "/payment_intents");
         builder.body = Some(serde_urlencoded(&form));
         view(
-            self.send(secret_key, builder, Some(&req.idempotency_key))
+            self.send_on(on, builder, Some(&req.idempotency_key))
                 .await?,
         )
     }
@@ -573,7 +622,7 @@ impl StripeGateway for StripeTransport {
     #[tracing::instrument(skip_all, fields(payment_intent = %id))]
     async fn retrieve_payment_intent(
         &self,
-        secret_key: &SecretString,
+        on: &StripeAccount,
         id: &str,
     ) -> Result<PaymentIntentView, CallError> {
         let id = checked_id(id)?;
@@ -583,26 +632,27 @@ impl StripeGateway for StripeTransport {
             "expand[]".to_string(),
             "latest_charge".to_string(),
         )]));
-        view(self.send(secret_key, builder, None).await?)
+        view(self.send_on(on, builder, None).await?)
     }
 
-    #[tracing::instrument(skip_all, fields(payment_intent = %id, amount = amount_cents))]
+    #[tracing::instrument(skip_all, fields(payment_intent = %id, amount = amount.amount_cents))]
     async fn capture_payment_intent(
         &self,
-        secret_key: &SecretString,
+        on: &StripeAccount,
         id: &str,
-        amount_cents: i64,
+        amount: Capture,
         idempotency_key: &str,
     ) -> Result<PaymentIntentView, CallError> {
         let id = checked_id(id)?;
         let mut builder =
             RequestBuilder::new(StripeMethod::Post, format!("/payment_intents/{id}/capture"));
-        builder.body = Some(serde_urlencoded(&[(
-            "amount_to_capture".into(),
-            amount_cents.to_string(),
-        )]));
+        let mut form = vec![("amount_to_capture".into(), amount.amount_cents.to_string())];
+        if let Some(fee) = amount.application_fee_amount {
+            form.push(("application_fee_amount".into(), fee.to_string()));
+        }
+        builder.body = Some(serde_urlencoded(&form));
         view(
-            self.send(secret_key, builder, Some(idempotency_key))
+            self.send_on(on, builder, Some(idempotency_key))
                 .await?,
         )
     }
@@ -610,7 +660,7 @@ impl StripeGateway for StripeTransport {
     #[tracing::instrument(skip_all, fields(payment_intent = %id))]
     async fn cancel_payment_intent(
         &self,
-        secret_key: &SecretString,
+        on: &StripeAccount,
         id: &str,
         idempotency_key: &str,
     ) -> Result<PaymentIntentView, CallError> {
@@ -618,7 +668,7 @@ impl StripeGateway for StripeTransport {
         let builder =
             RequestBuilder::new(StripeMethod::Post, format!("/payment_intents/{id}/cancel"));
         view(
-            self.send(secret_key, builder, Some(idempotency_key))
+            self.send_on(on, builder, Some(idempotency_key))
                 .await?,
         )
     }
@@ -626,7 +676,7 @@ impl StripeGateway for StripeTransport {
     #[tracing::instrument(skip_all, fields(payment_intent = %req.payment_intent_id, amount = req.amount_cents))]
     async fn create_refund(
         &self,
-        secret_key: &SecretString,
+        on: &StripeAccount,
         req: &CreateRefund,
     ) -> Result<RefundView, CallError> {
         let mut form: Vec<(String, String)> = vec![
@@ -639,13 +689,16 @@ impl StripeGateway for StripeTransport {
         if let Some(reason) = &req.reason {
             form.push(("reason".into(), reason.clone()));
         }
+        if req.refund_application_fee {
+            form.push(("refund_application_fee".into(), "true".into()));
+        }
         for (k, v) in &req.metadata {
             form.push((format!("metadata[{k}]"), v.clone()));
         }
         let mut builder = RequestBuilder::new(StripeMethod::Post, "/refunds");
         builder.body = Some(serde_urlencoded(&form));
         let body = self
-            .send(secret_key, builder, Some(&req.idempotency_key))
+            .send_on(on, builder, Some(&req.idempotency_key))
             .await?;
         RefundView::from_json(&body).map_err(|e| CallError::Unreachable(e.to_string()))
     }
@@ -653,11 +706,11 @@ impl StripeGateway for StripeTransport {
     #[tracing::instrument(skip_all, fields(payment_intent = %payment_intent_id))]
     async fn list_refunds(
         &self,
-        secret_key: &SecretString,
+        on: &StripeAccount,
         payment_intent_id: &str,
     ) -> Result<Vec<RefundView>, CallError> {
         let data = self
-            .list_of(secret_key, "/refunds", payment_intent_id)
+            .list_of(on, "/refunds", payment_intent_id)
             .await?;
         data.iter()
             .map(|r| RefundView::from_json(r).map_err(|e| CallError::Unreachable(e.to_string())))
@@ -667,11 +720,11 @@ impl StripeGateway for StripeTransport {
     #[tracing::instrument(skip_all, fields(payment_intent = %payment_intent_id))]
     async fn list_disputes(
         &self,
-        secret_key: &SecretString,
+        on: &StripeAccount,
         payment_intent_id: &str,
     ) -> Result<Vec<DisputeView>, CallError> {
         let data = self
-            .list_of(secret_key, "/disputes", payment_intent_id)
+            .list_of(on, "/disputes", payment_intent_id)
             .await?;
         data.iter()
             .map(|d| DisputeView::from_json(d).map_err(|e| CallError::Unreachable(e.to_string())))
@@ -681,7 +734,7 @@ impl StripeGateway for StripeTransport {
     #[tracing::instrument(skip_all)]
     async fn list_payment_intents(
         &self,
-        secret_key: &SecretString,
+        on: &StripeAccount,
         created_gte: Option<i64>,
         starting_after: Option<&str>,
     ) -> Result<PaymentIntentPage, CallError> {
@@ -694,7 +747,7 @@ impl StripeGateway for StripeTransport {
         }
         let mut builder = RequestBuilder::new(StripeMethod::Get, "/payment_intents");
         builder.query = Some(serde_urlencoded(&query));
-        let body = self.send(secret_key, builder, None).await?;
+        let body = self.send_on(on, builder, None).await?;
         let data = body
             .get("data")
             .and_then(Value::as_array)

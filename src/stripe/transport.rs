@@ -27,6 +27,17 @@ pub fn key_digest(key: &SecretString) -> [u8; 32] {
     sha2::Sha256::digest(key.expose_secret().as_bytes()).into()
 }
 
+/// The mode of a secret or restricted key by its prefix (`None`: not a Stripe key).
+pub fn key_mode(key: &SecretString) -> Option<roampay_events::StripeMode> {
+    use roampay_events::StripeMode;
+    let k = key.expose_secret();
+    match k.get(..8) {
+        Some("sk_test_" | "rk_test_") => Some(StripeMode::Test),
+        Some("sk_live_" | "rk_live_") => Some(StripeMode::Live),
+        _ => None,
+    }
+}
+
 impl super::PaymentIntentView {
     /// The PaymentIntent's client secret is `given` (compared in constant time): a
     /// guest's proof that the intent is theirs.
@@ -103,10 +114,33 @@ impl StripeTransport {
         }
     }
 
-    /// Sends one request; retries (same idempotency key) what is worth retrying.
+    /// Sends one request with `key` on its own account.
     pub async fn send(
         &self,
         key: &SecretString,
+        req: RequestBuilder,
+        idempotency_key: Option<&str>,
+    ) -> Result<Value, CallError> {
+        self.send_as(key, None, req, idempotency_key).await
+    }
+
+    /// Sends one request on the account `on` names (a connected account carries the
+    /// `Stripe-Account` header).
+    pub async fn send_on(
+        &self,
+        on: &super::StripeAccount,
+        req: RequestBuilder,
+        idempotency_key: Option<&str>,
+    ) -> Result<Value, CallError> {
+        self.send_as(&on.key, on.connected.as_deref(), req, idempotency_key)
+            .await
+    }
+
+    /// Sends one request; retries (same idempotency key) what is worth retrying.
+    async fn send_as(
+        &self,
+        key: &SecretString,
+        account: Option<&str>,
         req: RequestBuilder,
         idempotency_key: Option<&str>,
     ) -> Result<Value, CallError> {
@@ -126,13 +160,14 @@ impl StripeTransport {
             otel.status_code = tracing::field::Empty,
             stripe.operation = %operation,
             stripe.idempotency_key = idempotency_key,
+            stripe.account = account,
             stripe.object_id = tracing::field::Empty,
             http.response.status_code = tracing::field::Empty,
             attempts = tracing::field::Empty,
             outcome = tracing::field::Empty,
         );
         let result = self
-            .send_with_retries(key, &req, idempotency_key, &operation)
+            .send_with_retries((key, account), &req, idempotency_key, &operation)
             .instrument(span.clone())
             .await;
         match &result {
@@ -163,7 +198,7 @@ impl StripeTransport {
 
     async fn send_with_retries(
         &self,
-        key: &SecretString,
+        key: (&SecretString, Option<&str>),
         req: &RequestBuilder,
         idempotency_key: Option<&str>,
         operation: &str,
@@ -198,7 +233,7 @@ impl StripeTransport {
 
     async fn attempt(
         &self,
-        key: &SecretString,
+        (key, account): (&SecretString, Option<&str>),
         req: &RequestBuilder,
         idempotency_key: Option<&str>,
         operation: &str,
@@ -226,6 +261,9 @@ impl StripeTransport {
             .header("Stripe-Version", STRIPE_VERSION);
         if let Some(k) = idempotency_key {
             builder = builder.header("Idempotency-Key", k);
+        }
+        if let Some(a) = account {
+            builder = builder.header("Stripe-Account", a);
         }
         for (name, value) in crate::telemetry::trace_headers() {
             builder = builder.header(name, value);

@@ -2,7 +2,7 @@ use chrono::{DateTime, Duration, Utc};
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::Aggregate;
 use roampay_events::{
-    HealthStatus, SecretKeyKind, SecretRef, StripeMode, WorkspaceOcpiConfigPurged,
+    HealthStatus, SecretKeyKind, StripeConnection, SecretRef, StripeMode, WorkspaceOcpiConfigPurged,
     WorkspaceOcpiConfigUpdated, WorkspaceStripeCandidatePromoted, WorkspaceStripeCandidateRejected,
     WorkspaceStripeCandidateSaved, WorkspaceStripeCredentialsRemoved,
     WorkspaceStripeCredentialsRevoked, WorkspaceStripeCredentialsUpdated,
@@ -14,6 +14,7 @@ use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
 use super::command::*;
+use super::connect::ConnectAccount;
 use super::error::WorkspaceStripeProfileError as Error;
 use super::ProfileServices;
 use crate::money::{Currency, PreAuthAmount};
@@ -47,6 +48,15 @@ pub struct WorkspaceStripeProfile {
     /// it was created under even after a rotation or a removal.
     pub secret_key_history: Vec<SecretKeyVersion>,
     pub webhook: WebhookHealth,
+    /// Stripe Connect: the workspace's connected account, if it ever started onboarding.
+    #[serde(default)]
+    pub connect: Option<ConnectAccount>,
+    /// The connection the admin chose (`None`: the keys, when there are some).
+    #[serde(default)]
+    pub connection_choice: Option<StripeConnection>,
+    /// Connected accounts created so far (names the next one's idempotency key).
+    #[serde(default)]
+    pub connect_accounts_created: u32,
 }
 
 /// A credential set waiting for Stripe's word before it replaces the active one.
@@ -111,6 +121,9 @@ pub struct RoamingSettings {
     pub allow_user_registration: bool,
     pub pre_auth_cents: PreAuthAmount,
     pub currency: Currency,
+    /// Connect mode: the platform's fee in basis points (`None`: the platform default).
+    #[serde(default)]
+    pub application_fee_bps: Option<u32>,
 }
 
 impl Default for RoamingSettings {
@@ -120,6 +133,7 @@ impl Default for RoamingSettings {
             allow_user_registration: false,
             pre_auth_cents: PreAuthAmount::DEFAULT,
             currency: Currency::default(),
+            application_fee_bps: None,
         }
     }
 }
@@ -173,6 +187,15 @@ pub struct Health {
 }
 
 impl Health {
+    pub fn unconfigured() -> Self {
+        Self {
+            status: HealthStatus::Unconfigured,
+            checked_at: None,
+            failure_code: None,
+            failure_message: None,
+        }
+    }
+
     fn valid(at: DateTime<Utc>) -> Self {
         Self {
             status: HealthStatus::Valid,
@@ -214,7 +237,26 @@ impl Credentials {
 }
 
 impl WorkspaceStripeProfile {
+    /// The health of the connection new payments use.
+    pub fn health(&self) -> Health {
+        match self.connection() {
+            Some(StripeConnection::Connect) => self
+                .connect
+                .as_ref()
+                .map_or_else(Health::unconfigured, ConnectAccount::health),
+            _ => self
+                .credentials
+                .as_ref()
+                .map_or_else(Health::unconfigured, |c| c.health.clone()),
+        }
+    }
+
     pub fn health_status(&self) -> HealthStatus {
+        self.health().status
+    }
+
+    /// The health of the stored keys, whichever connection is in use.
+    pub fn keys_health_status(&self) -> HealthStatus {
         self.credentials
             .as_ref()
             .map_or(HealthStatus::Unconfigured, |c| c.health.status)
@@ -662,13 +704,17 @@ impl WorkspaceStripeProfile {
                 .currency
                 .filter(|c| *c != s.currency)
                 .map(|c| c.as_str().to_string()),
+            application_fee_bps: cmd
+                .application_fee_bps
+                .filter(|b| Some(*b) != s.application_fee_bps),
             updated_by: cmd.actor,
             updated_at: cmd.at,
         };
         let any = event.allow_guest_access.is_some()
             || event.allow_user_registration.is_some()
             || event.pre_auth_cents.is_some()
-            || event.currency.is_some();
+            || event.currency.is_some()
+            || event.application_fee_bps.is_some();
         if any {
             vec![Event::WorkspaceOcpiConfigUpdated(event)]
         } else {
@@ -682,6 +728,7 @@ impl WorkspaceStripeProfile {
         let pristine = Self {
             workspace_id: self.workspace_id.clone(),
             credential_version: self.credential_version,
+            connect_accounts_created: self.connect_accounts_created,
             ..Self::default()
         };
         if self.workspace_id.is_none() || *self == pristine {
@@ -844,6 +891,11 @@ impl Aggregate for WorkspaceStripeProfile {
             C::RevokeWorkspaceStripeCredentials(cmd) => self.revoke(cmd),
             C::RecordWebhookDelivery(cmd) => self.record_webhook(cmd),
             C::PurgeWorkspaceStripeProfile(cmd) => self.purge(cmd),
+            C::RecordConnectAccount(cmd) => self.record_account(cmd),
+            C::RecordOnboardingLink(cmd) => self.record_link(cmd)?,
+            C::RefreshConnectAccount(cmd) => self.refresh_account(cmd),
+            C::DeauthorizeConnectAccount(cmd) => self.deauthorize(cmd),
+            C::SwitchStripeConnection(cmd) => self.switch(cmd)?,
         };
         for event in events {
             sink.write(event, self).await;
@@ -868,11 +920,15 @@ impl Aggregate for WorkspaceStripeProfile {
                 if let Some(v) = e.currency.as_deref().and_then(Currency::parse) {
                     s.currency = v;
                 }
+                if let Some(v) = e.application_fee_bps {
+                    s.application_fee_bps = Some(v);
+                }
             }
             Event::WorkspaceOcpiConfigPurged(_) => {
                 *self = Self {
                     workspace_id: self.workspace_id.take(),
                     credential_version: self.credential_version,
+                    connect_accounts_created: self.connect_accounts_created,
                     ..Self::default()
                 };
             }
@@ -967,6 +1023,11 @@ impl Aggregate for WorkspaceStripeProfile {
             Event::WorkspaceWebhookFailing(e) => {
                 self.webhook.failing_since = Some(e.failing_since);
             }
+            e @ (Event::WorkspaceStripeConnectAccountCreated(_)
+            | Event::WorkspaceStripeOnboardingLinkIssued(_)
+            | Event::WorkspaceStripeConnectAccountUpdated(_)
+            | Event::WorkspaceStripeConnectDeauthorized(_)
+            | Event::WorkspaceStripeConnectionSwitched(_)) => self.apply_connect(e),
         }
     }
 }

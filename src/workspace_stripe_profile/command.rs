@@ -1,5 +1,9 @@
 use chrono::{DateTime, Utc};
 
+pub use super::connect::{
+    DeauthorizeConnectAccount, RecordConnectAccount, RecordOnboardingLink, RefreshConnectAccount,
+    SwitchStripeConnection,
+};
 use super::credentials::{PublishableKey, StripeSecretKey, WebhookSigningSecret};
 use crate::money::{Currency, PreAuthAmount};
 
@@ -12,6 +16,11 @@ pub enum WorkspaceStripeProfileCommand {
     RevokeWorkspaceStripeCredentials(RevokeWorkspaceStripeCredentials),
     RecordWebhookDelivery(RecordWebhookDelivery),
     PurgeWorkspaceStripeProfile(PurgeWorkspaceStripeProfile),
+    RecordConnectAccount(RecordConnectAccount),
+    RecordOnboardingLink(RecordOnboardingLink),
+    RefreshConnectAccount(RefreshConnectAccount),
+    DeauthorizeConnectAccount(DeauthorizeConnectAccount),
+    SwitchStripeConnection(SwitchStripeConnection),
 }
 
 /// Save a new credential set, or rotate any part of the current one.
@@ -79,6 +88,7 @@ pub struct UpdateWorkspaceOcpiConfig {
     pub allow_user_registration: Option<bool>,
     pub pre_auth_cents: Option<PreAuthAmount>,
     pub currency: Option<Currency>,
+    pub application_fee_bps: Option<u32>,
     pub actor: String,
     pub at: DateTime<Utc>,
 }

@@ -10,6 +10,11 @@ pub enum WorkspaceStripeProfileError {
     },
     #[error("this workspace has no Stripe credentials")]
     CredentialsNotConfigured,
+    #[error("this workspace has no connected account to onboard")]
+    ConnectAccountUnknown,
+    /// The connection to switch to cannot take payments (its health).
+    #[error("the connection to switch to is {0}, not valid")]
+    ConnectionNotReady(&'static str),
     #[error("the secret vault failed: {0}")]
     Vault(String),
 }

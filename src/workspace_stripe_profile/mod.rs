@@ -3,12 +3,14 @@
 
 pub mod aggregate;
 pub mod command;
+pub mod connect;
 pub mod credentials;
 pub mod error;
 #[cfg(test)]
 mod tests;
 
 pub use aggregate::{Credentials, Health, RoamingSettings, WorkspaceStripeProfile};
+pub use connect::ConnectAccount;
 pub use command::*;
 pub use error::WorkspaceStripeProfileError;
 

@@ -456,6 +456,7 @@ fn settings_changes_record_only_what_changed() {
         allow_user_registration: Some(false), // already false
         pre_auth_cents: PreAuthAmount::parse(7500),
         currency: Currency::parse("aud"), // already aud
+        application_fee_bps: None,
         actor: "alice".into(),
         at: at(),
     });
@@ -469,6 +470,7 @@ fn settings_changes_record_only_what_changed() {
                 allow_user_registration: None,
                 pre_auth_cents: Some(7500),
                 currency: None,
+                application_fee_bps: None,
                 updated_by: "alice".into(),
                 updated_at: at(),
             }),
@@ -480,6 +482,7 @@ fn settings_changes_record_only_what_changed() {
             allow_user_registration: None,
             pre_auth_cents: Some(7500),
             currency: None,
+            application_fee_bps: None,
             updated_by: "alice".into(),
             updated_at: at(),
         }),

@@ -273,8 +273,43 @@ fn summarize_profile(event: &E) -> String {
             if let Some(v) = &e.currency {
                 parts.push(format!("currency={v}"));
             }
+            if let Some(v) = e.application_fee_bps {
+                parts.push(format!("application_fee_bps={v}"));
+            }
             format!("roaming settings changed: {}", parts.join(", "))
         }
+        E::WorkspaceStripeConnectAccountCreated(e) => format!(
+            "Stripe Connect: {} account {} created for the workspace (charges {})",
+            e.account_type,
+            e.account_id,
+            if e.charges_enabled { "enabled" } else { "not enabled yet" }
+        ),
+        E::WorkspaceStripeOnboardingLinkIssued(e) => {
+            format!("Stripe Connect: onboarding link issued for account {}", e.account_id)
+        }
+        E::WorkspaceStripeConnectAccountUpdated(e) => format!(
+            "Stripe Connect: account {} now has charges {}, payouts {}, details {}{}",
+            e.account_id,
+            if e.charges_enabled { "enabled" } else { "disabled" },
+            if e.payouts_enabled { "enabled" } else { "disabled" },
+            if e.details_submitted { "submitted" } else { "not submitted" },
+            if e.requirements_due.is_empty() {
+                String::new()
+            } else {
+                format!("; due: {}", e.requirements_due.join(", "))
+            }
+        ),
+        E::WorkspaceStripeConnectDeauthorized(e) => format!(
+            "Stripe Connect: access to account {} lost ({}); new paid sessions are refused",
+            e.account_id, e.source
+        ),
+        E::WorkspaceStripeConnectionSwitched(e) => format!(
+            "new payments use {} from now on; intents made earlier keep theirs",
+            match e.connection {
+                roampay_events::StripeConnection::Keys => "the workspace's own Stripe keys",
+                roampay_events::StripeConnection::Connect => "the connected Stripe account",
+            }
+        ),
         E::WorkspaceStripeCredentialsUpdated(e) => {
             let mut parts = Vec::new();
             if let Some(pk) = &e.publishable_key {

@@ -26,6 +26,28 @@ struct Row {
     candidate_status: Option<String>,
     webhook_verified_at: Option<DateTime<Utc>>,
     webhook_failing_since: Option<DateTime<Utc>>,
+    connection: Option<String>,
+    connect_account_id: Option<String>,
+    connect_status: Option<String>,
+    connect_failure_code: Option<String>,
+    connect_failure_message: Option<String>,
+    connect_checked_at: Option<DateTime<Utc>>,
+}
+
+impl Row {
+    /// The connected account's health from what Stripe reported.
+    fn connect_health(&mut self, charges: bool, details: bool, deauthorized: bool, at: DateTime<Utc>) {
+        let (status, failure) = roampay_events::connect_health(charges, details, deauthorized);
+        self.connect_status = Some(status.as_str().into());
+        self.connect_failure_code = failure.map(|(c, _)| c.to_string());
+        self.connect_failure_message = failure.map(|(_, m)| m.to_string());
+        self.connect_checked_at = Some(at);
+        self.updated_at = Some(at);
+        if self.status.is_empty() {
+            // No keys: the keys' part of the row reads as never configured.
+            self.status = HealthStatus::Unconfigured.as_str().into();
+        }
+    }
 }
 
 #[async_trait::async_trait]
@@ -72,7 +94,30 @@ impl Projection for CredentialHealth {
             let ws = event.workspace_id().to_string();
             let row = rows.entry(ws).or_default();
             match event.clone() {
-                E::WorkspaceOcpiConfigUpdated(_) => {}
+                E::WorkspaceOcpiConfigUpdated(_) | E::WorkspaceStripeOnboardingLinkIssued(_) => {}
+                E::WorkspaceStripeConnectAccountCreated(e) => {
+                    row.connect_account_id = Some(e.account_id);
+                    row.connect_health(e.charges_enabled, e.details_submitted, false, e.created_at);
+                }
+                E::WorkspaceStripeConnectAccountUpdated(e)
+                    if row.connect_account_id.as_deref() == Some(e.account_id.as_str()) =>
+                {
+                    row.connect_health(e.charges_enabled, e.details_submitted, false, e.updated_at);
+                }
+                E::WorkspaceStripeConnectAccountUpdated(_) => {}
+                E::WorkspaceStripeConnectDeauthorized(e)
+                    if row.connect_account_id.as_deref() == Some(e.account_id.as_str()) =>
+                {
+                    row.connect_health(false, true, true, e.deauthorized_at);
+                }
+                E::WorkspaceStripeConnectDeauthorized(_) => {}
+                E::WorkspaceStripeConnectionSwitched(e) => {
+                    row.connection = Some(e.connection.as_str().into());
+                    row.updated_at = Some(e.switched_at);
+                    if row.status.is_empty() {
+                        row.status = HealthStatus::Unconfigured.as_str().into();
+                    }
+                }
                 E::WorkspaceWebhookVerified(e) => {
                     row.webhook_verified_at = Some(e.verified_at);
                     row.webhook_failing_since = None;
@@ -95,9 +140,7 @@ impl Projection for CredentialHealth {
                         credential_version: e.credential_version.into(),
                         mode: Some(e.mode.as_str().into()),
                         updated_at: Some(e.updated_at),
-                        webhook_verified_at: row.webhook_verified_at,
-                        webhook_failing_since: row.webhook_failing_since,
-                        ..Row::default()
+                        ..keep_others(row)
                     };
                 }
                 E::WorkspaceStripeCandidateSaved(e) => {
@@ -156,7 +199,7 @@ impl Projection for CredentialHealth {
                         status: HealthStatus::Unconfigured.as_str().into(),
                         credential_version: e.credential_version.into(),
                         updated_at: Some(e.removed_at),
-                        ..Row::default()
+                        ..keep_others(row)
                     };
                 }
                 E::WorkspaceOcpiConfigPurged(e) => {
@@ -174,6 +217,21 @@ impl Projection for CredentialHealth {
     }
 }
 
+/// A row whose keys' part is blank; the webhook's health and the connection kept.
+fn keep_others(row: &Row) -> Row {
+    Row {
+        webhook_verified_at: row.webhook_verified_at,
+        webhook_failing_since: row.webhook_failing_since,
+        connection: row.connection.clone(),
+        connect_account_id: row.connect_account_id.clone(),
+        connect_status: row.connect_status.clone(),
+        connect_failure_code: row.connect_failure_code.clone(),
+        connect_failure_message: row.connect_failure_message.clone(),
+        connect_checked_at: row.connect_checked_at,
+        ..Row::default()
+    }
+}
+
 fn db_err(source: sqlx::Error) -> ProjectionError {
     ProjectionError::Database {
         projection: "credential_health",
@@ -181,7 +239,7 @@ fn db_err(source: sqlx::Error) -> ProjectionError {
     }
 }
 
-const COLUMNS: &str = "workspace_id, status, credential_version, mode, account_id, failure_code, failure_message, checked_at, updated_at, candidate_version, candidate_status, webhook_verified_at, webhook_failing_since";
+const COLUMNS: &str = "workspace_id, status, credential_version, mode, account_id, failure_code, failure_message, checked_at, updated_at, candidate_version, candidate_status, webhook_verified_at, webhook_failing_since, connection, connect_account_id, connect_status, connect_failure_code, connect_failure_message, connect_checked_at";
 
 fn decode<R: sqlx::Row>(r: &R) -> Result<(String, Row), sqlx::Error>
 where
@@ -207,6 +265,12 @@ where
             candidate_status: r.try_get("candidate_status")?,
             webhook_verified_at: r.try_get("webhook_verified_at")?,
             webhook_failing_since: r.try_get("webhook_failing_since")?,
+            connection: r.try_get("connection")?,
+            connect_account_id: r.try_get("connect_account_id")?,
+            connect_status: r.try_get("connect_status")?,
+            connect_failure_code: r.try_get("connect_failure_code")?,
+            connect_failure_message: r.try_get("connect_failure_message")?,
+            connect_checked_at: r.try_get("connect_checked_at")?,
         },
     ))
 }
@@ -256,7 +320,11 @@ const UPSERT_TAIL: &str = "ON CONFLICT (workspace_id) DO UPDATE SET
        checked_at = excluded.checked_at, updated_at = excluded.updated_at,
        candidate_version = excluded.candidate_version, candidate_status = excluded.candidate_status,
        webhook_verified_at = excluded.webhook_verified_at,
-       webhook_failing_since = excluded.webhook_failing_since";
+       webhook_failing_since = excluded.webhook_failing_since,
+       connection = excluded.connection, connect_account_id = excluded.connect_account_id,
+       connect_status = excluded.connect_status, connect_failure_code = excluded.connect_failure_code,
+       connect_failure_message = excluded.connect_failure_message,
+       connect_checked_at = excluded.connect_checked_at";
 
 async fn store(tx: &mut DbTx, rows: BTreeMap<String, Row>) -> Result<(), ProjectionError> {
     match tx {
@@ -276,12 +344,20 @@ async fn store(tx: &mut DbTx, rows: BTreeMap<String, Row>) -> Result<(), Project
                 c.candidate_status.push(r.candidate_status);
                 c.webhook_verified_at.push(r.webhook_verified_at);
                 c.webhook_failing_since.push(r.webhook_failing_since);
+                c.connection.push(r.connection);
+                c.connect_account_id.push(r.connect_account_id);
+                c.connect_status.push(r.connect_status);
+                c.connect_failure_code.push(r.connect_failure_code);
+                c.connect_failure_message.push(r.connect_failure_message);
+                c.connect_checked_at.push(r.connect_checked_at);
             }
             sqlx::query(&format!(
                 "INSERT INTO credential_health ({COLUMNS})
                  SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[],
                                       $6::text[], $7::text[], $8::timestamptz[], $9::timestamptz[],
-                                      $10::bigint[], $11::text[], $12::timestamptz[], $13::timestamptz[])
+                                      $10::bigint[], $11::text[], $12::timestamptz[], $13::timestamptz[],
+                                      $14::text[], $15::text[], $16::text[], $17::text[], $18::text[],
+                                      $19::timestamptz[])
                  {UPSERT_TAIL}"
             ))
             .bind(c.workspace_id)
@@ -297,13 +373,19 @@ async fn store(tx: &mut DbTx, rows: BTreeMap<String, Row>) -> Result<(), Project
             .bind(c.candidate_status)
             .bind(c.webhook_verified_at)
             .bind(c.webhook_failing_since)
+            .bind(c.connection)
+            .bind(c.connect_account_id)
+            .bind(c.connect_status)
+            .bind(c.connect_failure_code)
+            .bind(c.connect_failure_message)
+            .bind(c.connect_checked_at)
             .execute(&mut **t)
             .await
             .map_err(db_err)?;
         }
         DbTx::Sqlite(t) => {
             for (ws, row) in rows {
-                sqlx::query(&format!("INSERT INTO credential_health ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) {UPSERT_TAIL}"))
+                sqlx::query(&format!("INSERT INTO credential_health ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19) {UPSERT_TAIL}"))
                     .bind(ws)
                     .bind(row.status)
                     .bind(row.credential_version)
@@ -317,6 +399,12 @@ async fn store(tx: &mut DbTx, rows: BTreeMap<String, Row>) -> Result<(), Project
                     .bind(row.candidate_status)
                     .bind(row.webhook_verified_at)
                     .bind(row.webhook_failing_since)
+                    .bind(row.connection)
+                    .bind(row.connect_account_id)
+                    .bind(row.connect_status)
+                    .bind(row.connect_failure_code)
+                    .bind(row.connect_failure_message)
+                    .bind(row.connect_checked_at)
                     .execute(&mut **t)
                     .await
                     .map_err(db_err)?;
@@ -342,6 +430,12 @@ struct Columns {
     candidate_status: Vec<Option<String>>,
     webhook_verified_at: Vec<Option<DateTime<Utc>>>,
     webhook_failing_since: Vec<Option<DateTime<Utc>>>,
+    connection: Vec<Option<String>>,
+    connect_account_id: Vec<Option<String>>,
+    connect_status: Vec<Option<String>>,
+    connect_failure_code: Vec<Option<String>>,
+    connect_failure_message: Vec<Option<String>>,
+    connect_checked_at: Vec<Option<DateTime<Utc>>>,
 }
 
 mod queries;

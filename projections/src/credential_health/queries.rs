@@ -6,6 +6,26 @@ use sqlx::Row as _;
 use crate::db::Db;
 use crate::on_db;
 
+/// The health of the connection a workspace's new payments use: its connected account's
+/// in connect mode, its keys' otherwise.
+const EFFECTIVE: &str = "CASE WHEN connection = 'connect' THEN connect_status ELSE status END AS status,
+     CASE WHEN connection = 'connect' THEN connect_failure_code ELSE failure_code END AS failure_code,
+     CASE WHEN connection = 'connect' THEN connect_failure_message ELSE failure_message END AS failure_message,
+     CASE WHEN connection = 'connect' THEN connect_checked_at ELSE checked_at END AS checked_at,
+     CASE WHEN connection = 'connect' THEN 'connect' WHEN status = 'unconfigured' THEN NULL ELSE 'keys' END AS connection";
+
+const EFFECTIVE_STATUS: &str =
+    "(CASE WHEN connection = 'connect' THEN connect_status ELSE status END)";
+
+/// The workspace whose connected account is `account_id` (Connect webhooks name it).
+pub async fn workspace_of_account(db: &Db, account_id: &str) -> Result<Option<String>, sqlx::Error> {
+    on_db!(db, pool => sqlx::query_scalar(
+        "SELECT workspace_id FROM credential_health WHERE connect_account_id = $1 LIMIT 1")
+        .bind(account_id)
+        .fetch_optional(pool)
+        .await)
+}
+
 /// Workspaces whose active set or candidate is still `pending`, oldest change first.
 pub async fn pending(db: &Db, limit: i64) -> Result<Vec<String>, sqlx::Error> {
     on_db!(db, pool => sqlx::query_scalar(
@@ -37,7 +57,8 @@ pub async fn due_for_recheck(
 /// How many workspaces are in each health status.
 pub async fn counts(db: &Db) -> Result<Vec<(String, i64)>, sqlx::Error> {
     on_db!(db, pool => sqlx::query_as(
-        "SELECT status, COUNT(*) FROM credential_health GROUP BY status")
+        "SELECT (CASE WHEN connection = 'connect' THEN connect_status ELSE status END) AS s, COUNT(*)
+           FROM credential_health GROUP BY s")
         .fetch_all(pool)
         .await)
 }
@@ -45,6 +66,8 @@ pub async fn counts(db: &Db) -> Result<Vec<(String, i64)>, sqlx::Error> {
 /// One workspace's credential health as support sees it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct HealthRow {
+    /// `keys`, `connect`, or none.
+    pub connection: Option<String>,
     pub status: String,
     pub credential_version: i64,
     pub mode: Option<String>,
@@ -56,13 +79,14 @@ pub struct HealthRow {
 pub async fn of_workspace(db: &Db, ws: &str) -> Result<Option<HealthRow>, sqlx::Error> {
     on_db!(db, pool => {
         let row = sqlx::query(
-            "SELECT status, credential_version, mode, failure_code, failure_message, checked_at
-               FROM credential_health WHERE workspace_id = $1")
+            &format!("SELECT {EFFECTIVE}, credential_version, mode
+               FROM credential_health WHERE workspace_id = $1"))
             .bind(ws)
             .fetch_optional(pool)
             .await?;
         row.map(|r| -> Result<HealthRow, sqlx::Error> {
             Ok(HealthRow {
+                connection: r.try_get("connection")?,
                 status: r.try_get("status")?,
                 credential_version: r.try_get("credential_version")?,
                 mode: r.try_get("mode")?,
@@ -79,6 +103,7 @@ pub async fn of_workspace(db: &Db, ws: &str) -> Result<Option<HealthRow>, sqlx::
 #[derive(Debug, Clone)]
 pub struct WorkspaceHealth {
     pub workspace_id: String,
+    pub connection: Option<String>,
     pub status: String,
     pub checked_at: Option<DateTime<Utc>>,
     pub failure_code: Option<String>,
@@ -100,15 +125,14 @@ pub async fn list_workspaces(
     let mut w = Where::default();
     w.workspaces(scope);
     if let Some(h) = health {
-        w.push("status = ?", Bind::Text(h.to_string()));
+        w.push(&format!("{EFFECTIVE_STATUS} = ?"), Bind::Text(h.to_string()));
     }
     if let Some(a) = after {
         w.push("workspace_id > ?", Bind::Text(a.to_string()));
     }
     let (clause, lim) = w.sql_with_limit(limit + 1);
     let sql = format!(
-        "SELECT workspace_id, status, checked_at, failure_code, failure_message,
-                webhook_verified_at, webhook_failing_since
+        "SELECT workspace_id, {EFFECTIVE}, webhook_verified_at, webhook_failing_since
            FROM credential_health {clause} ORDER BY workspace_id LIMIT {lim}"
     );
     let mut rows: Vec<WorkspaceHealth> = on_db!(db, pool => {
@@ -117,6 +141,7 @@ pub async fn list_workspaces(
             .map(|r| -> Result<WorkspaceHealth, sqlx::Error> {
                 Ok(WorkspaceHealth {
                     workspace_id: r.try_get("workspace_id")?,
+                    connection: r.try_get("connection")?,
                     status: r.try_get("status")?,
                     checked_at: r.try_get("checked_at")?,
                     failure_code: r.try_get("failure_code")?,

@@ -1,0 +1,175 @@
+//! `webhook_deliveries`: every webhook delivery and what became of it. Written by the
+//! service as deliveries are answered (in batches), read by support, pruned by age. Not
+//! a projection of the event log: a replay leaves it alone.
+
+use chrono::{DateTime, Utc};
+
+use crate::db::{Bind, Db, Where, WorkspaceScope};
+use crate::{bind_all, on_db};
+
+/// One delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// A UUIDv7: ordered by arrival.
+    pub id: String,
+    pub received_at: DateTime<Utc>,
+    /// `workspace`, `shared`, `connect`, `billing`.
+    pub endpoint: String,
+    pub workspace_id: Option<String>,
+    pub event_id: Option<String>,
+    pub event_type: Option<String>,
+    /// `applied`, `duplicate`, `ignored`, `refused`.
+    pub outcome: String,
+    pub code: Option<String>,
+    pub request_id: String,
+    /// The verified event as received (`None` for an unverified delivery).
+    pub payload: Option<String>,
+}
+
+const COLUMNS: &str = "id, received_at, endpoint, workspace_id, event_id, event_type, outcome, code, request_id, payload";
+
+/// Writes a batch in one statement.
+pub async fn insert(db: &Db, rows: &[Delivery]) -> Result<(), sqlx::Error> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    match db {
+        Db::Postgres(pool) => {
+            let col = |f: fn(&Delivery) -> Option<String>| -> Vec<Option<String>> {
+                rows.iter().map(f).collect()
+            };
+            sqlx::query(&format!(
+                "INSERT INTO webhook_deliveries ({COLUMNS})
+                 SELECT * FROM UNNEST($1::text[], $2::timestamptz[], $3::text[], $4::text[],
+                                      $5::text[], $6::text[], $7::text[], $8::text[], $9::text[],
+                                      $10::text[])
+                 ON CONFLICT (id) DO NOTHING"
+            ))
+            .bind(col(|r| Some(r.id.clone())))
+            .bind(rows.iter().map(|r| r.received_at).collect::<Vec<_>>())
+            .bind(col(|r| Some(r.endpoint.clone())))
+            .bind(col(|r| r.workspace_id.clone()))
+            .bind(col(|r| r.event_id.clone()))
+            .bind(col(|r| r.event_type.clone()))
+            .bind(col(|r| Some(r.outcome.clone())))
+            .bind(col(|r| r.code.clone()))
+            .bind(col(|r| Some(r.request_id.clone())))
+            .bind(col(|r| r.payload.clone()))
+            .execute(pool)
+            .await?;
+        }
+        Db::Sqlite(pool) => {
+            let mut tx = pool.begin().await?;
+            for r in rows {
+                sqlx::query(&format!(
+                    "INSERT INTO webhook_deliveries ({COLUMNS})
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (id) DO NOTHING"
+                ))
+                .bind(&r.id)
+                .bind(r.received_at)
+                .bind(&r.endpoint)
+                .bind(&r.workspace_id)
+                .bind(&r.event_id)
+                .bind(&r.event_type)
+                .bind(&r.outcome)
+                .bind(&r.code)
+                .bind(&r.request_id)
+                .bind(&r.payload)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+        }
+    }
+    Ok(())
+}
+
+/// Filters of the delivery log; every one optional but the page size.
+#[derive(Debug, Clone)]
+pub struct DeliveryFilter {
+    pub workspaces: WorkspaceScope,
+    pub event_id: Option<String>,
+    pub event_type: Option<String>,
+    pub outcome: Option<String>,
+    /// Deliveries older than this one (the page cursor).
+    pub before_id: Option<String>,
+    pub limit: i64,
+}
+
+fn decode<R: sqlx::Row>(r: &R, with_payload: bool) -> Result<Delivery, sqlx::Error>
+where
+    for<'a> &'a str: sqlx::ColumnIndex<R>,
+    String: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    Option<String>: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    DateTime<Utc>: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+{
+    Ok(Delivery {
+        id: r.try_get("id")?,
+        received_at: r.try_get("received_at")?,
+        endpoint: r.try_get("endpoint")?,
+        workspace_id: r.try_get("workspace_id")?,
+        event_id: r.try_get("event_id")?,
+        event_type: r.try_get("event_type")?,
+        outcome: r.try_get("outcome")?,
+        code: r.try_get("code")?,
+        request_id: r.try_get("request_id")?,
+        payload: if with_payload {
+            r.try_get("payload")?
+        } else {
+            None
+        },
+    })
+}
+
+/// A page, newest first (payloads left out), and whether more follow.
+pub async fn search(db: &Db, f: &DeliveryFilter) -> Result<(Vec<Delivery>, bool), sqlx::Error> {
+    let mut w = Where::default();
+    w.workspaces(&f.workspaces);
+    for (clause, v) in [
+        ("event_id = ?", &f.event_id),
+        ("event_type = ?", &f.event_type),
+        ("outcome = ?", &f.outcome),
+        ("id < ?", &f.before_id),
+    ] {
+        if let Some(v) = v {
+            w.push(clause, Bind::Text(v.clone()));
+        }
+    }
+    let (clause, limit) = w.sql_with_limit(f.limit + 1);
+    let sql = format!(
+        "SELECT id, received_at, endpoint, workspace_id, event_id, event_type, outcome, code, request_id
+           FROM webhook_deliveries {clause} ORDER BY id DESC LIMIT {limit}"
+    );
+    let mut rows: Vec<Delivery> = on_db!(db, pool => {
+        bind_all!(sqlx::query(&sql), w.binds())
+            .fetch_all(pool)
+            .await?
+            .iter()
+            .map(|r| decode(r, false))
+            .collect::<Result<_, _>>()?
+    });
+    let has_more = rows.len() as i64 > f.limit;
+    rows.truncate(f.limit as usize);
+    Ok((rows, has_more))
+}
+
+/// One delivery with its payload.
+pub async fn get(db: &Db, id: &str) -> Result<Option<Delivery>, sqlx::Error> {
+    let sql = format!("SELECT {COLUMNS} FROM webhook_deliveries WHERE id = $1");
+    on_db!(db, pool => {
+        sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(pool)
+            .await?
+            .map(|r| decode(&r, true))
+            .transpose()
+    })
+}
+
+/// Deletes up to `limit` deliveries received before `cutoff`; how many went.
+pub async fn prune(db: &Db, cutoff: DateTime<Utc>, limit: i64) -> Result<u64, sqlx::Error> {
+    let sql = "DELETE FROM webhook_deliveries WHERE id IN
+                 (SELECT id FROM webhook_deliveries WHERE received_at < $1 LIMIT $2)";
+    let done = on_db!(db, pool => sqlx::query(sql).bind(cutoff).bind(limit).execute(pool).await?.rows_affected());
+    Ok(done)
+}

@@ -1,0 +1,193 @@
+//! The webhook delivery log: every delivery to every webhook endpoint and what became
+//! of it, for support ("did Stripe send it, and what did we do?").
+//!
+//! A delivery is answered first and logged after: rows go to a writer task that inserts
+//! whatever has queued up in one statement, so the log costs a webhook no round trip.
+//! Unverified deliveries (anyone can send them) are logged without event id, type or
+//! payload, and at most [`UNVERIFIED_PER_HOUR`] per workspace and hour per instance.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
+
+use chrono::{DateTime, Utc};
+use roampay_projections::webhook_deliveries::{self, Delivery};
+use roampay_projections::Db;
+use tokio::sync::{mpsc, oneshot};
+
+/// Unverified deliveries logged per workspace (or per unknown workspace) and hour.
+pub const UNVERIFIED_PER_HOUR: u32 = 100;
+
+/// Rows written in one statement at most.
+const BATCH: usize = 500;
+
+/// The endpoint a delivery came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    Workspace,
+    Shared,
+    Connect,
+    Billing,
+}
+
+impl Endpoint {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Workspace => "workspace",
+            Self::Shared => "shared",
+            Self::Connect => "connect",
+            Self::Billing => "billing",
+        }
+    }
+}
+
+/// What processing learnt of a delivery, filled in as it goes: only what is trustworthy
+/// (the workspace a URL names, or one a verified event names; ids once verified).
+#[derive(Debug, Default)]
+pub struct Seen {
+    pub workspace_id: Option<String>,
+    pub event_id: Option<String>,
+    pub event_type: Option<String>,
+    /// The signature matched: the body is Stripe's.
+    pub verified: bool,
+}
+
+enum Msg {
+    Row(Box<Delivery>),
+    Flush(oneshot::Sender<()>),
+}
+
+pub struct DeliveryLog {
+    db: Db,
+    sender: OnceLock<mpsc::UnboundedSender<Msg>>,
+    noise: Mutex<(i64, HashMap<Option<String>, u32>)>,
+}
+
+impl DeliveryLog {
+    pub fn new(db: Db) -> Self {
+        Self {
+            db,
+            sender: OnceLock::new(),
+            noise: Mutex::new((0, HashMap::new())),
+        }
+    }
+
+    /// The writer, started with the first delivery (inside the runtime).
+    fn sender(&self) -> &mpsc::UnboundedSender<Msg> {
+        self.sender.get_or_init(|| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            tokio::spawn(write_loop(self.db.clone(), rx));
+            tx
+        })
+    }
+
+    /// Logs a delivery (an unverified one only while its workspace's hourly allowance
+    /// lasts). `payload` is kept only when the delivery was verified.
+    #[allow(clippy::too_many_arguments)]
+    pub fn record(
+        &self,
+        endpoint: Endpoint,
+        seen: Seen,
+        outcome: &'static str,
+        code: Option<&'static str>,
+        request_id: &str,
+        payload: &[u8],
+        at: DateTime<Utc>,
+    ) {
+        if !seen.verified && !self.allow_unverified(&seen.workspace_id, at) {
+            crate::metrics::delivery_unlogged();
+            return;
+        }
+        let row = Delivery {
+            id: uuid::Uuid::now_v7().to_string(),
+            received_at: at,
+            endpoint: endpoint.as_str().to_string(),
+            workspace_id: seen.workspace_id,
+            event_id: seen.event_id.filter(|_| seen.verified),
+            event_type: seen.event_type.filter(|_| seen.verified),
+            outcome: outcome.to_string(),
+            code: code.map(str::to_string),
+            request_id: request_id.to_string(),
+            payload: seen
+                .verified
+                .then(|| String::from_utf8_lossy(payload).into_owned()),
+        };
+        let _ = self.sender().send(Msg::Row(Box::new(row)));
+    }
+
+    fn allow_unverified(&self, ws: &Option<String>, at: DateTime<Utc>) -> bool {
+        let hour = at.timestamp() / 3600;
+        let mut noise = self.noise.lock().expect("delivery log");
+        if noise.0 != hour {
+            *noise = (hour, HashMap::new());
+        }
+        let n = noise.1.entry(ws.clone()).or_insert(0);
+        *n += 1;
+        *n <= UNVERIFIED_PER_HOUR
+    }
+
+    /// Waits until every delivery logged so far is written (support reads its own
+    /// deliveries; tests read a whole run).
+    pub async fn flush(&self) {
+        let (done, wait) = oneshot::channel();
+        if self.sender().send(Msg::Flush(done)).is_ok() {
+            let _ = wait.await;
+        }
+    }
+}
+
+async fn write_loop(db: Db, mut rx: mpsc::UnboundedReceiver<Msg>) {
+    let mut rows: Vec<Delivery> = Vec::new();
+    let mut waiting: Vec<oneshot::Sender<()>> = Vec::new();
+    while let Some(first) = rx.recv().await {
+        let mut next = Some(first);
+        // Everything queued while the last batch was written goes in this one.
+        while let Some(msg) = next.take() {
+            match msg {
+                Msg::Row(r) => rows.push(*r),
+                Msg::Flush(done) => waiting.push(done),
+            }
+            if rows.len() < BATCH {
+                next = rx.try_recv().ok();
+            }
+        }
+        write(&db, &rows).await;
+        rows.clear();
+        for done in waiting.drain(..) {
+            let _ = done.send(());
+        }
+    }
+}
+
+/// Three tries; a batch the store still refuses is dropped with an error in the log
+/// (the deliveries themselves were answered and their effects recorded as events).
+async fn write(db: &Db, rows: &[Delivery]) {
+    for attempt in 1..=3u64 {
+        match webhook_deliveries::insert(db, rows).await {
+            Ok(()) => return,
+            Err(e) if attempt == 3 => {
+                tracing::error!(error = %e, rows = rows.len(), "webhook deliveries could not be logged");
+                crate::metrics::delivery_log_dropped(rows.len());
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, attempt, "writing webhook deliveries failed; trying again");
+                tokio::time::sleep(std::time::Duration::from_millis(200 * attempt)).await;
+            }
+        }
+    }
+}
+
+impl super::Services {
+    /// Deletes the deliveries received more than `keep` ago, in batches; how many went.
+    pub async fn prune_delivery_log(&self, keep: chrono::Duration) -> Result<u64, sqlx::Error> {
+        const PER_BATCH: i64 = 10_000;
+        let cutoff = self.clock.now() - keep;
+        let mut total = 0;
+        loop {
+            let n = webhook_deliveries::prune(&self.db, cutoff, PER_BATCH).await?;
+            total += n;
+            if n < PER_BATCH as u64 {
+                return Ok(total);
+            }
+        }
+    }
+}
