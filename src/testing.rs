@@ -8,9 +8,9 @@ use secrecy::SecretString;
 use sha2::{Digest, Sha256};
 
 use crate::stripe::{
-    Capture, StripeAccount,
-    CallError, CreatePaymentIntent, CreateRefund, CredentialCheck, CredentialProbe,
-    PaymentIntentPage, PaymentIntentStatus, PaymentIntentView, RefundView, StripeGateway,
+    CallError, Capture, CreatePaymentIntent, CreateRefund, CredentialCheck, CredentialProbe,
+    PaymentIntentPage, PaymentIntentStatus, PaymentIntentView, RefundView, StripeAccount,
+    StripeGateway,
 };
 use crate::vault::{SecretField, SecretVault, VaultError};
 

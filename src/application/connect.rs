@@ -106,7 +106,10 @@ pub struct Onboarding {
 
 impl Services {
     pub(super) fn connect_settings(&self) -> Result<&ConnectSettings, ConnectError> {
-        self.settings.connect.as_ref().ok_or(ConnectError::NotEnabled)
+        self.settings
+            .connect
+            .as_ref()
+            .ok_or(ConnectError::NotEnabled)
     }
 
     /// The connected account (created once per workspace; again only after the last
@@ -225,8 +228,17 @@ impl Services {
     }
 
     /// Whether the command recorded anything.
-    async fn record_connect(&self, ws: &str, cmd: Cmd, meta: &Metadata) -> Result<bool, StoreFault> {
-        let before = self.profiles.load_recent(ws).await.map_err(StoreFault::of)?;
+    async fn record_connect(
+        &self,
+        ws: &str,
+        cmd: Cmd,
+        meta: &Metadata,
+    ) -> Result<bool, StoreFault> {
+        let before = self
+            .profiles
+            .load_recent(ws)
+            .await
+            .map_err(StoreFault::of)?;
         let after = self
             .profiles
             .execute(ws, cmd, meta)
@@ -299,9 +311,9 @@ impl Services {
     ) -> Result<StripeAccount, String> {
         match (profile.connection(), &profile.connect) {
             (Some(StripeConnection::Connect), Some(a)) => {
-                let connect = self
-                    .connect_settings()
-                    .map_err(|_| "the workspace is in connect mode, but Connect is off".to_string())?;
+                let connect = self.connect_settings().map_err(|_| {
+                    "the workspace is in connect mode, but Connect is off".to_string()
+                })?;
                 Ok(StripeAccount::connected(
                     connect.platform_key.clone(),
                     &a.account_id,

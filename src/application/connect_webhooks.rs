@@ -63,7 +63,11 @@ impl Services {
             return Err(in_ws(WebhookRefusal::LivemodeMismatch));
         }
         let store = |_| in_ws(WebhookRefusal::StoreUnavailable);
-        let profile = self.profiles.load_recent(ws.as_str()).await.map_err(store)?;
+        let profile = self
+            .profiles
+            .load_recent(ws.as_str())
+            .await
+            .map_err(store)?;
         if profile.connect_event_seen(&event_id) {
             return Ok(WebhookOutcome::Duplicate);
         }
@@ -114,10 +118,9 @@ impl Services {
         event: &Value,
     ) -> Result<Option<WorkspaceId>, Refused> {
         let store = |_: sqlx::Error| Refused::from(WebhookRefusal::StoreUnavailable);
-        let found =
-            roampay_projections::credential_health::workspace_of_account(&self.db, account)
-                .await
-                .map_err(store)?;
+        let found = roampay_projections::credential_health::workspace_of_account(&self.db, account)
+            .await
+            .map_err(store)?;
         if let Some(ws) = found.as_deref().and_then(WorkspaceId::parse) {
             return Ok(Some(ws));
         }

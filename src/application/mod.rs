@@ -6,10 +6,10 @@
 
 pub mod billing;
 pub mod connect;
+mod connect_webhooks;
 pub mod credentials;
 pub mod delivery_log;
 pub mod locations;
-mod connect_webhooks;
 mod money_events;
 pub mod payments;
 pub mod reconcile;

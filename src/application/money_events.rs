@@ -77,7 +77,9 @@ impl Services {
         let Some(pi_id) = m.payment_intent_id.clone() else {
             return Ok(WebhookOutcome::Ignored); // not about a PaymentIntent
         };
-        let found = self.intent_of_payment_intent(ws, profile, &pi_id, via).await;
+        let found = self
+            .intent_of_payment_intent(ws, profile, &pi_id, via)
+            .await;
         let (intent_id, key) = match found {
             Ok(Some(found)) => found,
             Ok(None) => return Ok(WebhookOutcome::Ignored), // not one of ours
@@ -172,8 +174,14 @@ impl Services {
             Err(e) => return Err(e),
         };
         let owner = intent.request.as_ref().map(|r| r.workspace_id.as_str());
-        let account = intent.payment.as_ref().and_then(|p| p.stripe_account_id.as_ref());
-        let same_account = via.connect_account.as_ref().is_none_or(|a| account == Some(a));
+        let account = intent
+            .payment
+            .as_ref()
+            .and_then(|p| p.stripe_account_id.as_ref());
+        let same_account = via
+            .connect_account
+            .as_ref()
+            .is_none_or(|a| account == Some(a));
         if owner != Some(ws.as_str()) || !same_account {
             return Err(PaymentError::OwnershipMismatch);
         }

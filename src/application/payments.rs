@@ -397,12 +397,19 @@ impl Services {
         }
         let amount_cents = profile.settings.pre_auth_cents.cents();
         let email = req.email.clone();
-        let on = self.workspace_account(profile, ws).await.map_err(internal)?;
+        let on = self
+            .workspace_account(profile, ws)
+            .await
+            .map_err(internal)?;
         let live = self.workspace_livemode(profile);
         Ok(Some(PaidPreAuth {
             amount_cents,
             credential_version: profile.active_version(),
-            mode: if live { StripeMode::Live } else { StripeMode::Test },
+            mode: if live {
+                StripeMode::Live
+            } else {
+                StripeMode::Test
+            },
             application_fee_bps: on
                 .connected
                 .as_ref()
@@ -424,7 +431,11 @@ impl Services {
             .as_ref()
             .is_some_and(|p| p.stripe_account_id.is_some());
         if connected {
-            return self.settings.connect.as_ref().map(|c| c.publishable_key.clone());
+            return self
+                .settings
+                .connect
+                .as_ref()
+                .map(|c| c.publishable_key.clone());
         }
         profile
             .credentials
@@ -434,10 +445,16 @@ impl Services {
 
     /// What Stripe.js on a driver's browser starts with for the workspace's new
     /// payments: the publishable key, and in connect mode the connected account.
-    pub fn browser_keys(&self, profile: &WorkspaceStripeProfile) -> (Option<String>, Option<String>) {
+    pub fn browser_keys(
+        &self,
+        profile: &WorkspaceStripeProfile,
+    ) -> (Option<String>, Option<String>) {
         match profile.connected_account() {
             Some(a) => (
-                self.settings.connect.as_ref().map(|c| c.publishable_key.clone()),
+                self.settings
+                    .connect
+                    .as_ref()
+                    .map(|c| c.publishable_key.clone()),
                 Some(a.account_id.clone()),
             ),
             None => (

@@ -15,8 +15,8 @@ use secrecy::SecretString;
 use super::Services;
 use crate::stripe::{
     key_digest, CallError, Capture, CreatePaymentIntent, CreateRefund, CredentialCheck,
-    CredentialProbe, DisputeView, PaymentIntentPage, PaymentIntentView, RefundView,
-    StripeAccount, StripeGateway,
+    CredentialProbe, DisputeView, PaymentIntentPage, PaymentIntentView, RefundView, StripeAccount,
+    StripeGateway,
 };
 use crate::workspace_stripe_profile::{
     RevokeWorkspaceStripeCredentials, WorkspaceStripeProfileCommand as Cmd,

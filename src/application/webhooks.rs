@@ -189,7 +189,10 @@ impl Services {
             ..Seen::default()
         };
         let processed = match delivery.endpoint {
-            Endpoint::Connect => self.process_connect_webhook(&delivery, meta, &mut seen).await,
+            Endpoint::Connect => {
+                self.process_connect_webhook(&delivery, meta, &mut seen)
+                    .await
+            }
             _ => self.process_webhook(&delivery, meta, &mut seen).await,
         };
         let answer = match processed {

@@ -512,11 +512,7 @@ impl ChargingIntent {
                     .capture_payment_intent(&cmd.on, pi_id, amount, &key)
                     .await
             }
-            _ => {
-                svc.stripe
-                    .cancel_payment_intent(&cmd.on, pi_id, &key)
-                    .await
-            }
+            _ => svc.stripe.cancel_payment_intent(&cmd.on, pi_id, &key).await,
         };
         let source = if step == "capture" {
             "capture"
@@ -535,10 +531,7 @@ impl ChargingIntent {
         };
         // No success: Stripe may have acted anyway (an earlier attempt, a timeout after
         // it applied, "already captured"). Its PaymentIntent tells.
-        let now = svc
-            .stripe
-            .retrieve_payment_intent(&cmd.on, pi_id)
-            .await;
+        let now = svc.stripe.retrieve_payment_intent(&cmd.on, pi_id).await;
         if let Ok(pi) = &now {
             if let Some(done) = self.settled_by(pi, "stripe_state", cmd.at) {
                 return Ok(vec![done]);

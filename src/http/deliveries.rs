@@ -147,7 +147,10 @@ pub async fn get(
     if !principal.may_access(ws) {
         return Err(not_found());
     }
-    let payload = d.payload.as_deref().and_then(|p| serde_json::from_str(p).ok());
+    let payload = d
+        .payload
+        .as_deref()
+        .and_then(|p| serde_json::from_str(p).ok());
     Ok(HttpResponse::Ok().json(DeliveryDetail {
         delivery: d.into(),
         payload,

@@ -9,12 +9,12 @@ use super::views::{OcpiConfig, OcpiConfigPatch};
 use super::{metadata, workspace_id, AppState};
 use crate::application::credentials::{ConfigChange, CredentialChange, WorkspaceConfig};
 use crate::ids::WorkspaceId;
-use roampay_events::StripeConnection;
 use crate::money::{Currency, PreAuthAmount};
 use crate::workspace_stripe_profile::credentials::{
     PublishableKey, StripeSecretKey, WebhookSigningSecret,
 };
 use crate::workspace_stripe_profile::{UpdateWorkspaceOcpiConfig, ValidationScope};
+use roampay_events::StripeConnection;
 
 fn answer(state: &AppState, ws: &WorkspaceId, c: &WorkspaceConfig) -> HttpResponse {
     let public_url = &state.services.settings.public_url;

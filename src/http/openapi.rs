@@ -125,21 +125,20 @@ fn add_headers(openapi: &mut utoipa::openapi::OpenApi) {
 /// is at least its summary.
 fn describe_access(openapi: &mut utoipa::openapi::OpenApi) {
     for (path, item) in openapi.paths.paths.iter_mut() {
-        let required = if path.starts_with("/ocpi/stripe/webhook")
-            || path == "/ocpi/stripe/connect/webhook"
-        {
-            vec![SecurityRequirement::new(
-                "stripe_signature",
-                Vec::<String>::new(),
-            )]
-        } else if ["/healthz", "/readyz", "/metrics"].contains(&path.as_str()) {
-            vec![SecurityRequirement::default()]
-        } else {
-            vec![
-                SecurityRequirement::default(),
-                SecurityRequirement::new("bearer", Vec::<String>::new()),
-            ]
-        };
+        let required =
+            if path.starts_with("/ocpi/stripe/webhook") || path == "/ocpi/stripe/connect/webhook" {
+                vec![SecurityRequirement::new(
+                    "stripe_signature",
+                    Vec::<String>::new(),
+                )]
+            } else if ["/healthz", "/readyz", "/metrics"].contains(&path.as_str()) {
+                vec![SecurityRequirement::default()]
+            } else {
+                vec![
+                    SecurityRequirement::default(),
+                    SecurityRequirement::new("bearer", Vec::<String>::new()),
+                ]
+            };
         for op in operations(item) {
             if op.security.is_none() {
                 op.security = Some(required.clone());

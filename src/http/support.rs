@@ -21,7 +21,10 @@ const SCOPE: &str = "audit:read";
 
 /// The workspaces a support query may cover: the one asked for (if the token allows
 /// it), else every workspace the token names.
-pub(super) fn scope(principal: &Principal, asked: Option<&str>) -> Result<WorkspaceScope, ApiError> {
+pub(super) fn scope(
+    principal: &Principal,
+    asked: Option<&str>,
+) -> Result<WorkspaceScope, ApiError> {
     principal.authorize(SCOPE, None)?;
     match asked {
         Some(raw) => {

@@ -75,9 +75,11 @@ pub fn start(services: Arc<Services>, settings: JobSettings) -> Vec<JoinHandle<(
         run_worker(s.clone(), cfg.clone())
     }));
     let (s, keep) = (services.clone(), settings.delivery_log_retention);
-    tasks.push(supervise("delivery_log_retention", RESTART_PAUSE, move || {
-        run_retention(s.clone(), keep)
-    }));
+    tasks.push(supervise(
+        "delivery_log_retention",
+        RESTART_PAUSE,
+        move || run_retention(s.clone(), keep),
+    ));
     let (s, every, valid) = (
         services,
         settings.revalidate_interval,

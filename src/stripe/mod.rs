@@ -651,10 +651,7 @@ impl StripeGateway for StripeTransport {
             form.push(("application_fee_amount".into(), fee.to_string()));
         }
         builder.body = Some(serde_urlencoded(&form));
-        view(
-            self.send_on(on, builder, Some(idempotency_key))
-                .await?,
-        )
+        view(self.send_on(on, builder, Some(idempotency_key)).await?)
     }
 
     #[tracing::instrument(skip_all, fields(payment_intent = %id))]
@@ -667,10 +664,7 @@ impl StripeGateway for StripeTransport {
         let id = checked_id(id)?;
         let builder =
             RequestBuilder::new(StripeMethod::Post, format!("/payment_intents/{id}/cancel"));
-        view(
-            self.send_on(on, builder, Some(idempotency_key))
-                .await?,
-        )
+        view(self.send_on(on, builder, Some(idempotency_key)).await?)
     }
 
     #[tracing::instrument(skip_all, fields(payment_intent = %req.payment_intent_id, amount = req.amount_cents))]
@@ -709,9 +703,7 @@ impl StripeGateway for StripeTransport {
         on: &StripeAccount,
         payment_intent_id: &str,
     ) -> Result<Vec<RefundView>, CallError> {
-        let data = self
-            .list_of(on, "/refunds", payment_intent_id)
-            .await?;
+        let data = self.list_of(on, "/refunds", payment_intent_id).await?;
         data.iter()
             .map(|r| RefundView::from_json(r).map_err(|e| CallError::Unreachable(e.to_string())))
             .collect()
@@ -723,9 +715,7 @@ impl StripeGateway for StripeTransport {
         on: &StripeAccount,
         payment_intent_id: &str,
     ) -> Result<Vec<DisputeView>, CallError> {
-        let data = self
-            .list_of(on, "/disputes", payment_intent_id)
-            .await?;
+        let data = self.list_of(on, "/disputes", payment_intent_id).await?;
         data.iter()
             .map(|d| DisputeView::from_json(d).map_err(|e| CallError::Unreachable(e.to_string())))
             .collect()

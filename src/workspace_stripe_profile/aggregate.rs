@@ -2,13 +2,13 @@ use chrono::{DateTime, Duration, Utc};
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::Aggregate;
 use roampay_events::{
-    HealthStatus, SecretKeyKind, StripeConnection, SecretRef, StripeMode, WorkspaceOcpiConfigPurged,
-    WorkspaceOcpiConfigUpdated, WorkspaceStripeCandidatePromoted, WorkspaceStripeCandidateRejected,
-    WorkspaceStripeCandidateSaved, WorkspaceStripeCredentialsRemoved,
-    WorkspaceStripeCredentialsRevoked, WorkspaceStripeCredentialsUpdated,
-    WorkspaceStripeCredentialsValidated, WorkspaceStripeCredentialsValidationFailed,
-    WorkspaceStripeProfileEvent as Event, WorkspaceWebhookFailing, WorkspaceWebhookVerified,
-    STRIPE_UNREACHABLE,
+    HealthStatus, SecretKeyKind, SecretRef, StripeConnection, StripeMode,
+    WorkspaceOcpiConfigPurged, WorkspaceOcpiConfigUpdated, WorkspaceStripeCandidatePromoted,
+    WorkspaceStripeCandidateRejected, WorkspaceStripeCandidateSaved,
+    WorkspaceStripeCredentialsRemoved, WorkspaceStripeCredentialsRevoked,
+    WorkspaceStripeCredentialsUpdated, WorkspaceStripeCredentialsValidated,
+    WorkspaceStripeCredentialsValidationFailed, WorkspaceStripeProfileEvent as Event,
+    WorkspaceWebhookFailing, WorkspaceWebhookVerified, STRIPE_UNREACHABLE,
 };
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};

@@ -278,7 +278,12 @@ impl WorkspaceStripeProfile {
         if health != HealthStatus::Valid {
             return Err(Error::ConnectionNotReady(health.as_str()));
         }
-        Ok(vec![switched(&cmd.workspace_id, cmd.to, &cmd.actor, cmd.at)])
+        Ok(vec![switched(
+            &cmd.workspace_id,
+            cmd.to,
+            &cmd.actor,
+            cmd.at,
+        )])
     }
 
     pub(super) fn apply_connect(&mut self, event: Event) {
@@ -298,7 +303,11 @@ impl WorkspaceStripeProfile {
                 });
             }
             Event::WorkspaceStripeConnectAccountUpdated(e) => {
-                if let Some(a) = self.connect.as_mut().filter(|a| a.account_id == e.account_id) {
+                if let Some(a) = self
+                    .connect
+                    .as_mut()
+                    .filter(|a| a.account_id == e.account_id)
+                {
                     a.charges_enabled = e.charges_enabled;
                     a.payouts_enabled = e.payouts_enabled;
                     a.details_submitted = e.details_submitted;
@@ -308,7 +317,11 @@ impl WorkspaceStripeProfile {
                 }
             }
             Event::WorkspaceStripeConnectDeauthorized(e) => {
-                if let Some(a) = self.connect.as_mut().filter(|a| a.account_id == e.account_id) {
+                if let Some(a) = self
+                    .connect
+                    .as_mut()
+                    .filter(|a| a.account_id == e.account_id)
+                {
                     a.deauthorized_at = Some(e.deauthorized_at);
                     a.charges_enabled = false;
                     a.payouts_enabled = false;

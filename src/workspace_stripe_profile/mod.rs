@@ -10,8 +10,8 @@ pub mod error;
 mod tests;
 
 pub use aggregate::{Credentials, Health, RoamingSettings, WorkspaceStripeProfile};
-pub use connect::ConnectAccount;
 pub use command::*;
+pub use connect::ConnectAccount;
 pub use error::WorkspaceStripeProfileError;
 
 use std::sync::Arc;

@@ -898,3 +898,359 @@ fn a_purge_removes_the_credentials_then_forgets_everything_but_the_version() {
         .when(purge())
         .then_expect_events(vec![]);
 }
+
+mod connect {
+    //! Stripe Connect: onboarding states, switching, deauthorization.
+    use super::*;
+    use crate::stripe::connect::{AccountType, AccountView};
+
+    fn account(id: &str, charges: bool, details: bool, due: &[&str]) -> AccountView {
+        AccountView {
+            id: id.into(),
+            charges_enabled: charges,
+            payouts_enabled: charges,
+            details_submitted: details,
+            requirements_due: due.iter().map(|s| s.to_string()).collect(),
+            metadata_workspace_id: Some("ws-1".into()),
+        }
+    }
+
+    fn record(a: AccountView) -> WorkspaceStripeProfileCommand {
+        WorkspaceStripeProfileCommand::RecordConnectAccount(RecordConnectAccount {
+            workspace_id: "ws-1".into(),
+            account: a,
+            account_type: AccountType::Standard,
+            actor: "alice".into(),
+            at: at(),
+        })
+    }
+
+    fn created(id: &str) -> WorkspaceStripeProfileEvent {
+        WorkspaceStripeProfileEvent::WorkspaceStripeConnectAccountCreated(
+            WorkspaceStripeConnectAccountCreated {
+                workspace_id: "ws-1".into(),
+                account_id: id.into(),
+                account_type: "standard".into(),
+                charges_enabled: false,
+                payouts_enabled: false,
+                details_submitted: false,
+                requirements_due: vec!["external_account".into()],
+                created_by: "alice".into(),
+                created_at: at(),
+            },
+        )
+    }
+
+    fn switched(to: StripeConnection) -> WorkspaceStripeProfileEvent {
+        WorkspaceStripeProfileEvent::WorkspaceStripeConnectionSwitched(
+            WorkspaceStripeConnectionSwitched {
+                workspace_id: "ws-1".into(),
+                connection: to,
+                switched_by: "alice".into(),
+                switched_at: at(),
+            },
+        )
+    }
+
+    fn refresh(a: AccountView, event: &str) -> WorkspaceStripeProfileCommand {
+        WorkspaceStripeProfileCommand::RefreshConnectAccount(RefreshConnectAccount {
+            workspace_id: "ws-1".into(),
+            account: a,
+            stripe_event_id: Some(event.into()),
+            at: at(),
+        })
+    }
+
+    fn enabled(id: &str, event: &str) -> WorkspaceStripeProfileEvent {
+        WorkspaceStripeProfileEvent::WorkspaceStripeConnectAccountUpdated(
+            WorkspaceStripeConnectAccountUpdated {
+                workspace_id: "ws-1".into(),
+                account_id: id.into(),
+                charges_enabled: true,
+                payouts_enabled: true,
+                details_submitted: true,
+                requirements_due: vec![],
+                stripe_event_id: Some(event.into()),
+                updated_at: at(),
+            },
+        )
+    }
+
+    fn deauthorize(id: &str) -> WorkspaceStripeProfileCommand {
+        WorkspaceStripeProfileCommand::DeauthorizeConnectAccount(DeauthorizeConnectAccount {
+            workspace_id: "ws-1".into(),
+            account_id: id.into(),
+            source: "webhook".into(),
+            stripe_event_id: Some("evt_deauth".into()),
+            at: at(),
+        })
+    }
+
+    fn switch(to: StripeConnection) -> WorkspaceStripeProfileCommand {
+        WorkspaceStripeProfileCommand::SwitchStripeConnection(SwitchStripeConnection {
+            workspace_id: "ws-1".into(),
+            to,
+            actor: "alice".into(),
+            at: at(),
+        })
+    }
+
+    #[test]
+    fn onboarding_a_workspace_with_nothing_connected_puts_it_in_connect_mode_pending() {
+        framework()
+            .given_no_previous_events()
+            .when(record(account(
+                "acct_A",
+                false,
+                false,
+                &["external_account"],
+            )))
+            .then_expect_events(vec![created("acct_A"), switched(StripeConnection::Connect)]);
+        let p = fold(vec![created("acct_A"), switched(StripeConnection::Connect)]);
+        assert_eq!(p.connection(), Some(StripeConnection::Connect));
+        assert_eq!(p.health_status(), HealthStatus::Pending);
+        assert!(p.serving_account().is_none(), "pending takes no payments");
+    }
+
+    #[test]
+    fn a_keys_workspace_that_onboards_stays_on_its_keys_until_it_switches() {
+        framework()
+            .given(vec![saved_v1(), validated(1)])
+            .when(record(account(
+                "acct_A",
+                false,
+                false,
+                &["external_account"],
+            )))
+            .then_expect_events(vec![created("acct_A")]);
+        let p = fold(vec![saved_v1(), validated(1), created("acct_A")]);
+        assert_eq!(p.connection(), Some(StripeConnection::Keys));
+        assert_eq!(p.health_status(), HealthStatus::Valid);
+    }
+
+    #[test]
+    fn the_same_account_recorded_again_changes_nothing() {
+        framework()
+            .given(vec![created("acct_A"), switched(StripeConnection::Connect)])
+            .when(record(account("acct_A", false, false, &[])))
+            .then_expect_events(vec![]);
+    }
+
+    #[test]
+    fn the_account_key_is_the_same_until_an_account_is_recorded_and_new_after_deauthorization() {
+        let fresh = WorkspaceStripeProfile::default();
+        assert_eq!(
+            fresh.next_account_key("ws-1"),
+            "roampay-connect-account-ws-1-1"
+        );
+        let with_account = fold(vec![created("acct_A")]);
+        assert!(with_account.onboarding_account().is_some());
+        let deauthorized = fold(vec![
+            created("acct_A"),
+            WorkspaceStripeProfileEvent::WorkspaceStripeConnectDeauthorized(
+                WorkspaceStripeConnectDeauthorized {
+                    workspace_id: "ws-1".into(),
+                    account_id: "acct_A".into(),
+                    source: "webhook".into(),
+                    stripe_event_id: None,
+                    deauthorized_at: at(),
+                },
+            ),
+        ]);
+        assert!(deauthorized.onboarding_account().is_none());
+        assert_eq!(
+            deauthorized.next_account_key("ws-1"),
+            "roampay-connect-account-ws-1-2"
+        );
+    }
+
+    #[test]
+    fn charges_enabled_makes_connect_valid_and_a_redelivery_is_recognised() {
+        let given = vec![created("acct_A"), switched(StripeConnection::Connect)];
+        framework()
+            .given(given.clone())
+            .when(refresh(account("acct_A", true, true, &[]), "evt_1"))
+            .then_expect_events(vec![enabled("acct_A", "evt_1")]);
+        let mut events = given;
+        events.push(enabled("acct_A", "evt_1"));
+        let p = fold(events.clone());
+        assert_eq!(p.health_status(), HealthStatus::Valid);
+        assert!(p.connect_event_seen("evt_1"));
+        // The same status again records nothing.
+        framework()
+            .given(events)
+            .when(refresh(account("acct_A", true, true, &[]), "evt_2"))
+            .then_expect_events(vec![]);
+    }
+
+    #[test]
+    fn charges_disabled_after_onboarding_is_invalid_with_requirements_due() {
+        let mut events = vec![
+            created("acct_A"),
+            switched(StripeConnection::Connect),
+            enabled("acct_A", "evt_1"),
+        ];
+        let p = fold(events.clone());
+        assert_eq!(p.health_status(), HealthStatus::Valid);
+        events.push(
+            WorkspaceStripeProfileEvent::WorkspaceStripeConnectAccountUpdated(
+                WorkspaceStripeConnectAccountUpdated {
+                    workspace_id: "ws-1".into(),
+                    account_id: "acct_A".into(),
+                    charges_enabled: false,
+                    payouts_enabled: true,
+                    details_submitted: true,
+                    requirements_due: vec!["individual.verification.document".into()],
+                    stripe_event_id: Some("evt_2".into()),
+                    updated_at: at(),
+                },
+            ),
+        );
+        let p = fold(events);
+        let h = p.health();
+        assert_eq!(h.status, HealthStatus::Invalid);
+        assert_eq!(h.failure_code.as_deref(), Some("connect_requirements_due"));
+        assert!(p.serving_account().is_none());
+    }
+
+    #[test]
+    fn an_update_about_another_account_is_not_this_workspaces() {
+        framework()
+            .given(vec![created("acct_A"), switched(StripeConnection::Connect)])
+            .when(refresh(account("acct_B", true, true, &[]), "evt_1"))
+            .then_expect_events(vec![]);
+        framework()
+            .given(vec![created("acct_A"), switched(StripeConnection::Connect)])
+            .when(deauthorize("acct_B"))
+            .then_expect_events(vec![]);
+    }
+
+    #[test]
+    fn deauthorization_makes_connect_invalid_once() {
+        let given = vec![
+            created("acct_A"),
+            switched(StripeConnection::Connect),
+            enabled("acct_A", "evt_1"),
+        ];
+        let deauthorized = WorkspaceStripeProfileEvent::WorkspaceStripeConnectDeauthorized(
+            WorkspaceStripeConnectDeauthorized {
+                workspace_id: "ws-1".into(),
+                account_id: "acct_A".into(),
+                source: "webhook".into(),
+                stripe_event_id: Some("evt_deauth".into()),
+                deauthorized_at: at(),
+            },
+        );
+        framework()
+            .given(given.clone())
+            .when(deauthorize("acct_A"))
+            .then_expect_events(vec![deauthorized.clone()]);
+        let mut events = given;
+        events.push(deauthorized);
+        let p = fold(events.clone());
+        assert_eq!(
+            p.health().failure_code.as_deref(),
+            Some("account_deauthorized")
+        );
+        assert_eq!(p.health_status(), HealthStatus::Invalid);
+        assert_eq!(p.connection(), Some(StripeConnection::Connect));
+        framework()
+            .given(events)
+            .when(deauthorize("acct_A"))
+            .then_expect_events(vec![]);
+    }
+
+    #[test]
+    fn switching_needs_the_target_ready() {
+        // Connect still pending: no switch from valid keys.
+        framework()
+            .given(vec![saved_v1(), validated(1), created("acct_A")])
+            .when(switch(StripeConnection::Connect))
+            .then_expect_error(WorkspaceStripeProfileError::ConnectionNotReady("pending"));
+        // Enabled: the switch is recorded, and new payments use the account.
+        let given = vec![
+            saved_v1(),
+            validated(1),
+            created("acct_A"),
+            enabled("acct_A", "evt_1"),
+        ];
+        framework()
+            .given(given.clone())
+            .when(switch(StripeConnection::Connect))
+            .then_expect_events(vec![switched(StripeConnection::Connect)]);
+        let mut events = given;
+        events.push(switched(StripeConnection::Connect));
+        let p = fold(events.clone());
+        assert_eq!(
+            p.serving_account().map(|a| a.account_id.as_str()),
+            Some("acct_A")
+        );
+        // Back to the keys, which are valid; asking for the mode in use changes nothing.
+        framework()
+            .given(events.clone())
+            .when(switch(StripeConnection::Keys))
+            .then_expect_events(vec![switched(StripeConnection::Keys)]);
+        framework()
+            .given(events)
+            .when(switch(StripeConnection::Connect))
+            .then_expect_events(vec![]);
+    }
+
+    #[test]
+    fn switching_to_keys_that_are_not_configured_is_refused() {
+        framework()
+            .given(vec![
+                created("acct_A"),
+                switched(StripeConnection::Connect),
+                enabled("acct_A", "evt_1"),
+            ])
+            .when(switch(StripeConnection::Keys))
+            .then_expect_error(WorkspaceStripeProfileError::ConnectionNotReady(
+                "unconfigured",
+            ));
+    }
+
+    #[test]
+    fn a_keys_set_saved_in_connect_mode_does_not_change_the_connection() {
+        let p = fold(vec![
+            created("acct_A"),
+            switched(StripeConnection::Connect),
+            enabled("acct_A", "evt_1"),
+            saved_v1(),
+            validated(1),
+        ]);
+        assert_eq!(p.connection(), Some(StripeConnection::Connect));
+        assert_eq!(p.keys_health_status(), HealthStatus::Valid);
+    }
+
+    #[test]
+    fn an_onboarding_link_is_recorded_for_the_current_account_only() {
+        let link = |id: &str| {
+            WorkspaceStripeProfileCommand::RecordOnboardingLink(RecordOnboardingLink {
+                workspace_id: "ws-1".into(),
+                account_id: id.into(),
+                expires_at: None,
+                actor: "alice".into(),
+                at: at(),
+            })
+        };
+        framework()
+            .given(vec![created("acct_A")])
+            .when(link("acct_A"))
+            .then_expect_events(vec![
+                WorkspaceStripeProfileEvent::WorkspaceStripeOnboardingLinkIssued(
+                    WorkspaceStripeOnboardingLinkIssued {
+                        workspace_id: "ws-1".into(),
+                        account_id: "acct_A".into(),
+                        expires_at: None,
+                        issued_by: "alice".into(),
+                        issued_at: at(),
+                    },
+                ),
+            ]);
+        framework()
+            .given(vec![created("acct_A")])
+            .when(link("acct_B"))
+            .then_expect_error(WorkspaceStripeProfileError::ConnectAccountUnknown);
+    }
+}

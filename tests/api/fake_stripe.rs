@@ -49,6 +49,16 @@ pub struct State {
     pub revoked: std::collections::HashSet<String>,
     /// Restricted keys with PaymentIntents "Read" only: 403 on writes.
     pub read_only: std::collections::HashSet<String>,
+    /// Connected accounts the platform created, by id.
+    pub connected: HashMap<String, Value>,
+    /// Idempotency key → connected account id (as Stripe: same key, same account).
+    pub account_keys: HashMap<String, String>,
+    /// Every `POST /v1/accounts`: (idempotency key, form).
+    pub account_creates: Vec<(Option<String>, HashMap<String, String>)>,
+    /// Every `POST /v1/account_links` form.
+    pub account_links: Vec<HashMap<String, String>>,
+    /// Connected accounts the platform lost access to (403 `account_invalid`).
+    pub lost: std::collections::HashSet<String>,
 }
 
 impl State {
@@ -59,8 +69,19 @@ impl State {
             .unwrap_or_else(|| "acct_test_1".into())
     }
 
+    /// The account a request acts on: the connected account its `Stripe-Account`
+    /// header names, else the key's own.
+    fn account_of_request(&self, req: &Request) -> String {
+        header(req, "stripe-account").unwrap_or_else(|| self.account_of(&bearer(req)))
+    }
+
     /// Stripe's refusal of the request's key, if it refuses it.
     fn refusal(&self, req: &Request, write: bool) -> Option<ResponseTemplate> {
+        if header(req, "stripe-account").is_some_and(|a| self.lost.contains(&a)) {
+            return Some(ResponseTemplate::new(403).set_body_json(json!({"error": {
+                "type": "invalid_request_error", "code": "account_invalid",
+                "message": "The provided key does not have access to account 'acct_…'."}})));
+        }
         let key = bearer(req);
         if self.revoked.contains(&key) {
             return Some(ResponseTemplate::new(401).set_body_json(json!({"error": {
@@ -153,7 +174,7 @@ impl Respond for Create {
             "metadata": metadata,
         });
         st.intents.insert(id.clone(), pi.clone());
-        let account = st.account_of(&bearer(req));
+        let account = st.account_of_request(req);
         st.pi_accounts.insert(id.clone(), account);
         if let Some(k) = key {
             st.keys.insert(k, id);
@@ -203,7 +224,7 @@ impl Respond for Retrieve {
         let Some(pi) = pi else { return missing };
         // Another account sees nothing of this one's objects; a publishable key reads
         // only with the PaymentIntent's client secret (as Stripe.js does).
-        if st.pi_accounts.get(&id) != Some(&st.account_of(&key)) {
+        if st.pi_accounts.get(&id) != Some(&st.account_of_request(req)) {
             return missing;
         }
         if key.starts_with("pk_") {
@@ -247,6 +268,13 @@ impl Respond for Settle {
         let f = form(req);
         st.settle_requests
             .push((op.into(), id.clone(), key.clone(), f.clone()));
+        if st.intents.contains_key(&id)
+            && st.pi_accounts.get(&id) != Some(&st.account_of_request(req))
+        {
+            return ResponseTemplate::new(404).set_body_json(
+                json!({"error": {"type": "invalid_request_error", "code": "resource_missing"}}),
+            );
+        }
         if let Some((status, body)) = key.as_ref().and_then(|k| st.settle_keys.get(k)).cloned() {
             return ResponseTemplate::new(status).set_body_json(body); // Stripe replays
         }
@@ -324,6 +352,9 @@ impl Respond for CreateRefundResponder {
             return ResponseTemplate::new(200).set_body_json(done.clone());
         }
         let pi = f.get("payment_intent").cloned().unwrap_or_default();
+        if st.pi_accounts.get(&pi) != Some(&st.account_of_request(req)) {
+            return crate::support::stripe_error(404, "resource_missing", "no such payment_intent");
+        }
         let amount: i64 = f.get("amount").and_then(|a| a.parse().ok()).unwrap_or(0);
         let captured = st
             .intents
@@ -368,7 +399,70 @@ impl Respond for ListRefunds {
     }
 }
 
+/// `POST /v1/accounts`, `GET /v1/accounts/{id}`, `POST /v1/account_links`.
+struct Accounts(FakeStripe);
+
+impl Respond for Accounts {
+    fn respond(&self, req: &Request) -> ResponseTemplate {
+        let mut st = self.0.state.lock().unwrap();
+        let p = req.url.path().to_string();
+        let f = form(req);
+        if p == "/v1/account_links" {
+            st.account_links.push(f.clone());
+            let n = st.account_links.len();
+            return ResponseTemplate::new(200).set_body_json(json!({
+                "object": "account_link", "created": 1, "expires_at": 4102444800i64,
+                "url": format!("https://connect.stripe.com/setup/s/fake{n}")}));
+        }
+        if req.method.as_str() == "GET" {
+            let id = p.rsplit('/').next().unwrap_or_default();
+            return match st.connected.get(id) {
+                Some(a) => ResponseTemplate::new(200).set_body_json(a.clone()),
+                None => crate::support::stripe_error(404, "resource_missing", "no such account"),
+            };
+        }
+        let key = header(req, "idempotency-key");
+        st.account_creates.push((key.clone(), f.clone()));
+        if let Some(id) = key.as_ref().and_then(|k| st.account_keys.get(k)).cloned() {
+            return ResponseTemplate::new(200).set_body_json(st.connected[&id].clone());
+        }
+        let id = format!("acct_fake{:04}", st.connected.len() + 1);
+        let account = json!({
+            "id": id, "object": "account", "type": f.get("type"),
+            "charges_enabled": false, "payouts_enabled": false, "details_submitted": false,
+            "requirements": {"currently_due": ["external_account", "tos_acceptance.date"]},
+            "metadata": {"workspace_id": f.get("metadata[workspace_id]")},
+        });
+        st.connected.insert(id.clone(), account.clone());
+        if let Some(k) = key {
+            st.account_keys.insert(k, id);
+        }
+        ResponseTemplate::new(200).set_body_json(account)
+    }
+}
+
 impl FakeStripe {
+    /// The connected account after onboarding finished (or with charges disabled again),
+    /// as `account.updated` carries it.
+    pub fn set_charges(&self, account: &str, enabled: bool) -> Value {
+        let mut st = self.state.lock().unwrap();
+        let a = st.connected.get_mut(account).expect("known account");
+        a["charges_enabled"] = json!(enabled);
+        a["payouts_enabled"] = json!(enabled);
+        a["details_submitted"] = json!(true);
+        a["requirements"]["currently_due"] = if enabled {
+            json!([])
+        } else {
+            json!(["individual.verification.document"])
+        };
+        a.clone()
+    }
+
+    /// The platform loses access to the account (Stripe answers 403 `account_invalid`).
+    pub fn lose_access(&self, account: &str) {
+        self.state.lock().unwrap().lost.insert(account.into());
+    }
+
     /// A refund made in the Stripe Dashboard (no request of roampay's).
     pub fn dashboard_refund(&self, pi: &str, amount: i64) -> Value {
         let mut st = self.state.lock().unwrap();
@@ -440,6 +534,12 @@ impl FakeStripe {
             .respond_with(ListRefunds(self.clone(), true))
             .mount(server)
             .await;
+        Mock::given(path_regex(
+            r"^/v1/(accounts(/acct_[A-Za-z0-9]+)?|account_links)$",
+        ))
+        .respond_with(Accounts(self.clone()))
+        .mount(server)
+        .await;
     }
 
     pub fn fault(&self, f: Fault) {

@@ -9,6 +9,7 @@ mod auth;
 mod billing;
 mod canary;
 mod chaos;
+mod connect;
 mod crash;
 mod credentials;
 mod dead_letters;

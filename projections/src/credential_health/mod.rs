@@ -36,7 +36,13 @@ struct Row {
 
 impl Row {
     /// The connected account's health from what Stripe reported.
-    fn connect_health(&mut self, charges: bool, details: bool, deauthorized: bool, at: DateTime<Utc>) {
+    fn connect_health(
+        &mut self,
+        charges: bool,
+        details: bool,
+        deauthorized: bool,
+        at: DateTime<Utc>,
+    ) {
         let (status, failure) = roampay_events::connect_health(charges, details, deauthorized);
         self.connect_status = Some(status.as_str().into());
         self.connect_failure_code = failure.map(|(c, _)| c.to_string());

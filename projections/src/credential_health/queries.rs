@@ -18,7 +18,10 @@ const EFFECTIVE_STATUS: &str =
     "(CASE WHEN connection = 'connect' THEN connect_status ELSE status END)";
 
 /// The workspace whose connected account is `account_id` (Connect webhooks name it).
-pub async fn workspace_of_account(db: &Db, account_id: &str) -> Result<Option<String>, sqlx::Error> {
+pub async fn workspace_of_account(
+    db: &Db,
+    account_id: &str,
+) -> Result<Option<String>, sqlx::Error> {
     on_db!(db, pool => sqlx::query_scalar(
         "SELECT workspace_id FROM credential_health WHERE connect_account_id = $1 LIMIT 1")
         .bind(account_id)
@@ -125,7 +128,10 @@ pub async fn list_workspaces(
     let mut w = Where::default();
     w.workspaces(scope);
     if let Some(h) = health {
-        w.push(&format!("{EFFECTIVE_STATUS} = ?"), Bind::Text(h.to_string()));
+        w.push(
+            &format!("{EFFECTIVE_STATUS} = ?"),
+            Bind::Text(h.to_string()),
+        );
     }
     if let Some(a) = after {
         w.push("workspace_id > ?", Bind::Text(a.to_string()));
