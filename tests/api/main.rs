@@ -13,6 +13,7 @@ mod connect;
 mod crash;
 mod credentials;
 mod dead_letters;
+mod deliveries;
 mod docs;
 mod drivers;
 mod event_store;
