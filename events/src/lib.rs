@@ -211,6 +211,11 @@ mod golden {
             "WorkspaceReinstated",
             "WorkspaceSubscriptionCancelled",
             "WorkspaceDataPurged",
+            "WorkspaceStripeConnectAccountCreated",
+            "WorkspaceStripeOnboardingLinkIssued",
+            "WorkspaceStripeConnectAccountUpdated",
+            "WorkspaceStripeConnectDeauthorized",
+            "WorkspaceStripeConnectionSwitched",
         ] {
             assert!(
                 names.iter().any(|n| n == expected),

@@ -309,7 +309,17 @@ impl Services {
         profile: &WorkspaceStripeProfile,
         ws: &str,
     ) -> Result<StripeAccount, String> {
-        match (profile.connection(), &profile.connect) {
+        self.connection_account(profile, ws, None).await
+    }
+
+    /// The account of a connection of the workspace (`None`: the one in use).
+    pub async fn connection_account(
+        &self,
+        profile: &WorkspaceStripeProfile,
+        ws: &str,
+        connection: Option<StripeConnection>,
+    ) -> Result<StripeAccount, String> {
+        match (connection.or(profile.connection()), &profile.connect) {
             (Some(StripeConnection::Connect), Some(a)) => {
                 let connect = self.connect_settings().map_err(|_| {
                     "the workspace is in connect mode, but Connect is off".to_string()
@@ -318,6 +328,9 @@ impl Services {
                     connect.platform_key.clone(),
                     &a.account_id,
                 ))
+            }
+            (Some(StripeConnection::Connect), None) => {
+                Err("the workspace has no connected account".to_string())
             }
             _ => Ok(StripeAccount::own(
                 self.secret_key_for(profile, ws, profile.active_version())

@@ -23,6 +23,7 @@ use crate::foreign_payment_intent::foreign_stream;
 use crate::store::Metadata;
 use crate::stripe::StripeAccount;
 use crate::stripe::{DisputeView, PaymentIntentStatus, PaymentIntentView, RefundView};
+use roampay_events::StripeConnection;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReconcileError {
@@ -141,13 +142,14 @@ impl Services {
         ws: &str,
         since: Option<DateTime<Utc>>,
         apply: bool,
+        connection: Option<StripeConnection>,
         progress: &dyn Fn(u64),
     ) -> Result<Report, ReconcileError> {
         let profile = self.profiles.load(ws).await.map_err(store)?;
-        // The account of the workspace's connection: its own keys, or in connect mode
-        // the platform's key on its connected account.
+        // The account of the workspace's connection (or the one asked for): its own
+        // keys, or in connect mode the platform's key on its connected account.
         let key = self
-            .workspace_account(&profile, ws)
+            .connection_account(&profile, ws, connection)
             .await
             .map_err(|_| ReconcileError::NoCredentials(ws.to_string()))?;
         let listed = self.list_stripe(&key, since, progress).await?;
@@ -175,7 +177,7 @@ impl Services {
                 self.judge(ws, &key, &pi, &mut report).await?;
             }
         }
-        self.missing_in_stripe(ws, since, &seen, &mut report)
+        self.missing_in_stripe(ws, since, &seen, key.connected.as_deref(), &mut report)
             .await?;
         if apply {
             self.apply_fixes(ws, &mut report).await;
@@ -390,6 +392,7 @@ impl Services {
         ws: &str,
         since: Option<DateTime<Utc>>,
         seen: &HashSet<String>,
+        account: Option<&str>,
         report: &mut Report,
     ) -> Result<(), ReconcileError> {
         let since = since.unwrap_or(DateTime::<Utc>::MIN_UTC);
@@ -402,6 +405,14 @@ impl Services {
             }
             let intent = self.intents.load(&intent_id).await.map_err(store)?;
             if intent.created_at.is_some_and(|t| t < since) {
+                continue;
+            }
+            // An intent of the other connection lives in the other account.
+            let its_account = intent
+                .payment
+                .as_ref()
+                .and_then(|p| p.stripe_account_id.as_deref());
+            if its_account != account {
                 continue;
             }
             let mut f = Finding::new("missing_in_stripe", None, Some((&intent_id, &intent)));

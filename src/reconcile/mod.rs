@@ -36,6 +36,18 @@ pub struct ReconcileArgs {
     /// Record the corrective events Stripe's state justifies.
     #[arg(long)]
     pub apply: bool,
+    /// The account to compare: `keys` (the workspace's own) or `connect` (its
+    /// connected account); default the connection its new payments use.
+    #[arg(long, value_parser = parse_connection)]
+    pub connection: Option<roampay_events::StripeConnection>,
+}
+
+fn parse_connection(s: &str) -> Result<roampay_events::StripeConnection, String> {
+    match s {
+        "keys" => Ok(roampay_events::StripeConnection::Keys),
+        "connect" => Ok(roampay_events::StripeConnection::Connect),
+        _ => Err(format!("{s:?} is neither keys nor connect")),
+    }
 }
 
 fn parse_since(s: &str) -> Result<DateTime<Utc>, String> {
@@ -70,7 +82,9 @@ pub async fn run(args: ReconcileArgs) -> Result<Report, AnyError> {
     bar.set_message("listing");
     bar.enable_steady_tick(Duration::from_millis(120));
     let report = services
-        .reconcile(&ws, args.since, args.apply, &|n| bar.inc(n))
+        .reconcile(&ws, args.since, args.apply, args.connection, &|n| {
+            bar.inc(n)
+        })
         .await;
     bar.finish_and_clear();
     Ok(report?)

@@ -613,10 +613,11 @@ async fn switching_from_keys_to_connect_keeps_the_intent_in_flight_on_its_keys(b
         .expect("the old intent's capture");
     assert_eq!(capture.2, format!("Bearer {ws_key}"));
     assert!(capture.3.is_none(), "{capture:?}");
-    let st = fake.state.lock().unwrap();
-    assert_eq!(st.pi_accounts[&new_pi], acct);
-    assert_ne!(st.pi_accounts[&old_pi], acct);
-    drop(st);
+    {
+        let st = fake.state.lock().unwrap();
+        assert_eq!(st.pi_accounts[&new_pi], acct);
+        assert_ne!(st.pi_accounts[&old_pi], acct);
+    }
     // And back to the keys, which are still valid.
     let (status, cfg) = server
         .patch(

@@ -16,6 +16,15 @@ on_both_backends!(
 
 const CAP: usize = 100;
 
+/// (endpoint, outcome, code, workspace, event id) of a listed delivery.
+type Row<'a> = (
+    &'a str,
+    &'a str,
+    Option<&'a str>,
+    Option<&'a str>,
+    Option<&'a str>,
+);
+
 async fn send(
     server: &Server,
     path: &str,
@@ -118,7 +127,7 @@ async fn the_delivery_log_tells_what_came_and_what_was_done(b: Backend) {
     let all = page(&server, "").await;
     let rows = all["data"].as_array().unwrap();
     assert_eq!(rows.len(), 6, "{all}");
-    let got: Vec<(&str, &str, Option<&str>, Option<&str>, Option<&str>)> = rows
+    let got: Vec<Row> = rows
         .iter()
         .rev()
         .map(|d| {
