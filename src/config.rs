@@ -147,7 +147,7 @@ pub struct ServeArgs {
     pub billing: BillingArgs,
     #[command(flatten)]
     pub holds: HoldArgs,
-    /// How long the webhook delivery log keeps a delivery.
+    /// How long the webhook delivery log keeps a delivery (0: no log).
     #[arg(
         long,
         env = "ROAMPAY_DELIVERY_LOG_RETENTION_SECS",

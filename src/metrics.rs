@@ -153,12 +153,12 @@ impl Metrics {
             ),
             revocations: counter(
                 "credential_revocations_total",
-                "Active Stripe credential sets made invalid because Stripe refused them (code key_revoked or permission_denied).",
+                "Active Stripe credential sets (or connected accounts) made invalid because Stripe refused them (code key_revoked, permission_denied, or account_deauthorized for a 403 account_invalid on a connected account).",
                 &["code"],
             ),
             deliveries_unlogged: counter(
                 "webhook_deliveries_unlogged_total",
-                "Webhook deliveries left out of the delivery log: unverified ones past the hourly allowance (`unverified_cap`), or batches the store refused (`store_failed`).",
+                "Webhook deliveries left out of the delivery log: unverified ones past the hourly allowance (`unverified_cap`), batches the store refused (`store_failed`), rows the writer could not keep up with (`queue_full`).",
                 &["reason"],
             ),
             job_rounds: counter(
@@ -326,11 +326,12 @@ pub fn delivery_unlogged() {
         .inc();
 }
 
-/// A batch of deliveries the store refused three times.
-pub fn delivery_log_dropped(rows: usize) {
+/// Deliveries not logged: `store_failed` (a batch the store refused three times) or
+/// `queue_full` (the writer far behind).
+pub fn delivery_log_dropped(reason: &str, rows: usize) {
     METRICS
         .deliveries_unlogged
-        .with_label_values(&["store_failed"])
+        .with_label_values(&[reason])
         .inc_by(rows as u64);
 }
 

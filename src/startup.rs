@@ -272,6 +272,7 @@ pub fn offline_settings(holds: &HoldArgs, connect: Option<ConnectSettings>) -> S
         },
         billing: None,
         connect,
+        delivery_log: false,
     }
 }
 
@@ -326,6 +327,7 @@ impl Application {
                 },
                 billing,
                 connect,
+                delivery_log: args.delivery_log_retention_secs > 0,
             }
         })
         .await?;
@@ -407,6 +409,6 @@ fn job_settings(args: &ServeArgs) -> JobSettings {
         revalidate_valid: chrono::Duration::seconds(args.revalidate_valid_secs.max(1) as i64),
         projection_poll: (!args.no_projectors)
             .then(|| Duration::from_millis(args.projection_poll_ms)),
-        delivery_log_retention: chrono::Duration::seconds(args.delivery_log_retention_secs.max(1)),
+        delivery_log_retention: chrono::Duration::seconds(args.delivery_log_retention_secs.max(0)),
     }
 }

@@ -26,4 +26,3 @@ CREATE TABLE webhook_deliveries (
 );
 CREATE INDEX webhook_deliveries_workspace ON webhook_deliveries (workspace_id, id);
 CREATE INDEX webhook_deliveries_event ON webhook_deliveries (event_id);
-CREATE INDEX webhook_deliveries_received ON webhook_deliveries (received_at);

@@ -67,6 +67,9 @@ pub struct Settings {
     pub billing: Option<billing::BillingSettings>,
     /// Stripe Connect, when the platform's keys are configured.
     pub connect: Option<connect::ConnectSettings>,
+    /// Whether webhook deliveries are logged (`ROAMPAY_DELIVERY_LOG_RETENTION_SECS` 0:
+    /// not at all).
+    pub delivery_log: bool,
 }
 
 /// Everything a use case may reach.
@@ -154,7 +157,7 @@ impl Services {
             subscriptions: Aggregates::new(&db, (), room).on_commit(nudge),
             intent_services,
             projector,
-            deliveries: delivery_log::DeliveryLog::new(db.clone()),
+            deliveries: delivery_log::DeliveryLog::new(db.clone(), settings.delivery_log),
             db,
             vault,
             stripe,

@@ -395,6 +395,13 @@ impl Services {
         if health != HealthStatus::Valid {
             return Err(PaymentError::PaymentNotReady(health.as_str()));
         }
+        let connected = profile.connection() == Some(roampay_events::StripeConnection::Connect);
+        if connected && self.settings.connect.is_none() {
+            // Connect was turned off on the platform: the account cannot be reached.
+            return Err(PaymentError::PaymentNotReady(
+                HealthStatus::Invalid.as_str(),
+            ));
+        }
         let amount_cents = profile.settings.pre_auth_cents.cents();
         let email = req.email.clone();
         let on = self

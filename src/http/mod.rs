@@ -321,14 +321,9 @@ pub fn routes(cfg: &mut web::ServiceConfig, cors_origins: &[String]) {
             vec![post(web::post().to(connect::webhook))],
         ),
     ];
-    for r in ops
-        .into_iter()
-        .chain(admin)
-        .chain(billing)
-        .chain(support)
-        .chain(sessions)
-        .chain(webhooks)
-    {
+    // Resources are tried in the order they are registered, each dynamic one with a
+    // regular expression: the busiest (Stripe's webhooks, then the drivers') first.
+    for r in webhooks {
         cfg.service(r);
     }
     for r in driver {
@@ -336,6 +331,15 @@ pub fn routes(cfg: &mut web::ServiceConfig, cors_origins: &[String]) {
             r.wrap(cors(cors_origins))
                 .wrap(middleware::from_fn(guard::preflight_no_content)),
         );
+    }
+    for r in ops
+        .into_iter()
+        .chain(admin)
+        .chain(billing)
+        .chain(support)
+        .chain(sessions)
+    {
+        cfg.service(r);
     }
 }
 

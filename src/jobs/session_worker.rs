@@ -218,6 +218,7 @@ mod tests {
             },
             billing: None,
             connect: None,
+            delivery_log: true,
         };
         let stripe = Arc::new(FakeStripe::new(CredentialCheck::Valid { account_id: None }));
         let services = Services::new(
