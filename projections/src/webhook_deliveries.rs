@@ -28,6 +28,86 @@ pub struct Delivery {
 
 const COLUMNS: &str = "id, received_at, endpoint, workspace_id, event_id, event_type, outcome, code, request_id, payload";
 
+/// Where the log lives: PostgreSQL's own table (`migrations/postgres`), or on SQLite a
+/// file of its own beside the store's (`roampay.db` → `roampay-deliveries.db`): SQLite
+/// has one writer at a time, and the log's writes must not make the event log's and the
+/// projections' wait.
+pub async fn open(db: &Db) -> Result<Db, sqlx::Error> {
+    use sqlx::sqlite::{
+        SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
+    };
+    let Db::Sqlite(pool) = db else {
+        return Ok(db.clone());
+    };
+    let main = pool.connect_options();
+    let file = main.get_filename();
+    let in_memory = file.as_os_str().is_empty() || file == std::path::Path::new(":memory:");
+    let options = if in_memory {
+        SqliteConnectOptions::new().in_memory(true)
+    } else {
+        let stem = file
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("roampay");
+        let path = file.with_file_name(format!("{stem}-deliveries.db"));
+        create_private(&path).map_err(sqlx::Error::Io)?;
+        SqliteConnectOptions::new().filename(path)
+    };
+    // A log: a power cut may cost its last rows (WAL, synchronous NORMAL).
+    let options = options
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        .busy_timeout(std::time::Duration::from_secs(10));
+    let log = SqlitePoolOptions::new()
+        .max_connections(if in_memory { 1 } else { 4 })
+        .connect_with(options)
+        .await?;
+    for ddl in [
+        "CREATE TABLE IF NOT EXISTS webhook_deliveries (
+             id text PRIMARY KEY, received_at text NOT NULL, endpoint text NOT NULL,
+             workspace_id text, event_id text, event_type text, outcome text NOT NULL,
+             code text, request_id text NOT NULL, payload text)",
+        "CREATE INDEX IF NOT EXISTS webhook_deliveries_workspace ON webhook_deliveries (workspace_id, id)",
+        "CREATE INDEX IF NOT EXISTS webhook_deliveries_event ON webhook_deliveries (event_id)",
+    ] {
+        sqlx::query(ddl).execute(&log).await?;
+    }
+    Ok(Db::Sqlite(log))
+}
+
+/// Creates the file readable by its owner only (it holds webhook payloads), as the
+/// store's own; an existing file keeps its mode.
+fn create_private(path: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// The payload as kept: the event as received, but for a PaymentIntent's
+/// `client_secret` (it lets whoever holds it confirm the payment: drivers get it, support
+/// need not), whose value is replaced in place.
+pub fn redacted(payload: &str) -> String {
+    let secret = serde_json::from_str::<serde_json::Value>(payload)
+        .ok()
+        .and_then(|v| {
+            v.pointer("/data/object/client_secret")
+                .and_then(|s| s.as_str())
+                .map(str::to_string)
+        })
+        .filter(|s| !s.is_empty());
+    match secret {
+        Some(s) => payload.replace(&s, "redacted"),
+        None => payload.to_string(),
+    }
+}
+
 /// Writes a batch in one statement.
 pub async fn insert(db: &Db, rows: &[Delivery]) -> Result<(), sqlx::Error> {
     if rows.is_empty() {

@@ -70,7 +70,9 @@ enum Msg {
 }
 
 pub struct DeliveryLog {
+    /// The event store's database; the log's own is opened from it on first use.
     db: Db,
+    log: std::sync::Arc<tokio::sync::OnceCell<Db>>,
     /// Off when the retention is zero: nothing is kept.
     on: bool,
     sender: OnceLock<mpsc::Sender<Msg>>,
@@ -81,17 +83,25 @@ impl DeliveryLog {
     pub fn new(db: Db, on: bool) -> Self {
         Self {
             db,
+            log: std::sync::Arc::new(tokio::sync::OnceCell::new()),
             on,
             sender: OnceLock::new(),
             noise: Mutex::new((0, HashMap::new())),
         }
     }
 
+    /// The log's database (see [`webhook_deliveries::open`]).
+    pub async fn db(&self) -> Result<&Db, sqlx::Error> {
+        self.log
+            .get_or_try_init(|| webhook_deliveries::open(&self.db))
+            .await
+    }
+
     /// The writer, started with the first delivery (inside the runtime).
     fn sender(&self) -> &mpsc::Sender<Msg> {
         self.sender.get_or_init(|| {
             let (tx, rx) = mpsc::channel(QUEUE);
-            tokio::spawn(write_loop(self.db.clone(), rx));
+            tokio::spawn(write_loop(self.db.clone(), self.log.clone(), rx));
             tx
         })
     }
@@ -164,7 +174,23 @@ impl DeliveryLog {
     }
 }
 
-async fn write_loop(db: Db, mut rx: mpsc::Receiver<Msg>) {
+async fn write_loop(
+    main: Db,
+    log: std::sync::Arc<tokio::sync::OnceCell<Db>>,
+    mut rx: mpsc::Receiver<Msg>,
+) {
+    let db = loop {
+        match log
+            .get_or_try_init(|| webhook_deliveries::open(&main))
+            .await
+        {
+            Ok(db) => break db.clone(),
+            Err(e) => {
+                tracing::error!(error = %e, "the webhook delivery log could not be opened; trying again");
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+        }
+    };
     let mut rows: Vec<Delivery> = Vec::new();
     let mut waiting: Vec<oneshot::Sender<()>> = Vec::new();
     while let Some(first) = rx.recv().await {
@@ -175,7 +201,10 @@ async fn write_loop(db: Db, mut rx: mpsc::Receiver<Msg>) {
         // Everything queued while the last batch was written goes in this one.
         while let Some(msg) = next.take() {
             match msg {
-                Msg::Row(r) => rows.push(*r),
+                Msg::Row(mut r) => {
+                    r.payload = r.payload.map(|p| webhook_deliveries::redacted(&p));
+                    rows.push(*r)
+                }
                 Msg::Flush(done) => waiting.push(done),
             }
             if rows.len() < BATCH {
@@ -216,9 +245,10 @@ impl super::Services {
             return Ok(0);
         }
         let cutoff = self.clock.now() - keep;
+        let db = self.deliveries.db().await?;
         let mut total = 0;
         loop {
-            let n = webhook_deliveries::prune(&self.db, cutoff, PER_BATCH).await?;
+            let n = webhook_deliveries::prune(db, cutoff, PER_BATCH).await?;
             total += n;
             if n < PER_BATCH as u64 {
                 return Ok(total);

@@ -107,8 +107,9 @@ pub async fn list(
 ) -> Result<HttpResponse, ApiError> {
     let filter = filter(&principal, &Params::parse(&req, PARAMS)?)?;
     // This instance's deliveries of a moment ago are written before the read.
-    state.services.deliveries.flush().await;
-    let (rows, has_more) = webhook_deliveries::search(&state.services.db, &filter).await?;
+    let log = &state.services.deliveries;
+    log.flush().await;
+    let (rows, has_more) = webhook_deliveries::search(log.db().await?, &filter).await?;
     let data: Vec<DeliveryView> = rows.into_iter().map(Into::into).collect();
     if listing::wants_csv(&req) {
         return Ok(listing::csv(data));
@@ -139,8 +140,9 @@ pub async fn get(
     let not_found = || ApiError::not_found("delivery_not_found", "No such webhook delivery.");
     principal.authorize("audit:read", None)?;
     let id = uuid::Uuid::parse_str(&path).map_err(|_| not_found())?;
-    state.services.deliveries.flush().await;
-    let found = webhook_deliveries::get(&state.services.db, &id.to_string()).await?;
+    let log = &state.services.deliveries;
+    log.flush().await;
+    let found = webhook_deliveries::get(log.db().await?, &id.to_string()).await?;
     let d = found.ok_or_else(not_found)?;
     // A delivery of no known workspace is for platform-wide readers only.
     let ws = d.workspace_id.as_deref().unwrap_or("*");

@@ -221,6 +221,12 @@ async fn the_delivery_log_tells_what_came_and_what_was_done(b: Backend) {
     assert_eq!(status, 200, "{detail}");
     assert_eq!(detail["payload"]["id"], "evt_log1");
     assert_eq!(detail["payload"]["data"]["object"]["id"], pi["id"]);
+    // All of it but the PaymentIntent's client secret (support need not confirm payments).
+    assert_eq!(
+        detail["payload"]["data"]["object"]["client_secret"],
+        "redacted"
+    );
+    assert!(!detail.to_string().contains("_secret_fake"), "{detail}");
     assert_eq!(detail["outcome"], "applied");
     let refused = rows[3]["id"].as_str().unwrap();
     let (_, detail) = server
