@@ -269,3 +269,10 @@ pub async fn prune(db: &Db, cutoff: DateTime<Utc>, limit: i64) -> Result<u64, sq
     let done = on_db!(db, pool => sqlx::query(sql).bind(&before).bind(limit).execute(pool).await?.rows_affected());
     Ok(done)
 }
+
+/// Deletes every delivery of a workspace (its data is purged: payloads name drivers).
+pub async fn forget_workspace(db: &Db, ws: &str) -> Result<u64, sqlx::Error> {
+    let sql = "DELETE FROM webhook_deliveries WHERE workspace_id = $1";
+    let done = on_db!(db, pool => sqlx::query(sql).bind(ws).execute(pool).await?.rows_affected());
+    Ok(done)
+}

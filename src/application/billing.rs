@@ -352,10 +352,10 @@ impl Services {
     }
 
     /// The retention of a cancelled workspace is over: its secrets are made
-    /// unrecoverable (the vault's data key destroyed), its credentials, roaming settings
-    /// and locations removed, and the purge recorded last (a crash before it purges
-    /// again next round; every step is idempotent). Charging intents and the audit trail
-    /// are financial records and stay.
+    /// unrecoverable (the vault's data key destroyed), its credentials, roaming settings,
+    /// locations and webhook deliveries (their payloads name drivers) removed, and the
+    /// purge recorded last (a crash before it purges again next round; every step is
+    /// idempotent). Charging intents and the audit trail are financial records and stay.
     pub async fn purge_workspace(&self, ws: &str, meta: &Metadata) -> Result<(), BillingError> {
         let current = self.billing_of(ws).await?;
         let due = current.purge_after.is_some_and(|p| p <= self.clock.now());
@@ -376,6 +376,10 @@ impl Services {
             .await
             .map_err(|e| StoreFault::Internal(e.to_string()))?;
         self.remove_locations(ws, meta).await?;
+        let log = self.deliveries.db().await.map_err(StoreFault::of_sqlx)?;
+        roampay_projections::webhook_deliveries::forget_workspace(log, ws)
+            .await
+            .map_err(StoreFault::of_sqlx)?;
         let cmd = Cmd::Purge {
             at: self.clock.now(),
         };

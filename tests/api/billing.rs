@@ -557,6 +557,19 @@ async fn grace_over_suspends_and_retention_over_purges_the_secrets_for_good(b: B
     let (status, p) = create(&server, "LOC-1", "1", None).await;
     assert_eq!(status, 201, "reinstated: {p}");
 
+    // The billing deliveries of the workspace are in the delivery log…
+    let support = token("support", &["*"], "audit:read");
+    let logged = |event: &'static str| {
+        let (server, support) = (&server, &support);
+        async move {
+            let path =
+                format!("/api/support/webhook-deliveries?workspace_id=ws-1&event_id={event}");
+            let (status, page) = server.get(&path, support).await;
+            assert_eq!(status, 200, "{page}");
+            page["data"].as_array().unwrap().len()
+        }
+    };
+    assert_eq!(logged("evt_g1").await, 1);
     // A backup taken before the purge: the secrets' rows, ciphertexts included.
     let backup = vault_secret_rows(&db, "ws-1").await;
     assert!(!backup.is_empty());
@@ -580,6 +593,8 @@ async fn grace_over_suspends_and_retention_over_purges_the_secrets_for_good(b: B
         0,
         "the data key and every secret are gone"
     );
+    // …and gone with the rest of its data (payloads name drivers).
+    assert_eq!(logged("evt_g1").await, 0);
     // Crypto-shredding: the backup's ciphertexts restored do not decrypt (the data key
     // that wrapped them is gone).
     restore_vault_secret_rows(&db, &backup).await;
