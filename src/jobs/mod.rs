@@ -75,11 +75,14 @@ pub fn start(services: Arc<Services>, settings: JobSettings) -> Vec<JoinHandle<(
         run_worker(s.clone(), cfg.clone())
     }));
     let (s, keep) = (services.clone(), settings.delivery_log_retention);
-    tasks.push(supervise(
-        "delivery_log_retention",
-        RESTART_PAUSE,
-        move || run_retention(s.clone(), keep),
-    ));
+    if keep > chrono::Duration::zero() {
+        // A retention of 0 keeps no log: nothing to prune.
+        tasks.push(supervise(
+            "delivery_log_retention",
+            RESTART_PAUSE,
+            move || run_retention(s.clone(), keep),
+        ));
+    }
     let (s, every, valid) = (
         services,
         settings.revalidate_interval,
