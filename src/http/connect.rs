@@ -28,14 +28,8 @@ impl From<ConnectError> for ApiError {
             ConnectError::StripeRefused { .. } => {
                 ApiError::new(StatusCode::BAD_GATEWAY, "stripe_error", text)
             }
-            ConnectError::StripeUnavailable => ApiError::unavailable(
-                "stripe_unavailable",
-                "Stripe could not be reached; try again.",
-            ),
-            ConnectError::Conflict => ApiError::conflict(
-                "concurrent_update",
-                "The configuration was changed by someone else at the same moment; try again.",
-            ),
+            ConnectError::StripeUnavailable => ApiError::stripe_unavailable(),
+            ConnectError::Conflict => ApiError::concurrent_update(),
             ConnectError::Store(f) => f.into(),
         }
     }

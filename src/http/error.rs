@@ -158,6 +158,24 @@ pub struct ErrorCode(pub &'static str);
 
 // The one place where the application's errors become HTTP answers.
 
+impl ApiError {
+    /// 503 `stripe_unavailable`: no definite answer from Stripe.
+    pub(super) fn stripe_unavailable() -> Self {
+        Self::unavailable(
+            "stripe_unavailable",
+            "Stripe could not be reached; try again.",
+        )
+    }
+
+    /// 409 `concurrent_update`: two admins changed the same configuration at once.
+    pub(super) fn concurrent_update() -> Self {
+        Self::conflict(
+            "concurrent_update",
+            "The configuration was changed by someone else at the same moment; try again.",
+        )
+    }
+}
+
 impl From<StoreFault> for ApiError {
     fn from(e: StoreFault) -> Self {
         match e {
@@ -231,10 +249,7 @@ fn stripe_or_intent_error(e: PaymentError) -> ApiError {
             "stripe_error",
             format!("Stripe refused the pre-authorization: {code}"),
         ),
-        E::StripeUnavailable => ApiError::unavailable(
-            "stripe_unavailable",
-            "Stripe could not be reached; try again.",
-        ),
+        E::StripeUnavailable => ApiError::stripe_unavailable(),
         E::IntentNotFound => {
             ApiError::not_found("charging_intent_not_found", "No such charging intent.")
         }
@@ -271,10 +286,7 @@ impl From<CredentialError> for ApiError {
                 "credentials_not_configured",
                 "This workspace has no Stripe credentials to validate.",
             ),
-            E::Conflict => Self::conflict(
-                "concurrent_update",
-                "The configuration was changed by someone else at the same moment; try again.",
-            ),
+            E::Conflict => Self::concurrent_update(),
             E::Connect(e) => e.into(),
             E::Store(fault) => fault.into(),
         }
