@@ -317,12 +317,15 @@ async fn load(tx: &mut DbTx, ids: &[&str]) -> Result<BTreeMap<String, Row>, Proj
     let mut rows = BTreeMap::new();
     match tx {
         DbTx::Postgres(t) => {
+            // One primary-key lookup per id, whatever the table's statistics say: with
+            // `= ANY($1)` (or a plain join) a table that grew since it was last analyzed
+            // is read whole. `LIMIT 1` keeps the planner from turning the lookups back
+            // into a join.
             let found = sqlx::query(&format!(
-                "SELECT {COLUMNS} FROM charging_intents WHERE charging_intent_id = ANY($1)"
+                "SELECT c.* FROM UNNEST($1::text[]) AS wanted(id)
+                  CROSS JOIN LATERAL (SELECT {COLUMNS} FROM charging_intents
+                                       WHERE charging_intent_id = wanted.id LIMIT 1) AS c"
             ))
-            // Planned for these ids each time: a generic plan cached while the table
-            // was nearly empty compares every id with every row once it is not.
-            .persistent(false)
             .bind(ids)
             .fetch_all(&mut **t)
             .await
@@ -371,20 +374,49 @@ async fn store(tx: &mut DbTx, rows: &BTreeMap<String, Row>) -> Result<(), Projec
     }
     match tx {
         DbTx::Postgres(t) => {
-            let records: Vec<serde_json::Value> = rows
-                .iter()
-                .map(|(id, row)| {
-                    let mut v = serde_json::to_value(row).expect("a row serializes");
-                    v["charging_intent_id"] = id.as_str().into();
-                    v
-                })
-                .collect();
+            // Column by column, as arrays (binary on the wire, nothing to parse).
+            fn col<'a, T>(rows: &'a BTreeMap<String, Row>, f: impl Fn(&'a Row) -> T) -> Vec<T> {
+                rows.values().map(f).collect()
+            }
+            let ids: Vec<&str> = rows.keys().map(String::as_str).collect();
             sqlx::query(&format!(
                 "INSERT INTO charging_intents ({COLUMNS})
-                 SELECT {COLUMNS} FROM json_populate_recordset(NULL::charging_intents, $1::json)
+                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bool[], $5::int8[],
+                        $6::text[], $7::int8[], $8::int8[], $9::text[], $10::text[], $11::text[],
+                        $12::text[], $13::text[], $14::text[], $15::int8[], $16::timestamptz[],
+                        $17::timestamptz[], $18::text[], $19::timestamptz[], $20::timestamptz[],
+                        $21::text[], $22::int8[], $23::text[], $24::int8[], $25::text[], $26::bool[],
+                        $27::bool[], $28::text[])
                  {UPSERT_SET}"
             ))
-            .bind(serde_json::Value::Array(records))
+            .bind(ids)
+            .bind(col(rows, |r| r.workspace_id.as_str()))
+            .bind(col(rows, |r| r.status.as_str()))
+            .bind(col(rows, |r| r.payment_required))
+            .bind(col(rows, |r| r.amount_cents))
+            .bind(col(rows, |r| r.currency.as_str()))
+            .bind(col(rows, |r| r.authorized_amount_cents))
+            .bind(col(rows, |r| r.captured_amount_cents))
+            .bind(col(rows, |r| r.payment_intent_id.as_deref()))
+            .bind(col(rows, |r| r.location_id.as_str()))
+            .bind(col(rows, |r| r.evse_uid.as_str()))
+            .bind(col(rows, |r| r.connector_id.as_str()))
+            .bind(col(rows, |r| r.ocpi_session_id.as_deref()))
+            .bind(col(rows, |r| r.failure_code.as_deref()))
+            .bind(col(rows, |r| r.credential_version))
+            .bind(col(rows, |r| r.created_at))
+            .bind(col(rows, |r| r.updated_at))
+            .bind(col(rows, |r| r.settlement.as_deref()))
+            .bind(col(rows, |r| r.authorized_at))
+            .bind(col(rows, |r| r.capture_before))
+            .bind(col(rows, |r| r.last_payment_error.as_deref()))
+            .bind(col(rows, |r| r.final_amount_cents))
+            .bind(col(rows, |r| r.driver.as_deref()))
+            .bind(col(rows, |r| r.refunded_amount_cents))
+            .bind(col(rows, |r| r.dispute.as_deref()))
+            .bind(col(rows, |r| r.deadline_read))
+            .bind(col(rows, |r| r.lapse_flagged))
+            .bind(col(rows, |r| r.authorization_reference.as_deref()))
             .execute(&mut **t)
             .await
             .map_err(db_err)?;
