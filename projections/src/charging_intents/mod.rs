@@ -312,24 +312,28 @@ macro_rules! decode {
     }};
 }
 
+/// PostgreSQL: the rows of the ids in `$1`, one primary-key lookup per id whatever the
+/// table's statistics say. With `= ANY($1)` (or a plain join) a table that grew since it
+/// was last analyzed is read whole, every id against every row; `LIMIT 1` keeps the
+/// planner from turning the lookups back into a join. (Public for the test of its plan.)
+pub fn rows_by_id_sql() -> String {
+    format!(
+        "SELECT c.* FROM UNNEST($1::text[]) AS wanted(id)
+          CROSS JOIN LATERAL (SELECT {COLUMNS} FROM charging_intents
+                               WHERE charging_intent_id = wanted.id LIMIT 1) AS c"
+    )
+}
+
 /// The stored rows of `ids` (one query on PostgreSQL; SQLite has no round trips).
 async fn load(tx: &mut DbTx, ids: &[&str]) -> Result<BTreeMap<String, Row>, ProjectionError> {
     let mut rows = BTreeMap::new();
     match tx {
         DbTx::Postgres(t) => {
-            // One primary-key lookup per id, whatever the table's statistics say: with
-            // `= ANY($1)` (or a plain join) a table that grew since it was last analyzed
-            // is read whole. `LIMIT 1` keeps the planner from turning the lookups back
-            // into a join.
-            let found = sqlx::query(&format!(
-                "SELECT c.* FROM UNNEST($1::text[]) AS wanted(id)
-                  CROSS JOIN LATERAL (SELECT {COLUMNS} FROM charging_intents
-                                       WHERE charging_intent_id = wanted.id LIMIT 1) AS c"
-            ))
-            .bind(ids)
-            .fetch_all(&mut **t)
-            .await
-            .map_err(db_err)?;
+            let found = sqlx::query(&rows_by_id_sql())
+                .bind(ids)
+                .fetch_all(&mut **t)
+                .await
+                .map_err(db_err)?;
             for r in &found {
                 let (id, row) = decode!(r).map_err(db_err)?;
                 rows.insert(id, row);
