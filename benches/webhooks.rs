@@ -81,7 +81,7 @@ async fn roampay_ingestion(database_url: Option<&str>) -> Ingestion {
     // `ROAMPAY_BENCH_INTENTS`, fewer runs decided by a few seconds of the machine — does
     // not cost a setup of many minutes.
     use futures::StreamExt;
-    let bodies = futures::stream::iter(0..intents() + PACED)
+    let mut bodies = futures::stream::iter(0..intents() + PACED)
         .map(|i| {
             let (http, base, driver) = (&http, &base, &server.driver);
             async move {
@@ -101,7 +101,6 @@ async fn roampay_ingestion(database_url: Option<&str>) -> Ingestion {
         .buffered(16)
         .collect::<Vec<_>>()
         .await;
-    let mut bodies = bodies;
     let paced = bodies.split_off(intents());
     eprintln!(
         "delivering {} webhooks; projection lag before: {}",

@@ -378,7 +378,8 @@ async fn store(tx: &mut DbTx, rows: &BTreeMap<String, Row>) -> Result<(), Projec
     }
     match tx {
         DbTx::Postgres(t) => {
-            // Column by column, as arrays (binary on the wire, nothing to parse).
+            // Column by column, as arrays in the order of COLUMNS (binary on the wire,
+            // nothing to parse).
             fn col<'a, T>(rows: &'a BTreeMap<String, Row>, f: impl Fn(&'a Row) -> T) -> Vec<T> {
                 rows.values().map(f).collect()
             }
