@@ -4,6 +4,7 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use clap::builder::BoolishValueParser;
 use clap::Args;
 use secrecy::SecretString;
 
@@ -112,7 +113,8 @@ pub struct BillingArgs {
     )]
     pub billing_retention_secs: i64,
     /// Only trialing, active and past-due workspaces may open new charging intents.
-    #[arg(long, env = "ROAMPAY_BILLING_REQUIRED", default_value_t = false)]
+    /// (From the environment: true/false, 1/0, yes/no, on/off.)
+    #[arg(long, env = "ROAMPAY_BILLING_REQUIRED", value_parser = BoolishValueParser::new())]
     pub billing_required: bool,
 }
 
@@ -234,7 +236,7 @@ pub struct ServeArgs {
     #[arg(long, env = "ROAMPAY_PROJECTION_POLL_MS", default_value_t = 500)]
     pub projection_poll_ms: u64,
     /// Do not run projectors in this process (another instance, or a test, does).
-    #[arg(long, env = "ROAMPAY_NO_PROJECTORS", hide = true)]
+    #[arg(long, env = "ROAMPAY_NO_PROJECTORS", hide = true, value_parser = BoolishValueParser::new())]
     pub no_projectors: bool,
 }
 

@@ -30,10 +30,8 @@ fn billing_env(required: bool) -> Vec<(&'static str, &'static str)> {
             "ROAMPAY_PLANS",
             "starter=price_starter1,standard=price_standard1",
         ),
-        (
-            "ROAMPAY_BILLING_REQUIRED",
-            if required { "true" } else { "false" },
-        ),
+        // Operators write 1/0 as often as true/false (localstripe's test says "true").
+        ("ROAMPAY_BILLING_REQUIRED", if required { "1" } else { "0" }),
     ]
 }
 
