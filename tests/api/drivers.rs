@@ -217,7 +217,7 @@ on_both_backends!(the_guest_quota_counts_no_further_than_the_cap);
 
 /// The projector reads the rows it folds by primary key, one lookup per id, even on a
 /// table that grew since it was last analyzed (the webhook benchmark's table was read
-/// whole on every batch with `= ANY($1)`: a fifth of PostgreSQL's time in the run).
+/// whole on every batch with `= ANY($1)`: an eighth of PostgreSQL's statement time).
 #[tokio::test]
 async fn the_projector_reads_intents_by_key_on_a_table_never_analyzed() {
     let store = Store::fresh(Backend::Postgres).await;
