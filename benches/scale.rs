@@ -395,18 +395,9 @@ async fn measure(admin: &PgPool, t: &Template, events: usize, long: bool) -> Fig
     let mut bodies = Vec::with_capacity(INTENTS);
     for i in 0..INTENTS {
         let at = Instant::now();
-        let r: Value = http
-            .post(format!("{}/ocpi/create-payment-intent", service.base))
-            .bearer_auth(&service.driver)
-            .json(&common::preauth_body(i))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let body = common::pending_intent(&http, &service.base, &service.driver, i).await;
         latencies.push(at.elapsed().as_secs_f64() * 1e3);
-        bodies.push(common::capturable_event(i, &r));
+        bodies.push(body);
     }
     let started = Instant::now();
     common::deliver(&service.base, bodies, None, Arc::new(AtomicUsize::new(0))).await;

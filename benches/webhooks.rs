@@ -82,22 +82,7 @@ async fn roampay_ingestion(database_url: Option<&str>) -> Ingestion {
     // not cost a setup of many minutes.
     use futures::StreamExt;
     let mut bodies = futures::stream::iter(0..intents() + PACED)
-        .map(|i| {
-            let (http, base, driver) = (&http, &base, &server.driver);
-            async move {
-                let r: Value = http
-                    .post(format!("{base}/ocpi/create-payment-intent"))
-                    .bearer_auth(driver)
-                    .json(&common::preauth_body(i))
-                    .send()
-                    .await
-                    .unwrap()
-                    .json()
-                    .await
-                    .unwrap();
-                common::capturable_event(i, &r)
-            }
-        })
+        .map(|i| common::pending_intent(&http, &base, &server.driver, i))
         .buffered(16)
         .collect::<Vec<_>>()
         .await;
