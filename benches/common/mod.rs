@@ -222,8 +222,6 @@ pub async fn deliver(
     }
 }
 
-/// The signed-later body of a `payment_intent.amount_capturable_updated` event for the
-/// intent a create-payment-intent answer `r` describes (event number `i`).
 /// A pending intent on connector `i`, made by `driver` through the API, and the
 /// `requires_capture` webhook body that authorizes it.
 pub async fn pending_intent(http: &reqwest::Client, base: &str, driver: &str, i: usize) -> Vec<u8> {
@@ -240,6 +238,8 @@ pub async fn pending_intent(http: &reqwest::Client, base: &str, driver: &str, i:
     capturable_event(i, &r)
 }
 
+/// The signed-later body of a `payment_intent.amount_capturable_updated` event for the
+/// intent a create-payment-intent answer `r` describes (event number `i`).
 pub fn capturable_event(i: usize, r: &Value) -> Vec<u8> {
     let pi = json!({"id": r["payment_intent_id"], "object": "payment_intent", "status": "requires_capture", "amount": 5000,
                     "amount_capturable": 5000, "currency": "aud", "livemode": false,
