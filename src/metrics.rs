@@ -189,6 +189,10 @@ impl Metrics {
                 prometheus::process_collector::ProcessCollector::for_self(),
             ))
             .expect("unique");
+        #[cfg(not(target_env = "msvc"))]
+        m.registry
+            .register(Box::new(AllocatorStats::new()))
+            .expect("unique");
         m.build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
@@ -256,6 +260,61 @@ impl Metrics {
         m.registry
             .register(Box::new(m.credential_health.clone()))
             .expect("unique");
+        m
+    }
+}
+
+/// jemalloc's own figures, read when scraped: the bytes the service's objects take
+/// (`allocated`) and the pages jemalloc keeps in memory for them (`resident`). The
+/// process's RSS says how much memory there is; the gap between these two says whether
+/// it is data or pages the allocator has not handed back yet.
+#[cfg(not(target_env = "msvc"))]
+struct AllocatorStats {
+    allocated: prometheus::IntGauge,
+    resident: prometheus::IntGauge,
+}
+
+#[cfg(not(target_env = "msvc"))]
+impl AllocatorStats {
+    fn new() -> Self {
+        let gauge = |name: &str, help: &str| {
+            prometheus::IntGauge::with_opts(Opts::new(name, help).namespace(NAMESPACE))
+                .expect("valid metric")
+        };
+        Self {
+            allocated: gauge(
+                "allocator_allocated_bytes",
+                "Bytes in use by the service's allocations (jemalloc stats.allocated).",
+            ),
+            resident: gauge(
+                "allocator_resident_bytes",
+                "Bytes of memory pages jemalloc holds resident (stats.resident): data, free space not yet returned, metadata.",
+            ),
+        }
+    }
+}
+
+#[cfg(not(target_env = "msvc"))]
+impl prometheus::core::Collector for AllocatorStats {
+    fn desc(&self) -> Vec<&prometheus::core::Desc> {
+        let mut d = self.allocated.desc();
+        d.extend(self.resident.desc());
+        d
+    }
+
+    fn collect(&self) -> Vec<prometheus::proto::MetricFamily> {
+        use tikv_jemalloc_ctl::{epoch, stats};
+        // The figures are cached by jemalloc until the epoch moves on.
+        if epoch::advance().is_ok() {
+            if let (Ok(allocated), Ok(resident)) =
+                (stats::allocated::read(), stats::resident::read())
+            {
+                self.allocated.set(allocated as i64);
+                self.resident.set(resident as i64);
+            }
+        }
+        let mut m = self.allocated.collect();
+        m.extend(self.resident.collect());
         m
     }
 }
