@@ -86,6 +86,14 @@ pub struct PlatformArgs {
     /// accounts, `/ocpi/stripe/connect/webhook`).
     #[arg(long, env = "ROAMPAY_CONNECT_WEBHOOK_SECRET", hide_env_values = true)]
     pub connect_webhook_secret: Option<SecretString>,
+    /// The Connect endpoint's secret before a roll, while Stripe may still sign with it:
+    /// both verify until it is removed.
+    #[arg(
+        long,
+        env = "ROAMPAY_CONNECT_WEBHOOK_SECRET_PREVIOUS",
+        hide_env_values = true
+    )]
+    pub connect_webhook_secret_previous: Option<SecretString>,
     /// The application fee of connect-mode payments, in basis points (0..=2000), for
     /// workspaces that did not set their own.
     #[arg(long, env = "ROAMPAY_CONNECT_FEE_BPS", default_value_t = 0)]
@@ -99,6 +107,14 @@ pub struct BillingArgs {
     /// The signing secret of the platform's billing webhook endpoint.
     #[arg(long, env = "ROAMPAY_PLATFORM_WEBHOOK_SECRET", hide_env_values = true)]
     pub platform_webhook_secret: Option<SecretString>,
+    /// The billing endpoint's secret before a roll, while Stripe may still sign with it:
+    /// both verify until it is removed.
+    #[arg(
+        long,
+        env = "ROAMPAY_PLATFORM_WEBHOOK_SECRET_PREVIOUS",
+        hide_env_values = true
+    )]
+    pub platform_webhook_secret_previous: Option<SecretString>,
     /// Plans and their Stripe prices: `starter=price_…,standard=price_…`.
     #[arg(long, env = "ROAMPAY_PLANS", default_value = "")]
     pub plans: String,

@@ -186,6 +186,18 @@ fn platform_transport(stripe: &StripeArgs) -> Arc<StripeTransport> {
     ))
 }
 
+/// A platform endpoint's signing secrets, the current one first; none = not configured.
+fn endpoint_secrets(
+    current: &Option<secrecy::SecretString>,
+    previous: &Option<secrecy::SecretString>,
+    name: &str,
+) -> Result<Vec<secrecy::SecretString>, AnyError> {
+    match (current, previous) {
+        (None, Some(_)) => Err(format!("{name}_PREVIOUS is set without {name}").into()),
+        _ => Ok(current.iter().chain(previous).cloned().collect()),
+    }
+}
+
 /// Billing when a platform key and plans are set (its plans checked first).
 fn billing_settings(
     platform: &PlatformArgs,
@@ -202,7 +214,11 @@ fn billing_settings(
     let gateway = platform_transport(stripe);
     Ok(Some(crate::application::billing::BillingSettings {
         platform_key: key,
-        webhook_secret: args.platform_webhook_secret.clone(),
+        webhook_secrets: endpoint_secrets(
+            &args.platform_webhook_secret,
+            &args.platform_webhook_secret_previous,
+            "ROAMPAY_PLATFORM_WEBHOOK_SECRET",
+        )?,
         plans,
         grace: chrono::Duration::seconds(args.billing_grace_secs.max(0)),
         retention: chrono::Duration::seconds(args.billing_retention_secs.max(0)),
@@ -239,7 +255,11 @@ pub fn connect_settings(
         platform_key: key.clone(),
         publishable_key: publishable.as_str().to_string(),
         mode,
-        webhook_secret: platform.connect_webhook_secret.clone(),
+        webhook_secrets: endpoint_secrets(
+            &platform.connect_webhook_secret,
+            &platform.connect_webhook_secret_previous,
+            "ROAMPAY_CONNECT_WEBHOOK_SECRET",
+        )?,
         default_fee_bps: platform.connect_fee_bps,
         gateway: platform_transport(stripe),
     }))

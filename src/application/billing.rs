@@ -15,7 +15,6 @@ use super::{Services, StoreFault};
 use crate::location::{Location, LocationCommand, RemoveLocation};
 use crate::store::{billing_customers, Metadata};
 use crate::stripe::billing::{BillingGateway, CheckoutRequest};
-use crate::stripe::webhook::verify;
 use crate::stripe::CallError;
 use crate::workspace_stripe_profile::{
     PurgeWorkspaceStripeProfile, WorkspaceStripeProfileCommand as ProfileCommand,
@@ -28,7 +27,8 @@ use crate::workspace_subscription::{
 #[derive(Clone)]
 pub struct BillingSettings {
     pub platform_key: SecretString,
-    pub webhook_secret: Option<SecretString>,
+    /// The billing endpoint's secrets: the current one, then the one before a roll.
+    pub webhook_secrets: Vec<SecretString>,
     /// (plan name, Stripe price id), in the configured order.
     pub plans: Vec<(String, String)>,
     pub grace: chrono::Duration,
@@ -232,19 +232,7 @@ impl Services {
         let Some(billing) = self.settings.billing.as_ref() else {
             return Err(WebhookRefusal::WebhookSecretNotConfigured);
         };
-        let secret = billing
-            .webhook_secret
-            .as_ref()
-            .ok_or(WebhookRefusal::WebhookSecretNotConfigured)?;
-        let now = self.clock.now();
-        verify(
-            body,
-            signature,
-            &[secret],
-            self.settings.webhook_tolerance,
-            now.timestamp(),
-        )
-        .map_err(WebhookRefusal::of_signature)?;
+        self.verify_platform_endpoint(body, signature, &billing.webhook_secrets, "billing")?;
         seen.verified = true;
         let event: Value =
             serde_json::from_slice(body).map_err(|_| WebhookRefusal::InvalidPayload)?;

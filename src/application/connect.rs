@@ -30,8 +30,9 @@ pub struct ConnectSettings {
     /// Stripe.js on the driver's browser starts with it and `{stripeAccount}`.
     pub publishable_key: String,
     pub mode: StripeMode,
-    /// Signs the platform's "events on connected accounts" endpoint.
-    pub webhook_secret: Option<SecretString>,
+    /// Sign the platform's "events on connected accounts" endpoint: the current secret,
+    /// then the one before a roll; none = not configured.
+    pub webhook_secrets: Vec<SecretString>,
     /// The application fee of workspaces that did not set their own.
     pub default_fee_bps: u32,
     pub gateway: Arc<dyn ConnectGateway>,

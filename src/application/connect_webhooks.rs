@@ -15,7 +15,6 @@ use crate::ids::WorkspaceId;
 use crate::store::Metadata;
 use crate::stripe::boundary::{checked, is_object_id};
 use crate::stripe::connect::AccountView;
-use crate::stripe::webhook::verify;
 
 impl Services {
     pub(super) async fn process_connect_webhook(
@@ -26,17 +25,12 @@ impl Services {
     ) -> Result<WebhookOutcome, Refused> {
         let not_configured = || Refused::from(WebhookRefusal::WebhookSecretNotConfigured);
         let connect = self.settings.connect.as_ref().ok_or_else(not_configured)?;
-        let secret = connect.webhook_secret.as_ref().ok_or_else(not_configured)?;
-        let now = self.clock.now();
-        let tolerance = self.settings.webhook_tolerance;
-        verify(
+        self.verify_platform_endpoint(
             delivery.body,
             delivery.signature,
-            &[secret],
-            tolerance,
-            now.timestamp(),
-        )
-        .map_err(|e| Refused::from(WebhookRefusal::of_signature(e)))?;
+            &connect.webhook_secrets,
+            "connect",
+        )?;
         seen.verified = true;
         let event: Value = serde_json::from_slice(delivery.body)
             .map_err(|_| Refused::from(WebhookRefusal::InvalidPayload))?;

@@ -410,6 +410,31 @@ impl Services {
         .map_err(WebhookRefusal::of_signature)
     }
 
+    /// A delivery to one of the platform's own endpoints (billing, Connect): its secret,
+    /// or the one before a roll while both are configured; none configured = refused.
+    pub(super) fn verify_platform_endpoint(
+        &self,
+        body: &[u8],
+        signature: Option<&str>,
+        secrets: &[SecretString],
+        endpoint: &'static str,
+    ) -> Result<(), WebhookRefusal> {
+        if secrets.is_empty() {
+            return Err(WebhookRefusal::WebhookSecretNotConfigured);
+        }
+        let refs: Vec<&SecretString> = secrets.iter().collect();
+        let now = self.clock.now().timestamp();
+        let matched = verify(body, signature, &refs, self.settings.webhook_tolerance, now)
+            .map_err(WebhookRefusal::of_signature)?;
+        if matched > 0 {
+            tracing::info!(
+                endpoint,
+                "verified with the endpoint's previous signing secret (remove it once Stripe no longer uses it)"
+            );
+        }
+        Ok(())
+    }
+
     /// Ownership and livemode, then the one Stripe-state path.
     async fn apply_verified(
         &self,

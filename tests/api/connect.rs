@@ -658,3 +658,103 @@ async fn connect_is_off_without_the_platform_keys(b: Backend) {
     assert_eq!(cfg["stripe"]["connection"], "keys");
     assert!(cfg["stripe"]["connect"].is_null(), "{cfg}");
 }
+
+/// Rolling the secret of a platform endpoint (Connect, billing) leaves Stripe signing with
+/// the old one for a while: with `…_PREVIOUS` set, both verify; without it, the old one
+/// is refused; a previous secret without a current one stops the service at start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolled_platform_webhook_secret_keeps_verifying_while_it_is_the_previous_one() {
+    const ROLLED_CONNECT: &str = "whsec_PlatformConnectEndpointRolled";
+    const ROLLED_BILLING: &str = "whsec_PlatformBillingEndpointRolled";
+    const BILLING: &str = "whsec_PlatformBillingEndpoint";
+    let billing = [
+        ("ROAMPAY_PLATFORM_WEBHOOK_SECRET", ROLLED_BILLING),
+        ("ROAMPAY_PLANS", "starter=price_starter1"),
+    ];
+    let connect_body = serde_json::to_vec(&json!({
+        "id": "evt_roll_1", "object": "event", "type": "account.updated",
+        "account": "acct_NoWorkspaceHere", "livemode": false,
+        "created": chrono::Utc::now().timestamp(),
+        "data": {"object": {"id": "acct_NoWorkspaceHere", "object": "account"}}
+    }))
+    .unwrap();
+    let billing_body = serde_json::to_vec(&json!({
+        "id": "evt_roll_2", "object": "event", "type": "customer.created", "livemode": false,
+        "created": chrono::Utc::now().timestamp(),
+        "data": {"object": {"id": "cus_1", "object": "customer"}}
+    }))
+    .unwrap();
+    async fn send(server: &Server, path: &str, secret: &str, body: &[u8]) -> (u16, Value) {
+        let sig = signature(secret, body, chrono::Utc::now().timestamp());
+        deliver(server, path, body, Some(&sig)).await
+    }
+    let connect_path = "/ocpi/stripe/connect/webhook";
+    let billing_path = "/billing/stripe/webhook";
+
+    let mut rolled: Vec<(&str, &str)> = CONNECT_ENV
+        .iter()
+        .map(|&(k, v)| match k {
+            "ROAMPAY_CONNECT_WEBHOOK_SECRET" => (k, ROLLED_CONNECT),
+            _ => (k, v),
+        })
+        .collect();
+    rolled.extend(billing);
+    let (_a, _m, _f, without_previous) = start(Backend::Sqlite, &rolled).await;
+    rolled.push(("ROAMPAY_CONNECT_WEBHOOK_SECRET_PREVIOUS", CONNECT_WH));
+    rolled.push(("ROAMPAY_PLATFORM_WEBHOOK_SECRET_PREVIOUS", BILLING));
+    let (_b, _n, _g, with_previous) = start(Backend::Sqlite, &rolled).await;
+
+    for (path, body, new, old) in [
+        (connect_path, &connect_body, ROLLED_CONNECT, CONNECT_WH),
+        (billing_path, &billing_body, ROLLED_BILLING, BILLING),
+    ] {
+        for (secret, server) in [
+            (new, &with_previous),
+            (old, &with_previous),
+            (new, &without_previous),
+        ] {
+            let (status, answer) = send(server, path, secret, body).await;
+            assert_eq!(
+                (status, answer["outcome"].as_str()),
+                (200, Some("ignored")),
+                "{path} signed with {secret}: {answer}"
+            );
+        }
+        let (status, answer) = send(&without_previous, path, old, body).await;
+        assert_eq!(
+            (status, answer["code"].as_str()),
+            (400, Some("signature_mismatch")),
+            "{path}: {answer}"
+        );
+        let (status, answer) = send(&with_previous, path, "whsec_SomeoneElse", body).await;
+        assert_eq!(
+            (status, answer["code"].as_str()),
+            (400, Some("signature_mismatch")),
+            "{path}: {answer}"
+        );
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_roampay"))
+        .arg("serve")
+        .envs(
+            CONNECT_ENV
+                .iter()
+                .filter(|(k, _)| *k != "ROAMPAY_CONNECT_WEBHOOK_SECRET")
+                .copied(),
+        )
+        .env("ROAMPAY_CONNECT_WEBHOOK_SECRET_PREVIOUS", CONNECT_WH)
+        .env("ROAMPAY_DATA_DIR", dir.path())
+        .env("ROAMPAY_BIND", "127.0.0.1:0")
+        .env_remove("DATABASE_URL")
+        .output()
+        .expect("run roampay serve");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(
+            "ROAMPAY_CONNECT_WEBHOOK_SECRET_PREVIOUS is set without ROAMPAY_CONNECT_WEBHOOK_SECRET"
+        ),
+        "{stderr}"
+    );
+}
