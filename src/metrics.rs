@@ -34,6 +34,7 @@ pub struct Metrics {
     heartbeat: IntGaugeVec,
     intents_ended: IntCounterVec,
     holds_lapsing: prometheus::IntCounter,
+    platform_key_refusals: prometheus::IntCounter,
     deliveries_unlogged: IntCounterVec,
 }
 
@@ -146,6 +147,14 @@ impl Metrics {
                 .namespace(NAMESPACE),
             )
             .expect("valid metric"),
+            platform_key_refusals: prometheus::IntCounter::with_opts(
+                Opts::new(
+                    "platform_key_refusals_total",
+                    "Calls Stripe refused with 401 on the platform's key (connect-mode payments): the key was rolled or revoked.",
+                )
+                .namespace(NAMESPACE),
+            )
+            .expect("valid metric"),
             dead_letters: counter(
                 "projection_dead_letters_total",
                 "Events a projection could not apply and set aside (see `roampay dead-letters`), by projection.",
@@ -181,9 +190,9 @@ impl Metrics {
         for g in [&m.build_info, &m.heartbeat, &m.billing] {
             m.registry.register(Box::new(g.clone())).expect("unique");
         }
-        m.registry
-            .register(Box::new(m.holds_lapsing.clone()))
-            .expect("unique");
+        for c in [&m.holds_lapsing, &m.platform_key_refusals] {
+            m.registry.register(Box::new(c.clone())).expect("unique");
+        }
         m.registry
             .register(Box::new(
                 prometheus::process_collector::ProcessCollector::for_self(),
@@ -356,6 +365,11 @@ pub fn projection_visible(projection: &str, secs: f64) {
 /// A projection set an event aside.
 pub fn dead_letter(projection: &str) {
     METRICS.dead_letters.with_label_values(&[projection]).inc();
+}
+
+/// Stripe refused the platform's key (401) on a connect-mode payment call.
+pub fn platform_key_refused() {
+    METRICS.platform_key_refusals.inc();
 }
 
 /// A workspace's active credential set was made invalid by Stripe's refusal.

@@ -72,9 +72,14 @@ impl Watched {
         operation: &str,
         result: Result<T, CallError>,
     ) -> Result<T, CallError> {
-        // Connect mode: the platform's key is not the workspace's to revoke; a 403
-        // `account_invalid` says the platform lost access to the connected account.
+        // Connect mode: the platform's key is not the workspace's to revoke (a 401 stops
+        // every connect-mode workspace: the operator's alert); a 403 `account_invalid`
+        // says the platform lost access to the connected account.
         if let Some(account) = &on.connected {
+            if matches!(&result, Err(CallError::Api { status: 401, .. })) {
+                tracing::error!(operation, "Stripe refused the platform's key (401): connect-mode payments fail until ROAMPAY_PLATFORM_STRIPE_SECRET_KEY holds a valid key");
+                crate::metrics::platform_key_refused();
+            }
             if matches!(&result, Err(CallError::Api { status: 403, code: Some(c) }) if c == "account_invalid")
             {
                 if let Some(services) = self.services.upgrade() {

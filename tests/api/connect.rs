@@ -758,3 +758,36 @@ async fn a_rolled_platform_webhook_secret_keeps_verifying_while_it_is_the_previo
         "{stderr}"
     );
 }
+
+/// The platform's key rolled without updating roampay: every connect-mode pre-auth is
+/// refused, but no workspace's credentials are at fault (their health stays as it was);
+/// the operator learns it from `roampay_platform_key_refusals_total` and its alert.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_platform_key_is_the_operators_alert_not_the_workspaces_health() {
+    let (_store, _mock, fake, server) = start(Backend::Sqlite, CONNECT_ENV).await;
+    connected(&server, &fake, "ws-p").await;
+    let refusals = "roampay_platform_key_refusals_total";
+    assert_eq!(server.metric(refusals, "").await, 0.0);
+    let (status, body) = create(&server, "LOC-ws-p", "1", None).await;
+    assert_eq!(status, 201, "{body}");
+
+    fake.revoke(PLATFORM_SK);
+    let (status, body) = create(&server, "LOC-ws-p", "2", None).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (409, Some("workspace_payment_not_ready")),
+        "{body}"
+    );
+    assert!(server.metric(refusals, "").await >= 1.0);
+    let (_, cfg) = server.get(&config_path("ws-p"), &admin("ws-p")).await;
+    assert_eq!(cfg["stripe"]["health"]["status"], "valid", "{cfg}");
+    assert_eq!(
+        server
+            .metric(
+                "roampay_credential_revocations_total",
+                "code=\"key_revoked\""
+            )
+            .await,
+        0.0
+    );
+}

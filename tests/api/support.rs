@@ -297,7 +297,8 @@ impl Server {
     }
 
     /// The value of a counter or gauge on `/metrics` whose labels include `labels`
-    /// (`key="value"` pairs, comma-separated); 0 when absent.
+    /// (`key="value"` pairs, comma-separated; "" for a series without labels); 0 when
+    /// absent.
     pub async fn metric(&self, name: &str, labels: &str) -> f64 {
         let text = self
             .http
@@ -310,8 +311,13 @@ impl Server {
             .expect("metrics text");
         let wanted: Vec<&str> = labels.split(',').filter(|l| !l.is_empty()).collect();
         text.lines()
-            .filter_map(|l| l.strip_prefix(name)?.strip_prefix('{'))
-            .filter_map(|l| l.split_once("} "))
+            .filter_map(|l| {
+                let rest = l.strip_prefix(name)?;
+                match rest.strip_prefix('{') {
+                    Some(labelled) => labelled.split_once("} "),
+                    None => Some(("", rest.strip_prefix(' ')?)),
+                }
+            })
             .find(|(have, _)| wanted.iter().all(|w| have.split(',').any(|h| h == *w)))
             .and_then(|(_, v)| v.trim().parse().ok())
             .unwrap_or(0.0)
