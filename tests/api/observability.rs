@@ -906,15 +906,18 @@ async fn every_allocation_of_the_service_is_jemallocs() {
 }
 
 /// Four threads allocating kilobyte buffers (over Python's own small-object allocator,
-/// under glibc's mmap threshold), then waiting with their arenas in place.
+/// under glibc's mmap threshold), all alive at once (glibc hands a finished thread's
+/// arena to the next thread), then waiting with their arenas in place.
 const GLIBC_THREADS: &str = r#"
 import sys, threading
-kept = []
+allocated, done = threading.Barrier(5), threading.Event()
 def work():
-    kept.append([bytearray(1000) for _ in range(2000)])
-threads = [threading.Thread(target=work) for _ in range(4)]
-for t in threads: t.start()
-for t in threads: t.join()
+    kept = [bytearray(1000) for _ in range(2000)]
+    allocated.wait()
+    done.wait()
+for _ in range(4):
+    threading.Thread(target=work, daemon=True).start()
+allocated.wait()
 print("ready", flush=True)
 sys.stdin.read()
 "#;
