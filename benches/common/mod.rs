@@ -202,16 +202,12 @@ pub async fn deliver(
                     "t={t},v1={}",
                     roampay::stripe::webhook::sign(&secret, t, body)
                 );
-                let r: Value = http
-                    .post(&url)
-                    .header("Stripe-Signature", sig)
-                    .body(body.clone())
-                    .send()
-                    .await
-                    .unwrap()
-                    .json()
-                    .await
-                    .unwrap();
+                let r = answer(
+                    http.post(&url)
+                        .header("Stripe-Signature", sig)
+                        .body(body.clone()),
+                )
+                .await;
                 assert_eq!(r["outcome"], "applied", "{r}");
                 done.fetch_add(1, Ordering::Relaxed);
             }
@@ -225,17 +221,18 @@ pub async fn deliver(
 /// A pending intent on connector `i`, made by `driver` through the API, and the
 /// `requires_capture` webhook body that authorizes it.
 pub async fn pending_intent(http: &reqwest::Client, base: &str, driver: &str, i: usize) -> Vec<u8> {
-    let r: Value = http
-        .post(format!("{base}/ocpi/create-payment-intent"))
-        .bearer_auth(driver)
-        .json(&preauth_body(i))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let r = answer(
+        http.post(format!("{base}/ocpi/create-payment-intent"))
+            .bearer_auth(driver)
+            .json(&preauth_body(i)),
+    )
+    .await;
     capturable_event(i, &r)
+}
+
+/// Sends `req` and reads its answer as JSON (a benchmark stops at the first failure).
+async fn answer(req: reqwest::RequestBuilder) -> Value {
+    req.send().await.unwrap().json().await.unwrap()
 }
 
 /// The signed-later body of a `payment_intent.amount_capturable_updated` event for the
