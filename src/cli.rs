@@ -1,4 +1,5 @@
-//! The command line: `serve`, `migrate`, `replay`, `dead-letters`, `reconcile`, `token`.
+//! The command line: `serve`, `migrate`, `replay`, `dead-letters`, `reconcile`, `keys`,
+//! `token`.
 
 use std::process::ExitCode;
 
@@ -58,6 +59,9 @@ enum Command {
     /// Compare a workspace's PaymentIntents in Stripe with the event log; exits 1 when
     /// they disagree (after `--apply`, when something is left that it could not fix).
     Reconcile(Box<crate::reconcile::ReconcileArgs>),
+    /// Master key management.
+    #[command(subcommand)]
+    Keys(KeysCommand),
     /// Print a bearer token signed with the configured secret (never a new one).
     ///
     /// Example: roampay token --sub alice@example.com --workspace ws-1 --scope "roaming:read roaming:write"
@@ -80,6 +84,24 @@ enum Command {
         /// Lifetime in seconds.
         #[arg(long, default_value_t = 3600)]
         ttl_secs: i64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Re-wrap every workspace's data key under a new master key, while instances run
+    /// (give them the new key as ROAMPAY_MASTER_KEY and the old one as
+    /// ROAMPAY_MASTER_KEY_PREVIOUS first). Resumable; prints counts.
+    ///
+    /// Example: openssl rand -base64 32 > new.key && roampay keys rotate-master --new-key-file new.key
+    RotateMaster {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[command(flatten)]
+        keys: crate::config::KeyArgs,
+        /// The new master key: 32 random bytes in base64 (`openssl rand -base64 32`).
+        #[arg(long)]
+        new_key_file: std::path::PathBuf,
     },
 }
 
@@ -108,7 +130,12 @@ pub fn main() -> ExitCode {
 /// Secrets given as flags are visible to every user of the machine (`ps`): said once
 /// at start, naming the flags (never their values).
 fn warn_about_secret_flags(args: impl Iterator<Item = String>) {
-    const SECRET_FLAGS: [&str; 3] = ["--master-key", "--previous-master-keys", "--jwt-secret"];
+    const SECRET_FLAGS: [&str; 4] = [
+        "--master-key",
+        "--master-key-previous",
+        "--previous-master-keys",
+        "--jwt-secret",
+    ];
     let given: Vec<String> = args
         .filter_map(|a| {
             let flag = a.split('=').next().unwrap_or_default().to_string();
@@ -118,7 +145,7 @@ fn warn_about_secret_flags(args: impl Iterator<Item = String>) {
     if !given.is_empty() {
         tracing::warn!(
             flags = %given.join(" "),
-            "secrets given as command-line flags are visible to other users of this machine (ps, /proc); use the environment (ROAMPAY_MASTER_KEY, ROAMPAY_PREVIOUS_MASTER_KEYS, ROAMPAY_JWT_SECRET) or the files in the data directory"
+            "secrets given as command-line flags are visible to other users of this machine (ps, /proc); use the environment (ROAMPAY_MASTER_KEY, ROAMPAY_MASTER_KEY_PREVIOUS, ROAMPAY_JWT_SECRET) or the files in the data directory"
         );
     }
 }
@@ -156,6 +183,17 @@ async fn run(command: Command) -> Result<ExitCode, AnyError> {
             if report.open() > 0 {
                 return Ok(ExitCode::FAILURE);
             }
+        }
+        Command::Keys(KeysCommand::RotateMaster {
+            store,
+            keys,
+            new_key_file,
+        }) => {
+            let (done, new_id) = startup::rotate_master(&store, &keys, &new_key_file).await?;
+            println!(
+                "re-wrapped {} data keys under master key {new_id} ({} already were); the store now needs master key {new_id}: set ROAMPAY_MASTER_KEY to the new key on every instance, then remove ROAMPAY_MASTER_KEY_PREVIOUS",
+                done.rewrapped, done.already
+            );
         }
         Command::Token {
             data_dir,

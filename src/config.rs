@@ -24,11 +24,21 @@ pub struct StoreArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct KeyArgs {
-    /// Base64 of 32 bytes; generated under the data directory when unset.
+    /// Base64 of 32 bytes. On SQLite generated under the data directory when unset; on
+    /// PostgreSQL required (every instance shares one).
     #[arg(long, env = "ROAMPAY_MASTER_KEY", hide_env_values = true)]
     pub master_key: Option<SecretString>,
-    /// Retired master keys (comma-separated base64) still able to unwrap data keys.
-    #[arg(long, env = "ROAMPAY_PREVIOUS_MASTER_KEYS", hide_env_values = true)]
+    /// The master key before a rotation (`roampay keys rotate-master`), comma-separated
+    /// base64 when several: still able to unwrap data keys until it is removed.
+    #[arg(long, env = "ROAMPAY_MASTER_KEY_PREVIOUS", hide_env_values = true)]
+    pub master_key_previous: Option<SecretString>,
+    /// The name v1/v2 gave `ROAMPAY_MASTER_KEY_PREVIOUS` (still read).
+    #[arg(
+        long,
+        env = "ROAMPAY_PREVIOUS_MASTER_KEYS",
+        hide = true,
+        hide_env_values = true
+    )]
     pub previous_master_keys: Option<SecretString>,
     #[command(flatten)]
     pub jwt: JwtArgs,
@@ -47,6 +57,10 @@ pub struct JwtArgs {
     /// Required `aud` claim, when set.
     #[arg(long, env = "ROAMPAY_JWT_AUDIENCE")]
     pub jwt_audience: Option<String>,
+    /// Seconds a token is still accepted after its `exp` (and before its `nbf`): the
+    /// clock skew allowed between the issuer and roampay.
+    #[arg(long, env = "ROAMPAY_JWT_LEEWAY_SECS", default_value_t = 5)]
+    pub jwt_leeway_secs: u64,
 }
 
 /// How roampay reaches Stripe.
@@ -256,8 +270,6 @@ pub struct ServeArgs {
     pub no_projectors: bool,
 }
 
-/// Reads a secret from the environment/flag, else from `file` under the data
-/// directory, else creates that file (mode 0600) with `generate()`. Says which.
 /// Creates the data directory (and any missing parent) readable by its owner only: it
 /// holds the keys and the SQLite store. An existing directory keeps its mode.
 pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
@@ -268,27 +280,58 @@ pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     builder.create(dir)
 }
 
-pub fn secret_or_file(
+/// A secret as configured, as stored in a file of the data directory, or not there yet.
+pub enum Found {
+    Given(SecretString),
+    Stored(SecretString),
+    Missing(PathBuf),
+}
+
+/// Reads a secret from the environment/flag, else from `file` under the data
+/// directory. A file that exists but cannot be read is an error naming it (not a
+/// reason to make another).
+pub fn find_secret(
     given: Option<&SecretString>,
     data_dir: &Path,
     file: &str,
-    generate: impl FnOnce() -> String,
-) -> std::io::Result<(SecretString, Option<PathBuf>)> {
+) -> Result<Found, String> {
     if let Some(s) = given {
-        return Ok((s.clone(), None));
+        return Ok(Found::Given(s.clone()));
     }
     let path = data_dir.join(file);
-    if let Ok(text) = fs::read_to_string(&path) {
-        return Ok((SecretString::from(text.trim().to_string()), None));
+    match fs::read_to_string(&path) {
+        Ok(text) => Ok(Found::Stored(SecretString::from(text.trim().to_string()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Found::Missing(path)),
+        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
     }
-    create_private_dir(data_dir)?;
-    let value = generate();
+}
+
+/// Writes a generated secret to `path` (mode 0600; the data directory created when
+/// missing), never over an existing file.
+pub fn store_secret(path: &Path, value: &str) -> Result<(), String> {
+    let failed = |e: std::io::Error| format!("cannot create {}: {e}", path.display());
+    if let Some(dir) = path.parent() {
+        create_private_dir(dir)
+            .map_err(|e| format!("ROAMPAY_DATA_DIR: cannot create {}: {e}", dir.display()))?;
+    }
     let mut options = fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut f = options.open(&path)?;
-    f.write_all(value.as_bytes())?;
-    f.sync_all()?;
-    Ok((SecretString::from(value), Some(path)))
+    let mut f = options.open(path).map_err(failed)?;
+    f.write_all(value.as_bytes()).map_err(failed)?;
+    f.sync_all().map_err(failed)
+}
+
+/// An absolute `http://` or `https://` URL with a host, else a line naming `setting`.
+pub fn check_http_url(setting: &str, value: &str) -> Result<(), String> {
+    let ok = reqwest::Url::parse(value)
+        .ok()
+        .filter(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some());
+    match ok {
+        Some(_) => Ok(()),
+        None => Err(format!(
+            "{setting}: expected an absolute http:// or https:// URL, got `{value}`"
+        )),
+    }
 }

@@ -227,6 +227,11 @@ impl Metrics {
         for code in ["key_revoked", "permission_denied"] {
             m.revocations.with_label_values(&[code]);
         }
+        // Dashboard panels read these: a fresh instance shows 0, not "no data".
+        m.uncollected.with_label_values(&[""]);
+        for status in roampay_events::BillingStatus::ALL {
+            m.billing.with_label_values(&[status.as_str()]).set(0);
+        }
         for projection in [
             "credential_health",
             "audit_log",

@@ -13,7 +13,8 @@ use crate::application::connect::ConnectSettings;
 use crate::application::{Services, Settings};
 use crate::clock::SystemClock;
 use crate::config::{
-    secret_or_file, HoldArgs, JwtArgs, KeyArgs, PlatformArgs, ServeArgs, StoreArgs, StripeArgs,
+    find_secret, store_secret, Found, HoldArgs, JwtArgs, KeyArgs, PlatformArgs, ServeArgs,
+    StoreArgs, StripeArgs,
 };
 use crate::http::auth::JwtAuth;
 use crate::http::{self, AppState};
@@ -27,12 +28,18 @@ pub type AnyError = Box<dyn std::error::Error + Send + Sync>;
 
 pub async fn open_store(args: &StoreArgs) -> Result<Db, AnyError> {
     let wait = Duration::from_millis(args.db_acquire_timeout_ms.max(1));
-    let url = args.database_url.as_deref();
+    let url = args.database_url.as_deref().filter(|u| !u.is_empty());
+    store::check_database_url(url)?;
     let db = store::connect_with(url, &args.data_dir, wait)
         .await
         .map_err(|e| {
+            // The default store lives in the data directory: a problem there is its.
+            let setting = match url {
+                Some(_) => "DATABASE_URL",
+                None => "ROAMPAY_DATA_DIR",
+            };
             format!(
-                "DATABASE_URL: could not open {}: {e}",
+                "{setting}: could not open {}: {e}",
                 store::describe(url, &args.data_dir)
             )
         })?;
@@ -40,20 +47,104 @@ pub async fn open_store(args: &StoreArgs) -> Result<Db, AnyError> {
     Ok(db)
 }
 
-fn master_keys(
+const MASTER_KEY_FILE: &str = "master.key";
+
+/// The master key (and the previous ones) the store needs. On SQLite a missing key is
+/// generated under the data directory, on PostgreSQL it is an error (instances must
+/// share one). A key other than the one the store's data keys are wrapped with is
+/// refused before anything is written.
+async fn master_keys(
+    db: &Db,
     keys: &KeyArgs,
     data_dir: &std::path::Path,
 ) -> Result<(MasterKey, Vec<MasterKey>), AnyError> {
-    let (text, created) = secret_or_file(keys.master_key.as_ref(), data_dir, "master.key", || {
-        MasterKey::generate_base64().to_string()
-    })?;
-    if let Some(path) = created {
+    use secrecy::ExposeSecret;
+    let parse = |named: &str, text: &secrecy::SecretString| {
+        MasterKey::from_base64(text.expose_secret()).map_err(|e| format!("{named}: {e}"))
+    };
+    let (master, generated) =
+        match find_secret(keys.master_key.as_ref(), data_dir, MASTER_KEY_FILE)? {
+            Found::Given(text) => (parse("ROAMPAY_MASTER_KEY", &text)?, None),
+            Found::Stored(text) => {
+                let named = data_dir.join(MASTER_KEY_FILE).display().to_string();
+                (parse(&named, &text)?, None)
+            }
+            Found::Missing(_) if matches!(db, Db::Postgres(_)) => {
+                return Err(not_generated_on_postgres(
+                    "ROAMPAY_MASTER_KEY",
+                    "openssl rand -base64 32",
+                )
+                .into())
+            }
+            Found::Missing(path) => {
+                let text = MasterKey::generate_base64();
+                let key = MasterKey::from_base64(&text).expect("a generated key parses");
+                (key, Some((path, text)))
+            }
+        };
+    let previous = [&keys.master_key_previous, &keys.previous_master_keys]
+        .into_iter()
+        .map(|p| MasterKey::list_from_config(p.as_ref()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("ROAMPAY_MASTER_KEY_PREVIOUS: {e}"))?
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>();
+    crate::vault::check_master_keys(db, &master, &previous).await?;
+    if let Some((path, text)) = generated {
+        store_secret(&path, &text)?;
         tracing::warn!(path = %path.display(), "no ROAMPAY_MASTER_KEY given: generated a master key (keep this file safe and backed up)");
     }
-    Ok(MasterKey::from_config(
-        &text,
-        keys.previous_master_keys.as_ref(),
-    )?)
+    crate::vault::record_master_key(db, &master).await?;
+    Ok((master, previous))
+}
+
+/// `roampay keys rotate-master`: every data key re-wrapped under the key in
+/// `new_key_file`, unwrapped with the configured key or a previous one.
+pub async fn rotate_master(
+    store: &StoreArgs,
+    keys: &KeyArgs,
+    new_key_file: &std::path::Path,
+) -> Result<(crate::vault::Rewrapped, String), AnyError> {
+    use secrecy::ExposeSecret;
+    let text = std::fs::read_to_string(new_key_file).map_err(|e| {
+        format!(
+            "--new-key-file: cannot read {}: {e}",
+            new_key_file.display()
+        )
+    })?;
+    let new = MasterKey::from_base64(&text)
+        .map_err(|e| format!("--new-key-file {}: {e}", new_key_file.display()))?;
+    let current = match find_secret(keys.master_key.as_ref(), &store.data_dir, MASTER_KEY_FILE)? {
+        Found::Given(s) | Found::Stored(s) => MasterKey::from_base64(s.expose_secret())
+            .map_err(|e| format!("ROAMPAY_MASTER_KEY: {e}"))?,
+        Found::Missing(_) => return Err(
+            "ROAMPAY_MASTER_KEY is not set: give the master key the data keys are wrapped with now"
+                .into(),
+        ),
+    };
+    let mut old = vec![current];
+    for p in [&keys.master_key_previous, &keys.previous_master_keys] {
+        old.extend(
+            MasterKey::list_from_config(p.as_ref())
+                .map_err(|e| format!("ROAMPAY_MASTER_KEY_PREVIOUS: {e}"))?,
+        );
+    }
+    let db = open_store(store).await?;
+    let done = crate::vault::rotate_master(&db, &old, &new, |n| {
+        if n % 1000 == 0 {
+            eprintln!("{n} data keys re-wrapped so far");
+        }
+    })
+    .await?;
+    Ok((done, new.id().to_string()))
+}
+
+/// Why `serve` on PostgreSQL does not make a secret up.
+fn not_generated_on_postgres(setting: &str, example: &str) -> String {
+    format!(
+        "{setting} is not set: on PostgreSQL every instance must use the same one, so roampay never generates it; set {setting} on every instance (e.g. `{example}`)"
+    )
 }
 
 /// The OpenAPI description as `GET /openapi.json` serves it, for `roampay openapi`.
@@ -63,16 +154,27 @@ pub fn openapi_json(public_url: &str) -> String {
 }
 
 /// The token verifier for `serve`: the configured secret, else the one stored in the
-/// data directory, else a new one stored there. A secret shorter than 32 bytes (an
-/// empty one included) is refused.
-pub fn jwt(keys: &JwtArgs, data_dir: &std::path::Path) -> Result<JwtAuth, AnyError> {
-    let (secret, created) =
-        secret_or_file(keys.jwt_secret.as_ref(), data_dir, JWT_SECRET_FILE, || {
-            MasterKey::generate_base64().to_string()
-        })?;
-    if let Some(path) = created {
-        tracing::warn!(path = %path.display(), "no ROAMPAY_JWT_SECRET given: generated one");
-    }
+/// data directory, else (SQLite only) a new one stored there. A secret shorter than 32
+/// bytes (an empty one included) is refused.
+pub fn jwt(
+    keys: &JwtArgs,
+    data_dir: &std::path::Path,
+    postgres: bool,
+) -> Result<JwtAuth, AnyError> {
+    let secret = match find_secret(keys.jwt_secret.as_ref(), data_dir, JWT_SECRET_FILE)? {
+        Found::Given(s) | Found::Stored(s) => s,
+        Found::Missing(_) if postgres => {
+            return Err(
+                not_generated_on_postgres("ROAMPAY_JWT_SECRET", "openssl rand -base64 48").into(),
+            )
+        }
+        Found::Missing(path) => {
+            let value = MasterKey::generate_base64();
+            store_secret(&path, &value)?;
+            tracing::warn!(path = %path.display(), "no ROAMPAY_JWT_SECRET given: generated one");
+            secrecy::SecretString::from(value.to_string())
+        }
+    };
     checked_jwt(keys, data_dir, secret)
 }
 
@@ -139,11 +241,10 @@ fn checked_jwt(
         )
         .into());
     }
-    Ok(JwtAuth::new(
-        &secret,
-        keys.jwt_issuer.clone(),
-        keys.jwt_audience.clone(),
-    ))
+    Ok(
+        JwtAuth::new(&secret, keys.jwt_issuer.clone(), keys.jwt_audience.clone())
+            .with_leeway(keys.jwt_leeway_secs),
+    )
 }
 
 /// The parts every entry point shares.
@@ -160,7 +261,7 @@ pub async fn services(
     settings: impl FnOnce(&HoldArgs) -> Settings,
 ) -> Result<Arc<Services>, AnyError> {
     let db = open_store(core.store).await?;
-    let (master, previous) = master_keys(core.keys, &core.store.data_dir)?;
+    let (master, previous) = master_keys(&db, core.keys, &core.store.data_dir).await?;
     let vault: Arc<dyn SecretVault> = Arc::new(DbVault::new(db.clone(), master, previous));
     let stripe: Arc<dyn StripeGateway> = Arc::new(StripeTransport::new(
         &core.stripe.stripe_api_base,
@@ -196,6 +297,42 @@ fn endpoint_secrets(
         (None, Some(_)) => Err(format!("{name}_PREVIOUS is set without {name}").into()),
         _ => Ok(current.iter().chain(previous).cloned().collect()),
     }
+}
+
+/// A platform endpoint's signing secret, when set, is one Stripe could have made:
+/// `whsec_` and at least 16 more characters. An empty one would verify signatures made
+/// with the empty key, which anyone can make.
+fn check_platform_secret(name: &str, value: &Option<secrecy::SecretString>) -> Result<(), String> {
+    use secrecy::ExposeSecret;
+    let Some(value) = value else { return Ok(()) };
+    let value = value.expose_secret();
+    let problem = match value.strip_prefix("whsec_") {
+        _ if value.trim().is_empty() => "set but empty",
+        Some(rest) if rest.len() >= 16 && rest.bytes().all(|b| b.is_ascii_graphic()) => {
+            return Ok(())
+        }
+        _ => "not a webhook signing secret",
+    };
+    Err(format!(
+        "{name} is {problem}: expected whsec_ followed by at least 16 characters (the endpoint's signing secret from the Stripe Dashboard); remove the setting to turn it off"
+    ))
+}
+
+/// Every platform webhook secret that is set is a real one.
+fn check_platform_secrets(p: &PlatformArgs, b: &crate::config::BillingArgs) -> Result<(), String> {
+    check_platform_secret(
+        "ROAMPAY_PLATFORM_WEBHOOK_SECRET",
+        &b.platform_webhook_secret,
+    )?;
+    check_platform_secret(
+        "ROAMPAY_PLATFORM_WEBHOOK_SECRET_PREVIOUS",
+        &b.platform_webhook_secret_previous,
+    )?;
+    check_platform_secret("ROAMPAY_CONNECT_WEBHOOK_SECRET", &p.connect_webhook_secret)?;
+    check_platform_secret(
+        "ROAMPAY_CONNECT_WEBHOOK_SECRET_PREVIOUS",
+        &p.connect_webhook_secret_previous,
+    )
 }
 
 /// Billing when a platform key and plans are set (its plans checked first).
@@ -310,6 +447,11 @@ impl Application {
         // A tolerance of 0 or less would refuse every webhook; a short JWT secret would
         // let anyone mint tokens.
         let tolerance = Tolerance::new(args.webhook_tolerance_secs)?;
+        check_platform_secrets(&args.platform, &args.billing)?;
+        crate::config::check_http_url("STRIPE_API_BASE", &args.stripe.stripe_api_base)?;
+        if let Some(url) = &args.public_url {
+            crate::config::check_http_url("ROAMPAY_PUBLIC_URL", url)?;
+        }
         let trusted_proxies = http::client::TrustedProxies::parse(&args.trusted_proxies)?;
         let cors_origins = http::parse_origins(&args.cors_allowed_origins)?;
         let billing = billing_settings(&args.platform, &args.billing, &args.stripe)?;
@@ -317,7 +459,8 @@ impl Application {
         if let Some(given) = &args.keys.jwt.jwt_secret {
             checked_jwt(&args.keys.jwt, &args.store.data_dir, given.clone())?;
         }
-        let listener = std::net::TcpListener::bind(&args.bind)?;
+        let listener = std::net::TcpListener::bind(&args.bind)
+            .map_err(|e| format!("ROAMPAY_BIND: cannot listen on {}: {e}", args.bind))?;
         let addr = listener.local_addr()?;
         let public_url = args
             .public_url
@@ -353,7 +496,11 @@ impl Application {
         .await?;
         // Key files are written only once the settings and the store proved good.
         let state = AppState {
-            auth: jwt(&args.keys.jwt, &args.store.data_dir)?,
+            auth: jwt(
+                &args.keys.jwt,
+                &args.store.data_dir,
+                matches!(services.db, Db::Postgres(_)),
+            )?,
             rate_limiter: http::driver::rate_limiter(args.rate_limit_per_min),
             trusted_proxies,
             services: services.clone(),

@@ -46,6 +46,175 @@ pub enum VaultError {
     UnknownMasterKey(String),
 }
 
+/// Why `serve` may not use the configured master key with this store.
+#[derive(Debug, thiserror::Error)]
+pub enum MasterKeyCheck {
+    #[error("the vault could not be read: {0}")]
+    Storage(#[from] sqlx::Error),
+    #[error("ROAMPAY_MASTER_KEY: this store's data keys are wrapped with master key {needed}, but the master key in use is {configured}{previous}; start every instance with the store's master key (ROAMPAY_MASTER_KEY_PREVIOUS keeps an old one during `roampay keys rotate-master`)")]
+    Mismatch {
+        needed: String,
+        configured: String,
+        previous: String,
+    },
+}
+
+/// Checks that `master` (and `previous`) can unwrap every data key of the store and
+/// that the store's recorded master key is among them. Reads only.
+pub async fn check_master_keys(
+    db: &Db,
+    master: &MasterKey,
+    previous: &[MasterKey],
+) -> Result<(), MasterKeyCheck> {
+    let known = |id: &str| master.id() == id || previous.iter().any(|p| p.id() == id);
+    let mut needed: Vec<String> = on_db!(db, pool => {
+        sqlx::query_scalar("SELECT DISTINCT master_key_id FROM vault_data_keys
+                            UNION SELECT master_key_id FROM vault_master")
+            .fetch_all(pool).await
+    })?;
+    needed.retain(|id| !known(id));
+    match needed.is_empty() {
+        true => Ok(()),
+        false => Err(MasterKeyCheck::Mismatch {
+            needed: needed.join(", "),
+            configured: master.id().to_string(),
+            previous: match previous.is_empty() {
+                true => String::new(),
+                false => format!(
+                    " (previous: {})",
+                    previous
+                        .iter()
+                        .map(MasterKey::id)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            },
+        }),
+    }
+}
+
+/// Records `master` as the store's master key unless one is recorded already (the
+/// first instance to start on a store names it for all).
+pub async fn record_master_key(db: &Db, master: &MasterKey) -> Result<(), sqlx::Error> {
+    on_db!(db, pool => sqlx::query(
+        "INSERT INTO vault_master (singleton, master_key_id) VALUES (1, $1) ON CONFLICT (singleton) DO NOTHING")
+        .bind(master.id()).execute(pool).await.map(|_| ()))
+}
+
+/// What `roampay keys rotate-master` did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Rewrapped {
+    /// Data keys now wrapped with the new master key by this run.
+    pub rewrapped: u64,
+    /// Data keys that already were (an earlier, interrupted run).
+    pub already: u64,
+}
+
+/// Re-wraps every data key under `new`, unwrapping with `old` (the current key and the
+/// previous ones). Row by row, each a compare-and-set on its old wrapping: safe while
+/// instances run and resumable when interrupted. Once every key is under `new`, the
+/// store records `new` and the old wrappings are shredded.
+pub async fn rotate_master(
+    db: &Db,
+    old: &[MasterKey],
+    new: &MasterKey,
+    progress: impl Fn(u64),
+) -> Result<Rewrapped, String> {
+    let mut done = Rewrapped::default();
+    loop {
+        let rows: Vec<(String, String, Vec<u8>, Vec<u8>)> = on_db!(db, pool => {
+            sqlx::query_as("SELECT workspace_id, master_key_id, nonce, wrapped_key FROM vault_data_keys
+                             WHERE master_key_id <> $1 ORDER BY workspace_id LIMIT 500")
+                .bind(new.id()).fetch_all(pool).await
+        })
+        .map_err(|e| format!("reading the vault failed: {e}"))?;
+        if rows.is_empty() {
+            break;
+        }
+        for (ws, master_id, nonce, wrapped) in rows {
+            let key = old.iter().find(|m| m.id() == master_id).ok_or_else(|| {
+                format!("the data key of workspace {ws} is wrapped with master key {master_id}, which is neither ROAMPAY_MASTER_KEY nor ROAMPAY_MASTER_KEY_PREVIOUS")
+            })?;
+            let plain = decrypt(
+                &key.cipher(),
+                &nonce,
+                &data_key_aad(&ws, &master_id),
+                &wrapped,
+            )
+            .map_err(|_| {
+                format!("the data key of workspace {ws} did not unwrap with master key {master_id}")
+            })?;
+            let (n, ct) = wrap(new, &ws, &plain);
+            let moved = on_db!(db, pool => sqlx::query(
+                "UPDATE vault_data_keys SET master_key_id = $1, nonce = $2, wrapped_key = $3
+                  WHERE workspace_id = $4 AND master_key_id = $5")
+                .bind(new.id()).bind(&n).bind(&ct).bind(&ws).bind(&master_id)
+                .execute(pool).await.map(|r| r.rows_affected()))
+            .map_err(|e| format!("writing the vault failed: {e}"))?;
+            done.rewrapped += moved;
+            progress(done.rewrapped);
+        }
+    }
+    let total: i64 = on_db!(db, pool => sqlx::query_scalar("SELECT COUNT(*) FROM vault_data_keys")
+        .fetch_one(pool).await)
+    .map_err(|e| format!("reading the vault failed: {e}"))?;
+    done.already = (total as u64).saturating_sub(done.rewrapped);
+    on_db!(db, pool => sqlx::query(
+        "INSERT INTO vault_master (singleton, master_key_id) VALUES (1, $1)
+         ON CONFLICT (singleton) DO UPDATE SET master_key_id = excluded.master_key_id")
+        .bind(new.id()).execute(pool).await.map(|_| ()))
+    .map_err(|e| format!("writing the vault failed: {e}"))?;
+    shred(db)
+        .await
+        .map_err(|e| format!("shredding old wrappings failed: {e}"))?;
+    Ok(done)
+}
+
+/// Leaves no bytes of deleted or replaced vault rows in the database files: SQLite
+/// zeroes freed cells (`secure_delete`, set on every connection) and here its WAL is
+/// checkpointed and truncated; PostgreSQL rewrites the two small vault tables (a plain
+/// VACUUM keeps dead tuples' bytes on the page). WAL archives and backups keep old pages
+/// until they age out (docs/runbook.md).
+pub async fn shred(db: &Db) -> Result<(), sqlx::Error> {
+    match db {
+        Db::Sqlite(pool) => {
+            // A reader in the middle of a transaction holds the checkpoint back: a few tries.
+            for attempt in 0..50 {
+                let (busy, _, _): (i64, i64, i64) =
+                    sqlx::query_as("PRAGMA wal_checkpoint(TRUNCATE)")
+                        .fetch_one(pool)
+                        .await?;
+                if busy == 0 {
+                    return Ok(());
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(20 * (attempt + 1))).await;
+            }
+            tracing::warn!("the SQLite WAL could not be truncated after a purge: readers kept it busy; it is on the next checkpoint");
+            Ok(())
+        }
+        Db::Postgres(pool) => {
+            sqlx::query("VACUUM (FULL) vault_data_keys, vault_secrets")
+                .execute(pool)
+                .await?;
+            Ok(())
+        }
+    }
+}
+
+fn wrap(master: &MasterKey, workspace_id: &str, data_key: &[u8]) -> (Vec<u8>, Vec<u8>) {
+    let mut n = [0u8; 12];
+    rand::thread_rng().fill_bytes(&mut n);
+    let ct = encrypt_nonce(
+        &master.cipher(),
+        &n,
+        Payload {
+            msg: data_key,
+            aad: &data_key_aad(workspace_id, master.id()),
+        },
+    );
+    (n.to_vec(), ct)
+}
+
 /// Stores and returns secrets; the aggregate reaches it through this trait.
 #[async_trait::async_trait]
 pub trait SecretVault: Send + Sync {
@@ -121,22 +290,17 @@ impl MasterKey {
         Ok(Self::from_bytes(bytes))
     }
 
-    /// The configured key (base64), and the retired ones (comma-separated base64).
-    pub fn from_config(
-        current: &SecretString,
-        previous: Option<&SecretString>,
-    ) -> Result<(Self, Vec<Self>), String> {
-        let master = Self::from_base64(current.expose_secret())?;
-        let previous = match previous {
+    /// Retired keys: comma-separated base64.
+    pub fn list_from_config(previous: Option<&SecretString>) -> Result<Vec<Self>, String> {
+        match previous {
             Some(p) => p
                 .expose_secret()
                 .split(',')
                 .filter(|k| !k.trim().is_empty())
                 .map(Self::from_base64)
-                .collect::<Result<_, _>>()?,
-            None => vec![],
-        };
-        Ok((master, previous))
+                .collect(),
+            None => Ok(vec![]),
+        }
     }
 
     pub fn generate_base64() -> Zeroizing<String> {
@@ -240,19 +404,7 @@ impl DbVault {
         }
         let mut fresh = Zeroizing::new([0u8; 32]);
         rand::thread_rng().fill_bytes(fresh.as_mut());
-        let (nonce, wrapped) = {
-            let mut n = [0u8; 12];
-            rand::thread_rng().fill_bytes(&mut n);
-            let ct = encrypt_nonce(
-                &self.master.cipher(),
-                &n,
-                Payload {
-                    msg: fresh.as_ref(),
-                    aad: &data_key_aad(workspace_id, self.master.id()),
-                },
-            );
-            (n.to_vec(), ct)
-        };
+        let (nonce, wrapped) = wrap(&self.master, workspace_id, fresh.as_ref());
         // Two instances may race to create it: the first insert wins, both read it back.
         let row = on_db!(&self.db, pool => {
             sqlx::query("INSERT INTO vault_data_keys (workspace_id, master_key_id, nonce, wrapped_key)
@@ -300,6 +452,7 @@ impl SecretVault for DbVault {
                 .execute(pool)
                 .await?;
         });
+        shred(&self.db).await?;
         self.data_keys
             .lock()
             .expect("vault cache")

@@ -201,6 +201,7 @@ mod golden {
             "ForeignPaymentIntentRecorded",
             "StrayHoldReleased",
             "WorkspaceBillingCustomerCreated",
+            "WorkspaceCheckoutCompleted",
             "WorkspaceSubscriptionActivated",
             "WorkspaceSubscriptionUpdated",
             "WorkspacePlanChanged",

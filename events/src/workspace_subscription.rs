@@ -52,6 +52,7 @@ impl BillingStatus {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum WorkspaceSubscriptionEvent {
     WorkspaceBillingCustomerCreated(WorkspaceBillingCustomerCreated),
+    WorkspaceCheckoutCompleted(WorkspaceCheckoutCompleted),
     WorkspaceSubscriptionActivated(WorkspaceSubscriptionActivated),
     WorkspaceSubscriptionUpdated(WorkspaceSubscriptionUpdated),
     WorkspacePlanChanged(WorkspacePlanChanged),
@@ -68,6 +69,7 @@ impl WorkspaceSubscriptionEvent {
     pub fn event_type(&self) -> &'static str {
         match self {
             Self::WorkspaceBillingCustomerCreated(_) => "WorkspaceBillingCustomerCreated",
+            Self::WorkspaceCheckoutCompleted(_) => "WorkspaceCheckoutCompleted",
             Self::WorkspaceSubscriptionActivated(_) => "WorkspaceSubscriptionActivated",
             Self::WorkspaceSubscriptionUpdated(_) => "WorkspaceSubscriptionUpdated",
             Self::WorkspacePlanChanged(_) => "WorkspacePlanChanged",
@@ -84,6 +86,7 @@ impl WorkspaceSubscriptionEvent {
     pub fn workspace_id(&self) -> &str {
         match self {
             Self::WorkspaceBillingCustomerCreated(e) => &e.workspace_id,
+            Self::WorkspaceCheckoutCompleted(e) => &e.workspace_id,
             Self::WorkspaceSubscriptionActivated(e) => &e.workspace_id,
             Self::WorkspaceSubscriptionUpdated(e) => &e.workspace_id,
             Self::WorkspacePlanChanged(e) => &e.workspace_id,
@@ -106,6 +109,7 @@ impl WorkspaceSubscriptionEvent {
             Self::WorkspaceInvoicePaymentFailed(e) => Some(&e.stripe_event_id),
             Self::WorkspacePaymentActionRequired(e) => Some(&e.stripe_event_id),
             Self::WorkspacePaymentActionCompleted(e) => Some(&e.stripe_event_id),
+            Self::WorkspaceCheckoutCompleted(e) => Some(&e.stripe_event_id),
             Self::WorkspaceReinstated(e) => Some(&e.stripe_event_id),
             Self::WorkspaceSubscriptionCancelled(e) => Some(&e.stripe_event_id),
             _ => None,
@@ -178,6 +182,18 @@ pub struct WorkspacePaymentActionRequired {
     pub stripe_event_id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stripe_invoice_id: Option<String>,
+    pub occurred_at: DateTime<Utc>,
+}
+
+/// The workspace completed a Checkout Session (Stripe's `checkout.session.completed`):
+/// the subscription itself follows in its own events. Recorded so that a redelivery is
+/// known as one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkspaceCheckoutCompleted {
+    pub workspace_id: String,
+    pub stripe_event_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stripe_checkout_session_id: Option<String>,
     pub occurred_at: DateTime<Utc>,
 }
 

@@ -90,25 +90,49 @@ fn create_private(path: &std::path::Path) -> std::io::Result<()> {
     }
 }
 
-/// The payload as kept: the event as received, but for a PaymentIntent's
-/// `client_secret` (it lets whoever holds it confirm the payment: drivers get it, support
-/// need not), whose value is replaced in place.
-pub fn redacted(payload: &str) -> String {
-    let secret = serde_json::from_str::<serde_json::Value>(payload)
-        .ok()
-        .and_then(|v| {
-            v.pointer("/data/object/client_secret")
-                .and_then(|s| s.as_str())
-                .map(str::to_string)
-        })
-        .filter(|s| !s.is_empty());
-    match secret {
-        Some(s) => payload.replace(&s, "redacted"),
-        None => payload.to_string(),
+/// Keys whose values a support person never needs and a leak must not hold: the
+/// PaymentIntent's `client_secret` (whoever holds it can confirm the payment) is shown
+/// `redacted`; the card's `fingerprint`, `billing_details` and `receipt_url` are left out.
+const REDACTED: &str = "client_secret";
+const LEFT_OUT: [&str; 3] = ["fingerprint", "billing_details", "receipt_url"];
+
+/// The payload as kept: the event as received, scrubbed of [`REDACTED`] and
+/// [`LEFT_OUT`] at any depth of the parsed JSON. A body that is not JSON is not kept
+/// (it cannot be scrubbed, so nothing of it is stored).
+pub fn scrubbed(payload: &str) -> Option<String> {
+    fn scrub(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::Object(map) => {
+                map.retain(|k, _| !LEFT_OUT.contains(&k.as_str()));
+                for (k, v) in map.iter_mut() {
+                    if k == REDACTED && !v.is_null() {
+                        *v = serde_json::Value::String("redacted".into());
+                    } else {
+                        scrub(v);
+                    }
+                }
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(scrub),
+            _ => {}
+        }
+    }
+    let mut v = serde_json::from_str::<serde_json::Value>(payload).ok()?;
+    scrub(&mut v);
+    Some(v.to_string())
+}
+
+/// Text PostgreSQL can store: a NUL (which `text` refuses, and JSON may carry as
+/// `\u0000`) becomes U+FFFD.
+pub fn storable(text: String) -> String {
+    if text.contains('\0') {
+        text.replace('\0', "\u{FFFD}")
+    } else {
+        text
     }
 }
 
-/// Writes a batch in one statement.
+/// Writes a batch in one statement (one refused row refuses the batch: see
+/// [`insert_one`]).
 pub async fn insert(db: &Db, rows: &[Delivery]) -> Result<(), sqlx::Error> {
     if rows.is_empty() {
         return Ok(());
@@ -275,4 +299,25 @@ pub async fn forget_workspace(db: &Db, ws: &str) -> Result<u64, sqlx::Error> {
     let sql = "DELETE FROM webhook_deliveries WHERE workspace_id = $1";
     let done = on_db!(db, pool => sqlx::query(sql).bind(ws).execute(pool).await?.rows_affected());
     Ok(done)
+}
+
+/// Writes one row alone.
+pub async fn insert_one(db: &Db, r: &Delivery) -> Result<(), sqlx::Error> {
+    on_db!(db, pool => sqlx::query(&format!(
+        "INSERT INTO webhook_deliveries ({COLUMNS})
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (id) DO NOTHING"
+    ))
+    .bind(&r.id)
+    .bind(r.received_at)
+    .bind(&r.endpoint)
+    .bind(&r.workspace_id)
+    .bind(&r.event_id)
+    .bind(&r.event_type)
+    .bind(&r.outcome)
+    .bind(&r.code)
+    .bind(&r.request_id)
+    .bind(&r.payload)
+    .execute(pool)
+    .await
+    .map(|_| ()))
 }

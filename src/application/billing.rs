@@ -212,9 +212,13 @@ impl Services {
         &self,
         body: &[u8],
         signature: Option<&str>,
+        client: std::net::IpAddr,
         meta: &Metadata,
     ) -> Result<WebhookOutcome, WebhookRefusal> {
-        let mut seen = Seen::default();
+        let mut seen = Seen {
+            client: Some(client),
+            ..Seen::default()
+        };
         let answer = self
             .process_billing_webhook(body, signature, meta, &mut seen)
             .await;
@@ -298,16 +302,13 @@ impl Services {
                 .await
                 .map_err(store)?;
         }
-        let Some(fact) = told.fact else {
-            return Ok(WebhookOutcome::Applied); // a completed Checkout: the customer is known now
-        };
         let cmd = Cmd::ApplyStripeFact {
             workspace_id: ws.clone(),
             stripe_event_id: told.event_id,
             created: told.created,
-            fact,
-            grace: billing.grace,
-            retention: billing.retention,
+            fact: told.fact,
+            grace_until: self.clock.now() + billing.grace,
+            purge_after: self.clock.now() + billing.retention,
         };
         let before = current.status;
         let after = self
@@ -415,8 +416,7 @@ struct Told {
     event_id: String,
     created: DateTime<Utc>,
     customer_id: Option<String>,
-    /// `None` for a completed Checkout Session (it only names the customer).
-    fact: Option<StripeFact>,
+    fact: StripeFact,
 }
 
 fn str_at<'a>(v: &'a Value, pointer: &str) -> Option<&'a str> {
@@ -444,18 +444,14 @@ fn read_billing_event(
     };
     let id = str_at(object, "/id").map(str::to_string);
     let fact = match kind.as_str() {
-        "checkout.session.completed" => None,
+        "checkout.session.completed" => StripeFact::CheckoutCompleted { session_id: id },
         "customer.subscription.created" | "customer.subscription.updated" => {
-            Some(subscription_fact(object, billing))
+            subscription_fact(object, billing)
         }
-        "customer.subscription.deleted" => Some(StripeFact::SubscriptionDeleted),
-        "invoice.payment_succeeded" | "invoice.paid" => {
-            Some(StripeFact::InvoicePaid { invoice_id: id })
-        }
-        "invoice.payment_failed" => Some(StripeFact::InvoicePaymentFailed { invoice_id: id }),
-        "invoice.payment_action_required" => {
-            Some(StripeFact::PaymentActionRequired { invoice_id: id })
-        }
+        "customer.subscription.deleted" => StripeFact::SubscriptionDeleted,
+        "invoice.payment_succeeded" | "invoice.paid" => StripeFact::InvoicePaid { invoice_id: id },
+        "invoice.payment_failed" => StripeFact::InvoicePaymentFailed { invoice_id: id },
+        "invoice.payment_action_required" => StripeFact::PaymentActionRequired { invoice_id: id },
         _ => return Ok(None),
     };
     Ok(Some(Told {

@@ -4,7 +4,9 @@
 //! A delivery is answered first and logged after: rows go to a writer task that inserts
 //! whatever has queued up in one statement, so the log costs a webhook no round trip.
 //! Unverified deliveries (anyone can send them) are logged without event id, type or
-//! payload, and at most [`UNVERIFIED_PER_HOUR`] per workspace and hour per instance.
+//! payload, and at most [`UNVERIFIED_PER_HOUR`] per workspace and hour and
+//! [`UNVERIFIED_PER_CLIENT_HOUR`] per client address and hour, per instance (the
+//! workspace in a URL is the sender's to choose; its address is not).
 
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
@@ -16,6 +18,11 @@ use tokio::sync::{mpsc, oneshot};
 
 /// Unverified deliveries logged per workspace (or per unknown workspace) and hour.
 pub const UNVERIFIED_PER_HOUR: u32 = 100;
+
+/// Unverified deliveries logged per client address and hour: twice a workspace's, so a
+/// sender that spreads its noise over made-up workspaces still adds at most this many
+/// rows (and the webhook routes' rate limit slows it down before that).
+pub const UNVERIFIED_PER_CLIENT_HOUR: u32 = 2 * UNVERIFIED_PER_HOUR;
 
 /// Rows written in one statement at most.
 const BATCH: usize = 500;
@@ -62,6 +69,8 @@ pub struct Seen {
     pub event_type: Option<String>,
     /// The signature matched: the body is Stripe's.
     pub verified: bool,
+    /// The client address the delivery came from (caps unverified noise per sender).
+    pub client: Option<std::net::IpAddr>,
 }
 
 enum Msg {
@@ -76,7 +85,32 @@ pub struct DeliveryLog {
     /// Off when the retention is zero: nothing is kept.
     on: bool,
     sender: OnceLock<mpsc::Sender<Msg>>,
-    noise: Mutex<(i64, HashMap<Option<String>, u32>)>,
+    noise: Mutex<Noise>,
+}
+
+/// Unverified deliveries counted in the current hour, per workspace and per client.
+#[derive(Default)]
+struct Noise {
+    hour: i64,
+    workspaces: HashMap<Option<String>, u32>,
+    clients: HashMap<Option<std::net::IpAddr>, u32>,
+}
+
+/// One more in `counts` under `key` (past [`NOISE_KEYS`] keys, under the shared `None`);
+/// whether the count is still within `cap`.
+fn count_within<K: std::hash::Hash + Eq + Clone>(
+    counts: &mut HashMap<Option<K>, u32>,
+    key: &Option<K>,
+    cap: u32,
+) -> bool {
+    let key = if counts.len() < NOISE_KEYS || counts.contains_key(key) {
+        key.clone()
+    } else {
+        None
+    };
+    let n = counts.entry(key).or_insert(0);
+    *n = n.saturating_add(1);
+    *n <= cap
 }
 
 impl DeliveryLog {
@@ -86,7 +120,7 @@ impl DeliveryLog {
             log: std::sync::Arc::new(tokio::sync::OnceCell::new()),
             on,
             sender: OnceLock::new(),
-            noise: Mutex::new((0, HashMap::new())),
+            noise: Mutex::new(Noise::default()),
         }
     }
 
@@ -122,20 +156,23 @@ impl DeliveryLog {
         if !self.on {
             return;
         }
-        if !seen.verified && !self.allow_unverified(&seen.workspace_id, at) {
+        if !seen.verified && !self.allow_unverified(&seen, at) {
             crate::metrics::delivery_unlogged();
             return;
         }
+        // Whatever a sender put in (a NUL included) must not make the store refuse the
+        // row: the writer inserts many rows at once.
+        let text = webhook_deliveries::storable;
         let row = Delivery {
             id: uuid::Uuid::now_v7().to_string(),
             received_at: at,
             endpoint: endpoint.as_str().to_string(),
-            workspace_id: seen.workspace_id,
-            event_id: seen.event_id.filter(|_| seen.verified),
-            event_type: seen.event_type.filter(|_| seen.verified),
+            workspace_id: seen.workspace_id.map(text),
+            event_id: seen.event_id.filter(|_| seen.verified).map(text),
+            event_type: seen.event_type.filter(|_| seen.verified).map(text),
             outcome: outcome.to_string(),
             code: code.map(str::to_string),
-            request_id: request_id.to_string(),
+            request_id: text(request_id.to_string()),
             payload: seen
                 .verified
                 .then(|| String::from_utf8_lossy(payload).into_owned()),
@@ -145,20 +182,24 @@ impl DeliveryLog {
         }
     }
 
-    fn allow_unverified(&self, ws: &Option<String>, at: DateTime<Utc>) -> bool {
+    fn allow_unverified(&self, seen: &Seen, at: DateTime<Utc>) -> bool {
         let hour = at.timestamp() / 3600;
         let mut noise = self.noise.lock().expect("delivery log");
-        if noise.0 != hour {
-            *noise = (hour, HashMap::new());
+        if noise.hour != hour {
+            *noise = Noise {
+                hour,
+                ..Noise::default()
+            };
         }
-        let key = if noise.1.len() < NOISE_KEYS || noise.1.contains_key(ws) {
-            ws.clone()
-        } else {
-            None
-        };
-        let n = noise.1.entry(key).or_insert(0);
-        *n += 1;
-        *n <= UNVERIFIED_PER_HOUR
+        // Both count, whichever refuses: a sender spreading over made-up workspaces
+        // meets its own address's cap.
+        let by_client = count_within(&mut noise.clients, &seen.client, UNVERIFIED_PER_CLIENT_HOUR);
+        let by_workspace = count_within(
+            &mut noise.workspaces,
+            &seen.workspace_id,
+            UNVERIFIED_PER_HOUR,
+        );
+        by_client && by_workspace
     }
 
     /// Waits until every delivery logged so far is written (support reads its own
@@ -202,7 +243,10 @@ async fn write_loop(
         while let Some(msg) = next.take() {
             match msg {
                 Msg::Row(mut r) => {
-                    r.payload = r.payload.map(|p| webhook_deliveries::redacted(&p));
+                    r.payload = r
+                        .payload
+                        .and_then(|p| webhook_deliveries::scrubbed(&p))
+                        .map(webhook_deliveries::storable);
                     rows.push(*r)
                 }
                 Msg::Flush(done) => waiting.push(done),
@@ -219,12 +263,18 @@ async fn write_loop(
     }
 }
 
-/// Three tries; a batch the store still refuses is dropped with an error in the log
-/// (the deliveries themselves were answered and their effects recorded as events).
+/// The batch in one statement; when the store refuses it for its data, row by row, so
+/// that a row it cannot take costs no other row its place. A store that is away gets
+/// three tries; then the rows are dropped with an error in the log (the deliveries
+/// themselves were answered and their effects recorded as events).
 async fn write(db: &Db, rows: &[Delivery]) {
     for attempt in 1..=3u64 {
         match webhook_deliveries::insert(db, rows).await {
             Ok(()) => return,
+            Err(sqlx::Error::Database(e)) => {
+                tracing::warn!(error = %e, rows = rows.len(), "the store refused a batch of webhook deliveries; writing them one by one");
+                return write_each(db, rows).await;
+            }
             Err(e) if attempt == 3 => {
                 tracing::error!(error = %e, rows = rows.len(), "webhook deliveries could not be logged");
                 crate::metrics::delivery_log_dropped("store_failed", rows.len());
@@ -233,6 +283,15 @@ async fn write(db: &Db, rows: &[Delivery]) {
                 tracing::warn!(error = %e, attempt, "writing webhook deliveries failed; trying again");
                 tokio::time::sleep(std::time::Duration::from_millis(200 * attempt)).await;
             }
+        }
+    }
+}
+
+async fn write_each(db: &Db, rows: &[Delivery]) {
+    for row in rows {
+        if let Err(e) = webhook_deliveries::insert_one(db, row).await {
+            tracing::error!(error = %e, delivery = %row.id, request_id = %row.request_id, "a webhook delivery could not be logged");
+            crate::metrics::delivery_log_dropped("store_failed", 1);
         }
     }
 }

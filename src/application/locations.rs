@@ -5,7 +5,9 @@ use cqrs_es::AggregateError;
 use roampay_events::LocationData;
 
 use super::{Services, StoreFault};
-use crate::location::{Location, LocationCommand, LocationError as Refused, PublishLocation};
+use crate::location::{
+    location_key, Location, LocationCommand, LocationError as Refused, PublishLocation,
+};
 use crate::store::Metadata;
 use crate::workspace_stripe_profile::WorkspaceStripeProfile;
 
@@ -44,8 +46,44 @@ impl Services {
             actor: meta.actor.clone(),
             at: self.clock.now(),
         });
-        self.locations.execute(location_id, cmd, meta).await?;
-        Ok(self.locations.load(location_id).await?)
+        let key = self.location_stream(location_id).await?;
+        self.locations.execute(&key, cmd, meta).await?;
+        Ok(self.locations.load(&key).await?)
+    }
+
+    /// The stream a location id names: its [`location_key`], or a stream written under
+    /// the id as given before ids were folded (v2), when only that one exists.
+    pub(super) async fn location_stream(&self, location_id: &str) -> Result<String, StoreFault> {
+        let key = location_key(location_id);
+        if key == location_id {
+            return Ok(key);
+        }
+        let folded = self
+            .locations
+            .load_recent(&key)
+            .await
+            .map_err(StoreFault::of)?;
+        if folded.workspace_id.is_some() {
+            return Ok(key);
+        }
+        let given = self
+            .locations
+            .load_recent(location_id)
+            .await
+            .map_err(StoreFault::of)?;
+        Ok(match given.workspace_id {
+            Some(_) => location_id.to_string(),
+            None => key,
+        })
+    }
+
+    /// The location an id names, compared case-insensitively.
+    pub(super) async fn location_named(&self, location_id: &str) -> Result<Location, StoreFault> {
+        let key = self.location_stream(location_id).await?;
+        self.locations
+            .load_recent(&key)
+            .await
+            .map_err(StoreFault::of)
     }
 
     /// A published location and its workspace's profile; `None` for an unknown id.
@@ -53,7 +91,7 @@ impl Services {
         &self,
         location_id: &str,
     ) -> Result<Option<(Location, WorkspaceStripeProfile)>, LocationError> {
-        let location = self.locations.load_recent(location_id).await?;
+        let location = self.location_named(location_id).await?;
         let Some(ws) = location.workspace_id.clone() else {
             return Ok(None);
         };

@@ -230,10 +230,9 @@ impl Services {
     /// The workspace behind a location, for admitting the driver.
     pub async fn location_gate(&self, location_id: &str) -> Result<DriverGate, PaymentError> {
         let location = self
-            .locations
-            .load_recent(location_id)
+            .location_named(location_id)
             .await
-            .map_err(store_error)?;
+            .map_err(PaymentError::Store)?;
         let ws = location
             .workspace_id
             .ok_or(PaymentError::LocationNotFound)?;
@@ -277,10 +276,9 @@ impl Services {
         meta: &Metadata,
     ) -> Result<PreAuthorized, PaymentError> {
         let location = self
-            .locations
-            .load_recent(&req.location_id)
+            .location_named(&req.location_id)
             .await
-            .map_err(store_error)?;
+            .map_err(PaymentError::Store)?;
         let ws = location
             .workspace_id
             .clone()
@@ -311,9 +309,14 @@ impl Services {
         let request = IntentRequest {
             charging_intent_id: id.clone(),
             workspace_id: ws.clone(),
-            location_id: req.location_id.clone(),
-            evse_uid: req.evse_uid.clone(),
-            connector_id: req.connector_id.clone(),
+            // The ids as the CPO published them (the request may differ in case): one
+            // connector, one reservation stream.
+            location_id: location.location_id.clone(),
+            evse_uid: location
+                .evse_uid(&req.evse_uid)
+                .unwrap_or(&req.evse_uid)
+                .to_string(),
+            connector_id: connector.id.clone(),
             currency: match paid {
                 None => connector.tariff.currency.clone(),
                 Some(_) => profile.settings.currency.as_str().to_string(),

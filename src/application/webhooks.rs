@@ -186,6 +186,7 @@ impl Services {
                 .url_workspace
                 .and_then(WorkspaceId::parse)
                 .map(|w| w.to_string()),
+            client: delivery.source_ip.parse().ok(),
             ..Seen::default()
         };
         let processed = match delivery.endpoint {

@@ -36,6 +36,9 @@ pub struct JwtAuth {
     audience: Option<String>,
 }
 
+/// `ROAMPAY_JWT_LEEWAY_SECS`'s default: the clock skew allowed around `exp` and `nbf`.
+pub const DEFAULT_LEEWAY_SECS: u64 = 5;
+
 /// An HS256 secret shorter than this is refused (anyone could guess or brute-force it).
 pub const MIN_SECRET_BYTES: usize = 32;
 
@@ -62,7 +65,7 @@ impl JwtAuth {
         let key = crate::vault::key_bytes(secret);
         let bytes = key.as_slice();
         let mut validation = Validation::new(Algorithm::HS256);
-        validation.leeway = 30;
+        validation.leeway = DEFAULT_LEEWAY_SECS;
         validation.validate_nbf = true;
         // A configured issuer or audience must be present, not merely right when present.
         let mut required = vec!["exp", "sub"];
@@ -88,6 +91,12 @@ impl JwtAuth {
             issuer,
             audience,
         }
+    }
+
+    /// Accepts a token this many seconds after its `exp` (and before its `nbf`).
+    pub fn with_leeway(mut self, secs: u64) -> Self {
+        self.validation.leeway = secs;
+        self
     }
 
     /// Signs a token for `roampay token` and the tests.

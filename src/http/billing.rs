@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::auth::Principal;
+use super::driver::client_ip;
 use super::error::{ApiError, Problem};
 use super::views::WebhookAck;
 use super::{metadata, workspace_id, AppState};
@@ -222,6 +223,7 @@ pub async fn portal(
     responses(
         (status = 200, description = "Verified", body = WebhookAck),
         (status = 400, description = "`missing_signature` | `invalid_signature_header` | `signature_mismatch` | `timestamp_out_of_tolerance` | `invalid_payload` | `webhook_secret_not_configured`", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`rate_limited`: this address sent too many deliveries that were refused", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "`store_unavailable`", body = Problem, content_type = "application/problem+json")
     )
 )]
@@ -237,12 +239,13 @@ pub async fn webhook(
     let meta = metadata(&req, "stripe");
     let received = state
         .services
-        .receive_billing_webhook(&body, signature, &meta)
+        .receive_billing_webhook(&body, signature, client_ip(&state, &req), &meta)
         .await;
     let (outcome, code) = match &received {
         Ok(o) => (o.as_str(), ""),
         Err(r) => ("rejected", r.code()),
     };
     crate::metrics::webhook(outcome, code);
+    super::webhooks::refusal_counts(&received, &state, &req)?;
     Ok(HttpResponse::Ok().json(super::webhooks::ack(received?)))
 }

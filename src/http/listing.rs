@@ -104,9 +104,19 @@ fn columns<T: utoipa::PartialSchema>() -> Vec<String> {
 fn cell(v: &Value) -> String {
     match v {
         Value::Null => String::new(),
-        Value::String(s) => s.clone(),
+        Value::String(s) => inert(s),
         Value::Bool(_) | Value::Number(_) => v.to_string(),
-        nested => nested.to_string(),
+        nested => inert(&nested.to_string()),
+    }
+}
+
+/// A text cell a spreadsheet will not run: one starting with `=`, `+`, `-`, `@`, tab or
+/// carriage return gets a leading `'` (OWASP, CSV injection). Request ids and other
+/// values a sender chooses reach these exports.
+fn inert(text: &str) -> String {
+    match text.chars().next() {
+        Some('=' | '+' | '-' | '@' | '\t' | '\r') => format!("'{text}"),
+        _ => text.to_string(),
     }
 }
 
@@ -135,4 +145,23 @@ pub fn csv<T: Serialize + utoipa::PartialSchema + 'static>(items: Vec<T>) -> Htt
     HttpResponse::Ok()
         .content_type("text/csv; charset=utf-8; header=present")
         .streaming(body)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn formulas_are_made_inert_and_plain_text_is_not() {
+        for (given, kept) in [
+            ("=HYPERLINK(\"http://x\")", "'=HYPERLINK(\"http://x\")"),
+            ("+1", "'+1"),
+            ("-2+3", "'-2+3"),
+            ("@SUM(A1)", "'@SUM(A1)"),
+            ("\tx", "'\tx"),
+            ("\rx", "'\rx"),
+            ("req-1", "req-1"),
+            ("", ""),
+        ] {
+            assert_eq!(super::inert(given), kept);
+        }
+    }
 }

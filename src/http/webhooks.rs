@@ -24,6 +24,7 @@ use crate::application::WebhookOutcome;
         (status = 200, description = "Verified", body = WebhookAck),
         (status = 400, description = "`missing_signature` | `invalid_signature_header` | `signature_mismatch` | `timestamp_out_of_tolerance` | `invalid_payload` | `unknown_workspace` | `webhook_secret_not_configured`", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "`ownership_mismatch` | `livemode_mismatch`", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`rate_limited`: this address sent too many deliveries that were refused", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "`store_unavailable` | `stripe_unavailable` (Stripe delivers the event again)", body = Problem, content_type = "application/problem+json")
     )
 )]
@@ -47,6 +48,7 @@ pub async fn shared(
         (status = 200, description = "Verified", body = WebhookAck),
         (status = 400, description = "`missing_signature` | `invalid_signature_header` | `signature_mismatch` | `timestamp_out_of_tolerance` | `invalid_payload` | `unknown_workspace` | `webhook_secret_not_configured`", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "`ownership_mismatch` | `livemode_mismatch`", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`rate_limited`: this address sent too many deliveries that were refused", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "`store_unavailable` | `stripe_unavailable` (Stripe delivers the event again)", body = Problem, content_type = "application/problem+json")
     )
 )]
@@ -101,7 +103,22 @@ async fn receive(
         span.record("code", code);
     }
     crate::metrics::webhook(outcome, code.unwrap_or(""));
+    refusal_counts(&received, state, req)?;
     Ok(HttpResponse::Ok().json(ack(received?)))
+}
+
+/// The webhook routes count against the client's rate limit: every delivery refused
+/// takes from its address's allowance, and once that is spent the answer is 429
+/// `rate_limited` instead. Verified deliveries (Stripe's) take nothing.
+pub(super) fn refusal_counts<T, E>(
+    received: &Result<T, E>,
+    state: &AppState,
+    req: &HttpRequest,
+) -> Result<(), ApiError> {
+    match received {
+        Ok(_) => Ok(()),
+        Err(_) => super::driver::rate_limit(state, req),
+    }
 }
 
 pub(super) fn ack(outcome: WebhookOutcome) -> WebhookAck {

@@ -15,6 +15,15 @@ pub struct Location {
 }
 
 impl Location {
+    /// The uid of the EVSE `evse_uid` names (compared case-insensitively) as published.
+    pub fn evse_uid(&self, evse_uid: &str) -> Option<&str> {
+        let data = self.data.as_ref()?;
+        data.evses
+            .iter()
+            .find(|e| e.uid.eq_ignore_ascii_case(evse_uid))
+            .map(|e| e.uid.as_str())
+    }
+
     pub fn connector(
         &self,
         evse_uid: &str,
@@ -24,11 +33,11 @@ impl Location {
         let evse = data
             .evses
             .iter()
-            .find(|e| e.uid == evse_uid)
+            .find(|e| e.uid.eq_ignore_ascii_case(evse_uid))
             .ok_or("evse_not_found")?;
         evse.connectors
             .iter()
-            .find(|c| c.id == connector_id)
+            .find(|c| c.id.eq_ignore_ascii_case(connector_id))
             .ok_or("connector_not_found")
     }
 }

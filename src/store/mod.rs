@@ -52,6 +52,34 @@ pub fn describe(database_url: Option<&str>, data_dir: &Path) -> String {
     }
 }
 
+/// `DATABASE_URL` names a store roampay can open: `postgres:`/`postgresql:`, `sqlite:`,
+/// or a path ending in `.db` (unset: the SQLite file in the data directory).
+pub fn check_database_url(database_url: Option<&str>) -> Result<(), String> {
+    let Some(url) = database_url.filter(|u| !u.is_empty()) else {
+        return Ok(());
+    };
+    let known = ["postgres:", "postgresql:", "sqlite:"];
+    if known.iter().any(|p| url.starts_with(p)) || url.ends_with(".db") {
+        return Ok(());
+    }
+    // The scheme only: the rest may hold a password.
+    let shown = match url.split_once("://") {
+        Some((scheme, _)) => format!("a `{scheme}://` URL"),
+        None => format!(
+            "`{}`",
+            url.rsplit('@')
+                .next()
+                .unwrap_or_default()
+                .chars()
+                .take(64)
+                .collect::<String>()
+        ),
+    };
+    Err(format!(
+        "DATABASE_URL: expected postgres://…, postgresql://…, sqlite:… or a path ending in .db, got {shown}"
+    ))
+}
+
 /// [`connect`], waiting at most `acquire_timeout` for a pooled connection.
 pub async fn connect_with(
     database_url: Option<&str>,
@@ -88,6 +116,9 @@ pub async fn connect_with(
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Full)
                 .busy_timeout(Duration::from_secs(10))
+                // Deleted content is overwritten with zeros (a purged workspace's keys
+                // leave no bytes behind: `vault::shred`).
+                .pragma("secure_delete", "on")
                 .foreign_keys(true);
             create_private(options.get_filename()).map_err(sqlx::Error::Io)?;
             let pool = SqlitePoolOptions::new()

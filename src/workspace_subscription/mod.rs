@@ -7,15 +7,15 @@
 //! backwards: a fact older (by Stripe's `created`) than the newest applied about the
 //! subscription's state is ignored.
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::Aggregate;
 use roampay_events::{
-    BillingStatus, WorkspaceBillingCustomerCreated, WorkspaceDataPurged,
-    WorkspaceInvoicePaymentFailed, WorkspacePaymentActionCompleted, WorkspacePaymentActionRequired,
-    WorkspacePlanChanged, WorkspaceReinstated, WorkspaceSubscriptionActivated,
-    WorkspaceSubscriptionCancelled, WorkspaceSubscriptionEvent as Event,
-    WorkspaceSubscriptionUpdated, WorkspaceSuspended,
+    BillingStatus, WorkspaceBillingCustomerCreated, WorkspaceCheckoutCompleted,
+    WorkspaceDataPurged, WorkspaceInvoicePaymentFailed, WorkspacePaymentActionCompleted,
+    WorkspacePaymentActionRequired, WorkspacePlanChanged, WorkspaceReinstated,
+    WorkspaceSubscriptionActivated, WorkspaceSubscriptionCancelled,
+    WorkspaceSubscriptionEvent as Event, WorkspaceSubscriptionUpdated, WorkspaceSuspended,
 };
 use serde::{Deserialize, Serialize};
 
@@ -61,6 +61,10 @@ pub enum StripeFact {
         cancel_at_period_end: bool,
     },
     SubscriptionDeleted,
+    /// A Checkout Session completed (the customer and subscription are told apart).
+    CheckoutCompleted {
+        session_id: Option<String>,
+    },
     InvoicePaid {
         invoice_id: Option<String>,
     },
@@ -82,11 +86,14 @@ pub enum WorkspaceSubscriptionCommand {
     ApplyStripeFact {
         workspace_id: String,
         stripe_event_id: String,
-        /// Stripe's `created` of the event.
+        /// Stripe's `created` of the event (orders facts; never starts a timer).
         created: DateTime<Utc>,
         fact: StripeFact,
-        grace: Duration,
-        retention: Duration,
+        /// When the grace of a payment failing now ends: counted from when roampay
+        /// received the event, never from a time the event states.
+        grace_until: DateTime<Utc>,
+        /// When the data of a workspace cancelled now is purged (from receipt, too).
+        purge_after: DateTime<Utc>,
     },
     /// The grace of a past-due workspace is over at `at`?
     ExpireGrace { at: DateTime<Utc> },
@@ -125,8 +132,8 @@ impl WorkspaceSubscription {
         event_id: String,
         created: DateTime<Utc>,
         fact: StripeFact,
-        grace: Duration,
-        retention: Duration,
+        grace_until: DateTime<Utc>,
+        purge_after: DateTime<Utc>,
     ) -> Vec<Event> {
         if self.seen_events.contains(&event_id) || self.purged {
             return vec![];
@@ -151,10 +158,20 @@ impl WorkspaceSubscription {
                     current_period_end,
                     cancel_at_period_end,
                 },
-                grace,
-                retention,
+                grace_until,
+                purge_after,
             ),
-            StripeFact::SubscriptionDeleted => self.cancelled(ws, event_id, created, retention),
+            StripeFact::SubscriptionDeleted => self.cancelled(ws, event_id, created, purge_after),
+            StripeFact::CheckoutCompleted { session_id } => {
+                vec![Event::WorkspaceCheckoutCompleted(
+                    WorkspaceCheckoutCompleted {
+                        workspace_id: ws,
+                        stripe_event_id: event_id,
+                        stripe_checkout_session_id: session_id,
+                        occurred_at: created,
+                    },
+                )]
+            }
             StripeFact::InvoicePaid { invoice_id } => match self.status {
                 BillingStatus::PastDue | BillingStatus::Suspended if !stale => {
                     vec![Event::WorkspaceReinstated(WorkspaceReinstated {
@@ -178,7 +195,7 @@ impl WorkspaceSubscription {
             },
             StripeFact::InvoicePaymentFailed { invoice_id } => match self.status {
                 BillingStatus::Active | BillingStatus::Trialing if !stale => {
-                    vec![self.payment_failed(ws, event_id, invoice_id, created, grace)]
+                    vec![self.payment_failed(ws, event_id, invoice_id, created, grace_until)]
                 }
                 _ => vec![],
             },
@@ -202,13 +219,13 @@ impl WorkspaceSubscription {
         event_id: String,
         invoice_id: Option<String>,
         created: DateTime<Utc>,
-        grace: Duration,
+        grace_until: DateTime<Utc>,
     ) -> Event {
         Event::WorkspaceInvoicePaymentFailed(WorkspaceInvoicePaymentFailed {
             workspace_id: ws,
             stripe_event_id: event_id,
             stripe_invoice_id: invoice_id,
-            grace_until: created + grace,
+            grace_until,
             occurred_at: created,
         })
     }
@@ -218,7 +235,7 @@ impl WorkspaceSubscription {
         ws: String,
         event_id: String,
         created: DateTime<Utc>,
-        retention: Duration,
+        purge_after: DateTime<Utc>,
     ) -> Vec<Event> {
         if self.status == BillingStatus::Cancelled {
             return vec![];
@@ -227,7 +244,7 @@ impl WorkspaceSubscription {
             WorkspaceSubscriptionCancelled {
                 workspace_id: ws,
                 stripe_event_id: event_id,
-                purge_after: created + retention,
+                purge_after,
                 occurred_at: created,
             },
         )]
@@ -239,8 +256,8 @@ impl WorkspaceSubscription {
         event_id: String,
         created: DateTime<Utc>,
         s: SubscriptionState,
-        grace: Duration,
-        retention: Duration,
+        grace_until: DateTime<Utc>,
+        purge_after: DateTime<Utc>,
     ) -> Vec<Event> {
         use BillingStatus as B;
         let now_status = match s.status.as_str() {
@@ -251,7 +268,7 @@ impl WorkspaceSubscription {
             _ => return vec![], // incomplete, paused: nothing changes yet
         };
         match (self.status, now_status) {
-            (_, B::Cancelled) => self.cancelled(ws, event_id, created, retention),
+            (_, B::Cancelled) => self.cancelled(ws, event_id, created, purge_after),
             // Never subscribed, subscribed again, or a trial converting (or extended):
             // the subscription's standing as Stripe now states it.
             (B::None | B::Cancelled, B::Trialing | B::Active)
@@ -279,7 +296,7 @@ impl WorkspaceSubscription {
                 })]
             }
             (B::Trialing | B::Active, B::PastDue) => {
-                vec![self.payment_failed(ws, event_id, None, created, grace)]
+                vec![self.payment_failed(ws, event_id, None, created, grace_until)]
             }
             (B::Trialing | B::Active, _) => self.changes(ws, event_id, created, s),
             _ => vec![],
@@ -396,15 +413,15 @@ impl Aggregate for WorkspaceSubscription {
                 stripe_event_id,
                 created,
                 fact,
-                grace,
-                retention,
+                grace_until,
+                purge_after,
             } => self.apply_fact(
                 self.ws(&workspace_id),
                 stripe_event_id,
                 created,
                 fact,
-                grace,
-                retention,
+                grace_until,
+                purge_after,
             ),
             C::ExpireGrace { at } => self.expire_grace(at),
             C::Purge { at } => self.purge(at),
@@ -463,6 +480,7 @@ impl Aggregate for WorkspaceSubscription {
                 self.purge_after = Some(e.purge_after);
             }
             Event::WorkspaceDataPurged(_) => self.purged = true,
+            Event::WorkspaceCheckoutCompleted(_) => {}
         }
         self.remember(event_id.as_deref(), fact_at);
     }

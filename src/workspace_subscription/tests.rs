@@ -19,8 +19,9 @@ fn fact(event_id: &str, minutes: i64, fact: StripeFact) -> WorkspaceSubscription
         stripe_event_id: event_id.into(),
         created: t(minutes),
         fact,
-        grace: Duration::minutes(GRACE),
-        retention: Duration::minutes(RETENTION),
+        // Received when Stripe created it (the service passes its own receipt time).
+        grace_until: t(minutes) + Duration::minutes(GRACE),
+        purge_after: t(minutes) + Duration::minutes(RETENTION),
     }
 }
 

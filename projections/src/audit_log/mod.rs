@@ -238,6 +238,9 @@ fn summarize_subscription(event: &roampay_events::WorkspaceSubscriptionEvent) ->
         S::WorkspacePaymentActionRequired(_) => {
             "subscription payment needs the customer's action (authentication)".to_string()
         }
+        S::WorkspaceCheckoutCompleted(_) => {
+            "checkout completed: the subscription follows".to_string()
+        }
         S::WorkspacePaymentActionCompleted(_) => {
             "the subscription payment that needed the customer's action was paid".to_string()
         }

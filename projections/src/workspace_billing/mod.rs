@@ -72,7 +72,8 @@ fn change_of(event: &S) -> Change {
         },
         S::WorkspaceSubscriptionUpdated(_)
         | S::WorkspacePaymentActionRequired(_)
-        | S::WorkspacePaymentActionCompleted(_) => Change::default(),
+        | S::WorkspacePaymentActionCompleted(_)
+        | S::WorkspaceCheckoutCompleted(_) => Change::default(),
     }
 }
 
