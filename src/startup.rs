@@ -502,6 +502,7 @@ impl Application {
                 matches!(services.db, Db::Postgres(_)),
             )?,
             rate_limiter: http::driver::rate_limiter(args.rate_limit_per_min),
+            webhook_refusals: http::driver::rate_limiter(args.rate_limit_per_min),
             trusted_proxies,
             services: services.clone(),
         };
@@ -519,16 +520,16 @@ impl Application {
             "roampay starting"
         );
         let mut jobs = jobs::start(services, job_settings(&args));
-        let limiter = state.rate_limiter.clone();
+        let limiters = [state.rate_limiter.clone(), state.webhook_refusals.clone()];
         jobs.push(jobs::supervise(
             "rate_limit_prune",
             jobs::RESTART_PAUSE,
             move || {
-                let limiter = limiter.clone();
+                let limiters = limiters.clone();
                 async move {
                     loop {
                         tokio::time::sleep(Duration::from_secs(60)).await;
-                        http::driver::prune(&limiter);
+                        limiters.iter().for_each(|l| http::driver::prune(l));
                     }
                 }
             },

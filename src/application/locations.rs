@@ -5,9 +5,7 @@ use cqrs_es::AggregateError;
 use roampay_events::LocationData;
 
 use super::{Services, StoreFault};
-use crate::location::{
-    location_key, Location, LocationCommand, LocationError as Refused, PublishLocation,
-};
+use crate::location::{Location, LocationCommand, LocationError as Refused, PublishLocation};
 use crate::store::Metadata;
 use crate::workspace_stripe_profile::WorkspaceStripeProfile;
 
@@ -39,51 +37,35 @@ impl Services {
         location: LocationData,
         meta: &Metadata,
     ) -> Result<Location, LocationError> {
+        // The id as first published, whatever case this publication writes it in.
+        let key = self
+            .location_keys
+            .claim(location_id)
+            .await
+            .map_err(StoreFault::of_sqlx)?;
         let cmd = LocationCommand::Publish(PublishLocation {
-            location_id: location_id.to_string(),
+            location_id: key.clone(),
             workspace_id: workspace_id.to_string(),
             location,
             actor: meta.actor.clone(),
             at: self.clock.now(),
         });
-        let key = self.location_stream(location_id).await?;
         self.locations.execute(&key, cmd, meta).await?;
         Ok(self.locations.load(&key).await?)
     }
 
-    /// The stream a location id names: its [`location_key`], or a stream written under
-    /// the id as given before ids were folded (v2), when only that one exists.
-    pub(super) async fn location_stream(&self, location_id: &str) -> Result<String, StoreFault> {
-        let key = location_key(location_id);
-        if key == location_id {
-            return Ok(key);
-        }
-        let folded = self
-            .locations
-            .load_recent(&key)
-            .await
-            .map_err(StoreFault::of)?;
-        if folded.workspace_id.is_some() {
-            return Ok(key);
-        }
-        let given = self
-            .locations
-            .load_recent(location_id)
-            .await
-            .map_err(StoreFault::of)?;
-        Ok(match given.workspace_id {
-            Some(_) => location_id.to_string(),
-            None => key,
-        })
-    }
-
     /// The location an id names, compared case-insensitively.
     pub(super) async fn location_named(&self, location_id: &str) -> Result<Location, StoreFault> {
-        let key = self.location_stream(location_id).await?;
-        self.locations
-            .load_recent(&key)
-            .await
-            .map_err(StoreFault::of)
+        let stream = self.location_keys.stream_of(location_id).await;
+        match stream.map_err(StoreFault::of_sqlx)? {
+            Some(key) => self
+                .locations
+                .load_recent(&key)
+                .await
+                .map_err(StoreFault::of),
+            // An id never published names an empty location.
+            None => Ok(Location::default()),
+        }
     }
 
     /// A published location and its workspace's profile; `None` for an unknown id.

@@ -77,6 +77,8 @@ pub struct Services {
     pub db: Db,
     pub profiles: Aggregates<WorkspaceStripeProfile>,
     pub locations: Aggregates<Location>,
+    /// Which stream each (case-folded) location id names.
+    pub location_keys: crate::store::location_keys::LocationKeys,
     pub connectors: Aggregates<ConnectorReservation>,
     pub intents: Aggregates<ChargingIntent>,
     pub rejections: Aggregates<WebhookRejections>,
@@ -158,6 +160,7 @@ impl Services {
             intent_services,
             projector,
             deliveries: delivery_log::DeliveryLog::new(db.clone(), settings.delivery_log),
+            location_keys: crate::store::location_keys::LocationKeys::new(db.clone()),
             db,
             vault,
             stripe,

@@ -81,6 +81,19 @@ pub enum WebhookRefusal {
 }
 
 impl WebhookRefusal {
+    /// Refused before any signature was verified: anyone could have sent it.
+    pub fn unsigned(self) -> bool {
+        matches!(
+            self,
+            Self::MissingSignature
+                | Self::InvalidSignatureHeader
+                | Self::SignatureMismatch
+                | Self::TimestampOutOfTolerance
+                | Self::UnknownWorkspace
+                | Self::WebhookSecretNotConfigured
+        )
+    }
+
     pub fn code(self) -> &'static str {
         match self {
             WebhookRefusal::MissingSignature => "missing_signature",

@@ -46,8 +46,13 @@ pub fn prune<C>(
 }
 
 pub fn rate_limit(state: &AppState, req: &HttpRequest) -> Result<(), ApiError> {
-    state
-        .rate_limiter
+    spend(&state.rate_limiter, state, req)
+}
+
+/// One request from the client taken from `limiter`; 429 `rate_limited` (with
+/// `Retry-After`) when its allowance is spent.
+pub fn spend(limiter: &IpRateLimiter, state: &AppState, req: &HttpRequest) -> Result<(), ApiError> {
+    limiter
         .check_key(&super::client::rate_key(client_ip(state, req)))
         .map_err(|not_until| {
             use governor::clock::{Clock, DefaultClock};

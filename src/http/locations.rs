@@ -193,7 +193,7 @@ pub async fn put(
         .services
         .publish_location(ws.as_str(), &location_id, data, &meta)
         .await?;
-    Ok(HttpResponse::Ok().json(location_json(&location_id, &loc)))
+    Ok(HttpResponse::Ok().json(location_json(&loc.location_id, &loc)))
 }
 
 /// The OCPI response envelope.
@@ -261,7 +261,8 @@ pub async fn get_emsp(
         allow_guest_access: profile.settings.allow_guest_access,
     };
     admit(&state, &req, &gate)?;
-    let mut data = location_json(&location_id, &loc);
+    // The id as published (the path may name it in another case).
+    let mut data = location_json(&loc.location_id, &loc);
     let show = query.show_ocpi_cfg.as_deref();
     if show.is_some_and(|v| v == "true" || v == "1") {
         data["ocpi_cfg"] = ocpi_cfg(&state, &ws, &profile);

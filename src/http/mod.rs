@@ -44,6 +44,9 @@ pub struct AppState {
     pub services: Arc<Services>,
     pub auth: JwtAuth,
     pub rate_limiter: driver::IpRateLimiter,
+    /// The same allowance, spent by unsigned webhook deliveries (kept apart from the
+    /// driver endpoints' so that neither starves the other).
+    pub webhook_refusals: driver::IpRateLimiter,
     pub trusted_proxies: client::TrustedProxies,
 }
 

@@ -10,7 +10,7 @@ use super::views::{WebhookAck, WebhookOutcomeName};
 use super::{metadata, AppState};
 use crate::application::delivery_log::Endpoint;
 use crate::application::webhooks::Delivery;
-use crate::application::WebhookOutcome;
+use crate::application::{WebhookOutcome, WebhookRefusal};
 
 #[utoipa::path(
     post,
@@ -107,17 +107,18 @@ async fn receive(
     Ok(HttpResponse::Ok().json(ack(received?)))
 }
 
-/// The webhook routes count against the client's rate limit: every delivery refused
-/// takes from its address's allowance, and once that is spent the answer is 429
-/// `rate_limited` instead. Verified deliveries (Stripe's) take nothing.
-pub(super) fn refusal_counts<T, E>(
-    received: &Result<T, E>,
+/// The webhook routes count against the client's rate limit: a delivery refused before
+/// its signature could be verified takes from its address's allowance (as many a
+/// minute as `ROAMPAY_RATE_LIMIT_PER_MIN`), and once that is spent the answer is 429
+/// `rate_limited` instead. Signed deliveries (Stripe's) never take from it.
+pub(super) fn refusal_counts<T>(
+    received: &Result<T, WebhookRefusal>,
     state: &AppState,
     req: &HttpRequest,
 ) -> Result<(), ApiError> {
     match received {
-        Ok(_) => Ok(()),
-        Err(_) => super::driver::rate_limit(state, req),
+        Err(r) if r.unsigned() => super::driver::spend(&state.webhook_refusals, state, req),
+        _ => Ok(()),
     }
 }
 

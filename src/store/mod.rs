@@ -2,6 +2,7 @@
 
 pub mod billing_customers;
 mod lite_events;
+pub mod location_keys;
 mod pg_events;
 mod snapshots;
 

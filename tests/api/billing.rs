@@ -22,7 +22,7 @@ on_both_backends!(
     checkout_trial_plan_change_and_action_required_through_the_webhook,
 );
 
-fn billing_env(required: bool) -> Vec<(&'static str, &'static str)> {
+pub(crate) fn billing_env(required: bool) -> Vec<(&'static str, &'static str)> {
     vec![
         ("ROAMPAY_PLATFORM_STRIPE_SECRET_KEY", PLATFORM_KEY),
         ("ROAMPAY_PLATFORM_WEBHOOK_SECRET", PLATFORM_WH),
@@ -202,7 +202,7 @@ async fn checkout_and_portal_send_stripe_exactly_its_form(b: Backend) {
     );
 }
 
-fn platform_event(id: &str, kind: &str, created: i64, object: Value) -> Vec<u8> {
+pub(crate) fn platform_event(id: &str, kind: &str, created: i64, object: Value) -> Vec<u8> {
     serde_json::to_vec(
         &json!({"id": id, "object": "event", "type": kind, "created": created,
         "livemode": false, "data": {"object": object}}),
@@ -210,7 +210,7 @@ fn platform_event(id: &str, kind: &str, created: i64, object: Value) -> Vec<u8> 
     .unwrap()
 }
 
-fn subscription(ws: &str, status: &str, customer: &str) -> Value {
+pub(crate) fn subscription(ws: &str, status: &str, customer: &str) -> Value {
     json!({"id": "sub_1", "object": "subscription", "status": status, "customer": customer,
         "metadata": {"workspace_id": ws}, "cancel_at_period_end": false,
         "current_period_end": 1_798_000_000,
@@ -222,12 +222,12 @@ fn invoice(ws: &str, customer: &str) -> Value {
         "subscription_details": {"metadata": {"workspace_id": ws}}})
 }
 
-async fn send(server: &Server, body: &[u8]) -> (u16, Value) {
+pub(crate) async fn send(server: &Server, body: &[u8]) -> (u16, Value) {
     let sig = signature(PLATFORM_WH, body, chrono::Utc::now().timestamp());
     deliver(server, "/billing/stripe/webhook", body, Some(&sig)).await
 }
 
-async fn status_of(server: &Server, ws: &str) -> Value {
+pub(crate) async fn status_of(server: &Server, ws: &str) -> Value {
     let (status, view) = server
         .get(&format!("/api/workspaces/{ws}/billing"), &billing_admin(ws))
         .await;

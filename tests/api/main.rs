@@ -22,6 +22,7 @@ mod http_basics;
 mod localstripe;
 mod observability;
 mod ocpi_config;
+mod operator_safety;
 mod outage;
 mod payments;
 mod reconcile;
