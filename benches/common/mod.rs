@@ -12,6 +12,8 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 pub const JWT: &str = "bench-jwt-secret-at-least-32-bytes-long";
+/// On PostgreSQL `serve` generates no master key: every run names one.
+pub const MASTER_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 pub const WORKSPACE: &str = "ws-bench";
 pub const WEBHOOK_SECRET: &str = "whsec_BenchSigningSecret";
 /// Connectors per location: every request gets a connector of its own.
@@ -82,6 +84,7 @@ pub async fn start(
         .env("ROAMPAY_DATA_DIR", dir.path())
         .env("ROAMPAY_BIND", "127.0.0.1:0")
         .env("ROAMPAY_JWT_SECRET", JWT)
+        .env("ROAMPAY_MASTER_KEY", MASTER_KEY)
         .env("STRIPE_API_BASE", stripe)
         .env("ROAMPAY_RATE_LIMIT_PER_MIN", "1000000")
         // One load generator stands for many drivers and clients: no per-address
