@@ -82,14 +82,7 @@ async fn master_keys(
                 (key, Some((path, text)))
             }
         };
-    let previous = [&keys.master_key_previous, &keys.previous_master_keys]
-        .into_iter()
-        .map(|p| MasterKey::list_from_config(p.as_ref()))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("ROAMPAY_MASTER_KEY_PREVIOUS: {e}"))?
-        .into_iter()
-        .flatten()
-        .collect::<Vec<_>>();
+    let previous = previous_master_keys(keys)?;
     crate::vault::check_master_keys(db, &master, &previous).await?;
     if let Some((path, text)) = generated {
         store_secret(&path, &text)?;
@@ -97,6 +90,18 @@ async fn master_keys(
     }
     crate::vault::record_master_key(db, &master).await?;
     Ok((master, previous))
+}
+
+/// `ROAMPAY_MASTER_KEY_PREVIOUS` (and its v2 name): the keys before a rotation.
+fn previous_master_keys(keys: &KeyArgs) -> Result<Vec<MasterKey>, String> {
+    let mut all = vec![];
+    for p in [&keys.master_key_previous, &keys.previous_master_keys] {
+        all.extend(
+            MasterKey::list_from_config(p.as_ref())
+                .map_err(|e| format!("ROAMPAY_MASTER_KEY_PREVIOUS: {e}"))?,
+        );
+    }
+    Ok(all)
 }
 
 /// `roampay keys rotate-master`: every data key re-wrapped under the key in
@@ -124,15 +129,10 @@ pub async fn rotate_master(
         ),
     };
     let mut old = vec![current];
-    for p in [&keys.master_key_previous, &keys.previous_master_keys] {
-        old.extend(
-            MasterKey::list_from_config(p.as_ref())
-                .map_err(|e| format!("ROAMPAY_MASTER_KEY_PREVIOUS: {e}"))?,
-        );
-    }
+    old.extend(previous_master_keys(keys)?);
     let db = open_store(store).await?;
     let done = crate::vault::rotate_master(&db, &old, &new, |n| {
-        if n % 1000 == 0 {
+        if n > 0 && n % 1000 == 0 {
             eprintln!("{n} data keys re-wrapped so far");
         }
     })

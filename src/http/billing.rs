@@ -223,7 +223,7 @@ pub async fn portal(
     responses(
         (status = 200, description = "Verified", body = WebhookAck),
         (status = 400, description = "`missing_signature` | `invalid_signature_header` | `signature_mismatch` | `timestamp_out_of_tolerance` | `invalid_payload` | `webhook_secret_not_configured`", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "`rate_limited`: this address sent too many deliveries that were refused", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`rate_limited`: this address sent too many unsigned deliveries", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "`store_unavailable`", body = Problem, content_type = "application/problem+json")
     )
 )]

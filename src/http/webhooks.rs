@@ -24,7 +24,7 @@ use crate::application::{WebhookOutcome, WebhookRefusal};
         (status = 200, description = "Verified", body = WebhookAck),
         (status = 400, description = "`missing_signature` | `invalid_signature_header` | `signature_mismatch` | `timestamp_out_of_tolerance` | `invalid_payload` | `unknown_workspace` | `webhook_secret_not_configured`", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "`ownership_mismatch` | `livemode_mismatch`", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "`rate_limited`: this address sent too many deliveries that were refused", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`rate_limited`: this address sent too many unsigned deliveries", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "`store_unavailable` | `stripe_unavailable` (Stripe delivers the event again)", body = Problem, content_type = "application/problem+json")
     )
 )]
@@ -48,7 +48,7 @@ pub async fn shared(
         (status = 200, description = "Verified", body = WebhookAck),
         (status = 400, description = "`missing_signature` | `invalid_signature_header` | `signature_mismatch` | `timestamp_out_of_tolerance` | `invalid_payload` | `unknown_workspace` | `webhook_secret_not_configured`", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "`ownership_mismatch` | `livemode_mismatch`", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "`rate_limited`: this address sent too many deliveries that were refused", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`rate_limited`: this address sent too many unsigned deliveries", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "`store_unavailable` | `stripe_unavailable` (Stripe delivers the event again)", body = Problem, content_type = "application/problem+json")
     )
 )]
