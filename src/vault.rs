@@ -44,6 +44,8 @@ pub enum VaultError {
     Decrypt,
     #[error("data key of this workspace is wrapped by master key {0}, which is not configured")]
     UnknownMasterKey(String),
+    #[error("deleted vault rows could not be erased from the database files yet: {0}")]
+    NotShredded(&'static str),
 }
 
 /// Why `serve` may not use the configured master key with this store.
@@ -175,11 +177,16 @@ pub async fn rotate_master(
 /// checkpointed and truncated; PostgreSQL rewrites the two small vault tables (a plain
 /// VACUUM keeps dead tuples' bytes on the page). WAL archives and backups keep old pages
 /// until they age out (docs/runbook.md).
-pub async fn shred(db: &Db) -> Result<(), sqlx::Error> {
+pub async fn shred(db: &Db) -> Result<(), VaultError> {
+    // Transactions begun before the delete may still see the rows: while one runs,
+    // SQLite cannot truncate its WAL and PostgreSQL's VACUUM keeps the dead tuples
+    // ("recently dead"). They are short; a purge waits some seconds for them, and
+    // otherwise fails to be tried again on the session worker's next round.
+    const TRIES: u64 = 50;
+    let pause = |attempt: u64| tokio::time::sleep(std::time::Duration::from_millis(20 * attempt));
     match db {
         Db::Sqlite(pool) => {
-            // A reader in the middle of a transaction holds the checkpoint back: a few tries.
-            for attempt in 0..50 {
+            for attempt in 1..=TRIES {
                 let (busy, _, _): (i64, i64, i64) =
                     sqlx::query_as("PRAGMA wal_checkpoint(TRUNCATE)")
                         .fetch_one(pool)
@@ -187,16 +194,36 @@ pub async fn shred(db: &Db) -> Result<(), sqlx::Error> {
                 if busy == 0 {
                     return Ok(());
                 }
-                tokio::time::sleep(std::time::Duration::from_millis(20 * (attempt + 1))).await;
+                pause(attempt).await;
             }
-            tracing::warn!("the SQLite WAL could not be truncated after a purge: readers kept it busy; it is on the next checkpoint");
-            Ok(())
+            Err(VaultError::NotShredded("readers kept the SQLite WAL busy"))
         }
         Db::Postgres(pool) => {
-            sqlx::query("VACUUM (FULL) vault_data_keys, vault_secrets")
-                .execute(pool)
-                .await?;
-            Ok(())
+            let mut conn = pool.acquire().await?;
+            let deleted: chrono::DateTime<chrono::Utc> =
+                sqlx::query_scalar("SELECT clock_timestamp()")
+                    .fetch_one(&mut *conn)
+                    .await?;
+            // Only this database's snapshots hold its tables' dead tuples (PostgreSQL 14+).
+            let older = "SELECT count(*) FROM pg_stat_activity
+                          WHERE datname = current_database() AND pid <> pg_backend_pid()
+                            AND backend_xmin IS NOT NULL AND xact_start < $1";
+            for attempt in 1..=TRIES {
+                let running: i64 = sqlx::query_scalar(older)
+                    .bind(deleted)
+                    .fetch_one(&mut *conn)
+                    .await?;
+                if running == 0 {
+                    sqlx::query("VACUUM (FULL) vault_data_keys, vault_secrets")
+                        .execute(&mut *conn)
+                        .await?;
+                    return Ok(());
+                }
+                pause(attempt).await;
+            }
+            Err(VaultError::NotShredded(
+                "transactions older than the purge kept running",
+            ))
         }
     }
 }

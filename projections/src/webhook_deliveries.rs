@@ -131,6 +131,30 @@ pub fn storable(text: String) -> String {
     }
 }
 
+/// The insert of one row, its values bound.
+macro_rules! bound_row {
+    ($r:expr) => {
+        sqlx::query(ROW_INSERT.as_str())
+            .bind(&$r.id)
+            .bind($r.received_at)
+            .bind(&$r.endpoint)
+            .bind(&$r.workspace_id)
+            .bind(&$r.event_id)
+            .bind(&$r.event_type)
+            .bind(&$r.outcome)
+            .bind(&$r.code)
+            .bind(&$r.request_id)
+            .bind(&$r.payload)
+    };
+}
+
+static ROW_INSERT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "INSERT INTO webhook_deliveries ({COLUMNS})
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (id) DO NOTHING"
+    )
+});
+
 /// Writes a batch in one statement (one refused row refuses the batch: see
 /// [`insert_one`]).
 pub async fn insert(db: &Db, rows: &[Delivery]) -> Result<(), sqlx::Error> {
@@ -173,22 +197,7 @@ pub async fn insert(db: &Db, rows: &[Delivery]) -> Result<(), sqlx::Error> {
         Db::Sqlite(pool) => {
             let mut tx = pool.begin().await?;
             for r in rows {
-                sqlx::query(&format!(
-                    "INSERT INTO webhook_deliveries ({COLUMNS})
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (id) DO NOTHING"
-                ))
-                .bind(&r.id)
-                .bind(r.received_at)
-                .bind(&r.endpoint)
-                .bind(&r.workspace_id)
-                .bind(&r.event_id)
-                .bind(&r.event_type)
-                .bind(&r.outcome)
-                .bind(&r.code)
-                .bind(&r.request_id)
-                .bind(&r.payload)
-                .execute(&mut *tx)
-                .await?;
+                bound_row!(r).execute(&mut *tx).await?;
             }
             tx.commit().await?;
         }
@@ -303,21 +312,5 @@ pub async fn forget_workspace(db: &Db, ws: &str) -> Result<u64, sqlx::Error> {
 
 /// Writes one row alone.
 pub async fn insert_one(db: &Db, r: &Delivery) -> Result<(), sqlx::Error> {
-    on_db!(db, pool => sqlx::query(&format!(
-        "INSERT INTO webhook_deliveries ({COLUMNS})
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (id) DO NOTHING"
-    ))
-    .bind(&r.id)
-    .bind(r.received_at)
-    .bind(&r.endpoint)
-    .bind(&r.workspace_id)
-    .bind(&r.event_id)
-    .bind(&r.event_type)
-    .bind(&r.outcome)
-    .bind(&r.code)
-    .bind(&r.request_id)
-    .bind(&r.payload)
-    .execute(pool)
-    .await
-    .map(|_| ()))
+    on_db!(db, pool => bound_row!(r).execute(pool).await.map(|_| ()))
 }

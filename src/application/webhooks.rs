@@ -81,17 +81,24 @@ pub enum WebhookRefusal {
 }
 
 impl WebhookRefusal {
-    /// Refused before any signature was verified: anyone could have sent it.
-    pub fn unsigned(self) -> bool {
+    /// The signature is missing, malformed, stale or wrong.
+    fn bad_signature(self) -> bool {
         matches!(
             self,
             Self::MissingSignature
                 | Self::InvalidSignatureHeader
                 | Self::SignatureMismatch
                 | Self::TimestampOutOfTolerance
-                | Self::UnknownWorkspace
-                | Self::WebhookSecretNotConfigured
         )
+    }
+
+    /// Refused before any signature was verified: anyone could have sent it.
+    pub fn unsigned(self) -> bool {
+        self.bad_signature()
+            || matches!(
+                self,
+                Self::UnknownWorkspace | Self::WebhookSecretNotConfigured
+            )
     }
 
     pub fn code(self) -> &'static str {
@@ -113,14 +120,7 @@ impl WebhookRefusal {
     /// Refusals that say the admin's endpoint is not set up right: the signature, or a
     /// PaymentIntent of another workspace.
     fn says_endpoint_fails(self) -> bool {
-        matches!(
-            self,
-            Self::MissingSignature
-                | Self::InvalidSignatureHeader
-                | Self::SignatureMismatch
-                | Self::TimestampOutOfTolerance
-                | Self::OwnershipMismatch
-        )
+        self.bad_signature() || self == Self::OwnershipMismatch
     }
 
     pub(super) fn of_signature(e: SignatureError) -> Self {

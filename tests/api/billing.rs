@@ -227,6 +227,15 @@ pub(crate) async fn send(server: &Server, body: &[u8]) -> (u16, Value) {
     deliver(server, "/billing/stripe/webhook", body, Some(&sig)).await
 }
 
+/// Until the session worker has purged `ws` (its last step recorded).
+pub(crate) async fn wait_for_purge(server: &Server, ws: &str) {
+    server
+        .wait_for_audit_where(ws, |d| {
+            d.iter().any(|e| e["event_type"] == "WorkspaceDataPurged")
+        })
+        .await;
+}
+
 pub(crate) async fn status_of(server: &Server, ws: &str) -> Value {
     let (status, view) = server
         .get(&format!("/api/workspaces/{ws}/billing"), &billing_admin(ws))
@@ -581,11 +590,7 @@ async fn grace_over_suspends_and_retention_over_purges_the_secrets_for_good(b: B
         ),
     )
     .await;
-    server
-        .wait_for_audit_where("ws-1", |d| {
-            d.iter().any(|e| e["event_type"] == "WorkspaceDataPurged")
-        })
-        .await;
+    wait_for_purge(&server, "ws-1").await;
     assert_eq!(
         vault_rows(&db, "ws-1").await,
         0,

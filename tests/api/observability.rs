@@ -771,15 +771,7 @@ async fn the_monitoring_bundle_uses_only_exported_metrics() {
     )
     .await;
     assert_eq!(status, 200);
-    let text = server
-        .http
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = server.metrics_text().await;
     let exported: std::collections::BTreeSet<&str> = text
         .lines()
         .filter(|l| !l.starts_with('#') && !l.is_empty())

@@ -356,11 +356,7 @@ async fn a_purge_leaves_no_key_bytes_in_the_database_files(b: Backend) {
         ),
     )
     .await;
-    server
-        .wait_for_audit_where("ws-1", |d| {
-            d.iter().any(|e| e["event_type"] == "WorkspaceDataPurged")
-        })
-        .await;
+    crate::billing::wait_for_purge(&server, "ws-1").await;
     let mut files = vault_files(&store, &db).await;
     files.extend(before);
     for s in &secrets {
@@ -431,26 +427,7 @@ async fn unverified_noise_is_capped_per_client_address_and_slowed_by_the_rate_li
         .await;
         assert_eq!(status, 400);
     }
-    let support = token("support", &["*"], "audit:read");
-    let mut logged = 0;
-    let mut after = String::new();
-    loop {
-        let (_, page) = server
-            .get(
-                &format!("/api/support/webhook-deliveries?limit=200{after}"),
-                &support,
-            )
-            .await;
-        let rows = page["data"].as_array().unwrap();
-        logged += rows.len();
-        if !page["has_more"].as_bool().unwrap() {
-            break;
-        }
-        after = format!(
-            "&starting_after={}",
-            rows.last().unwrap()["id"].as_str().unwrap()
-        );
-    }
+    let logged = crate::deliveries::count_listed(&server, "").await;
     assert_eq!(
         logged, 200,
         "twice a workspace's allowance per address and hour"
@@ -566,15 +543,9 @@ async fn location_ids_are_compared_case_insensitively(b: Backend) {
         "{p}"
     );
     for asked in ["loc-a", "LOC-A", "Loc-A"] {
-        let (status, loc) = status_json(
-            server
-                .http
-                .get(server.url(&format!("/emsp/2.2.1/locations/{asked}?show_ocpi_cfg=true")))
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await;
+        let (status, loc) = server
+            .get_public(&format!("/emsp/2.2.1/locations/{asked}?show_ocpi_cfg=true"))
+            .await;
         assert_eq!(status, 200, "{loc}");
         assert_eq!(loc["data"]["id"], "LOC-A", "{loc}");
         assert_eq!(loc["data"]["ocpi_cfg"]["workspace_id"], "ws-a", "{loc}");
@@ -832,15 +803,7 @@ async fn a_fresh_instance_exports_what_the_dashboard_reads() {
     let store = Store::fresh(Backend::Sqlite).await;
     let stripe = stripe_ok().await;
     let server = Server::start(&store, ServerOptions::new(&stripe)).await;
-    let text = server
-        .http
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = server.metrics_text().await;
     for name in [
         "roampay_uncollected_cents_total",
         "roampay_workspaces_by_billing_status{status=\"cancelled\"} 0",

@@ -92,15 +92,9 @@ pub async fn deliver(server: &Server, path: &str, body: &[u8], sig: Option<&str>
 }
 
 pub async fn intent(server: &Server, id: &str) -> Value {
-    let (status, body) = status_json(
-        server
-            .http
-            .get(server.url(&format!("/ocpi/charging-intents/{id}")))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, body) = server
+        .get_public(&format!("/ocpi/charging-intents/{id}"))
+        .await;
     assert_eq!(status, 200, "{body}");
     body
 }

@@ -300,15 +300,7 @@ impl Server {
     /// (`key="value"` pairs, comma-separated; "" for a series without labels); 0 when
     /// absent.
     pub async fn metric(&self, name: &str, labels: &str) -> f64 {
-        let text = self
-            .http
-            .get(self.url("/metrics"))
-            .send()
-            .await
-            .expect("GET /metrics")
-            .text()
-            .await
-            .expect("metrics text");
+        let text = self.metrics_text().await;
         let wanted: Vec<&str> = labels.split(',').filter(|l| !l.is_empty()).collect();
         text.lines()
             .filter_map(|l| {
@@ -321,6 +313,23 @@ impl Server {
             .find(|(have, _)| wanted.iter().all(|w| have.split(',').any(|h| h == *w)))
             .and_then(|(_, v)| v.trim().parse().ok())
             .unwrap_or(0.0)
+    }
+
+    /// `GET /metrics` as text.
+    pub async fn metrics_text(&self) -> String {
+        self.http
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("metrics text")
+    }
+
+    /// A GET without a token (driver and public endpoints): status and JSON body.
+    pub async fn get_public(&self, p: &str) -> (u16, Value) {
+        status_json(self.http.get(self.url(p)).send().await.unwrap()).await
     }
 
     /// Waits until the background job has finished `n` more rounds: what it would have
