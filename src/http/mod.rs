@@ -22,7 +22,6 @@ pub mod sessions;
 pub mod support;
 pub mod views;
 pub mod webhooks;
-pub mod wire;
 
 use std::sync::Arc;
 
@@ -111,13 +110,22 @@ pub fn server(
             .route("/docs", web::get().to(openapi::docs_redirect))
             .default_service(web::to(not_found))
     };
-    let on_connect = move |io: &wire::Connection, ext: &mut actix_web::dev::Extensions| {
-        let peer = io.peer().map(|a| a.ip());
+    // Each connection is counted against its client address from its first byte (a
+    // trusted proxy's are not: they carry many clients).
+    let on_connect = move |io: &dyn std::any::Any, ext: &mut actix_web::dev::Extensions| {
+        let peer = io
+            .downcast_ref::<actix_web::rt::net::TcpStream>()
+            .and_then(|s| s.peer_addr().ok())
+            .map(|a| a.ip());
         if let Some(ip) = peer.filter(|ip| !proxies.trusts(*ip)) {
             ext.insert(connections.open(ip));
         }
     };
-    Ok(wire::serve(listener, app, on_connect)?.run())
+    Ok(actix_web::HttpServer::new(app)
+        .on_connect(on_connect)
+        .client_disconnect_timeout(std::time::Duration::from_secs(1))
+        .listen(listener)?
+        .run())
 }
 
 pub fn workspace_id(raw: &str) -> Result<WorkspaceId, ApiError> {
