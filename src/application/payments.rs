@@ -8,9 +8,11 @@ use secrecy::SecretString;
 use sha2::{Digest, Sha256};
 
 use super::{Services, StoreFault};
-use crate::charging_intent::aggregate::{KEY_REVOKED, PERMISSION_DENIED, STRIPE_UNAVAILABLE};
+use crate::charging_intent::aggregate::{
+    hold_request, KEY_REVOKED, PERMISSION_DENIED, STRIPE_UNAVAILABLE,
+};
 use crate::charging_intent::{
-    ChargingIntent, ChargingIntentCommand, ChargingIntentError, IntentStatus, PaidPreAuth,
+    ChargingIntent, ChargingIntentCommand, ChargingIntentError, Hold, IntentStatus, PaidPreAuth,
     ProcessStripeAuthorizationWebhook, ReleaseStrayHold, RequestRoamingPreAuth,
 };
 use crate::connector_reservation::{connector_key, ConnectorCommand, ConnectorError};
@@ -327,16 +329,43 @@ impl Services {
         };
         self.reserve_connector(&request, meta).await?;
         let free = paid.is_none();
+        // The hold is asked for here, once: the command only records Stripe's answer, so
+        // a concurrency retry of the command never calls Stripe again. The client secret
+        // goes from that answer to the driver's, and nowhere else.
+        let (hold, client_secret) = match paid {
+            None => (Hold::Free, None),
+            Some(paid) => {
+                let create = hold_request(&request, &paid);
+                let answer = self
+                    .intent_services
+                    .stripe
+                    .create_payment_intent(&paid.on, &create)
+                    .await;
+                let secret = answer.as_ref().ok().and_then(|pi| pi.client_secret.clone());
+                let answer = answer.map(|pi| pi.id);
+                (Hold::Asked { paid, answer }, secret)
+            }
+        };
         let cmd =
-            ChargingIntentCommand::RequestRoamingPreAuth(RequestRoamingPreAuth { request, paid });
+            ChargingIntentCommand::RequestRoamingPreAuth(RequestRoamingPreAuth { request, hold });
         let intent = self.intents.execute(&id, cmd, meta).await?;
         self.intent_changed(false, &intent, meta).await;
         if let Some(err) = creation_failure(&intent) {
             return Err(err);
         }
+        // A concurrent twin (same key, same body) recorded its hold first, and this
+        // request's own call did not come through: the secret is the hold's, in Stripe.
+        let client_secret = match (client_secret, &intent.payment) {
+            (None, Some(_)) => {
+                self.read_payment_intent(&intent, &profile)
+                    .await?
+                    .client_secret
+            }
+            (secret, _) => secret,
+        };
         Ok(PreAuthorized {
             publishable_key: self.publishable_key_for(&profile, &intent),
-            client_secret: self.intent_services.take_client_secret(&id),
+            client_secret,
             charging_intent_id: id,
             intent,
             outcome: if free {

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::refunds::{Dispute, Refund, RefundStatus, Refunds};
 use super::{
     stripe_idempotency_key, CancelIntent, ChargingIntentCommand, ChargingIntentError as Error,
-    CompleteSession, FlagHoldExpiry, IntentServices, IntentStatus, PaidPreAuth,
+    CompleteSession, FlagHoldExpiry, Hold, IntentServices, IntentStatus, PaidPreAuth,
     ProcessStripeAuthorizationWebhook, ReadHoldDeadline, ReleaseReason, ReleaseStrayHold,
     RequestRoamingPreAuth, SettlePayment, StartSession,
 };
@@ -144,6 +144,40 @@ impl Payment {
 }
 
 /// The short reference shown to drivers and OCPI partners.
+/// The PaymentIntent a paid pre-authorization asks for: a manual-capture hold of the
+/// workspace's amount, with the metadata that ties it to its intent and a deterministic
+/// idempotency key (the same after any retry or restart).
+pub fn hold_request(request: &IntentRequest, paid: &PaidPreAuth) -> CreatePaymentIntent {
+    let amount_cents = paid.amount_cents;
+    CreatePaymentIntent {
+        amount_cents,
+        currency: request.currency.clone(),
+        metadata: vec![
+            ("workspace_id", request.workspace_id.clone()),
+            ("charging_intent_id", request.charging_intent_id.clone()),
+            ("credential_version", paid.credential_version.to_string()),
+            ("location_id", request.location_id.clone()),
+            ("evse_uid", request.evse_uid.clone()),
+            ("connector_id", request.connector_id.clone()),
+        ],
+        receipt_email: paid.email.clone(),
+        idempotency_key: stripe_idempotency_key(
+            &request.workspace_id,
+            &request.charging_intent_id,
+            "create",
+        ),
+        application_fee_amount: fee_bps(paid)
+            .map(|bps| crate::stripe::application_fee(amount_cents, bps))
+            .filter(|fee| *fee > 0),
+    }
+}
+
+/// The platform's fee of a hold: only on a connected account.
+fn fee_bps(paid: &PaidPreAuth) -> Option<u32> {
+    paid.application_fee_bps
+        .filter(|_| paid.on.connected.is_some())
+}
+
 pub fn authorization_reference(charging_intent_id: &str) -> String {
     let compact: String = charging_intent_id
         .chars()
@@ -166,13 +200,10 @@ impl ChargingIntent {
         self.payment.is_some() || self.status == IntentStatus::PendingPayment
     }
 
-    async fn request_pre_auth(
-        &self,
-        cmd: RequestRoamingPreAuth,
-        svc: &IntentServices,
-    ) -> Result<Vec<Event>, Error> {
+    fn request_pre_auth(&self, cmd: RequestRoamingPreAuth) -> Result<Vec<Event>, Error> {
         if let Some(existing) = &self.request {
-            // The same request again (a client retry): nothing new happens.
+            // The same request again (a client retry, or a concurrent twin that lost
+            // the race): nothing new happens.
             return if existing.request_hash == cmd.request.request_hash {
                 Ok(vec![])
             } else {
@@ -180,69 +211,35 @@ impl ChargingIntent {
             };
         }
         let request = cmd.request;
-        let Some(paid) = cmd.paid else {
-            return Ok(vec![Event::FreeSessionAuthorized(FreeSessionAuthorized {
-                request,
-            })]);
+        let (paid, answer) = match cmd.hold {
+            Hold::Free => {
+                return Ok(vec![Event::FreeSessionAuthorized(FreeSessionAuthorized {
+                    request,
+                })])
+            }
+            Hold::Asked { paid, answer } => (paid, answer),
         };
-        let PaidPreAuth {
-            amount_cents,
-            credential_version,
-            mode,
-            on,
-            application_fee_bps,
-            email,
-        } = paid;
-        let application_fee_bps = application_fee_bps.filter(|_| on.connected.is_some());
-        let create = CreatePaymentIntent {
-            amount_cents,
-            currency: request.currency.clone(),
-            metadata: vec![
-                ("workspace_id", request.workspace_id.clone()),
-                ("charging_intent_id", request.charging_intent_id.clone()),
-                ("credential_version", credential_version.to_string()),
-                ("location_id", request.location_id.clone()),
-                ("evse_uid", request.evse_uid.clone()),
-                ("connector_id", request.connector_id.clone()),
-            ],
-            receipt_email: email,
-            idempotency_key: stripe_idempotency_key(
-                &request.workspace_id,
-                &request.charging_intent_id,
-                "create",
-            ),
-            application_fee_amount: application_fee_bps
-                .map(|bps| crate::stripe::application_fee(amount_cents, bps))
-                .filter(|fee| *fee > 0),
-        };
-        Ok(vec![
-            match svc.stripe.create_payment_intent(&on, &create).await {
-                Ok(pi) => {
-                    if let Some(secret) = pi.client_secret {
-                        svc.stash_client_secret(&request.charging_intent_id, secret);
-                    }
-                    Event::WorkspacePaymentIntentCreated(WorkspacePaymentIntentCreated {
-                        authorization_reference: authorization_reference(
-                            &request.charging_intent_id,
-                        ),
-                        payment_intent_id: pi.id,
-                        amount_cents,
-                        credential_version,
-                        livemode: mode == StripeMode::Live,
-                        stripe_account_id: on.connected.clone(),
-                        application_fee_bps,
-                        request,
-                    })
-                }
-                Err(e) => Event::WorkspacePaymentIntentCreationFailed(
-                    WorkspacePaymentIntentCreationFailed {
-                        failure_code: refusal_code(&e)
-                            .unwrap_or_else(|| STRIPE_UNAVAILABLE.to_string()),
-                        request,
-                    },
-                ),
-            },
-        ])
+        Ok(vec![match answer {
+            Ok(payment_intent_id) => {
+                Event::WorkspacePaymentIntentCreated(WorkspacePaymentIntentCreated {
+                    authorization_reference: authorization_reference(&request.charging_intent_id),
+                    payment_intent_id,
+                    amount_cents: paid.amount_cents,
+                    credential_version: paid.credential_version,
+                    livemode: paid.mode == StripeMode::Live,
+                    application_fee_bps: fee_bps(&paid),
+                    stripe_account_id: paid.on.connected,
+                    request,
+                })
+            }
+            Err(e) => {
+                Event::WorkspacePaymentIntentCreationFailed(WorkspacePaymentIntentCreationFailed {
+                    failure_code: refusal_code(&e)
+                        .unwrap_or_else(|| STRIPE_UNAVAILABLE.to_string()),
+                    request,
+                })
+            }
+        }])
     }
 
     pub(super) fn ids(&self) -> Result<(&IntentRequest, String, String), Error> {
@@ -769,9 +766,7 @@ impl Aggregate for ChargingIntent {
         sink: &EventSink<Self>,
     ) -> Result<(), Error> {
         let events = match command {
-            ChargingIntentCommand::RequestRoamingPreAuth(cmd) => {
-                self.request_pre_auth(cmd, svc).await?
-            }
+            ChargingIntentCommand::RequestRoamingPreAuth(cmd) => self.request_pre_auth(cmd)?,
             ChargingIntentCommand::ProcessStripeAuthorizationWebhook(cmd) => {
                 self.apply_stripe_status(cmd)?
             }

@@ -1,7 +1,7 @@
 use chrono::{DateTime, Utc};
 use roampay_events::{IntentRequest, StripeMode};
 
-use crate::stripe::{DisputeView, PaymentIntentView, RefundView, StripeAccount};
+use crate::stripe::{CallError, DisputeView, PaymentIntentView, RefundView, StripeAccount};
 
 #[derive(Debug, Clone)]
 pub enum ChargingIntentCommand {
@@ -20,11 +20,26 @@ pub enum ChargingIntentCommand {
     ReadHoldDeadline(ReadHoldDeadline),
 }
 
-/// Start a charging intent; `paid` is `None` for a free connector.
+/// Start a charging intent: the request, and the hold the application asked Stripe
+/// for (none for a free connector) with Stripe's answer. The aggregate only records:
+/// Stripe was called before, once, with [`super::aggregate::hold_request`].
 #[derive(Debug, Clone)]
 pub struct RequestRoamingPreAuth {
     pub request: IntentRequest,
-    pub paid: Option<PaidPreAuth>,
+    pub hold: Hold,
+}
+
+/// The hold of a pre-authorization.
+#[derive(Debug, Clone)]
+pub enum Hold {
+    /// A free connector: no hold, Stripe not called.
+    Free,
+    /// The hold asked in the workspace's account, and the id of the PaymentIntent
+    /// Stripe created (or why it did not).
+    Asked {
+        paid: PaidPreAuth,
+        answer: Result<String, CallError>,
+    },
 }
 
 /// Everything needed to create the hold in the workspace's own account.

@@ -9,7 +9,7 @@ use proptest::prelude::*;
 use roampay_events::*;
 use secrecy::SecretString;
 
-use super::aggregate::{authorization_reference, STRIPE_UNAVAILABLE};
+use super::aggregate::{authorization_reference, hold_request, STRIPE_UNAVAILABLE};
 use super::*;
 use crate::stripe::{
     CallError, CredentialCheck, DisputeView, PaymentIntentView, RefundView, StripeAccount,
@@ -44,18 +44,30 @@ fn framework(s: &Arc<FakeStripe>) -> TestFramework<ChargingIntent> {
     TestFramework::with(IntentServices::new(s.clone()))
 }
 
-fn paid(hash: &str) -> ChargingIntentCommand {
+fn paid_pre_auth() -> PaidPreAuth {
+    PaidPreAuth {
+        amount_cents: 5000,
+        credential_version: 2,
+        mode: StripeMode::Test,
+        on: StripeAccount::own(SecretString::from("sk_test_fake".to_string())),
+        application_fee_bps: None,
+        email: None,
+    }
+}
+
+/// A paid pre-auth whose hold Stripe answered with `answer`.
+fn paid_answered(hash: &str, answer: Result<String, CallError>) -> ChargingIntentCommand {
     ChargingIntentCommand::RequestRoamingPreAuth(RequestRoamingPreAuth {
         request: request(hash),
-        paid: Some(PaidPreAuth {
-            amount_cents: 5000,
-            credential_version: 2,
-            mode: StripeMode::Test,
-            on: StripeAccount::own(SecretString::from("sk_test_fake".to_string())),
-            application_fee_bps: None,
-            email: None,
-        }),
+        hold: Hold::Asked {
+            paid: paid_pre_auth(),
+            answer,
+        },
     })
+}
+
+fn paid(hash: &str) -> ChargingIntentCommand {
+    paid_answered(hash, Ok("pi_fake".into()))
 }
 
 fn created() -> ChargingIntentEvent {
@@ -108,7 +120,7 @@ fn a_free_connector_is_authorized_without_calling_stripe() {
     let s = stripe(Err(CallError::Unreachable("must not be called".into())));
     let cmd = ChargingIntentCommand::RequestRoamingPreAuth(RequestRoamingPreAuth {
         request: request("h1"),
-        paid: None,
+        hold: Hold::Free,
     });
     framework(&s)
         .given_no_previous_events()
@@ -124,13 +136,18 @@ fn a_free_connector_is_authorized_without_calling_stripe() {
 #[test]
 fn a_paid_connector_creates_a_manual_capture_hold_with_ownership_metadata_and_a_deterministic_key()
 {
-    let s = stripe(Ok(pi("pi_fake", "requires_payment_method")));
+    let s = stripe(Err(CallError::Unreachable(
+        "the aggregate never calls".into(),
+    )));
     framework(&s)
         .given_no_previous_events()
         .when(paid("h1"))
         .then_expect_events(vec![created()]);
-    let calls = s.created.lock().unwrap();
-    let call = &calls[0];
+    assert!(
+        s.created.lock().unwrap().is_empty(),
+        "the service calls Stripe"
+    );
+    let call = hold_request(&request("h1"), &paid_pre_auth());
     assert_eq!(call.amount_cents, 5000);
     assert_eq!(call.idempotency_key, "roampay:ws-1:ci-1:create");
     let meta: Vec<&str> = call.metadata.iter().map(|(k, _)| *k).collect();
@@ -181,10 +198,12 @@ fn stripe_refusals_and_outages_end_the_intent_failed_with_a_code() {
             "parameter_invalid_integer",
         ),
     ] {
-        let s = stripe(Err(err));
+        let s = stripe(Err(CallError::Unreachable(
+            "the aggregate never calls".into(),
+        )));
         framework(&s)
             .given_no_previous_events()
-            .when(paid("h1"))
+            .when(paid_answered("h1", Err(err)))
             .then_expect_events(vec![
                 ChargingIntentEvent::WorkspacePaymentIntentCreationFailed(
                     WorkspacePaymentIntentCreationFailed {
@@ -207,10 +226,6 @@ fn the_same_request_again_is_a_no_op_and_another_body_under_the_same_key_is_refu
         .given(vec![created()])
         .when(paid("h2"))
         .then_expect_error(ChargingIntentError::IdempotencyKeyReused);
-    assert!(
-        s.created.lock().unwrap().is_empty(),
-        "no second PaymentIntent"
-    );
 }
 
 #[test]
