@@ -165,8 +165,26 @@ impl Services {
             .account_for_payment(&profile, &r.workspace_id, p)
             .await
             .map_err(|e| PaymentError::Store(StoreFault::Internal(e)))?;
+        let Some(call) = intent.settle_call() else {
+            return Ok(intent);
+        };
+        // Stripe is called here, once per attempt (its key names the attempt); the
+        // command records the answers, however often it is retried.
+        let stripe = &self.intent_services.stripe;
+        let pi_id = &call.payment_intent_id;
+        let key = &call.idempotency_key;
+        let answer = match call.capture {
+            Some(amount) => stripe.capture_payment_intent(&on, pi_id, amount, key).await,
+            None => stripe.cancel_payment_intent(&on, pi_id, key).await,
+        };
+        let now = match &answer {
+            Ok(pi) if call.done_by(pi) => None,
+            _ => Some(stripe.retrieve_payment_intent(&on, pi_id).await),
+        };
         let cmd = ChargingIntentCommand::SettlePayment(SettlePayment {
-            on,
+            call,
+            answer,
+            now,
             at: self.clock.now(),
         });
         Ok(self

@@ -18,7 +18,7 @@ use super::{
     stripe_idempotency_key, CancelIntent, ChargingIntentCommand, ChargingIntentError as Error,
     CompleteSession, FlagHoldExpiry, Hold, IntentServices, IntentStatus, PaidPreAuth,
     ProcessStripeAuthorizationWebhook, ReadHoldDeadline, ReleaseReason, ReleaseStrayHold,
-    RequestRoamingPreAuth, SettlePayment, StartSession,
+    RequestRoamingPreAuth, SettleCall, SettlePayment, StartSession,
 };
 use crate::stripe::{
     CallError, Capture, CreatePaymentIntent, PaymentIntentStatus, PaymentIntentView,
@@ -484,33 +484,47 @@ impl ChargingIntent {
 
     /// Carries out the pending capture or release in Stripe and records how it ended:
     /// done, refused for good, or deferred to the worker (no definite answer).
-    async fn settle(&self, cmd: SettlePayment, svc: &IntentServices) -> Result<Vec<Event>, Error> {
-        let (_, id, ws) = self.ids()?;
-        let (Some(settlement), Some(payment)) = (&self.settlement, &self.payment) else {
-            return Ok(vec![]); // nothing pending
-        };
+    /// The Stripe call that settles the intent now (capture or release), with the key of
+    /// this attempt; `None` when nothing is pending.
+    pub fn settle_call(&self) -> Option<SettleCall> {
+        let (_, id, ws) = self.ids().ok()?;
+        let (settlement, payment) = (self.settlement.as_ref()?, self.payment.as_ref()?);
         let step = settlement.step();
         let key_step = match self.stripe_attempts {
             0 => step.to_string(),
             n => format!("{step}-{n}"),
         };
-        let key = stripe_idempotency_key(&ws, &id, &key_step);
-        let pi_id = &payment.payment_intent_id;
-        let answer = match settlement {
+        let capture = match settlement {
             Settlement::Capture {
                 capture_amount_cents,
                 ..
-            } if step == "capture" => {
-                let amount = Capture {
-                    amount_cents: *capture_amount_cents,
-                    application_fee_amount: payment.application_fee(*capture_amount_cents),
-                };
-                svc.stripe
-                    .capture_payment_intent(&cmd.on, pi_id, amount, &key)
-                    .await
-            }
-            _ => svc.stripe.cancel_payment_intent(&cmd.on, pi_id, &key).await,
+            } if step == "capture" => Some(Capture {
+                amount_cents: *capture_amount_cents,
+                application_fee_amount: payment.application_fee(*capture_amount_cents),
+            }),
+            _ => None,
         };
+        Some(SettleCall {
+            payment_intent_id: payment.payment_intent_id.clone(),
+            capture,
+            idempotency_key: stripe_idempotency_key(&ws, &id, &key_step),
+        })
+    }
+
+    /// Records what the settlement call (and, when it did not succeed, a read of the
+    /// PaymentIntent) answered. An answer to a call the intent no longer plans (settled
+    /// meanwhile, or a later attempt) changes nothing.
+    fn settle(&self, cmd: SettlePayment) -> Result<Vec<Event>, Error> {
+        let (_, id, ws) = self.ids()?;
+        let (Some(settlement), Some(payment)) = (&self.settlement, &self.payment) else {
+            return Ok(vec![]); // nothing pending
+        };
+        if self.settle_call().as_ref() != Some(&cmd.call) {
+            return Ok(vec![]);
+        }
+        let step = settlement.step();
+        let pi_id = &payment.payment_intent_id;
+        let answer = cmd.answer;
         let source = if step == "capture" {
             "capture"
         } else {
@@ -528,7 +542,9 @@ impl ChargingIntent {
         };
         // No success: Stripe may have acted anyway (an earlier attempt, a timeout after
         // it applied, "already captured"). Its PaymentIntent tells.
-        let now = svc.stripe.retrieve_payment_intent(&cmd.on, pi_id).await;
+        let now = cmd
+            .now
+            .unwrap_or(Err(CallError::Unreachable("not read".into())));
         if let Ok(pi) = &now {
             if let Some(done) = self.settled_by(pi, "stripe_state", cmd.at) {
                 return Ok(vec![done]);
@@ -773,7 +789,7 @@ impl Aggregate for ChargingIntent {
             ChargingIntentCommand::StartSession(cmd) => self.start_session(cmd)?,
             ChargingIntentCommand::CompleteSession(cmd) => self.complete_session(cmd)?,
             ChargingIntentCommand::CancelIntent(cmd) => self.cancel_intent(cmd)?,
-            ChargingIntentCommand::SettlePayment(cmd) => self.settle(cmd, svc).await?,
+            ChargingIntentCommand::SettlePayment(cmd) => self.settle(cmd)?,
             ChargingIntentCommand::FlagHoldExpiry(cmd) => self.flag_hold_expiry(cmd)?,
             ChargingIntentCommand::ReleaseStrayHold(cmd) => {
                 self.release_stray_hold(cmd, svc).await?

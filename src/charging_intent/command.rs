@@ -1,7 +1,9 @@
 use chrono::{DateTime, Utc};
 use roampay_events::{IntentRequest, StripeMode};
 
-use crate::stripe::{CallError, DisputeView, PaymentIntentView, RefundView, StripeAccount};
+use crate::stripe::{
+    CallError, Capture, DisputeView, PaymentIntentView, RefundView, StripeAccount,
+};
 
 #[derive(Debug, Clone)]
 pub enum ChargingIntentCommand {
@@ -115,8 +117,35 @@ pub struct CancelIntent {
 /// with the secret key of the credential version the intent was created under.
 #[derive(Debug, Clone)]
 pub struct SettlePayment {
-    pub on: StripeAccount,
+    /// The call made ([`super::ChargingIntent::settle_call`] before it).
+    pub call: SettleCall,
+    /// Its answer.
+    pub answer: Result<PaymentIntentView, CallError>,
+    /// The PaymentIntent read afterwards when the answer was no success (Stripe may
+    /// have acted all the same); `None` when it was not read.
+    pub now: Option<Result<PaymentIntentView, CallError>>,
     pub at: DateTime<Utc>,
+}
+
+/// A capture (`capture` set) or a release of the intent's hold, with this attempt's
+/// idempotency key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettleCall {
+    pub payment_intent_id: String,
+    pub capture: Option<Capture>,
+    pub idempotency_key: String,
+}
+
+impl SettleCall {
+    /// Whether `pi` shows the call done (else the PaymentIntent is read again).
+    pub fn done_by(&self, pi: &PaymentIntentView) -> bool {
+        use crate::stripe::PaymentIntentStatus as S;
+        pi.status
+            == match self.capture {
+                Some(_) => S::Succeeded,
+                None => S::Canceled,
+            }
+    }
 }
 
 /// Stripe reports a hold on the PaymentIntent of an intent that has already ended:

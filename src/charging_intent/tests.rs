@@ -509,11 +509,54 @@ fn release_requested(reason: &str) -> ChargingIntentEvent {
     })
 }
 
-fn settle() -> ChargingIntentCommand {
+/// What the payments service does to settle the intent `given` leaves: the call the
+/// intent plans, made on the fake (and the PaymentIntent read when it did not succeed),
+/// recorded by `SettlePayment`. With nothing planned, an answer to a call it never made.
+fn settle_via(s: &FakeStripe, given: &[ChargingIntentEvent]) -> ChargingIntentCommand {
+    use crate::stripe::StripeGateway;
+    let mut state = ChargingIntent::default();
+    for e in given {
+        state.apply(e.clone());
+    }
+    let on = StripeAccount::own(key());
+    let (call, answer, now) = match state.settle_call() {
+        None => (
+            SettleCall {
+                payment_intent_id: "pi_fake".into(),
+                capture: None,
+                idempotency_key: "never-planned".into(),
+            },
+            Ok(pi("pi_fake", "canceled")),
+            None,
+        ),
+        Some(call) => futures::executor::block_on(async {
+            let (pi_id, key) = (&call.payment_intent_id, &call.idempotency_key);
+            let answer = match call.capture {
+                Some(c) => s.capture_payment_intent(&on, pi_id, c, key).await,
+                None => s.cancel_payment_intent(&on, pi_id, key).await,
+            };
+            let now = match &answer {
+                Ok(p) if call.done_by(p) => None,
+                _ => Some(s.retrieve_payment_intent(&on, pi_id).await),
+            };
+            (call, answer, now)
+        }),
+    };
     ChargingIntentCommand::SettlePayment(SettlePayment {
-        on: StripeAccount::own(key()),
+        call,
+        answer,
+        now,
         at: at(),
     })
+}
+
+/// `given`, then the settlement the payments service would make.
+fn settles(
+    s: &Arc<FakeStripe>,
+    given: Vec<ChargingIntentEvent>,
+) -> cqrs_es::test::AggregateResultValidator<ChargingIntent> {
+    let cmd = settle_via(s, &given);
+    framework(s).given(given).when(cmd)
 }
 
 fn deferred(step: &str, attempt: u32, code: &str) -> ChargingIntentEvent {
@@ -593,10 +636,7 @@ fn completion_captures_the_final_amount_capped_by_the_hold() {
 #[test]
 fn settling_a_completion_captures_once_with_the_deterministic_key() {
     let s = stripe_reading("requires_capture", vec![]);
-    framework(&s)
-        .given(capture_pending())
-        .when(settle())
-        .then_expect_events(vec![captured(1234, 1234, "capture")]);
+    settles(&s, capture_pending()).then_expect_events(vec![captured(1234, 1234, "capture")]);
     assert_eq!(
         *s.settled.lock().unwrap(),
         vec![(
@@ -614,15 +654,11 @@ fn a_zero_amount_releases_the_hold_instead_of_capturing() {
         .given(vec![created(), authorized(None), started()])
         .when(complete(0))
         .then_expect_events(vec![completion(0, 0)]);
-    framework(&s)
-        .given(vec![
-            created(),
-            authorized(None),
-            started(),
-            completion(0, 0),
-        ])
-        .when(settle())
-        .then_expect_events(vec![captured(0, 0, "release")]);
+    settles(
+        &s,
+        vec![created(), authorized(None), started(), completion(0, 0)],
+    )
+    .then_expect_events(vec![captured(0, 0, "release")]);
     assert_eq!(s.settled.lock().unwrap()[0].0, "cancel");
     assert_eq!(s.settled.lock().unwrap()[0].2, "roampay:ws-1:ci-1:cancel");
 }
@@ -654,10 +690,7 @@ fn a_double_complete_is_one_capture_and_another_amount_is_refused() {
         .given(done.clone())
         .when(complete(1))
         .then_expect_error(invalid("completed"));
-    framework(&s)
-        .given(done.clone())
-        .when(settle())
-        .then_expect_events(vec![]);
+    settles(&s, done.clone()).then_expect_events(vec![]);
     framework(&s)
         .given(done)
         .when(cancel(ReleaseReason::Cancelled))
@@ -690,20 +723,17 @@ fn a_cancel_releases_the_hold_and_expiry_only_applies_before_a_session() {
         .given(vec![created(), authorized(None)])
         .when(cancel(ReleaseReason::Cancelled))
         .then_expect_events(vec![release_requested("cancelled")]);
-    framework(&s)
-        .given(vec![
-            created(),
-            authorized(None),
-            release_requested("cancelled"),
-        ])
-        .when(settle())
-        .then_expect_events(vec![ChargingIntentEvent::HoldReleased(HoldReleased {
-            charging_intent_id: "ci-1".into(),
-            workspace_id: "ws-1".into(),
-            payment_intent_id: Some("pi_fake".into()),
-            reason: "cancelled".into(),
-            released_at: at(),
-        })]);
+    settles(
+        &s,
+        vec![created(), authorized(None), release_requested("cancelled")],
+    )
+    .then_expect_events(vec![ChargingIntentEvent::HoldReleased(HoldReleased {
+        charging_intent_id: "ci-1".into(),
+        workspace_id: "ws-1".into(),
+        payment_intent_id: Some("pi_fake".into()),
+        reason: "cancelled".into(),
+        released_at: at(),
+    })]);
     framework(&s)
         .given(vec![created()])
         .when(cancel(ReleaseReason::Expired))
@@ -760,18 +790,16 @@ fn a_capture_without_an_answer_is_deferred_and_retried_with_the_next_key() {
             code: None,
         })],
     );
-    framework(&s)
-        .given(pending.clone())
-        .when(settle())
-        .then_expect_events(vec![deferred("capture", 0, STRIPE_UNAVAILABLE)]);
+    settles(&s, pending.clone()).then_expect_events(vec![deferred(
+        "capture",
+        0,
+        STRIPE_UNAVAILABLE,
+    )]);
     // The worker's next try carries the next attempt's key.
     let s = stripe_reading("requires_capture", vec![]);
     let mut after = pending.clone();
     after.push(deferred("capture", 0, STRIPE_UNAVAILABLE));
-    framework(&s)
-        .given(after)
-        .when(settle())
-        .then_expect_events(vec![captured(1234, 1234, "capture")]);
+    settles(&s, after).then_expect_events(vec![captured(1234, 1234, "capture")]);
     assert_eq!(
         s.settled.lock().unwrap()[0].2,
         "roampay:ws-1:ci-1:capture-1"
@@ -787,10 +815,7 @@ fn a_capture_stripe_applied_before_failing_to_answer_is_a_success_not_a_second_c
         .lock()
         .unwrap()
         .push_back(Err(CallError::Unreachable("timeout".into())));
-    framework(&s)
-        .given(pending.clone())
-        .when(settle())
-        .then_expect_events(vec![captured(1234, 1234, "stripe_state")]);
+    settles(&s, pending.clone()).then_expect_events(vec![captured(1234, 1234, "stripe_state")]);
     assert_eq!(s.settled.lock().unwrap().len(), 1);
     // "Already captured" (payment_intent_unexpected_state) is a success too.
     let s = stripe(Ok(succeeded(1234)));
@@ -798,10 +823,7 @@ fn a_capture_stripe_applied_before_failing_to_answer_is_a_success_not_a_second_c
         status: 400,
         code: Some("payment_intent_unexpected_state".into()),
     }));
-    framework(&s)
-        .given(pending)
-        .when(settle())
-        .then_expect_events(vec![captured(1234, 1234, "stripe_state")]);
+    settles(&s, pending).then_expect_events(vec![captured(1234, 1234, "stripe_state")]);
 }
 
 #[test]
@@ -813,18 +835,15 @@ fn a_capture_stripe_refuses_ends_capture_failed_with_its_code() {
             code: Some("charge_expired_for_capture".into()),
         })],
     );
-    framework(&s)
-        .given(capture_pending())
-        .when(settle())
-        .then_expect_events(vec![ChargingIntentEvent::SessionCaptureFailed(
-            SessionCaptureFailed {
-                charging_intent_id: "ci-1".into(),
-                workspace_id: "ws-1".into(),
-                payment_intent_id: "pi_fake".into(),
-                failure_code: "charge_expired_for_capture".into(),
-                failed_at: at(),
-            },
-        )]);
+    settles(&s, capture_pending()).then_expect_events(vec![
+        ChargingIntentEvent::SessionCaptureFailed(SessionCaptureFailed {
+            charging_intent_id: "ci-1".into(),
+            workspace_id: "ws-1".into(),
+            payment_intent_id: "pi_fake".into(),
+            failure_code: "charge_expired_for_capture".into(),
+            failed_at: at(),
+        }),
+    ]);
 }
 
 #[test]
