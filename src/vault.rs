@@ -204,10 +204,14 @@ pub async fn shred(db: &Db) -> Result<(), VaultError> {
                 sqlx::query_scalar("SELECT clock_timestamp()")
                     .fetch_one(&mut *conn)
                     .await?;
-            // Only this database's snapshots hold its tables' dead tuples (PostgreSQL 14+).
-            let older = "SELECT count(*) FROM pg_stat_activity
-                          WHERE datname = current_database() AND pid <> pg_backend_pid()
-                            AND backend_xmin IS NOT NULL AND xact_start < $1";
+            // What holds dead tuples back: this database's snapshots, and any database's
+            // transaction that has an id (tested on PostgreSQL 15), prepared ones too.
+            let older = "SELECT (SELECT count(*) FROM pg_stat_activity
+                                  WHERE pid <> pg_backend_pid() AND xact_start < $1
+                                    AND (backend_xid IS NOT NULL
+                                         OR (datname = current_database()
+                                             AND backend_xmin IS NOT NULL)))
+                              + (SELECT count(*) FROM pg_prepared_xacts WHERE prepared < $1)";
             for attempt in 1..=TRIES {
                 let running: i64 = sqlx::query_scalar(older)
                     .bind(deleted)

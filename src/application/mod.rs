@@ -25,7 +25,7 @@ use cqrs_es::AggregateError;
 use roampay_projections::{Db, Projector};
 use secrecy::SecretString;
 
-use crate::charging_intent::{ChargingIntent, IntentServices};
+use crate::charging_intent::ChargingIntent;
 use crate::clock::Clock;
 use crate::connector_reservation::{connector_key, ConnectorCommand, ConnectorReservation};
 use crate::foreign_payment_intent::ForeignPaymentIntent;
@@ -84,7 +84,6 @@ pub struct Services {
     pub rejections: Aggregates<WebhookRejections>,
     pub foreign: Aggregates<ForeignPaymentIntent>,
     pub subscriptions: Aggregates<WorkspaceSubscription>,
-    pub intent_services: IntentServices,
     pub vault: Arc<dyn SecretVault>,
     pub stripe: Arc<dyn StripeGateway>,
     pub projector: Arc<Projector>,
@@ -120,7 +119,6 @@ impl Services {
         clock: Arc<dyn Clock>,
         settings: Settings,
     ) -> Self {
-        let intent_services = IntentServices::new(stripe.clone());
         // Billing's projection runs only with billing on (turned on later, it catches up
         // from its checkpoint): one transaction less per batch otherwise.
         let billing_on = settings.billing.is_some();
@@ -153,11 +151,10 @@ impl Services {
                 .snapshot_every(SNAPSHOT_EVERY)
                 .on_commit(nudge.clone()),
             connectors: Aggregates::new(&db, (), room).snapshot_every(SNAPSHOT_EVERY),
-            intents: Aggregates::new(&db, intent_services.clone(), room).on_commit(nudge.clone()),
+            intents: Aggregates::new(&db, (), room).on_commit(nudge.clone()),
             rejections: Aggregates::new(&db, (), room).on_commit(nudge.clone()),
             foreign: Aggregates::new(&db, (), room).on_commit(nudge.clone()),
             subscriptions: Aggregates::new(&db, (), room).on_commit(nudge),
-            intent_services,
             projector,
             deliveries: delivery_log::DeliveryLog::new(db.clone(), settings.delivery_log),
             location_keys: crate::store::location_keys::LocationKeys::new(db.clone()),

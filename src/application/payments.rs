@@ -336,11 +336,7 @@ impl Services {
             None => (Hold::Free, None),
             Some(paid) => {
                 let create = hold_request(&request, &paid);
-                let answer = self
-                    .intent_services
-                    .stripe
-                    .create_payment_intent(&paid.on, &create)
-                    .await;
+                let answer = self.stripe.create_payment_intent(&paid.on, &create).await;
                 let secret = answer.as_ref().ok().and_then(|pi| pi.client_secret.clone());
                 let answer = answer.map(|pi| pi.id);
                 (Hold::Asked { paid, answer }, secret)
@@ -707,12 +703,25 @@ impl Services {
             .retrieve_payment_intent(&on, &payment.payment_intent_id)
             .await
             .map_err(|_| PaymentError::StripeUnavailable)?;
-        if fresh.status != PaymentIntentStatus::RequiresCapture {
+        let Some(key) = intent.stray_hold_key(&fresh) else {
             return Ok(Applied::Unchanged);
-        }
+        };
+        let canceled = match self
+            .stripe
+            .cancel_payment_intent(&on, &fresh.id, &key)
+            .await
+        {
+            Ok(after) => after.status == PaymentIntentStatus::Canceled,
+            // An earlier attempt may have cancelled it: Stripe's state tells.
+            Err(_) => self
+                .stripe
+                .retrieve_payment_intent(&on, &fresh.id)
+                .await
+                .is_ok_and(|after| after.status == PaymentIntentStatus::Canceled),
+        };
         let cmd = ChargingIntentCommand::ReleaseStrayHold(ReleaseStrayHold {
             payment_intent: fresh,
-            on,
+            canceled,
             at: self.clock.now(),
         });
         self.intents.execute(id, cmd, meta).await?;

@@ -46,7 +46,7 @@ impl Services {
             reason: ask.reason,
             at: self.clock.now(),
         });
-        self.intents.execute(id, request, meta).await?;
+        let requested = self.intents.execute(id, request, meta).await?;
         let r = intent.request.as_ref().expect("loaded");
         let p = intent
             .payment
@@ -61,12 +61,20 @@ impl Services {
             .account_for_payment(&profile, &r.workspace_id, p)
             .await
             .map_err(|e| PaymentError::Store(StoreFault::Internal(e)))?;
-        let execute = ChargingIntentCommand::ExecuteRefund(ExecuteRefund {
-            refund_key: ask.key.clone(),
-            on,
-            at: self.clock.now(),
-        });
-        let after = self.intents.execute(id, execute, meta).await?;
+        // Stripe is called here, once; the command records its answer however often
+        // it is retried. A refund answered before is not asked again.
+        let after = match requested.refund_call(&ask.key) {
+            None => requested,
+            Some(call) => {
+                let answer = self.stripe.create_refund(&on, &call).await;
+                let execute = ChargingIntentCommand::ExecuteRefund(ExecuteRefund {
+                    refund_key: ask.key.clone(),
+                    answer,
+                    at: self.clock.now(),
+                });
+                self.intents.execute(id, execute, meta).await?
+            }
+        };
         let refund = after.refunds.get(&ask.key).expect("just requested");
         Ok(RefundDone {
             refund_id: refund.refund_id.clone(),

@@ -170,7 +170,7 @@ impl Services {
         };
         // Stripe is called here, once per attempt (its key names the attempt); the
         // command records the answers, however often it is retried.
-        let stripe = &self.intent_services.stripe;
+        let stripe = &self.stripe;
         let pi_id = &call.payment_intent_id;
         let key = &call.idempotency_key;
         let answer = match call.capture {

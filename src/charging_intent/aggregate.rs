@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::refunds::{Dispute, Refund, RefundStatus, Refunds};
 use super::{
     stripe_idempotency_key, CancelIntent, ChargingIntentCommand, ChargingIntentError as Error,
-    CompleteSession, FlagHoldExpiry, Hold, IntentServices, IntentStatus, PaidPreAuth,
+    CompleteSession, FlagHoldExpiry, Hold, IntentStatus, PaidPreAuth,
     ProcessStripeAuthorizationWebhook, ReadHoldDeadline, ReleaseReason, ReleaseStrayHold,
     RequestRoamingPreAuth, SettleCall, SettlePayment, StartSession,
 };
@@ -583,36 +583,29 @@ impl ChargingIntent {
     /// Cancels a hold Stripe reports on the PaymentIntent of an intent that has ended
     /// (the driver retried the card after we recorded the failure): nobody will capture
     /// it, so it would only block the driver's money until it lapses.
-    async fn release_stray_hold(
-        &self,
-        cmd: ReleaseStrayHold,
-        svc: &IntentServices,
-    ) -> Result<Vec<Event>, Error> {
+    /// The idempotency key with which the hold Stripe reports (`reported`) is to be
+    /// cancelled: `None` unless the intent ended without a capture, that is its
+    /// PaymentIntent, Stripe holds money on it, and it was not released before.
+    pub fn stray_hold_key(&self, reported: &PaymentIntentView) -> Option<String> {
+        let (_, id, ws) = self.ids().ok()?;
+        let payment = self.payment.as_ref()?;
+        let stray = self.status.ended_without_capture()
+            && !self.stray_hold_released
+            && reported.id == payment.payment_intent_id
+            && reported.status == PaymentIntentStatus::RequiresCapture;
+        stray.then(|| stripe_idempotency_key(&ws, &id, "cancel-stray"))
+    }
+
+    /// Records that the payments service cancelled a stray hold (or could not: refused,
+    /// to be tried again).
+    fn release_stray_hold(&self, cmd: ReleaseStrayHold) -> Result<Vec<Event>, Error> {
         let (_, id, ws) = self.ids()?;
-        let payment = self.payment.as_ref().ok_or(Error::NoPayment)?;
+        self.payment.as_ref().ok_or(Error::NoPayment)?;
         let pi = &cmd.payment_intent;
-        if !self.status.ended_without_capture()
-            || self.stray_hold_released
-            || pi.id != payment.payment_intent_id
-            || pi.status != PaymentIntentStatus::RequiresCapture
-        {
+        if self.stray_hold_key(pi).is_none() {
             return Ok(vec![]);
         }
-        let key = stripe_idempotency_key(&ws, &id, "cancel-stray");
-        let answer = svc
-            .stripe
-            .cancel_payment_intent(&cmd.on, &pi.id, &key)
-            .await;
-        let canceled = match answer {
-            Ok(after) => after.status == PaymentIntentStatus::Canceled,
-            // An earlier attempt may have cancelled it: Stripe's state tells.
-            Err(_) => svc
-                .stripe
-                .retrieve_payment_intent(&cmd.on, &pi.id)
-                .await
-                .is_ok_and(|after| after.status == PaymentIntentStatus::Canceled),
-        };
-        if !canceled {
+        if !cmd.canceled {
             return Err(Error::StripeUnavailable);
         }
         Ok(vec![Event::StrayHoldReleased(StrayHoldReleased {
@@ -773,12 +766,14 @@ impl Aggregate for ChargingIntent {
     type Command = ChargingIntentCommand;
     type Event = Event;
     type Error = Error;
-    type Services = IntentServices;
+    /// None: `handle` decides from the state and the command alone (Stripe is called
+    /// by the payments service, before the command that records its answer).
+    type Services = ();
 
     async fn handle(
         &mut self,
         command: Self::Command,
-        svc: &Self::Services,
+        _: &Self::Services,
         sink: &EventSink<Self>,
     ) -> Result<(), Error> {
         let events = match command {
@@ -791,11 +786,9 @@ impl Aggregate for ChargingIntent {
             ChargingIntentCommand::CancelIntent(cmd) => self.cancel_intent(cmd)?,
             ChargingIntentCommand::SettlePayment(cmd) => self.settle(cmd)?,
             ChargingIntentCommand::FlagHoldExpiry(cmd) => self.flag_hold_expiry(cmd)?,
-            ChargingIntentCommand::ReleaseStrayHold(cmd) => {
-                self.release_stray_hold(cmd, svc).await?
-            }
+            ChargingIntentCommand::ReleaseStrayHold(cmd) => self.release_stray_hold(cmd)?,
             ChargingIntentCommand::RequestRefund(cmd) => self.request_refund(cmd)?,
-            ChargingIntentCommand::ExecuteRefund(cmd) => self.execute_refund(cmd, svc).await?,
+            ChargingIntentCommand::ExecuteRefund(cmd) => self.execute_refund(cmd)?,
             ChargingIntentCommand::RecordRefund(cmd) => self.record_refund(cmd)?,
             ChargingIntentCommand::RecordDispute(cmd) => self.record_dispute(cmd)?,
             ChargingIntentCommand::ReadHoldDeadline(cmd) => self.read_hold_deadline(cmd)?,

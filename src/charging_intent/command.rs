@@ -148,12 +148,14 @@ impl SettleCall {
     }
 }
 
-/// Stripe reports a hold on the PaymentIntent of an intent that has already ended:
-/// cancel it, with the secret key of the intent's credential version.
+/// Stripe reported a hold on the PaymentIntent of an intent that has already ended, and
+/// the payments service cancelled it (with the key of [`super::ChargingIntent::stray_hold_key`]).
 #[derive(Debug, Clone)]
 pub struct ReleaseStrayHold {
+    /// The PaymentIntent as Stripe reported it before the cancel.
     pub payment_intent: PaymentIntentView,
-    pub on: StripeAccount,
+    /// Whether Stripe shows it cancelled now (by this call or an earlier one).
+    pub canceled: bool,
     pub at: DateTime<Utc>,
 }
 
@@ -179,7 +181,9 @@ pub struct RequestRefund {
 #[derive(Debug, Clone)]
 pub struct ExecuteRefund {
     pub refund_key: String,
-    pub on: StripeAccount,
+    /// What Stripe answered the refund call ([`super::ChargingIntent::refund_call`]),
+    /// made by the payments service.
+    pub answer: Result<RefundView, CallError>,
     pub at: DateTime<Utc>,
 }
 

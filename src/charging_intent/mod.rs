@@ -13,21 +13,6 @@ pub use command::*;
 pub use error::ChargingIntentError;
 pub use roampay_events::IntentStatus;
 
-use std::sync::Arc;
-
-use crate::stripe::StripeGateway;
-
-#[derive(Clone)]
-pub struct IntentServices {
-    pub stripe: Arc<dyn StripeGateway>,
-}
-
-impl IntentServices {
-    pub fn new(stripe: Arc<dyn StripeGateway>) -> Self {
-        Self { stripe }
-    }
-}
-
 /// The Stripe idempotency key of one step of one intent: the same after any retry or
 /// restart, different for every workspace, intent and step.
 pub fn stripe_idempotency_key(workspace_id: &str, charging_intent_id: &str, step: &str) -> String {

@@ -14,8 +14,8 @@ use sha2::{Digest, Sha256};
 
 use super::aggregate::ChargingIntent;
 use super::{
-    stripe_idempotency_key, ChargingIntentError as Error, ExecuteRefund, IntentServices,
-    IntentStatus, RecordDispute, RecordRefund, RequestRefund,
+    stripe_idempotency_key, ChargingIntentError as Error, ExecuteRefund, IntentStatus,
+    RecordDispute, RecordRefund, RequestRefund,
 };
 use crate::stripe::{CallError, CreateRefund, RefundView};
 
@@ -107,11 +107,34 @@ impl ChargingIntent {
         })])
     }
 
-    pub(super) async fn execute_refund(
-        &self,
-        cmd: ExecuteRefund,
-        svc: &IntentServices,
-    ) -> Result<Vec<Event>, Error> {
+    /// The refund call a requested refund takes (`None` once it was answered): its amount
+    /// and reason, the intent's metadata, and a key derived from the client's.
+    pub fn refund_call(&self, refund_key: &str) -> Option<CreateRefund> {
+        let (_, id, ws) = self.ids().ok()?;
+        let refund = self
+            .refunds
+            .get(refund_key)
+            .filter(|r| r.status == RefundStatus::Requested)?;
+        let payment = self.payment.as_ref()?;
+        Some(CreateRefund {
+            payment_intent_id: payment.payment_intent_id.clone(),
+            amount_cents: refund.amount_cents,
+            reason: refund.reason.clone(),
+            metadata: vec![
+                ("workspace_id", ws.clone()),
+                ("charging_intent_id", id.clone()),
+            ],
+            idempotency_key: stripe_key(&ws, &id, refund_key),
+            // A connect-mode refund gives back the platform's fee in proportion: the
+            // workspace does not pay a fee on money it returned.
+            refund_application_fee: payment.application_fee_bps.is_some_and(|b| b > 0)
+                && payment.stripe_account_id.is_some(),
+        })
+    }
+
+    /// Records Stripe's answer to the refund call (a refund already answered stays as
+    /// it is).
+    pub(super) fn execute_refund(&self, cmd: ExecuteRefund) -> Result<Vec<Event>, Error> {
         let (_, id, ws) = self.ids()?;
         let Some(refund) = self
             .refunds
@@ -120,22 +143,8 @@ impl ChargingIntent {
         else {
             return Ok(vec![]); // answered already
         };
-        let payment = self.payment.as_ref().ok_or(Error::NoPayment)?;
-        let req = CreateRefund {
-            payment_intent_id: payment.payment_intent_id.clone(),
-            amount_cents: refund.amount_cents,
-            reason: refund.reason.clone(),
-            metadata: vec![
-                ("workspace_id", ws.clone()),
-                ("charging_intent_id", id.clone()),
-            ],
-            idempotency_key: stripe_key(&ws, &id, &cmd.refund_key),
-            // A connect-mode refund gives back the platform's fee in proportion: the
-            // workspace does not pay a fee on money it returned.
-            refund_application_fee: payment.application_fee_bps.is_some_and(|b| b > 0)
-                && payment.stripe_account_id.is_some(),
-        };
-        match svc.stripe.create_refund(&cmd.on, &req).await {
+        self.payment.as_ref().ok_or(Error::NoPayment)?;
+        match cmd.answer {
             Ok(answer) => {
                 let told = Told {
                     source: "api",

@@ -12,7 +12,8 @@ use secrecy::SecretString;
 use super::aggregate::{authorization_reference, hold_request, STRIPE_UNAVAILABLE};
 use super::*;
 use crate::stripe::{
-    CallError, CredentialCheck, DisputeView, PaymentIntentView, RefundView, StripeAccount,
+    CallError, CredentialCheck, DisputeView, PaymentIntentStatus, PaymentIntentView, RefundView,
+    StripeAccount,
 };
 use crate::testing::{pi, FakeStripe};
 
@@ -40,8 +41,10 @@ fn stripe(create: Result<PaymentIntentView, CallError>) -> Arc<FakeStripe> {
     Arc::new(s)
 }
 
-fn framework(s: &Arc<FakeStripe>) -> TestFramework<ChargingIntent> {
-    TestFramework::with(IntentServices::new(s.clone()))
+/// The aggregate has no services (`handle` calls nobody): the fake only serves the
+/// helpers below, which call it as the payments service would.
+fn framework(_stripe: &Arc<FakeStripe>) -> TestFramework<ChargingIntent> {
+    TestFramework::with(())
 }
 
 fn paid_pre_auth() -> PaidPreAuth {
@@ -954,14 +957,48 @@ fn declined() -> ChargingIntentEvent {
     })
 }
 
-fn release_stray(status: &str) -> ChargingIntentCommand {
+/// What the payments service does when Stripe reports a PaymentIntent in `status` on
+/// the intent `given` leaves: cancel it on the fake when it is a stray hold, and record.
+fn release_stray_via(
+    s: &FakeStripe,
+    given: &[ChargingIntentEvent],
+    status: &str,
+) -> ChargingIntentCommand {
+    use crate::stripe::StripeGateway;
+    let mut state = ChargingIntent::default();
+    for e in given {
+        state.apply(e.clone());
+    }
     let mut p = pi("pi_fake", status);
     p.amount_capturable = 5000;
+    let on = StripeAccount::own(SecretString::from("sk_test_intents_own_key".to_string()));
+    let canceled = match state.stray_hold_key(&p) {
+        None => false,
+        Some(key) => futures::executor::block_on(async {
+            match s.cancel_payment_intent(&on, &p.id, &key).await {
+                Ok(after) => after.status == PaymentIntentStatus::Canceled,
+                Err(_) => s
+                    .retrieve_payment_intent(&on, &p.id)
+                    .await
+                    .is_ok_and(|after| after.status == PaymentIntentStatus::Canceled),
+            }
+        }),
+    };
     ChargingIntentCommand::ReleaseStrayHold(ReleaseStrayHold {
         payment_intent: p,
-        on: StripeAccount::own(SecretString::from("sk_test_intents_own_key".to_string())),
+        canceled,
         at: at(),
     })
+}
+
+/// `given`, then a stray hold in `status` reported and handled.
+fn strays(
+    s: &Arc<FakeStripe>,
+    given: Vec<ChargingIntentEvent>,
+    status: &str,
+) -> cqrs_es::test::AggregateResultValidator<ChargingIntent> {
+    let cmd = release_stray_via(s, &given, status);
+    framework(s).given(given).when(cmd)
 }
 
 #[test]
@@ -974,9 +1011,7 @@ fn a_hold_found_after_the_intent_failed_is_cancelled_once() {
         amount_cents: 5000,
         released_at: at(),
     });
-    framework(&s)
-        .given(vec![created(), declined()])
-        .when(release_stray("requires_capture"))
+    strays(&s, vec![created(), declined()], "requires_capture")
         .then_expect_events(vec![released.clone()]);
     assert_eq!(
         s.settled
@@ -988,18 +1023,14 @@ fn a_hold_found_after_the_intent_failed_is_cancelled_once() {
         "cancelled in Stripe with its own idempotency key"
     );
     // Once only; and never for an intent still open, nor for a PaymentIntent without a hold.
-    framework(&s)
-        .given(vec![created(), declined(), released])
-        .when(release_stray("requires_capture"))
-        .then_expect_events(vec![]);
-    framework(&s)
-        .given(vec![created(), authorized(None)])
-        .when(release_stray("requires_capture"))
-        .then_expect_events(vec![]);
-    framework(&s)
-        .given(vec![created(), declined()])
-        .when(release_stray("requires_payment_method"))
-        .then_expect_events(vec![]);
+    strays(
+        &s,
+        vec![created(), declined(), released],
+        "requires_capture",
+    )
+    .then_expect_events(vec![]);
+    strays(&s, vec![created(), authorized(None)], "requires_capture").then_expect_events(vec![]);
+    strays(&s, vec![created(), declined()], "requires_payment_method").then_expect_events(vec![]);
 }
 
 #[test]
@@ -1008,9 +1039,7 @@ fn a_stray_hold_stripe_does_not_cancel_is_refused_for_a_later_retry() {
         "requires_capture",
         vec![Err(CallError::Unreachable("timeout".into()))],
     );
-    framework(&s)
-        .given(vec![created(), declined()])
-        .when(release_stray("requires_capture"))
+    strays(&s, vec![created(), declined()], "requires_capture")
         .then_expect_error(ChargingIntentError::StripeUnavailable);
 }
 
@@ -1110,19 +1139,40 @@ fn only_a_completed_intent_with_a_capture_can_be_refunded() {
         .then_expect_error(invalid("completed"));
 }
 
+/// What the refunds service does for the refund `refund_key` of the intent `given`
+/// leaves: the refund call the intent plans, made on the fake, and its answer recorded.
+/// (Answered already: an answer to a call it never made.)
+fn refund_via(
+    s: &FakeStripe,
+    given: &[ChargingIntentEvent],
+    refund_key: &str,
+) -> ChargingIntentCommand {
+    use crate::stripe::StripeGateway;
+    let mut state = ChargingIntent::default();
+    for e in given {
+        state.apply(e.clone());
+    }
+    let answer = match state.refund_call(refund_key) {
+        Some(call) => {
+            futures::executor::block_on(s.create_refund(&StripeAccount::own(key()), &call))
+        }
+        None => Err(CallError::Unreachable("never asked".into())),
+    };
+    ChargingIntentCommand::ExecuteRefund(ExecuteRefund {
+        refund_key: refund_key.into(),
+        answer,
+        at: at(),
+    })
+}
+
 #[test]
 fn a_requested_refund_is_carried_out_once_with_a_deterministic_key() {
     let s = stripe(Ok(pi("pi_fake", "succeeded")));
     let mut history = completed_1234();
     history.push(refund_requested("key-a", 234));
-    let execute = ChargingIntentCommand::ExecuteRefund(ExecuteRefund {
-        refund_key: "key-a".into(),
-        on: StripeAccount::own(key()),
-        at: at(),
-    });
     framework(&s)
         .given(history.clone())
-        .when(execute.clone())
+        .when(refund_via(&s, &history, "key-a"))
         .then_expect_events(vec![refund_succeeded("key-a", "re_fake1", 234, "api")]);
     let asked = s.refunds.lock().unwrap()[0].clone();
     assert_eq!(
@@ -1133,9 +1183,11 @@ fn a_requested_refund_is_carried_out_once_with_a_deterministic_key() {
         .idempotency_key
         .starts_with("roampay:ws-1:ci-1:refund-"));
     history.push(refund_succeeded("key-a", "re_fake1", 234, "api"));
+    let again = refund_via(&s, &history, "key-a");
+    assert_eq!(s.refunds.lock().unwrap().len(), 1, "not asked again");
     framework(&s)
         .given(history)
-        .when(execute)
+        .when(again)
         .then_expect_events(vec![]);
 }
 
@@ -1143,21 +1195,17 @@ fn a_requested_refund_is_carried_out_once_with_a_deterministic_key() {
 fn a_refund_stripe_does_not_answer_stays_requested_and_a_refusal_fails_it() {
     let mut history = completed_1234();
     history.push(refund_requested("key-a", 234));
-    let execute = ChargingIntentCommand::ExecuteRefund(ExecuteRefund {
-        refund_key: "key-a".into(),
-        on: StripeAccount::own(key()),
-        at: at(),
-    });
     let s = stripe(Ok(pi("pi_fake", "succeeded")));
     *s.refund_answer.lock().unwrap() = Some(Err(CallError::Unreachable("timeout".into())));
     framework(&s)
         .given(history.clone())
-        .when(execute.clone())
+        .when(refund_via(&s, &history, "key-a"))
         .then_expect_error(ChargingIntentError::StripeUnavailable);
     *s.refund_answer.lock().unwrap() = Some(Err(CallError::Api {
         status: 400,
         code: Some("charge_disputed".into()),
     }));
+    let execute = refund_via(&s, &history, "key-a");
     let events = framework(&s)
         .given(history)
         .when(execute)

@@ -326,7 +326,7 @@ async fn a_purge_leaves_no_key_bytes_in_the_database_files(b: Backend) {
     let store = Store::fresh(b).await;
     let mut env = billing_env(false);
     env.extend([
-        ("ROAMPAY_BILLING_RETENTION_SECS", "1"),
+        ("ROAMPAY_BILLING_RETENTION_SECS", "3"),
         ("ROAMPAY_WORKER_INTERVAL_SECS", "1"),
     ]);
     let (_mock, _fake, server) = start_with_store(&store, &store.url.clone(), &env).await;
@@ -356,7 +356,51 @@ async fn a_purge_leaves_no_key_bytes_in_the_database_files(b: Backend) {
         ),
     )
     .await;
+    eventually("the cancellation seen", || async {
+        (status_of(&server, "ws-1").await["status"] == "cancelled").then_some(())
+    })
+    .await;
+    // On PostgreSQL a transaction with an id in any database of the cluster keeps dead
+    // tuples alive: one runs in another database while the purge happens (begun once
+    // the cancellation is seen: it would hold up the read side too).
+    let holder = match b {
+        Backend::Sqlite => None,
+        Backend::Postgres => {
+            let (ready, holding) = tokio::sync::oneshot::channel();
+            let store_url = store.url.clone();
+            let task = tokio::spawn(async move {
+                use sqlx::Connection;
+                let mut other = sqlx::PgConnection::connect(&pg_admin_url()).await.unwrap();
+                let mut tx = other.begin().await.unwrap();
+                let _: i64 = sqlx::query_scalar("SELECT txid_current()")
+                    .fetch_one(&mut *tx)
+                    .await
+                    .unwrap();
+                ready.send(()).unwrap();
+                // Held until the purge has deleted the rows, and a moment longer.
+                let mut vault = sqlx::PgConnection::connect(&store_url).await.unwrap();
+                let keys = "SELECT count(*) FROM vault_data_keys WHERE workspace_id = 'ws-1'";
+                for _ in 0..600 {
+                    let left: i64 = sqlx::query_scalar(keys)
+                        .fetch_one(&mut vault)
+                        .await
+                        .unwrap();
+                    if left == 0 {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                tx.commit().await.unwrap();
+            });
+            holding.await.unwrap();
+            Some(task)
+        }
+    };
     crate::billing::wait_for_purge(&server, "ws-1").await;
+    if let Some(holder) = holder {
+        holder.await.unwrap();
+    }
     let mut files = vault_files(&store, &db).await;
     files.extend(before);
     for s in &secrets {
