@@ -31,15 +31,22 @@ fmt:
 	$(CARGO) fmt --all
 
 ## The served OpenAPI description passes Redocly's recommended rules and Spectral's
-## `spectral:oas` (versions pinned; npx fetches them once).
+## `spectral:oas`, and the TypeScript client openapi-typescript generates from it types
+## the contract's example bodies under `tsc --strict` (tests/client/examples.ts).
+## Versions pinned; npx fetches them once.
 REDOCLY ?= @redocly/cli@1.34.20
 SPECTRAL ?= @stoplight/spectral-cli@6.15.0
+OPENAPI_TS ?= openapi-typescript@7.13.0
+TYPESCRIPT ?= typescript@5.9.3
 openapi-lint:
 	$(CARGO) build --bin roampay
-	mkdir -p target
+	mkdir -p target/client
 	./target/debug/roampay openapi > target/openapi.json
 	npx --yes $(REDOCLY) lint target/openapi.json --format=summary
 	npx --yes $(SPECTRAL) lint target/openapi.json --ruleset .spectral.yaml --fail-severity warn
+	npx --yes $(OPENAPI_TS) target/openapi.json -o target/client/roampay.d.ts
+	cp tests/client/examples.ts target/client/examples.ts
+	cd target/client && npx --yes -p $(TYPESCRIPT) tsc --strict --noEmit --target es2020 --module es2020 --moduleResolution bundler examples.ts
 
 ## The alert rules are valid and fire as their unit tests say (promtool, from Debian's
 ## `prometheus` package, installed when missing).

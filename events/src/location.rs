@@ -58,6 +58,8 @@ pub struct LocationData {
 
 /// OCPI keeps coordinates as decimal strings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(example = json!({"latitude": "-33.868800", "longitude": "151.209300"})))]
 pub struct Coordinates {
     pub latitude: String,
     pub longitude: String,
@@ -82,8 +84,12 @@ pub struct Connector {
     pub tariff: Tariff,
 }
 
+/// A connector's price: free when both prices are 0.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(example = json!({"currency": "aud", "price_per_kwh_cents": 45, "flat_fee_cents": 0})))]
 pub struct Tariff {
+    /// Lower-case ISO 4217.
     pub currency: String,
     pub price_per_kwh_cents: i64,
     pub flat_fee_cents: i64,

@@ -113,7 +113,7 @@ pub async fn onboarding(
     tag = "webhooks",
     summary = "The platform's Stripe Connect webhook (events on connected accounts)",
     params(("Stripe-Signature" = String, Header)),
-    request_body = Object,
+    request_body(content = HashMap<String, serde_json::Value>, description = "The Stripe event, exactly as Stripe signed it (read raw)"),
     responses(
         (status = 200, description = "Verified", body = WebhookAck),
         (status = 400, description = "`missing_signature` | `invalid_signature_header` | `signature_mismatch` | `timestamp_out_of_tolerance` | `invalid_payload` | `webhook_secret_not_configured`", body = Problem, content_type = "application/problem+json"),

@@ -47,7 +47,7 @@ pub struct DeliveryDetail {
     #[serde(flatten)]
     pub delivery: DeliveryView,
     /// The verified event as Stripe sent it; null for an unverified delivery.
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<HashMap<String, serde_json::Value>>)]
     pub payload: Option<serde_json::Value>,
 }
 

@@ -5,7 +5,6 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use roampay_events::{Connector, Coordinates, Evse, HealthStatus, LocationData, Tariff};
 use serde::Deserialize;
-use serde_json::{json, Value};
 use utoipa::ToSchema;
 
 use super::auth::Principal;
@@ -31,7 +30,6 @@ pub struct LocationInput {
     postal_code: Option<String>,
     /// ISO 3166-1 alpha-3
     country: String,
-    #[schema(value_type = Object)]
     coordinates: Coordinates,
     evses: Vec<EvseInput>,
 }
@@ -50,8 +48,7 @@ pub struct ConnectorInput {
     format: String,
     power_type: String,
     max_electric_power: Option<i64>,
-    /// `{"currency", "price_per_kwh_cents", "flat_fee_cents"}`; free when both are 0.
-    #[schema(value_type = Object)]
+    /// Free when both prices are 0.
     tariff: Tariff,
 }
 
@@ -127,36 +124,110 @@ pub(super) fn parse(body: LocationInput) -> Result<LocationData, ApiError> {
     })
 }
 
-fn location_json(location_id: &str, loc: &Location) -> Value {
+/// A published location as the API serves it (OCPI's Location, with roampay's tariff).
+#[derive(serde::Serialize, ToSchema)]
+pub struct LocationView {
+    id: String,
+    workspace_id: Option<String>,
+    name: String,
+    address: String,
+    city: String,
+    postal_code: Option<String>,
+    /// ISO 3166-1 alpha-3
+    country: String,
+    coordinates: Coordinates,
+    evses: Vec<EvseView>,
+    last_updated: Option<chrono::DateTime<chrono::Utc>>,
+    /// With `show_ocpi_cfg=true` on the driver endpoint: the workspace's checkout
+    /// configuration.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ocpi_cfg: Option<OcpiCfg>,
+}
+
+#[derive(serde::Serialize, ToSchema)]
+pub struct EvseView {
+    uid: String,
+    evse_id: Option<String>,
+    /// OCPI EVSE status.
+    #[schema(example = "AVAILABLE")]
+    status: &'static str,
+    connectors: Vec<ConnectorView>,
+    last_updated: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+#[derive(serde::Serialize, ToSchema)]
+pub struct ConnectorView {
+    id: String,
+    standard: String,
+    format: String,
+    power_type: String,
+    max_electric_power: Option<i64>,
+    tariff: Tariff,
+    /// Both prices 0: no payment needed.
+    free: bool,
+    last_updated: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// The workspace's checkout configuration for Roaming Web (never a secret).
+#[derive(serde::Serialize, ToSchema)]
+pub struct OcpiCfg {
+    workspace_id: String,
+    allow_guest_access: bool,
+    allow_user_registration: bool,
+    pre_auth_cents: i64,
+    currency: String,
+    stripe_publishable_key: Option<String>,
+    /// Connect mode: the connected account Stripe.js starts with.
+    stripe_account_id: Option<String>,
+    payment_ready: bool,
+    payment_error: Option<OcpiPaymentError>,
+}
+
+/// Why paid sessions are unavailable.
+#[derive(serde::Serialize, ToSchema)]
+pub struct OcpiPaymentError {
+    /// `workspace_payment_not_ready`
+    code: &'static str,
+    message: String,
+}
+
+fn location_view(loc: &Location) -> LocationView {
     let data = loc.data.as_ref().expect("a published location");
     let updated = loc.last_updated;
-    json!({
-        "id": location_id,
-        "workspace_id": loc.workspace_id,
-        "name": data.name,
-        "address": data.address,
-        "city": data.city,
-        "postal_code": data.postal_code,
-        "country": data.country,
-        "coordinates": data.coordinates,
-        "evses": data.evses.iter().map(|e| json!({
-            "uid": e.uid,
-            "evse_id": e.evse_id,
-            "status": "AVAILABLE",
-            "connectors": e.connectors.iter().map(|c| json!({
-                "id": c.id,
-                "standard": c.standard,
-                "format": c.format,
-                "power_type": c.power_type,
-                "max_electric_power": c.max_electric_power,
-                "tariff": c.tariff,
-                "free": c.tariff.is_free(),
-                "last_updated": updated,
-            })).collect::<Vec<_>>(),
-            "last_updated": updated,
-        })).collect::<Vec<_>>(),
-        "last_updated": updated,
-    })
+    let connector = |c: &Connector| ConnectorView {
+        id: c.id.clone(),
+        standard: c.standard.clone(),
+        format: c.format.clone(),
+        power_type: c.power_type.clone(),
+        max_electric_power: c.max_electric_power,
+        tariff: c.tariff.clone(),
+        free: c.tariff.is_free(),
+        last_updated: updated,
+    };
+    LocationView {
+        // The id as published (a request may name it in another case).
+        id: loc.location_id.clone(),
+        workspace_id: loc.workspace_id.clone(),
+        name: data.name.clone(),
+        address: data.address.clone(),
+        city: data.city.clone(),
+        postal_code: data.postal_code.clone(),
+        country: data.country.clone(),
+        coordinates: data.coordinates.clone(),
+        evses: data
+            .evses
+            .iter()
+            .map(|e| EvseView {
+                uid: e.uid.clone(),
+                evse_id: e.evse_id.clone(),
+                status: "AVAILABLE",
+                connectors: e.connectors.iter().map(connector).collect(),
+                last_updated: updated,
+            })
+            .collect(),
+        last_updated: updated,
+        ocpi_cfg: None,
+    }
 }
 
 #[utoipa::path(
@@ -168,7 +239,7 @@ fn location_json(location_id: &str, loc: &Location) -> Value {
     params(("workspace_id" = String, Path, description = "^[A-Za-z0-9_-]{1,64}$"), ("location_id" = String, Path, description = "OCPI CiString(36)")),
     request_body = LocationInput,
     responses(
-        (status = 200, description = "The stored location", body = Object),
+        (status = 200, description = "The stored location", body = LocationView),
         (status = 401, description = "`unauthenticated`", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "`forbidden`", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`location_owned_by_other_workspace`", body = Problem, content_type = "application/problem+json"),
@@ -193,15 +264,15 @@ pub async fn put(
         .services
         .publish_location(ws.as_str(), &location_id, data, &meta)
         .await?;
-    Ok(HttpResponse::Ok().json(location_json(&loc.location_id, &loc)))
+    Ok(HttpResponse::Ok().json(location_view(&loc)))
 }
 
 /// The OCPI response envelope.
 #[derive(serde::Serialize, ToSchema)]
 pub struct OcpiEnvelope {
-    /// The OCPI Location; with `show_ocpi_cfg=true` it carries `ocpi_cfg`.
-    #[schema(value_type = Object)]
-    data: Value,
+    /// The OCPI Location (null for an unknown one); with `show_ocpi_cfg=true` it
+    /// carries `ocpi_cfg`.
+    data: Option<LocationView>,
     /// 1000 on success, 2003 for an unknown location.
     status_code: u32,
     status_message: &'static str,
@@ -213,7 +284,12 @@ pub struct EmspQuery {
     show_ocpi_cfg: Option<String>,
 }
 
-fn ocpi(status: StatusCode, code: u32, message: &'static str, data: Value) -> HttpResponse {
+fn ocpi(
+    status: StatusCode,
+    code: u32,
+    message: &'static str,
+    data: Option<LocationView>,
+) -> HttpResponse {
     HttpResponse::build(status).json(OcpiEnvelope {
         data,
         status_code: code,
@@ -248,12 +324,7 @@ pub async fn get_emsp(
     rate_limit(&state, &req)?;
     let location_id = ci_string("location_id", &path)?;
     let Some((loc, profile)) = state.services.location_for_driver(&location_id).await? else {
-        return Ok(ocpi(
-            StatusCode::NOT_FOUND,
-            2003,
-            "Unknown location",
-            Value::Null,
-        ));
+        return Ok(ocpi(StatusCode::NOT_FOUND, 2003, "Unknown location", None));
     };
     let ws = loc.workspace_id.clone().unwrap_or_default();
     let gate = DriverGate {
@@ -261,34 +332,36 @@ pub async fn get_emsp(
         allow_guest_access: profile.settings.allow_guest_access,
     };
     admit(&state, &req, &gate)?;
-    // The id as published (the path may name it in another case).
-    let mut data = location_json(&loc.location_id, &loc);
+    let mut data = location_view(&loc);
     let show = query.show_ocpi_cfg.as_deref();
     if show.is_some_and(|v| v == "true" || v == "1") {
-        data["ocpi_cfg"] = ocpi_cfg(&state, &ws, &profile);
+        data.ocpi_cfg = Some(ocpi_cfg(&state, &ws, &profile));
     }
-    Ok(ocpi(StatusCode::OK, 1000, "Success", data))
+    Ok(ocpi(StatusCode::OK, 1000, "Success", Some(data)))
 }
 
 /// The workspace's checkout configuration for Roaming Web (never a secret).
-fn ocpi_cfg(state: &AppState, ws: &str, profile: &WorkspaceStripeProfile) -> Value {
+fn ocpi_cfg(state: &AppState, ws: &str, profile: &WorkspaceStripeProfile) -> OcpiCfg {
     let (publishable_key, account) = state.services.browser_keys(profile);
     let health = profile.health_status();
     let ready = health == HealthStatus::Valid;
     let s = &profile.settings;
-    let error = (!ready).then(|| json!({
-        "code": "workspace_payment_not_ready",
-        "message": format!("Paid sessions are unavailable: the workspace's Stripe credentials are {}.", health.as_str()),
-    }));
-    json!({
-        "workspace_id": ws,
-        "allow_guest_access": s.allow_guest_access,
-        "allow_user_registration": s.allow_user_registration,
-        "pre_auth_cents": s.pre_auth_cents.cents(),
-        "currency": s.currency.as_str(),
-        "stripe_publishable_key": publishable_key,
-        "stripe_account_id": account,
-        "payment_ready": ready,
-        "payment_error": error,
-    })
+    let error = (!ready).then(|| OcpiPaymentError {
+        code: "workspace_payment_not_ready",
+        message: format!(
+            "Paid sessions are unavailable: the workspace's Stripe credentials are {}.",
+            health.as_str()
+        ),
+    });
+    OcpiCfg {
+        workspace_id: ws.to_string(),
+        allow_guest_access: s.allow_guest_access,
+        allow_user_registration: s.allow_user_registration,
+        pre_auth_cents: s.pre_auth_cents.cents(),
+        currency: s.currency.as_str().to_string(),
+        stripe_publishable_key: publishable_key,
+        stripe_account_id: account,
+        payment_ready: ready,
+        payment_error: error,
+    }
 }

@@ -38,6 +38,57 @@ impl Modify for BearerAuth {
         describe_access(openapi);
         add_headers(openapi);
         enumerate_error_codes(openapi);
+        problem_examples(openapi);
+    }
+}
+
+/// Each problem+json response gets an example of its own: its status and the first
+/// code its description names (a generated client, and a reader, sees a 401 answer as
+/// a 401, not as the one example of the `Problem` schema).
+fn problem_examples(openapi: &mut utoipa::openapi::OpenApi) {
+    use actix_web::http::StatusCode;
+    use utoipa::openapi::RefOr;
+    for item in openapi.paths.paths.values_mut() {
+        for op in operations(item) {
+            for (status, response) in op.responses.responses.iter_mut() {
+                let RefOr::T(response) = response else {
+                    continue;
+                };
+                let Some(RefOr::T(content)) = response.content.get_mut("application/problem+json")
+                else {
+                    continue;
+                };
+                let status: u16 = status.parse().unwrap_or(500);
+                let code = response
+                    .description
+                    .split('`')
+                    .nth(1)
+                    .filter(|c| {
+                        !c.is_empty() && c.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+                    })
+                    .unwrap_or(match status {
+                        401 => "unauthenticated",
+                        403 => "forbidden",
+                        404 => "not_found",
+                        422 => "validation_failed",
+                        429 => "rate_limited",
+                        503 => "store_unavailable",
+                        _ => "internal_error",
+                    });
+                let title = StatusCode::from_u16(status)
+                    .ok()
+                    .and_then(|s| s.canonical_reason())
+                    .unwrap_or("Error");
+                content.example = Some(serde_json::json!({
+                    "type": format!("urn:roampay:problem:{code}"),
+                    "title": title,
+                    "status": status,
+                    "detail": response.description,
+                    "code": code,
+                    "request_id": "0193a6c2-5b1e-7c4d-9f2a-3b8e1d6f0a47",
+                }));
+            }
+        }
     }
 }
 

@@ -437,11 +437,13 @@ pub struct Status {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct PaymentHealth {
     pub workspace_id: String,
-    #[schema(value_type = Object)]
+    /// The credential-health row of the workspace (status, version, checks).
+    #[schema(value_type = HashMap<String, serde_json::Value>)]
     pub credential_health: serde_json::Value,
     pub last_webhook_received_at: Option<DateTime<Utc>>,
     pub webhooks_rejected_24h: i64,
-    #[schema(value_type = Object)]
+    /// Intents of the workspace by status.
+    #[schema(value_type = HashMap<String, i64>)]
     pub intents_by_status: std::collections::BTreeMap<String, i64>,
     pub settlements_pending: i64,
     pub holds_lapsing_soon: i64,

@@ -19,7 +19,7 @@ use crate::application::{WebhookOutcome, WebhookRefusal};
     tag = "webhooks",
     summary = "Stripe webhook (workspace from the PaymentIntent metadata)",
     params(("Stripe-Signature" = String, Header)),
-    request_body = Object,
+    request_body(content = HashMap<String, serde_json::Value>, description = "The Stripe event, exactly as Stripe signed it (read raw)"),
     responses(
         (status = 200, description = "Verified", body = WebhookAck),
         (status = 400, description = "`missing_signature` | `invalid_signature_header` | `signature_mismatch` | `timestamp_out_of_tolerance` | `invalid_payload` | `unknown_workspace` | `webhook_secret_not_configured`", body = Problem, content_type = "application/problem+json"),
@@ -43,7 +43,7 @@ pub async fn shared(
     tag = "webhooks",
     summary = "Stripe webhook for one workspace (the `webhook_url` shown in its config)",
     params(("workspace_id" = String, Path, description = "^[A-Za-z0-9_-]{1,64}$"), ("Stripe-Signature" = String, Header)),
-    request_body = Object,
+    request_body(content = HashMap<String, serde_json::Value>, description = "The Stripe event, exactly as Stripe signed it (read raw)"),
     responses(
         (status = 200, description = "Verified", body = WebhookAck),
         (status = 400, description = "`missing_signature` | `invalid_signature_header` | `signature_mismatch` | `timestamp_out_of_tolerance` | `invalid_payload` | `unknown_workspace` | `webhook_secret_not_configured`", body = Problem, content_type = "application/problem+json"),
