@@ -7,6 +7,9 @@ use cqrs_es::AggregateError;
 
 use super::{Services, StoreFault};
 use crate::store::Metadata;
+use crate::stripe::{CredentialCheck, CredentialProbe};
+use crate::vault::SecretField;
+use crate::workspace_stripe_profile::aggregate::CheckTarget;
 use crate::workspace_stripe_profile::credentials::{
     PublishableKey, StripeSecretKey, WebhookSigningSecret,
 };
@@ -43,9 +46,8 @@ impl From<AggregateError<E>> for CredentialError {
                 Self::CredentialModeMismatch(e.to_string())
             }
             AggregateError::UserError(E::CredentialsNotConfigured) => Self::NotConfigured,
-            AggregateError::UserError(e @ E::Vault(_)) => {
-                Self::Store(StoreFault::Internal(e.to_string()))
-            }
+            // Every retry of a save found its version taken again.
+            AggregateError::UserError(E::StaleSave { .. }) => Self::Conflict,
             AggregateError::AggregateConflict => Self::Conflict,
             other => Self::Store(StoreFault::of(other)),
         }
@@ -127,15 +129,17 @@ impl Services {
         }
         match change.stripe {
             Some(Some(c)) => {
-                let cmd = Cmd::SaveWorkspaceStripeCredentials(SaveWorkspaceStripeCredentials {
+                let cmd = SaveWorkspaceStripeCredentials {
                     workspace_id: ws.to_string(),
                     publishable_key: c.publishable_key,
                     secret_key: c.secret_key,
                     webhook_signing_secret: c.webhook_signing_secret,
+                    fingerprints: Default::default(),
+                    stored_as: 0,
                     actor: meta.actor.clone(),
                     at: now,
-                });
-                self.profiles.execute(ws, cmd, meta).await?;
+                };
+                self.save_credentials(cmd, meta).await?;
             }
             Some(None) => {
                 let cmd = Cmd::RemoveWorkspaceStripeCredentials(RemoveWorkspaceStripeCredentials {
@@ -186,18 +190,78 @@ impl Services {
         self.workspace_config(ws).await
     }
 
+    /// Saves a credential set: the secrets' fingerprints made, the new ones stored in
+    /// the vault under the version the profile hands out, then the save recorded. A
+    /// concurrent save that took the version makes it plan and store again.
+    async fn save_credentials(
+        &self,
+        mut cmd: SaveWorkspaceStripeCredentials,
+        meta: &Metadata,
+    ) -> Result<(), CredentialError> {
+        let ws = cmd.workspace_id.clone();
+        let vault_failed = |e: crate::vault::VaultError| StoreFault::Internal(e.to_string());
+        if let Some(sk) = &cmd.secret_key {
+            let fp = self
+                .vault
+                .fingerprint(&ws, SecretField::SecretKey, sk.secret());
+            cmd.fingerprints.secret_key = Some(fp.await.map_err(vault_failed)?);
+        }
+        if let Some(wh) = &cmd.webhook_signing_secret {
+            let field = SecretField::WebhookSigningSecret;
+            let fp = self.vault.fingerprint(&ws, field, wh.secret());
+            cmd.fingerprints.webhook_signing_secret = Some(fp.await.map_err(vault_failed)?);
+        }
+        const TRIES: usize = 5;
+        for attempt in 1..=TRIES {
+            let profile = self.profiles.load(&ws).await?;
+            let Some(plan) = profile.save_plan(&cmd).map_err(AggregateError::UserError)? else {
+                return Ok(()); // the same values again
+            };
+            for (field, fp) in &plan.store {
+                let secret = match field {
+                    SecretField::SecretKey => cmd.secret_key.as_ref().map(|k| k.secret()),
+                    SecretField::WebhookSigningSecret => {
+                        cmd.webhook_signing_secret.as_ref().map(|k| k.secret())
+                    }
+                };
+                let secret = secret.expect("a planned secret was given");
+                let put = self.vault.put(&ws, *field, plan.version, fp, secret);
+                put.await.map_err(vault_failed)?;
+            }
+            cmd.stored_as = plan.version;
+            let save = Cmd::SaveWorkspaceStripeCredentials(cmd.clone());
+            match self.profiles.execute(&ws, save, meta).await {
+                Err(AggregateError::UserError(E::StaleSave { .. })) if attempt < TRIES => continue,
+                done => return done.map(|_| ()).map_err(Into::into),
+            }
+        }
+        unreachable!("the last try returns")
+    }
+
     async fn run_validation(
         &self,
         ws: &str,
         scope: ValidationScope,
         meta: &Metadata,
     ) -> Result<(), CredentialError> {
+        let before = self.profiles.load_recent(ws).await.ok();
+        let profile = self.profiles.load(ws).await?;
+        let checked = match profile
+            .validation_target(scope)
+            .map_err(AggregateError::UserError)?
+        {
+            None => None,
+            Some(target) => {
+                let check = self.check_credentials(ws, &profile, &target).await?;
+                Some((target, check))
+            }
+        };
         let cmd = Cmd::ValidateWorkspaceStripeCredentials(ValidateWorkspaceStripeCredentials {
             workspace_id: ws.to_string(),
             scope,
+            checked,
             at: self.clock.now(),
         });
-        let before = self.profiles.load_recent(ws).await.ok();
         let after = self.profiles.execute(ws, cmd, meta).await?;
         super::revocation::count_revocation(ws, before.as_ref(), &after);
         Ok(())
@@ -274,5 +338,34 @@ impl Services {
             })
             .collect();
         Ok((listed, has_more))
+    }
+}
+
+impl Services {
+    /// The Stripe round trip for one credential set, its secret key read from the vault.
+    async fn check_credentials(
+        &self,
+        ws: &str,
+        profile: &WorkspaceStripeProfile,
+        target: &CheckTarget,
+    ) -> Result<CredentialCheck, CredentialError> {
+        let key = self
+            .vault
+            .get(
+                ws,
+                SecretField::SecretKey,
+                target.secret_key.version,
+                &target.secret_key.secret.fingerprint,
+            )
+            .await
+            .map_err(|e| StoreFault::Internal(e.to_string()))?;
+        let probe = CredentialProbe {
+            workspace_id: ws,
+            secret_key: &key,
+            publishable_key: &target.publishable_key,
+            mode: target.mode,
+            currency: profile.settings.currency.as_str(),
+        };
+        Ok(self.stripe.check_credentials(&probe).await)
     }
 }

@@ -35,7 +35,7 @@ use crate::stripe::webhook::Tolerance;
 use crate::stripe::StripeGateway;
 use crate::vault::{SecretField, SecretVault};
 use crate::webhook_rejections::WebhookRejections;
-use crate::workspace_stripe_profile::{ProfileServices, WorkspaceStripeProfile};
+use crate::workspace_stripe_profile::WorkspaceStripeProfile;
 use crate::workspace_subscription::WorkspaceSubscription;
 
 pub use credentials::CredentialError;
@@ -136,15 +136,11 @@ impl Services {
             let projector = projector.clone();
             Arc::new(move || projector.nudge())
         };
-        let profile_services = ProfileServices {
-            vault: vault.clone(),
-            stripe: stripe.clone(),
-        };
         let room = settings.memory;
         Self {
             // The streams that grow for years (a check every 6 h, every push of a
             // location, two events per session on a connector) load from snapshots.
-            profiles: Aggregates::new(&db, profile_services, room)
+            profiles: Aggregates::new(&db, (), room)
                 .snapshot_every(SNAPSHOT_EVERY)
                 .on_commit(nudge.clone()),
             locations: Aggregates::new(&db, (), room)

@@ -10,15 +10,13 @@ use roampay_events::{
     WorkspaceStripeCredentialsValidationFailed, WorkspaceStripeProfileEvent as Event,
     WorkspaceWebhookFailing, WorkspaceWebhookVerified, STRIPE_UNREACHABLE,
 };
-use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
 use super::command::*;
 use super::connect::ConnectAccount;
 use super::error::WorkspaceStripeProfileError as Error;
-use super::ProfileServices;
 use crate::money::{Currency, PreAuthAmount};
-use crate::stripe::{CredentialCheck, CredentialProbe};
+use crate::stripe::CredentialCheck;
 use crate::vault::SecretField;
 
 /// What a refusal of a set that was valid means: the key was revoked, or a permission
@@ -284,11 +282,31 @@ impl WorkspaceStripeProfile {
             .filter(|c| c.health.status == HealthStatus::Valid)
     }
 
-    async fn save(
+    /// What saving `cmd` would store in the vault: the credential version the new
+    /// secrets go under and which of them are new (`None`: nothing changes). The
+    /// credentials service stores them, then records the save with that version.
+    pub fn save_plan(
         &self,
-        cmd: SaveWorkspaceStripeCredentials,
-        svc: &ProfileServices,
-    ) -> Result<Vec<Event>, Error> {
+        cmd: &SaveWorkspaceStripeCredentials,
+    ) -> Result<Option<SavePlan>, Error> {
+        Ok(self.decide_save(cmd)?.map(|(plan, _)| plan))
+    }
+
+    fn save(&self, cmd: SaveWorkspaceStripeCredentials) -> Result<Vec<Event>, Error> {
+        match self.decide_save(&cmd)? {
+            None => Ok(vec![]), // the same values again: nothing changes
+            Some((plan, _)) if plan.version != cmd.stored_as => Err(Error::StaleSave {
+                stored_as: cmd.stored_as,
+            }),
+            Some((_, events)) => Ok(events),
+        }
+    }
+
+    /// The save's plan and events, from the state and the command alone.
+    fn decide_save(
+        &self,
+        cmd: &SaveWorkspaceStripeCredentials,
+    ) -> Result<Option<(SavePlan, Vec<Event>)>, Error> {
         let current = self.credentials.as_ref();
         if current.is_none()
             && (cmd.publishable_key.is_none()
@@ -322,40 +340,38 @@ impl WorkspaceStripeProfile {
             });
         }
         let ws = &cmd.workspace_id;
-        let vault_err = |e: crate::vault::VaultError| Error::Vault(e.to_string());
+        let fingerprint =
+            |given: &Option<String>| given.clone().ok_or(Error::IncompleteCredentials);
 
         let publishable_key = cmd
             .publishable_key
+            .as_ref()
             .filter(|k| base_pk.is_none_or(|pk| pk != k.as_str()))
             .map(|k| k.as_str().to_string());
         let mut secret_key = None;
         if let Some(sk) = &cmd.secret_key {
-            let fp = svc
-                .vault
-                .fingerprint(ws, SecretField::SecretKey, sk.secret())
-                .await
-                .map_err(vault_err)?;
+            let fp = fingerprint(&cmd.fingerprints.secret_key)?;
             if base_sk.is_none_or(|k| k.secret.fingerprint != fp) {
                 secret_key = Some((sk, fp));
             }
         }
         let mut webhook = None;
         if let Some(wh) = &cmd.webhook_signing_secret {
-            let fp = svc
-                .vault
-                .fingerprint(ws, SecretField::WebhookSigningSecret, wh.secret())
-                .await
-                .map_err(vault_err)?;
+            let fp = fingerprint(&cmd.fingerprints.webhook_signing_secret)?;
             if current.is_none_or(|c| c.current_webhook_secret().secret.fingerprint != fp) {
                 webhook = Some((wh, fp));
             }
         }
         let keys_change = publishable_key.is_some() || secret_key.is_some();
         if !keys_change && webhook.is_none() {
-            return Ok(vec![]); // the same values again: nothing changes
+            return Ok(None);
         }
 
         let version = self.credential_version + 1;
+        let mut plan = SavePlan {
+            version,
+            store: vec![],
+        };
         let mut event = WorkspaceStripeCredentialsUpdated {
             workspace_id: ws.clone(),
             credential_version: version,
@@ -368,23 +384,21 @@ impl WorkspaceStripeProfile {
             updated_at: cmd.at,
         };
         if let Some((wh, fp)) = webhook {
-            let field = SecretField::WebhookSigningSecret;
-            let put = svc.vault.put(ws, field, version, &fp, wh.secret());
-            put.await.map_err(vault_err)?;
+            plan.store
+                .push((SecretField::WebhookSigningSecret, fp.clone()));
             event.webhook_signing_secret = Some(SecretRef {
                 fingerprint: fp,
                 last4: wh.last4().to_string(),
             });
+        }
+        if let Some((_, fp)) = &secret_key {
+            plan.store.push((SecretField::SecretKey, fp.clone()));
         }
         let (Some(active), Some(base_pk), Some(base_sk), true) =
             (serving, base_pk, base_sk, keys_change)
         else {
             // Nothing serves (or only the webhook secret changes): the set applies at once.
             if let Some((sk, fp)) = secret_key {
-                let put = svc
-                    .vault
-                    .put(ws, SecretField::SecretKey, version, &fp, sk.secret());
-                put.await.map_err(vault_err)?;
                 event.secret_key = Some(SecretRef {
                     fingerprint: fp,
                     last4: sk.last4().to_string(),
@@ -392,14 +406,13 @@ impl WorkspaceStripeProfile {
                 event.secret_key_kind = Some(sk.kind());
             }
             event.publishable_key = publishable_key;
-            return Ok(vec![Event::WorkspaceStripeCredentialsUpdated(event)]);
+            return Ok(Some((
+                plan,
+                vec![Event::WorkspaceStripeCredentialsUpdated(event)],
+            )));
         };
         let (secret, kind, secret_key_version) = match secret_key {
             Some((sk, fp)) => {
-                let put = svc
-                    .vault
-                    .put(ws, SecretField::SecretKey, version, &fp, sk.secret());
-                put.await.map_err(vault_err)?;
                 let secret = SecretRef {
                     fingerprint: fp,
                     last4: sk.last4().to_string(),
@@ -419,7 +432,7 @@ impl WorkspaceStripeProfile {
                 secret_key: secret,
                 secret_key_kind: kind,
                 secret_key_version,
-                updated_by: cmd.actor,
+                updated_by: cmd.actor.clone(),
                 updated_at: cmd.at,
             },
         )];
@@ -427,19 +440,17 @@ impl WorkspaceStripeProfile {
             event.mode = active.mode;
             events.push(Event::WorkspaceStripeCredentialsUpdated(event));
         }
-        Ok(events)
+        Ok(Some((plan, events)))
     }
 
-    /// The candidate when there is one (except for the periodic re-check), else the
-    /// active set; `scope` says whether it is looked at.
-    async fn validate(
-        &self,
-        cmd: ValidateWorkspaceStripeCredentials,
-        svc: &ProfileServices,
-    ) -> Result<Vec<Event>, Error> {
+    /// The set a validation run with `scope` checks: the candidate when there is one
+    /// (except for the periodic re-check), else the active set; `None` when `scope`
+    /// leaves it alone. The credentials service reads its key from the vault, asks
+    /// Stripe, and records the answer with `ValidateWorkspaceStripeCredentials`.
+    pub fn validation_target(&self, scope: ValidationScope) -> Result<Option<CheckTarget>, Error> {
         let Some(creds) = &self.credentials else {
-            return if cmd.scope != ValidationScope::Always {
-                Ok(vec![])
+            return if scope != ValidationScope::Always {
+                Ok(None)
             } else {
                 Err(Error::CredentialsNotConfigured)
             };
@@ -447,40 +458,71 @@ impl WorkspaceStripeProfile {
         if let Some(candidate) = self
             .candidate
             .as_ref()
-            .filter(|_| cmd.scope != ValidationScope::Recheck)
+            .filter(|_| scope != ValidationScope::Recheck)
         {
-            if cmd.scope == ValidationScope::OnlyPending
+            if scope == ValidationScope::OnlyPending
                 && candidate.health.status != HealthStatus::Pending
             {
-                return Ok(vec![]);
+                return Ok(None);
             }
-            return self.validate_candidate(candidate, cmd, svc).await;
+            return Ok(Some(CheckTarget {
+                candidate: true,
+                version: candidate.version,
+                secret_key: candidate.secret_key.clone(),
+                publishable_key: candidate.publishable_key.clone(),
+                mode: candidate.mode,
+            }));
         }
         let status = creds.health.status;
-        let skip = match cmd.scope {
+        let skip = match scope {
             ValidationScope::Always => false,
             ValidationScope::UnlessValid => status == HealthStatus::Valid,
             ValidationScope::OnlyPending => status != HealthStatus::Pending,
             ValidationScope::Recheck => status != HealthStatus::Valid,
         };
-        if skip {
+        Ok((!skip).then(|| CheckTarget {
+            candidate: false,
+            version: creds.version,
+            secret_key: creds.secret_key.clone(),
+            publishable_key: creds.publishable_key.clone(),
+            mode: creds.mode,
+        }))
+    }
+
+    /// Records Stripe's answer about the set the run checked (an answer about a set the
+    /// profile no longer means changes nothing).
+    fn validate(&self, mut cmd: ValidateWorkspaceStripeCredentials) -> Result<Vec<Event>, Error> {
+        let Some(target) = self.validation_target(cmd.scope)? else {
+            return Ok(vec![]);
+        };
+        let Some((checked, check)) = cmd.checked.take() else {
+            return Ok(vec![]);
+        };
+        if checked != target {
             return Ok(vec![]);
         }
-        let check = self
-            .check(
-                svc,
-                &cmd.workspace_id,
-                &creds.secret_key,
-                &creds.publishable_key,
-                creds.mode,
-            )
-            .await?;
+        match (&self.candidate, &self.credentials) {
+            (Some(candidate), _) if target.candidate => {
+                Ok(self.record_candidate_check(candidate, check, cmd.workspace_id, cmd.at))
+            }
+            (_, Some(creds)) => Ok(Self::record_active_check(creds, check, &cmd)),
+            _ => Ok(vec![]),
+        }
+    }
+
+    fn record_active_check(
+        creds: &Credentials,
+        check: CredentialCheck,
+        cmd: &ValidateWorkspaceStripeCredentials,
+    ) -> Vec<Event> {
+        let status = creds.health.status;
         let version = creds.version;
-        Ok(match check {
+        let ws = cmd.workspace_id.clone();
+        match check {
             CredentialCheck::Valid { account_id } => {
                 vec![Event::WorkspaceStripeCredentialsValidated(
                     WorkspaceStripeCredentialsValidated {
-                        workspace_id: cmd.workspace_id,
+                        workspace_id: ws,
                         credential_version: version,
                         mode: creds.mode,
                         account_id,
@@ -495,14 +537,14 @@ impl WorkspaceStripeProfile {
                     && creds.health.failure_code.as_deref() == Some(STRIPE_UNREACHABLE);
                 let keeps_serving = cmd.scope == ValidationScope::Recheck;
                 if code == STRIPE_UNREACHABLE && (already_pending || keeps_serving) {
-                    return Ok(vec![]);
+                    return vec![];
                 }
                 let was_valid = status == HealthStatus::Valid;
                 match (was_valid, code) {
                     (true, "authentication_failed" | "permission_denied") => {
                         vec![Event::WorkspaceStripeCredentialsRevoked(
                             WorkspaceStripeCredentialsRevoked {
-                                workspace_id: cmd.workspace_id,
+                                workspace_id: ws,
                                 credential_version: version,
                                 failure_code: revocation_code(code).into(),
                                 failure_message: message,
@@ -513,7 +555,7 @@ impl WorkspaceStripeProfile {
                     }
                     _ => vec![Event::WorkspaceStripeCredentialsValidationFailed(
                         WorkspaceStripeCredentialsValidationFailed {
-                            workspace_id: cmd.workspace_id,
+                            workspace_id: ws,
                             credential_version: version,
                             failure_code: code.to_string(),
                             failure_message: message,
@@ -522,26 +564,17 @@ impl WorkspaceStripeProfile {
                     )],
                 }
             }
-        })
+        }
     }
 
-    async fn validate_candidate(
+    fn record_candidate_check(
         &self,
         candidate: &Candidate,
-        cmd: ValidateWorkspaceStripeCredentials,
-        svc: &ProfileServices,
-    ) -> Result<Vec<Event>, Error> {
-        let check = self
-            .check(
-                svc,
-                &cmd.workspace_id,
-                &candidate.secret_key,
-                &candidate.publishable_key,
-                candidate.mode,
-            )
-            .await?;
-        let ws = cmd.workspace_id;
-        Ok(match check {
+        check: CredentialCheck,
+        ws: String,
+        at: DateTime<Utc>,
+    ) -> Vec<Event> {
+        match check {
             CredentialCheck::Valid { account_id } => {
                 // A version handed out after the candidate's (a webhook secret saved
                 // meanwhile) makes the promotion a new version again.
@@ -556,13 +589,13 @@ impl WorkspaceStripeProfile {
                         candidate_version: candidate.version,
                         credential_version,
                         account_id,
-                        promoted_at: cmd.at,
+                        promoted_at: at,
                     },
                 )]
             }
             CredentialCheck::Failed { code, message } if code == STRIPE_UNREACHABLE => {
                 if candidate.health.failure_code.as_deref() == Some(STRIPE_UNREACHABLE) {
-                    return Ok(vec![]);
+                    return vec![];
                 }
                 vec![Event::WorkspaceStripeCredentialsValidationFailed(
                     WorkspaceStripeCredentialsValidationFailed {
@@ -570,7 +603,7 @@ impl WorkspaceStripeProfile {
                         credential_version: candidate.version,
                         failure_code: code.to_string(),
                         failure_message: message,
-                        validated_at: cmd.at,
+                        validated_at: at,
                     },
                 )]
             }
@@ -581,40 +614,11 @@ impl WorkspaceStripeProfile {
                         candidate_version: candidate.version,
                         failure_code: code.to_string(),
                         failure_message: message,
-                        rejected_at: cmd.at,
+                        rejected_at: at,
                     },
                 )]
             }
-        })
-    }
-
-    /// The Stripe round trip for one set (its secret key read from the vault).
-    async fn check(
-        &self,
-        svc: &ProfileServices,
-        ws: &str,
-        key_ref: &SecretKeyVersion,
-        publishable_key: &str,
-        mode: StripeMode,
-    ) -> Result<CredentialCheck, Error> {
-        let key: SecretString = svc
-            .vault
-            .get(
-                ws,
-                SecretField::SecretKey,
-                key_ref.version,
-                &key_ref.secret.fingerprint,
-            )
-            .await
-            .map_err(|e| Error::Vault(e.to_string()))?;
-        let probe = CredentialProbe {
-            workspace_id: ws,
-            secret_key: &key,
-            publishable_key,
-            mode,
-            currency: self.settings.currency.as_str(),
-        };
-        Ok(svc.stripe.check_credentials(&probe).await)
+        }
     }
 
     /// A payment call was refused with the key of `cmd.credential_version`.
@@ -874,18 +878,20 @@ impl Aggregate for WorkspaceStripeProfile {
     type Command = WorkspaceStripeProfileCommand;
     type Event = Event;
     type Error = Error;
-    type Services = ProfileServices;
+    /// None: `handle` decides from the state and the command alone (the credentials
+    /// service reaches the vault and Stripe around it: ADR 0008).
+    type Services = ();
 
     async fn handle(
         &mut self,
         command: Self::Command,
-        services: &Self::Services,
+        _: &Self::Services,
         sink: &EventSink<Self>,
     ) -> Result<(), Self::Error> {
         use WorkspaceStripeProfileCommand as C;
         let events = match command {
-            C::SaveWorkspaceStripeCredentials(cmd) => self.save(cmd, services).await?,
-            C::ValidateWorkspaceStripeCredentials(cmd) => self.validate(cmd, services).await?,
+            C::SaveWorkspaceStripeCredentials(cmd) => self.save(cmd)?,
+            C::ValidateWorkspaceStripeCredentials(cmd) => self.validate(cmd)?,
             C::UpdateWorkspaceOcpiConfig(cmd) => self.update_config(cmd),
             C::RemoveWorkspaceStripeCredentials(cmd) => self.remove(cmd),
             C::RevokeWorkspaceStripeCredentials(cmd) => self.revoke(cmd),
@@ -1030,4 +1036,24 @@ impl Aggregate for WorkspaceStripeProfile {
             | Event::WorkspaceStripeConnectionSwitched(_)) => self.apply_connect(e),
         }
     }
+}
+
+/// The secrets a save stores in the vault before it is recorded: under which credential
+/// version, and which (field and fingerprint) are new.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SavePlan {
+    pub version: u32,
+    pub store: Vec<(SecretField, String)>,
+}
+
+/// The credential set a validation run checks.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckTarget {
+    /// The candidate (else the active set).
+    pub candidate: bool,
+    pub version: u32,
+    /// Where its secret key sits in the vault.
+    pub secret_key: SecretKeyVersion,
+    pub publishable_key: String,
+    pub mode: StripeMode,
 }

@@ -1,5 +1,7 @@
 use chrono::{DateTime, Utc};
 
+use crate::stripe::CredentialCheck;
+
 pub use super::connect::{
     DeauthorizeConnectAccount, RecordConnectAccount, RecordOnboardingLink, RefreshConnectAccount,
     SwitchStripeConnection,
@@ -30,8 +32,21 @@ pub struct SaveWorkspaceStripeCredentials {
     pub publishable_key: Option<PublishableKey>,
     pub secret_key: Option<StripeSecretKey>,
     pub webhook_signing_secret: Option<WebhookSigningSecret>,
+    /// The vault's fingerprints of the given secrets (made by the credentials service:
+    /// equal secrets, equal fingerprints).
+    pub fingerprints: SecretFingerprints,
+    /// The credential version the service stored the new secrets under, as the
+    /// profile's [`super::WorkspaceStripeProfile::save_plan`] named it.
+    pub stored_as: u32,
     pub actor: String,
     pub at: DateTime<Utc>,
+}
+
+/// Fingerprints of the secrets a save carries.
+#[derive(Debug, Clone, Default)]
+pub struct SecretFingerprints {
+    pub secret_key: Option<String>,
+    pub webhook_signing_secret: Option<String>,
 }
 
 /// Run the Stripe round trip for the current credential set.
@@ -39,6 +54,9 @@ pub struct SaveWorkspaceStripeCredentials {
 pub struct ValidateWorkspaceStripeCredentials {
     pub workspace_id: String,
     pub scope: ValidationScope,
+    /// The set checked ([`super::WorkspaceStripeProfile::validation_target`]) and what
+    /// Stripe said of it; `None` when nothing was checked.
+    pub checked: Option<(super::aggregate::CheckTarget, CredentialCheck)>,
     pub at: DateTime<Utc>,
 }
 

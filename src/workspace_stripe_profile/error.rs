@@ -15,6 +15,8 @@ pub enum WorkspaceStripeProfileError {
     /// The connection to switch to cannot take payments (its health).
     #[error("the connection to switch to is {0}, not valid")]
     ConnectionNotReady(&'static str),
-    #[error("the secret vault failed: {0}")]
-    Vault(String),
+    /// The secrets were stored under another version than the profile hands out now
+    /// (a concurrent save took it): plan and store again.
+    #[error("another save took credential version {stored_as}")]
+    StaleSave { stored_as: u32 },
 }

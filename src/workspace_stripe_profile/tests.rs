@@ -24,7 +24,13 @@ fn at() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 22, 5, 0, 0).unwrap()
 }
 
-fn services(check: CredentialCheck) -> ProfileServices {
+/// The vault and Stripe as the credentials service uses them around the aggregate.
+struct Fakes {
+    vault: Arc<FakeVault>,
+    stripe: Arc<FakeStripe>,
+}
+
+fn fakes(check: CredentialCheck) -> Fakes {
     let vault = Arc::new(FakeVault::default());
     // The fakes' vault already holds the key the `given` events refer to.
     vault
@@ -37,20 +43,108 @@ fn services(check: CredentialCheck) -> ProfileServices {
         .lock()
         .unwrap()
         .insert(("ws-1".into(), "secret_key", 2), RK.into());
-    ProfileServices {
+    Fakes {
         vault,
         stripe: Arc::new(FakeStripe::new(check)),
     }
 }
 
-fn framework() -> TestFramework<WorkspaceStripeProfile> {
-    TestFramework::with(services(CredentialCheck::Valid {
+fn valid() -> CredentialCheck {
+    CredentialCheck::Valid {
         account_id: Some("acct_1".into()),
-    }))
+    }
 }
 
-fn framework_checking(check: CredentialCheck) -> TestFramework<WorkspaceStripeProfile> {
-    TestFramework::with(services(check))
+impl Fakes {
+    /// What the credentials service does before it sends `cmd` to the profile `given`
+    /// leaves: a save gets its fingerprints and its new secrets stored under the
+    /// planned version; a validation gets the set it targets checked with Stripe.
+    fn prepare(
+        &self,
+        given: &[WorkspaceStripeProfileEvent],
+        cmd: WorkspaceStripeProfileCommand,
+    ) -> WorkspaceStripeProfileCommand {
+        use crate::stripe::{CredentialProbe, StripeGateway};
+        use crate::vault::{SecretField, SecretVault};
+        use cqrs_es::Aggregate;
+        use futures::executor::block_on;
+        let mut state = WorkspaceStripeProfile::default();
+        for e in given {
+            state.apply(e.clone());
+        }
+        match cmd {
+            WorkspaceStripeProfileCommand::SaveWorkspaceStripeCredentials(mut c) => {
+                let ws = c.workspace_id.clone();
+                if let Some(sk) = &c.secret_key {
+                    let fp = self
+                        .vault
+                        .fingerprint(&ws, SecretField::SecretKey, sk.secret());
+                    c.fingerprints.secret_key = Some(block_on(fp).unwrap());
+                }
+                if let Some(wh) = &c.webhook_signing_secret {
+                    let field = SecretField::WebhookSigningSecret;
+                    let fp = self.vault.fingerprint(&ws, field, wh.secret());
+                    c.fingerprints.webhook_signing_secret = Some(block_on(fp).unwrap());
+                }
+                if let Ok(Some(plan)) = state.save_plan(&c) {
+                    for (field, fp) in &plan.store {
+                        let secret = match field {
+                            SecretField::SecretKey => c.secret_key.as_ref().unwrap().secret(),
+                            SecretField::WebhookSigningSecret => {
+                                c.webhook_signing_secret.as_ref().unwrap().secret()
+                            }
+                        };
+                        let put = self.vault.put(&ws, *field, plan.version, fp, secret);
+                        block_on(put).unwrap();
+                    }
+                    c.stored_as = plan.version;
+                }
+                WorkspaceStripeProfileCommand::SaveWorkspaceStripeCredentials(c)
+            }
+            WorkspaceStripeProfileCommand::ValidateWorkspaceStripeCredentials(mut c) => {
+                if let Ok(Some(target)) = state.validation_target(c.scope) {
+                    let key = block_on(self.vault.get(
+                        &c.workspace_id,
+                        SecretField::SecretKey,
+                        target.secret_key.version,
+                        &target.secret_key.secret.fingerprint,
+                    ))
+                    .unwrap();
+                    let probe = CredentialProbe {
+                        workspace_id: &c.workspace_id,
+                        secret_key: &key,
+                        publishable_key: &target.publishable_key,
+                        mode: target.mode,
+                        currency: state.settings.currency.as_str(),
+                    };
+                    let check = block_on(self.stripe.check_credentials(&probe));
+                    c.checked = Some((target, check));
+                }
+                WorkspaceStripeProfileCommand::ValidateWorkspaceStripeCredentials(c)
+            }
+            other => other,
+        }
+    }
+}
+
+/// `given`, then `cmd` as the credentials service sends it (Stripe answering `check`).
+fn run_checking(
+    check: CredentialCheck,
+    given: Vec<WorkspaceStripeProfileEvent>,
+    cmd: WorkspaceStripeProfileCommand,
+) -> cqrs_es::test::AggregateResultValidator<WorkspaceStripeProfile> {
+    let cmd = fakes(check).prepare(&given, cmd);
+    TestFramework::<WorkspaceStripeProfile>::with(())
+        .given(given)
+        .when(cmd)
+}
+
+/// [`run_checking`] with Stripe finding the set valid.
+fn run(
+    given: Vec<WorkspaceStripeProfileEvent>,
+    cmd: WorkspaceStripeProfileCommand,
+) -> cqrs_es::test::AggregateResultValidator<WorkspaceStripeProfile> {
+    run_checking(valid(), given, cmd)
 }
 
 fn save(pk: Option<&str>, sk: Option<&str>, wh: Option<&str>) -> WorkspaceStripeProfileCommand {
@@ -59,6 +153,8 @@ fn save(pk: Option<&str>, sk: Option<&str>, wh: Option<&str>) -> WorkspaceStripe
         publishable_key: pk.map(|k| PublishableKey::parse(k).unwrap()),
         secret_key: sk.map(|k| StripeSecretKey::parse(k.to_string()).unwrap()),
         webhook_signing_secret: wh.map(|k| WebhookSigningSecret::parse(k.to_string()).unwrap()),
+        fingerprints: Default::default(),
+        stored_as: 0,
         actor: "alice".into(),
         at: at(),
     })
@@ -69,6 +165,7 @@ fn validate(scope: ValidationScope) -> WorkspaceStripeProfileCommand {
         ValidateWorkspaceStripeCredentials {
             workspace_id: "ws-1".into(),
             scope,
+            checked: None,
             at: at(),
         },
     )
@@ -141,10 +238,7 @@ fn fold(events: Vec<WorkspaceStripeProfileEvent>) -> WorkspaceStripeProfile {
 
 #[test]
 fn a_first_save_with_all_three_values_records_version_one() {
-    framework()
-        .given_no_previous_events()
-        .when(save(Some(PK), Some(SK), Some(WH)))
-        .then_expect_events(vec![saved_v1()]);
+    run(vec![], save(Some(PK), Some(SK), Some(WH))).then_expect_events(vec![saved_v1()]);
 }
 
 #[test]
@@ -154,62 +248,60 @@ fn a_first_save_without_all_three_values_is_refused() {
         save(Some(PK), None, Some(WH)),
         save(None, Some(SK), Some(WH)),
     ] {
-        framework()
-            .given_no_previous_events()
-            .when(cmd)
-            .then_expect_error(WorkspaceStripeProfileError::IncompleteCredentials);
+        run(vec![], cmd).then_expect_error(WorkspaceStripeProfileError::IncompleteCredentials);
     }
 }
 
 #[test]
 fn test_and_live_keys_mixed_in_one_set_are_refused() {
-    framework()
-        .given_no_previous_events()
-        .when(save(Some("pk_live_51HxPublishable"), Some(SK), Some(WH)))
-        .then_expect_error(WorkspaceStripeProfileError::CredentialModeMismatch {
-            publishable: "live",
-            secret: "test",
-        });
+    run(
+        vec![],
+        save(Some("pk_live_51HxPublishable"), Some(SK), Some(WH)),
+    )
+    .then_expect_error(WorkspaceStripeProfileError::CredentialModeMismatch {
+        publishable: "live",
+        secret: "test",
+    });
 }
 
 #[test]
 fn rotating_to_a_key_of_the_other_mode_is_refused() {
-    framework()
-        .given(vec![saved_v1()])
-        .when(save(None, Some("sk_live_51HxSecretKeyLIVE"), None))
-        .then_expect_error(WorkspaceStripeProfileError::CredentialModeMismatch {
-            publishable: "test",
-            secret: "live",
-        });
+    run(
+        vec![saved_v1()],
+        save(None, Some("sk_live_51HxSecretKeyLIVE"), None),
+    )
+    .then_expect_error(WorkspaceStripeProfileError::CredentialModeMismatch {
+        publishable: "test",
+        secret: "live",
+    });
 }
 
 #[test]
 fn a_new_key_for_a_set_that_serves_nothing_applies_at_once() {
-    framework()
-        .given(vec![saved_v1(), failed("authentication_failed")])
-        .when(save(None, Some(RK), None))
-        .then_expect_events(vec![
-            WorkspaceStripeProfileEvent::WorkspaceStripeCredentialsUpdated(
-                WorkspaceStripeCredentialsUpdated {
-                    workspace_id: "ws-1".into(),
-                    credential_version: 2,
-                    mode: StripeMode::Test,
-                    publishable_key: None,
-                    secret_key: Some(sref(RK)),
-                    secret_key_kind: Some(SecretKeyKind::Restricted),
-                    webhook_signing_secret: None,
-                    updated_by: "alice".into(),
-                    updated_at: at(),
-                },
-            ),
-        ]);
+    run(
+        vec![saved_v1(), failed("authentication_failed")],
+        save(None, Some(RK), None),
+    )
+    .then_expect_events(vec![
+        WorkspaceStripeProfileEvent::WorkspaceStripeCredentialsUpdated(
+            WorkspaceStripeCredentialsUpdated {
+                workspace_id: "ws-1".into(),
+                credential_version: 2,
+                mode: StripeMode::Test,
+                publishable_key: None,
+                secret_key: Some(sref(RK)),
+                secret_key_kind: Some(SecretKeyKind::Restricted),
+                webhook_signing_secret: None,
+                updated_by: "alice".into(),
+                updated_at: at(),
+            },
+        ),
+    ]);
 }
 
 #[test]
 fn the_webhook_signing_secret_alone_can_be_rotated() {
-    let events = framework()
-        .given(vec![saved_v1()])
-        .when(save(None, None, Some(WH2)))
+    let events = run(vec![saved_v1()], save(None, None, Some(WH2)))
         .inspect_result()
         .unwrap();
     let [WorkspaceStripeProfileEvent::WorkspaceStripeCredentialsUpdated(e)] = events.as_slice()
@@ -229,31 +321,22 @@ fn the_webhook_signing_secret_alone_can_be_rotated() {
 
 #[test]
 fn saving_the_same_values_again_changes_nothing() {
-    framework()
-        .given(vec![saved_v1()])
-        .when(save(Some(PK), Some(SK), Some(WH)))
-        .then_expect_events(vec![]);
+    run(vec![saved_v1()], save(Some(PK), Some(SK), Some(WH))).then_expect_events(vec![]);
 }
 
 #[test]
 fn removal_records_a_new_version_and_a_second_removal_is_a_no_op() {
-    framework()
-        .given(vec![saved_v1()])
-        .when(remove())
-        .then_expect_events(vec![
-            WorkspaceStripeProfileEvent::WorkspaceStripeCredentialsRemoved(
-                WorkspaceStripeCredentialsRemoved {
-                    workspace_id: "ws-1".into(),
-                    credential_version: 2,
-                    removed_by: "alice".into(),
-                    removed_at: at(),
-                },
-            ),
-        ]);
-    framework()
-        .given_no_previous_events()
-        .when(remove())
-        .then_expect_events(vec![]);
+    run(vec![saved_v1()], remove()).then_expect_events(vec![
+        WorkspaceStripeProfileEvent::WorkspaceStripeCredentialsRemoved(
+            WorkspaceStripeCredentialsRemoved {
+                workspace_id: "ws-1".into(),
+                credential_version: 2,
+                removed_by: "alice".into(),
+                removed_at: at(),
+            },
+        ),
+    ]);
+    run(vec![], remove()).then_expect_events(vec![]);
 }
 
 #[test]
@@ -266,15 +349,17 @@ fn after_removal_a_save_must_carry_a_whole_set_again() {
             removed_at: at(),
         },
     );
-    framework()
-        .given(vec![saved_v1(), removed.clone()])
-        .when(save(None, Some(RK), None))
-        .then_expect_error(WorkspaceStripeProfileError::IncompleteCredentials);
-    let events = framework()
-        .given(vec![saved_v1(), removed])
-        .when(save(Some(PK), Some(SK), Some(WH)))
-        .inspect_result()
-        .unwrap();
+    run(
+        vec![saved_v1(), removed.clone()],
+        save(None, Some(RK), None),
+    )
+    .then_expect_error(WorkspaceStripeProfileError::IncompleteCredentials);
+    let events = run(
+        vec![saved_v1(), removed],
+        save(Some(PK), Some(SK), Some(WH)),
+    )
+    .inspect_result()
+    .unwrap();
     assert!(
         matches!(&events[..], [WorkspaceStripeProfileEvent::WorkspaceStripeCredentialsUpdated(e)] if e.credential_version == 3)
     );
@@ -282,11 +367,7 @@ fn after_removal_a_save_must_carry_a_whole_set_again() {
 
 #[test]
 fn a_successful_round_trip_marks_the_set_valid() {
-    let result = futures::executor::block_on(
-        framework()
-            .given(vec![saved_v1()])
-            .when_async(validate(ValidationScope::Always)),
-    );
+    let result = run(vec![saved_v1()], validate(ValidationScope::Always));
     result.then_expect_events(vec![validated(1)]);
 }
 
@@ -302,12 +383,8 @@ fn each_stripe_refusal_is_recorded_with_its_failure_code() {
             code,
             message: format!("{code} message"),
         };
-        futures::executor::block_on(
-            framework_checking(check)
-                .given(vec![saved_v1()])
-                .when_async(validate(ValidationScope::Always)),
-        )
-        .then_expect_events(vec![failed(code)]);
+        run_checking(check, vec![saved_v1()], validate(ValidationScope::Always))
+            .then_expect_events(vec![failed(code)]);
     }
 }
 
@@ -348,54 +425,42 @@ fn a_still_unreachable_stripe_records_nothing_new() {
         code: "stripe_unreachable",
         message: "down".into(),
     };
-    futures::executor::block_on(
-        framework_checking(check)
-            .given(vec![saved_v1(), failed("stripe_unreachable")])
-            .when_async(validate(ValidationScope::OnlyPending)),
+    run_checking(
+        check,
+        vec![saved_v1(), failed("stripe_unreachable")],
+        validate(ValidationScope::OnlyPending),
     )
     .then_expect_events(vec![]);
 }
 
 #[test]
 fn background_validation_leaves_a_set_that_is_no_longer_pending_alone() {
-    futures::executor::block_on(
-        framework()
-            .given(vec![saved_v1(), validated(1)])
-            .when_async(validate(ValidationScope::OnlyPending)),
+    run(
+        vec![saved_v1(), validated(1)],
+        validate(ValidationScope::OnlyPending),
     )
     .then_expect_events(vec![]);
-    futures::executor::block_on(
-        framework()
-            .given_no_previous_events()
-            .when_async(validate(ValidationScope::OnlyPending)),
-    )
-    .then_expect_events(vec![]);
+    run(vec![], validate(ValidationScope::OnlyPending)).then_expect_events(vec![]);
 }
 
 #[test]
 fn saving_the_same_values_re_checks_an_invalid_set_but_not_a_valid_one() {
-    futures::executor::block_on(
-        framework()
-            .given(vec![saved_v1(), failed("permission_denied")])
-            .when_async(validate(ValidationScope::UnlessValid)),
+    run(
+        vec![saved_v1(), failed("permission_denied")],
+        validate(ValidationScope::UnlessValid),
     )
     .then_expect_events(vec![validated(1)]);
-    futures::executor::block_on(
-        framework()
-            .given(vec![saved_v1(), validated(1)])
-            .when_async(validate(ValidationScope::UnlessValid)),
+    run(
+        vec![saved_v1(), validated(1)],
+        validate(ValidationScope::UnlessValid),
     )
     .then_expect_events(vec![]);
 }
 
 #[test]
 fn validating_without_credentials_is_refused() {
-    futures::executor::block_on(
-        framework()
-            .given_no_previous_events()
-            .when_async(validate(ValidationScope::Always)),
-    )
-    .then_expect_error(WorkspaceStripeProfileError::CredentialsNotConfigured);
+    run(vec![], validate(ValidationScope::Always))
+        .then_expect_error(WorkspaceStripeProfileError::CredentialsNotConfigured);
 }
 
 #[test]
@@ -460,21 +525,18 @@ fn settings_changes_record_only_what_changed() {
         actor: "alice".into(),
         at: at(),
     });
-    framework()
-        .given_no_previous_events()
-        .when(cmd.clone())
-        .then_expect_events(vec![
-            WorkspaceStripeProfileEvent::WorkspaceOcpiConfigUpdated(WorkspaceOcpiConfigUpdated {
-                workspace_id: "ws-1".into(),
-                allow_guest_access: Some(true),
-                allow_user_registration: None,
-                pre_auth_cents: Some(7500),
-                currency: None,
-                application_fee_bps: None,
-                updated_by: "alice".into(),
-                updated_at: at(),
-            }),
-        ]);
+    run(vec![], cmd.clone()).then_expect_events(vec![
+        WorkspaceStripeProfileEvent::WorkspaceOcpiConfigUpdated(WorkspaceOcpiConfigUpdated {
+            workspace_id: "ws-1".into(),
+            allow_guest_access: Some(true),
+            allow_user_registration: None,
+            pre_auth_cents: Some(7500),
+            currency: None,
+            application_fee_bps: None,
+            updated_by: "alice".into(),
+            updated_at: at(),
+        }),
+    ]);
     let applied = fold(vec![
         WorkspaceStripeProfileEvent::WorkspaceOcpiConfigUpdated(WorkspaceOcpiConfigUpdated {
             workspace_id: "ws-1".into(),
@@ -546,9 +608,7 @@ fn revoked(version: u32, code: &str, message: &str) -> WorkspaceStripeProfileEve
 
 #[test]
 fn a_new_key_for_a_valid_set_is_a_candidate_and_the_active_set_keeps_serving() {
-    framework()
-        .given(vec![saved_v1(), validated(1)])
-        .when(save(None, Some(RK), None))
+    run(vec![saved_v1(), validated(1)], save(None, Some(RK), None))
         .then_expect_events(vec![candidate_v2_rk()]);
     let p = fold(vec![saved_v1(), validated(1), candidate_v2_rk()]);
     let active = p.serving().expect("the active set still serves");
@@ -560,11 +620,12 @@ fn a_new_key_for_a_valid_set_is_a_candidate_and_the_active_set_keeps_serving() {
 
 #[test]
 fn a_new_webhook_secret_with_a_new_key_applies_at_once_and_the_key_waits() {
-    let events = framework()
-        .given(vec![saved_v1(), validated(1)])
-        .when(save(None, Some(RK), Some(WH2)))
-        .inspect_result()
-        .unwrap();
+    let events = run(
+        vec![saved_v1(), validated(1)],
+        save(None, Some(RK), Some(WH2)),
+    )
+    .inspect_result()
+    .unwrap();
     let [WorkspaceStripeProfileEvent::WorkspaceStripeCandidateSaved(c), WorkspaceStripeProfileEvent::WorkspaceStripeCredentialsUpdated(wh)] =
         events.as_slice()
     else {
@@ -601,10 +662,11 @@ fn a_new_webhook_secret_with_a_new_key_applies_at_once_and_the_key_waits() {
 
 #[test]
 fn a_valid_candidate_is_promoted_as_the_next_version() {
-    framework()
-        .given(vec![saved_v1(), validated(1), candidate_v2_rk()])
-        .when(validate(ValidationScope::UnlessValid))
-        .then_expect_events(vec![promoted(2, 2)]);
+    run(
+        vec![saved_v1(), validated(1), candidate_v2_rk()],
+        validate(ValidationScope::UnlessValid),
+    )
+    .then_expect_events(vec![promoted(2, 2)]);
     let p = fold(vec![
         saved_v1(),
         validated(1),
@@ -633,9 +695,7 @@ fn a_candidate_promoted_after_another_version_was_handed_out_gets_a_new_one() {
         },
     );
     let given = vec![saved_v1(), validated(1), candidate_v2_rk(), webhook_v3];
-    framework()
-        .given(given.clone())
-        .when(validate(ValidationScope::OnlyPending))
+    run(given.clone(), validate(ValidationScope::OnlyPending))
         .then_expect_events(vec![promoted(2, 4)]);
     let mut all = given;
     all.push(promoted(2, 4));
@@ -659,12 +719,14 @@ fn a_refused_candidate_stays_visible_and_changes_nothing_for_payments() {
             rejected_at: at(),
         },
     );
-    framework_checking(CredentialCheck::Failed {
-        code: "account_mismatch",
-        message: "other account".into(),
-    })
-    .given(vec![saved_v1(), validated(1), candidate_v2_rk()])
-    .when(validate(ValidationScope::UnlessValid))
+    run_checking(
+        CredentialCheck::Failed {
+            code: "account_mismatch",
+            message: "other account".into(),
+        },
+        vec![saved_v1(), validated(1), candidate_v2_rk()],
+        validate(ValidationScope::UnlessValid),
+    )
     .then_expect_events(vec![rejected.clone()]);
     let p = fold(vec![saved_v1(), validated(1), candidate_v2_rk(), rejected]);
     assert_eq!(p.serving().unwrap().secret_key.secret, sref(SK));
@@ -677,12 +739,14 @@ fn a_refused_candidate_stays_visible_and_changes_nothing_for_payments() {
 
 #[test]
 fn an_unreachable_stripe_leaves_the_candidate_pending_and_the_active_set_serving() {
-    let events = framework_checking(CredentialCheck::Failed {
-        code: STRIPE_UNREACHABLE,
-        message: "timeout".into(),
-    })
-    .given(vec![saved_v1(), validated(1), candidate_v2_rk()])
-    .when(validate(ValidationScope::UnlessValid))
+    let events = run_checking(
+        CredentialCheck::Failed {
+            code: STRIPE_UNREACHABLE,
+            message: "timeout".into(),
+        },
+        vec![saved_v1(), validated(1), candidate_v2_rk()],
+        validate(ValidationScope::UnlessValid),
+    )
     .inspect_result()
     .unwrap();
     let mut all = vec![saved_v1(), validated(1), candidate_v2_rk()];
@@ -697,9 +761,7 @@ fn an_unreachable_stripe_leaves_the_candidate_pending_and_the_active_set_serving
 
 #[test]
 fn stripe_refusing_the_active_key_revokes_the_set() {
-    framework()
-        .given(vec![saved_v1(), validated(1)])
-        .when(revoke(1, 401))
+    run(vec![saved_v1(), validated(1)], revoke(1, 401))
         .then_expect_events(vec![revoked(
             1,
             "key_revoked",
@@ -716,9 +778,7 @@ fn stripe_refusing_the_active_key_revokes_the_set() {
 
 #[test]
 fn a_refused_permission_is_permission_denied_and_a_second_refusal_records_nothing() {
-    let events = framework()
-        .given(vec![saved_v1(), validated(1)])
-        .when(revoke(1, 403))
+    let events = run(vec![saved_v1(), validated(1)], revoke(1, 403))
         .inspect_result()
         .unwrap();
     let [WorkspaceStripeProfileEvent::WorkspaceStripeCredentialsRevoked(e)] = events.as_slice()
@@ -726,10 +786,11 @@ fn a_refused_permission_is_permission_denied_and_a_second_refusal_records_nothin
         panic!("{events:?}")
     };
     assert_eq!(e.failure_code, "permission_denied");
-    framework()
-        .given(vec![saved_v1(), validated(1), events[0].clone()])
-        .when(revoke(1, 401))
-        .then_expect_events(vec![]);
+    run(
+        vec![saved_v1(), validated(1), events[0].clone()],
+        revoke(1, 401),
+    )
+    .then_expect_events(vec![]);
 }
 
 #[test]
@@ -738,14 +799,9 @@ fn a_candidate_racing_a_payment_an_old_key_refused_after_promotion_revokes_nothi
     // won, and the old key (rolled in the Dashboard) is refused when the old intent is
     // settled: the new active set is not concerned.
     let given = vec![saved_v1(), validated(1), candidate_v2_rk(), promoted(2, 2)];
-    framework()
-        .given(given.clone())
-        .when(revoke(1, 401))
-        .then_expect_events(vec![]);
+    run(given.clone(), revoke(1, 401)).then_expect_events(vec![]);
     // The same refusal while the candidate is still pending concerns the active set.
-    framework()
-        .given(vec![saved_v1(), validated(1), candidate_v2_rk()])
-        .when(revoke(1, 401))
+    run(vec![saved_v1(), validated(1), candidate_v2_rk()], revoke(1, 401))
         .then_expect_events(vec![revoked(
             1,
             "key_revoked",
@@ -761,12 +817,14 @@ fn a_candidate_racing_a_payment_an_old_key_refused_after_promotion_revokes_nothi
 
 #[test]
 fn the_periodic_check_revokes_a_refused_set_and_leaves_it_valid_when_stripe_is_down() {
-    let events = framework_checking(CredentialCheck::Failed {
-        code: "authentication_failed",
-        message: "no".into(),
-    })
-    .given(vec![saved_v1(), validated(1)])
-    .when(validate(ValidationScope::Recheck))
+    let events = run_checking(
+        CredentialCheck::Failed {
+            code: "authentication_failed",
+            message: "no".into(),
+        },
+        vec![saved_v1(), validated(1)],
+        validate(ValidationScope::Recheck),
+    )
     .inspect_result()
     .unwrap();
     let [WorkspaceStripeProfileEvent::WorkspaceStripeCredentialsRevoked(e)] = events.as_slice()
@@ -777,18 +835,17 @@ fn the_periodic_check_revokes_a_refused_set_and_leaves_it_valid_when_stripe_is_d
         (e.failure_code.as_str(), e.stripe_operation.as_str()),
         ("key_revoked", "credential check")
     );
-    framework_checking(CredentialCheck::Failed {
-        code: STRIPE_UNREACHABLE,
-        message: "timeout".into(),
-    })
-    .given(vec![saved_v1(), validated(1)])
-    .when(validate(ValidationScope::Recheck))
+    run_checking(
+        CredentialCheck::Failed {
+            code: STRIPE_UNREACHABLE,
+            message: "timeout".into(),
+        },
+        vec![saved_v1(), validated(1)],
+        validate(ValidationScope::Recheck),
+    )
     .then_expect_events(vec![]);
     // A set that is not valid is not the periodic check's business.
-    framework()
-        .given(vec![saved_v1()])
-        .when(validate(ValidationScope::Recheck))
-        .then_expect_events(vec![]);
+    run(vec![saved_v1()], validate(ValidationScope::Recheck)).then_expect_events(vec![]);
 }
 
 fn delivery(refused: Option<&str>, minutes: i64) -> WorkspaceStripeProfileCommand {
@@ -820,29 +877,20 @@ fn failing(minutes: i64) -> WorkspaceStripeProfileEvent {
 
 #[test]
 fn webhook_health_records_transitions_and_at_most_an_hourly_verified_fact() {
-    framework()
-        .given(vec![saved_v1()])
-        .when(delivery(None, 0))
-        .then_expect_events(vec![verified(0)]);
-    framework()
-        .given(vec![saved_v1(), verified(0)])
-        .when(delivery(None, 30))
-        .then_expect_events(vec![]);
-    framework()
-        .given(vec![saved_v1(), verified(0)])
-        .when(delivery(None, 61))
-        .then_expect_events(vec![verified(61)]);
-    framework()
-        .given(vec![saved_v1(), verified(0)])
-        .when(delivery(Some("signature_mismatch"), 5))
-        .then_expect_events(vec![failing(5)]);
-    framework()
-        .given(vec![saved_v1(), verified(0), failing(5)])
-        .when(delivery(Some("signature_mismatch"), 6))
-        .then_expect_events(vec![]);
-    framework()
-        .given(vec![saved_v1(), verified(0), failing(5)])
-        .when(delivery(None, 7))
+    run(vec![saved_v1()], delivery(None, 0)).then_expect_events(vec![verified(0)]);
+    run(vec![saved_v1(), verified(0)], delivery(None, 30)).then_expect_events(vec![]);
+    run(vec![saved_v1(), verified(0)], delivery(None, 61)).then_expect_events(vec![verified(61)]);
+    run(
+        vec![saved_v1(), verified(0)],
+        delivery(Some("signature_mismatch"), 5),
+    )
+    .then_expect_events(vec![failing(5)]);
+    run(
+        vec![saved_v1(), verified(0), failing(5)],
+        delivery(Some("signature_mismatch"), 6),
+    )
+    .then_expect_events(vec![]);
+    run(vec![saved_v1(), verified(0), failing(5)], delivery(None, 7))
         .then_expect_events(vec![verified(7)]);
     let p = fold(vec![saved_v1(), verified(0), failing(5)]);
     assert_eq!(p.webhook.status(3), aggregate::WebhookStatus::Failing);
@@ -875,10 +923,7 @@ fn purged() -> WorkspaceStripeProfileEvent {
 
 #[test]
 fn a_purge_removes_the_credentials_then_forgets_everything_but_the_version() {
-    framework()
-        .given(vec![saved_v1(), validated(1)])
-        .when(purge())
-        .then_expect_events(vec![remove_event(), purged()]);
+    run(vec![saved_v1(), validated(1)], purge()).then_expect_events(vec![remove_event(), purged()]);
     let after = fold(vec![saved_v1(), validated(1), remove_event(), purged()]);
     assert_eq!(
         after,
@@ -889,14 +934,8 @@ fn a_purge_removes_the_credentials_then_forgets_everything_but_the_version() {
         }
     );
     // Purged already, or never configured: nothing to forget.
-    framework()
-        .given(vec![saved_v1(), remove_event(), purged()])
-        .when(purge())
-        .then_expect_events(vec![]);
-    framework()
-        .given_no_previous_events()
-        .when(purge())
-        .then_expect_events(vec![]);
+    run(vec![saved_v1(), remove_event(), purged()], purge()).then_expect_events(vec![]);
+    run(vec![], purge()).then_expect_events(vec![]);
 }
 
 mod connect {
@@ -997,15 +1036,11 @@ mod connect {
 
     #[test]
     fn onboarding_a_workspace_with_nothing_connected_puts_it_in_connect_mode_pending() {
-        framework()
-            .given_no_previous_events()
-            .when(record(account(
-                "acct_A",
-                false,
-                false,
-                &["external_account"],
-            )))
-            .then_expect_events(vec![created("acct_A"), switched(StripeConnection::Connect)]);
+        run(
+            vec![],
+            record(account("acct_A", false, false, &["external_account"])),
+        )
+        .then_expect_events(vec![created("acct_A"), switched(StripeConnection::Connect)]);
         let p = fold(vec![created("acct_A"), switched(StripeConnection::Connect)]);
         assert_eq!(p.connection(), Some(StripeConnection::Connect));
         assert_eq!(p.health_status(), HealthStatus::Pending);
@@ -1014,15 +1049,11 @@ mod connect {
 
     #[test]
     fn a_keys_workspace_that_onboards_stays_on_its_keys_until_it_switches() {
-        framework()
-            .given(vec![saved_v1(), validated(1)])
-            .when(record(account(
-                "acct_A",
-                false,
-                false,
-                &["external_account"],
-            )))
-            .then_expect_events(vec![created("acct_A")]);
+        run(
+            vec![saved_v1(), validated(1)],
+            record(account("acct_A", false, false, &["external_account"])),
+        )
+        .then_expect_events(vec![created("acct_A")]);
         let p = fold(vec![saved_v1(), validated(1), created("acct_A")]);
         assert_eq!(p.connection(), Some(StripeConnection::Keys));
         assert_eq!(p.health_status(), HealthStatus::Valid);
@@ -1030,10 +1061,11 @@ mod connect {
 
     #[test]
     fn the_same_account_recorded_again_changes_nothing() {
-        framework()
-            .given(vec![created("acct_A"), switched(StripeConnection::Connect)])
-            .when(record(account("acct_A", false, false, &[])))
-            .then_expect_events(vec![]);
+        run(
+            vec![created("acct_A"), switched(StripeConnection::Connect)],
+            record(account("acct_A", false, false, &[])),
+        )
+        .then_expect_events(vec![]);
     }
 
     #[test]
@@ -1067,19 +1099,18 @@ mod connect {
     #[test]
     fn charges_enabled_makes_connect_valid_and_a_redelivery_is_recognised() {
         let given = vec![created("acct_A"), switched(StripeConnection::Connect)];
-        framework()
-            .given(given.clone())
-            .when(refresh(account("acct_A", true, true, &[]), "evt_1"))
-            .then_expect_events(vec![enabled("acct_A", "evt_1")]);
+        run(
+            given.clone(),
+            refresh(account("acct_A", true, true, &[]), "evt_1"),
+        )
+        .then_expect_events(vec![enabled("acct_A", "evt_1")]);
         let mut events = given;
         events.push(enabled("acct_A", "evt_1"));
         let p = fold(events.clone());
         assert_eq!(p.health_status(), HealthStatus::Valid);
         assert!(p.connect_event_seen("evt_1"));
         // The same status again records nothing.
-        framework()
-            .given(events)
-            .when(refresh(account("acct_A", true, true, &[]), "evt_2"))
+        run(events, refresh(account("acct_A", true, true, &[]), "evt_2"))
             .then_expect_events(vec![]);
     }
 
@@ -1115,14 +1146,16 @@ mod connect {
 
     #[test]
     fn an_update_about_another_account_is_not_this_workspaces() {
-        framework()
-            .given(vec![created("acct_A"), switched(StripeConnection::Connect)])
-            .when(refresh(account("acct_B", true, true, &[]), "evt_1"))
-            .then_expect_events(vec![]);
-        framework()
-            .given(vec![created("acct_A"), switched(StripeConnection::Connect)])
-            .when(deauthorize("acct_B"))
-            .then_expect_events(vec![]);
+        run(
+            vec![created("acct_A"), switched(StripeConnection::Connect)],
+            refresh(account("acct_B", true, true, &[]), "evt_1"),
+        )
+        .then_expect_events(vec![]);
+        run(
+            vec![created("acct_A"), switched(StripeConnection::Connect)],
+            deauthorize("acct_B"),
+        )
+        .then_expect_events(vec![]);
     }
 
     #[test]
@@ -1141,10 +1174,7 @@ mod connect {
                 deauthorized_at: at(),
             },
         );
-        framework()
-            .given(given.clone())
-            .when(deauthorize("acct_A"))
-            .then_expect_events(vec![deauthorized.clone()]);
+        run(given.clone(), deauthorize("acct_A")).then_expect_events(vec![deauthorized.clone()]);
         let mut events = given;
         events.push(deauthorized);
         let p = fold(events.clone());
@@ -1154,19 +1184,17 @@ mod connect {
         );
         assert_eq!(p.health_status(), HealthStatus::Invalid);
         assert_eq!(p.connection(), Some(StripeConnection::Connect));
-        framework()
-            .given(events)
-            .when(deauthorize("acct_A"))
-            .then_expect_events(vec![]);
+        run(events, deauthorize("acct_A")).then_expect_events(vec![]);
     }
 
     #[test]
     fn switching_needs_the_target_ready() {
         // Connect still pending: no switch from valid keys.
-        framework()
-            .given(vec![saved_v1(), validated(1), created("acct_A")])
-            .when(switch(StripeConnection::Connect))
-            .then_expect_error(WorkspaceStripeProfileError::ConnectionNotReady("pending"));
+        run(
+            vec![saved_v1(), validated(1), created("acct_A")],
+            switch(StripeConnection::Connect),
+        )
+        .then_expect_error(WorkspaceStripeProfileError::ConnectionNotReady("pending"));
         // Enabled: the switch is recorded, and new payments use the account.
         let given = vec![
             saved_v1(),
@@ -1174,9 +1202,7 @@ mod connect {
             created("acct_A"),
             enabled("acct_A", "evt_1"),
         ];
-        framework()
-            .given(given.clone())
-            .when(switch(StripeConnection::Connect))
+        run(given.clone(), switch(StripeConnection::Connect))
             .then_expect_events(vec![switched(StripeConnection::Connect)]);
         let mut events = given;
         events.push(switched(StripeConnection::Connect));
@@ -1186,28 +1212,24 @@ mod connect {
             Some("acct_A")
         );
         // Back to the keys, which are valid; asking for the mode in use changes nothing.
-        framework()
-            .given(events.clone())
-            .when(switch(StripeConnection::Keys))
+        run(events.clone(), switch(StripeConnection::Keys))
             .then_expect_events(vec![switched(StripeConnection::Keys)]);
-        framework()
-            .given(events)
-            .when(switch(StripeConnection::Connect))
-            .then_expect_events(vec![]);
+        run(events, switch(StripeConnection::Connect)).then_expect_events(vec![]);
     }
 
     #[test]
     fn switching_to_keys_that_are_not_configured_is_refused() {
-        framework()
-            .given(vec![
+        run(
+            vec![
                 created("acct_A"),
                 switched(StripeConnection::Connect),
                 enabled("acct_A", "evt_1"),
-            ])
-            .when(switch(StripeConnection::Keys))
-            .then_expect_error(WorkspaceStripeProfileError::ConnectionNotReady(
-                "unconfigured",
-            ));
+            ],
+            switch(StripeConnection::Keys),
+        )
+        .then_expect_error(WorkspaceStripeProfileError::ConnectionNotReady(
+            "unconfigured",
+        ));
     }
 
     #[test]
@@ -1234,23 +1256,18 @@ mod connect {
                 at: at(),
             })
         };
-        framework()
-            .given(vec![created("acct_A")])
-            .when(link("acct_A"))
-            .then_expect_events(vec![
-                WorkspaceStripeProfileEvent::WorkspaceStripeOnboardingLinkIssued(
-                    WorkspaceStripeOnboardingLinkIssued {
-                        workspace_id: "ws-1".into(),
-                        account_id: "acct_A".into(),
-                        expires_at: None,
-                        issued_by: "alice".into(),
-                        issued_at: at(),
-                    },
-                ),
-            ]);
-        framework()
-            .given(vec![created("acct_A")])
-            .when(link("acct_B"))
+        run(vec![created("acct_A")], link("acct_A")).then_expect_events(vec![
+            WorkspaceStripeProfileEvent::WorkspaceStripeOnboardingLinkIssued(
+                WorkspaceStripeOnboardingLinkIssued {
+                    workspace_id: "ws-1".into(),
+                    account_id: "acct_A".into(),
+                    expires_at: None,
+                    issued_by: "alice".into(),
+                    issued_at: at(),
+                },
+            ),
+        ]);
+        run(vec![created("acct_A")], link("acct_B"))
             .then_expect_error(WorkspaceStripeProfileError::ConnectAccountUnknown);
     }
 }
