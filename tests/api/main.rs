@@ -29,5 +29,6 @@ mod reconcile;
 mod refunds;
 mod sessions;
 mod stripe_faults;
+mod structure;
 mod support_search;
 mod vault;

@@ -1,0 +1,61 @@
+//! The layering DESIGN.md §13 asks for, checked on the source: aggregates decide from
+//! their state and the command alone (no services, no gateway or vault in reach).
+
+use std::path::{Path, PathBuf};
+
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+#[test]
+fn no_aggregate_can_reach_stripe_or_the_vault() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = vec![];
+    rust_files(&src, &mut files);
+    let mut aggregates = 0;
+    for file in &files {
+        let text = std::fs::read_to_string(file).unwrap();
+        if !text.contains("impl Aggregate for ") {
+            continue;
+        }
+        aggregates += 1;
+        let shown = file.strip_prefix(&src).unwrap().display().to_string();
+        assert!(
+            text.contains("type Services = ();"),
+            "{shown}: an aggregate with services"
+        );
+        // The aggregate's module (its folder, when it has one) names no gateway.
+        let module: Vec<&PathBuf> = match file.parent().filter(|d| *d != src) {
+            Some(dir) => files.iter().filter(|f| f.starts_with(dir)).collect(),
+            None => vec![file],
+        };
+        for f in module {
+            let code = std::fs::read_to_string(f).unwrap();
+            let code: String = code
+                .split("#[cfg(test)]")
+                .next()
+                .unwrap_or_default()
+                .to_string();
+            let name = f.strip_prefix(&src).unwrap().display();
+            if f.file_name().is_some_and(|n| n == "tests.rs") {
+                continue;
+            }
+            for gateway in [
+                "StripeGateway",
+                "SecretVault",
+                "BillingGateway",
+                "ConnectGateway",
+            ] {
+                assert!(!code.contains(gateway), "{name} names {gateway}");
+            }
+        }
+    }
+    assert!(aggregates >= 7, "found {aggregates} aggregates");
+}
