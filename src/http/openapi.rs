@@ -46,7 +46,6 @@ impl Modify for BearerAuth {
 /// code its description names (a generated client, and a reader, sees a 401 answer as
 /// a 401, not as the one example of the `Problem` schema).
 fn problem_examples(openapi: &mut utoipa::openapi::OpenApi) {
-    use actix_web::http::StatusCode;
     use utoipa::openapi::RefOr;
     for item in openapi.paths.paths.values_mut() {
         for op in operations(item) {
@@ -59,37 +58,39 @@ fn problem_examples(openapi: &mut utoipa::openapi::OpenApi) {
                     continue;
                 };
                 let status: u16 = status.parse().unwrap_or(500);
-                let code = response
-                    .description
-                    .split('`')
-                    .nth(1)
-                    .filter(|c| {
-                        !c.is_empty() && c.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
-                    })
-                    .unwrap_or(match status {
-                        401 => "unauthenticated",
-                        403 => "forbidden",
-                        404 => "not_found",
-                        422 => "validation_failed",
-                        429 => "rate_limited",
-                        503 => "store_unavailable",
-                        _ => "internal_error",
-                    });
-                let title = StatusCode::from_u16(status)
-                    .ok()
-                    .and_then(|s| s.canonical_reason())
-                    .unwrap_or("Error");
-                content.example = Some(serde_json::json!({
-                    "type": format!("urn:roampay:problem:{code}"),
-                    "title": title,
-                    "status": status,
-                    "detail": response.description,
-                    "code": code,
-                    "request_id": "0193a6c2-5b1e-7c4d-9f2a-3b8e1d6f0a47",
-                }));
+                content.example = Some(problem_example(status, &response.description));
             }
         }
     }
+}
+
+/// A problem+json body of `status` with the first code `description` names.
+fn problem_example(status: u16, description: &str) -> serde_json::Value {
+    let code = description
+        .split('`')
+        .nth(1)
+        .filter(|c| !c.is_empty() && c.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'))
+        .unwrap_or(match status {
+            401 => "unauthenticated",
+            403 => "forbidden",
+            404 => "not_found",
+            422 => "validation_failed",
+            429 => "rate_limited",
+            503 => "store_unavailable",
+            _ => "internal_error",
+        });
+    let title = actix_web::http::StatusCode::from_u16(status)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+        .unwrap_or("Error");
+    serde_json::json!({
+        "type": format!("urn:roampay:problem:{code}"),
+        "title": title,
+        "status": status,
+        "detail": description,
+        "code": code,
+        "request_id": "0193a6c2-5b1e-7c4d-9f2a-3b8e1d6f0a47",
+    })
 }
 
 /// The error codes of the runbook's tables of HTTP error codes and webhook refusals

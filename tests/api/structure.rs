@@ -59,3 +59,39 @@ fn no_aggregate_can_reach_stripe_or_the_vault() {
     }
     assert!(aggregates >= 7, "found {aggregates} aggregates");
 }
+
+/// Each problem+json answer of the OpenAPI description shows an example of its own
+/// status and of a code it can carry (not one example for every error).
+#[test]
+fn every_problem_response_has_an_example_of_its_own() {
+    let doc = serde_json::to_value(roampay::http::openapi::document("http://127.0.0.1")).unwrap();
+    let codes = roampay::http::openapi::error_codes();
+    let mut seen = std::collections::BTreeSet::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            for (status, response) in op["responses"].as_object().unwrap() {
+                let Some(content) = response["content"].get("application/problem+json") else {
+                    continue;
+                };
+                let example = &content["example"];
+                let at = format!("{method} {path} {status}");
+                assert_eq!(example["status"].to_string(), *status, "{at}");
+                let code = example["code"].as_str().unwrap_or_default();
+                assert!(codes.iter().any(|c| c == code), "{at}: {code}");
+                seen.insert((status.clone(), code.to_string()));
+            }
+        }
+    }
+    for (status, code) in [
+        ("401", "unauthenticated"),
+        ("400", "invalid_id"),
+        ("409", "workspace_payment_not_ready"),
+        ("403", "forbidden"),
+        ("429", "rate_limited"),
+    ] {
+        assert!(
+            seen.contains(&(status.to_string(), code.to_string())),
+            "{status} {code}: {seen:?}"
+        );
+    }
+}
