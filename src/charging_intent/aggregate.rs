@@ -87,8 +87,8 @@ impl Settlement {
             Settlement::Capture {
                 capture_amount_cents,
                 ..
-            } if *capture_amount_cents > 0 => "capture",
-            _ => "cancel",
+            } => roampay_events::settlement_step(*capture_amount_cents),
+            Settlement::Release { .. } => roampay_events::settlement_step(0),
         }
     }
 }
@@ -845,6 +845,9 @@ impl Aggregate for ChargingIntent {
                 }
             }
             Event::WorkspacePaymentIntentFailed(e) => {
+                // A PaymentIntent that failed has nothing left to capture or release (the
+                // read model forgets the settlement too).
+                self.settlement = None;
                 self.failure_code = Some(e.failure_code);
                 self.updated_at = Some(e.received_at);
                 if let Some(id) = e.stripe_event_id {

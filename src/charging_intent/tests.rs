@@ -1363,3 +1363,27 @@ fn stripes_hold_deadline_is_read_once_and_the_lapse_flagged_once() {
         .when(flag)
         .then_expect_events(vec![]);
 }
+
+#[test]
+fn a_failed_payment_intent_leaves_nothing_to_settle_as_the_read_model_says() {
+    let mut state = ChargingIntent::default();
+    for e in [created(), authorized(None), release_requested("cancelled")] {
+        state.apply(e);
+    }
+    assert!(state.settle_call().is_some(), "a release is pending");
+    state.apply(declined());
+    assert_eq!(state.settle_call(), None);
+    assert_eq!(state.status, IntentStatus::Failed);
+}
+
+#[test]
+fn capture_or_cancel_is_one_rule() {
+    assert_eq!(roampay_events::settlement_step(1), "capture");
+    assert_eq!(roampay_events::settlement_step(0), "cancel");
+    let mut state = ChargingIntent::default();
+    for e in capture_pending() {
+        state.apply(e);
+    }
+    let call = state.settle_call().unwrap();
+    assert_eq!(call.capture.map(|c| c.amount_cents), Some(1234));
+}

@@ -3,7 +3,9 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use roampay_events::{AnyEvent, ChargingIntentEvent as E, IntentRequest, IntentStatus};
+use roampay_events::{
+    settlement_step, AnyEvent, ChargingIntentEvent as E, IntentRequest, IntentStatus,
+};
 use sqlx::Row as _;
 
 use crate::db::DbTx;
@@ -172,14 +174,7 @@ fn apply_event(rows: &mut BTreeMap<String, Row>, id: &str, event: &E) {
                 if e.ocpi_session_id.is_some() {
                     row.ocpi_session_id = e.ocpi_session_id.clone();
                 }
-                row.settlement = Some(
-                    if e.capture_amount_cents > 0 {
-                        "capture"
-                    } else {
-                        "cancel"
-                    }
-                    .into(),
-                );
+                row.settlement = Some(settlement_step(e.capture_amount_cents).into());
                 row.updated_at = e.requested_at;
             }
         }
@@ -203,7 +198,7 @@ fn apply_event(rows: &mut BTreeMap<String, Row>, id: &str, event: &E) {
         }
         E::HoldReleaseRequested(e) => {
             if let Some(row) = rows.get_mut(id) {
-                row.settlement = Some("cancel".into());
+                row.settlement = Some(settlement_step(0).into());
                 row.updated_at = e.requested_at;
             }
         }
