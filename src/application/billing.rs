@@ -10,7 +10,7 @@ use secrecy::SecretString;
 use serde_json::Value;
 
 use super::delivery_log::{Endpoint, Seen};
-use super::webhooks::{WebhookOutcome, WebhookRefusal};
+use super::webhook_answers::{WebhookOutcome, WebhookRefusal};
 use super::{Services, StoreFault};
 use crate::location::{Location, LocationCommand, RemoveLocation};
 use crate::store::{billing_customers, Metadata};
@@ -428,7 +428,7 @@ fn read_billing_event(
     event: &Value,
     billing: &BillingSettings,
 ) -> Result<Option<Told>, WebhookRefusal> {
-    let (event_id, kind) = super::webhooks::event_head(event)?;
+    let (event_id, kind) = super::webhook_answers::event_head(event)?;
     let created = event
         .get("created")
         .and_then(Value::as_i64)

@@ -9,7 +9,8 @@ use roampay_events::StripeMode;
 use serde_json::Value;
 
 use super::delivery_log::Seen;
-use super::webhooks::{event_head, Delivery, Refused, Via, WebhookOutcome, WebhookRefusal};
+use super::webhook_answers::{event_head, Refused, Via, WebhookOutcome, WebhookRefusal};
+use super::webhooks::Delivery;
 use super::Services;
 use crate::ids::WorkspaceId;
 use crate::store::Metadata;

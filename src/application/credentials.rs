@@ -9,14 +9,13 @@ use super::{Services, StoreFault};
 use crate::store::Metadata;
 use crate::stripe::{CredentialCheck, CredentialProbe};
 use crate::vault::SecretField;
-use crate::workspace_stripe_profile::aggregate::CheckTarget;
 use crate::workspace_stripe_profile::credentials::{
     PublishableKey, StripeSecretKey, WebhookSigningSecret,
 };
 use crate::workspace_stripe_profile::{
-    RemoveWorkspaceStripeCredentials, SaveWorkspaceStripeCredentials, UpdateWorkspaceOcpiConfig,
-    ValidateWorkspaceStripeCredentials, ValidationScope, WorkspaceStripeProfile,
-    WorkspaceStripeProfileCommand as Cmd, WorkspaceStripeProfileError as E,
+    CheckTarget, RemoveWorkspaceStripeCredentials, SaveWorkspaceStripeCredentials,
+    UpdateWorkspaceOcpiConfig, ValidateWorkspaceStripeCredentials, ValidationScope,
+    WorkspaceStripeProfile, WorkspaceStripeProfileCommand as Cmd, WorkspaceStripeProfileError as E,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -354,8 +353,8 @@ impl Services {
             .get(
                 ws,
                 SecretField::SecretKey,
-                target.secret_key.version,
-                &target.secret_key.secret.fingerprint,
+                target.secret_key_version,
+                &target.secret_key.fingerprint,
             )
             .await
             .map_err(|e| StoreFault::Internal(e.to_string()))?;

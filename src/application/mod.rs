@@ -16,6 +16,7 @@ pub mod reconcile;
 pub mod refunds;
 mod revocation;
 pub mod sessions;
+pub mod webhook_answers;
 pub mod webhooks;
 
 use std::sync::Arc;

@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use super::payments::{Applied, PaymentError};
 use super::refunds::Told;
-use super::webhooks::{event_head, Refused, Via, WebhookOutcome, WebhookRefusal};
+use super::webhook_answers::{event_head, Refused, Via, WebhookOutcome, WebhookRefusal};
 use super::Services;
 use crate::ids::WorkspaceId;
 use crate::store::Metadata;

@@ -13,7 +13,8 @@ use roampay_events::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::refunds::{Dispute, Refund, RefundStatus, Refunds};
+mod refunds;
+
 use super::{
     stripe_idempotency_key, CancelIntent, ChargingIntentCommand, ChargingIntentError as Error,
     CompleteSession, FlagHoldExpiry, Hold, IntentStatus, PaidPreAuth,
@@ -23,6 +24,7 @@ use super::{
 use crate::stripe::{
     CallError, Capture, CreatePaymentIntent, PaymentIntentStatus, PaymentIntentView,
 };
+pub use refunds::{Dispute, Refund, RefundStatus, Refunds};
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ChargingIntent {

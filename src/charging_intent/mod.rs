@@ -4,7 +4,6 @@
 pub mod aggregate;
 pub mod command;
 pub mod error;
-pub mod refunds;
 #[cfg(test)]
 mod tests;
 

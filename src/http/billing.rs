@@ -3,48 +3,15 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
-use chrono::{DateTime, Utc};
-use roampay_events::BillingStatus;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::auth::Principal;
 use super::driver::client_ip;
 use super::error::{ApiError, Problem};
-use super::views::WebhookAck;
+use super::views::{BillingView, WebhookAck};
 use super::{metadata, workspace_id, AppState};
 use crate::application::billing::BillingError;
-use crate::workspace_subscription::WorkspaceSubscription;
-
-/// Where the workspace's subscription stands.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct BillingView {
-    pub workspace_id: String,
-    pub status: BillingStatus,
-    pub plan: Option<String>,
-    pub stripe_customer_id: Option<String>,
-    pub stripe_subscription_id: Option<String>,
-    pub current_period_end: Option<DateTime<Utc>>,
-    pub grace_until: Option<DateTime<Utc>>,
-    pub cancel_at_period_end: bool,
-    pub payment_action_required: bool,
-}
-
-impl BillingView {
-    fn of(ws: &str, s: WorkspaceSubscription) -> Self {
-        Self {
-            workspace_id: ws.to_string(),
-            status: s.status,
-            plan: s.plan,
-            stripe_customer_id: s.stripe_customer_id,
-            stripe_subscription_id: s.stripe_subscription_id,
-            current_period_end: s.current_period_end,
-            grace_until: s.grace_until,
-            cancel_at_period_end: s.cancel_at_period_end,
-            payment_action_required: s.payment_action_required,
-        }
-    }
-}
 
 /// The workspace's billing for the support views; `None` when billing is off.
 pub(super) async fn standing(state: &AppState, ws: &str) -> Result<Option<BillingView>, ApiError> {

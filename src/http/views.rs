@@ -453,7 +453,7 @@ pub struct PaymentHealth {
     pub uncollected_cents: i64,
     pub recent_failures: Vec<RecentFailure>,
     /// The workspace's subscription to the platform; `null` when billing is off.
-    pub billing: Option<super::billing::BillingView>,
+    pub billing: Option<BillingView>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -507,4 +507,34 @@ impl From<crate::application::credentials::WorkspaceListing> for WorkspaceSummar
 pub struct WorkspacePage {
     pub data: Vec<WorkspaceSummary>,
     pub has_more: bool,
+}
+
+/// Where the workspace's subscription stands.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BillingView {
+    pub workspace_id: String,
+    pub status: roampay_events::BillingStatus,
+    pub plan: Option<String>,
+    pub stripe_customer_id: Option<String>,
+    pub stripe_subscription_id: Option<String>,
+    pub current_period_end: Option<DateTime<Utc>>,
+    pub grace_until: Option<DateTime<Utc>>,
+    pub cancel_at_period_end: bool,
+    pub payment_action_required: bool,
+}
+
+impl BillingView {
+    pub fn of(ws: &str, s: crate::workspace_subscription::WorkspaceSubscription) -> Self {
+        Self {
+            workspace_id: ws.to_string(),
+            status: s.status,
+            plan: s.plan,
+            stripe_customer_id: s.stripe_customer_id,
+            stripe_subscription_id: s.stripe_subscription_id,
+            current_period_end: s.current_period_end,
+            grace_until: s.grace_until,
+            cancel_at_period_end: s.cancel_at_period_end,
+            payment_action_required: s.payment_action_required,
+        }
+    }
 }

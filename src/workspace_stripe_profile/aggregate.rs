@@ -13,11 +13,13 @@ use roampay_events::{
 use serde::{Deserialize, Serialize};
 
 use super::command::*;
-use super::connect::ConnectAccount;
+mod connect;
+
 use super::error::WorkspaceStripeProfileError as Error;
 use crate::money::{Currency, PreAuthAmount};
 use crate::stripe::CredentialCheck;
 use crate::vault::SecretField;
+pub use connect::ConnectAccount;
 
 /// What a refusal of a set that was valid means: the key was revoked, or a permission
 /// taken away.
@@ -468,7 +470,8 @@ impl WorkspaceStripeProfile {
             return Ok(Some(CheckTarget {
                 candidate: true,
                 version: candidate.version,
-                secret_key: candidate.secret_key.clone(),
+                secret_key_version: candidate.secret_key.version,
+                secret_key: candidate.secret_key.secret.clone(),
                 publishable_key: candidate.publishable_key.clone(),
                 mode: candidate.mode,
             }));
@@ -483,7 +486,8 @@ impl WorkspaceStripeProfile {
         Ok((!skip).then(|| CheckTarget {
             candidate: false,
             version: creds.version,
-            secret_key: creds.secret_key.clone(),
+            secret_key_version: creds.secret_key.version,
+            secret_key: creds.secret_key.secret.clone(),
             publishable_key: creds.publishable_key.clone(),
             mode: creds.mode,
         }))
@@ -1036,24 +1040,4 @@ impl Aggregate for WorkspaceStripeProfile {
             | Event::WorkspaceStripeConnectionSwitched(_)) => self.apply_connect(e),
         }
     }
-}
-
-/// The secrets a save stores in the vault before it is recorded: under which credential
-/// version, and which (field and fingerprint) are new.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SavePlan {
-    pub version: u32,
-    pub store: Vec<(SecretField, String)>,
-}
-
-/// The credential set a validation run checks.
-#[derive(Debug, Clone, PartialEq)]
-pub struct CheckTarget {
-    /// The candidate (else the active set).
-    pub candidate: bool,
-    pub version: u32,
-    /// Where its secret key sits in the vault.
-    pub secret_key: SecretKeyVersion,
-    pub publishable_key: String,
-    pub mode: StripeMode,
 }

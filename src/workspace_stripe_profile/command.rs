@@ -1,11 +1,10 @@
 use chrono::{DateTime, Utc};
 
+use roampay_events::{StripeConnection, StripeMode};
+
+use crate::stripe::connect::{AccountType, AccountView};
 use crate::stripe::CredentialCheck;
 
-pub use super::connect::{
-    DeauthorizeConnectAccount, RecordConnectAccount, RecordOnboardingLink, RefreshConnectAccount,
-    SwitchStripeConnection,
-};
 use super::credentials::{PublishableKey, StripeSecretKey, WebhookSigningSecret};
 use crate::money::{Currency, PreAuthAmount};
 
@@ -56,7 +55,7 @@ pub struct ValidateWorkspaceStripeCredentials {
     pub scope: ValidationScope,
     /// The set checked ([`super::WorkspaceStripeProfile::validation_target`]) and what
     /// Stripe said of it; `None` when nothing was checked.
-    pub checked: Option<(super::aggregate::CheckTarget, CredentialCheck)>,
+    pub checked: Option<(CheckTarget, CredentialCheck)>,
     pub at: DateTime<Utc>,
 }
 
@@ -124,4 +123,74 @@ pub struct PurgeWorkspaceStripeProfile {
     pub workspace_id: String,
     pub actor: String,
     pub at: DateTime<Utc>,
+}
+
+/// Record the connected account Stripe created (or gave back, for the same idempotency
+/// key) for the workspace.
+#[derive(Debug, Clone)]
+pub struct RecordConnectAccount {
+    pub workspace_id: String,
+    pub account: AccountView,
+    pub account_type: AccountType,
+    pub actor: String,
+    pub at: DateTime<Utc>,
+}
+
+/// Record that an onboarding link was handed out.
+#[derive(Debug, Clone)]
+pub struct RecordOnboardingLink {
+    pub workspace_id: String,
+    pub account_id: String,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub actor: String,
+    pub at: DateTime<Utc>,
+}
+
+/// Stripe's current word on the connected account (`account.updated`).
+#[derive(Debug, Clone)]
+pub struct RefreshConnectAccount {
+    pub workspace_id: String,
+    pub account: AccountView,
+    pub stripe_event_id: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
+/// The platform lost access to the connected account.
+#[derive(Debug, Clone)]
+pub struct DeauthorizeConnectAccount {
+    pub workspace_id: String,
+    pub account_id: String,
+    pub source: String,
+    pub stripe_event_id: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
+/// New payments go through `to` from now on (it must be ready).
+#[derive(Debug, Clone)]
+pub struct SwitchStripeConnection {
+    pub workspace_id: String,
+    pub to: StripeConnection,
+    pub actor: String,
+    pub at: DateTime<Utc>,
+}
+
+/// The secrets a save stores in the vault before it is recorded: under which credential
+/// version, and which (field and fingerprint) are new.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SavePlan {
+    pub version: u32,
+    pub store: Vec<(crate::vault::SecretField, String)>,
+}
+
+/// The credential set a validation run checks.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckTarget {
+    /// The candidate (else the active set).
+    pub candidate: bool,
+    pub version: u32,
+    /// The vault version of its secret key, and the key's fingerprint there.
+    pub secret_key_version: u32,
+    pub secret_key: roampay_events::SecretRef,
+    pub publishable_key: String,
+    pub mode: StripeMode,
 }

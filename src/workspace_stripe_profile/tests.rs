@@ -106,8 +106,8 @@ impl Fakes {
                     let key = block_on(self.vault.get(
                         &c.workspace_id,
                         SecretField::SecretKey,
-                        target.secret_key.version,
-                        &target.secret_key.secret.fingerprint,
+                        target.secret_key_version,
+                        &target.secret_key.fingerprint,
                     ))
                     .unwrap();
                     let probe = CredentialProbe {

@@ -95,3 +95,59 @@ fn every_problem_response_has_an_example_of_its_own() {
         );
     }
 }
+
+/// Within a folder of `src`, no two modules import each other, directly or through a
+/// third (an aggregate split over files keeps its parts as its own child modules).
+#[test]
+fn no_folder_has_an_import_circle() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut circles = vec![];
+    for dir in std::fs::read_dir(&src).unwrap() {
+        let dir = dir.unwrap().path();
+        if !dir.is_dir() {
+            continue;
+        }
+        let folder = dir.file_name().unwrap().to_string_lossy().to_string();
+        let modules: Vec<(String, String)> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|f| f.unwrap().path())
+            .filter(|f| f.extension().is_some_and(|e| e == "rs"))
+            .filter(|f| f.file_stem().is_some_and(|s| s != "mod"))
+            .map(|f| {
+                let code = std::fs::read_to_string(&f).unwrap();
+                let code = code
+                    .split("#[cfg(test)]")
+                    .next()
+                    .unwrap_or_default()
+                    .to_string();
+                (f.file_stem().unwrap().to_string_lossy().to_string(), code)
+            })
+            .collect();
+        let uses = |code: &str, other: &str| {
+            let word = regex::Regex::new(&format!(
+                r"super::{other}\b|crate::{folder}::{other}\b|super::\{{[^}}]*\b{other}\b"
+            ))
+            .unwrap();
+            word.is_match(code)
+        };
+        let n = modules.len();
+        let edge = |a: usize, b: usize| a != b && uses(&modules[a].1, &modules[b].0);
+        for a in 0..n {
+            for b in 0..n {
+                if a < b && edge(a, b) && edge(b, a) {
+                    circles.push(format!("{folder}: {} <-> {}", modules[a].0, modules[b].0));
+                }
+                for c in 0..n {
+                    if a < b && a < c && edge(a, b) && edge(b, c) && edge(c, a) {
+                        let names = (&modules[a].0, &modules[b].0, &modules[c].0);
+                        circles.push(format!(
+                            "{folder}: {} -> {} -> {}",
+                            names.0, names.1, names.2
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    assert!(circles.is_empty(), "{circles:#?}");
+}

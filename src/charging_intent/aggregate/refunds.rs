@@ -12,11 +12,11 @@ use roampay_events::{
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::aggregate::ChargingIntent;
-use super::{
+use super::super::{
     stripe_idempotency_key, ChargingIntentError as Error, ExecuteRefund, IntentStatus,
     RecordDispute, RecordRefund, RequestRefund,
 };
+use super::ChargingIntent;
 use crate::stripe::{CallError, CreateRefund, RefundView};
 
 /// Where one refund is.

@@ -12,9 +12,10 @@ use roampay_events::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::aggregate::{Health, WorkspaceStripeProfile};
-use super::error::WorkspaceStripeProfileError as Error;
-use crate::stripe::connect::{AccountType, AccountView};
+use super::super::command::*;
+use super::super::error::WorkspaceStripeProfileError as Error;
+use super::{Health, WorkspaceStripeProfile};
+use crate::stripe::connect::AccountView;
 
 /// The workspace's connected account, as Stripe last reported it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -68,55 +69,6 @@ impl ConnectAccount {
             && self.details_submitted == a.details_submitted
             && self.requirements_due == a.requirements_due
     }
-}
-
-/// Record the connected account Stripe created (or gave back, for the same idempotency
-/// key) for the workspace.
-#[derive(Debug, Clone)]
-pub struct RecordConnectAccount {
-    pub workspace_id: String,
-    pub account: AccountView,
-    pub account_type: AccountType,
-    pub actor: String,
-    pub at: DateTime<Utc>,
-}
-
-/// Record that an onboarding link was handed out.
-#[derive(Debug, Clone)]
-pub struct RecordOnboardingLink {
-    pub workspace_id: String,
-    pub account_id: String,
-    pub expires_at: Option<DateTime<Utc>>,
-    pub actor: String,
-    pub at: DateTime<Utc>,
-}
-
-/// Stripe's current word on the connected account (`account.updated`).
-#[derive(Debug, Clone)]
-pub struct RefreshConnectAccount {
-    pub workspace_id: String,
-    pub account: AccountView,
-    pub stripe_event_id: Option<String>,
-    pub at: DateTime<Utc>,
-}
-
-/// The platform lost access to the connected account.
-#[derive(Debug, Clone)]
-pub struct DeauthorizeConnectAccount {
-    pub workspace_id: String,
-    pub account_id: String,
-    pub source: String,
-    pub stripe_event_id: Option<String>,
-    pub at: DateTime<Utc>,
-}
-
-/// New payments go through `to` from now on (it must be ready).
-#[derive(Debug, Clone)]
-pub struct SwitchStripeConnection {
-    pub workspace_id: String,
-    pub to: StripeConnection,
-    pub actor: String,
-    pub at: DateTime<Utc>,
 }
 
 impl WorkspaceStripeProfile {
