@@ -229,18 +229,6 @@ impl Services {
         self.profiles.load_recent(ws).await.map_err(store_error)
     }
 
-    /// The workspace behind a location, for admitting the driver.
-    pub async fn location_gate(&self, location_id: &str) -> Result<DriverGate, PaymentError> {
-        let location = self
-            .location_named(location_id)
-            .await
-            .map_err(PaymentError::Store)?;
-        let ws = location
-            .workspace_id
-            .ok_or(PaymentError::LocationNotFound)?;
-        Ok(DriverGate::of(&ws, &self.profile_recent(&ws).await?))
-    }
-
     /// An intent and the workspace it belongs to, for admitting the driver.
     pub async fn intent_gate(
         &self,
@@ -277,6 +265,20 @@ impl Services {
         req: PreAuthRequest,
         meta: &Metadata,
     ) -> Result<PreAuthorized, PaymentError> {
+        let (request_id, driver) = (meta.request_id.clone(), req.driver.clone());
+        self.pre_authorize_driver(req, &request_id, |_| Ok::<_, PaymentError>(driver))
+            .await
+    }
+
+    /// [`Self::pre_authorize`] for a driver admitted at the location's workspace by
+    /// `admit` (given who may use its driver endpoints; it answers the driver's `sub`,
+    /// `None` for a guest): the location and the profile are read once for both.
+    pub async fn pre_authorize_driver<E: From<PaymentError>>(
+        &self,
+        mut req: PreAuthRequest,
+        request_id: &str,
+        admit: impl FnOnce(&DriverGate) -> Result<Option<String>, E>,
+    ) -> Result<PreAuthorized, E> {
         let location = self
             .location_named(&req.location_id)
             .await
@@ -285,11 +287,30 @@ impl Services {
             .workspace_id
             .clone()
             .ok_or(PaymentError::LocationNotFound)?;
+        let profile = self.profile_recent(&ws).await?;
+        req.driver = admit(&DriverGate::of(&ws, &profile))?;
+        let meta = Metadata {
+            actor: req.driver.clone().unwrap_or_else(|| "guest".into()),
+            request_id: request_id.to_string(),
+        };
+        Ok(self.pre_authorize_at(location, profile, req, &meta).await?)
+    }
+
+    async fn pre_authorize_at(
+        &self,
+        location: crate::location::Location,
+        profile: WorkspaceStripeProfile,
+        req: PreAuthRequest,
+        meta: &Metadata,
+    ) -> Result<PreAuthorized, PaymentError> {
+        let ws = location
+            .workspace_id
+            .clone()
+            .ok_or(PaymentError::LocationNotFound)?;
         let connector = location
             .connector(&req.evse_uid, &req.connector_id)
             .map_err(PaymentError::NotAtLocation)?
             .clone();
-        let profile = self.profile_recent(&ws).await?;
         let id = intent_id(&ws, req.idempotency_key.as_deref());
         let request_hash = hash_request(&req);
         if req.idempotency_key.is_some() {

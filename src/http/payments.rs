@@ -129,12 +129,13 @@ async fn pre_authorize(
     state: &AppState,
 ) -> Result<PreAuthorized, ApiError> {
     rate_limit(state, req)?;
-    let mut request = parse(body, req)?;
-    let gate = state.services.location_gate(&request.location_id).await?;
-    let driver = admit(state, req, &gate)?;
-    let meta = metadata(req, driver.actor());
-    request.driver = driver.sub;
-    Ok(state.services.pre_authorize(request, &meta).await?)
+    let request = parse(body, req)?;
+    let request_id = metadata(req, "").request_id;
+    let admitted = |gate: &_| admit(state, req, gate).map(|d| d.sub);
+    state
+        .services
+        .pre_authorize_driver::<ApiError>(request, &request_id, admitted)
+        .await
 }
 
 /// `GET /ocpi/charging-intents/{id}`
