@@ -452,6 +452,7 @@ impl Application {
         if let Some(url) = &args.public_url {
             crate::config::check_http_url("ROAMPAY_PUBLIC_URL", url)?;
         }
+        crate::telemetry::check_otlp_endpoints()?;
         let trusted_proxies = http::client::TrustedProxies::parse(&args.trusted_proxies)?;
         let cors_origins = http::parse_origins(&args.cors_allowed_origins)?;
         let billing = billing_settings(&args.platform, &args.billing, &args.stripe)?;

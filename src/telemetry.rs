@@ -77,14 +77,28 @@ pub fn init() -> Telemetry {
     Telemetry { provider }
 }
 
+const OTLP_ENDPOINTS: [&str; 2] = [
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+];
+
 /// Whether traces are exported (an OTLP endpoint is configured).
 pub fn otlp_configured() -> bool {
-    [
-        "OTEL_EXPORTER_OTLP_ENDPOINT",
-        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
-    ]
-    .iter()
-    .any(|k| std::env::var(k).is_ok_and(|v| !v.is_empty()))
+    OTLP_ENDPOINTS
+        .iter()
+        .any(|k| std::env::var(k).is_ok_and(|v| !v.is_empty()))
+}
+
+/// The OTLP endpoints that are set are absolute `http(s)://` URLs.
+pub fn check_otlp_endpoints() -> Result<(), String> {
+    for k in OTLP_ENDPOINTS {
+        if let Ok(v) = std::env::var(k).map(|v| v.trim().to_string()) {
+            if !v.is_empty() {
+                crate::config::check_http_url(k, &v)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 fn otlp_provider() -> Result<Option<SdkTracerProvider>, opentelemetry_otlp::ExporterBuildError> {

@@ -792,6 +792,10 @@ fn bad_settings_stop_serve_with_one_line_naming_them() {
             vec![("ROAMPAY_PUBLIC_URL", "ftp://pay.example.com")],
             "ROAMPAY_PUBLIC_URL",
         ),
+        (
+            vec![("OTEL_EXPORTER_OTLP_ENDPOINT", "localhost:4318")],
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+        ),
     ] {
         let stderr = refused_in(dir.path(), &env, &[]);
         assert!(stderr.contains(named), "{env:?}: {stderr}");
