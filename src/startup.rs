@@ -58,9 +58,8 @@ async fn master_keys(
     keys: &KeyArgs,
     data_dir: &std::path::Path,
 ) -> Result<(MasterKey, Vec<MasterKey>), AnyError> {
-    use secrecy::ExposeSecret;
     let parse = |named: &str, text: &secrecy::SecretString| {
-        MasterKey::from_base64(text.expose_secret()).map_err(|e| format!("{named}: {e}"))
+        MasterKey::from_secret(text).map_err(|e| format!("{named}: {e}"))
     };
     let (master, generated) =
         match find_secret(keys.master_key.as_ref(), data_dir, MASTER_KEY_FILE)? {
@@ -111,7 +110,6 @@ pub async fn rotate_master(
     keys: &KeyArgs,
     new_key_file: &std::path::Path,
 ) -> Result<(crate::vault::Rewrapped, String), AnyError> {
-    use secrecy::ExposeSecret;
     let text = std::fs::read_to_string(new_key_file).map_err(|e| {
         format!(
             "--new-key-file: cannot read {}: {e}",
@@ -121,8 +119,9 @@ pub async fn rotate_master(
     let new = MasterKey::from_base64(&text)
         .map_err(|e| format!("--new-key-file {}: {e}", new_key_file.display()))?;
     let current = match find_secret(keys.master_key.as_ref(), &store.data_dir, MASTER_KEY_FILE)? {
-        Found::Given(s) | Found::Stored(s) => MasterKey::from_base64(s.expose_secret())
-            .map_err(|e| format!("ROAMPAY_MASTER_KEY: {e}"))?,
+        Found::Given(s) | Found::Stored(s) => {
+            MasterKey::from_secret(&s).map_err(|e| format!("ROAMPAY_MASTER_KEY: {e}"))?
+        }
         Found::Missing(_) => return Err(
             "ROAMPAY_MASTER_KEY is not set: give the master key the data keys are wrapped with now"
                 .into(),
@@ -206,19 +205,15 @@ pub fn mint_token(
 
 /// The token signer for `roampay token`: never creates a secret.
 fn existing_jwt(keys: &JwtArgs, data_dir: &std::path::Path) -> Result<JwtAuth, AnyError> {
-    let stored = data_dir.join(JWT_SECRET_FILE);
-    let secret = match &keys.jwt_secret {
-        Some(s) => s.clone(),
-        None => match std::fs::read_to_string(&stored) {
-            Ok(text) => secrecy::SecretString::from(text.trim().to_string()),
-            Err(_) => {
-                return Err(format!(
-                    "no JWT secret: set ROAMPAY_JWT_SECRET, or run `roampay serve` once so that {} exists (`roampay token` never creates one)",
-                    stored.display()
-                )
-                .into())
-            }
-        },
+    let secret = match find_secret(keys.jwt_secret.as_ref(), data_dir, JWT_SECRET_FILE)? {
+        Found::Given(s) | Found::Stored(s) => s,
+        Found::Missing(stored) => {
+            return Err(format!(
+                "no JWT secret: set ROAMPAY_JWT_SECRET, or run `roampay serve` once so that {} exists (`roampay token` never creates one)",
+                stored.display()
+            )
+            .into())
+        }
     };
     checked_jwt(keys, data_dir, secret)
 }
@@ -299,19 +294,14 @@ fn endpoint_secrets(
     }
 }
 
-/// A platform endpoint's signing secret, when set, is one Stripe could have made:
-/// `whsec_` and at least 16 more characters. An empty one would verify signatures made
-/// with the empty key, which anyone can make.
+/// A platform endpoint's signing secret, when set, is a real one (see
+/// [`crate::stripe::webhook::platform_secret_problem`]).
 fn check_platform_secret(name: &str, value: &Option<secrecy::SecretString>) -> Result<(), String> {
-    use secrecy::ExposeSecret;
-    let Some(value) = value else { return Ok(()) };
-    let value = value.expose_secret();
-    let problem = match value.strip_prefix("whsec_") {
-        _ if value.trim().is_empty() => "set but empty",
-        Some(rest) if rest.len() >= 16 && rest.bytes().all(|b| b.is_ascii_graphic()) => {
-            return Ok(())
-        }
-        _ => "not a webhook signing secret",
+    let Some(problem) = value
+        .as_ref()
+        .and_then(crate::stripe::webhook::platform_secret_problem)
+    else {
+        return Ok(());
     };
     Err(format!(
         "{name} is {problem}: expected whsec_ followed by at least 16 characters (the endpoint's signing secret from the Stripe Dashboard); remove the setting to turn it off"

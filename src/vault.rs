@@ -134,19 +134,11 @@ pub async fn rotate_master(
             break;
         }
         for (ws, master_id, nonce, wrapped) in rows {
-            let key = old.iter().find(|m| m.id() == master_id).ok_or_else(|| {
-                format!("the data key of workspace {ws} is wrapped with master key {master_id}, which is neither ROAMPAY_MASTER_KEY nor ROAMPAY_MASTER_KEY_PREVIOUS")
+            let plain = unwrap(old.iter(), &ws, &master_id, &nonce, &wrapped).map_err(|e| match e {
+                VaultError::UnknownMasterKey(_) => format!("the data key of workspace {ws} is wrapped with master key {master_id}, which is neither ROAMPAY_MASTER_KEY nor ROAMPAY_MASTER_KEY_PREVIOUS"),
+                _ => format!("the data key of workspace {ws} did not unwrap with master key {master_id}"),
             })?;
-            let plain = decrypt(
-                &key.cipher(),
-                &nonce,
-                &data_key_aad(&ws, &master_id),
-                &wrapped,
-            )
-            .map_err(|_| {
-                format!("the data key of workspace {ws} did not unwrap with master key {master_id}")
-            })?;
-            let (n, ct) = wrap(new, &ws, &plain);
+            let (n, ct) = wrap(new, &ws, plain.as_ref());
             let moved = on_db!(db, pool => sqlx::query(
                 "UPDATE vault_data_keys SET master_key_id = $1, nonce = $2, wrapped_key = $3
                   WHERE workspace_id = $4 AND master_key_id = $5")
@@ -230,6 +222,26 @@ pub async fn shred(db: &Db) -> Result<(), VaultError> {
             ))
         }
     }
+}
+
+/// A workspace's data key, unwrapped with whichever of `masters` wrapped it.
+fn unwrap<'a>(
+    mut masters: impl Iterator<Item = &'a MasterKey>,
+    workspace_id: &str,
+    master_id: &str,
+    nonce: &[u8],
+    wrapped: &[u8],
+) -> Result<Zeroizing<[u8; 32]>, VaultError> {
+    let master = masters
+        .find(|m| m.id() == master_id)
+        .ok_or_else(|| VaultError::UnknownMasterKey(master_id.to_string()))?;
+    let aad = data_key_aad(workspace_id, master_id);
+    let plain = decrypt(&master.cipher(), nonce, &aad, wrapped)?;
+    let key: [u8; 32] = plain
+        .as_slice()
+        .try_into()
+        .map_err(|_| VaultError::Decrypt)?;
+    Ok(Zeroizing::new(key))
 }
 
 fn wrap(master: &MasterKey, workspace_id: &str, data_key: &[u8]) -> (Vec<u8>, Vec<u8>) {
@@ -319,6 +331,11 @@ impl MasterKey {
             .try_into()
             .map_err(|_| format!("the master key must be 32 bytes, got {}", raw.len()))?;
         Ok(Self::from_bytes(bytes))
+    }
+
+    /// The key as configured (base64 of 32 bytes).
+    pub fn from_secret(text: &SecretString) -> Result<Self, String> {
+        Self::from_base64(text.expose_secret())
     }
 
     /// Retired keys: comma-separated base64.
@@ -447,21 +464,8 @@ impl DbVault {
                 .and_then(|r| Ok((r.try_get::<String, _>(0)?, r.try_get::<Vec<u8>, _>(1)?, r.try_get::<Vec<u8>, _>(2)?)))?
         });
         let (master_id, nonce, wrapped) = row;
-        let master = std::iter::once(&self.master)
-            .chain(&self.previous)
-            .find(|m| m.id() == master_id)
-            .ok_or(VaultError::UnknownMasterKey(master_id.clone()))?;
-        let plain = decrypt(
-            &master.cipher(),
-            &nonce,
-            &data_key_aad(workspace_id, &master_id),
-            &wrapped,
-        )?;
-        let key: [u8; 32] = plain
-            .as_slice()
-            .try_into()
-            .map_err(|_| VaultError::Decrypt)?;
-        let key = Zeroizing::new(key);
+        let masters = std::iter::once(&self.master).chain(&self.previous);
+        let key = unwrap(masters, workspace_id, &master_id, &nonce, &wrapped)?;
         self.data_keys
             .lock()
             .expect("vault cache")

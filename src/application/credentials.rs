@@ -243,7 +243,6 @@ impl Services {
         scope: ValidationScope,
         meta: &Metadata,
     ) -> Result<(), CredentialError> {
-        let before = self.profiles.load_recent(ws).await.ok();
         let profile = self.profiles.load(ws).await?;
         let checked = match profile
             .validation_target(scope)
@@ -262,7 +261,7 @@ impl Services {
             at: self.clock.now(),
         });
         let after = self.profiles.execute(ws, cmd, meta).await?;
-        super::revocation::count_revocation(ws, before.as_ref(), &after);
+        super::revocation::count_revocation(ws, Some(&profile), &after);
         Ok(())
     }
 

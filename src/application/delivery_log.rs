@@ -172,7 +172,7 @@ impl DeliveryLog {
             event_type: seen.event_type.filter(|_| seen.verified).map(text),
             outcome: outcome.to_string(),
             code: code.map(str::to_string),
-            request_id: text(request_id.to_string()),
+            request_id: request_id.to_string(),
             payload: seen
                 .verified
                 .then(|| String::from_utf8_lossy(payload).into_owned()),

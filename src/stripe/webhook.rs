@@ -75,6 +75,18 @@ fn parse_header(header: &str) -> Result<Header<'_>, SignatureError> {
     }
 }
 
+/// What is wrong with a platform endpoint's signing secret, if anything: it must be one
+/// Stripe could have made, `whsec_` and at least 16 more characters. An empty one would
+/// verify signatures made with the empty key, which anyone can make.
+pub fn platform_secret_problem(secret: &SecretString) -> Option<&'static str> {
+    let value = secret.expose_secret();
+    match value.strip_prefix("whsec_") {
+        _ if value.trim().is_empty() => Some("set but empty"),
+        Some(rest) if rest.len() >= 16 && rest.bytes().all(|b| b.is_ascii_graphic()) => None,
+        _ => Some("not a webhook signing secret"),
+    }
+}
+
 /// The `v1` signature Stripe would send for `payload` at `timestamp`.
 pub fn sign(secret: &SecretString, timestamp: i64, payload: &[u8]) -> String {
     let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret.expose_secret().as_bytes())

@@ -196,13 +196,8 @@ async fn a_backdated_cancellation_starts_retention_at_receipt_and_purges_nothing
     assert!(purge_after >= before + retention, "{summary}");
     // Several worker rounds later the workspace still has its data.
     server.wait_for_job_rounds("session_worker", 3.0).await;
-    let r = server
-        .http
-        .get(server.url("/emsp/2.2.1/locations/LOC-1"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    let (status, _) = server.get_public("/emsp/2.2.1/locations/LOC-1").await;
+    assert_eq!(status, 200);
     let (_, cfg) = server.get(&config_path("ws-1"), &admin("ws-1")).await;
     assert_eq!(cfg["stripe"]["secret_key"]["configured"], true, "{cfg}");
 }
