@@ -198,17 +198,6 @@ pub struct SessionCompletionRequested {
     pub requested_at: DateTime<Utc>,
 }
 
-/// The Stripe call that settles a hold: `capture` for an amount above 0, else `cancel`
-/// (a release; also what every release requested calls). The one definition, for the
-/// aggregate and the `charging_intents` projection alike.
-pub fn settlement_step(capture_amount_cents: i64) -> &'static str {
-    if capture_amount_cents > 0 {
-        "capture"
-    } else {
-        "cancel"
-    }
-}
-
 /// The session is paid: `captured_amount_cents` was captured in the workspace's own
 /// account (0 when the hold was released instead, or for a free session).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

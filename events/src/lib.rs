@@ -6,6 +6,7 @@
 
 pub mod charging_intent;
 pub mod connector;
+pub mod intent_facts;
 pub mod intent_status;
 pub mod location;
 pub mod reconciliation;
@@ -15,6 +16,7 @@ pub mod workspace_subscription;
 
 pub use charging_intent::*;
 pub use connector::*;
+pub use intent_facts::{settlement_step, Dispute, IntentFacts, Settlement};
 pub use intent_status::IntentStatus;
 pub use location::*;
 pub use reconciliation::*;

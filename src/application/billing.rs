@@ -9,16 +9,17 @@ use roampay_events::BillingStatus;
 use secrecy::SecretString;
 use serde_json::Value;
 
-use super::delivery_log::{Endpoint, Seen};
-use super::webhook_answers::{WebhookOutcome, WebhookRefusal};
-use super::{Services, StoreFault};
-use crate::location::{Location, LocationCommand, RemoveLocation};
-use crate::store::{billing_customers, Metadata};
+use roampay_projections::Db;
+
+use super::credentials::Credentials;
+use super::delivery_log::{DeliveryLog, Endpoint, Seen};
+use super::locations::Locations;
+use super::webhook_answers::{PlatformEndpoints, WebhookOutcome, WebhookRefusal};
+use super::StoreFault;
+use crate::clock::Clock;
+use crate::store::{billing_customers, Aggregates, Metadata};
 use crate::stripe::billing::{BillingGateway, CheckoutRequest};
 use crate::stripe::CallError;
-use crate::workspace_stripe_profile::{
-    PurgeWorkspaceStripeProfile, WorkspaceStripeProfileCommand as ProfileCommand,
-};
 use crate::workspace_subscription::{
     StripeFact, WorkspaceSubscription, WorkspaceSubscriptionCommand as Cmd,
 };
@@ -92,12 +93,31 @@ fn stripe_error(e: CallError) -> BillingError {
     }
 }
 
-/// The settings of a configured billing, or `NotEnabled`.
-fn enabled(s: &Services) -> Result<&BillingSettings, BillingError> {
-    s.settings.billing.as_ref().ok_or(BillingError::NotEnabled)
+/// Workspace billing's use cases.
+pub struct Billing {
+    pub(super) subscriptions: Aggregates<WorkspaceSubscription>,
+    /// A purge forgets the workspace's credentials and locations.
+    pub(super) credentials: Arc<Credentials>,
+    pub(super) locations: Arc<Locations>,
+    pub(super) deliveries: Arc<DeliveryLog>,
+    pub(super) endpoints: PlatformEndpoints,
+    pub(super) db: Db,
+    pub(super) clock: Arc<dyn Clock>,
+    /// `None`: billing is off.
+    pub(super) settings: Option<BillingSettings>,
 }
 
-impl Services {
+/// The settings of a configured billing, or `NotEnabled`.
+fn enabled(s: &Billing) -> Result<&BillingSettings, BillingError> {
+    s.settings.as_ref().ok_or(BillingError::NotEnabled)
+}
+
+impl Billing {
+    /// Whether billing is configured.
+    pub fn enabled(&self) -> bool {
+        self.settings.is_some()
+    }
+
     /// The workspace's subscription as it is now.
     pub async fn billing_of(&self, ws: &str) -> Result<WorkspaceSubscription, BillingError> {
         let s = self.subscriptions.load(ws).await;
@@ -107,7 +127,7 @@ impl Services {
     /// Whether the workspace may open new charging intents (always, unless billing is
     /// required and it is not in good standing).
     pub async fn may_open_intents(&self, ws: &str) -> Result<bool, StoreFault> {
-        match self.settings.billing.as_ref().filter(|b| b.required) {
+        match self.settings.as_ref().filter(|b| b.required) {
             None => Ok(true),
             Some(_) => {
                 let s = self
@@ -222,7 +242,9 @@ impl Services {
         let answer = self
             .process_billing_webhook(body, signature, meta, &mut seen)
             .await;
-        self.log_delivery(Endpoint::Billing, seen, &answer, body, meta);
+        let at = self.clock.now();
+        self.deliveries
+            .answered(Endpoint::Billing, seen, &answer, body, meta, at);
         answer
     }
 
@@ -233,10 +255,11 @@ impl Services {
         meta: &Metadata,
         seen: &mut Seen,
     ) -> Result<WebhookOutcome, WebhookRefusal> {
-        let Some(billing) = self.settings.billing.as_ref() else {
+        let Some(billing) = self.settings.as_ref() else {
             return Err(WebhookRefusal::WebhookSecretNotConfigured);
         };
-        self.verify_platform_endpoint(body, signature, &billing.webhook_secrets, "billing")?;
+        self.endpoints
+            .verify(body, signature, &billing.webhook_secrets, "billing")?;
         seen.verified = true;
         let event: Value =
             serde_json::from_slice(body).map_err(|_| WebhookRefusal::InvalidPayload)?;
@@ -323,7 +346,7 @@ impl Services {
     }
 }
 
-impl Services {
+impl Billing {
     /// The grace of a past-due workspace is over: suspended.
     pub async fn end_grace(&self, ws: &str, meta: &Metadata) -> Result<(), BillingError> {
         let cmd = Cmd::ExpireGrace {
@@ -351,20 +374,8 @@ impl Services {
         if current.status != BillingStatus::Cancelled || current.purged || !due {
             return Ok(());
         }
-        self.vault
-            .destroy(ws)
-            .await
-            .map_err(|e| StoreFault::Internal(e.to_string()))?;
-        let forget = ProfileCommand::PurgeWorkspaceStripeProfile(PurgeWorkspaceStripeProfile {
-            workspace_id: ws.to_string(),
-            actor: meta.actor.clone(),
-            at: self.clock.now(),
-        });
-        self.profiles
-            .execute(ws, forget, meta)
-            .await
-            .map_err(|e| StoreFault::Internal(e.to_string()))?;
-        self.remove_locations(ws, meta).await?;
+        self.credentials.purge(ws, meta).await?;
+        self.locations.remove_all_of(ws, meta).await?;
         let log = self.deliveries.db().await.map_err(StoreFault::of_sqlx)?;
         roampay_projections::webhook_deliveries::forget_workspace(log, ws)
             .await
@@ -377,33 +388,6 @@ impl Services {
             .await
             .map_err(StoreFault::of)?;
         tracing::warn!(workspace_id = %ws, "workspace data purged: secrets unrecoverable, credentials removed");
-        Ok(())
-    }
-}
-
-impl Services {
-    /// Removes every location the workspace owns (a sweep over all locations: purges
-    /// are rare).
-    async fn remove_locations(&self, ws: &str, meta: &Metadata) -> Result<(), BillingError> {
-        let ids = crate::store::aggregate_ids::<Location>(&self.db)
-            .await
-            .map_err(StoreFault::of_sqlx)?;
-        for id in ids {
-            let location = self.locations.load(&id).await.map_err(StoreFault::of)?;
-            if location.workspace_id.as_deref() != Some(ws) {
-                continue;
-            }
-            let cmd = LocationCommand::Remove(RemoveLocation {
-                location_id: id.clone(),
-                workspace_id: ws.to_string(),
-                actor: meta.actor.clone(),
-                at: self.clock.now(),
-            });
-            self.locations
-                .execute(&id, cmd, meta)
-                .await
-                .map_err(StoreFault::of)?;
-        }
         Ok(())
     }
 }

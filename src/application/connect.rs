@@ -9,13 +9,15 @@ use cqrs_es::AggregateError;
 use roampay_events::{StripeConnection, StripeMode};
 use secrecy::SecretString;
 
-use super::{Services, StoreFault};
-use crate::charging_intent::aggregate::Payment;
-use crate::store::Metadata;
+use roampay_projections::Db;
+
+use super::StoreFault;
+use crate::clock::Clock;
+use crate::store::{Aggregates, Metadata};
 use crate::stripe::connect::{
     AccountType, AccountView, ConnectGateway, CreateAccount, CreateAccountLink,
 };
-use crate::stripe::{CallError, StripeAccount};
+use crate::stripe::CallError;
 use crate::workspace_stripe_profile::{
     DeauthorizeConnectAccount, RecordConnectAccount, RecordOnboardingLink, RefreshConnectAccount,
     SwitchStripeConnection, WorkspaceStripeProfile, WorkspaceStripeProfileCommand as Cmd,
@@ -105,12 +107,17 @@ pub struct Onboarding {
     pub url: String,
 }
 
-impl Services {
+/// Connect's use cases: onboarding, switching, and what Stripe reports of accounts.
+pub struct Connect {
+    pub(super) profiles: Arc<Aggregates<WorkspaceStripeProfile>>,
+    pub(super) db: Db,
+    pub(super) clock: Arc<dyn Clock>,
+    pub(super) settings: Option<ConnectSettings>,
+}
+
+impl Connect {
     pub(super) fn connect_settings(&self) -> Result<&ConnectSettings, ConnectError> {
-        self.settings
-            .connect
-            .as_ref()
-            .ok_or(ConnectError::NotEnabled)
+        self.settings.as_ref().ok_or(ConnectError::NotEnabled)
     }
 
     /// The connected account (created once per workspace; again only after the last
@@ -277,93 +284,5 @@ impl Services {
                 tracing::error!(workspace_id = %ws, error = %e, "could not record a lost connected account")
             }
         }
-    }
-
-    /// The account an intent's payment lives in: the connected account it was created
-    /// on, or the workspace's key of the credential version it was created under.
-    pub async fn account_for_payment(
-        &self,
-        profile: &WorkspaceStripeProfile,
-        ws: &str,
-        payment: &Payment,
-    ) -> Result<StripeAccount, String> {
-        match &payment.stripe_account_id {
-            Some(account) => {
-                let connect = self
-                    .connect_settings()
-                    .map_err(|_| "a connect-mode intent, but Connect is off".to_string())?;
-                Ok(StripeAccount::connected(
-                    connect.platform_key.clone(),
-                    account,
-                ))
-            }
-            None => Ok(StripeAccount::own(
-                self.secret_key_for(profile, ws, payment.credential_version)
-                    .await?,
-            )),
-        }
-    }
-
-    /// The account new payments of the workspace go to (its connection now).
-    pub async fn workspace_account(
-        &self,
-        profile: &WorkspaceStripeProfile,
-        ws: &str,
-    ) -> Result<StripeAccount, String> {
-        self.connection_account(profile, ws, None).await
-    }
-
-    /// The account of a connection of the workspace (`None`: the one in use).
-    pub async fn connection_account(
-        &self,
-        profile: &WorkspaceStripeProfile,
-        ws: &str,
-        connection: Option<StripeConnection>,
-    ) -> Result<StripeAccount, String> {
-        match (connection.or(profile.connection()), &profile.connect) {
-            (Some(StripeConnection::Connect), Some(a)) => {
-                let connect = self.connect_settings().map_err(|_| {
-                    "the workspace is in connect mode, but Connect is off".to_string()
-                })?;
-                Ok(StripeAccount::connected(
-                    connect.platform_key.clone(),
-                    &a.account_id,
-                ))
-            }
-            (Some(StripeConnection::Connect), None) => {
-                Err("the workspace has no connected account".to_string())
-            }
-            _ => Ok(StripeAccount::own(
-                self.secret_key_for(profile, ws, profile.active_version())
-                    .await?,
-            )),
-        }
-    }
-
-    /// Whether the workspace's payments are in live mode: the platform's mode in
-    /// connect mode, the keys' otherwise.
-    pub fn workspace_livemode(&self, profile: &WorkspaceStripeProfile) -> bool {
-        match profile.connection() {
-            Some(StripeConnection::Connect) => self
-                .settings
-                .connect
-                .as_ref()
-                .is_some_and(|c| c.mode == StripeMode::Live),
-            _ => profile
-                .credentials
-                .as_ref()
-                .is_some_and(|c| c.mode == StripeMode::Live),
-        }
-    }
-
-    /// The application fee a connect-mode payment of the workspace carries.
-    pub fn application_fee_bps(&self, profile: &WorkspaceStripeProfile) -> Option<u32> {
-        let connect = self.settings.connect.as_ref()?;
-        Some(
-            profile
-                .settings
-                .application_fee_bps
-                .unwrap_or(connect.default_fee_bps),
-        )
     }
 }

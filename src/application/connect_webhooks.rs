@@ -11,13 +11,13 @@ use serde_json::Value;
 use super::delivery_log::Seen;
 use super::webhook_answers::{event_head, Refused, Via, WebhookOutcome, WebhookRefusal};
 use super::webhooks::Delivery;
-use super::Services;
+use super::webhooks::Webhooks;
 use crate::ids::WorkspaceId;
 use crate::store::Metadata;
 use crate::stripe::boundary::{checked, is_object_id};
 use crate::stripe::connect::AccountView;
 
-impl Services {
+impl Webhooks {
     pub(super) async fn process_connect_webhook(
         &self,
         delivery: &Delivery<'_>,
@@ -25,8 +25,8 @@ impl Services {
         seen: &mut Seen,
     ) -> Result<WebhookOutcome, Refused> {
         let not_configured = || Refused::from(WebhookRefusal::WebhookSecretNotConfigured);
-        let connect = self.settings.connect.as_ref().ok_or_else(not_configured)?;
-        self.verify_platform_endpoint(
+        let connect = self.connect.settings.as_ref().ok_or_else(not_configured)?;
+        self.endpoints.verify(
             delivery.body,
             delivery.signature,
             &connect.webhook_secrets,
@@ -74,18 +74,20 @@ impl Services {
                     .flatten()
                     .filter(|a| a.id == account)
                     .ok_or_else(|| in_ws(WebhookRefusal::InvalidPayload))?;
-                self.refresh_connect_account(ws.as_str(), view, Some(event_id), meta)
+                self.connect
+                    .refresh_connect_account(ws.as_str(), view, Some(event_id), meta)
                     .await
             }
             Some("account.application.deauthorized") => {
-                self.deauthorize_connect_account(
-                    ws.as_str(),
-                    &account,
-                    "webhook",
-                    Some(event_id),
-                    meta,
-                )
-                .await
+                self.connect
+                    .deauthorize_connect_account(
+                        ws.as_str(),
+                        &account,
+                        "webhook",
+                        Some(event_id),
+                        meta,
+                    )
+                    .await
             }
             _ => {
                 let via = Via {

@@ -4,18 +4,25 @@
 use std::sync::Arc;
 
 use cqrs_es::AggregateError;
+use roampay_events::HealthStatus;
 
-use super::{Services, StoreFault};
-use crate::store::Metadata;
-use crate::stripe::{CredentialCheck, CredentialProbe};
-use crate::vault::SecretField;
+use roampay_projections::Db;
+
+use super::accounts::Accounts;
+use super::connect::Connect;
+use super::StoreFault;
+use crate::clock::Clock;
+use crate::store::{Aggregates, Metadata};
+use crate::stripe::{CredentialCheck, CredentialProbe, StripeGateway};
+use crate::vault::{SecretField, SecretVault};
 use crate::workspace_stripe_profile::credentials::{
     PublishableKey, StripeSecretKey, WebhookSigningSecret,
 };
 use crate::workspace_stripe_profile::{
-    CheckTarget, RemoveWorkspaceStripeCredentials, SaveWorkspaceStripeCredentials,
-    UpdateWorkspaceOcpiConfig, ValidateWorkspaceStripeCredentials, ValidationScope,
-    WorkspaceStripeProfile, WorkspaceStripeProfileCommand as Cmd, WorkspaceStripeProfileError as E,
+    CheckTarget, PurgeWorkspaceStripeProfile, RemoveWorkspaceStripeCredentials,
+    RevokeWorkspaceStripeCredentials, SaveWorkspaceStripeCredentials, UpdateWorkspaceOcpiConfig,
+    ValidateWorkspaceStripeCredentials, ValidationScope, WorkspaceStripeProfile,
+    WorkspaceStripeProfileCommand as Cmd, WorkspaceStripeProfileError as E,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -91,14 +98,28 @@ pub struct WorkspaceConfig {
     pub application_fee_bps: Option<u32>,
 }
 
-impl Services {
+/// Credentials and roaming settings: the profile's use cases.
+pub struct Credentials {
+    pub(super) profiles: Arc<Aggregates<WorkspaceStripeProfile>>,
+    pub(super) vault: Arc<dyn SecretVault>,
+    /// Stripe itself, not watched: a refused key here is the check's answer.
+    pub(super) stripe: Arc<dyn StripeGateway>,
+    pub(super) db: Db,
+    pub(super) clock: Arc<dyn Clock>,
+    pub(super) connect: Arc<Connect>,
+    pub(super) accounts: Arc<Accounts>,
+    /// How long a credential save waits for the Stripe round trip before answering.
+    pub(super) validation_wait: std::time::Duration,
+}
+
+impl Credentials {
     /// The profile now (read-your-writes) and the webhook refusals of the last day.
     pub async fn workspace_config(&self, ws: &str) -> Result<WorkspaceConfig, CredentialError> {
         let profile = self.workspace_profile(ws).await?;
         let day_ago = self.clock.now() - chrono::Duration::hours(24);
         let rejected = roampay_projections::audit_log::rejected_since(&self.db, ws, day_ago).await;
         Ok(WorkspaceConfig {
-            application_fee_bps: self.application_fee_bps(&profile),
+            application_fee_bps: self.accounts.application_fee_bps(&profile),
             profile,
             webhook_rejected_24h: rejected.map_err(StoreFault::of_sqlx)?,
         })
@@ -124,7 +145,7 @@ impl Services {
         let has_settings = change.has_settings();
         let validate = matches!(change.stripe, Some(Some(_)));
         if change.settings.application_fee_bps.is_some() {
-            self.connect_settings()?; // a fee means nothing without Connect
+            self.connect.connect_settings()?; // a fee means nothing without Connect
         }
         match change.stripe {
             Some(Some(c)) => {
@@ -165,7 +186,7 @@ impl Services {
         }
         // Last: the keys saved above may be the target, proven by now.
         if let Some(to) = change.connection {
-            self.switch_connection(ws, to, meta).await?;
+            self.connect.switch_connection(ws, to, meta).await?;
         }
         self.workspace_config(ws).await
     }
@@ -181,7 +202,7 @@ impl Services {
         let services = self.clone();
         let (id, meta) = (ws.to_string(), meta.clone());
         let task = tokio::spawn(async move { services.run_validation(&id, scope, &meta).await });
-        match tokio::time::timeout(self.settings.validation_wait, task).await {
+        match tokio::time::timeout(self.validation_wait, task).await {
             Ok(Ok(result)) => result?,
             Ok(Err(join)) => return Err(StoreFault::Internal(join.to_string()).into()),
             Err(_) => {} // still running: the answer shows `pending`
@@ -261,7 +282,7 @@ impl Services {
             at: self.clock.now(),
         });
         let after = self.profiles.execute(ws, cmd, meta).await?;
-        super::revocation::count_revocation(ws, Some(&profile), &after);
+        count_revocation(ws, Some(&profile), &after);
         Ok(())
     }
 
@@ -313,7 +334,7 @@ pub struct WorkspaceListing {
     pub webhook_rejected_24h: i64,
 }
 
-impl Services {
+impl Credentials {
     /// Workspaces by id (optionally of one health status), with their webhook refusals.
     pub async fn workspaces_by_health(
         &self,
@@ -339,7 +360,7 @@ impl Services {
     }
 }
 
-impl Services {
+impl Credentials {
     /// The Stripe round trip for one credential set, its secret key read from the vault.
     async fn check_credentials(
         &self,
@@ -365,5 +386,70 @@ impl Services {
             currency: profile.settings.currency.as_str(),
         };
         Ok(self.stripe.check_credentials(&probe).await)
+    }
+}
+
+impl Credentials {
+    /// Stripe refused the key of `credential_version` with `http_status` (401 or 403):
+    /// the workspace's active set becomes invalid if that key is the active one.
+    pub async fn revoke_credentials(
+        &self,
+        ws: &str,
+        credential_version: u32,
+        http_status: u16,
+        operation: &str,
+    ) {
+        let meta = super::system("system:stripe");
+        let cmd = Cmd::RevokeWorkspaceStripeCredentials(RevokeWorkspaceStripeCredentials {
+            workspace_id: ws.to_string(),
+            credential_version,
+            http_status,
+            stripe_operation: operation.to_string(),
+            at: self.clock.now(),
+        });
+        let before = self.profiles.load_recent(ws).await.ok();
+        match self.profiles.execute(ws, cmd, &meta).await {
+            Ok(after) => count_revocation(ws, before.as_ref(), &after),
+            Err(e) => {
+                tracing::error!(workspace_id = %ws, error = %e, "could not record that Stripe refused the workspace's key")
+            }
+        }
+    }
+
+    /// The workspace's secrets made unrecoverable (the vault's data key destroyed),
+    /// then its credentials and roaming settings forgotten. Idempotent.
+    pub async fn purge(&self, ws: &str, meta: &Metadata) -> Result<(), StoreFault> {
+        self.vault
+            .destroy(ws)
+            .await
+            .map_err(|e| StoreFault::Internal(e.to_string()))?;
+        let forget = Cmd::PurgeWorkspaceStripeProfile(PurgeWorkspaceStripeProfile {
+            workspace_id: ws.to_string(),
+            actor: meta.actor.clone(),
+            at: self.clock.now(),
+        });
+        self.profiles
+            .execute(ws, forget, meta)
+            .await
+            .map_err(|e| StoreFault::Internal(e.to_string()))?;
+        Ok(())
+    }
+}
+
+/// Counts (and logs) an active set that a command made invalid because Stripe refused it.
+fn count_revocation(
+    ws: &str,
+    before: Option<&WorkspaceStripeProfile>,
+    after: &WorkspaceStripeProfile,
+) {
+    let was_invalid = before.is_some_and(|p| p.health_status() == HealthStatus::Invalid);
+    let Some(c) = after.credentials.as_ref() else {
+        return;
+    };
+    let code = c.health.failure_code.as_deref().unwrap_or_default();
+    let revoked = matches!(code, "key_revoked" | "permission_denied");
+    if !was_invalid && c.health.status == HealthStatus::Invalid && revoked {
+        tracing::warn!(workspace_id = %ws, code, "Stripe refused the workspace's active key: paid sessions are refused until the credentials are fixed");
+        crate::metrics::credential_revoked(code);
     }
 }

@@ -114,6 +114,40 @@ fn count_within<K: std::hash::Hash + Eq + Clone>(
 }
 
 impl DeliveryLog {
+    /// Logs a delivery with its answer (after the answer is given).
+    pub fn answered(
+        &self,
+        endpoint: Endpoint,
+        seen: Seen,
+        answer: &Result<super::WebhookOutcome, super::WebhookRefusal>,
+        body: &[u8],
+        meta: &crate::store::Metadata,
+        at: DateTime<Utc>,
+    ) {
+        let (outcome, code) = match answer {
+            Ok(o) => (o.as_str(), None),
+            Err(r) => ("refused", Some(r.code())),
+        };
+        self.record(endpoint, seen, outcome, code, &meta.request_id, body, at);
+    }
+
+    /// Deletes the deliveries received before `cutoff`, in batches; how many went.
+    pub async fn prune(&self, cutoff: DateTime<Utc>) -> Result<u64, sqlx::Error> {
+        const PER_BATCH: i64 = 10_000;
+        if !self.on {
+            return Ok(0);
+        }
+        let db = self.db().await?;
+        let mut total = 0;
+        loop {
+            let n = webhook_deliveries::prune(db, cutoff, PER_BATCH).await?;
+            total += n;
+            if n < PER_BATCH as u64 {
+                return Ok(total);
+            }
+        }
+    }
+
     pub fn new(db: Db, on: bool) -> Self {
         Self {
             db,
@@ -292,26 +326,6 @@ async fn write_each(db: &Db, rows: &[Delivery]) {
         if let Err(e) = webhook_deliveries::insert_one(db, row).await {
             tracing::error!(error = %e, delivery = %row.id, request_id = %row.request_id, "a webhook delivery could not be logged");
             crate::metrics::delivery_log_dropped("store_failed", 1);
-        }
-    }
-}
-
-impl super::Services {
-    /// Deletes the deliveries received more than `keep` ago, in batches; how many went.
-    pub async fn prune_delivery_log(&self, keep: chrono::Duration) -> Result<u64, sqlx::Error> {
-        const PER_BATCH: i64 = 10_000;
-        if !self.deliveries.on {
-            return Ok(0);
-        }
-        let cutoff = self.clock.now() - keep;
-        let db = self.deliveries.db().await?;
-        let mut total = 0;
-        loop {
-            let n = webhook_deliveries::prune(db, cutoff, PER_BATCH).await?;
-            total += n;
-            if n < PER_BATCH as u64 {
-                return Ok(total);
-            }
         }
     }
 }

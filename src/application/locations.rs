@@ -4,9 +4,18 @@
 use cqrs_es::AggregateError;
 use roampay_events::LocationData;
 
-use super::{Services, StoreFault};
-use crate::location::{Location, LocationCommand, LocationError as Refused, PublishLocation};
-use crate::store::Metadata;
+use std::sync::Arc;
+
+use roampay_projections::Db;
+
+use super::accounts::Accounts;
+use super::StoreFault;
+use crate::clock::Clock;
+use crate::location::{
+    Location, LocationCommand, LocationError as Refused, PublishLocation, RemoveLocation,
+};
+use crate::store::location_keys::LocationKeys;
+use crate::store::{Aggregates, Metadata};
 use crate::workspace_stripe_profile::WorkspaceStripeProfile;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -28,7 +37,29 @@ impl From<AggregateError<Refused>> for LocationError {
     }
 }
 
-impl Services {
+/// What a driver's location answer is made of.
+pub struct DriverLocation {
+    pub location: Location,
+    pub profile: WorkspaceStripeProfile,
+    /// What Stripe.js on the driver's browser starts with for the workspace's new
+    /// payments: the publishable key, and in connect mode the connected account.
+    pub publishable_key: Option<String>,
+    pub stripe_account: Option<String>,
+}
+
+/// Locations' use cases.
+pub struct Locations {
+    pub(super) locations: Arc<Aggregates<Location>>,
+    /// Which stream each (case-folded) location id names.
+    pub(super) location_keys: LocationKeys,
+    /// Read only: the checkout configuration a driver's location answer carries.
+    pub(super) profiles: Arc<Aggregates<WorkspaceStripeProfile>>,
+    pub(super) accounts: Arc<Accounts>,
+    pub(super) db: Db,
+    pub(super) clock: Arc<dyn Clock>,
+}
+
+impl Locations {
     /// `PublishLocation`; answers with the stored location.
     pub async fn publish_location(
         &self,
@@ -68,11 +99,12 @@ impl Services {
         }
     }
 
-    /// A published location and its workspace's profile; `None` for an unknown id.
+    /// A published location, its workspace's profile and the keys Stripe.js starts
+    /// with; `None` for an unknown id.
     pub async fn location_for_driver(
         &self,
         location_id: &str,
-    ) -> Result<Option<(Location, WorkspaceStripeProfile)>, LocationError> {
+    ) -> Result<Option<DriverLocation>, LocationError> {
         let location = self.location_named(location_id).await?;
         let Some(ws) = location.workspace_id.clone() else {
             return Ok(None);
@@ -82,6 +114,37 @@ impl Services {
             .load_recent(&ws)
             .await
             .map_err(StoreFault::of)?;
-        Ok(Some((location, profile)))
+        let (publishable_key, stripe_account) = self.accounts.browser_keys(&profile);
+        Ok(Some(DriverLocation {
+            location,
+            profile,
+            publishable_key,
+            stripe_account,
+        }))
+    }
+
+    /// Removes every location the workspace owns (a sweep over all locations: purges
+    /// are rare).
+    pub async fn remove_all_of(&self, ws: &str, meta: &Metadata) -> Result<(), StoreFault> {
+        let ids = crate::store::aggregate_ids::<Location>(&self.db)
+            .await
+            .map_err(StoreFault::of_sqlx)?;
+        for id in ids {
+            let location = self.locations.load(&id).await.map_err(StoreFault::of)?;
+            if location.workspace_id.as_deref() != Some(ws) {
+                continue;
+            }
+            let cmd = LocationCommand::Remove(RemoveLocation {
+                location_id: id.clone(),
+                workspace_id: ws.to_string(),
+                actor: meta.actor.clone(),
+                at: self.clock.now(),
+            });
+            self.locations
+                .execute(&id, cmd, meta)
+                .await
+                .map_err(StoreFault::of)?;
+        }
+        Ok(())
     }
 }

@@ -4,6 +4,7 @@
 //! handlers, background jobs and the command line all call these; none of them talks
 //! to an aggregate directly.
 
+pub mod accounts;
 pub mod billing;
 pub mod connect;
 mod connect_webhooks;
@@ -24,17 +25,16 @@ use std::time::Duration;
 
 use cqrs_es::AggregateError;
 use roampay_projections::{Db, Projector};
-use secrecy::SecretString;
 
 use crate::charging_intent::ChargingIntent;
 use crate::clock::Clock;
-use crate::connector_reservation::{connector_key, ConnectorCommand, ConnectorReservation};
+use crate::connector_reservation::ConnectorReservation;
 use crate::foreign_payment_intent::ForeignPaymentIntent;
 use crate::location::Location;
 use crate::store::{Aggregates, Metadata, OnCommit};
 use crate::stripe::webhook::Tolerance;
 use crate::stripe::StripeGateway;
-use crate::vault::{SecretField, SecretVault};
+use crate::vault::SecretVault;
 use crate::webhook_rejections::WebhookRejections;
 use crate::workspace_stripe_profile::WorkspaceStripeProfile;
 use crate::workspace_subscription::WorkspaceSubscription;
@@ -73,27 +73,23 @@ pub struct Settings {
     pub delivery_log: bool,
 }
 
-/// Everything a use case may reach.
+/// The application: one service per area, each holding only what it uses. Built
+/// once, leaves first (nothing points back up: a refused key reaches the credentials
+/// service through the watched gateway, which holds it).
 pub struct Services {
-    pub db: Db,
-    pub profiles: Aggregates<WorkspaceStripeProfile>,
-    pub locations: Aggregates<Location>,
-    /// Which stream each (case-folded) location id names.
-    pub location_keys: crate::store::location_keys::LocationKeys,
-    pub connectors: Aggregates<ConnectorReservation>,
-    pub intents: Aggregates<ChargingIntent>,
-    pub rejections: Aggregates<WebhookRejections>,
-    pub foreign: Aggregates<ForeignPaymentIntent>,
-    pub subscriptions: Aggregates<WorkspaceSubscription>,
-    pub vault: Arc<dyn SecretVault>,
-    pub stripe: Arc<dyn StripeGateway>,
+    pub payments: Arc<payments::Payments>,
+    pub credentials: Arc<credentials::Credentials>,
+    pub connect: Arc<connect::Connect>,
+    pub billing: Arc<billing::Billing>,
+    pub locations: Arc<locations::Locations>,
+    pub webhooks: Arc<webhooks::Webhooks>,
+    pub reconciler: Arc<reconcile::Reconciler>,
+    /// Every webhook delivery and what became of it.
+    pub deliveries: Arc<delivery_log::DeliveryLog>,
     pub projector: Arc<Projector>,
+    pub db: Db,
     pub clock: Arc<dyn Clock>,
     pub settings: Settings,
-    /// Every webhook delivery and what became of it.
-    pub deliveries: delivery_log::DeliveryLog,
-    /// Which workspace each key read from the vault belongs to (for refused keys).
-    key_owners: Arc<revocation::KeyOwners>,
 }
 
 impl Services {
@@ -105,21 +101,6 @@ impl Services {
         clock: Arc<dyn Clock>,
         settings: Settings,
     ) -> Arc<Self> {
-        Arc::new_cyclic(|me| {
-            let owners = Arc::new(revocation::KeyOwners::default());
-            let watched = revocation::Watched::new(stripe, owners.clone(), me.clone());
-            Self::with_gateway(db, vault, Arc::new(watched), owners, clock, settings)
-        })
-    }
-
-    fn with_gateway(
-        db: Db,
-        vault: Arc<dyn SecretVault>,
-        stripe: Arc<dyn StripeGateway>,
-        key_owners: Arc<revocation::KeyOwners>,
-        clock: Arc<dyn Clock>,
-        settings: Settings,
-    ) -> Self {
         // Billing's projection runs only with billing on (turned on later, it catches up
         // from its checkpoint): one transaction less per batch otherwise.
         let billing_on = settings.billing.is_some();
@@ -138,87 +119,137 @@ impl Services {
             Arc::new(move || projector.nudge())
         };
         let room = settings.memory;
-        Self {
-            // The streams that grow for years (a check every 6 h, every push of a
-            // location, two events per session on a connector) load from snapshots.
-            profiles: Aggregates::new(&db, (), room)
+        // The streams that grow for years (a check every 6 h, every push of a location,
+        // two events per session on a connector) load from snapshots.
+        let profiles: Arc<Aggregates<WorkspaceStripeProfile>> = Arc::new(
+            Aggregates::new(&db, (), room)
                 .snapshot_every(SNAPSHOT_EVERY)
                 .on_commit(nudge.clone()),
-            locations: Aggregates::new(&db, (), room)
+        );
+        let locations_store: Arc<Aggregates<Location>> = Arc::new(
+            Aggregates::new(&db, (), room)
                 .snapshot_every(SNAPSHOT_EVERY)
                 .on_commit(nudge.clone()),
-            connectors: Aggregates::new(&db, (), room).snapshot_every(SNAPSHOT_EVERY),
-            intents: Aggregates::new(&db, (), room).on_commit(nudge.clone()),
-            rejections: Aggregates::new(&db, (), room).on_commit(nudge.clone()),
-            foreign: Aggregates::new(&db, (), room).on_commit(nudge.clone()),
-            subscriptions: Aggregates::new(&db, (), room).on_commit(nudge),
-            projector,
-            deliveries: delivery_log::DeliveryLog::new(db.clone(), settings.delivery_log),
-            location_keys: crate::store::location_keys::LocationKeys::new(db.clone()),
-            db,
-            vault,
+        );
+        let connectors: Arc<Aggregates<ConnectorReservation>> =
+            Arc::new(Aggregates::new(&db, (), room).snapshot_every(SNAPSHOT_EVERY));
+        let intents: Arc<Aggregates<ChargingIntent>> =
+            Arc::new(Aggregates::new(&db, (), room).on_commit(nudge.clone()));
+        let rejections: Aggregates<WebhookRejections> =
+            Aggregates::new(&db, (), room).on_commit(nudge.clone());
+        let foreign: Aggregates<ForeignPaymentIntent> =
+            Aggregates::new(&db, (), room).on_commit(nudge.clone());
+        let subscriptions: Aggregates<WorkspaceSubscription> =
+            Aggregates::new(&db, (), room).on_commit(nudge);
+        let deliveries = Arc::new(delivery_log::DeliveryLog::new(
+            db.clone(),
+            settings.delivery_log,
+        ));
+
+        let owners = Arc::new(accounts::KeyOwners::default());
+        let accounts = Arc::new(accounts::Accounts::new(
+            vault.clone(),
+            owners.clone(),
+            settings.connect.clone(),
+        ));
+        let connect = Arc::new(connect::Connect {
+            profiles: profiles.clone(),
+            db: db.clone(),
+            clock: clock.clone(),
+            settings: settings.connect.clone(),
+        });
+        let credentials = Arc::new(credentials::Credentials {
+            profiles: profiles.clone(),
+            vault: vault.clone(),
+            stripe: stripe.clone(),
+            db: db.clone(),
+            clock: clock.clone(),
+            connect: connect.clone(),
+            accounts: accounts.clone(),
+            validation_wait: settings.validation_wait,
+        });
+        // Every payment call goes through the watch: a refused key is reported to the
+        // credentials (or, for a connected account, to Connect).
+        let watched: Arc<dyn StripeGateway> = Arc::new(revocation::Watched::new(
             stripe,
+            owners,
+            credentials.clone(),
+            connect.clone(),
+        ));
+        let locations = Arc::new(locations::Locations {
+            locations: locations_store,
+            location_keys: crate::store::location_keys::LocationKeys::new(db.clone()),
+            profiles: profiles.clone(),
+            accounts: accounts.clone(),
+            db: db.clone(),
+            clock: clock.clone(),
+        });
+        let endpoints = webhook_answers::PlatformEndpoints {
+            tolerance: settings.webhook_tolerance,
+            clock: clock.clone(),
+        };
+        let billing = Arc::new(billing::Billing {
+            subscriptions,
+            credentials: credentials.clone(),
+            locations: locations.clone(),
+            deliveries: deliveries.clone(),
+            endpoints: endpoints.clone(),
+            db: db.clone(),
+            clock: clock.clone(),
+            settings: settings.billing.clone(),
+        });
+        let payments = Arc::new(payments::Payments {
+            intents: intents.clone(),
+            connectors,
+            profiles: profiles.clone(),
+            locations: locations.clone(),
+            billing: billing.clone(),
+            accounts: accounts.clone(),
+            stripe: watched.clone(),
+            db: db.clone(),
+            clock: clock.clone(),
+            max_pending_guest_intents: settings.max_pending_guest_intents,
+        });
+        let webhooks = Arc::new(webhooks::Webhooks {
+            profiles: profiles.clone(),
+            rejections,
+            deliveries: deliveries.clone(),
+            vault,
+            payments: payments.clone(),
+            connect: connect.clone(),
+            accounts: accounts.clone(),
+            stripe: watched.clone(),
+            endpoints,
+            db: db.clone(),
+            clock: clock.clone(),
+            overlap: settings.webhook_overlap,
+        });
+        let reconciler = Arc::new(reconcile::Reconciler {
+            profiles,
+            intents,
+            foreign,
+            payments: payments.clone(),
+            accounts,
+            stripe: watched,
+            db: db.clone(),
+            clock: clock.clone(),
+            hold_lifetime: settings.hold_lifetime,
+            hold_warning: settings.hold_warning,
+        });
+        Arc::new(Self {
+            payments,
+            credentials,
+            connect,
+            billing,
+            locations,
+            webhooks,
+            reconciler,
+            deliveries,
+            projector,
+            db,
             clock,
             settings,
-            key_owners,
-        }
-    }
-
-    /// The secret key an intent must use: the one of the credential version it was
-    /// created under (a rotation since then does not matter).
-    pub async fn secret_key_for(
-        &self,
-        profile: &WorkspaceStripeProfile,
-        workspace_id: &str,
-        version: u32,
-    ) -> Result<SecretString, String> {
-        let k = profile
-            .secret_key_for(version)
-            .ok_or_else(|| format!("no secret key for credential version {version}"))?;
-        let key = self
-            .vault
-            .get(
-                workspace_id,
-                SecretField::SecretKey,
-                k.version,
-                &k.secret.fingerprint,
-            )
-            .await
-            .map_err(|e| e.to_string())?;
-        self.key_owners.remember(&key, workspace_id, version);
-        Ok(key)
-    }
-
-    /// What follows any change of an intent, in one place: an intent that has just
-    /// ended frees its connector. (The read side is nudged by every commit.)
-    async fn intent_changed(&self, was_final: bool, after: &ChargingIntent, meta: &Metadata) {
-        if after.status.is_final() && !was_final {
-            crate::metrics::intent_ended(after.status.as_str());
-            self.release_connector(after, meta).await;
-            // What a paid session cost beyond its capture (capped by the hold).
-            if let (Some(r), Some(_), Some(cost), Some(captured)) = (
-                &after.request,
-                &after.payment,
-                after.final_amount_cents,
-                after.captured_amount_cents,
-            ) {
-                crate::metrics::uncollected(&r.currency, cost - captured);
-            }
-        }
-    }
-
-    async fn release_connector(&self, i: &ChargingIntent, meta: &Metadata) {
-        let Some(r) = &i.request else { return };
-        let cmd = ConnectorCommand::Release {
-            workspace_id: r.workspace_id.clone(),
-            charging_intent_id: r.charging_intent_id.clone(),
-            reason: i.status.as_str().to_string(),
-            at: self.clock.now(),
-        };
-        let key = connector_key(&r.location_id, &r.evse_uid, &r.connector_id);
-        if let Err(e) = self.connectors.execute(&key, cmd, meta).await {
-            tracing::error!(error = %e, connector = %key, "could not release a connector; the next pre-auth on it will");
-        }
+        })
     }
 }
 

@@ -9,7 +9,7 @@ use serde_json::Value;
 use super::payments::{Applied, PaymentError};
 use super::refunds::Told;
 use super::webhook_answers::{event_head, Refused, Via, WebhookOutcome, WebhookRefusal};
-use super::Services;
+use super::webhooks::{refusal_of, Webhooks};
 use crate::ids::WorkspaceId;
 use crate::store::Metadata;
 use crate::stripe::boundary::{checked, is_object_id};
@@ -56,8 +56,28 @@ impl MoneyEvent {
     }
 }
 
-impl Services {
-    pub(super) async fn apply_money_event(
+impl Webhooks {
+    /// A refund, dispute or `charge.refunded` event applied to its intent; `None` for
+    /// any other event.
+    pub(super) async fn money_event(
+        &self,
+        ws: &WorkspaceId,
+        profile: &WorkspaceStripeProfile,
+        event: &Value,
+        via: &Via,
+        meta: &Metadata,
+    ) -> Result<Option<WebhookOutcome>, Refused> {
+        let read = MoneyEvent::read(event);
+        let read = read.map_err(|why| Refused::from(why).in_workspace(ws))?;
+        match read {
+            Some(m) => Ok(Some(
+                self.apply_money_event(ws, profile, m, via, meta).await?,
+            )),
+            None => Ok(None),
+        }
+    }
+
+    async fn apply_money_event(
         &self,
         ws: &WorkspaceId,
         profile: &WorkspaceStripeProfile,
@@ -83,17 +103,23 @@ impl Services {
         let (intent_id, key) = match found {
             Ok(Some(found)) => found,
             Ok(None) => return Ok(WebhookOutcome::Ignored), // not one of ours
-            Err(e) => return Err(refuse(WebhookRefusal::of_payment(e))),
+            Err(e) => return Err(refuse(refusal_of(e))),
         };
         let webhook = Told {
             source: "webhook",
             stripe_event_id: Some(m.event_id.clone()),
         };
         let done = match m.about {
-            About::Refund(r) => self.record_refund(&intent_id, r, webhook, meta).await,
+            About::Refund(r) => {
+                self.payments
+                    .record_refund(&intent_id, r, webhook, meta)
+                    .await
+            }
             About::Dispute(d) => {
                 let event = webhook.stripe_event_id;
-                self.record_dispute(&intent_id, d, event, meta).await
+                self.payments
+                    .record_dispute(&intent_id, d, event, meta)
+                    .await
             }
             About::ChargeRefunded => {
                 self.record_charge_refunds(&intent_id, &key, &pi_id, meta)
@@ -104,7 +130,7 @@ impl Services {
             Ok(Applied::Applied) => Ok(WebhookOutcome::Applied),
             Ok(Applied::Duplicate) => Ok(WebhookOutcome::Duplicate),
             Ok(Applied::Unchanged) => Ok(WebhookOutcome::Ignored),
-            Err(e) => Err(refuse(WebhookRefusal::of_payment(e))),
+            Err(e) => Err(refuse(refusal_of(e))),
         }
     }
 
@@ -128,7 +154,12 @@ impl Services {
                 source: "webhook",
                 stripe_event_id: None,
             };
-            if self.record_refund(intent_id, r, told, meta).await? == Applied::Applied {
+            if self
+                .payments
+                .record_refund(intent_id, r, told, meta)
+                .await?
+                == Applied::Applied
+            {
                 any = Applied::Applied;
             }
         }
@@ -147,19 +178,11 @@ impl Services {
     ) -> Result<Option<(String, StripeAccount)>, PaymentError> {
         // The account the event came from: the connected one on the Connect endpoint,
         // the workspace's own keys otherwise.
-        let key = match &via.connect_account {
-            Some(account) => {
-                let connect = self
-                    .connect_settings()
-                    .map_err(|e| PaymentError::Store(super::StoreFault::Internal(e.to_string())))?;
-                StripeAccount::connected(connect.platform_key.clone(), account)
-            }
-            None => StripeAccount::own(
-                self.secret_key_for(profile, ws.as_str(), profile.active_version())
-                    .await
-                    .map_err(|e| PaymentError::Store(super::StoreFault::Internal(e)))?,
-            ),
-        };
+        let key = self
+            .accounts
+            .account_of_event(profile, ws.as_str(), via.connect_account.as_deref())
+            .await
+            .map_err(|e| PaymentError::Store(super::StoreFault::Internal(e)))?;
         let pi = match self.stripe.retrieve_payment_intent(&key, pi_id).await {
             Ok(pi) => pi,
             Err(CallError::Api { status: 404, .. }) => return Ok(None),
@@ -168,7 +191,7 @@ impl Services {
         let Some(intent_id) = pi.metadata_charging_intent_id else {
             return Ok(None);
         };
-        let intent = match self.load_intent(&intent_id).await {
+        let intent = match self.payments.load_intent(&intent_id).await {
             Ok(intent) => intent,
             Err(PaymentError::IntentNotFound) => return Ok(None),
             Err(e) => return Err(e),

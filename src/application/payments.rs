@@ -7,7 +7,14 @@ use roampay_events::{Connector, HealthStatus, IntentRequest, StripeMode};
 use secrecy::SecretString;
 use sha2::{Digest, Sha256};
 
-use super::{Services, StoreFault};
+use std::sync::Arc;
+
+use roampay_projections::Db;
+
+use super::accounts::Accounts;
+use super::billing::Billing;
+use super::locations::Locations;
+use super::StoreFault;
 use crate::charging_intent::aggregate::{
     hold_request, KEY_REVOKED, PERMISSION_DENIED, STRIPE_UNAVAILABLE,
 };
@@ -15,9 +22,12 @@ use crate::charging_intent::{
     ChargingIntent, ChargingIntentCommand, ChargingIntentError, Hold, IntentStatus, PaidPreAuth,
     ProcessStripeAuthorizationWebhook, ReleaseStrayHold, RequestRoamingPreAuth,
 };
-use crate::connector_reservation::{connector_key, ConnectorCommand, ConnectorError};
-use crate::store::Metadata;
-use crate::stripe::{PaymentIntentStatus, PaymentIntentView};
+use crate::clock::Clock;
+use crate::connector_reservation::{
+    connector_key, ConnectorCommand, ConnectorError, ConnectorReservation,
+};
+use crate::store::{Aggregates, Metadata};
+use crate::stripe::{PaymentIntentStatus, PaymentIntentView, StripeGateway};
 use crate::workspace_stripe_profile::WorkspaceStripeProfile;
 
 /// Why a payment or session use case refused or failed.
@@ -224,7 +234,26 @@ fn creation_failure(i: &ChargingIntent) -> Option<PaymentError> {
 /// for the leftover of a crash (creation waits on Stripe for far less).
 const STALE_RESERVATION: chrono::Duration = chrono::Duration::minutes(5);
 
-impl Services {
+/// Roaming payments: pre-authorization, sessions and their settlement, refunds, and
+/// what Stripe says of a PaymentIntent.
+pub struct Payments {
+    pub(super) intents: Arc<Aggregates<ChargingIntent>>,
+    pub(super) connectors: Arc<Aggregates<ConnectorReservation>>,
+    /// Read only: credentials and settings at the moment of a payment.
+    pub(super) profiles: Arc<Aggregates<WorkspaceStripeProfile>>,
+    pub(super) locations: Arc<Locations>,
+    /// Whether the workspace may open intents (billing in good standing).
+    pub(super) billing: Arc<Billing>,
+    pub(super) accounts: Arc<Accounts>,
+    /// Watched: a refused key reaches the credentials.
+    pub(super) stripe: Arc<dyn StripeGateway>,
+    pub(super) db: Db,
+    pub(super) clock: Arc<dyn Clock>,
+    /// Open guest intents waiting for payment a workspace may have at once.
+    pub(super) max_pending_guest_intents: i64,
+}
+
+impl Payments {
     async fn profile_recent(&self, ws: &str) -> Result<WorkspaceStripeProfile, PaymentError> {
         self.profiles.load_recent(ws).await.map_err(store_error)
     }
@@ -280,6 +309,7 @@ impl Services {
         admit: impl FnOnce(&DriverGate) -> Result<Option<String>, E>,
     ) -> Result<PreAuthorized, E> {
         let location = self
+            .locations
             .location_named(&req.location_id)
             .await
             .map_err(PaymentError::Store)?;
@@ -322,7 +352,7 @@ impl Services {
             }
         }
         // New intents only (a replay above answered as before); free ones included.
-        if !self.may_open_intents(&ws).await? {
+        if !self.billing.may_open_intents(&ws).await? {
             return Err(PaymentError::WorkspaceSuspended);
         }
         let paid = self.paid_pre_auth(&ws, &connector, &profile, &req).await?;
@@ -381,7 +411,7 @@ impl Services {
             (secret, _) => secret,
         };
         Ok(PreAuthorized {
-            publishable_key: self.publishable_key_for(&profile, &intent),
+            publishable_key: self.accounts.publishable_key_for(&profile, &intent),
             client_secret,
             charging_intent_id: id,
             intent,
@@ -421,7 +451,7 @@ impl Services {
         };
         Ok(PreAuthorized {
             charging_intent_id: id,
-            publishable_key: self.publishable_key_for(profile, &existing),
+            publishable_key: self.accounts.publishable_key_for(profile, &existing),
             intent: existing,
             client_secret,
             outcome: PreAuthOutcome::Replayed,
@@ -445,7 +475,7 @@ impl Services {
             return Err(PaymentError::PaymentNotReady(health.as_str()));
         }
         let connected = profile.connection() == Some(roampay_events::StripeConnection::Connect);
-        if connected && self.settings.connect.is_none() {
+        if connected && self.accounts.connect_settings().is_err() {
             // Connect was turned off on the platform: the account cannot be reached.
             return Err(PaymentError::PaymentNotReady(
                 HealthStatus::Invalid.as_str(),
@@ -454,10 +484,11 @@ impl Services {
         let amount_cents = profile.settings.pre_auth_cents.cents();
         let email = req.email.clone();
         let on = self
+            .accounts
             .workspace_account(profile, ws)
             .await
             .map_err(internal)?;
-        let live = self.workspace_livemode(profile);
+        let live = self.accounts.workspace_livemode(profile);
         Ok(Some(PaidPreAuth {
             amount_cents,
             credential_version: profile.active_version(),
@@ -469,65 +500,17 @@ impl Services {
             application_fee_bps: on
                 .connected
                 .as_ref()
-                .and_then(|_| self.application_fee_bps(profile)),
+                .and_then(|_| self.accounts.application_fee_bps(profile)),
             on,
             email,
         }))
-    }
-
-    /// The key Stripe.js starts with for this intent: the platform's for a PaymentIntent
-    /// on a connected account (with `{stripeAccount}`), the workspace's own otherwise.
-    pub fn publishable_key_for(
-        &self,
-        profile: &WorkspaceStripeProfile,
-        intent: &ChargingIntent,
-    ) -> Option<String> {
-        let connected = intent
-            .payment
-            .as_ref()
-            .is_some_and(|p| p.stripe_account_id.is_some());
-        if connected {
-            return self
-                .settings
-                .connect
-                .as_ref()
-                .map(|c| c.publishable_key.clone());
-        }
-        profile
-            .credentials
-            .as_ref()
-            .map(|c| c.publishable_key.clone())
-    }
-
-    /// What Stripe.js on a driver's browser starts with for the workspace's new
-    /// payments: the publishable key, and in connect mode the connected account.
-    pub fn browser_keys(
-        &self,
-        profile: &WorkspaceStripeProfile,
-    ) -> (Option<String>, Option<String>) {
-        match profile.connected_account() {
-            Some(a) => (
-                self.settings
-                    .connect
-                    .as_ref()
-                    .map(|c| c.publishable_key.clone()),
-                Some(a.account_id.clone()),
-            ),
-            None => (
-                profile
-                    .credentials
-                    .as_ref()
-                    .map(|c| c.publishable_key.clone()),
-                None,
-            ),
-        }
     }
 
     /// Guests cannot squat connectors: a workspace has at most
     /// `max_pending_guest_intents` guest intents waiting for payment (counted on the read
     /// side, so a burst may pass it by the few intents not projected yet).
     async fn check_guest_quota(&self, ws: &str) -> Result<(), PaymentError> {
-        let cap = self.settings.max_pending_guest_intents;
+        let cap = self.max_pending_guest_intents;
         let open = roampay_projections::charging_intents::pending_guest_intents(&self.db, ws, cap)
             .await
             .map_err(|e| PaymentError::Store(StoreFault::of_sqlx(e)))?;
@@ -603,6 +586,7 @@ impl Services {
             return Err(PaymentError::IntentNotFound);
         };
         let on = self
+            .accounts
             .account_for_payment(profile, &r.workspace_id, p)
             .await
             .map_err(internal)?;
@@ -622,6 +606,18 @@ impl Services {
         };
         let profile = self.profile_recent(&r.workspace_id).await?;
         Ok(Some(self.read_payment_intent(intent, &profile).await?))
+    }
+
+    /// `confirm`: the driver admitted at the intent's workspace by `admit` (it answers
+    /// the step's metadata) has the intent brought up to Stripe's state.
+    pub async fn confirm<E: From<PaymentError>>(
+        &self,
+        id: &str,
+        admit: impl FnOnce(&DriverGate) -> Result<Metadata, E>,
+    ) -> Result<ChargingIntent, E> {
+        let (intent, gate) = self.intent_gate(id).await?;
+        let meta = admit(&gate)?;
+        Ok(self.sync_from_stripe(intent, "confirm", &meta).await?)
     }
 
     /// Reads the PaymentIntent from the workspace's account and applies its status
@@ -716,6 +712,7 @@ impl Services {
         }
         let profile = self.profile_recent(ws).await?;
         let on = self
+            .accounts
             .account_for_payment(&profile, ws, payment)
             .await
             .map_err(internal)?;
@@ -747,5 +744,42 @@ impl Services {
         });
         self.intents.execute(id, cmd, meta).await?;
         Ok(Applied::Applied)
+    }
+
+    /// What follows any change of an intent, in one place: an intent that has just
+    /// ended frees its connector. (The read side is nudged by every commit.)
+    pub(super) async fn intent_changed(
+        &self,
+        was_final: bool,
+        after: &ChargingIntent,
+        meta: &Metadata,
+    ) {
+        if after.status.is_final() && !was_final {
+            crate::metrics::intent_ended(after.status.as_str());
+            self.release_connector(after, meta).await;
+            // What a paid session cost beyond its capture (capped by the hold).
+            if let (Some(r), Some(_), Some(cost), Some(captured)) = (
+                &after.request,
+                &after.payment,
+                after.final_amount_cents,
+                after.captured_amount_cents,
+            ) {
+                crate::metrics::uncollected(&r.currency, cost - captured);
+            }
+        }
+    }
+
+    async fn release_connector(&self, i: &ChargingIntent, meta: &Metadata) {
+        let Some(r) = &i.request else { return };
+        let cmd = ConnectorCommand::Release {
+            workspace_id: r.workspace_id.clone(),
+            charging_intent_id: r.charging_intent_id.clone(),
+            reason: i.status.as_str().to_string(),
+            at: self.clock.now(),
+        };
+        let key = connector_key(&r.location_id, &r.evse_uid, &r.connector_id);
+        if let Err(e) = self.connectors.execute(&key, cmd, meta).await {
+            tracing::error!(error = %e, connector = %key, "could not release a connector; the next pre-auth on it will");
+        }
     }
 }

@@ -16,13 +16,23 @@ use roampay_events::ForeignPaymentIntentRecorded;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::payments::StripeReport;
-use super::{system, Services, StoreFault};
+use std::sync::Arc;
+
+use roampay_projections::Db;
+
+use super::accounts::Accounts;
+use super::payments::{Payments, StripeReport};
+use super::{system, StoreFault};
 use crate::charging_intent::{ChargingIntent, IntentStatus};
+use crate::clock::Clock;
 use crate::foreign_payment_intent::foreign_stream;
+use crate::foreign_payment_intent::ForeignPaymentIntent;
+use crate::store::Aggregates;
 use crate::store::Metadata;
 use crate::stripe::StripeAccount;
+use crate::stripe::StripeGateway;
 use crate::stripe::{DisputeView, PaymentIntentStatus, PaymentIntentView, RefundView};
+use crate::workspace_stripe_profile::WorkspaceStripeProfile;
 use roampay_events::StripeConnection;
 
 #[derive(Debug, thiserror::Error)]
@@ -135,7 +145,23 @@ fn agrees(pi: &PaymentIntentView, intent: &ChargingIntent) -> bool {
     }
 }
 
-impl Services {
+/// Reconciliation: a workspace's PaymentIntents in Stripe against its intents here.
+pub struct Reconciler {
+    pub(super) profiles: Arc<Aggregates<WorkspaceStripeProfile>>,
+    pub(super) intents: Arc<Aggregates<ChargingIntent>>,
+    pub(super) foreign: Aggregates<ForeignPaymentIntent>,
+    /// Fixes go the one way Stripe's word reaches an intent.
+    pub(super) payments: Arc<Payments>,
+    pub(super) accounts: Arc<Accounts>,
+    pub(super) stripe: Arc<dyn StripeGateway>,
+    pub(super) db: Db,
+    pub(super) clock: Arc<dyn Clock>,
+    /// How long Stripe keeps an uncaptured hold, and how early a lapse is flagged.
+    pub(super) hold_lifetime: chrono::Duration,
+    pub(super) hold_warning: chrono::Duration,
+}
+
+impl Reconciler {
     /// Compares, and with `apply` records what Stripe's state justifies.
     pub async fn reconcile(
         &self,
@@ -149,6 +175,7 @@ impl Services {
         // The account of the workspace's connection (or the one asked for): its own
         // keys, or in connect mode the platform's key on its connected account.
         let key = self
+            .accounts
             .connection_account(&profile, ws, connection)
             .await
             .map_err(|_| ReconcileError::NoCredentials(ws.to_string()))?;
@@ -375,9 +402,9 @@ impl Services {
             intent.status,
             IntentStatus::Authorized | IntentStatus::Charging
         ) && pi.status == PaymentIntentStatus::RequiresCapture;
-        let estimate = intent.authorized_at.filter(|_| held)? + self.settings.hold_lifetime;
+        let estimate = intent.authorized_at.filter(|_| held)? + self.hold_lifetime;
         let lapses = intent.capture_before.unwrap_or(estimate);
-        if lapses - self.settings.hold_warning > self.clock.now() {
+        if lapses - self.hold_warning > self.clock.now() {
             return None;
         }
         let mut f = Finding::new("hold_near_expiry", Some(pi), Some((id, intent)));
@@ -450,12 +477,14 @@ impl Services {
                     source: "reconcile",
                     connect_account: None,
                 };
-                self.apply_stripe_state(report, meta)
+                self.payments
+                    .apply_stripe_state(report, meta)
                     .await
                     .map(|_| ())
                     .map_err(|e| e.to_string())
             }
             Fix::RecordRefund { intent_id, refund } => self
+                .payments
                 .record_refund(
                     &intent_id,
                     refund,
@@ -469,6 +498,7 @@ impl Services {
                 .map(|_| ())
                 .map_err(|e| e.to_string()),
             Fix::RecordDispute { intent_id, dispute } => self
+                .payments
                 .record_dispute(&intent_id, dispute, None, meta)
                 .await
                 .map(|_| ())

@@ -1,8 +1,9 @@
 //! Refunds (support, scope `refunds:write`) and what Stripe tells of refunds and
 //! disputes made elsewhere (the Dashboard): one path each into the intent.
 
+use super::payments::Payments;
 use super::payments::{store_error, Applied, PaymentError};
-use super::{Services, StoreFault};
+use super::StoreFault;
 use crate::charging_intent::{
     ChargingIntentCommand, ChargingIntentError, ExecuteRefund, RecordDispute, RecordRefund,
     RequestRefund,
@@ -29,17 +30,28 @@ pub struct RefundDone {
     pub amount_cents: i64,
 }
 
-impl Services {
+impl Payments {
     /// `RequestRefund` then `ExecuteRefund` with the key of the intent's credential
     /// version. The same `Idempotency-Key` again answers the same refund; a Stripe that
     /// does not answer leaves it requested (503), and the same key carries it out.
-    pub async fn refund(
+    pub async fn refund<E: From<PaymentError>>(
         &self,
         id: &str,
         ask: RefundAsk,
+        admit: impl FnOnce(&str) -> Result<Metadata, E>,
+    ) -> Result<RefundDone, E> {
+        let intent = self.load_intent(id).await?;
+        let meta = &admit(&intent.request.as_ref().expect("loaded").workspace_id)?;
+        Ok(self.refund_admitted(id, intent, ask, meta).await?)
+    }
+
+    async fn refund_admitted(
+        &self,
+        id: &str,
+        intent: crate::charging_intent::ChargingIntent,
+        ask: RefundAsk,
         meta: &Metadata,
     ) -> Result<RefundDone, PaymentError> {
-        let intent = self.load_intent(id).await?;
         let request = ChargingIntentCommand::RequestRefund(RequestRefund {
             refund_key: ask.key.clone(),
             amount_cents: ask.amount_cents,
@@ -58,6 +70,7 @@ impl Services {
             .await
             .map_err(store_error)?;
         let on = self
+            .accounts
             .account_for_payment(&profile, &r.workspace_id, p)
             .await
             .map_err(|e| PaymentError::Store(StoreFault::Internal(e)))?;

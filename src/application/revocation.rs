@@ -6,60 +6,38 @@
 //! it, so no use case can forget to report a refused key. Keys are told apart by a
 //! digest recorded when the service reads a key from the vault (never the key itself).
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::Arc;
 
-use roampay_events::HealthStatus;
-use secrecy::SecretString;
-
-use super::Services;
+use super::accounts::KeyOwners;
+use super::connect::Connect;
+use super::credentials::Credentials;
 use crate::stripe::{
-    key_digest, CallError, Capture, CreatePaymentIntent, CreateRefund, CredentialCheck,
-    CredentialProbe, DisputeView, PaymentIntentPage, PaymentIntentView, RefundView, StripeAccount,
-    StripeGateway,
+    CallError, Capture, CreatePaymentIntent, CreateRefund, CredentialCheck, CredentialProbe,
+    DisputeView, PaymentIntentPage, PaymentIntentView, RefundView, StripeAccount, StripeGateway,
 };
-use crate::workspace_stripe_profile::{
-    RevokeWorkspaceStripeCredentials, WorkspaceStripeProfileCommand as Cmd,
-};
-
-/// Which workspace and credential version each key read from the vault belongs to.
-#[derive(Default)]
-pub struct KeyOwners(Mutex<HashMap<[u8; 32], (String, u32)>>);
-
-impl KeyOwners {
-    pub fn remember(&self, key: &SecretString, workspace_id: &str, version: u32) {
-        let mut owners = self.0.lock().expect("key owners");
-        owners
-            .entry(key_digest(key))
-            .or_insert_with(|| (workspace_id.to_string(), version));
-    }
-
-    fn owner(&self, key: &SecretString) -> Option<(String, u32)> {
-        self.0
-            .lock()
-            .expect("key owners")
-            .get(&key_digest(key))
-            .cloned()
-    }
-}
 
 /// The Stripe gateway the use cases see: the real one, watched for refused keys.
 pub struct Watched {
     inner: Arc<dyn StripeGateway>,
     owners: Arc<KeyOwners>,
-    services: Weak<Services>,
+    /// Told of a refused workspace key.
+    credentials: Arc<Credentials>,
+    /// Told of a connected account the platform lost.
+    connect: Arc<Connect>,
 }
 
 impl Watched {
     pub fn new(
         inner: Arc<dyn StripeGateway>,
         owners: Arc<KeyOwners>,
-        services: Weak<Services>,
+        credentials: Arc<Credentials>,
+        connect: Arc<Connect>,
     ) -> Self {
         Self {
             inner,
             owners,
-            services,
+            credentials,
+            connect,
         }
     }
 
@@ -82,9 +60,7 @@ impl Watched {
             }
             if matches!(&result, Err(CallError::Api { status: 403, code: Some(c) }) if c == "account_invalid")
             {
-                if let Some(services) = self.services.upgrade() {
-                    services.connect_access_lost(account, operation).await;
-                }
+                self.connect.connect_access_lost(account, operation).await;
             }
             return result;
         }
@@ -97,9 +73,8 @@ impl Watched {
             _ => None,
         };
         if let Some(status) = refused {
-            let owner = self.owners.owner(key);
-            if let (Some((ws, version)), Some(services)) = (owner, self.services.upgrade()) {
-                services
+            if let Some((ws, version)) = self.owners.owner(key) {
+                self.credentials
                     .revoke_credentials(&ws, version, status, operation)
                     .await;
             }
@@ -199,51 +174,5 @@ impl StripeGateway for Watched {
             .list_payment_intents(on, created_gte, starting_after)
             .await;
         self.watch(on, "GET /v1/payment_intents", r).await
-    }
-}
-
-impl Services {
-    /// Stripe refused the key of `credential_version` with `http_status` (401 or 403):
-    /// the workspace's active set becomes invalid if that key is the active one.
-    pub async fn revoke_credentials(
-        &self,
-        ws: &str,
-        credential_version: u32,
-        http_status: u16,
-        operation: &str,
-    ) {
-        let meta = super::system("system:stripe");
-        let cmd = Cmd::RevokeWorkspaceStripeCredentials(RevokeWorkspaceStripeCredentials {
-            workspace_id: ws.to_string(),
-            credential_version,
-            http_status,
-            stripe_operation: operation.to_string(),
-            at: self.clock.now(),
-        });
-        let before = self.profiles.load_recent(ws).await.ok();
-        match self.profiles.execute(ws, cmd, &meta).await {
-            Ok(after) => count_revocation(ws, before.as_ref(), &after),
-            Err(e) => {
-                tracing::error!(workspace_id = %ws, error = %e, "could not record that Stripe refused the workspace's key")
-            }
-        }
-    }
-}
-
-/// Counts (and logs) an active set that a command made invalid because Stripe refused it.
-pub(super) fn count_revocation(
-    ws: &str,
-    before: Option<&crate::workspace_stripe_profile::WorkspaceStripeProfile>,
-    after: &crate::workspace_stripe_profile::WorkspaceStripeProfile,
-) {
-    let was_invalid = before.is_some_and(|p| p.health_status() == HealthStatus::Invalid);
-    let Some(c) = after.credentials.as_ref() else {
-        return;
-    };
-    let code = c.health.failure_code.as_deref().unwrap_or_default();
-    let revoked = matches!(code, "key_revoked" | "permission_denied");
-    if !was_invalid && c.health.status == HealthStatus::Invalid && revoked {
-        tracing::warn!(workspace_id = %ws, code, "Stripe refused the workspace's active key: paid sessions are refused until the credentials are fixed");
-        crate::metrics::credential_revoked(code);
     }
 }

@@ -3,8 +3,9 @@
 //! holds, settlements Stripe did not answer definitely, lapsing holds. Each step is
 //! decided and stored first, then carried out in the workspace's own Stripe account.
 
+use super::payments::Payments;
 use super::payments::{store_error, PaymentError};
-use super::{Services, StoreFault};
+use super::StoreFault;
 use crate::charging_intent::{
     CancelIntent, ChargingIntent, ChargingIntentCommand, CompleteSession, FlagHoldExpiry,
     ReadHoldDeadline, ReleaseReason, SettlePayment, StartSession,
@@ -30,60 +31,76 @@ pub struct StepDone {
     pub settling: bool,
 }
 
-impl Services {
-    /// `StartSession`: authorized → charging.
-    pub async fn start_session(
-        &self,
-        id: &str,
-        ocpi_session_id: String,
-        meta: &Metadata,
-    ) -> Result<StepDone, PaymentError> {
-        let cmd = ChargingIntentCommand::StartSession(StartSession {
-            ocpi_session_id,
-            at: self.clock.now(),
-        });
-        self.session_step(id, Some(cmd), meta).await
-    }
-
-    /// `CompleteSession`: captures `min(final, authorized)`; 0 releases the hold.
-    pub async fn complete_session(
-        &self,
-        id: &str,
+/// A step of a charging session.
+#[derive(Debug, Clone)]
+pub enum SessionStep {
+    /// Charging started (authorized → charging).
+    Start { ocpi_session_id: String },
+    /// Charging ended: capture what it cost (0 releases the hold).
+    Complete {
         final_amount_cents: i64,
         ocpi_session_id: Option<String>,
-        meta: &Metadata,
-    ) -> Result<StepDone, PaymentError> {
-        let cmd = ChargingIntentCommand::CompleteSession(CompleteSession {
-            final_amount_cents,
-            ocpi_session_id,
-            at: self.clock.now(),
-        });
-        self.session_step(id, Some(cmd), meta).await
+    },
+    /// The hold released.
+    Cancel(ReleaseReason),
+}
+
+impl Payments {
+    /// A session step for a caller admitted at the intent's workspace by `admit`
+    /// (given the workspace id; it answers the step's metadata).
+    pub async fn session_step_for<E: From<PaymentError>>(
+        &self,
+        id: &str,
+        step: SessionStep,
+        admit: impl FnOnce(&str) -> Result<Metadata, E>,
+    ) -> Result<StepDone, E> {
+        let before = self.load_intent(id).await?;
+        let meta = admit(&before.request.as_ref().expect("loaded").workspace_id)?;
+        let at = self.clock.now();
+        let cmd = match step {
+            SessionStep::Start { ocpi_session_id } => {
+                ChargingIntentCommand::StartSession(StartSession {
+                    ocpi_session_id,
+                    at,
+                })
+            }
+            SessionStep::Complete {
+                final_amount_cents,
+                ocpi_session_id,
+            } => ChargingIntentCommand::CompleteSession(CompleteSession {
+                final_amount_cents,
+                ocpi_session_id,
+                at,
+            }),
+            SessionStep::Cancel(reason) => {
+                ChargingIntentCommand::CancelIntent(CancelIntent { reason, at })
+            }
+        };
+        Ok(self.run_step(id, before, Some(cmd), &meta).await?)
     }
 
-    /// `CancelIntent`: releases the hold (`cancelled`), or for the worker `expired`.
     pub async fn cancel_intent(
         &self,
         id: &str,
         reason: ReleaseReason,
         meta: &Metadata,
     ) -> Result<StepDone, PaymentError> {
-        let cmd = ChargingIntentCommand::CancelIntent(CancelIntent {
-            reason,
-            at: self.clock.now(),
-        });
-        self.session_step(id, Some(cmd), meta).await
+        let step = SessionStep::Cancel(reason);
+        self.session_step_for(id, step, |_| Ok::<_, PaymentError>(meta.clone()))
+            .await
     }
 
     /// The driver abandons the intent before charging started (`pending_payment` or
     /// `authorized`): the hold is released and the connector freed.
-    pub async fn cancel_by_driver(
+    pub async fn cancel_by_driver<E: From<PaymentError>>(
         &self,
         id: &str,
         proof: DriverProof,
+        admit: impl FnOnce(&str) -> Result<(), E>,
         meta: &Metadata,
-    ) -> Result<StepDone, PaymentError> {
+    ) -> Result<StepDone, E> {
         let intent = self.load_intent(id).await?;
+        admit(&intent.request.as_ref().expect("loaded").workspace_id)?;
         let theirs = match &proof {
             DriverProof::Token(sub) => {
                 intent.request.as_ref().and_then(|r| r.driver.as_deref()) == Some(sub.as_str())
@@ -94,15 +111,19 @@ impl Services {
             },
         };
         if !theirs {
-            return Err(PaymentError::NotTheDriver);
+            return Err(PaymentError::NotTheDriver.into());
         }
         if !matches!(
             intent.status,
             IntentStatus::PendingPayment | IntentStatus::Authorized
         ) {
-            return Err(PaymentError::InvalidTransition(intent.status.as_str()));
+            return Err(PaymentError::InvalidTransition(intent.status.as_str()).into());
         }
-        self.cancel_intent(id, ReleaseReason::Cancelled, meta).await
+        let cmd = ChargingIntentCommand::CancelIntent(CancelIntent {
+            reason: ReleaseReason::Cancelled,
+            at: self.clock.now(),
+        });
+        Ok(self.run_step(id, intent, Some(cmd), meta).await?)
     }
 
     /// Finishes a capture or release decided earlier (the worker's retry).
@@ -111,19 +132,20 @@ impl Services {
         id: &str,
         meta: &Metadata,
     ) -> Result<StepDone, PaymentError> {
-        self.session_step(id, None, meta).await
+        let before = self.load_intent(id).await?;
+        self.run_step(id, before, None, meta).await
     }
 
     /// Runs a step (if any), carries out in Stripe what it decided, and frees the
     /// connector once the intent has ended. A Stripe call that fails here is left to
     /// the worker: the decision is stored.
-    async fn session_step(
+    async fn run_step(
         &self,
         id: &str,
+        before: ChargingIntent,
         cmd: Option<ChargingIntentCommand>,
         meta: &Metadata,
     ) -> Result<StepDone, PaymentError> {
-        let before = self.load_intent(id).await?;
         let was_final = before.status.is_final();
         let decided = match cmd {
             Some(cmd) => self.intents.execute(id, cmd, meta).await?,
@@ -162,6 +184,7 @@ impl Services {
             .await
             .map_err(store_error)?;
         let on = self
+            .accounts
             .account_for_payment(&profile, &r.workspace_id, p)
             .await
             .map_err(|e| PaymentError::Store(StoreFault::Internal(e)))?;

@@ -2,12 +2,15 @@
 //! Connect, billing): its outcome or the refusal and what was learnt before it, where a
 //! verified event came from, and the event's head as read at the boundary.
 
+use std::sync::Arc;
+
+use secrecy::SecretString;
 use serde_json::Value;
 
-use super::payments::PaymentError;
+use crate::clock::Clock;
 use crate::ids::WorkspaceId;
 use crate::stripe::boundary::{checked, is_object_id};
-use crate::stripe::webhook::SignatureError;
+use crate::stripe::webhook::{verify, SignatureError, Tolerance};
 
 /// A verified delivery's outcome (answered 200).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,18 +109,6 @@ impl WebhookRefusal {
             SignatureError::TimestampOutOfTolerance => Self::TimestampOutOfTolerance,
         }
     }
-
-    pub(super) fn of_payment(e: PaymentError) -> Self {
-        match e {
-            PaymentError::OwnershipMismatch => Self::OwnershipMismatch,
-            PaymentError::LivemodeMismatch => Self::LivemodeMismatch,
-            PaymentError::StripeUnavailable => Self::StripeUnavailable,
-            other => {
-                tracing::error!(error = %other, "webhook could not be applied");
-                Self::StoreUnavailable
-            }
-        }
-    }
 }
 
 /// A refusal and what was learnt before it (recorded only once trustworthy).
@@ -170,4 +161,37 @@ fn is_event_type(s: &str) -> bool {
     (1..=100).contains(&s.len())
         && s.bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'.')
+}
+
+/// The platform's own webhook endpoints (billing, Connect): verified with the
+/// configured secrets, the current one first.
+#[derive(Clone)]
+pub struct PlatformEndpoints {
+    pub tolerance: Tolerance,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl PlatformEndpoints {
+    pub fn verify(
+        &self,
+        body: &[u8],
+        signature: Option<&str>,
+        secrets: &[SecretString],
+        endpoint: &'static str,
+    ) -> Result<(), WebhookRefusal> {
+        if secrets.is_empty() {
+            return Err(WebhookRefusal::WebhookSecretNotConfigured);
+        }
+        let refs: Vec<&SecretString> = secrets.iter().collect();
+        let now = self.clock.now().timestamp();
+        let matched = verify(body, signature, &refs, self.tolerance, now)
+            .map_err(WebhookRefusal::of_signature)?;
+        if matched > 0 {
+            tracing::info!(
+                endpoint,
+                "verified with the endpoint's previous signing secret (remove it once Stripe no longer uses it)"
+            );
+        }
+        Ok(())
+    }
 }

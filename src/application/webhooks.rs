@@ -6,17 +6,25 @@ use secrecy::SecretString;
 use serde_json::Value;
 
 use super::delivery_log::{Endpoint, Seen};
-use super::money_events::MoneyEvent;
 use super::payments::{Applied, PaymentError, StripeReport};
 use super::webhook_answers::{event_head, Refused, Via};
 pub use super::webhook_answers::{WebhookOutcome, WebhookRefusal};
-use super::Services;
+use std::sync::Arc;
+
+use roampay_projections::Db;
+
+use super::accounts::Accounts;
+use super::connect::Connect;
+use super::delivery_log::DeliveryLog;
+use super::payments::Payments;
+use super::webhook_answers::PlatformEndpoints;
+use crate::clock::Clock;
 use crate::ids::WorkspaceId;
-use crate::store::Metadata;
+use crate::store::{Aggregates, Metadata};
 use crate::stripe::webhook::verify;
-use crate::stripe::PaymentIntentView;
-use crate::vault::SecretField;
-use crate::webhook_rejections::{stream_id, stream_id_of};
+use crate::stripe::{PaymentIntentView, StripeGateway};
+use crate::vault::{SecretField, SecretVault};
+use crate::webhook_rejections::{stream_id, stream_id_of, WebhookRejections};
 use crate::workspace_stripe_profile::{
     Credentials, RecordWebhookDelivery, WorkspaceStripeProfile,
     WorkspaceStripeProfileCommand as Cmd,
@@ -42,7 +50,27 @@ struct Verified {
     payment_intent: PaymentIntentView,
 }
 
-impl Services {
+/// Stripe's webhooks to the workspaces' endpoints and the platform's Connect endpoint:
+/// verified, recorded, and applied to the payments they are about.
+pub struct Webhooks {
+    /// Webhook secrets, and the endpoint's health.
+    pub(super) profiles: Arc<Aggregates<WorkspaceStripeProfile>>,
+    pub(super) rejections: Aggregates<WebhookRejections>,
+    pub(super) deliveries: Arc<DeliveryLog>,
+    pub(super) vault: Arc<dyn SecretVault>,
+    pub(super) payments: Arc<Payments>,
+    pub(super) connect: Arc<Connect>,
+    pub(super) accounts: Arc<Accounts>,
+    /// Watched: a refused key reaches the credentials.
+    pub(super) stripe: Arc<dyn StripeGateway>,
+    pub(super) endpoints: PlatformEndpoints,
+    pub(super) db: Db,
+    pub(super) clock: Arc<dyn Clock>,
+    /// How long a replaced webhook signing secret keeps verifying.
+    pub(super) overlap: chrono::Duration,
+}
+
+impl Webhooks {
     /// `ProcessStripeAuthorizationWebhook` from a delivery. A refusal changes no state
     /// and is recorded as a `WebhookRejected` security warning.
     pub async fn receive_webhook(
@@ -79,30 +107,13 @@ impl Services {
                 Err(refused.why)
             }
         };
-        self.log_delivery(delivery.endpoint, seen, &answer, delivery.body, meta);
+        let at = self.clock.now();
+        self.deliveries
+            .answered(delivery.endpoint, seen, &answer, delivery.body, meta, at);
         answer
     }
 
     /// The delivery and its answer in the delivery log.
-    pub(super) fn log_delivery(
-        &self,
-        endpoint: Endpoint,
-        seen: Seen,
-        answer: &Result<WebhookOutcome, WebhookRefusal>,
-        body: &[u8],
-        meta: &Metadata,
-    ) {
-        let (outcome, code) = match answer {
-            Ok(o) => (o.as_str(), None),
-            Err(r) => ("refused", Some(r.code())),
-        };
-        let at = self.clock.now();
-        self.deliveries
-            .record(endpoint, seen, outcome, code, &meta.request_id, body, at);
-    }
-
-    /// A delivery signed with the workspace's secret: the endpoint works. Recorded on
-    /// a transition, or hourly (the profile decides; nothing is written otherwise).
     async fn note_webhook_verified(
         &self,
         ws: &WorkspaceId,
@@ -237,8 +248,8 @@ impl Services {
         meta: &Metadata,
     ) -> Result<WebhookOutcome, Refused> {
         let in_ws = |why: WebhookRefusal| Refused::from(why).in_workspace(ws);
-        if let Some(money) = MoneyEvent::read(event).map_err(in_ws)? {
-            return self.apply_money_event(ws, profile, money, via, meta).await;
+        if let Some(outcome) = self.money_event(ws, profile, event, via, meta).await? {
+            return Ok(outcome); // a refund or a dispute
         }
         match read_event(event).map_err(in_ws)? {
             Some(verified) => self.apply_verified(ws, verified, via, meta).await,
@@ -255,7 +266,7 @@ impl Services {
     ) -> Result<(), WebhookRefusal> {
         let now = self.clock.now();
         let mut secrets: Vec<SecretString> = Vec::new();
-        for s in creds.active_webhook_secrets(now, self.settings.webhook_overlap) {
+        for s in creds.active_webhook_secrets(now, self.overlap) {
             let field = SecretField::WebhookSigningSecret;
             match self
                 .vault
@@ -273,7 +284,7 @@ impl Services {
             delivery.body,
             delivery.signature,
             &refs,
-            self.settings.webhook_tolerance,
+            self.endpoints.tolerance,
             now.timestamp(),
         )
         .map(|_| ())
@@ -282,30 +293,6 @@ impl Services {
 
     /// A delivery to one of the platform's own endpoints (billing, Connect): its secret,
     /// or the one before a roll while both are configured; none configured = refused.
-    pub(super) fn verify_platform_endpoint(
-        &self,
-        body: &[u8],
-        signature: Option<&str>,
-        secrets: &[SecretString],
-        endpoint: &'static str,
-    ) -> Result<(), WebhookRefusal> {
-        if secrets.is_empty() {
-            return Err(WebhookRefusal::WebhookSecretNotConfigured);
-        }
-        let refs: Vec<&SecretString> = secrets.iter().collect();
-        let now = self.clock.now().timestamp();
-        let matched = verify(body, signature, &refs, self.settings.webhook_tolerance, now)
-            .map_err(WebhookRefusal::of_signature)?;
-        if matched > 0 {
-            tracing::info!(
-                endpoint,
-                "verified with the endpoint's previous signing secret (remove it once Stripe no longer uses it)"
-            );
-        }
-        Ok(())
-    }
-
-    /// Ownership and livemode, then the one Stripe-state path.
     async fn apply_verified(
         &self,
         ws: &WorkspaceId,
@@ -344,7 +331,7 @@ impl Services {
             source: "webhook",
             connect_account: via.connect_account.clone(),
         };
-        match self.apply_stripe_state(report, meta).await {
+        match self.payments.apply_stripe_state(report, meta).await {
             Ok(Applied::Applied) => Ok(WebhookOutcome::Applied),
             Ok(Applied::Duplicate) => Ok(WebhookOutcome::Duplicate),
             Ok(Applied::Unchanged) => Ok(WebhookOutcome::Ignored),
@@ -356,7 +343,7 @@ impl Services {
                     .await;
                 Ok(WebhookOutcome::Ignored)
             }
-            Err(e) => Err(refuse(WebhookRefusal::of_payment(e))),
+            Err(e) => Err(refuse(refusal_of(e))),
         }
     }
 }
@@ -372,6 +359,19 @@ impl Seen {
 }
 
 /// The workspace: from the URL, or on the shared URL from the PaymentIntent's metadata.
+/// How a payment use case's failure answers a webhook delivery.
+pub(super) fn refusal_of(e: PaymentError) -> WebhookRefusal {
+    match e {
+        PaymentError::OwnershipMismatch => WebhookRefusal::OwnershipMismatch,
+        PaymentError::LivemodeMismatch => WebhookRefusal::LivemodeMismatch,
+        PaymentError::StripeUnavailable => WebhookRefusal::StripeUnavailable,
+        other => {
+            tracing::error!(error = %other, "webhook could not be applied");
+            WebhookRefusal::StoreUnavailable
+        }
+    }
+}
+
 fn webhook_workspace(
     url_workspace: Option<&str>,
     parsed: Option<&Value>,
@@ -417,7 +417,8 @@ mod fuzz {
     use proptest::prelude::*;
     use serde_json::{json, Value};
 
-    use super::{event_head, read_event, webhook_workspace, MoneyEvent};
+    use super::{event_head, read_event, webhook_workspace};
+    use crate::application::money_events::MoneyEvent;
 
     fn parse_all(v: &Value) {
         let _ = webhook_workspace(None, Some(v));

@@ -6,8 +6,8 @@ use cqrs_es::Aggregate;
 use roampay_events::{
     ChargingIntentEvent as Event, ChargingSessionStarted, FreeSessionAuthorized, HoldDeadlineRead,
     HoldExpiryApproaching, HoldReleaseFailed, HoldReleaseRequested, HoldReleased, IntentRequest,
-    LastPaymentError, PaymentAttemptFailed, SessionCaptureFailed, SessionCompletionRequested,
-    StrayHoldReleased, StripeCallDeferred, StripeMode, WorkspacePaymentIntentAuthorizationReceived,
+    PaymentAttemptFailed, SessionCaptureFailed, SessionCompletionRequested, StrayHoldReleased,
+    StripeCallDeferred, StripeMode, WorkspacePaymentIntentAuthorizationReceived,
     WorkspacePaymentIntentCreated, WorkspacePaymentIntentCreationFailed,
     WorkspacePaymentIntentFailed, WorkspaceSessionPaymentCaptured,
 };
@@ -24,74 +24,34 @@ use super::{
 use crate::stripe::{
     CallError, Capture, CreatePaymentIntent, PaymentIntentStatus, PaymentIntentView,
 };
-pub use refunds::{Dispute, Refund, RefundStatus, Refunds};
+pub use refunds::{Refund, RefundStatus, Refunds};
+pub use roampay_events::{Dispute, IntentFacts, Settlement};
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ChargingIntent {
     pub request: Option<IntentRequest>,
-    pub status: IntentStatus,
     pub payment: Option<Payment>,
-    pub authorized_amount_cents: Option<i64>,
-    pub captured_amount_cents: Option<i64>,
-    pub ocpi_session_id: Option<String>,
-    pub failure_code: Option<String>,
+    /// What the events say of it since (folded as the read model folds them).
+    #[serde(flatten)]
+    pub facts: IntentFacts,
     /// Stripe events already applied: a redelivery is recognised and changes nothing.
     pub applied_stripe_events: BTreeSet<String>,
-    pub created_at: Option<DateTime<Utc>>,
-    pub updated_at: Option<DateTime<Utc>>,
-    pub authorized_at: Option<DateTime<Utc>>,
-    pub final_amount_cents: Option<i64>,
-    /// A capture or release decided and not yet confirmed by Stripe.
-    pub settlement: Option<Settlement>,
     /// Stripe calls for the current settlement that ended without an answer.
     pub stripe_attempts: u32,
-    /// When the hold lapses: Stripe's `capture_before` once read, else the estimate
-    /// recorded when the lapse was flagged.
-    pub capture_before: Option<DateTime<Utc>>,
-    /// Stripe was asked for `capture_before`.
-    #[serde(default)]
-    pub deadline_read: bool,
-    /// The lapse was flagged for support (once).
-    #[serde(default)]
-    pub lapse_flagged: bool,
     /// A hold found after the intent ended was cancelled.
     #[serde(default)]
     pub stray_hold_released: bool,
-    /// Why the driver's last attempt to pay was declined (while `pending_payment`).
-    #[serde(default)]
-    pub last_payment_error: Option<LastPaymentError>,
     /// Refunds asked for or learnt from Stripe, by key.
     #[serde(default)]
     pub refunds: Refunds,
-    /// What refunds gave back (succeeded only).
-    #[serde(default)]
-    pub refunded_amount_cents: i64,
-    #[serde(default)]
-    pub dispute: Option<Dispute>,
 }
 
-/// What is to happen to the hold.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Settlement {
-    /// Capture `capture_amount_cents` (0: release the hold, nothing to charge).
-    Capture {
-        final_amount_cents: i64,
-        capture_amount_cents: i64,
-    },
-    /// Release the hold: `cancelled` or `expired`.
-    Release { reason: String },
-}
+/// The facts read as the intent's own fields (`intent.status`, …).
+impl std::ops::Deref for ChargingIntent {
+    type Target = IntentFacts;
 
-impl Settlement {
-    /// The Stripe call it takes.
-    pub fn step(&self) -> &'static str {
-        match self {
-            Settlement::Capture {
-                capture_amount_cents,
-                ..
-            } => roampay_events::settlement_step(*capture_amount_cents),
-            Settlement::Release { .. } => roampay_events::settlement_step(0),
-        }
+    fn deref(&self) -> &IntentFacts {
+        &self.facts
     }
 }
 
@@ -802,20 +762,12 @@ impl Aggregate for ChargingIntent {
     }
 
     fn apply(&mut self, event: Event) {
-        // One definition of which status each event leaves the intent in (shared with
-        // the `charging_intents` projection).
-        if let Some(status) = event.status_after() {
-            self.status = status;
-        }
+        // One fold of what the events say (shared with the `charging_intents` read
+        // model); here only what the aggregate alone keeps.
+        self.facts.apply(&event);
         match event {
-            Event::FreeSessionAuthorized(e) => {
-                self.created_at = Some(e.request.requested_at);
-                self.updated_at = Some(e.request.requested_at);
-                self.request = Some(e.request);
-            }
+            Event::FreeSessionAuthorized(e) => self.request = Some(e.request),
             Event::WorkspacePaymentIntentCreated(e) => {
-                self.created_at = Some(e.request.requested_at);
-                self.updated_at = Some(e.request.requested_at);
                 self.request = Some(e.request);
                 self.payment = Some(Payment {
                     payment_intent_id: e.payment_intent_id,
@@ -827,87 +779,18 @@ impl Aggregate for ChargingIntent {
                     application_fee_bps: e.application_fee_bps,
                 });
             }
-            Event::WorkspacePaymentIntentCreationFailed(e) => {
-                self.created_at = Some(e.request.requested_at);
-                self.updated_at = Some(e.request.requested_at);
-                self.request = Some(e.request);
-                self.failure_code = Some(e.failure_code);
-            }
+            Event::WorkspacePaymentIntentCreationFailed(e) => self.request = Some(e.request),
             Event::WorkspacePaymentIntentAuthorizationReceived(e) => {
-                self.last_payment_error = None;
-                if e.capture_before.is_some() {
-                    self.capture_before = e.capture_before;
-                    self.deadline_read = true;
-                }
-                self.authorized_at = Some(e.received_at);
-                self.authorized_amount_cents = Some(e.authorized_amount_cents);
-                self.updated_at = Some(e.received_at);
-                if let Some(id) = e.stripe_event_id {
-                    self.applied_stripe_events.insert(id);
-                }
+                self.applied_stripe_events.extend(e.stripe_event_id)
             }
             Event::WorkspacePaymentIntentFailed(e) => {
-                // A PaymentIntent that failed has nothing left to capture or release (the
-                // read model forgets the settlement too).
-                self.settlement = None;
-                self.failure_code = Some(e.failure_code);
-                self.updated_at = Some(e.received_at);
-                if let Some(id) = e.stripe_event_id {
-                    self.applied_stripe_events.insert(id);
-                }
+                self.applied_stripe_events.extend(e.stripe_event_id)
             }
-            Event::ChargingSessionStarted(e) => {
-                self.ocpi_session_id = Some(e.ocpi_session_id);
-                self.updated_at = Some(e.started_at);
+            Event::PaymentAttemptFailed(e) => self.applied_stripe_events.extend(e.stripe_event_id),
+            Event::SessionCompletionRequested(_) | Event::HoldReleaseRequested(_) => {
+                self.stripe_attempts = 0
             }
-            Event::SessionCompletionRequested(e) => {
-                if e.ocpi_session_id.is_some() {
-                    self.ocpi_session_id = e.ocpi_session_id;
-                }
-                self.final_amount_cents = Some(e.final_amount_cents);
-                self.settlement = Some(Settlement::Capture {
-                    final_amount_cents: e.final_amount_cents,
-                    capture_amount_cents: e.capture_amount_cents,
-                });
-                self.stripe_attempts = 0;
-                self.updated_at = Some(e.requested_at);
-            }
-            Event::WorkspaceSessionPaymentCaptured(e) => {
-                if e.ocpi_session_id.is_some() {
-                    self.ocpi_session_id = e.ocpi_session_id;
-                }
-                self.final_amount_cents = Some(e.final_amount_cents);
-                self.captured_amount_cents = Some(e.captured_amount_cents);
-                self.settlement = None;
-                self.updated_at = Some(e.captured_at);
-            }
-            Event::SessionCaptureFailed(e) => {
-                self.failure_code = Some(e.failure_code);
-                self.settlement = None;
-                self.updated_at = Some(e.failed_at);
-            }
-            Event::HoldReleaseRequested(e) => {
-                self.settlement = Some(Settlement::Release { reason: e.reason });
-                self.stripe_attempts = 0;
-                self.updated_at = Some(e.requested_at);
-            }
-            Event::HoldReleased(e) => {
-                self.settlement = None;
-                self.updated_at = Some(e.released_at);
-            }
-            Event::HoldReleaseFailed(e) => {
-                self.failure_code = Some(e.failure_code);
-                self.settlement = None;
-                self.updated_at = Some(e.failed_at);
-            }
-            Event::StripeCallDeferred(e) => {
-                self.stripe_attempts = e.attempt + 1;
-                self.updated_at = Some(e.deferred_at);
-            }
-            Event::HoldExpiryApproaching(e) => {
-                self.lapse_flagged = true;
-                self.capture_before = Some(e.capture_before);
-            }
+            Event::StripeCallDeferred(e) => self.stripe_attempts = e.attempt + 1,
             Event::RefundRequested(e) => {
                 let refund = Refund {
                     amount_cents: e.amount_cents,
@@ -916,56 +799,36 @@ impl Aggregate for ChargingIntent {
                     status: RefundStatus::Requested,
                 };
                 self.refunds.insert(e.refund_key, refund);
-                self.updated_at = Some(e.requested_at);
             }
             Event::RefundPending(e) => {
                 self.applied_stripe_events.extend(e.stripe_event_id);
                 let refund = self.refund_entry(e.refund_key, e.amount_cents);
                 refund.refund_id = Some(e.refund_id);
                 refund.status = RefundStatus::Pending;
-                self.updated_at = Some(e.pending_at);
             }
             Event::RefundSucceeded(e) => {
                 self.applied_stripe_events.extend(e.stripe_event_id);
                 let refund = self.refund_entry(e.refund_key, e.amount_cents);
                 refund.refund_id = Some(e.refund_id);
                 refund.status = RefundStatus::Succeeded;
-                self.refunded_amount_cents += e.amount_cents;
-                self.updated_at = Some(e.succeeded_at);
             }
             Event::RefundFailed(e) => {
                 self.applied_stripe_events.extend(e.stripe_event_id);
                 let refund = self.refund_entry(e.refund_key, e.amount_cents);
                 refund.refund_id = e.refund_id.or(refund.refund_id.take());
                 refund.status = RefundStatus::Failed;
-                self.updated_at = Some(e.failed_at);
             }
             Event::DisputeOpened(d) | Event::DisputeUpdated(d) | Event::DisputeClosed(d) => {
-                self.applied_stripe_events.extend(d.stripe_event_id);
-                self.updated_at = Some(d.at);
-                self.dispute = Some(Dispute {
-                    dispute_id: d.dispute_id,
-                    status: d.status,
-                    amount_cents: d.amount_cents,
-                    reason: d.reason,
-                });
+                self.applied_stripe_events.extend(d.stripe_event_id)
             }
-            Event::HoldDeadlineRead(e) => {
-                self.deadline_read = true;
-                self.capture_before = e.capture_before.or(self.capture_before);
-            }
-            Event::PaymentAttemptFailed(e) => {
-                self.last_payment_error = Some(e.error);
-                self.updated_at = Some(e.failed_at);
-                if let Some(id) = e.stripe_event_id {
-                    self.applied_stripe_events.insert(id);
-                }
-            }
-            // The intent stays as it ended; only the hold is gone.
-            Event::StrayHoldReleased(e) => {
-                self.stray_hold_released = true;
-                self.updated_at = Some(e.released_at);
-            }
+            Event::StrayHoldReleased(_) => self.stray_hold_released = true,
+            Event::ChargingSessionStarted(_)
+            | Event::WorkspaceSessionPaymentCaptured(_)
+            | Event::SessionCaptureFailed(_)
+            | Event::HoldReleased(_)
+            | Event::HoldReleaseFailed(_)
+            | Event::HoldExpiryApproaching(_)
+            | Event::HoldDeadlineRead(_) => {}
         }
     }
 }

@@ -18,7 +18,7 @@ pub(super) async fn standing(state: &AppState, ws: &str) -> Result<Option<Billin
     if state.services.settings.billing.is_none() {
         return Ok(None);
     }
-    let subscription = state.services.billing_of(ws).await?;
+    let subscription = state.services.billing.billing_of(ws).await?;
     Ok(Some(BillingView::of(ws, subscription)))
 }
 
@@ -101,7 +101,7 @@ pub async fn get(
 ) -> Result<HttpResponse, ApiError> {
     let ws = workspace_id(&path)?;
     principal.authorize("billing:read", Some(ws.as_str()))?;
-    let s = state.services.billing_of(ws.as_str()).await?;
+    let s = state.services.billing.billing_of(ws.as_str()).await?;
     Ok(HttpResponse::Ok().json(BillingView::of(ws.as_str(), s)))
 }
 
@@ -136,6 +136,7 @@ pub async fn checkout(
     let meta = metadata(&req, &principal.sub);
     let (url, session_id) = state
         .services
+        .billing
         .start_checkout(
             ws.as_str(),
             &body.plan,
@@ -174,6 +175,7 @@ pub async fn portal(
     url("return_url", &body.return_url)?;
     let url = state
         .services
+        .billing
         .open_portal(ws.as_str(), &body.return_url)
         .await?;
     Ok(HttpResponse::Created().json(PortalSession { url }))
@@ -206,6 +208,7 @@ pub async fn webhook(
     let meta = metadata(&req, "stripe");
     let received = state
         .services
+        .billing
         .receive_billing_webhook(&body, signature, client_ip(&state, &req), &meta)
         .await;
     let (outcome, code) = match &received {

@@ -98,6 +98,7 @@ pub async fn onboarding(
     let meta = metadata(&req, &principal.sub);
     let done = state
         .services
+        .connect
         .start_onboarding(ws.as_str(), ask, &meta)
         .await?;
     Ok(HttpResponse::Created().json(OnboardingLink {

@@ -11,10 +11,10 @@ use super::auth::Principal;
 use super::driver::{admit, ci_string, rate_limit};
 use super::error::{ApiError, FieldError, Problem};
 use super::{metadata, workspace_id, AppState};
+use crate::application::locations::DriverLocation;
 use crate::application::payments::DriverGate;
 use crate::location::Location;
 use crate::money::Currency;
-use crate::workspace_stripe_profile::WorkspaceStripeProfile;
 
 /// A location with per-connector tariffs, as the CPO side pushes it.
 #[derive(Deserialize, ToSchema)]
@@ -262,6 +262,7 @@ pub async fn put(
     let meta = metadata(&req, &principal.sub);
     let loc = state
         .services
+        .locations
         .publish_location(ws.as_str(), &location_id, data, &meta)
         .await?;
     Ok(HttpResponse::Ok().json(location_view(&loc)))
@@ -323,26 +324,28 @@ pub async fn get_emsp(
 ) -> Result<HttpResponse, ApiError> {
     rate_limit(&state, &req)?;
     let location_id = ci_string("location_id", &path)?;
-    let Some((loc, profile)) = state.services.location_for_driver(&location_id).await? else {
+    let found = state.services.locations.location_for_driver(&location_id);
+    let Some(found) = found.await? else {
         return Ok(ocpi(StatusCode::NOT_FOUND, 2003, "Unknown location", None));
     };
-    let ws = loc.workspace_id.clone().unwrap_or_default();
+    let ws = found.location.workspace_id.clone().unwrap_or_default();
     let gate = DriverGate {
         workspace_id: ws.clone(),
-        allow_guest_access: profile.settings.allow_guest_access,
+        allow_guest_access: found.profile.settings.allow_guest_access,
     };
     admit(&state, &req, &gate)?;
-    let mut data = location_view(&loc);
+    let mut data = location_view(&found.location);
     let show = query.show_ocpi_cfg.as_deref();
     if show.is_some_and(|v| v == "true" || v == "1") {
-        data.ocpi_cfg = Some(ocpi_cfg(&state, &ws, &profile));
+        data.ocpi_cfg = Some(ocpi_cfg(&ws, &found));
     }
     Ok(ocpi(StatusCode::OK, 1000, "Success", Some(data)))
 }
 
 /// The workspace's checkout configuration for Roaming Web (never a secret).
-fn ocpi_cfg(state: &AppState, ws: &str, profile: &WorkspaceStripeProfile) -> OcpiCfg {
-    let (publishable_key, account) = state.services.browser_keys(profile);
+fn ocpi_cfg(ws: &str, found: &DriverLocation) -> OcpiCfg {
+    let (profile, publishable_key) = (&found.profile, found.publishable_key.clone());
+    let account = found.stripe_account.clone();
     let health = profile.health_status();
     let ready = health == HealthStatus::Valid;
     let s = &profile.settings;

@@ -43,7 +43,11 @@ pub async fn get(
 ) -> Result<HttpResponse, ApiError> {
     let ws = workspace_id(&path)?;
     principal.authorize("roaming:read", Some(ws.as_str()))?;
-    let config = state.services.workspace_config(ws.as_str()).await?;
+    let config = state
+        .services
+        .credentials
+        .workspace_config(ws.as_str())
+        .await?;
     Ok(answer(&state, &ws, &config))
 }
 
@@ -254,6 +258,7 @@ pub async fn patch(
     let meta = metadata(&req, &principal.sub);
     let profile = state
         .services
+        .credentials
         .change_config(ws.as_str(), change, &meta)
         .await?;
     Ok(answer(&state, &ws, &profile))
@@ -285,6 +290,7 @@ pub async fn validate(
     let meta = metadata(&req, &principal.sub);
     let profile = state
         .services
+        .credentials
         .validate_credentials(ws.as_str(), ValidationScope::Always, &meta)
         .await?;
     Ok(answer(&state, &ws, &profile))

@@ -10,7 +10,8 @@ use super::driver::{admit, ci_string, rate_limit};
 use super::error::{ApiError, FieldError, Problem};
 use super::views::{ChargingIntentView, CreatedPaymentIntent};
 use super::{metadata, AppState};
-use crate::application::payments::{PreAuthRequest, PreAuthorized};
+use crate::application::payments::{DriverGate, PreAuthRequest, PreAuthorized};
+use crate::store::Metadata;
 
 #[derive(Deserialize, ToSchema)]
 #[schema(example = json!({"location_id": "LOC-1", "evse_uid": "EVSE-1", "connector_id": "1", "email": "driver@example.com"}))]
@@ -134,6 +135,7 @@ async fn pre_authorize(
     let admitted = |gate: &_| admit(state, req, gate).map(|d| d.sub);
     state
         .services
+        .payments
         .pre_authorize_driver::<ApiError>(request, &request_id, admitted)
         .await
 }
@@ -159,7 +161,7 @@ pub async fn get(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     rate_limit(&state, &req)?;
-    let (intent, gate) = state.services.intent_gate(&path).await?;
+    let (intent, gate) = state.services.payments.intent_gate(&path).await?;
     admit(&state, &req, &gate)?;
     Ok(HttpResponse::Ok().json(ChargingIntentView::of(&path, &intent)))
 }
@@ -186,11 +188,9 @@ pub async fn confirm(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     rate_limit(&state, &req)?;
-    let (intent, gate) = state.services.intent_gate(&path).await?;
-    let meta = metadata(&req, admit(&state, &req, &gate)?.actor());
-    let after = state
-        .services
-        .sync_from_stripe(intent, "confirm", &meta)
-        .await?;
+    let admitted = |gate: &DriverGate| -> Result<Metadata, ApiError> {
+        Ok(metadata(&req, admit(&state, &req, gate)?.actor()))
+    };
+    let after = state.services.payments.confirm(&path, admitted).await?;
     Ok(HttpResponse::Ok().json(ChargingIntentView::of(&path, &after)))
 }

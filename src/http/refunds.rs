@@ -11,6 +11,7 @@ use super::error::{ApiError, FieldError, Problem};
 use super::payments::usable_key;
 use super::{metadata, AppState};
 use crate::application::refunds::{RefundAsk, RefundDone};
+use crate::store::Metadata;
 
 const SCOPE: &str = "refunds:write";
 
@@ -110,12 +111,12 @@ pub async fn create(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     principal.authorize(SCOPE, None)?;
-    let intent = state.services.load_intent(&path).await?;
-    let ws = &intent.request.as_ref().expect("loaded").workspace_id;
-    principal.authorize(SCOPE, Some(ws))?;
     let ask = ask(body.into_inner(), &req)?;
-    let meta = metadata(&req, &principal.sub);
-    let done: RefundDone = state.services.refund(&path, ask, &meta).await?;
+    let admitted = |ws: &str| -> Result<Metadata, ApiError> {
+        principal.authorize(SCOPE, Some(ws))?;
+        Ok(metadata(&req, &principal.sub))
+    };
+    let done: RefundDone = state.services.payments.refund(&path, ask, admitted).await?;
     Ok(HttpResponse::Created().json(RefundView {
         refund_id: done.refund_id,
         status: done.status,

@@ -13,7 +13,7 @@ use super::driver::{ci_string, rate_limit};
 use super::error::{ApiError, FieldError, Problem};
 use super::views::ChargingIntentView;
 use super::{metadata, AppState};
-use crate::application::sessions::{DriverProof, StepDone};
+use crate::application::sessions::{DriverProof, SessionStep, StepDone};
 use crate::charging_intent::ReleaseReason;
 use crate::store::Metadata;
 
@@ -33,18 +33,21 @@ pub struct CompleteSession {
     ocpi_session_id: Option<String>,
 }
 
-/// Checks that the token may act on the intent's workspace; the step's metadata.
-async fn authorize(
+/// The session module's step, for a token that may act on the intent's workspace.
+async fn step(
     state: &AppState,
     principal: &Principal,
     id: &str,
+    step: SessionStep,
     req: &HttpRequest,
-) -> Result<Metadata, ApiError> {
+) -> Result<HttpResponse, ApiError> {
     principal.authorize(SCOPE, None)?;
-    let intent = state.services.load_intent(id).await?;
-    let ws = &intent.request.as_ref().expect("loaded").workspace_id;
-    principal.authorize(SCOPE, Some(ws))?;
-    Ok(metadata(req, &principal.sub))
+    let admit = |ws: &str| -> Result<Metadata, ApiError> {
+        principal.authorize(SCOPE, Some(ws))?;
+        Ok(metadata(req, &principal.sub))
+    };
+    let done = state.services.payments.session_step_for(id, step, admit);
+    Ok(answer(id, done.await?))
 }
 
 fn answer(id: &str, done: StepDone) -> HttpResponse {
@@ -81,13 +84,9 @@ pub async fn start(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let meta = authorize(&state, &principal, &path, &req).await?;
     let ocpi_session_id = ci_string("ocpi_session_id", &body.ocpi_session_id)?;
-    let done = state
-        .services
-        .start_session(&path, ocpi_session_id, &meta)
-        .await?;
-    Ok(answer(&path, done))
+    let start = SessionStep::Start { ocpi_session_id };
+    step(&state, &principal, &path, start, &req).await
 }
 
 /// `POST /ocpi/charging-intents/{id}/complete`
@@ -116,7 +115,7 @@ pub async fn complete(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let meta = authorize(&state, &principal, &path, &req).await?;
+    principal.authorize(SCOPE, None)?;
     let body = body.into_inner();
     if body.final_amount_cents < 0 {
         let e = FieldError::new(
@@ -131,11 +130,11 @@ pub async fn complete(
         .as_deref()
         .map(|s| ci_string("ocpi_session_id", s))
         .transpose()?;
-    let done = state
-        .services
-        .complete_session(&path, body.final_amount_cents, ocpi_session_id, &meta)
-        .await?;
-    Ok(answer(&path, done))
+    let complete = SessionStep::Complete {
+        final_amount_cents: body.final_amount_cents,
+        ocpi_session_id,
+    };
+    step(&state, &principal, &path, complete, &req).await
 }
 
 /// A guest's proof, on `cancel`: the PaymentIntent's client secret.
@@ -172,30 +171,33 @@ pub async fn cancel(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let services = &state.services;
-    let (proof, actor) = match bearer(&req)? {
-        Some(token) => {
-            let principal = state.auth.verify(token)?;
-            if principal.has_scope(SCOPE) {
-                let meta = authorize(&state, &principal, &path, &req).await?;
-                let done = services
-                    .cancel_intent(&path, ReleaseReason::Cancelled, &meta)
-                    .await?;
-                return Ok(answer(&path, done));
-            }
-            let ws = services
-                .load_intent(&path)
-                .await?
-                .request
-                .expect("loaded")
-                .workspace_id;
-            principal.authorize("driver", Some(&ws))?;
-            (DriverProof::Token(principal.sub.clone()), principal.sub)
-        }
-        None => (guest_proof(&state, &req, &body)?, "guest".to_string()),
+    let payments = &state.services.payments;
+    let principal = match bearer(&req)? {
+        Some(token) => Some(state.auth.verify(token)?),
+        None => None,
     };
-    let meta = metadata(&req, &actor);
-    let done = services.cancel_by_driver(&path, proof, &meta).await?;
+    let done = match principal {
+        Some(p) if p.has_scope(SCOPE) => {
+            let cancel = SessionStep::Cancel(ReleaseReason::Cancelled);
+            return step(&state, &p, &path, cancel, &req).await;
+        }
+        Some(p) => {
+            let meta = metadata(&req, &p.sub);
+            let proof = DriverProof::Token(p.sub.clone());
+            let admit = |ws: &str| p.authorize("driver", Some(ws));
+            payments
+                .cancel_by_driver(&path, proof, admit, &meta)
+                .await?
+        }
+        None => {
+            let proof = guest_proof(&state, &req, &body)?;
+            let meta = metadata(&req, "guest");
+            let admit = |_: &str| Ok::<_, ApiError>(());
+            payments
+                .cancel_by_driver(&path, proof, admit, &meta)
+                .await?
+        }
+    };
     Ok(answer(&path, done))
 }
 

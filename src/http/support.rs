@@ -188,7 +188,12 @@ pub async fn workspaces(
     let (after, limit) = (p.text("starting_after"), p.limit()?);
     let scope = scope(&principal, None)?;
     let services = &state.services;
-    let page = services.workspaces_by_health(&scope, health.as_deref(), after.as_deref(), limit);
+    let page = services.credentials.workspaces_by_health(
+        &scope,
+        health.as_deref(),
+        after.as_deref(),
+        limit,
+    );
     let (data, has_more) = page
         .await
         .map_err(crate::application::StoreFault::of_sqlx)?;

@@ -91,6 +91,7 @@ async fn receive(
     let meta = metadata(req, "stripe");
     let received = state
         .services
+        .webhooks
         .receive_webhook(delivery, &meta)
         .instrument(span.clone())
         .await;

@@ -124,8 +124,8 @@ async fn run_worker(services: Arc<Services>, settings: session_worker::WorkerSet
 async fn run_revalidation(services: Arc<Services>, every: Duration, valid_for: chrono::Duration) {
     loop {
         tokio::time::sleep(every).await;
-        let pending = services.revalidate_pending().await;
-        let valid = services.revalidate_valid(valid_for).await;
+        let pending = services.credentials.revalidate_pending().await;
+        let valid = services.credentials.revalidate_valid(valid_for).await;
         match pending.and(valid) {
             Ok(_) => crate::metrics::job_round("revalidation"),
             Err(e) => tracing::warn!(error = %e, "could not list credential sets to validate"),
@@ -142,7 +142,7 @@ async fn run_retention(services: Arc<Services>, keep: chrono::Duration) {
         .clamp(Duration::from_secs(1), Duration::from_secs(3600));
     loop {
         tokio::time::sleep(every).await;
-        match services.prune_delivery_log(keep).await {
+        match services.deliveries.prune(services.clock.now() - keep).await {
             Ok(_) => crate::metrics::job_round("delivery_log_retention"),
             Err(e) => tracing::warn!(error = %e, "could not prune the webhook delivery log"),
         }

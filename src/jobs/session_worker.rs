@@ -69,7 +69,7 @@ pub async fn round(services: &Services, settings: &WorkerSettings) -> Result<(),
     let now = services.clock.now();
     let db = &services.db;
     for id in read::unsettled(db, now - settings.settle_retry, BATCH).await? {
-        report(&id, services.finish_settlement(&id, &meta).await);
+        report(&id, services.payments.finish_settlement(&id, &meta).await);
     }
     let unused = read::unused(
         db,
@@ -79,13 +79,14 @@ pub async fn round(services: &Services, settings: &WorkerSettings) -> Result<(),
     );
     for id in unused.await? {
         let done = services
+            .payments
             .cancel_intent(&id, ReleaseReason::Expired, &meta)
             .await;
         report(&id, done);
     }
     // When Stripe says each new hold lapses.
     for id in read::deadline_unread(db, BATCH).await? {
-        report(&id, services.read_hold_deadline(&id, &meta).await);
+        report(&id, services.payments.read_hold_deadline(&id, &meta).await);
     }
     // Holds close to lapsing: by Stripe's deadline, else by the configured lifetime.
     let (lifetime, warning) = (
@@ -94,7 +95,7 @@ pub async fn round(services: &Services, settings: &WorkerSettings) -> Result<(),
     );
     let lapsing = read::lapsing_unflagged(db, now + warning, now - (lifetime - warning), BATCH);
     for id in lapsing.await? {
-        let Ok(intent) = services.load_intent(&id).await else {
+        let Ok(intent) = services.payments.load_intent(&id).await else {
             continue;
         };
         let estimate = intent.authorized_at.map(|t| t + lifetime);
@@ -102,7 +103,11 @@ pub async fn round(services: &Services, settings: &WorkerSettings) -> Result<(),
             continue;
         };
         tracing::warn!(charging_intent_id = %id, %capture_before, "hold close to lapsing");
-        if let Err(e) = services.flag_lapsing_hold(&id, capture_before, &meta).await {
+        if let Err(e) = services
+            .payments
+            .flag_lapsing_hold(&id, capture_before, &meta)
+            .await
+        {
             tracing::warn!(charging_intent_id = %id, error = %e, "could not flag a lapsing hold");
         }
     }
@@ -121,12 +126,12 @@ async fn billing_round(
     let meta = system("system:billing");
     let db = &services.db;
     for ws in roampay_projections::workspace_billing::grace_over(db, now, BATCH).await? {
-        if let Err(e) = services.end_grace(&ws, &meta).await {
+        if let Err(e) = services.billing.end_grace(&ws, &meta).await {
             tracing::warn!(workspace_id = %ws, error = %e, "could not suspend a workspace");
         }
     }
     for ws in roampay_projections::workspace_billing::purge_due(db, now, BATCH).await? {
-        if let Err(e) = services.purge_workspace(&ws, &meta).await {
+        if let Err(e) = services.billing.purge_workspace(&ws, &meta).await {
             tracing::warn!(workspace_id = %ws, error = %e, "could not purge a workspace");
         }
     }
@@ -236,10 +241,15 @@ mod tests {
         };
         let meta = system("test");
         services
+            .locations
             .publish_location("ws-1", "LOC-1", free_location(), &meta)
             .await
             .unwrap();
-        let first = services.pre_authorize(request(), &meta).await.unwrap();
+        let first = services
+            .payments
+            .pre_authorize(request(), &meta)
+            .await
+            .unwrap();
         assert_eq!(first.outcome, PreAuthOutcome::Free);
         let id = first.charging_intent_id;
 
@@ -248,7 +258,7 @@ mod tests {
         services.projector.catch_up().await.unwrap();
         round(&services, &worker).await.unwrap();
         assert_eq!(
-            services.load_intent(&id).await.unwrap().status,
+            services.payments.load_intent(&id).await.unwrap().status,
             IntentStatus::Authorized
         );
 
@@ -256,10 +266,14 @@ mod tests {
         clock.advance(chrono::Duration::minutes(2));
         round(&services, &worker).await.unwrap();
         assert_eq!(
-            services.load_intent(&id).await.unwrap().status,
+            services.payments.load_intent(&id).await.unwrap().status,
             IntentStatus::Expired
         );
-        let second = services.pre_authorize(request(), &meta).await.unwrap();
+        let second = services
+            .payments
+            .pre_authorize(request(), &meta)
+            .await
+            .unwrap();
         assert_ne!(second.charging_intent_id, id);
     }
 }

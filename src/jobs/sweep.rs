@@ -51,8 +51,13 @@ pub async fn round(
             continue; // not due, or this workspace's share of Stripe calls is spent
         }
         *used += 1;
-        let looked = match services.load_intent(id).await {
-            Ok(intent) => services.sync_from_stripe(intent, "sweep", &meta).await,
+        let looked = match services.payments.load_intent(id).await {
+            Ok(intent) => {
+                services
+                    .payments
+                    .sync_from_stripe(intent, "sweep", &meta)
+                    .await
+            }
             Err(e) => Err(e),
         };
         if let Err(e) = looked {

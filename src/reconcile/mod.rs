@@ -82,6 +82,7 @@ pub async fn run(args: ReconcileArgs) -> Result<Report, AnyError> {
     bar.set_message("listing");
     bar.enable_steady_tick(Duration::from_millis(120));
     let report = services
+        .reconciler
         .reconcile(&ws, args.since, args.apply, args.connection, &|n| {
             bar.inc(n)
         })

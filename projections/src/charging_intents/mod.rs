@@ -4,7 +4,8 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use roampay_events::{
-    settlement_step, AnyEvent, ChargingIntentEvent as E, IntentRequest, IntentStatus,
+    AnyEvent, ChargingIntentEvent as E, Dispute, IntentFacts, IntentRequest, IntentStatus,
+    Settlement,
 };
 use sqlx::Row as _;
 
@@ -111,156 +112,116 @@ impl Projection for ChargingIntents {
         if ids.is_empty() {
             return Ok(());
         }
-        let mut rows = load(tx, &ids).await?;
+        let mut folded: BTreeMap<String, (Row, IntentFacts)> = load(tx, &ids)
+            .await?
+            .into_iter()
+            .map(|(id, row)| {
+                let facts = row.facts();
+                (id, (row, facts))
+            })
+            .collect();
         for stored in events {
             let AnyEvent::ChargingIntent(event) = &stored.event else {
                 continue;
             };
-            apply_event(&mut rows, &stored.aggregate_id, event);
+            apply_event(&mut folded, &stored.aggregate_id, event);
         }
+        let rows = folded
+            .into_iter()
+            .map(|(id, (mut row, facts))| {
+                row.set_facts(&facts);
+                (id, row)
+            })
+            .collect();
         store(tx, &rows).await
     }
 }
 
-/// Folds one event into the rows: what it carries, and the status it leaves the intent
-/// in (the same definition the aggregate uses).
-fn apply_event(rows: &mut BTreeMap<String, Row>, id: &str, event: &E) {
-    let status = event.status_after();
-    match event {
-        E::FreeSessionAuthorized(e) => {
-            rows.insert(id.to_string(), from_request(&e.request, false));
-        }
+/// Folds one event in: a creation makes the row (the intent's identity), and the facts
+/// are folded as the aggregate folds them (`IntentFacts::apply`, the one definition).
+fn apply_event(rows: &mut BTreeMap<String, (Row, IntentFacts)>, id: &str, event: &E) {
+    let created = match event {
+        E::FreeSessionAuthorized(e) => Some(from_request(&e.request, false)),
         E::WorkspacePaymentIntentCreated(e) => {
             let mut row = from_request(&e.request, true);
             row.amount_cents = Some(e.amount_cents);
             row.payment_intent_id = Some(e.payment_intent_id.clone());
             row.credential_version = Some(e.credential_version.into());
             row.authorization_reference = Some(e.authorization_reference.clone());
-            rows.insert(id.to_string(), row);
+            Some(row)
         }
-        E::WorkspacePaymentIntentCreationFailed(e) => {
-            let mut row = from_request(&e.request, true);
-            row.failure_code = Some(e.failure_code.clone());
-            rows.insert(id.to_string(), row);
-        }
-        E::WorkspacePaymentIntentAuthorizationReceived(e) => {
-            if let Some(row) = rows.get_mut(id) {
-                row.authorized_amount_cents = Some(e.authorized_amount_cents);
-                row.authorized_at = Some(e.received_at);
-                if e.capture_before.is_some() {
-                    row.capture_before = e.capture_before;
-                    row.deadline_read = true;
-                }
-                row.last_payment_error = None;
-                row.updated_at = e.received_at;
-            }
-        }
-        E::WorkspacePaymentIntentFailed(e) => {
-            if let Some(row) = rows.get_mut(id) {
-                row.failure_code = Some(e.failure_code.clone());
-                row.settlement = None;
-                row.updated_at = e.received_at;
-            }
-        }
-        E::ChargingSessionStarted(e) => {
-            if let Some(row) = rows.get_mut(id) {
-                row.ocpi_session_id = Some(e.ocpi_session_id.clone());
-                row.updated_at = e.started_at;
-            }
-        }
-        E::SessionCompletionRequested(e) => {
-            if let Some(row) = rows.get_mut(id) {
-                row.final_amount_cents = Some(e.final_amount_cents);
-                if e.ocpi_session_id.is_some() {
-                    row.ocpi_session_id = e.ocpi_session_id.clone();
-                }
-                row.settlement = Some(settlement_step(e.capture_amount_cents).into());
-                row.updated_at = e.requested_at;
-            }
-        }
-        E::WorkspaceSessionPaymentCaptured(e) => {
-            if let Some(row) = rows.get_mut(id) {
-                row.final_amount_cents = Some(e.final_amount_cents);
-                if e.ocpi_session_id.is_some() {
-                    row.ocpi_session_id = e.ocpi_session_id.clone();
-                }
-                row.captured_amount_cents = Some(e.captured_amount_cents);
-                row.settlement = None;
-                row.updated_at = e.captured_at;
-            }
-        }
-        E::SessionCaptureFailed(e) => {
-            if let Some(row) = rows.get_mut(id) {
-                row.failure_code = Some(e.failure_code.clone());
-                row.settlement = None;
-                row.updated_at = e.failed_at;
-            }
-        }
-        E::HoldReleaseRequested(e) => {
-            if let Some(row) = rows.get_mut(id) {
-                row.settlement = Some(settlement_step(0).into());
-                row.updated_at = e.requested_at;
-            }
-        }
-        E::HoldReleased(e) => {
-            if let Some(row) = rows.get_mut(id) {
-                row.settlement = None;
-                row.updated_at = e.released_at;
-            }
-        }
-        E::HoldReleaseFailed(e) => {
-            if let Some(row) = rows.get_mut(id) {
-                row.failure_code = Some(e.failure_code.clone());
-                row.settlement = None;
-                row.updated_at = e.failed_at;
-            }
-        }
-        E::StripeCallDeferred(e) => {
-            if let Some(row) = rows.get_mut(id) {
-                row.updated_at = e.deferred_at;
-            }
-        }
-        E::HoldExpiryApproaching(e) => {
-            if let Some(row) = rows.get_mut(id) {
-                row.capture_before = Some(e.capture_before);
-                row.lapse_flagged = true;
-            }
-        }
-        E::StrayHoldReleased(e) => {
-            if let Some(row) = rows.get_mut(id) {
-                row.updated_at = e.released_at;
-            }
-        }
-        E::RefundSucceeded(e) => {
-            if let Some(row) = rows.get_mut(id) {
-                row.refunded_amount_cents += e.amount_cents;
-                row.updated_at = e.succeeded_at;
-            }
-        }
-        E::RefundRequested(_) | E::RefundPending(_) | E::RefundFailed(_) => {}
-        E::DisputeOpened(d) | E::DisputeUpdated(d) | E::DisputeClosed(d) => {
-            if let Some(row) = rows.get_mut(id) {
-                let dispute = serde_json::json!({"status": d.status, "amount_cents": d.amount_cents, "reason": d.reason});
-                row.dispute = Some(dispute.to_string());
-                row.updated_at = d.at;
-            }
-        }
-        E::HoldDeadlineRead(e) => {
-            if let Some(row) = rows.get_mut(id) {
-                row.deadline_read = true;
-                row.capture_before = e.capture_before.or(row.capture_before);
-            }
-        }
-        E::PaymentAttemptFailed(e) => {
-            if let Some(row) = rows.get_mut(id) {
-                let error = serde_json::to_string(&e.error).expect("an error serializes");
-                row.last_payment_error = Some(error);
-                row.updated_at = e.failed_at;
-            }
+        E::WorkspacePaymentIntentCreationFailed(e) => Some(from_request(&e.request, true)),
+        _ => None,
+    };
+    if let Some(row) = created {
+        rows.insert(id.to_string(), (row, IntentFacts::default()));
+    }
+    if let Some((_, facts)) = rows.get_mut(id) {
+        facts.apply(event);
+    }
+}
+
+impl Row {
+    /// The facts a stored row holds. The read model keeps only the step of a
+    /// settlement under way (`capture` / `cancel`), which is all it writes back.
+    fn facts(&self) -> IntentFacts {
+        IntentFacts {
+            status: self.status,
+            authorized_amount_cents: self.authorized_amount_cents,
+            captured_amount_cents: self.captured_amount_cents,
+            ocpi_session_id: self.ocpi_session_id.clone(),
+            failure_code: self.failure_code.clone(),
+            created_at: Some(self.created_at),
+            updated_at: Some(self.updated_at),
+            authorized_at: self.authorized_at,
+            final_amount_cents: self.final_amount_cents,
+            settlement: self.settlement.as_deref().map(|step| match step {
+                "capture" => Settlement::Capture {
+                    final_amount_cents: self.final_amount_cents.unwrap_or_default(),
+                    capture_amount_cents: self.final_amount_cents.unwrap_or(1).max(1),
+                },
+                _ => Settlement::Release {
+                    reason: String::new(),
+                },
+            }),
+            capture_before: self.capture_before,
+            deadline_read: self.deadline_read,
+            lapse_flagged: self.lapse_flagged,
+            last_payment_error: self
+                .last_payment_error
+                .as_deref()
+                .and_then(|e| serde_json::from_str(e).ok()),
+            refunded_amount_cents: self.refunded_amount_cents,
+            dispute: self
+                .dispute
+                .as_deref()
+                .and_then(|d| serde_json::from_str::<Dispute>(d).ok()),
         }
     }
-    if let (Some(status), Some(row)) = (status, rows.get_mut(id)) {
-        row.status = status;
+
+    fn set_facts(&mut self, f: &IntentFacts) {
+        self.status = f.status;
+        self.authorized_amount_cents = f.authorized_amount_cents;
+        self.captured_amount_cents = f.captured_amount_cents;
+        self.ocpi_session_id.clone_from(&f.ocpi_session_id);
+        self.failure_code.clone_from(&f.failure_code);
+        self.created_at = f.created_at.unwrap_or(self.created_at);
+        self.updated_at = f.updated_at.unwrap_or(self.updated_at);
+        self.authorized_at = f.authorized_at;
+        self.final_amount_cents = f.final_amount_cents;
+        self.settlement = f.settlement.as_ref().map(|s| s.step().to_string());
+        self.capture_before = f.capture_before;
+        self.deadline_read = f.deadline_read;
+        self.lapse_flagged = f.lapse_flagged;
+        self.last_payment_error = f
+            .last_payment_error
+            .as_ref()
+            .map(|e| serde_json::to_string(e).expect("an error serializes"));
+        self.refunded_amount_cents = f.refunded_amount_cents;
+        self.dispute = f
+            .dispute
+            .as_ref()
+            .map(|d| serde_json::to_string(d).expect("a dispute serializes"));
     }
 }
 

@@ -49,14 +49,6 @@ pub struct Refund {
     pub status: RefundStatus,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Dispute {
-    pub dispute_id: String,
-    pub status: String,
-    pub amount_cents: i64,
-    pub reason: String,
-}
-
 /// Refunds by key (the client's key, or `stripe:<id>` for the Dashboard's).
 pub type Refunds = BTreeMap<String, Refund>;
 
@@ -310,14 +302,5 @@ impl ChargingIntent {
             Some(id) if self.applied_stripe_events.contains(id) => Err(Error::DuplicateStripeEvent),
             _ => Ok(()),
         }
-    }
-}
-
-impl Dispute {
-    fn is_open(&self) -> bool {
-        !matches!(
-            self.status.as_str(),
-            "won" | "lost" | "warning_closed" | "charge_refunded"
-        )
     }
 }
