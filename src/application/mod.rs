@@ -17,6 +17,7 @@ pub mod reconcile;
 pub mod refunds;
 mod revocation;
 pub mod sessions;
+mod step_locks;
 pub mod webhook_answers;
 pub mod webhooks;
 
@@ -209,6 +210,7 @@ impl Services {
             db: db.clone(),
             clock: clock.clone(),
             max_pending_guest_intents: settings.max_pending_guest_intents,
+            steps: Default::default(),
         });
         let webhooks = Arc::new(webhooks::Webhooks {
             profiles: profiles.clone(),

@@ -251,6 +251,8 @@ pub struct Payments {
     pub(super) clock: Arc<dyn Clock>,
     /// Open guest intents waiting for payment a workspace may have at once.
     pub(super) max_pending_guest_intents: i64,
+    /// One Stripe step at a time per intent (a twin finds it done).
+    pub(super) steps: super::step_locks::StepLocks,
 }
 
 impl Payments {
@@ -343,6 +345,11 @@ impl Payments {
             .clone();
         let id = intent_id(&ws, req.idempotency_key.as_deref());
         let request_hash = hash_request(&req);
+        // A twin with the same key waits here, then replays what this one recorded.
+        let _step = match &req.idempotency_key {
+            Some(_) => Some(self.steps.lock(&id).await),
+            None => None,
+        };
         if req.idempotency_key.is_some() {
             let existing = self.intents.load(&id).await.map_err(store_error)?;
             if existing.request.is_some() {
@@ -701,6 +708,7 @@ impl Payments {
         reported: PaymentIntentView,
         meta: &Metadata,
     ) -> Result<Applied, PaymentError> {
+        let _step = self.steps.lock(id).await;
         let intent = self.intents.load(id).await.map_err(store_error)?;
         let Some(payment) = intent.payment.as_ref().filter(|p| {
             intent.status.ended_without_capture() && p.payment_intent_id == reported.id

@@ -42,6 +42,8 @@ impl Payments {
     ) -> Result<RefundDone, E> {
         let intent = self.load_intent(id).await?;
         let meta = &admit(&intent.request.as_ref().expect("loaded").workspace_id)?;
+        // A twin (same key) waits, then finds Stripe's answer recorded.
+        let _step = self.steps.lock(id).await;
         Ok(self.refund_admitted(id, intent, ask, meta).await?)
     }
 

@@ -172,12 +172,22 @@ impl Payments {
         intent: ChargingIntent,
         meta: &Metadata,
     ) -> Result<ChargingIntent, PaymentError> {
-        let (Some(r), Some(p)) = (&intent.request, &intent.payment) else {
+        let (Some(r), Some(_)) = (&intent.request, &intent.payment) else {
             return Ok(intent);
         };
         if intent.settlement.is_none() {
             return Ok(intent);
         }
+        // A twin may have settled it while this one waited: decide from what it recorded.
+        let _step = self.steps.lock(&r.charging_intent_id).await;
+        let intent = self
+            .intents
+            .load_recent(&r.charging_intent_id)
+            .await
+            .map_err(store_error)?;
+        let (Some(r), Some(p)) = (&intent.request, &intent.payment) else {
+            return Ok(intent);
+        };
         let profile = self
             .profiles
             .load_recent(&r.workspace_id)

@@ -7,6 +7,7 @@ mod support;
 mod audit;
 mod auth;
 mod billing;
+mod bursts;
 mod canary;
 mod chaos;
 mod connect;

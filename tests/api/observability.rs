@@ -565,7 +565,9 @@ async fn a_webhook_is_traced_over_otlp_with_the_callers_trace_and_no_secret() {
         let spans = received_spans(&stub).await;
         let done =
             |trace: &str, name: &str| spans.iter().any(|s| s.trace == trace && s.name == name);
+        // The request span ends last (its batch may come after the command's).
         (done(webhook_trace, "command ChargingIntent")
+            && done(webhook_trace, "POST /ocpi/stripe/webhook/{workspace_id}")
             && done(create_trace, "stripe POST /v1/payment_intents"))
         .then_some(spans)
     })
