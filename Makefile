@@ -38,6 +38,7 @@ REDOCLY ?= @redocly/cli@1.34.20
 SPECTRAL ?= @stoplight/spectral-cli@6.15.0
 OPENAPI_TS ?= openapi-typescript@7.13.0
 TYPESCRIPT ?= typescript@5.9.3
+HEY_API ?= @hey-api/openapi-ts@0.85.2
 openapi-lint:
 	$(CARGO) build --bin roampay
 	mkdir -p target/client
@@ -45,8 +46,9 @@ openapi-lint:
 	npx --yes $(REDOCLY) lint target/openapi.json --format=summary
 	npx --yes $(SPECTRAL) lint target/openapi.json --ruleset .spectral.yaml --fail-severity warn
 	npx --yes $(OPENAPI_TS) target/openapi.json -o target/client/roampay.d.ts
-	cp tests/client/examples.ts target/client/examples.ts
-	cd target/client && npx --yes -p $(TYPESCRIPT) tsc --strict --noEmit --target es2020 --module es2020 --moduleResolution bundler examples.ts
+	cd target/client && npx --yes -p $(TYPESCRIPT) -p $(HEY_API) openapi-ts -i ../openapi.json -o hey --silent
+	cp tests/client/examples.ts tests/client/hey_api.ts target/client/
+	cd target/client && npx --yes -p $(TYPESCRIPT) tsc --strict --noEmit --target es2022 --module es2022 --moduleResolution bundler --lib es2022,dom,dom.iterable examples.ts hey_api.ts hey/index.ts
 
 ## The alert rules are valid and fire as their unit tests say (promtool, from Debian's
 ## `prometheus` package, installed when missing).

@@ -13,6 +13,9 @@ use super::error::{ApiError, FieldError, Problem};
 use super::{metadata, workspace_id, AppState};
 use crate::application::locations::DriverLocation;
 use crate::application::payments::DriverGate;
+use crate::location::vocabulary::{
+    connector_problems, ConnectorFormat, ConnectorStandard, PowerType,
+};
 use crate::location::Location;
 use crate::money::Currency;
 
@@ -44,8 +47,11 @@ pub struct EvseInput {
 #[derive(Deserialize, ToSchema)]
 pub struct ConnectorInput {
     id: String,
+    #[schema(value_type = ConnectorStandard)]
     standard: String,
+    #[schema(value_type = ConnectorFormat)]
     format: String,
+    #[schema(value_type = PowerType)]
     power_type: String,
     max_electric_power: Option<i64>,
     /// Free when both prices are 0.
@@ -81,6 +87,11 @@ fn parse_evse(i: usize, e: EvseInput, errors: &mut Vec<FieldError>) -> Result<Ev
             format!("evses[{i}].connectors[{j}].tariff"),
             &c.tariff,
         ));
+        let words = connector_problems(&c.standard, &c.format, &c.power_type);
+        errors.extend(words.into_iter().map(|(field, message)| {
+            let field = format!("evses[{i}].connectors[{j}].{field}");
+            FieldError::new(field, "invalid_value", message)
+        }));
         connectors.push(Connector {
             id,
             standard: c.standard,
@@ -158,8 +169,11 @@ pub struct EvseView {
 #[derive(serde::Serialize, ToSchema)]
 pub struct ConnectorView {
     id: String,
+    #[schema(value_type = ConnectorStandard)]
     standard: String,
+    #[schema(value_type = ConnectorFormat)]
     format: String,
+    #[schema(value_type = PowerType)]
     power_type: String,
     max_electric_power: Option<i64>,
     tariff: Tariff,

@@ -4,6 +4,7 @@
 pub mod aggregate;
 pub mod command;
 pub mod error;
+pub mod vocabulary;
 
 pub use aggregate::Location;
 pub use command::{LocationCommand, PublishLocation, RemoveLocation};

@@ -1096,3 +1096,52 @@ async fn verified_events_about_unknown_intents_are_ignored_and_malformed_ids_are
         "{text}"
     );
 }
+
+/// A connector's standard, format and power type are OCPI 2.2.1's words: anything else
+/// is refused field by field, and nothing is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_location_with_connector_words_ocpi_does_not_know_is_refused_field_by_field() {
+    let (_store, _mock, _fake, server) = start(Backend::Sqlite, &[]).await;
+    let mut body = location(45);
+    let c = &mut body["evses"][0]["connectors"][1];
+    c["standard"] = json!("TYPE2");
+    c["format"] = json!("cable");
+    c["power_type"] = json!("AC");
+    let r = server
+        .http
+        .put(server.url("/api/workspaces/ws-1/locations/LOC-9"))
+        .bearer_auth(token("cpo", &["ws-1"], "locations:write"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let (status, p) = status_json(r).await;
+    assert_eq!(
+        (status, p["code"].as_str()),
+        (422, Some("validation_failed")),
+        "{p}"
+    );
+    let fields: Vec<&str> = p["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    let at = "evses[0].connectors[1]";
+    assert_eq!(
+        fields,
+        [
+            format!("{at}.standard"),
+            format!("{at}.format"),
+            format!("{at}.power_type")
+        ],
+        "{p}"
+    );
+    let r = server
+        .http
+        .get(server.url("/emsp/2.2.1/locations/LOC-9"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+}
