@@ -2,10 +2,12 @@
 //! sessions for workspace subscriptions (the platform bills its workspaces).
 
 use secrecy::SecretString;
-use serde_json::Value;
-use stripe_client_core::{RequestBuilder, StripeMethod};
 
-use super::transport::{CallError, StripeTransport};
+use super::transport::{read, CallError, StripeTransport};
+use super::wire::{
+    CheckoutForm, CheckoutSession, Created, CustomerForm, LineItem, PortalForm, PortalSession,
+    SubscriptionData,
+};
 
 /// A Checkout Session in subscription mode for one workspace.
 #[derive(Debug, Clone)]
@@ -40,19 +42,6 @@ pub trait BillingGateway: Send + Sync {
     ) -> Result<String, CallError>;
 }
 
-fn text(v: &Value, field: &str) -> Result<String, CallError> {
-    v.get(field)
-        .and_then(Value::as_str)
-        .map(str::to_string)
-        .ok_or_else(|| CallError::Unreachable(format!("Stripe answered without {field}")))
-}
-
-fn post(path: &str, form: &[(String, String)]) -> RequestBuilder {
-    let mut builder = RequestBuilder::new(StripeMethod::Post, path);
-    builder.body = Some(super::serde_urlencoded(form));
-    builder
-}
-
 #[async_trait::async_trait]
 impl BillingGateway for StripeTransport {
     async fn create_customer(
@@ -60,22 +49,16 @@ impl BillingGateway for StripeTransport {
         key: &SecretString,
         workspace_id: &str,
     ) -> Result<String, CallError> {
-        let form = vec![
-            (
-                "metadata[workspace_id]".to_string(),
-                workspace_id.to_string(),
-            ),
-            (
-                "description".to_string(),
-                format!("roampay workspace {workspace_id}"),
-            ),
-        ];
+        let form = CustomerForm {
+            description: format!("roampay workspace {workspace_id}"),
+            metadata: [("workspace_id", workspace_id)].into(),
+        };
         // The same workspace always gets the same customer, even when asked twice.
         let idempotency = format!("roampay-billing-customer-{workspace_id}");
         let body = self
-            .send(key, post("/customers", &form), Some(&idempotency))
+            .post(key, "/customers", &form, Some(&idempotency))
             .await?;
-        text(&body, "id")
+        Ok(read::<Created>(body, "customer")?.id)
     }
 
     async fn create_checkout_session(
@@ -83,26 +66,23 @@ impl BillingGateway for StripeTransport {
         key: &SecretString,
         req: &CheckoutRequest,
     ) -> Result<(String, String), CallError> {
-        let form: Vec<(String, String)> = [
-            ("mode", "subscription"),
-            ("line_items[0][price]", req.price_id.as_str()),
-            ("line_items[0][quantity]", "1"),
-            ("customer", req.customer_id.as_str()),
-            ("client_reference_id", req.workspace_id.as_str()),
-            ("success_url", req.success_url.as_str()),
-            ("cancel_url", req.cancel_url.as_str()),
-            (
-                "subscription_data[metadata][workspace_id]",
-                req.workspace_id.as_str(),
-            ),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-        let body = self
-            .send(key, post("/checkout/sessions", &form), None)
-            .await?;
-        Ok((text(&body, "url")?, text(&body, "id")?))
+        let form = CheckoutForm {
+            mode: "subscription",
+            line_items: [LineItem {
+                price: &req.price_id,
+                quantity: 1,
+            }],
+            customer: &req.customer_id,
+            client_reference_id: &req.workspace_id,
+            success_url: &req.success_url,
+            cancel_url: &req.cancel_url,
+            subscription_data: SubscriptionData {
+                metadata: [("workspace_id", req.workspace_id.as_str())].into(),
+            },
+        };
+        let body = self.post(key, "/checkout/sessions", &form, None).await?;
+        let session: CheckoutSession = read(body, "Checkout Session")?;
+        Ok((session.url, session.id))
     }
 
     async fn create_portal_session(
@@ -111,13 +91,13 @@ impl BillingGateway for StripeTransport {
         customer_id: &str,
         return_url: &str,
     ) -> Result<String, CallError> {
-        let form = vec![
-            ("customer".to_string(), customer_id.to_string()),
-            ("return_url".to_string(), return_url.to_string()),
-        ];
+        let form = PortalForm {
+            customer: customer_id,
+            return_url,
+        };
         let body = self
-            .send(key, post("/billing_portal/sessions", &form), None)
+            .post(key, "/billing_portal/sessions", &form, None)
             .await?;
-        text(&body, "url")
+        Ok(read::<PortalSession>(body, "Billing Portal session")?.url)
     }
 }

@@ -4,10 +4,10 @@
 
 use secrecy::SecretString;
 use serde_json::Value;
-use stripe_client_core::{RequestBuilder, StripeMethod};
 
 use super::boundary::{checked, is_metadata_id, is_object_id, InvalidField};
-use super::transport::{CallError, StripeTransport};
+use super::transport::{read, CallError, StripeTransport};
+use super::wire::{AccountForm, AccountLinkAnswer, AccountLinkForm};
 
 /// `express` or `standard`: who owns the dashboard and the relationship with Stripe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -147,12 +147,6 @@ fn account(body: Value) -> Result<AccountView, CallError> {
     }
 }
 
-fn post(path: &str, form: &[(String, String)]) -> RequestBuilder {
-    let mut builder = RequestBuilder::new(StripeMethod::Post, path);
-    builder.body = Some(super::serde_urlencoded(form));
-    builder
-}
-
 #[async_trait::async_trait]
 impl ConnectGateway for StripeTransport {
     #[tracing::instrument(skip_all, fields(workspace_id = %req.workspace_id))]
@@ -161,18 +155,12 @@ impl ConnectGateway for StripeTransport {
         platform_key: &SecretString,
         req: &CreateAccount,
     ) -> Result<AccountView, CallError> {
-        let form = vec![
-            ("type".to_string(), req.account_type.as_str().to_string()),
-            ("metadata[workspace_id]".into(), req.workspace_id.clone()),
-        ];
-        let body = self
-            .send(
-                platform_key,
-                post("/accounts", &form),
-                Some(&req.idempotency_key),
-            )
-            .await?;
-        account(body)
+        let form = AccountForm {
+            account_type: req.account_type.as_str(),
+            metadata: [("workspace_id", req.workspace_id.as_str())].into(),
+        };
+        let key = Some(req.idempotency_key.as_str());
+        account(self.post(platform_key, "/accounts", &form, key).await?)
     }
 
     #[tracing::instrument(skip_all, fields(account = %req.account_id))]
@@ -181,27 +169,27 @@ impl ConnectGateway for StripeTransport {
         platform_key: &SecretString,
         req: &CreateAccountLink,
     ) -> Result<AccountLink, CallError> {
-        let form = vec![
-            ("account".to_string(), req.account_id.clone()),
-            ("refresh_url".into(), req.refresh_url.clone()),
-            ("return_url".into(), req.return_url.clone()),
-            ("type".into(), "account_onboarding".into()),
-        ];
+        let form = AccountLinkForm {
+            account: &req.account_id,
+            refresh_url: &req.refresh_url,
+            return_url: &req.return_url,
+            link_type: "account_onboarding",
+        };
         // A link is single-use and short-lived: every request asks for a fresh one.
         let key = format!("roampay-account-link-{}", uuid::Uuid::now_v7());
         let body = self
-            .send(platform_key, post("/account_links", &form), Some(&key))
+            .post(platform_key, "/account_links", &form, Some(&key))
             .await?;
-        let url = body
-            .get("url")
-            .and_then(Value::as_str)
-            .filter(|u| u.starts_with("https://") || u.starts_with("http://"))
-            .ok_or_else(|| CallError::Unreachable("Stripe answered without a link".into()))?;
+        let link: AccountLinkAnswer = read(body, "Account Link")?;
+        if !(link.url.starts_with("https://") || link.url.starts_with("http://")) {
+            return Err(CallError::Unreachable(
+                "Stripe answered without a link".into(),
+            ));
+        }
         Ok(AccountLink {
-            url: url.to_string(),
-            expires_at: body
-                .get("expires_at")
-                .and_then(Value::as_i64)
+            url: link.url,
+            expires_at: link
+                .expires_at
                 .and_then(|t| chrono::DateTime::from_timestamp(t, 0)),
         })
     }
@@ -218,7 +206,7 @@ impl ConnectGateway for StripeTransport {
                 code: Some("invalid_account_id".into()),
             });
         }
-        let builder = RequestBuilder::new(StripeMethod::Get, format!("/accounts/{account_id}"));
-        account(self.send(platform_key, builder, None).await?)
+        let path = format!("/accounts/{account_id}");
+        account(self.get(platform_key, &path, None::<&()>).await?)
     }
 }

@@ -12,15 +12,21 @@ pub mod boundary;
 pub mod connect;
 pub mod transport;
 pub mod webhook;
+pub mod wire;
 
 use roampay_events::{IntentStatus, LastPaymentError, StripeMode, STRIPE_UNREACHABLE};
 
 use boundary::{checked, is_code, is_metadata_id, is_object_id, InvalidField};
 use secrecy::SecretString;
 use serde_json::Value;
-use stripe_client_core::{RequestBuilder, StripeMethod};
+use wire::{
+    CaptureForm, ClientSecretQuery, CreatedRange, Expand, List, ListQuery, PaymentIntentForm,
+    RefundForm,
+};
 
-pub use transport::{client_secret_for_browser, key_digest, key_mode, CallError, StripeTransport};
+pub use transport::{
+    client_secret_for_browser, key_digest, key_mode, read, CallError, Caller, StripeTransport,
+};
 
 /// Whose Stripe account a payment call acts on: the workspace's own key (keys mode), or
 /// the platform's key acting on a connected account (connect mode: Stripe's
@@ -427,27 +433,19 @@ impl StripeTransport {
         &self,
         probe: &CredentialProbe<'_>,
     ) -> Result<PaymentIntentView, CredentialCheck> {
-        let form: Vec<(String, String)> = vec![
-            (
-                "amount".into(),
-                crate::money::PreAuthAmount::MIN.to_string(),
-            ),
-            ("currency".into(), probe.currency.to_string()),
-            ("capture_method".into(), "manual".into()),
-            ("payment_method_types[0]".into(), "card".into()),
-            (
-                format!("metadata[{}]", CHECK_PURPOSE.0),
-                CHECK_PURPOSE.1.into(),
-            ),
-            (
-                "metadata[workspace_id]".into(),
-                probe.workspace_id.to_string(),
-            ),
+        let metadata = [
+            (CHECK_PURPOSE.0, CHECK_PURPOSE.1),
+            ("workspace_id", probe.workspace_id),
         ];
-        let mut builder = RequestBuilder::new(StripeMethod::Post, "/payment_intents");
-        builder.body = Some(serde_urlencoded(&form));
+        let form = PaymentIntentForm::hold(
+            crate::money::PreAuthAmount::MIN,
+            probe.currency,
+            metadata.into(),
+        );
         let key = format!("roampay-check-{}", uuid::Uuid::now_v7());
-        let created = self.send(probe.secret_key, builder, Some(&key)).await;
+        let created = self
+            .post(probe.secret_key, "/payment_intents", &form, Some(&key))
+            .await;
         let pi = match created.and_then(view) {
             Ok(pi) => pi,
             Err(CallError::Api { status: 401, .. }) => return Err(failed(
@@ -493,13 +491,12 @@ impl StripeTransport {
             ));
         };
         let id = checked_id(&pi.id).ok()?;
-        let mut builder = RequestBuilder::new(StripeMethod::Get, format!("/payment_intents/{id}"));
-        builder.query = Some(serde_urlencoded(&[(
-            "client_secret".to_string(),
-            client_secret_for_browser(client_secret),
-        )]));
+        let query = ClientSecretQuery {
+            client_secret: client_secret_for_browser(client_secret),
+        };
         let publishable = SecretString::from(probe.publishable_key.to_string());
-        match self.send(&publishable, builder, None).await {
+        let path = format!("/payment_intents/{id}");
+        match self.get(&publishable, &path, Some(&query)).await {
             Ok(_) => None,
             Err(CallError::Api { status: 404, .. }) => Some(failed(
                 "account_mismatch",
@@ -523,10 +520,9 @@ impl StripeTransport {
     /// no card and charges nobody).
     async fn cancel_check_intent(&self, secret_key: &SecretString, id: &str) {
         let Ok(id) = checked_id(id) else { return };
-        let builder =
-            RequestBuilder::new(StripeMethod::Post, format!("/payment_intents/{id}/cancel"));
         let key = format!("roampay-check-cancel-{id}");
-        if let Err(e) = self.send(secret_key, builder, Some(&key)).await {
+        let path = format!("/payment_intents/{id}/cancel");
+        if let Err(e) = self.post(secret_key, &path, &(), Some(&key)).await {
             tracing::warn!(payment_intent = %id, error = ?e, "a credential check's PaymentIntent could not be cancelled");
         }
     }
@@ -538,20 +534,13 @@ impl StripeTransport {
         path: &str,
         payment_intent_id: &str,
     ) -> Result<Vec<Value>, CallError> {
-        let query = vec![
-            (
-                "payment_intent".to_string(),
-                checked_id(payment_intent_id)?.to_string(),
-            ),
-            ("limit".to_string(), "100".to_string()),
-        ];
-        let mut builder = RequestBuilder::new(StripeMethod::Get, path);
-        builder.query = Some(serde_urlencoded(&query));
-        let body = self.send_on(on, builder, None).await?;
-        body.get("data")
-            .and_then(Value::as_array)
-            .cloned()
-            .ok_or_else(|| CallError::Unreachable("Stripe answered without a list".into()))
+        let query = ListQuery {
+            limit: 100,
+            payment_intent: Some(checked_id(payment_intent_id)?),
+            ..ListQuery::default()
+        };
+        let list: List<Value> = read(self.get(on, path, Some(&query)).await?, "list")?;
+        Ok(list.data)
     }
 }
 
@@ -582,11 +571,11 @@ impl StripeGateway for StripeTransport {
         }
         // The account id is a courtesy: restricted keys often may not read it, and
         // Stripe-compatible peers may not serve it.
-        let account = RequestBuilder::new(StripeMethod::Get, "/account");
-        let account_id = match self.send(probe.secret_key, account, None).await {
-            Ok(body) => body.get("id").and_then(Value::as_str).map(str::to_string),
-            Err(_) => None,
-        };
+        let account = self.get(probe.secret_key, "/account", None::<&()>).await;
+        let account_id = account
+            .and_then(|body| read::<wire::Created>(body, "account"))
+            .ok()
+            .map(|a| a.id);
         CredentialCheck::Valid { account_id }
     }
 
@@ -596,27 +585,12 @@ impl StripeGateway for StripeTransport {
         on: &StripeAccount,
         req: &CreatePaymentIntent,
     ) -> Result<PaymentIntentView, CallError> {
-        let mut form: Vec<(String, String)> = vec![
-            ("amount".into(), req.amount_cents.to_string()),
-            ("currency".into(), req.currency.clone()),
-            ("capture_method".into(), "manual".into()),
-            ("payment_method_types[0]".into(), "card".into()),
-        ];
-        for (k, v) in &req.metadata {
-            form.push((format!("metadata[{k}]"), v.clone()));
-        }
-        if let Some(email) = &req.receipt_email {
-            form.push(("receipt_email".into(), email.clone()));
-        }
-        if let Some(fee) = req.application_fee_amount {
-            form.push(("application_fee_amount".into(), fee.to_string()));
-        }
-        let mut builder = RequestBuilder::new(StripeMethod::Post, "/payment_intents");
-        builder.body = Some(serde_urlencoded(&form));
-        view(
-            self.send_on(on, builder, Some(&req.idempotency_key))
-                .await?,
-        )
+        let metadata = req.metadata.iter().map(|(k, v)| (*k, v.as_str()));
+        let mut form = PaymentIntentForm::hold(req.amount_cents, &req.currency, metadata.collect());
+        form.receipt_email = req.receipt_email.as_deref();
+        form.application_fee_amount = req.application_fee_amount;
+        let key = Some(req.idempotency_key.as_str());
+        view(self.post(on, "/payment_intents", &form, key).await?)
     }
 
     #[tracing::instrument(skip_all, fields(payment_intent = %id))]
@@ -625,14 +599,12 @@ impl StripeGateway for StripeTransport {
         on: &StripeAccount,
         id: &str,
     ) -> Result<PaymentIntentView, CallError> {
-        let id = checked_id(id)?;
-        let mut builder = RequestBuilder::new(StripeMethod::Get, format!("/payment_intents/{id}"));
+        let path = format!("/payment_intents/{}", checked_id(id)?);
         // The charge tells when the hold lapses (`capture_before`).
-        builder.query = Some(serde_urlencoded(&[(
-            "expand[]".to_string(),
-            "latest_charge".to_string(),
-        )]));
-        view(self.send_on(on, builder, None).await?)
+        let expand = Expand {
+            expand: ["latest_charge"],
+        };
+        view(self.get(on, &path, Some(&expand)).await?)
     }
 
     #[tracing::instrument(skip_all, fields(payment_intent = %id, amount = amount.amount_cents))]
@@ -643,15 +615,12 @@ impl StripeGateway for StripeTransport {
         amount: Capture,
         idempotency_key: &str,
     ) -> Result<PaymentIntentView, CallError> {
-        let id = checked_id(id)?;
-        let mut builder =
-            RequestBuilder::new(StripeMethod::Post, format!("/payment_intents/{id}/capture"));
-        let mut form = vec![("amount_to_capture".into(), amount.amount_cents.to_string())];
-        if let Some(fee) = amount.application_fee_amount {
-            form.push(("application_fee_amount".into(), fee.to_string()));
-        }
-        builder.body = Some(serde_urlencoded(&form));
-        view(self.send_on(on, builder, Some(idempotency_key)).await?)
+        let path = format!("/payment_intents/{}/capture", checked_id(id)?);
+        let form = CaptureForm {
+            amount_to_capture: amount.amount_cents,
+            application_fee_amount: amount.application_fee_amount,
+        };
+        view(self.post(on, &path, &form, Some(idempotency_key)).await?)
     }
 
     #[tracing::instrument(skip_all, fields(payment_intent = %id))]
@@ -661,10 +630,8 @@ impl StripeGateway for StripeTransport {
         id: &str,
         idempotency_key: &str,
     ) -> Result<PaymentIntentView, CallError> {
-        let id = checked_id(id)?;
-        let builder =
-            RequestBuilder::new(StripeMethod::Post, format!("/payment_intents/{id}/cancel"));
-        view(self.send_on(on, builder, Some(idempotency_key)).await?)
+        let path = format!("/payment_intents/{}/cancel", checked_id(id)?);
+        view(self.post(on, &path, &(), Some(idempotency_key)).await?)
     }
 
     #[tracing::instrument(skip_all, fields(payment_intent = %req.payment_intent_id, amount = req.amount_cents))]
@@ -673,27 +640,15 @@ impl StripeGateway for StripeTransport {
         on: &StripeAccount,
         req: &CreateRefund,
     ) -> Result<RefundView, CallError> {
-        let mut form: Vec<(String, String)> = vec![
-            (
-                "payment_intent".into(),
-                checked_id(&req.payment_intent_id)?.to_string(),
-            ),
-            ("amount".into(), req.amount_cents.to_string()),
-        ];
-        if let Some(reason) = &req.reason {
-            form.push(("reason".into(), reason.clone()));
-        }
-        if req.refund_application_fee {
-            form.push(("refund_application_fee".into(), "true".into()));
-        }
-        for (k, v) in &req.metadata {
-            form.push((format!("metadata[{k}]"), v.clone()));
-        }
-        let mut builder = RequestBuilder::new(StripeMethod::Post, "/refunds");
-        builder.body = Some(serde_urlencoded(&form));
-        let body = self
-            .send_on(on, builder, Some(&req.idempotency_key))
-            .await?;
+        let form = RefundForm {
+            payment_intent: checked_id(&req.payment_intent_id)?,
+            amount: req.amount_cents,
+            reason: req.reason.as_deref(),
+            refund_application_fee: req.refund_application_fee,
+            metadata: req.metadata.iter().map(|(k, v)| (*k, v.as_str())).collect(),
+        };
+        let key = Some(req.idempotency_key.as_str());
+        let body = self.post(on, "/refunds", &form, key).await?;
         RefundView::from_json(&body).map_err(|e| CallError::Unreachable(e.to_string()))
     }
 
@@ -728,49 +683,19 @@ impl StripeGateway for StripeTransport {
         created_gte: Option<i64>,
         starting_after: Option<&str>,
     ) -> Result<PaymentIntentPage, CallError> {
-        let mut query = vec![("limit".to_string(), "100".to_string())];
-        if let Some(t) = created_gte {
-            query.push(("created[gte]".into(), t.to_string()));
-        }
-        if let Some(id) = starting_after {
-            query.push(("starting_after".into(), checked_id(id)?.to_string()));
-        }
-        let mut builder = RequestBuilder::new(StripeMethod::Get, "/payment_intents");
-        builder.query = Some(serde_urlencoded(&query));
-        let body = self.send_on(on, builder, None).await?;
-        let data = body
-            .get("data")
-            .and_then(Value::as_array)
-            .cloned()
-            .ok_or_else(|| CallError::Unreachable("Stripe answered without a list".into()))?;
-        let has_more = body
-            .get("has_more")
-            .and_then(Value::as_bool)
-            .unwrap_or(false);
-        Ok(PaymentIntentPage { data, has_more })
+        let query = ListQuery {
+            limit: 100,
+            created: created_gte.map(|gte| CreatedRange { gte }),
+            starting_after: starting_after.map(checked_id).transpose()?,
+            ..ListQuery::default()
+        };
+        let page: List<Value> = read(
+            self.get(on, "/payment_intents", Some(&query)).await?,
+            "list",
+        )?;
+        Ok(PaymentIntentPage {
+            data: page.data,
+            has_more: page.has_more,
+        })
     }
-}
-
-/// `application/x-www-form-urlencoded`, keys and values percent-encoded.
-fn serde_urlencoded(pairs: &[(String, String)]) -> String {
-    fn enc(s: &str, out: &mut String) {
-        for b in s.bytes() {
-            match b {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                    out.push(b as char)
-                }
-                _ => out.push_str(&format!("%{b:02X}")),
-            }
-        }
-    }
-    let mut out = String::new();
-    for (i, (k, v)) in pairs.iter().enumerate() {
-        if i > 0 {
-            out.push('&');
-        }
-        enc(k, &mut out);
-        out.push('=');
-        enc(v, &mut out);
-    }
-    out
 }

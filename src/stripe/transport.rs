@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
+use serde::{de::DeserializeOwned, Serialize};
 use serde_json::Value;
 use stripe_client_core::{RequestBuilder, StripeMethod};
 use tracing::Instrument;
@@ -89,6 +90,34 @@ enum Attempt {
     Final(CallError),
 }
 
+/// Who a call is made as: a key, on its own account or (the platform's key) on a
+/// connected account (`Stripe-Account`).
+#[derive(Clone, Copy)]
+pub struct Caller<'a> {
+    pub key: &'a SecretString,
+    pub account: Option<&'a str>,
+}
+
+impl<'a> From<&'a SecretString> for Caller<'a> {
+    fn from(key: &'a SecretString) -> Self {
+        Self { key, account: None }
+    }
+}
+
+impl<'a> From<&'a super::StripeAccount> for Caller<'a> {
+    fn from(on: &'a super::StripeAccount) -> Self {
+        Self {
+            key: &on.key,
+            account: on.connected.as_deref(),
+        }
+    }
+}
+
+/// An answer read into its type; one that lacks what the type needs is no usable answer.
+pub fn read<T: DeserializeOwned>(body: Value, what: &str) -> Result<T, CallError> {
+    T::deserialize(body).map_err(|e| CallError::Unreachable(format!("Stripe's {what} answer: {e}")))
+}
+
 pub struct StripeTransport {
     http: reqwest::Client,
     base: String,
@@ -114,26 +143,33 @@ impl StripeTransport {
         }
     }
 
-    /// Sends one request with `key` on its own account.
-    pub async fn send(
+    /// `POST path` with `form` (the one way anything is posted to Stripe), on the
+    /// account `on` names; retried with the same idempotency key when worth it.
+    pub async fn post<F: Serialize>(
         &self,
-        key: &SecretString,
-        req: RequestBuilder,
+        on: impl Into<Caller<'_>>,
+        path: &str,
+        form: &F,
         idempotency_key: Option<&str>,
     ) -> Result<Value, CallError> {
-        self.send_as(key, None, req, idempotency_key).await
+        let req = RequestBuilder::new(StripeMethod::Post, path).form(form);
+        let on = on.into();
+        self.send_as(on.key, on.account, req, idempotency_key).await
     }
 
-    /// Sends one request on the account `on` names (a connected account carries the
-    /// `Stripe-Account` header).
-    pub async fn send_on(
+    /// `GET path?query`.
+    pub async fn get<Q: Serialize>(
         &self,
-        on: &super::StripeAccount,
-        req: RequestBuilder,
-        idempotency_key: Option<&str>,
+        on: impl Into<Caller<'_>>,
+        path: &str,
+        query: Option<&Q>,
     ) -> Result<Value, CallError> {
-        self.send_as(&on.key, on.connected.as_deref(), req, idempotency_key)
-            .await
+        let mut req = RequestBuilder::new(StripeMethod::Get, path);
+        if let Some(q) = query {
+            req = req.query(q);
+        }
+        let on = on.into();
+        self.send_as(on.key, on.account, req, None).await
     }
 
     /// Sends one request; retries (same idempotency key) what is worth retrying.
@@ -307,15 +343,9 @@ impl StripeTransport {
                 ))
             });
         }
-        let code = body
-            .as_ref()
-            .and_then(|b| {
-                b.pointer("/error/code")
-                    .or_else(|| b.pointer("/error/type"))
-            })
-            .and_then(Value::as_str)
-            .filter(|c| !c.is_empty())
-            .map(str::to_string);
+        let code = serde_json::from_slice::<super::wire::ErrorAnswer>(&bytes)
+            .ok()
+            .and_then(super::wire::ErrorAnswer::code);
         let error = CallError::Api { status, code };
         let retry = match should_retry {
             Some(explicit) => explicit,
