@@ -59,10 +59,10 @@ async fn main() {
         .await
         .unwrap();
     let url = format!("{}/{name}", pg_url().rsplit_once('/').unwrap().0);
-    let db = roampay::store::connect(Some(&url), std::path::Path::new("/tmp"))
+    let db = roampay::infra::store::connect(Some(&url), std::path::Path::new("/tmp"))
         .await
         .unwrap();
-    roampay::store::migrate(&db).await.unwrap();
+    roampay::infra::store::migrate(&db).await.unwrap();
     let Db::Postgres(pool) = &db else {
         unreachable!()
     };

@@ -12,9 +12,9 @@
 //! then copied with new ids (workspace, intent, PaymentIntent) into the log by COPY.
 
 mod common;
-#[path = "chaos/harness/mod.rs"]
-#[allow(dead_code)]
-mod harness;
+
+use roampay_testkit::chaos as harness;
+use roampay_testkit::stripe::FakeStripe;
 
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
@@ -54,6 +54,7 @@ struct Template {
 
 #[tokio::main]
 async fn main() {
+    harness::fleet::use_binary(env!("CARGO_BIN_EXE_roampay"));
     let events: usize = std::env::var("ROAMPAY_BENCH_SCALE_EVENTS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -142,7 +143,7 @@ fn roampay(args: &[&str], url: &str) -> std::process::Output {
 async fn record_template(admin: &PgPool) -> Template {
     let name = format!("roampay_bench_template_{}", std::process::id());
     let url = create_db(admin, &name).await;
-    let (server, fake) = harness::fake::FakeStripe::start().await;
+    let (server, fake) = FakeStripe::start().await;
     let fleet = harness::fleet::Fleet::start(1, &url, &server.uri(), &[]);
     let load = harness::load::Load::new(fleet.clone(), fake, 1, Duration::ZERO);
     load.set_up(1).await;
@@ -388,7 +389,7 @@ async fn measure(admin: &PgPool, t: &Template, events: usize, long: bool) -> Fig
     };
     pool.close().await;
 
-    let (server, _fake) = harness::fake::FakeStripe::start().await;
+    let (server, _fake) = FakeStripe::start().await;
     let service = common::start(&server.uri(), Some(&url), &[], INTENTS).await;
     let http = reqwest::Client::new();
     let mut latencies = Vec::with_capacity(INTENTS);
@@ -490,10 +491,10 @@ async fn support_queries(
 async fn load_long(pool: &PgPool) -> (f64, f64, f64) {
     let db = roampay_projections::Db::Postgres(pool.clone());
     let fresh = || {
-        roampay::store::Aggregates::<roampay::location::Location>::new(
+        roampay::infra::store::Aggregates::<roampay::domain::location::Location>::new(
             &db,
             (),
-            roampay::store::Memory {
+            roampay::infra::store::Memory {
                 capacity: 2,
                 idle: Duration::from_secs(1),
             },

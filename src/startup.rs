@@ -11,18 +11,18 @@ use roampay_projections::Db;
 
 use crate::application::connect::ConnectSettings;
 use crate::application::{Services, Settings};
-use crate::clock::SystemClock;
 use crate::config::{
     find_secret, store_secret, Found, HoldArgs, JwtArgs, KeyArgs, PlatformArgs, ServeArgs,
     StoreArgs, StripeArgs,
 };
 use crate::http::auth::JwtAuth;
 use crate::http::{self, AppState};
+use crate::infra::clock::SystemClock;
+use crate::infra::store::{self, Memory};
+use crate::infra::stripe::webhook::Tolerance;
+use crate::infra::stripe::{StripeGateway, StripeTransport};
+use crate::infra::vault::{DbVault, MasterKey, SecretVault};
 use crate::jobs::{self, session_worker::WorkerSettings, sweep::SweepSettings, JobSettings};
-use crate::store::{self, Memory};
-use crate::stripe::webhook::Tolerance;
-use crate::stripe::{StripeGateway, StripeTransport};
-use crate::vault::{DbVault, MasterKey, SecretVault};
 
 pub type AnyError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -82,12 +82,12 @@ async fn master_keys(
             }
         };
     let previous = previous_master_keys(keys)?;
-    crate::vault::check_master_keys(db, &master, &previous).await?;
+    crate::infra::vault::check_master_keys(db, &master, &previous).await?;
     if let Some((path, text)) = generated {
         store_secret(&path, &text)?;
         tracing::warn!(path = %path.display(), "no ROAMPAY_MASTER_KEY given: generated a master key (keep this file safe and backed up)");
     }
-    crate::vault::record_master_key(db, &master).await?;
+    crate::infra::vault::record_master_key(db, &master).await?;
     Ok((master, previous))
 }
 
@@ -109,7 +109,7 @@ pub async fn rotate_master(
     store: &StoreArgs,
     keys: &KeyArgs,
     new_key_file: &std::path::Path,
-) -> Result<(crate::vault::Rewrapped, String), AnyError> {
+) -> Result<(crate::infra::vault::Rewrapped, String), AnyError> {
     let text = std::fs::read_to_string(new_key_file).map_err(|e| {
         format!(
             "--new-key-file: cannot read {}: {e}",
@@ -130,7 +130,7 @@ pub async fn rotate_master(
     let mut old = vec![current];
     old.extend(previous_master_keys(keys)?);
     let db = open_store(store).await?;
-    let done = crate::vault::rotate_master(&db, &old, &new, |n| {
+    let done = crate::infra::vault::rotate_master(&db, &old, &new, |n| {
         if n > 0 && n % 1000 == 0 {
             eprintln!("{n} data keys re-wrapped so far");
         }
@@ -295,11 +295,11 @@ fn endpoint_secrets(
 }
 
 /// A platform endpoint's signing secret, when set, is a real one (see
-/// [`crate::stripe::webhook::platform_secret_problem`]).
+/// [`crate::infra::stripe::webhook::platform_secret_problem`]).
 fn check_platform_secret(name: &str, value: &Option<secrecy::SecretString>) -> Result<(), String> {
     let Some(problem) = value
         .as_ref()
-        .and_then(crate::stripe::webhook::platform_secret_problem)
+        .and_then(crate::infra::stripe::webhook::platform_secret_problem)
     else {
         return Ok(());
     };
@@ -360,14 +360,14 @@ pub fn connect_settings(
     platform: &PlatformArgs,
     stripe: &StripeArgs,
 ) -> Result<Option<ConnectSettings>, AnyError> {
-    use crate::workspace_stripe_profile::credentials::PublishableKey;
+    use crate::domain::workspace_stripe_profile::credentials::PublishableKey;
     let (Some(key), Some(pk)) = (
         &platform.platform_stripe_secret_key,
         &platform.platform_publishable_key,
     ) else {
         return Ok(None);
     };
-    let mode = crate::stripe::key_mode(key).ok_or(
+    let mode = crate::infra::stripe::key_mode(key).ok_or(
         "ROAMPAY_PLATFORM_STRIPE_SECRET_KEY: expected sk_test_…, sk_live_…, rk_test_… or rk_live_…",
     )?;
     let publishable = PublishableKey::parse(pk)

@@ -1,5 +1,7 @@
-//! In-memory fakes of the vault and Stripe, for aggregate specifications only. Flows
-//! are proven by the API tests against the real vault and a fake Stripe server.
+//! For aggregate specifications only: an in-memory vault, and Stripe's answers as a
+//! script (what a call answers, in order; what was asked). Neither is a gateway: flows
+//! are proven by the API tests against the real vault and the one fake Stripe server
+//! (`roampay-testkit`).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -7,12 +9,11 @@ use std::sync::Mutex;
 use secrecy::SecretString;
 use sha2::{Digest, Sha256};
 
-use crate::stripe::{
-    CallError, Capture, CreatePaymentIntent, CreateRefund, CredentialCheck, CredentialProbe,
-    PaymentIntentPage, PaymentIntentStatus, PaymentIntentView, RefundView, StripeAccount,
-    StripeGateway,
+use crate::infra::stripe::{
+    CallError, Capture, CreatePaymentIntent, CreateRefund, CredentialCheck, PaymentIntentStatus,
+    PaymentIntentView, RefundView,
 };
-use crate::vault::{SecretField, SecretVault, VaultError};
+use crate::infra::vault::{SecretField, SecretVault, VaultError};
 
 #[derive(Default)]
 pub struct FakeVault {
@@ -36,7 +37,7 @@ impl SecretVault for FakeVault {
         _f: SecretField,
         secret: &SecretString,
     ) -> Result<String, VaultError> {
-        let key = crate::vault::key_bytes(secret);
+        let key = crate::infra::vault::key_bytes(secret);
         Ok(fingerprint(std::str::from_utf8(&key).unwrap_or_default()))
     }
     async fn put(
@@ -49,7 +50,7 @@ impl SecretVault for FakeVault {
     ) -> Result<(), VaultError> {
         self.stored.lock().unwrap().insert(
             (ws.into(), f.as_str(), v),
-            String::from_utf8_lossy(&crate::vault::key_bytes(secret)).into_owned(),
+            String::from_utf8_lossy(&crate::infra::vault::key_bytes(secret)).into_owned(),
         );
         Ok(())
     }
@@ -72,8 +73,8 @@ impl SecretVault for FakeVault {
     }
 }
 
-/// Answers with what it was given; records the PaymentIntents it was asked to create.
-pub struct FakeStripe {
+/// Stripe's answers for a specification: what each call answers, and what was asked.
+pub struct StripeScript {
     pub check: CredentialCheck,
     pub create: Result<PaymentIntentView, CallError>,
     pub created: Mutex<Vec<CreatePaymentIntent>>,
@@ -88,7 +89,7 @@ pub struct FakeStripe {
     pub refund_answer: Mutex<Option<Result<RefundView, CallError>>>,
 }
 
-impl FakeStripe {
+impl StripeScript {
     pub fn new(check: CredentialCheck) -> Self {
         Self {
             check,
@@ -125,35 +126,26 @@ pub fn pi(id: &str, status: &str) -> PaymentIntentView {
     }
 }
 
-#[async_trait::async_trait]
-impl StripeGateway for FakeStripe {
-    async fn check_credentials(&self, _probe: &CredentialProbe<'_>) -> CredentialCheck {
+impl StripeScript {
+    /// The credential check's verdict.
+    pub fn check(&self) -> CredentialCheck {
         self.check.clone()
     }
-    async fn create_payment_intent(
-        &self,
-        _on: &StripeAccount,
-        req: &CreatePaymentIntent,
-    ) -> Result<PaymentIntentView, CallError> {
+
+    pub fn create(&self, req: &CreatePaymentIntent) -> Result<PaymentIntentView, CallError> {
         self.created.lock().unwrap().push(req.clone());
         self.create.clone()
     }
-    async fn retrieve_payment_intent(
-        &self,
-        _on: &StripeAccount,
-        _id: &str,
-    ) -> Result<PaymentIntentView, CallError> {
+
+    pub fn retrieve(&self) -> Result<PaymentIntentView, CallError> {
         self.retrieve
             .lock()
             .unwrap()
             .clone()
             .unwrap_or_else(|| self.create.clone())
     }
-    async fn create_refund(
-        &self,
-        _on: &StripeAccount,
-        req: &CreateRefund,
-    ) -> Result<RefundView, CallError> {
+
+    pub fn refund(&self, req: &CreateRefund) -> Result<RefundView, CallError> {
         self.refunds.lock().unwrap().push(req.clone());
         self.refund_answer
             .lock()
@@ -169,34 +161,9 @@ impl StripeGateway for FakeStripe {
                 })
             })
     }
-    async fn list_refunds(
+
+    pub fn capture(
         &self,
-        _on: &StripeAccount,
-        _payment_intent_id: &str,
-    ) -> Result<Vec<RefundView>, CallError> {
-        Ok(vec![])
-    }
-    async fn list_disputes(
-        &self,
-        _on: &StripeAccount,
-        _payment_intent_id: &str,
-    ) -> Result<Vec<crate::stripe::DisputeView>, CallError> {
-        Ok(vec![])
-    }
-    async fn list_payment_intents(
-        &self,
-        _on: &StripeAccount,
-        _created_gte: Option<i64>,
-        _starting_after: Option<&str>,
-    ) -> Result<PaymentIntentPage, CallError> {
-        Ok(PaymentIntentPage {
-            data: vec![],
-            has_more: false,
-        })
-    }
-    async fn capture_payment_intent(
-        &self,
-        _on: &StripeAccount,
         id: &str,
         amount: Capture,
         idempotency_key: &str,
@@ -212,12 +179,8 @@ impl StripeGateway for FakeStripe {
             Ok(p)
         })
     }
-    async fn cancel_payment_intent(
-        &self,
-        _on: &StripeAccount,
-        id: &str,
-        idempotency_key: &str,
-    ) -> Result<PaymentIntentView, CallError> {
+
+    pub fn cancel(&self, id: &str, idempotency_key: &str) -> Result<PaymentIntentView, CallError> {
         self.settled
             .lock()
             .unwrap()

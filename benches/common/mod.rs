@@ -203,7 +203,7 @@ pub async fn deliver(
                 let t = chrono::Utc::now().timestamp();
                 let sig = format!(
                     "t={t},v1={}",
-                    roampay::stripe::webhook::sign(&secret, t, body)
+                    roampay::infra::stripe::webhook::sign(&secret, t, body)
                 );
                 let r = answer(
                     http.post(&url)

@@ -9,11 +9,11 @@ use roampay_events::{StripeConnection, StripeMode};
 use secrecy::SecretString;
 
 use super::connect::{ConnectError, ConnectSettings};
-use crate::charging_intent::aggregate::Payment;
-use crate::charging_intent::ChargingIntent;
-use crate::stripe::{key_digest, StripeAccount};
-use crate::vault::{SecretField, SecretVault};
-use crate::workspace_stripe_profile::WorkspaceStripeProfile;
+use crate::domain::charging_intent::aggregate::Payment;
+use crate::domain::charging_intent::ChargingIntent;
+use crate::domain::workspace_stripe_profile::WorkspaceStripeProfile;
+use crate::infra::stripe::{key_digest, StripeAccount};
+use crate::infra::vault::{SecretField, SecretVault};
 
 /// Which workspace and credential version each key read from the vault belongs to.
 #[derive(Default)]

@@ -16,13 +16,13 @@ use super::delivery_log::{DeliveryLog, Endpoint, Seen};
 use super::locations::Locations;
 use super::webhook_answers::{PlatformEndpoints, WebhookOutcome, WebhookRefusal};
 use super::StoreFault;
-use crate::clock::Clock;
-use crate::store::{billing_customers, Aggregates, Metadata};
-use crate::stripe::billing::{BillingGateway, CheckoutRequest};
-use crate::stripe::CallError;
-use crate::workspace_subscription::{
+use crate::domain::workspace_subscription::{
     StripeFact, WorkspaceSubscription, WorkspaceSubscriptionCommand as Cmd,
 };
+use crate::infra::clock::Clock;
+use crate::infra::store::{billing_customers, Aggregates, Metadata};
+use crate::infra::stripe::billing::{BillingGateway, CheckoutRequest};
+use crate::infra::stripe::CallError;
 
 /// Billing's settings, present only when a platform key is configured.
 #[derive(Clone)]
@@ -422,7 +422,7 @@ fn read_billing_event(
     let workspace = str_at(object, "/metadata/workspace_id")
         .or_else(|| str_at(object, "/subscription_details/metadata/workspace_id"))
         .or_else(|| str_at(object, "/client_reference_id"))
-        .filter(|w| crate::ids::WorkspaceId::parse(w).is_some());
+        .filter(|w| crate::domain::ids::WorkspaceId::parse(w).is_some());
     let Some(kind) = kind else {
         return Ok(None);
     };

@@ -12,17 +12,17 @@ use secrecy::SecretString;
 use roampay_projections::Db;
 
 use super::StoreFault;
-use crate::clock::Clock;
-use crate::store::{Aggregates, Metadata};
-use crate::stripe::connect::{
-    AccountType, AccountView, ConnectGateway, CreateAccount, CreateAccountLink,
-};
-use crate::stripe::CallError;
-use crate::workspace_stripe_profile::{
+use crate::domain::workspace_stripe_profile::{
     DeauthorizeConnectAccount, RecordConnectAccount, RecordOnboardingLink, RefreshConnectAccount,
     SwitchStripeConnection, WorkspaceStripeProfile, WorkspaceStripeProfileCommand as Cmd,
     WorkspaceStripeProfileError as E,
 };
+use crate::infra::clock::Clock;
+use crate::infra::store::{Aggregates, Metadata};
+use crate::infra::stripe::connect::{
+    AccountType, AccountView, ConnectGateway, CreateAccount, CreateAccountLink,
+};
+use crate::infra::stripe::CallError;
 
 /// The platform's Connect settings; Connect is off without them.
 #[derive(Clone)]

@@ -12,10 +12,10 @@ use super::delivery_log::Seen;
 use super::webhook_answers::{event_head, Refused, Via, WebhookOutcome, WebhookRefusal};
 use super::webhooks::Delivery;
 use super::webhooks::Webhooks;
-use crate::ids::WorkspaceId;
-use crate::store::Metadata;
-use crate::stripe::boundary::{checked, is_object_id};
-use crate::stripe::connect::AccountView;
+use crate::domain::ids::WorkspaceId;
+use crate::infra::store::Metadata;
+use crate::infra::stripe::boundary::{checked, is_object_id};
+use crate::infra::stripe::connect::AccountView;
 
 impl Webhooks {
     pub(super) async fn process_connect_webhook(

@@ -11,19 +11,19 @@ use roampay_projections::Db;
 use super::accounts::Accounts;
 use super::connect::Connect;
 use super::StoreFault;
-use crate::clock::Clock;
-use crate::store::{Aggregates, Metadata};
-use crate::stripe::{CredentialCheck, CredentialProbe, StripeGateway};
-use crate::vault::{SecretField, SecretVault};
-use crate::workspace_stripe_profile::credentials::{
+use crate::domain::workspace_stripe_profile::credentials::{
     PublishableKey, StripeSecretKey, WebhookSigningSecret,
 };
-use crate::workspace_stripe_profile::{
+use crate::domain::workspace_stripe_profile::{
     CheckTarget, PurgeWorkspaceStripeProfile, RemoveWorkspaceStripeCredentials,
     RevokeWorkspaceStripeCredentials, SaveWorkspaceStripeCredentials, UpdateWorkspaceOcpiConfig,
     ValidateWorkspaceStripeCredentials, ValidationScope, WorkspaceStripeProfile,
     WorkspaceStripeProfileCommand as Cmd, WorkspaceStripeProfileError as E,
 };
+use crate::infra::clock::Clock;
+use crate::infra::store::{Aggregates, Metadata};
+use crate::infra::stripe::{CredentialCheck, CredentialProbe, StripeGateway};
+use crate::infra::vault::{SecretField, SecretVault};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CredentialError {
@@ -219,7 +219,7 @@ impl Credentials {
         meta: &Metadata,
     ) -> Result<(), CredentialError> {
         let ws = cmd.workspace_id.clone();
-        let vault_failed = |e: crate::vault::VaultError| StoreFault::Internal(e.to_string());
+        let vault_failed = |e: crate::infra::vault::VaultError| StoreFault::Internal(e.to_string());
         if let Some(sk) = &cmd.secret_key {
             let fp = self
                 .vault
@@ -384,6 +384,7 @@ impl Credentials {
             publishable_key: &target.publishable_key,
             mode: target.mode,
             currency: profile.settings.currency.as_str(),
+            amount: crate::domain::money::PreAuthAmount::MIN,
         };
         Ok(self.stripe.check_credentials(&probe).await)
     }

@@ -121,7 +121,7 @@ impl DeliveryLog {
         seen: Seen,
         answer: &Result<super::WebhookOutcome, super::WebhookRefusal>,
         body: &[u8],
-        meta: &crate::store::Metadata,
+        meta: &crate::infra::store::Metadata,
         at: DateTime<Utc>,
     ) {
         let (outcome, code) = match answer {

@@ -10,13 +10,13 @@ use roampay_projections::Db;
 
 use super::accounts::Accounts;
 use super::StoreFault;
-use crate::clock::Clock;
-use crate::location::{
+use crate::domain::location::{
     Location, LocationCommand, LocationError as Refused, PublishLocation, RemoveLocation,
 };
-use crate::store::location_keys::LocationKeys;
-use crate::store::{Aggregates, Metadata};
-use crate::workspace_stripe_profile::WorkspaceStripeProfile;
+use crate::domain::workspace_stripe_profile::WorkspaceStripeProfile;
+use crate::infra::clock::Clock;
+use crate::infra::store::location_keys::LocationKeys;
+use crate::infra::store::{Aggregates, Metadata};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LocationError {
@@ -126,7 +126,7 @@ impl Locations {
     /// Removes every location the workspace owns (a sweep over all locations: purges
     /// are rare).
     pub async fn remove_all_of(&self, ws: &str, meta: &Metadata) -> Result<(), StoreFault> {
-        let ids = crate::store::aggregate_ids::<Location>(&self.db)
+        let ids = crate::infra::store::aggregate_ids::<Location>(&self.db)
             .await
             .map_err(StoreFault::of_sqlx)?;
         for id in ids {

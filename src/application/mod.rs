@@ -27,18 +27,18 @@ use std::time::Duration;
 use cqrs_es::AggregateError;
 use roampay_projections::{Db, Projector};
 
-use crate::charging_intent::ChargingIntent;
-use crate::clock::Clock;
-use crate::connector_reservation::ConnectorReservation;
-use crate::foreign_payment_intent::ForeignPaymentIntent;
-use crate::location::Location;
-use crate::store::{Aggregates, Metadata, OnCommit};
-use crate::stripe::webhook::Tolerance;
-use crate::stripe::StripeGateway;
-use crate::vault::SecretVault;
-use crate::webhook_rejections::WebhookRejections;
-use crate::workspace_stripe_profile::WorkspaceStripeProfile;
-use crate::workspace_subscription::WorkspaceSubscription;
+use crate::domain::charging_intent::ChargingIntent;
+use crate::domain::connector_reservation::ConnectorReservation;
+use crate::domain::foreign_payment_intent::ForeignPaymentIntent;
+use crate::domain::location::Location;
+use crate::domain::webhook_rejections::WebhookRejections;
+use crate::domain::workspace_stripe_profile::WorkspaceStripeProfile;
+use crate::domain::workspace_subscription::WorkspaceSubscription;
+use crate::infra::clock::Clock;
+use crate::infra::store::{Aggregates, Metadata, OnCommit};
+use crate::infra::stripe::webhook::Tolerance;
+use crate::infra::stripe::StripeGateway;
+use crate::infra::vault::SecretVault;
 
 pub use credentials::CredentialError;
 pub use locations::LocationError;
@@ -64,7 +64,7 @@ pub struct Settings {
     /// Open guest intents waiting for payment a workspace may have at once.
     pub max_pending_guest_intents: i64,
     /// Aggregate states remembered per type, and for how long (see `store::Aggregates`).
-    pub memory: crate::store::Memory,
+    pub memory: crate::infra::store::Memory,
     /// Workspace billing, when a platform Stripe key and plans are configured.
     pub billing: Option<billing::BillingSettings>,
     /// Stripe Connect, when the platform's keys are configured.
@@ -179,7 +179,7 @@ impl Services {
         ));
         let locations = Arc::new(locations::Locations {
             locations: locations_store,
-            location_keys: crate::store::location_keys::LocationKeys::new(db.clone()),
+            location_keys: crate::infra::store::location_keys::LocationKeys::new(db.clone()),
             profiles: profiles.clone(),
             accounts: accounts.clone(),
             db: db.clone(),
@@ -269,7 +269,7 @@ impl StoreFault {
     /// A read-model query's failure: a lost or refused connection is the store not
     /// answering (503), anything else internal.
     pub fn of_sqlx(e: sqlx::Error) -> Self {
-        let down = crate::store::unreachable(&e);
+        let down = crate::infra::store::unreachable(&e);
         if down {
             tracing::error!(error = %e, "store unreachable");
             Self::Unavailable

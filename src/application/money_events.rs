@@ -10,11 +10,11 @@ use super::payments::{Applied, PaymentError};
 use super::refunds::Told;
 use super::webhook_answers::{event_head, Refused, Via, WebhookOutcome, WebhookRefusal};
 use super::webhooks::{refusal_of, Webhooks};
-use crate::ids::WorkspaceId;
-use crate::store::Metadata;
-use crate::stripe::boundary::{checked, is_object_id};
-use crate::stripe::{CallError, DisputeView, RefundView, StripeAccount};
-use crate::workspace_stripe_profile::WorkspaceStripeProfile;
+use crate::domain::ids::WorkspaceId;
+use crate::domain::workspace_stripe_profile::WorkspaceStripeProfile;
+use crate::infra::store::Metadata;
+use crate::infra::stripe::boundary::{checked, is_object_id};
+use crate::infra::stripe::{CallError, DisputeView, RefundView, StripeAccount};
 
 /// What a verified refund or dispute event says.
 pub(super) struct MoneyEvent {

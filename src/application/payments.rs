@@ -15,20 +15,20 @@ use super::accounts::Accounts;
 use super::billing::Billing;
 use super::locations::Locations;
 use super::StoreFault;
-use crate::charging_intent::aggregate::{
+use crate::domain::charging_intent::aggregate::{
     hold_request, KEY_REVOKED, PERMISSION_DENIED, STRIPE_UNAVAILABLE,
 };
-use crate::charging_intent::{
+use crate::domain::charging_intent::{
     ChargingIntent, ChargingIntentCommand, ChargingIntentError, Hold, IntentStatus, PaidPreAuth,
     ProcessStripeAuthorizationWebhook, ReleaseStrayHold, RequestRoamingPreAuth,
 };
-use crate::clock::Clock;
-use crate::connector_reservation::{
+use crate::domain::connector_reservation::{
     connector_key, ConnectorCommand, ConnectorError, ConnectorReservation,
 };
-use crate::store::{Aggregates, Metadata};
-use crate::stripe::{PaymentIntentStatus, PaymentIntentView, StripeGateway};
-use crate::workspace_stripe_profile::WorkspaceStripeProfile;
+use crate::domain::workspace_stripe_profile::WorkspaceStripeProfile;
+use crate::infra::clock::Clock;
+use crate::infra::store::{Aggregates, Metadata};
+use crate::infra::stripe::{PaymentIntentStatus, PaymentIntentView, StripeGateway};
 
 /// Why a payment or session use case refused or failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -330,7 +330,7 @@ impl Payments {
 
     async fn pre_authorize_at(
         &self,
-        location: crate::location::Location,
+        location: crate::domain::location::Location,
         profile: WorkspaceStripeProfile,
         req: PreAuthRequest,
         meta: &Metadata,

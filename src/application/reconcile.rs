@@ -23,16 +23,16 @@ use roampay_projections::Db;
 use super::accounts::Accounts;
 use super::payments::{Payments, StripeReport};
 use super::{system, StoreFault};
-use crate::charging_intent::{ChargingIntent, IntentStatus};
-use crate::clock::Clock;
-use crate::foreign_payment_intent::foreign_stream;
-use crate::foreign_payment_intent::ForeignPaymentIntent;
-use crate::store::Aggregates;
-use crate::store::Metadata;
-use crate::stripe::StripeAccount;
-use crate::stripe::StripeGateway;
-use crate::stripe::{DisputeView, PaymentIntentStatus, PaymentIntentView, RefundView};
-use crate::workspace_stripe_profile::WorkspaceStripeProfile;
+use crate::domain::charging_intent::{ChargingIntent, IntentStatus};
+use crate::domain::foreign_payment_intent::foreign_stream;
+use crate::domain::foreign_payment_intent::ForeignPaymentIntent;
+use crate::domain::workspace_stripe_profile::WorkspaceStripeProfile;
+use crate::infra::clock::Clock;
+use crate::infra::store::Aggregates;
+use crate::infra::store::Metadata;
+use crate::infra::stripe::StripeAccount;
+use crate::infra::stripe::StripeGateway;
+use crate::infra::stripe::{DisputeView, PaymentIntentStatus, PaymentIntentView, RefundView};
 use roampay_events::StripeConnection;
 
 #[derive(Debug, thiserror::Error)]

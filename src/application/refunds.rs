@@ -4,12 +4,12 @@
 use super::payments::Payments;
 use super::payments::{store_error, Applied, PaymentError};
 use super::StoreFault;
-use crate::charging_intent::{
+use crate::domain::charging_intent::{
     ChargingIntentCommand, ChargingIntentError, ExecuteRefund, RecordDispute, RecordRefund,
     RequestRefund,
 };
-use crate::store::Metadata;
-use crate::stripe::{DisputeView, RefundView};
+use crate::infra::store::Metadata;
+use crate::infra::stripe::{DisputeView, RefundView};
 
 /// A refund as support asked for it (shape already checked).
 #[derive(Debug, Clone)]
@@ -50,7 +50,7 @@ impl Payments {
     async fn refund_admitted(
         &self,
         id: &str,
-        intent: crate::charging_intent::ChargingIntent,
+        intent: crate::domain::charging_intent::ChargingIntent,
         ask: RefundAsk,
         meta: &Metadata,
     ) -> Result<RefundDone, PaymentError> {

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use super::accounts::KeyOwners;
 use super::connect::Connect;
 use super::credentials::Credentials;
-use crate::stripe::{
+use crate::infra::stripe::{
     CallError, Capture, CreatePaymentIntent, CreateRefund, CredentialCheck, CredentialProbe,
     DisputeView, PaymentIntentPage, PaymentIntentView, RefundView, StripeAccount, StripeGateway,
 };

@@ -6,11 +6,11 @@
 use super::payments::Payments;
 use super::payments::{store_error, PaymentError};
 use super::StoreFault;
-use crate::charging_intent::{
+use crate::domain::charging_intent::{
     CancelIntent, ChargingIntent, ChargingIntentCommand, CompleteSession, FlagHoldExpiry,
     ReadHoldDeadline, ReleaseReason, SettlePayment, StartSession,
 };
-use crate::store::Metadata;
+use crate::infra::store::Metadata;
 use roampay_events::IntentStatus;
 use secrecy::SecretString;
 

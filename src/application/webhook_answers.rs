@@ -7,10 +7,10 @@ use std::sync::Arc;
 use secrecy::SecretString;
 use serde_json::Value;
 
-use crate::clock::Clock;
-use crate::ids::WorkspaceId;
-use crate::stripe::boundary::{checked, is_object_id};
-use crate::stripe::webhook::{verify, SignatureError, Tolerance};
+use crate::domain::ids::WorkspaceId;
+use crate::infra::clock::Clock;
+use crate::infra::stripe::boundary::{checked, is_object_id};
+use crate::infra::stripe::webhook::{verify, SignatureError, Tolerance};
 
 /// A verified delivery's outcome (answered 200).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

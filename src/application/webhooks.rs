@@ -18,17 +18,17 @@ use super::connect::Connect;
 use super::delivery_log::DeliveryLog;
 use super::payments::Payments;
 use super::webhook_answers::PlatformEndpoints;
-use crate::clock::Clock;
-use crate::ids::WorkspaceId;
-use crate::store::{Aggregates, Metadata};
-use crate::stripe::webhook::verify;
-use crate::stripe::{PaymentIntentView, StripeGateway};
-use crate::vault::{SecretField, SecretVault};
-use crate::webhook_rejections::{stream_id, stream_id_of, WebhookRejections};
-use crate::workspace_stripe_profile::{
+use crate::domain::ids::WorkspaceId;
+use crate::domain::webhook_rejections::{stream_id, stream_id_of, WebhookRejections};
+use crate::domain::workspace_stripe_profile::{
     Credentials, RecordWebhookDelivery, WorkspaceStripeProfile,
     WorkspaceStripeProfileCommand as Cmd,
 };
+use crate::infra::clock::Clock;
+use crate::infra::store::{Aggregates, Metadata};
+use crate::infra::stripe::webhook::verify;
+use crate::infra::stripe::{PaymentIntentView, StripeGateway};
+use crate::infra::vault::{SecretField, SecretVault};
 
 /// A delivery as it arrived.
 #[derive(Debug, Clone)]

@@ -58,11 +58,11 @@ pub const KNOWN_SCOPES: [&str; 9] = [
 impl JwtAuth {
     /// Whether `secret` is long enough to sign tokens with.
     pub fn strong_enough(secret: &SecretString) -> bool {
-        crate::vault::key_bytes(secret).len() >= MIN_SECRET_BYTES
+        crate::infra::vault::key_bytes(secret).len() >= MIN_SECRET_BYTES
     }
 
     pub fn new(secret: &SecretString, issuer: Option<String>, audience: Option<String>) -> Self {
-        let key = crate::vault::key_bytes(secret);
+        let key = crate::infra::vault::key_bytes(secret);
         let bytes = key.as_slice();
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = DEFAULT_LEEWAY_SECS;

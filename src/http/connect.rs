@@ -11,7 +11,7 @@ use super::error::{ApiError, FieldError, Problem};
 use super::views::WebhookAck;
 use super::{metadata, workspace_id, AppState};
 use crate::application::connect::{ConnectError, OnboardingRequest};
-use crate::stripe::connect::AccountType;
+use crate::infra::stripe::connect::AccountType;
 
 impl From<ConnectError> for ApiError {
     fn from(e: ConnectError) -> Self {

@@ -10,7 +10,7 @@ use secrecy::SecretString;
 use serde_json::{Map, Value};
 
 use super::error::ApiError;
-use crate::stripe::webhook::{verify, SignatureError, Tolerance};
+use crate::infra::stripe::webhook::{verify, SignatureError, Tolerance};
 
 /// Field names of our bodies, so random JSON reaches past the first check.
 const KEYS: &[&str] = &[

@@ -13,11 +13,11 @@ use super::error::{ApiError, FieldError, Problem};
 use super::{metadata, workspace_id, AppState};
 use crate::application::locations::DriverLocation;
 use crate::application::payments::DriverGate;
-use crate::location::vocabulary::{
+use crate::domain::location::vocabulary::{
     connector_problems, ConnectorFormat, ConnectorStandard, PowerType,
 };
-use crate::location::Location;
-use crate::money::Currency;
+use crate::domain::location::Location;
+use crate::domain::money::Currency;
 
 /// A location with per-connector tariffs, as the CPO side pushes it.
 #[derive(Deserialize, ToSchema)]

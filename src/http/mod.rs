@@ -29,8 +29,8 @@ use actix_web::http::Method;
 use actix_web::{middleware, web, App, HttpMessage, HttpRequest};
 
 use crate::application::Services;
-use crate::ids::WorkspaceId;
-use crate::store::Metadata;
+use crate::domain::ids::WorkspaceId;
+use crate::infra::store::Metadata;
 use auth::JwtAuth;
 use error::ApiError;
 use request_id::RequestId;

@@ -8,12 +8,12 @@ use super::error::{ApiError, FieldError, Problem};
 use super::views::{OcpiConfig, OcpiConfigPatch};
 use super::{metadata, workspace_id, AppState};
 use crate::application::credentials::{ConfigChange, CredentialChange, WorkspaceConfig};
-use crate::ids::WorkspaceId;
-use crate::money::{Currency, PreAuthAmount};
-use crate::workspace_stripe_profile::credentials::{
+use crate::domain::ids::WorkspaceId;
+use crate::domain::money::{Currency, PreAuthAmount};
+use crate::domain::workspace_stripe_profile::credentials::{
     PublishableKey, StripeSecretKey, WebhookSigningSecret,
 };
-use crate::workspace_stripe_profile::{UpdateWorkspaceOcpiConfig, ValidationScope};
+use crate::domain::workspace_stripe_profile::{UpdateWorkspaceOcpiConfig, ValidationScope};
 use roampay_events::StripeConnection;
 
 fn answer(state: &AppState, ws: &WorkspaceId, c: &WorkspaceConfig) -> HttpResponse {

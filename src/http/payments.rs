@@ -11,7 +11,7 @@ use super::error::{ApiError, FieldError, Problem};
 use super::views::{ChargingIntentView, CreatedPaymentIntent};
 use super::{metadata, AppState};
 use crate::application::payments::{DriverGate, PreAuthRequest, PreAuthorized};
-use crate::store::Metadata;
+use crate::infra::store::Metadata;
 
 #[derive(Deserialize, ToSchema)]
 #[schema(example = json!({"location_id": "LOC-1", "evse_uid": "EVSE-1", "connector_id": "1", "email": "driver@example.com"}))]
@@ -83,7 +83,7 @@ fn created(p: PreAuthorized) -> CreatedPaymentIntent {
         client_secret: paid.map(|_| {
             p.client_secret
                 .as_ref()
-                .map(crate::stripe::client_secret_for_browser)
+                .map(crate::infra::stripe::client_secret_for_browser)
         }),
         publishable_key: paid.map(|_| p.publishable_key.clone()),
         stripe_account_id: paid.map(|p| p.stripe_account_id.clone()),

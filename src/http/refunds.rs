@@ -11,7 +11,7 @@ use super::error::{ApiError, FieldError, Problem};
 use super::payments::usable_key;
 use super::{metadata, AppState};
 use crate::application::refunds::{RefundAsk, RefundDone};
-use crate::store::Metadata;
+use crate::infra::store::Metadata;
 
 const SCOPE: &str = "refunds:write";
 

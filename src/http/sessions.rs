@@ -14,8 +14,8 @@ use super::error::{ApiError, FieldError, Problem};
 use super::views::ChargingIntentView;
 use super::{metadata, AppState};
 use crate::application::sessions::{DriverProof, SessionStep, StepDone};
-use crate::charging_intent::ReleaseReason;
-use crate::store::Metadata;
+use crate::domain::charging_intent::ReleaseReason;
+use crate::infra::store::Metadata;
 
 const SCOPE: &str = "sessions:write";
 

@@ -9,10 +9,10 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::application::credentials::WorkspaceConfig;
-use crate::charging_intent::aggregate::authorization_reference;
-use crate::charging_intent::ChargingIntent;
-use crate::workspace_stripe_profile::aggregate::WebhookStatus;
-use crate::workspace_stripe_profile::WorkspaceStripeProfile;
+use crate::domain::charging_intent::aggregate::authorization_reference;
+use crate::domain::charging_intent::ChargingIntent;
+use crate::domain::workspace_stripe_profile::aggregate::WebhookStatus;
+use crate::domain::workspace_stripe_profile::WorkspaceStripeProfile;
 
 /// A charging intent, as drivers, the session module and support see it (one shape for
 /// every endpoint that shows one).
@@ -382,8 +382,8 @@ impl StripeConfig {
     }
 }
 
-impl From<&crate::workspace_stripe_profile::Health> for Health {
-    fn from(h: &crate::workspace_stripe_profile::Health) -> Self {
+impl From<&crate::domain::workspace_stripe_profile::Health> for Health {
+    fn from(h: &crate::domain::workspace_stripe_profile::Health) -> Self {
         Self {
             status: h.status,
             checked_at: h.checked_at,
@@ -481,7 +481,7 @@ impl From<crate::application::credentials::WorkspaceListing> for WorkspaceSummar
             .into_iter()
             .find(|s| s.as_str() == h.status)
             .unwrap_or(HealthStatus::Unconfigured);
-        let webhook = crate::workspace_stripe_profile::aggregate::WebhookHealth {
+        let webhook = crate::domain::workspace_stripe_profile::aggregate::WebhookHealth {
             verified_at: h.webhook_verified_at,
             failing_since: h.webhook_failing_since,
         };
@@ -524,7 +524,7 @@ pub struct BillingView {
 }
 
 impl BillingView {
-    pub fn of(ws: &str, s: crate::workspace_subscription::WorkspaceSubscription) -> Self {
+    pub fn of(ws: &str, s: crate::domain::workspace_subscription::WorkspaceSubscription) -> Self {
         Self {
             workspace_id: ws.to_string(),
             status: s.status,

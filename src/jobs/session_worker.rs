@@ -12,7 +12,7 @@ use sqlx::pool::PoolConnection;
 use sqlx::Postgres;
 
 use crate::application::{system, Services};
-use crate::charging_intent::ReleaseReason;
+use crate::domain::charging_intent::ReleaseReason;
 
 #[derive(Debug, Clone)]
 pub struct WorkerSettings {
@@ -155,10 +155,10 @@ mod tests {
     use super::{round, WorkerSettings};
     use crate::application::payments::{PreAuthOutcome, PreAuthRequest};
     use crate::application::{system, Services, Settings};
-    use crate::clock::ManualClock;
-    use crate::stripe::webhook::Tolerance;
-    use crate::stripe::CredentialCheck;
-    use crate::testing::{FakeStripe, FakeVault};
+    use crate::infra::clock::ManualClock;
+    use crate::infra::stripe::webhook::Tolerance;
+    use crate::infra::stripe::StripeTransport;
+    use crate::infra::vault::{DbVault, MasterKey};
 
     fn free_location() -> LocationData {
         let tariff = Tariff {
@@ -206,8 +206,10 @@ mod tests {
     async fn an_unused_intent_expires_once_the_clock_passes_the_hold_timeout_and_frees_its_connector(
     ) {
         let dir = tempfile::tempdir().unwrap();
-        let db = crate::store::connect(None, dir.path()).await.unwrap();
-        crate::store::migrate(&db).await.unwrap();
+        let db = crate::infra::store::connect(None, dir.path())
+            .await
+            .unwrap();
+        crate::infra::store::migrate(&db).await.unwrap();
         let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
         let settings = Settings {
             webhook_tolerance: Tolerance::new(300).unwrap(),
@@ -217,7 +219,7 @@ mod tests {
             hold_lifetime: chrono::Duration::days(7),
             hold_warning: chrono::Duration::days(1),
             max_pending_guest_intents: 50,
-            memory: crate::store::Memory {
+            memory: crate::infra::store::Memory {
                 capacity: 100,
                 idle: std::time::Duration::from_secs(600),
             },
@@ -225,14 +227,18 @@ mod tests {
             connect: None,
             delivery_log: true,
         };
-        let stripe = Arc::new(FakeStripe::new(CredentialCheck::Valid { account_id: None }));
-        let services = Services::new(
-            db,
-            Arc::new(FakeVault::default()),
-            stripe,
-            clock.clone(),
-            settings,
-        );
+        // A free session never needs Stripe: nothing listens where this one points.
+        let stripe = Arc::new(StripeTransport::new(
+            "http://127.0.0.1:9",
+            std::time::Duration::from_millis(200),
+            1,
+        ));
+        let vault = Arc::new(DbVault::new(
+            db.clone(),
+            MasterKey::from_bytes([7; 32]),
+            vec![],
+        ));
+        let services = Services::new(db, vault, stripe, clock.clone(), settings);
         let worker = WorkerSettings {
             interval: std::time::Duration::from_secs(15),
             hold_timeout: chrono::Duration::minutes(15),

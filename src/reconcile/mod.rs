@@ -61,7 +61,7 @@ fn parse_since(s: &str) -> Result<DateTime<Utc>, String> {
 
 /// Builds the services from the settings (as `serve` does) and reconciles.
 pub async fn run(args: ReconcileArgs) -> Result<Report, AnyError> {
-    let ws = crate::ids::WorkspaceId::parse(&args.workspace)
+    let ws = crate::domain::ids::WorkspaceId::parse(&args.workspace)
         .ok_or("--workspace must match ^[A-Za-z0-9_-]{1,64}$")?
         .to_string();
     let core = Core {

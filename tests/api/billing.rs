@@ -601,17 +601,17 @@ async fn grace_over_suspends_and_retention_over_purges_the_secrets_for_good(b: B
     // Crypto-shredding: the backup's ciphertexts restored do not decrypt (the data key
     // that wrapped them is gone).
     restore_vault_secret_rows(&db, &backup).await;
-    let vault = roampay::vault::DbVault::new(
+    let vault = roampay::infra::vault::DbVault::new(
         db.clone(),
-        roampay::vault::MasterKey::from_base64(MASTER_KEY).unwrap(),
+        roampay::infra::vault::MasterKey::from_base64(MASTER_KEY).unwrap(),
         vec![],
     );
     for (field, version, fingerprint, _, _) in &backup {
         let field = match field.as_str() {
-            "secret_key" => roampay::vault::SecretField::SecretKey,
-            _ => roampay::vault::SecretField::WebhookSigningSecret,
+            "secret_key" => roampay::infra::vault::SecretField::SecretKey,
+            _ => roampay::infra::vault::SecretField::WebhookSigningSecret,
         };
-        let read = roampay::vault::SecretVault::get(
+        let read = roampay::infra::vault::SecretVault::get(
             &vault,
             "ws-1",
             field,

@@ -231,13 +231,15 @@ async fn no_secret_leaks_through_any_path(b: Backend) {
     // Debug output of the configuration types.
     let cli = ServeCli::parse_from(["t", "--master-key", MASTER, "--jwt-secret", JWT]);
     assert_clean("Debug of ServeArgs", &format!("{cli:?}"));
-    let key =
-        roampay::workspace_stripe_profile::credentials::StripeSecretKey::parse(SK.to_string())
-            .unwrap();
-    let wh =
-        roampay::workspace_stripe_profile::credentials::WebhookSigningSecret::parse(WH.to_string())
-            .unwrap();
+    let key = roampay::domain::workspace_stripe_profile::credentials::StripeSecretKey::parse(
+        SK.to_string(),
+    )
+    .unwrap();
+    let wh = roampay::domain::workspace_stripe_profile::credentials::WebhookSigningSecret::parse(
+        WH.to_string(),
+    )
+    .unwrap();
     assert_clean("Debug of credentials", &format!("{key:?} {wh:?}"));
-    let master = roampay::vault::MasterKey::from_base64(MASTER).unwrap();
+    let master = roampay::infra::vault::MasterKey::from_base64(MASTER).unwrap();
     assert_clean("Debug of the master key", &format!("{master:?}"));
 }

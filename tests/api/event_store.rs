@@ -2,8 +2,8 @@
 //! loads of concurrent commands are grouped into one statement; each must still get its
 //! own aggregate's events, in order.
 
-use roampay::location::{Location, LocationCommand, PublishLocation};
-use roampay::store::{Aggregates, Metadata};
+use roampay::domain::location::{Location, LocationCommand, PublishLocation};
+use roampay::infra::store::{Aggregates, Metadata};
 use roampay_events::{Coordinates, LocationData};
 
 use crate::on_both_backends;
@@ -14,8 +14,8 @@ on_both_backends!(
     a_long_stream_loads_from_its_snapshot,
 );
 
-fn memory() -> roampay::store::Memory {
-    roampay::store::Memory {
+fn memory() -> roampay::infra::store::Memory {
+    roampay::infra::store::Memory {
         capacity: 100,
         idle: std::time::Duration::from_secs(600),
     }

@@ -1,7 +1,7 @@
 //! API tests: the real `roampay serve` binary on port 0, against a fresh SQLite file
 //! or a fresh PostgreSQL database per test, with Stripe played by wiremock.
 
-mod fake_stripe;
+use roampay_testkit::stripe as fake_stripe;
 mod support;
 
 mod audit;

@@ -639,7 +639,7 @@ async fn a_redelivered_completed_checkout_is_a_duplicate(b: Backend) {
 const OTHER_MASTER_KEY: &str = "ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8=";
 
 fn master_id(base64_key: &str) -> String {
-    roampay::vault::MasterKey::from_base64(base64_key)
+    roampay::infra::vault::MasterKey::from_base64(base64_key)
         .unwrap()
         .id()
         .to_string()

@@ -150,7 +150,7 @@ async fn a_database_outage_answers_503_store_unavailable_on_every_endpoint(backe
     outage.begin().await;
     // States this instance committed in the last half second answer from memory
     // (`store::RECENT`); past that, every request needs the store.
-    tokio::time::sleep(roampay::store::RECENT + std::time::Duration::from_millis(100)).await;
+    tokio::time::sleep(roampay::infra::store::RECENT + std::time::Duration::from_millis(100)).await;
     let admin = token(
         "alice",
         &["ws-1"],

@@ -1,6 +1,6 @@
 //! Roaming payments end to end over HTTP, Stripe played by a stateful fake.
 
-use roampay::stripe::webhook::sign;
+use roampay::infra::stripe::webhook::sign;
 use secrecy::SecretString;
 use serde_json::{json, Value};
 

@@ -567,8 +567,8 @@ async fn complete_racing_cancel_one_wins(b: Backend) {
 }
 
 async fn a_connector_left_held_by_a_crash_is_freed(b: Backend) {
-    use roampay::connector_reservation::{ConnectorCommand, ConnectorReservation};
-    use roampay::store::{Aggregates, Metadata};
+    use roampay::domain::connector_reservation::{ConnectorCommand, ConnectorReservation};
+    use roampay::infra::store::{Aggregates, Metadata};
     let (store, _mock, _fake, server) = start(b, &[]).await;
     configure(&server, "ws-1", "sk_test_51HxWorkspaceOneKey", WH_A).await;
     put_location(&server, "ws-1", "LOC-1", 45).await;
@@ -577,7 +577,7 @@ async fn a_connector_left_held_by_a_crash_is_freed(b: Backend) {
     let connectors = Aggregates::<ConnectorReservation>::new(
         &db,
         (),
-        roampay::store::Memory {
+        roampay::infra::store::Memory {
             capacity: 100,
             idle: std::time::Duration::from_secs(600),
         },

@@ -9,8 +9,8 @@ use roampay::http::auth::JwtAuth;
 use roampay_projections::Db;
 use secrecy::SecretString;
 use serde_json::{json, Value};
-use wiremock::matchers::{body_string_contains, method, path};
-use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use wiremock::MockServer;
 
 pub const JWT_SECRET: &str = "test-jwt-secret-for-roampay-api-tests";
 pub const MASTER_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
@@ -80,10 +80,10 @@ impl Store {
     }
 
     pub async fn db(&self) -> Db {
-        let db = roampay::store::connect(Some(&self.url), self.dir.path())
+        let db = roampay::infra::store::connect(Some(&self.url), self.dir.path())
             .await
             .expect("connect");
-        roampay::store::migrate(&db).await.expect("migrate");
+        roampay::infra::store::migrate(&db).await.expect("migrate");
         db
     }
 
@@ -405,73 +405,7 @@ pub async fn stripe_ok() -> MockServer {
     server
 }
 
-/// A Stripe that accepts any key: the credential check (a PaymentIntent created,
-/// read back with the publishable key, cancelled), an empty PaymentIntent list, and
-/// account `acct_test_1`. Stateless and of low priority: a test's own mocks and the
-/// stateful [`crate::fake_stripe::FakeStripe`] answer first.
-pub async fn mount_ok(server: &MockServer) {
-    Mock::given(method("POST"))
-        .and(path("/v1/payment_intents"))
-        .and(body_string_contains("credential_check"))
-        .respond_with(move |req: &wiremock::Request| {
-            let live = req
-                .headers
-                .get("authorization")
-                .and_then(|v| v.to_str().ok())
-                .is_some_and(|a| a.contains("_live_"));
-            ResponseTemplate::new(200).set_body_json(check_intent("requires_payment_method", live))
-        })
-        .with_priority(10)
-        .mount(server)
-        .await;
-    Mock::given(method("GET"))
-        .and(path("/v1/payment_intents/pi_check_1"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(check_intent("requires_payment_method", false)),
-        )
-        .with_priority(10)
-        .mount(server)
-        .await;
-    Mock::given(method("POST"))
-        .and(path("/v1/payment_intents/pi_check_1/cancel"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(check_intent("canceled", false)))
-        .with_priority(10)
-        .mount(server)
-        .await;
-    Mock::given(method("GET"))
-        .and(path("/v1/payment_intents"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(
-            json!({"object": "list", "data": [], "has_more": false, "url": "/v1/payment_intents"}),
-        ))
-        .with_priority(10)
-        .mount(server)
-        .await;
-    Mock::given(method("GET"))
-        .and(path("/v1/account"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(json!({"id": "acct_test_1", "object": "account"})),
-        )
-        .with_priority(10)
-        .mount(server)
-        .await;
-}
-
-pub fn check_intent(status: &str, livemode: bool) -> Value {
-    json!({
-        "id": "pi_check_1", "object": "payment_intent", "status": status, "amount": 50,
-        "currency": "aud", "capture_method": "manual", "livemode": livemode,
-        "client_secret": "pi_check_1_secret_x",
-        "metadata": {"roampay_purpose": "credential_check"}
-    })
-}
-
-pub fn stripe_error(status: u16, code: &str, message: &str) -> ResponseTemplate {
-    ResponseTemplate::new(status).set_body_json(json!({
-        "error": {"type": "invalid_request_error", "code": code, "message": message}
-    }))
-}
+pub use roampay_testkit::stripe::{check_intent, mount_ok, stripe_error};
 
 pub fn creds(pk: &str, sk: &str, wh: &str) -> Value {
     json!({"stripe": {"publishable_key": pk, "secret_key": sk, "webhook_signing_secret": wh}})

@@ -1,6 +1,6 @@
 //! The vault binds every ciphertext to its workspace, field and version.
 
-use roampay::vault::{DbVault, MasterKey, SecretField, SecretVault, VaultError};
+use roampay::infra::vault::{DbVault, MasterKey, SecretField, SecretVault, VaultError};
 use roampay_projections::{on_db, Db};
 use secrecy::{ExposeSecret, SecretString};
 
