@@ -253,6 +253,14 @@ pub struct ServeArgs {
     /// a guest's pre-authorization is refused (429 `too_many_pending_intents`).
     #[arg(long, env = "ROAMPAY_MAX_PENDING_GUEST_INTENTS", default_value_t = 50)]
     pub max_pending_guest_intents: i64,
+    /// roampay's OCPI party: the country code (ISO 3166-1 alpha-2) and party id its
+    /// credentials name to CPOs, and its business name.
+    #[arg(long, env = "ROAMPAY_OCPI_COUNTRY_CODE", default_value = "ZZ")]
+    pub ocpi_country_code: String,
+    #[arg(long, env = "ROAMPAY_OCPI_PARTY_ID", default_value = "RPY")]
+    pub ocpi_party_id: String,
+    #[arg(long, env = "ROAMPAY_OCPI_BUSINESS_NAME", default_value = "roampay")]
+    pub ocpi_business_name: String,
     /// Per aggregate type, how many aggregates' last states an instance keeps in memory
     /// (commands on them skip reading their events; past it the older half is dropped).
     /// A state idle for longer than the pending-payment timeout is dropped too. A

@@ -10,6 +10,7 @@ use std::time::Duration;
 use roampay_projections::Db;
 
 use crate::application::connect::ConnectSettings;
+use crate::application::ocpi::OcpiSettings;
 use crate::application::{Services, Settings};
 use crate::config::{
     find_secret, store_secret, Found, HoldArgs, JwtArgs, KeyArgs, PlatformArgs, ServeArgs,
@@ -399,6 +400,23 @@ fn hold_settings(h: &HoldArgs) -> (chrono::Duration, chrono::Duration) {
     )
 }
 
+/// roampay's OCPI party as OCPI allows it: a two-letter country code, a three-character
+/// party id.
+fn check_ocpi_party(country_code: &str, party_id: &str) -> Result<(), String> {
+    let ok = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_alphanumeric());
+    if !ok(country_code, 2) {
+        return Err(format!(
+            "ROAMPAY_OCPI_COUNTRY_CODE: {country_code:?} is not an ISO 3166-1 alpha-2 code"
+        ));
+    }
+    if !ok(party_id, 3) {
+        return Err(format!(
+            "ROAMPAY_OCPI_PARTY_ID: {party_id:?} is not three letters or digits"
+        ));
+    }
+    Ok(())
+}
+
 /// What a command-line run remembers per aggregate type (it touches few aggregates).
 const REMEMBERED_OFFLINE: usize = 10_000;
 
@@ -420,6 +438,12 @@ pub fn offline_settings(holds: &HoldArgs, connect: Option<ConnectSettings>) -> S
         billing: None,
         connect,
         delivery_log: false,
+        ocpi: OcpiSettings {
+            public_url: String::new(),
+            country_code: "ZZ".into(),
+            party_id: "RPY".into(),
+            business_name: "roampay".into(),
+        },
     }
 }
 
@@ -443,6 +467,7 @@ impl Application {
             crate::config::check_http_url("ROAMPAY_PUBLIC_URL", url)?;
         }
         crate::telemetry::check_otlp_endpoints()?;
+        check_ocpi_party(&args.ocpi_country_code, &args.ocpi_party_id)?;
         let trusted_proxies = http::client::TrustedProxies::parse(&args.trusted_proxies)?;
         let cors_origins = http::parse_origins(&args.cors_allowed_origins)?;
         let billing = billing_settings(&args.platform, &args.billing, &args.stripe)?;
@@ -470,7 +495,7 @@ impl Application {
             Settings {
                 webhook_tolerance: tolerance,
                 webhook_overlap: chrono::Duration::seconds(args.webhook_secret_overlap_secs.max(0)),
-                public_url,
+                public_url: public_url.clone(),
                 validation_wait: Duration::from_millis(args.validation_wait_ms),
                 hold_lifetime,
                 hold_warning,
@@ -482,6 +507,12 @@ impl Application {
                 billing,
                 connect,
                 delivery_log: args.delivery_log_retention_secs > 0,
+                ocpi: OcpiSettings {
+                    public_url: public_url.clone(),
+                    country_code: args.ocpi_country_code.to_ascii_uppercase(),
+                    party_id: args.ocpi_party_id.to_ascii_uppercase(),
+                    business_name: args.ocpi_business_name.clone(),
+                },
             }
         })
         .await?;

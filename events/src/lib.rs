@@ -9,6 +9,7 @@ pub mod connector;
 pub mod intent_facts;
 pub mod intent_status;
 pub mod location;
+pub mod ocpi_connection;
 pub mod reconciliation;
 pub mod webhook;
 pub mod workspace_stripe_profile;
@@ -19,6 +20,7 @@ pub use connector::*;
 pub use intent_facts::{settlement_step, Dispute, IntentFacts, Settlement};
 pub use intent_status::IntentStatus;
 pub use location::*;
+pub use ocpi_connection::*;
 pub use reconciliation::*;
 pub use webhook::*;
 pub use workspace_stripe_profile::*;
@@ -47,7 +49,8 @@ domain_event!(
     ChargingIntentEvent,
     WebhookRejectionEvent,
     ReconciliationEvent,
-    WorkspaceSubscriptionEvent
+    WorkspaceSubscriptionEvent,
+    OcpiConnectionEvent
 );
 
 /// Any stored event, decoded by its aggregate type. The read side decodes each event
@@ -61,6 +64,7 @@ pub enum AnyEvent {
     WebhookRejections(WebhookRejectionEvent),
     Reconciliation(ReconciliationEvent),
     WorkspaceSubscription(WorkspaceSubscriptionEvent),
+    OcpiConnections(OcpiConnectionEvent),
     /// An aggregate type this build does not know (written by a newer version).
     Unknown,
 }
@@ -81,6 +85,7 @@ impl AnyEvent {
             "WorkspaceSubscription" => {
                 AnyEvent::WorkspaceSubscription(serde_json::from_str(payload)?)
             }
+            "OcpiConnections" => AnyEvent::OcpiConnections(serde_json::from_str(payload)?),
             _ => AnyEvent::Unknown,
         })
     }
@@ -95,6 +100,7 @@ impl AnyEvent {
             AnyEvent::WebhookRejections(e) => serde_json::to_value(e),
             AnyEvent::Reconciliation(e) => serde_json::to_value(e),
             AnyEvent::WorkspaceSubscription(e) => serde_json::to_value(e),
+            AnyEvent::OcpiConnections(e) => serde_json::to_value(e),
             AnyEvent::Unknown => Ok(serde_json::Value::Null),
         }
         .expect("events serialize")
@@ -109,6 +115,7 @@ impl AnyEvent {
             AnyEvent::WebhookRejections(e) => e.event_type(),
             AnyEvent::Reconciliation(e) => e.event_type(),
             AnyEvent::WorkspaceSubscription(e) => e.event_type(),
+            AnyEvent::OcpiConnections(e) => e.event_type(),
             AnyEvent::Unknown => "Unknown",
         }
     }
@@ -123,6 +130,7 @@ impl AnyEvent {
             AnyEvent::WebhookRejections(e) => e.workspace_id(),
             AnyEvent::Reconciliation(e) => Some(e.workspace_id()),
             AnyEvent::WorkspaceSubscription(e) => Some(e.workspace_id()),
+            AnyEvent::OcpiConnections(e) => Some(e.workspace_id()),
             AnyEvent::Unknown => None,
         }
     }
@@ -219,6 +227,10 @@ mod golden {
             "WorkspaceStripeConnectAccountUpdated",
             "WorkspaceStripeConnectDeauthorized",
             "WorkspaceStripeConnectionSwitched",
+            "OcpiConnectionCreated",
+            "OcpiConnectionRegistered",
+            "OcpiConnectionCredentialsUpdated",
+            "OcpiConnectionUnregistered",
         ] {
             assert!(
                 names.iter().any(|n| n == expected),

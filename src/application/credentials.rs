@@ -243,6 +243,8 @@ impl Credentials {
                     SecretField::WebhookSigningSecret => {
                         cmd.webhook_signing_secret.as_ref().map(|k| k.secret())
                     }
+                    // Never a credential set's.
+                    SecretField::OcpiPartnerToken | SecretField::OcpiIssuedToken => None,
                 };
                 let secret = secret.expect("a planned secret was given");
                 let put = self.vault.put(&ws, *field, plan.version, fp, secret);

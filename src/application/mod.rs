@@ -12,6 +12,7 @@ pub mod credentials;
 pub mod delivery_log;
 pub mod locations;
 mod money_events;
+pub mod ocpi;
 pub mod payments;
 pub mod reconcile;
 pub mod refunds;
@@ -72,6 +73,8 @@ pub struct Settings {
     /// Whether webhook deliveries are logged (`ROAMPAY_DELIVERY_LOG_RETENTION_SECS` 0:
     /// not at all).
     pub delivery_log: bool,
+    /// Who roampay is to OCPI partners.
+    pub ocpi: ocpi::OcpiSettings,
 }
 
 /// The application: one service per area, each holding only what it uses. Built
@@ -85,6 +88,7 @@ pub struct Services {
     pub locations: Arc<locations::Locations>,
     pub webhooks: Arc<webhooks::Webhooks>,
     pub reconciler: Arc<reconcile::Reconciler>,
+    pub ocpi: Arc<ocpi::Ocpi>,
     /// Every webhook delivery and what became of it.
     pub deliveries: Arc<delivery_log::DeliveryLog>,
     pub projector: Arc<Projector>,
@@ -141,7 +145,15 @@ impl Services {
         let foreign: Aggregates<ForeignPaymentIntent> =
             Aggregates::new(&db, (), room).on_commit(nudge.clone());
         let subscriptions: Aggregates<WorkspaceSubscription> =
-            Aggregates::new(&db, (), room).on_commit(nudge);
+            Aggregates::new(&db, (), room).on_commit(nudge.clone());
+        let ocpi = Arc::new(ocpi::Ocpi {
+            connections: Aggregates::new(&db, (), room).on_commit(nudge),
+            ids: crate::infra::store::ocpi_connection_ids::OcpiConnectionIds::new(db.clone()),
+            vault: vault.clone(),
+            client: crate::infra::ocpi::OcpiClient::new(Duration::from_secs(10)),
+            clock: clock.clone(),
+            settings: settings.ocpi.clone(),
+        });
         let deliveries = Arc::new(delivery_log::DeliveryLog::new(
             db.clone(),
             settings.delivery_log,
@@ -246,6 +258,7 @@ impl Services {
             locations,
             webhooks,
             reconciler,
+            ocpi,
             deliveries,
             projector,
             db,

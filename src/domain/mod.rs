@@ -7,6 +7,7 @@ pub mod foreign_payment_intent;
 pub mod ids;
 pub mod location;
 pub mod money;
+pub mod ocpi_connections;
 pub mod webhook_rejections;
 pub mod workspace_stripe_profile;
 pub mod workspace_subscription;

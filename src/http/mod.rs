@@ -12,6 +12,7 @@ pub(crate) mod fuzz;
 pub mod guard;
 pub mod listing;
 pub mod locations;
+pub mod ocpi;
 pub mod ocpi_config;
 pub mod openapi;
 pub mod ops;
@@ -239,6 +240,17 @@ pub fn routes(cfg: &mut web::ServiceConfig, cors_origins: &[String]) {
             "/api/workspaces/{workspace_id}/stripe-connect/onboarding",
             vec![post(web::post().to(connect::onboarding))],
         ),
+        endpoint(
+            "/api/workspaces/{workspace_id}/ocpi/connections",
+            vec![
+                get(web::get().to(ocpi::connections::list)),
+                post(web::post().to(ocpi::connections::create)),
+            ],
+        ),
+        endpoint(
+            "/api/workspaces/{workspace_id}/ocpi/connections/{connection_id}",
+            vec![(Method::DELETE, web::delete().to(ocpi::connections::delete))],
+        ),
     ];
     let billing = [
         endpoint(
@@ -349,6 +361,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, cors_origins: &[String]) {
         .chain(billing)
         .chain(support)
         .chain(sessions)
+        .chain(ocpi::routes())
     {
         cfg.service(r);
     }

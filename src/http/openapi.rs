@@ -11,7 +11,7 @@ use utoipa::openapi::security::{
 use utoipa::{Modify, OpenApi};
 
 use super::{
-    billing, connect, deliveries, locations, ocpi_config, ops, payments, refunds, sessions,
+    billing, connect, deliveries, locations, ocpi, ocpi_config, ops, payments, refunds, sessions,
     support, webhooks,
 };
 
@@ -27,6 +27,13 @@ impl Modify for BearerAuth {
                 .bearer_format("JWT")
                 .description(Some("HS256 JWT with `sub`, `workspaces` and `scope` claims; `roampay token` prints one."))
                 .build()),
+        );
+        components.add_security_scheme(
+            "ocpi_token",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "Authorization",
+                "`Token <base64 of the credentials token>` (OCPI 2.2.1): token A to register, then the connection's token.",
+            ))),
         );
         components.add_security_scheme(
             "stripe_signature",
@@ -237,6 +244,10 @@ pub fn document(public_url: &str) -> utoipa::openapi::OpenApi {
         ops::metrics,
         ocpi_config::get,
         ocpi_config::patch,
+        ocpi::connections::create,
+        ocpi::connections::list,
+        ocpi::connections::delete,
+        ocpi::credentials::versions,
         ocpi_config::validate,
         locations::put,
         locations::get_emsp,
@@ -265,6 +276,8 @@ pub fn document(public_url: &str) -> utoipa::openapi::OpenApi {
     modifiers(&BearerAuth),
     tags(
         (name = "ocpi-config", description = "Workspace Stripe credentials and roaming settings (Manage Web)"),
+        (name = "ocpi-connections", description = "The workspace's OCPI 2.2.1 partner connections (its CPO platform)"),
+        (name = "ocpi", description = "OCPI 2.2.1 as a CPO calls it (OCPI envelope, token authentication)"),
         (name = "locations", description = "Reference data pushed by the CPO side"),
         (name = "payments", description = "Pre-authorizations for Roaming Web"),
         (name = "webhooks", description = "Called by Stripe"),

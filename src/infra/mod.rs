@@ -2,6 +2,7 @@
 //! the vault of secrets, and the clock.
 
 pub mod clock;
+pub mod ocpi;
 pub mod store;
 pub mod stripe;
 pub mod vault;

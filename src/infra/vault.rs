@@ -23,6 +23,11 @@ use zeroize::Zeroizing;
 pub enum SecretField {
     SecretKey,
     WebhookSigningSecret,
+    /// An OCPI partner's credentials token (roampay sends it to that partner).
+    OcpiPartnerToken,
+    /// The credentials token roampay issued to an OCPI partner (shown again by `GET
+    /// credentials`).
+    OcpiIssuedToken,
 }
 
 impl SecretField {
@@ -30,6 +35,8 @@ impl SecretField {
         match self {
             Self::SecretKey => "secret_key",
             Self::WebhookSigningSecret => "webhook_signing_secret",
+            Self::OcpiPartnerToken => "ocpi_partner_token",
+            Self::OcpiIssuedToken => "ocpi_issued_token",
         }
     }
 }

@@ -226,6 +226,12 @@ mod tests {
             billing: None,
             connect: None,
             delivery_log: true,
+            ocpi: crate::application::ocpi::OcpiSettings {
+                public_url: String::new(),
+                country_code: "ZZ".into(),
+                party_id: "RPY".into(),
+                business_name: "roampay".into(),
+            },
         };
         // A free session never needs Stripe: nothing listens where this one points.
         let stripe = Arc::new(StripeTransport::new(

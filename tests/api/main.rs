@@ -22,6 +22,7 @@ mod hostile;
 mod http_basics;
 mod localstripe;
 mod observability;
+mod ocpi;
 mod ocpi_config;
 mod operator_safety;
 mod outage;

@@ -190,8 +190,47 @@ fn summarize(event: &AnyEvent) -> Option<String> {
             e.currency,
             e.claimed_charging_intent_id.as_ref().map(|id| format!(" (it names {id})")).unwrap_or_default()
         ),
+        AnyEvent::OcpiConnections(e) => summarize_ocpi(e),
         AnyEvent::Unknown => return None,
     })
+}
+
+fn summarize_ocpi(event: &roampay_events::OcpiConnectionEvent) -> String {
+    use roampay_events::OcpiConnectionEvent as O;
+    match event {
+        O::OcpiConnectionCreated(e) => format!(
+            "OCPI connection {} ({}) created{}",
+            e.connection_id,
+            e.name,
+            if e.token_a_digest.is_some() {
+                " with a token A for the CPO"
+            } else {
+                ""
+            }
+        ),
+        O::OcpiConnectionRegistered(e) => format!(
+            "OCPI connection {} registered ({}): {} {}/{} on OCPI {}",
+            e.connection_id,
+            e.direction,
+            e.party.role,
+            e.party.country_code,
+            e.party.party_id,
+            e.version
+        ),
+        O::OcpiConnectionCredentialsUpdated(e) => format!(
+            "OCPI connection {}: credentials exchanged again ({} {}/{}, OCPI {})",
+            e.connection_id, e.party.role, e.party.country_code, e.party.party_id, e.version
+        ),
+        O::OcpiConnectionUnregistered(e) => format!(
+            "OCPI connection {} unregistered by the {}: its tokens no longer work",
+            e.connection_id,
+            if e.by == "partner" {
+                "partner"
+            } else {
+                "workspace's admin"
+            }
+        ),
+    }
 }
 
 fn summarize_subscription(event: &roampay_events::WorkspaceSubscriptionEvent) -> String {

@@ -92,6 +92,7 @@ impl Fakes {
                             SecretField::WebhookSigningSecret => {
                                 c.webhook_signing_secret.as_ref().unwrap().secret()
                             }
+                            other => panic!("a credential set plans no {other:?}"),
                         };
                         let put = self.vault.put(&ws, *field, plan.version, fp, secret);
                         block_on(put).unwrap();

@@ -3,6 +3,7 @@
 pub mod billing_customers;
 mod lite_events;
 pub mod location_keys;
+pub mod ocpi_connection_ids;
 mod pg_events;
 mod snapshots;
 

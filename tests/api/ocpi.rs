@@ -1,0 +1,358 @@
+//! OCPI 2.2.1 partner connections (contract v3.1): the credentials module both ways,
+//! token A → B/C, tokens that stop working at once, the OCPI envelope everywhere.
+
+use base64::Engine as _;
+use serde_json::{json, Value};
+use wiremock::matchers::{header, method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use crate::on_both_backends;
+use crate::payments::start;
+use crate::support::*;
+
+on_both_backends!(
+    a_cpo_registers_with_token_a_and_then_only_its_current_token_works,
+    roampay_registers_with_a_cpo_given_its_versions_url_and_token_a,
+);
+
+const TOKEN_B: &str = "cpo-token-B-QZXregisterKWJ";
+const TOKEN_B2: &str = "cpo-token-B2-QZXupdatedKWJ";
+
+fn connections(ws: &str) -> String {
+    format!("/api/workspaces/{ws}/ocpi/connections")
+}
+
+fn ocpi_auth(token: &str) -> String {
+    format!(
+        "Token {}",
+        base64::engine::general_purpose::STANDARD.encode(token)
+    )
+}
+
+fn envelope(data: Value) -> ResponseTemplate {
+    ResponseTemplate::new(200).set_body_json(json!({
+        "data": data, "status_code": 1000, "status_message": "Success",
+        "timestamp": "2026-12-07T10:00:00Z"
+    }))
+}
+
+/// A CPO's versions and 2.2.1 details, answered only to `token`.
+async fn fake_cpo(token: &str) -> MockServer {
+    let cpo = MockServer::start().await;
+    let base = cpo.uri();
+    Mock::given(method("GET"))
+        .and(path("/cpo/versions"))
+        .and(header("authorization", ocpi_auth(token).as_str()))
+        .respond_with(envelope(
+            json!([{"version": "2.2.1", "url": format!("{base}/cpo/2.2.1")}]),
+        ))
+        .mount(&cpo)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/cpo/2.2.1"))
+        .and(header("authorization", ocpi_auth(token).as_str()))
+        .respond_with(envelope(json!({"version": "2.2.1", "endpoints": [
+            {"identifier": "credentials", "role": "RECEIVER", "url": format!("{base}/cpo/2.2.1/credentials")},
+            {"identifier": "locations", "role": "SENDER", "url": format!("{base}/cpo/2.2.1/locations")}
+        ]})))
+        .mount(&cpo)
+        .await;
+    cpo
+}
+
+fn credentials(token: &str, versions_url: &str) -> Value {
+    json!({"token": token, "url": versions_url, "roles": [{
+        "role": "CPO", "party_id": "DPT", "country_code": "AU",
+        "business_details": {"name": "Depot Charging"}
+    }]})
+}
+
+/// An OCPI call with `token` (base64 in `Authorization: Token …`).
+async fn call(
+    server: &Server,
+    m: &str,
+    url: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> (u16, Value, Option<String>) {
+    let mut r = server
+        .http
+        .request(m.parse().unwrap(), url)
+        .header("X-Correlation-ID", "corr-42");
+    if let Some(t) = token {
+        r = r.header("Authorization", ocpi_auth(t));
+    }
+    if let Some(b) = body {
+        r = r.json(&b);
+    }
+    let res = r.send().await.unwrap();
+    let status = res.status().as_u16();
+    let correlation = res
+        .headers()
+        .get("x-correlation-id")
+        .map(|v| v.to_str().unwrap().to_string());
+    let kind = res
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_string());
+    let body: Value = res.json().await.unwrap_or(Value::Null);
+    assert_eq!(
+        kind.as_deref(),
+        Some("application/json"),
+        "the OCPI envelope, not problem+json: {body}"
+    );
+    assert!(body["timestamp"].is_string(), "{body}");
+    (status, body, correlation)
+}
+
+async fn a_cpo_registers_with_token_a_and_then_only_its_current_token_works(b: Backend) {
+    let (store, _stripe, _fake, server) = start(b, &[]).await;
+    let admin = admin("ws-1");
+    let (s, created) = server
+        .post_json(&connections("ws-1"), &admin, json!({"name": "Depot CPMS"}))
+        .await;
+    assert_eq!(s, 201, "{created}");
+    assert_eq!(created["status"], "pending");
+    let token_a = created["token_a"].as_str().unwrap().to_string();
+    let versions = created["versions_url"].as_str().unwrap().to_string();
+    assert_eq!(versions, server.url("/ocpi/versions"));
+
+    // Unknown or missing tokens: 401 in the envelope.
+    let (s, body, corr) = call(&server, "GET", &versions, None, None).await;
+    assert_eq!(
+        (s, body["status_code"].as_u64()),
+        (401, Some(2000)),
+        "{body}"
+    );
+    assert_eq!(corr.as_deref(), Some("corr-42"));
+    let forged = format!("{}.notthesecret", token_a.split('.').next().unwrap());
+    let (s, _, _) = call(&server, "GET", &versions, Some(&forged), None).await;
+    assert_eq!(s, 401);
+
+    // With token A: versions, details, and the registration.
+    let (s, body, _) = call(&server, "GET", &versions, Some(&token_a), None).await;
+    assert_eq!(
+        (s, body["status_code"].as_u64()),
+        (200, Some(1000)),
+        "{body}"
+    );
+    assert_eq!(body["data"][0]["version"], "2.2.1");
+    let details_url = body["data"][0]["url"].as_str().unwrap().to_string();
+    let (s, details, _) = call(&server, "GET", &details_url, Some(&token_a), None).await;
+    assert_eq!(s, 200, "{details}");
+    let endpoints = details["data"]["endpoints"].as_array().unwrap();
+    let credentials_url = endpoints
+        .iter()
+        .find(|e| e["identifier"] == "credentials")
+        .map(|e| e["url"].as_str().unwrap().to_string())
+        .expect("a credentials endpoint");
+    let (s, body, _) = call(&server, "GET", &credentials_url, Some(&token_a), None).await;
+    assert_eq!(
+        (s, body["status_code"].as_u64()),
+        (403, Some(2000)),
+        "token A only registers: {body}"
+    );
+
+    let cpo = fake_cpo(TOKEN_B).await;
+    let cpo_versions = format!("{}/cpo/versions", cpo.uri());
+    let (s, bad, _) = call(
+        &server,
+        "POST",
+        &credentials_url,
+        Some(&token_a),
+        Some(json!({"token": ""})),
+    )
+    .await;
+    assert_eq!((s, bad["status_code"].as_u64()), (400, Some(2001)), "{bad}");
+    let mine = credentials(TOKEN_B, &cpo_versions);
+    let (s, reg, corr) = call(
+        &server,
+        "POST",
+        &credentials_url,
+        Some(&token_a),
+        Some(mine.clone()),
+    )
+    .await;
+    assert_eq!((s, reg["status_code"].as_u64()), (200, Some(1000)), "{reg}");
+    assert_eq!(corr.as_deref(), Some("corr-42"));
+    let token_c = reg["data"]["token"].as_str().unwrap().to_string();
+    assert_eq!(token_c.len(), 64);
+    assert_eq!(reg["data"]["url"], versions);
+    assert_eq!(reg["data"]["roles"][0]["role"], "EMSP");
+
+    // Token A is spent; token C works; a second POST is refused (use PUT).
+    let (s, _, _) = call(&server, "GET", &versions, Some(&token_a), None).await;
+    assert_eq!(s, 401, "token A no longer works");
+    let (s, got, _) = call(&server, "GET", &credentials_url, Some(&token_c), None).await;
+    assert_eq!(
+        (s, got["data"]["token"].as_str()),
+        (200, Some(token_c.as_str())),
+        "{got}"
+    );
+    let (s, again, _) = call(
+        &server,
+        "POST",
+        &credentials_url,
+        Some(&token_c),
+        Some(mine),
+    )
+    .await;
+    assert_eq!(
+        (s, again["status_code"].as_u64()),
+        (405, Some(2000)),
+        "{again}"
+    );
+
+    let (s, list) = server
+        .get(
+            &connections("ws-1"),
+            &token("reader", &["ws-1"], "roaming:read"),
+        )
+        .await;
+    assert_eq!(s, 200, "{list}");
+    let c = &list["data"][0];
+    assert_eq!(
+        (c["status"].as_str(), c["version"].as_str()),
+        (Some("registered"), Some("2.2.1"))
+    );
+    assert_eq!(
+        (
+            c["party"]["country_code"].as_str(),
+            c["party"]["party_id"].as_str()
+        ),
+        (Some("AU"), Some("DPT"))
+    );
+    assert!(
+        !list.to_string().contains(&token_c) && !list.to_string().contains("token"),
+        "{list}"
+    );
+    let other = token("admin-2", &["ws-2"], "roaming:read");
+    let (s, _) = server.get(&connections("ws-1"), &other).await;
+    assert_eq!(s, 403, "another workspace's admin sees nothing");
+
+    // PUT: new tokens both ways; the old token stops at once.
+    let cpo2 = fake_cpo(TOKEN_B2).await;
+    let moved = credentials(TOKEN_B2, &format!("{}/cpo/versions", cpo2.uri()));
+    let (s, put, _) = call(
+        &server,
+        "PUT",
+        &credentials_url,
+        Some(&token_c),
+        Some(moved),
+    )
+    .await;
+    assert_eq!((s, put["status_code"].as_u64()), (200, Some(1000)), "{put}");
+    let token_c2 = put["data"]["token"].as_str().unwrap().to_string();
+    assert_ne!(token_c2, token_c);
+    let (s, _, _) = call(&server, "GET", &credentials_url, Some(&token_c), None).await;
+    assert_eq!(s, 401, "the replaced token no longer works");
+
+    // The CPO unregisters: its token stops, the connection shows unregistered.
+    let (s, gone, _) = call(&server, "DELETE", &credentials_url, Some(&token_c2), None).await;
+    assert_eq!(
+        (s, gone["status_code"].as_u64()),
+        (200, Some(1000)),
+        "{gone}"
+    );
+    let (s, _, _) = call(&server, "GET", &versions, Some(&token_c2), None).await;
+    assert_eq!(s, 401);
+    let (_, list) = server.get(&connections("ws-1"), &admin).await;
+    assert_eq!(list["data"][0]["status"], "unregistered");
+
+    // No token in clear anywhere in the store.
+    drop(server);
+    let dumped = crate::canary::dump(&store.db().await, &store, "OcpiConnectionRegistered").await;
+    for t in [
+        &token_a,
+        &token_c,
+        &token_c2,
+        &TOKEN_B.to_string(),
+        &TOKEN_B2.to_string(),
+    ] {
+        let secret = t.rsplit('.').next().unwrap();
+        assert!(
+            !dumped.contains(&secret[secret.len() - 16..]),
+            "a token in clear in the store"
+        );
+    }
+}
+
+async fn roampay_registers_with_a_cpo_given_its_versions_url_and_token_a(b: Backend) {
+    let (_store, _stripe, _fake, server) = start(b, &[]).await;
+    let admin = admin("ws-1");
+    let cpo_token_a = "cpo-issued-token-A-QZX";
+    let cpo = fake_cpo(cpo_token_a).await;
+    let base = cpo.uri();
+    Mock::given(method("POST"))
+        .and(path("/cpo/2.2.1/credentials"))
+        .and(header("authorization", ocpi_auth(cpo_token_a).as_str()))
+        .respond_with(move |req: &wiremock::Request| {
+            let ours: Value = serde_json::from_slice(&req.body).unwrap();
+            assert_eq!(ours["roles"][0]["role"], "EMSP");
+            assert!(ours["url"].as_str().unwrap().ends_with("/ocpi/versions"));
+            envelope(credentials(
+                "cpo-token-C-QZXforroampay",
+                &format!("{base}/cpo/versions"),
+            ))
+        })
+        .expect(1)
+        .mount(&cpo)
+        .await;
+    let body = json!({"name": "Depot CPMS", "versions_url": format!("{}/cpo/versions", cpo.uri()), "token_a": cpo_token_a});
+    let (s, created) = server.post_json(&connections("ws-1"), &admin, body).await;
+    assert_eq!(s, 201, "{created}");
+    assert_eq!(created["status"], "registered");
+    assert!(
+        created["token_a"].is_null(),
+        "no token A of roampay's: {created}"
+    );
+    let (_, list) = server.get(&connections("ws-1"), &admin).await;
+    assert_eq!(list["data"][0]["party"]["party_id"], "DPT");
+
+    // A CPO that refuses: 502 with what it said; nothing stays open.
+    let body = json!({"name": "Wrong", "versions_url": format!("{}/cpo/versions", cpo.uri()), "token_a": "not-the-cpo-token"});
+    let (s, failed) = server.post_json(&connections("ws-1"), &admin, body).await;
+    assert_eq!(
+        (s, failed["code"].as_str()),
+        (502, Some("ocpi_registration_failed")),
+        "{failed}"
+    );
+    let (_, list) = server.get(&connections("ws-1"), &admin).await;
+    assert_eq!(list["data"][1]["status"], "unregistered", "{list}");
+
+    // The admin ends the registered one: 204, then 404 for an unknown id.
+    let id = list["data"][0]["id"].as_str().unwrap().to_string();
+    let r = server
+        .http
+        .delete(server.url(&format!("{}/{id}", connections("ws-1"))))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let r = server
+        .http
+        .delete(server.url(&format!("{}/nope", connections("ws-1"))))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    let (s, p) = status_json(r).await;
+    assert_eq!(
+        (s, p["code"].as_str()),
+        (404, Some("ocpi_connection_not_found")),
+        "{p}"
+    );
+    let (s, bad) = server
+        .post_json(
+            &connections("ws-1"),
+            &admin,
+            json!({"name": "x", "token_a": "only-half"}),
+        )
+        .await;
+    assert_eq!(
+        (s, bad["code"].as_str()),
+        (422, Some("validation_failed")),
+        "{bad}"
+    );
+}
