@@ -109,7 +109,10 @@ pub struct Admitted {
 }
 
 /// A connection as the admin API shows it (tokens never).
-pub type ConnectionView = Connection;
+pub struct ConnectionView {
+    pub connection: Connection,
+    pub last_request_at: Option<chrono::DateTime<chrono::Utc>>,
+}
 
 /// A new connection and its token A (shown once).
 pub struct Created {
@@ -161,12 +164,24 @@ impl Ocpi {
         }
     }
 
-    /// The workspace's connections, oldest first.
+    /// The workspace's connections, oldest first, with when each partner last called.
     pub async fn list(&self, ws: &str) -> Result<Vec<ConnectionView>, OcpiError> {
         let state = self.connections.load(ws).await?;
         let mut all: Vec<Connection> = state.connections.into_values().collect();
         all.sort_by_key(|c| c.created_at);
-        Ok(all)
+        let ids: Vec<String> = all.iter().map(|c| c.id.clone()).collect();
+        let last = self
+            .ids
+            .last_requests(&ids)
+            .await
+            .map_err(StoreFault::of_sqlx)?;
+        Ok(all
+            .into_iter()
+            .map(|c| ConnectionView {
+                last_request_at: last.get(&c.id).copied(),
+                connection: c,
+            })
+            .collect())
     }
 
     async fn connection(&self, ws: &str, id: &str) -> Result<Connection, OcpiError> {
@@ -216,8 +231,11 @@ impl Ocpi {
         Ok(())
     }
 
-    /// The admin ends a connection: its tokens stop working at once.
+    /// The admin ends a connection: its tokens stop working at once, and a registered
+    /// partner is told (`DELETE` of its credentials; a failure is logged, the
+    /// connection is ended either way).
     pub async fn remove(&self, ws: &str, id: &str, meta: &Metadata) -> Result<(), OcpiError> {
+        let before = self.connection(ws, id).await?;
         let cmd = Cmd::Unregister {
             connection_id: id.to_string(),
             by: "admin",
@@ -225,7 +243,31 @@ impl Ocpi {
             at: self.clock.now(),
         };
         self.connections.execute(ws, cmd, meta).await?;
+        if before.status == crate::domain::ocpi_connections::ConnectionStatus::Registered {
+            self.tell_partner(ws, &before).await;
+        }
         Ok(())
+    }
+
+    async fn tell_partner(&self, ws: &str, c: &Connection) {
+        let (Some(url), Some(version), Some(fp)) = (
+            c.endpoint("credentials"),
+            c.partner_token_version,
+            c.partner_token_fingerprint.as_deref(),
+        ) else {
+            return;
+        };
+        let token = self
+            .vault
+            .get(ws, SecretField::OcpiPartnerToken, version, fp)
+            .await;
+        let told = match token {
+            Ok(token) => self.client.delete(url, &token).await,
+            Err(e) => Err(PeerError(e.to_string())),
+        };
+        if let Err(e) = told {
+            tracing::warn!(connection = %c.id, error = %e, "the partner could not be told that its connection ended");
+        }
     }
 
     /// The connection a presented token opens.
@@ -249,6 +291,9 @@ impl Ocpi {
         let (connection, presented) = state
             .open(id, &digest(token))
             .ok_or(OcpiError::Unauthorized)?;
+        if let Err(e) = self.ids.touch(id, self.clock.now()).await {
+            tracing::warn!(error = %e, connection = %id, "could not note an OCPI request's time");
+        }
         Ok(Admitted {
             workspace_id: ws,
             connection: connection.clone(),

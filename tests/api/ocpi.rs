@@ -320,7 +320,20 @@ async fn roampay_registers_with_a_cpo_given_its_versions_url_and_token_a(b: Back
     let (_, list) = server.get(&connections("ws-1"), &admin).await;
     assert_eq!(list["data"][1]["status"], "unregistered", "{list}");
 
-    // The admin ends the registered one: 204, then 404 for an unknown id.
+    // The admin ends the registered one (the CPO is told, with its token): 204, then
+    // 404 for an unknown id.
+    Mock::given(method("DELETE"))
+        .and(path("/cpo/2.2.1/credentials"))
+        .and(header(
+            "authorization",
+            ocpi_auth("cpo-token-C-QZXforroampay").as_str(),
+        ))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "status_code": 1000, "status_message": "Success", "timestamp": "2026-12-07T10:00:00Z"
+        })))
+        .expect(1)
+        .mount(&cpo)
+        .await;
     let id = list["data"][0]["id"].as_str().unwrap().to_string();
     let r = server
         .http

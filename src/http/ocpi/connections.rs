@@ -8,7 +8,6 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::application::ocpi::{Created, OcpiError};
-use crate::domain::ocpi_connections::Connection;
 use crate::http::auth::Principal;
 use crate::http::error::{ApiError, FieldError, Problem};
 use crate::http::{metadata, workspace_id, AppState};
@@ -67,7 +66,8 @@ pub struct ConnectionView {
 }
 
 impl ConnectionView {
-    fn of(c: &Connection) -> Self {
+    fn of(v: &crate::application::ocpi::ConnectionView) -> Self {
+        let c = &v.connection;
         Self {
             id: c.id.clone(),
             name: c.name.clone(),
@@ -79,7 +79,7 @@ impl ConnectionView {
             }),
             version: c.version.clone(),
             registered_at: c.registered_at,
-            last_request_at: None,
+            last_request_at: v.last_request_at,
         }
     }
 }

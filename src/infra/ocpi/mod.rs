@@ -132,6 +132,19 @@ impl OcpiClient {
         read(url, sent).await
     }
 
+    /// `DELETE url` with the partner's token (OCPI: unregister).
+    pub async fn delete(&self, url: &str, token: &SecretString) -> Result<(), PeerError> {
+        let sent = self
+            .http
+            .delete(url)
+            .header(reqwest::header::AUTHORIZATION, authorization(token))
+            .header("X-Request-ID", uuid::Uuid::now_v7().to_string())
+            .header("X-Correlation-ID", uuid::Uuid::now_v7().to_string())
+            .send()
+            .await;
+        envelope(url, sent).await.map(|_| ())
+    }
+
     /// `POST url` with `body` and the partner's token: the envelope's `data`.
     pub async fn post<B: Serialize, T: serde::de::DeserializeOwned>(
         &self,
@@ -156,6 +169,21 @@ async fn read<T: serde::de::DeserializeOwned>(
     url: &str,
     sent: Result<reqwest::Response, reqwest::Error>,
 ) -> Result<T, PeerError> {
+    let data = envelope(url, sent)
+        .await?
+        .ok_or_else(|| PeerError(format!("{url} answered without data")))?;
+    serde_json::from_value(data).map_err(|e| {
+        PeerError(format!(
+            "{url} answered data that is not what OCPI describes: {e}"
+        ))
+    })
+}
+
+/// A successful answer's `data` (OCPI 1000 on HTTP 2xx), if it has any.
+async fn envelope(
+    url: &str,
+    sent: Result<reqwest::Response, reqwest::Error>,
+) -> Result<Option<Value>, PeerError> {
     let response = sent.map_err(|e| {
         PeerError(if e.is_timeout() {
             format!("{url} did not answer in time")
