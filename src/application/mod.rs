@@ -1,8 +1,10 @@
-//! The application layer: one use case per function, each owning its side effects
-//! (Stripe through the aggregates, the connector release when an intent ends; the
-//! projector is nudged by every commit, through the store's `on_commit` hook). HTTP
-//! handlers, background jobs and the command line all call these; none of them talks
-//! to an aggregate directly.
+//! The application layer: one service per area (`Services` builds them all), one use
+//! case per function. A use case owns its side effects as steps — the aggregate decides
+//! and plans, the service calls Stripe or the vault with the step's key, a command
+//! records the answer — and what follows a change (an ended intent frees its
+//! connector; every commit nudges the projector through the store's `on_commit`). HTTP
+//! handlers, background jobs and the command line call these; none of them talks to an
+//! aggregate directly.
 
 pub mod accounts;
 pub mod billing;
