@@ -36,6 +36,7 @@ pub struct Metrics {
     holds_lapsing: prometheus::IntCounter,
     platform_key_refusals: prometheus::IntCounter,
     deliveries_unlogged: IntCounterVec,
+    ocpi_unmatched: IntCounterVec,
 }
 
 fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -170,6 +171,11 @@ impl Metrics {
                 "Webhook deliveries left out of the delivery log: unverified ones past the hourly allowance (`unverified_cap`), batches the store refused (`store_failed`), rows the writer could not keep up with (`queue_full`).",
                 &["reason"],
             ),
+            ocpi_unmatched: counter(
+                "ocpi_unmatched_total",
+                "OCPI sessions and CDRs accepted but not linked to a payment (they move no money), by kind and reason.",
+                &["kind", "reason"],
+            ),
             job_rounds: counter(
                 "background_job_rounds_total",
                 "Rounds completed by each background job (a round that did its work, or found none).",
@@ -184,6 +190,7 @@ impl Metrics {
             &m.dead_letters,
             &m.intents_ended,
             &m.deliveries_unlogged,
+            &m.ocpi_unmatched,
         ] {
             m.registry.register(Box::new(c.clone())).expect("unique");
         }
@@ -227,6 +234,8 @@ impl Metrics {
         for code in ["key_revoked", "permission_denied"] {
             m.revocations.with_label_values(&[code]);
         }
+        m.ocpi_unmatched
+            .with_label_values(&["session", "unknown_authorization_reference"]);
         // Dashboard panels read these: a fresh instance shows 0, not "no data".
         m.uncollected.with_label_values(&[""]);
         for status in roampay_events::BillingStatus::ALL {
@@ -411,6 +420,14 @@ pub fn delivery_log_dropped(reason: &str, rows: usize) {
         .deliveries_unlogged
         .with_label_values(&[reason])
         .inc_by(rows as u64);
+}
+
+/// An OCPI object was accepted but linked to no payment.
+pub fn ocpi_unmatched(kind: &str, reason: &str) {
+    METRICS
+        .ocpi_unmatched
+        .with_label_values(&[kind, reason])
+        .inc();
 }
 
 /// A hold about to lapse was flagged for support.

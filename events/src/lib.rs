@@ -10,6 +10,7 @@ pub mod intent_facts;
 pub mod intent_status;
 pub mod location;
 pub mod ocpi_connection;
+pub mod ocpi_session;
 pub mod reconciliation;
 pub mod webhook;
 pub mod workspace_stripe_profile;
@@ -21,6 +22,7 @@ pub use intent_facts::{settlement_step, Dispute, IntentFacts, Settlement};
 pub use intent_status::IntentStatus;
 pub use location::*;
 pub use ocpi_connection::*;
+pub use ocpi_session::*;
 pub use reconciliation::*;
 pub use webhook::*;
 pub use workspace_stripe_profile::*;
@@ -50,7 +52,8 @@ domain_event!(
     WebhookRejectionEvent,
     ReconciliationEvent,
     WorkspaceSubscriptionEvent,
-    OcpiConnectionEvent
+    OcpiConnectionEvent,
+    OcpiSessionEvent
 );
 
 /// Any stored event, decoded by its aggregate type. The read side decodes each event
@@ -65,6 +68,7 @@ pub enum AnyEvent {
     Reconciliation(ReconciliationEvent),
     WorkspaceSubscription(WorkspaceSubscriptionEvent),
     OcpiConnections(OcpiConnectionEvent),
+    OcpiSession(OcpiSessionEvent),
     /// An aggregate type this build does not know (written by a newer version).
     Unknown,
 }
@@ -86,6 +90,7 @@ impl AnyEvent {
                 AnyEvent::WorkspaceSubscription(serde_json::from_str(payload)?)
             }
             "OcpiConnections" => AnyEvent::OcpiConnections(serde_json::from_str(payload)?),
+            "OcpiSession" => AnyEvent::OcpiSession(serde_json::from_str(payload)?),
             _ => AnyEvent::Unknown,
         })
     }
@@ -101,6 +106,7 @@ impl AnyEvent {
             AnyEvent::Reconciliation(e) => serde_json::to_value(e),
             AnyEvent::WorkspaceSubscription(e) => serde_json::to_value(e),
             AnyEvent::OcpiConnections(e) => serde_json::to_value(e),
+            AnyEvent::OcpiSession(e) => serde_json::to_value(e),
             AnyEvent::Unknown => Ok(serde_json::Value::Null),
         }
         .expect("events serialize")
@@ -116,6 +122,7 @@ impl AnyEvent {
             AnyEvent::Reconciliation(e) => e.event_type(),
             AnyEvent::WorkspaceSubscription(e) => e.event_type(),
             AnyEvent::OcpiConnections(e) => e.event_type(),
+            AnyEvent::OcpiSession(e) => e.event_type(),
             AnyEvent::Unknown => "Unknown",
         }
     }
@@ -131,6 +138,7 @@ impl AnyEvent {
             AnyEvent::Reconciliation(e) => Some(e.workspace_id()),
             AnyEvent::WorkspaceSubscription(e) => Some(e.workspace_id()),
             AnyEvent::OcpiConnections(e) => Some(e.workspace_id()),
+            AnyEvent::OcpiSession(e) => Some(e.workspace_id()),
             AnyEvent::Unknown => None,
         }
     }
@@ -231,6 +239,7 @@ mod golden {
             "OcpiConnectionRegistered",
             "OcpiConnectionCredentialsUpdated",
             "OcpiConnectionUnregistered",
+            "OcpiSessionUpdated",
         ] {
             assert!(
                 names.iter().any(|n| n == expected),

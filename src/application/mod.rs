@@ -148,14 +148,9 @@ impl Services {
             Aggregates::new(&db, (), room).on_commit(nudge.clone());
         let subscriptions: Aggregates<WorkspaceSubscription> =
             Aggregates::new(&db, (), room).on_commit(nudge.clone());
-        let ocpi = Arc::new(ocpi::Ocpi {
-            connections: Aggregates::new(&db, (), room).on_commit(nudge),
-            ids: crate::infra::store::ocpi_connection_ids::OcpiConnectionIds::new(db.clone()),
-            vault: vault.clone(),
-            client: crate::infra::ocpi::OcpiClient::new(Duration::from_secs(10)),
-            clock: clock.clone(),
-            settings: settings.ocpi.clone(),
-        });
+        let ocpi_connections = Aggregates::new(&db, (), room).on_commit(nudge.clone());
+        let ocpi_sessions = Aggregates::new(&db, (), room).on_commit(nudge);
+
         let deliveries = Arc::new(delivery_log::DeliveryLog::new(
             db.clone(),
             settings.delivery_log,
@@ -230,7 +225,7 @@ impl Services {
             profiles: profiles.clone(),
             rejections,
             deliveries: deliveries.clone(),
-            vault,
+            vault: vault.clone(),
             payments: payments.clone(),
             connect: connect.clone(),
             accounts: accounts.clone(),
@@ -239,6 +234,17 @@ impl Services {
             db: db.clone(),
             clock: clock.clone(),
             overlap: settings.webhook_overlap,
+        });
+        let ocpi = Arc::new(ocpi::Ocpi {
+            connections: ocpi_connections,
+            sessions: ocpi_sessions,
+            payments: payments.clone(),
+            db: db.clone(),
+            ids: crate::infra::store::ocpi_connection_ids::OcpiConnectionIds::new(db.clone()),
+            vault,
+            client: crate::infra::ocpi::OcpiClient::new(Duration::from_secs(10)),
+            clock: clock.clone(),
+            settings: settings.ocpi.clone(),
         });
         let reconciler = Arc::new(reconcile::Reconciler {
             profiles,

@@ -13,11 +13,18 @@ use roampay_events::{OcpiEndpoint, OcpiParty};
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 
+use roampay_projections::Db;
+use serde_json::Value;
+
+use super::payments::{PaymentError, Payments};
+use super::sessions::SessionStep;
 use super::StoreFault;
+use crate::domain::charging_intent::{IntentStatus, ReleaseReason};
 use crate::domain::ocpi_connections::{
     Connection, Exchanged, OcpiConnectionCommand as Cmd, OcpiConnectionError as E, OcpiConnections,
     Presented,
 };
+use crate::domain::ocpi_session::{stream_id, OcpiSession, OcpiSessionCommand, SessionKey};
 use crate::infra::clock::Clock;
 use crate::infra::ocpi::{
     BusinessDetails, Credentials, CredentialsRole, OcpiClient, PeerError, Version, VersionDetails,
@@ -38,7 +45,7 @@ pub struct OcpiSettings {
 }
 
 /// The modules roampay serves as an eMSP, as its version details list them.
-pub const SERVED: &[(&str, &str)] = &[("credentials", "RECEIVER")];
+pub const SERVED: &[(&str, &str)] = &[("credentials", "RECEIVER"), ("sessions", "RECEIVER")];
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum OcpiError {
@@ -63,6 +70,9 @@ pub enum OcpiError {
     /// The partner does not speak 2.2.1 (OCPI 3002).
     #[error("the partner offers no OCPI {VERSION}")]
     UnsupportedVersion,
+    /// An object of another party than the connection's (HTTP 403, OCPI 2000).
+    #[error("this connection pushes for {0}, not for the party in the request")]
+    OtherParty(String),
     /// Roampay's own registration with a CPO failed (HTTP 502 on the admin API).
     #[error("{0}")]
     RegistrationFailed(String),
@@ -122,6 +132,10 @@ pub struct Created {
 
 pub struct Ocpi {
     pub(super) connections: Aggregates<OcpiConnections>,
+    pub(super) sessions: Aggregates<OcpiSession>,
+    /// Sessions start and release the holds of the intents they name.
+    pub(super) payments: Arc<Payments>,
+    pub(super) db: Db,
     pub(super) ids: OcpiConnectionIds,
     pub(super) vault: Arc<dyn SecretVault>,
     pub(super) client: OcpiClient,
@@ -579,4 +593,147 @@ fn party_of(c: &Credentials) -> Result<OcpiParty, OcpiError> {
         role: role.role.to_ascii_uppercase(),
         business_name: Some(role.business_details.name.clone()).filter(|n| !n.is_empty()),
     })
+}
+
+/// A pushed object's place: the CPO party of its URL and its id.
+#[derive(Debug, Clone)]
+pub struct Pushed {
+    pub country_code: String,
+    pub party_id: String,
+    pub id: String,
+}
+
+impl Ocpi {
+    /// The session key of a push, once the URL's party is the connection's.
+    fn session_key(&self, who: &Admitted, at: &Pushed) -> Result<SessionKey, OcpiError> {
+        registered(who)?;
+        let party = who
+            .connection
+            .party
+            .as_ref()
+            .ok_or(OcpiError::Unauthorized)?;
+        if !party.country_code.eq_ignore_ascii_case(&at.country_code)
+            || !party.party_id.eq_ignore_ascii_case(&at.party_id)
+        {
+            return Err(OcpiError::OtherParty(format!(
+                "{}/{}",
+                party.country_code, party.party_id
+            )));
+        }
+        Ok(SessionKey {
+            workspace_id: who.workspace_id.clone(),
+            connection_id: who.connection.id.clone(),
+            country_code: at.country_code.clone(),
+            party_id: at.party_id.clone(),
+            session_id: at.id.clone(),
+        })
+    }
+
+    /// `PUT` (whole) or `PATCH` (merged) of a session: recorded unless stale, then the
+    /// intent it names is started or released.
+    pub async fn push_session(
+        &self,
+        who: &Admitted,
+        at: &Pushed,
+        object: Value,
+        patch: bool,
+        meta: &Metadata,
+    ) -> Result<(), OcpiError> {
+        let key = self.session_key(who, at)?;
+        let stream = stream_id(
+            &key.workspace_id,
+            &key.country_code,
+            &key.party_id,
+            &key.session_id,
+        );
+        let cmd = match patch {
+            false => OcpiSessionCommand::Put { key, object },
+            true => OcpiSessionCommand::Patch {
+                key,
+                fields: object,
+            },
+        };
+        let session = self
+            .sessions
+            .execute(&stream, cmd, meta)
+            .await
+            .map_err(session_error)?;
+        self.link(&who.workspace_id, &session, meta).await
+    }
+
+    /// `GET` of a session: as stored.
+    pub async fn session(&self, who: &Admitted, at: &Pushed) -> Result<Value, OcpiError> {
+        let key = self.session_key(who, at)?;
+        let stream = stream_id(
+            &key.workspace_id,
+            &key.country_code,
+            &key.party_id,
+            &key.session_id,
+        );
+        let s = self.sessions.load(&stream).await.map_err(session_error)?;
+        s.session.ok_or(OcpiError::NotFound)
+    }
+
+    /// What a session does to the intent its `authorization_reference` names: charging
+    /// once the CPO reports it active (or energy delivered), released when it is
+    /// invalid before charging. An unknown reference moves nothing (counted).
+    async fn link(&self, ws: &str, s: &OcpiSession, meta: &Metadata) -> Result<(), OcpiError> {
+        let (Some(reference), Some(status), Some(object)) =
+            (&s.authorization_reference, &s.status, &s.session)
+        else {
+            return Ok(());
+        };
+        let found = roampay_projections::charging_intents::by_authorization_reference(
+            &self.db, ws, reference,
+        );
+        let Some(intent_id) = found.await.map_err(StoreFault::of_sqlx)? else {
+            tracing::warn!(workspace_id = %ws, authorization_reference = %reference, "an OCPI session names no payment of this workspace");
+            crate::metrics::ocpi_unmatched("session", "unknown_authorization_reference");
+            return Ok(());
+        };
+        let intent = self
+            .payments
+            .load_intent(&intent_id)
+            .await
+            .map_err(payment_error)?;
+        let kwh = object.get("kwh").and_then(Value::as_f64).unwrap_or(0.0);
+        let session_id = object.get("id").and_then(Value::as_str).unwrap_or_default();
+        let step = match (status.as_str(), intent.status) {
+            ("INVALID", IntentStatus::PendingPayment | IntentStatus::Authorized) => {
+                SessionStep::Cancel(ReleaseReason::Cancelled)
+            }
+            ("ACTIVE", IntentStatus::Authorized) => SessionStep::Start {
+                ocpi_session_id: session_id.to_string(),
+            },
+            (s, IntentStatus::Authorized) if s != "INVALID" && kwh > 0.0 => SessionStep::Start {
+                ocpi_session_id: session_id.to_string(),
+            },
+            _ => return Ok(()),
+        };
+        let admit = |_: &str| Ok::<_, PaymentError>(meta.clone());
+        match self
+            .payments
+            .session_step_for(&intent_id, step, admit)
+            .await
+        {
+            Ok(_) | Err(PaymentError::InvalidTransition(_)) => Ok(()),
+            Err(e) => Err(payment_error(e)),
+        }
+    }
+}
+
+fn session_error(e: AggregateError<crate::domain::ocpi_session::OcpiSessionError>) -> OcpiError {
+    use crate::domain::ocpi_session::OcpiSessionError as S;
+    match e {
+        AggregateError::UserError(S::NotFound) => OcpiError::NotFound,
+        AggregateError::UserError(S::Invalid(m)) => OcpiError::Invalid(m),
+        other => OcpiError::Store(StoreFault::of(other)),
+    }
+}
+
+fn payment_error(e: PaymentError) -> OcpiError {
+    match e {
+        PaymentError::Store(f) => OcpiError::Store(f),
+        other => OcpiError::Store(StoreFault::Internal(other.to_string())),
+    }
 }

@@ -324,13 +324,20 @@ async fn the_openapi_spec_covers_exactly_the_served_routes_of_the_contract() {
     }
 
     // Every documented error response uses the problem schema (an unknown OCPI
-    // location is answered in the OCPI envelope, as OCPI requires).
+    // location, and every OCPI module's error, is answered in the OCPI envelope, as
+    // OCPI requires).
     for (path, item) in spec["paths"].as_object().unwrap() {
         for (method, op) in item.as_object().unwrap() {
             for (status, resp) in op["responses"].as_object().unwrap() {
                 if status.starts_with('4') || status.starts_with('5') {
+                    let ocpi = op["tags"]
+                        .as_array()
+                        .is_some_and(|t| t.contains(&"ocpi".into()));
                     let (media, schema) = if path.starts_with("/emsp/") && status == "404" {
                         ("application/json", "#/components/schemas/OcpiEnvelope")
+                    } else if ocpi {
+                        // What a CPO calls answers errors in the OCPI envelope too.
+                        ("application/json", "#/components/schemas/OcpiStatus")
                     } else {
                         ("application/problem+json", "#/components/schemas/Problem")
                     };

@@ -13,6 +13,7 @@ use crate::support::*;
 on_both_backends!(
     a_cpo_registers_with_token_a_and_then_only_its_current_token_works,
     roampay_registers_with_a_cpo_given_its_versions_url_and_token_a,
+    the_cpos_sessions_start_and_release_the_holds_they_name,
 );
 
 const TOKEN_B: &str = "cpo-token-B-QZXregisterKWJ";
@@ -368,4 +369,172 @@ async fn roampay_registers_with_a_cpo_given_its_versions_url_and_token_a(b: Back
         (422, Some("validation_failed")),
         "{bad}"
     );
+}
+
+/// A CPO registered on ws-1 (party AU/DPT): its token and roampay's module base URL.
+async fn registered_cpo(server: &Server) -> (String, String, MockServer) {
+    let (_, created) = server
+        .post_json(
+            &connections("ws-1"),
+            &admin("ws-1"),
+            json!({"name": "Depot CPMS"}),
+        )
+        .await;
+    let token_a = created["token_a"].as_str().unwrap().to_string();
+    let cpo = fake_cpo(TOKEN_B).await;
+    let mine = credentials(TOKEN_B, &format!("{}/cpo/versions", cpo.uri()));
+    let url = server.url("/ocpi/2.2.1/credentials");
+    let (s, reg, _) = call(server, "POST", &url, Some(&token_a), Some(mine)).await;
+    assert_eq!(s, 200, "{reg}");
+    let token = reg["data"]["token"].as_str().unwrap().to_string();
+    (token, server.url("/ocpi/2.2.1"), cpo)
+}
+
+fn ocpi_session(id: &str, status: &str, reference: &str, kwh: f64, at: &str) -> Value {
+    json!({"country_code": "AU", "party_id": "DPT", "id": id, "start_date_time": "2026-12-08T10:00:00Z",
+        "kwh": kwh, "auth_method": "COMMAND", "authorization_reference": reference,
+        "location_id": "LOC-1", "evse_uid": "EVSE-1", "connector_id": "1", "currency": "AUD",
+        "status": status, "last_updated": at})
+}
+
+async fn the_cpos_sessions_start_and_release_the_holds_they_name(b: Backend) {
+    let (_store, _stripe, fake, server) = start(b, &[]).await;
+    let (token, base, _cpo) = registered_cpo(&server).await;
+    let (charged, _) = crate::sessions::authorized(&server, &fake, "1", true).await;
+    let (released, _) = crate::sessions::authorized(&server, &fake, "2", false).await;
+    let reference = |id: String| {
+        let server = &server;
+        async move {
+            let (_, intent) = server
+                .get_public(&format!("/ocpi/charging-intents/{id}"))
+                .await;
+            intent["authorization_reference"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        }
+    };
+    let (ref1, ref2) = (
+        reference(charged.clone()).await,
+        reference(released.clone()).await,
+    );
+    let support = token_for_support();
+    for r in [&ref1, &ref2] {
+        eventually("the intents in the read model", || async {
+            let (_, found) = server
+                .get(
+                    &format!("/api/support/charging-intents?authorization_reference={r}"),
+                    &support,
+                )
+                .await;
+            (found["data"].as_array().map(Vec::len) == Some(1)).then_some(())
+        })
+        .await;
+    }
+
+    // ACTIVE starts the session of the intent it names.
+    let url = format!("{base}/sessions/AU/DPT/SESS-1");
+    let active = ocpi_session("SESS-1", "ACTIVE", &ref1, 0.5, "2026-12-08T10:05:00Z");
+    let (s, body, _) = call(&server, "PUT", &url, Some(&token), Some(active)).await;
+    assert_eq!(
+        (s, body["status_code"].as_u64()),
+        (200, Some(1000)),
+        "{body}"
+    );
+    let (_, intent) = server
+        .get_public(&format!("/ocpi/charging-intents/{charged}"))
+        .await;
+    assert_eq!(
+        (
+            intent["status"].as_str(),
+            intent["ocpi_session_id"].as_str()
+        ),
+        (Some("charging"), Some("SESS-1")),
+        "{intent}"
+    );
+
+    // A stale update changes nothing; a PATCH merges; GET shows what is stored.
+    let stale = ocpi_session("SESS-1", "INVALID", &ref1, 0.0, "2026-12-08T10:01:00Z");
+    let (s, _, _) = call(&server, "PUT", &url, Some(&token), Some(stale)).await;
+    assert_eq!(s, 200);
+    let patch = json!({"kwh": 7.25, "last_updated": "2026-12-08T10:30:00Z"});
+    let (s, _, _) = call(&server, "PATCH", &url, Some(&token), Some(patch)).await;
+    assert_eq!(s, 200);
+    let (s, got, _) = call(&server, "GET", &url, Some(&token), None).await;
+    assert_eq!(
+        (
+            s,
+            got["data"]["status"].as_str(),
+            got["data"]["kwh"].as_f64()
+        ),
+        (200, Some("ACTIVE"), Some(7.25)),
+        "{got}"
+    );
+    let (_, intent) = server
+        .get_public(&format!("/ocpi/charging-intents/{charged}"))
+        .await;
+    assert_eq!(
+        intent["status"], "charging",
+        "the stale INVALID released nothing"
+    );
+
+    // INVALID before charging releases the hold.
+    let url2 = format!("{base}/sessions/AU/DPT/SESS-2");
+    let invalid = ocpi_session("SESS-2", "INVALID", &ref2, 0.0, "2026-12-08T10:05:00Z");
+    let (s, _, _) = call(&server, "PUT", &url2, Some(&token), Some(invalid)).await;
+    assert_eq!(s, 200);
+    let (_, intent) = server
+        .get_public(&format!("/ocpi/charging-intents/{released}"))
+        .await;
+    assert_eq!(intent["status"], "cancelled", "{intent}");
+
+    // An unknown reference is accepted and moves nothing; another party's path is 403;
+    // a session of the wrong shape is 400/2001.
+    let url3 = format!("{base}/sessions/AU/DPT/SESS-3");
+    let unknown = ocpi_session(
+        "SESS-3",
+        "ACTIVE",
+        "RPNOSUCHINTENT1",
+        1.0,
+        "2026-12-08T10:05:00Z",
+    );
+    let (s, body, _) = call(&server, "PUT", &url3, Some(&token), Some(unknown)).await;
+    assert_eq!(
+        (s, body["status_code"].as_u64()),
+        (200, Some(1000)),
+        "{body}"
+    );
+    let other = format!("{base}/sessions/NL/XYZ/SESS-1");
+    let (s, body, _) = call(&server, "PUT", &other, Some(&token), Some(json!({}))).await;
+    assert_eq!(
+        (s, body["status_code"].as_u64()),
+        (403, Some(2000)),
+        "{body}"
+    );
+    let mut bad = ocpi_session("SESS-4", "CHARGING", &ref1, 1.0, "2026-12-08T10:05:00Z");
+    bad["id"] = json!("SESS-4");
+    let url4 = format!("{base}/sessions/AU/DPT/SESS-4");
+    let (s, body, _) = call(&server, "PUT", &url4, Some(&token), Some(bad)).await;
+    assert_eq!(
+        (s, body["status_code"].as_u64()),
+        (400, Some(2001)),
+        "{body}"
+    );
+    assert!(
+        body["status_message"].as_str().unwrap().contains("status"),
+        "{body}"
+    );
+    let (s, _, _) = call(
+        &server,
+        "GET",
+        &format!("{base}/sessions/AU/DPT/NOPE"),
+        Some(&token),
+        None,
+    )
+    .await;
+    assert_eq!(s, 404);
+}
+
+fn token_for_support() -> String {
+    token("support", &["ws-1"], "audit:read")
 }

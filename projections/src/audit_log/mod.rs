@@ -191,6 +191,14 @@ fn summarize(event: &AnyEvent) -> Option<String> {
             e.claimed_charging_intent_id.as_ref().map(|id| format!(" (it names {id})")).unwrap_or_default()
         ),
         AnyEvent::OcpiConnections(e) => summarize_ocpi(e),
+        AnyEvent::OcpiSession(roampay_events::OcpiSessionEvent::OcpiSessionUpdated(e)) => format!(
+            "OCPI session {} of {}/{}: {}{}",
+            e.session_id,
+            e.country_code,
+            e.party_id,
+            e.status,
+            e.authorization_reference.as_ref().map(|r| format!(" (authorization {r})")).unwrap_or_default()
+        ),
         AnyEvent::Unknown => return None,
     })
 }

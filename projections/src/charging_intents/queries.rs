@@ -253,3 +253,19 @@ pub async fn health_of_workspace(db: &Db, ws: &str) -> Result<IntentHealth, sqlx
     });
     Ok(health)
 }
+
+/// The intent of a workspace whose PaymentIntent carries `authorization_reference`
+/// (how an OCPI session or CDR names its payment).
+pub async fn by_authorization_reference(
+    db: &Db,
+    ws: &str,
+    authorization_reference: &str,
+) -> Result<Option<String>, sqlx::Error> {
+    on_db!(db, pool => sqlx::query_scalar(
+        "SELECT charging_intent_id FROM charging_intents
+          WHERE authorization_reference = $1 AND workspace_id = $2 LIMIT 1")
+        .bind(authorization_reference)
+        .bind(ws)
+        .fetch_optional(pool)
+        .await)
+}

@@ -28,6 +28,16 @@ pub struct VersionsEnvelope {
     pub timestamp: String,
 }
 
+/// An OCPI answer without data (how every OCPI error is answered).
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"status_code": 2000, "status_message": "unknown or missing credentials token", "timestamp": "2026-12-07T10:00:00Z"}))]
+pub struct OcpiStatus {
+    /// OCPI's: 2000 client error, 2001 invalid parameters, 3000 server error, …
+    pub status_code: u32,
+    pub status_message: String,
+    pub timestamp: String,
+}
+
 /// `GET /ocpi/versions`: the versions roampay speaks (any of roampay's tokens).
 #[utoipa::path(
     get,
@@ -37,7 +47,7 @@ pub struct VersionsEnvelope {
     summary = "OCPI versions (a CPO's call: `Authorization: Token <base64 token>`; answers in the OCPI envelope)",
     responses(
         (status = 200, description = "OCPI 1000 with the versions", body = VersionsEnvelope),
-        (status = 401, description = "OCPI 2000: no token, or one that opens no connection")
+        (status = 401, description = "OCPI 2000: no token, or one that opens no connection", body = OcpiStatus)
     ),
     security(("ocpi_token" = []))
 )]

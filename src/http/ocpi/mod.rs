@@ -5,6 +5,7 @@
 
 pub mod connections;
 pub mod credentials;
+pub mod sessions;
 
 use actix_web::http::{header, Method, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
@@ -123,7 +124,9 @@ impl From<OcpiError> for Refusal {
         let text = e.to_string();
         let (http, code) = match e {
             OcpiError::Unauthorized => (StatusCode::UNAUTHORIZED, status::CLIENT_ERROR),
-            OcpiError::OnlyRegistration => (StatusCode::FORBIDDEN, status::CLIENT_ERROR),
+            OcpiError::OnlyRegistration | OcpiError::OtherParty(_) => {
+                (StatusCode::FORBIDDEN, status::CLIENT_ERROR)
+            }
             OcpiError::NotFound => (StatusCode::NOT_FOUND, status::CLIENT_ERROR),
             OcpiError::MethodNotAllowed(_) => {
                 (StatusCode::METHOD_NOT_ALLOWED, status::CLIENT_ERROR)
@@ -195,6 +198,14 @@ pub fn routes() -> Vec<actix_web::Resource> {
                 (Method::POST, web::post().to(credentials::post)),
                 (Method::PUT, web::put().to(credentials::put)),
                 (Method::DELETE, web::delete().to(credentials::delete)),
+            ],
+        ),
+        endpoint(
+            "/ocpi/2.2.1/sessions/{country_code}/{party_id}/{session_id}",
+            vec![
+                (Method::GET, web::get().to(sessions::get)),
+                (Method::PUT, web::put().to(sessions::put)),
+                (Method::PATCH, web::patch().to(sessions::patch)),
             ],
         ),
     ]
