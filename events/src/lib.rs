@@ -11,6 +11,7 @@ pub mod intent_status;
 pub mod location;
 pub mod ocpi_connection;
 pub mod ocpi_session;
+pub mod ocpi_tariff;
 pub mod reconciliation;
 pub mod webhook;
 pub mod workspace_stripe_profile;
@@ -23,6 +24,7 @@ pub use intent_status::IntentStatus;
 pub use location::*;
 pub use ocpi_connection::*;
 pub use ocpi_session::*;
+pub use ocpi_tariff::*;
 pub use reconciliation::*;
 pub use webhook::*;
 pub use workspace_stripe_profile::*;
@@ -53,7 +55,8 @@ domain_event!(
     ReconciliationEvent,
     WorkspaceSubscriptionEvent,
     OcpiConnectionEvent,
-    OcpiSessionEvent
+    OcpiSessionEvent,
+    OcpiTariffEvent
 );
 
 /// Any stored event, decoded by its aggregate type. The read side decodes each event
@@ -69,6 +72,7 @@ pub enum AnyEvent {
     WorkspaceSubscription(WorkspaceSubscriptionEvent),
     OcpiConnections(OcpiConnectionEvent),
     OcpiSession(OcpiSessionEvent),
+    OcpiTariff(OcpiTariffEvent),
     /// An aggregate type this build does not know (written by a newer version).
     Unknown,
 }
@@ -91,6 +95,7 @@ impl AnyEvent {
             }
             "OcpiConnections" => AnyEvent::OcpiConnections(serde_json::from_str(payload)?),
             "OcpiSession" => AnyEvent::OcpiSession(serde_json::from_str(payload)?),
+            "OcpiTariff" => AnyEvent::OcpiTariff(serde_json::from_str(payload)?),
             _ => AnyEvent::Unknown,
         })
     }
@@ -107,6 +112,7 @@ impl AnyEvent {
             AnyEvent::WorkspaceSubscription(e) => serde_json::to_value(e),
             AnyEvent::OcpiConnections(e) => serde_json::to_value(e),
             AnyEvent::OcpiSession(e) => serde_json::to_value(e),
+            AnyEvent::OcpiTariff(e) => serde_json::to_value(e),
             AnyEvent::Unknown => Ok(serde_json::Value::Null),
         }
         .expect("events serialize")
@@ -123,6 +129,7 @@ impl AnyEvent {
             AnyEvent::WorkspaceSubscription(e) => e.event_type(),
             AnyEvent::OcpiConnections(e) => e.event_type(),
             AnyEvent::OcpiSession(e) => e.event_type(),
+            AnyEvent::OcpiTariff(e) => e.event_type(),
             AnyEvent::Unknown => "Unknown",
         }
     }
@@ -139,6 +146,7 @@ impl AnyEvent {
             AnyEvent::WorkspaceSubscription(e) => Some(e.workspace_id()),
             AnyEvent::OcpiConnections(e) => Some(e.workspace_id()),
             AnyEvent::OcpiSession(e) => Some(e.workspace_id()),
+            AnyEvent::OcpiTariff(e) => Some(e.workspace_id()),
             AnyEvent::Unknown => None,
         }
     }
@@ -240,6 +248,8 @@ mod golden {
             "OcpiConnectionCredentialsUpdated",
             "OcpiConnectionUnregistered",
             "OcpiSessionUpdated",
+            "OcpiTariffUpdated",
+            "OcpiTariffRemoved",
         ] {
             assert!(
                 names.iter().any(|n| n == expected),

@@ -149,7 +149,8 @@ impl Services {
         let subscriptions: Aggregates<WorkspaceSubscription> =
             Aggregates::new(&db, (), room).on_commit(nudge.clone());
         let ocpi_connections = Aggregates::new(&db, (), room).on_commit(nudge.clone());
-        let ocpi_sessions = Aggregates::new(&db, (), room).on_commit(nudge);
+        let ocpi_sessions = Aggregates::new(&db, (), room).on_commit(nudge.clone());
+        let ocpi_tariffs = Aggregates::new(&db, (), room).on_commit(nudge);
 
         let deliveries = Arc::new(delivery_log::DeliveryLog::new(
             db.clone(),
@@ -238,6 +239,7 @@ impl Services {
         let ocpi = Arc::new(ocpi::Ocpi {
             connections: ocpi_connections,
             sessions: ocpi_sessions,
+            tariffs: ocpi_tariffs,
             payments: payments.clone(),
             db: db.clone(),
             ids: crate::infra::store::ocpi_connection_ids::OcpiConnectionIds::new(db.clone()),

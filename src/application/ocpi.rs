@@ -24,7 +24,8 @@ use crate::domain::ocpi_connections::{
     Connection, Exchanged, OcpiConnectionCommand as Cmd, OcpiConnectionError as E, OcpiConnections,
     Presented,
 };
-use crate::domain::ocpi_session::{stream_id, OcpiSession, OcpiSessionCommand, SessionKey};
+use crate::domain::ocpi_session::{stream_id, ObjectKey, OcpiSession, OcpiSessionCommand};
+use crate::domain::ocpi_tariff::{OcpiTariff, OcpiTariffCommand, OcpiTariffError};
 use crate::infra::clock::Clock;
 use crate::infra::ocpi::{
     BusinessDetails, Credentials, CredentialsRole, OcpiClient, PeerError, Version, VersionDetails,
@@ -45,7 +46,11 @@ pub struct OcpiSettings {
 }
 
 /// The modules roampay serves as an eMSP, as its version details list them.
-pub const SERVED: &[(&str, &str)] = &[("credentials", "RECEIVER"), ("sessions", "RECEIVER")];
+pub const SERVED: &[(&str, &str)] = &[
+    ("credentials", "RECEIVER"),
+    ("sessions", "RECEIVER"),
+    ("tariffs", "RECEIVER"),
+];
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum OcpiError {
@@ -133,6 +138,7 @@ pub struct Created {
 pub struct Ocpi {
     pub(super) connections: Aggregates<OcpiConnections>,
     pub(super) sessions: Aggregates<OcpiSession>,
+    pub(super) tariffs: Aggregates<OcpiTariff>,
     /// Sessions start and release the holds of the intents they name.
     pub(super) payments: Arc<Payments>,
     pub(super) db: Db,
@@ -605,7 +611,7 @@ pub struct Pushed {
 
 impl Ocpi {
     /// The session key of a push, once the URL's party is the connection's.
-    fn session_key(&self, who: &Admitted, at: &Pushed) -> Result<SessionKey, OcpiError> {
+    fn object_key(&self, who: &Admitted, at: &Pushed) -> Result<ObjectKey, OcpiError> {
         registered(who)?;
         let party = who
             .connection
@@ -620,12 +626,12 @@ impl Ocpi {
                 party.country_code, party.party_id
             )));
         }
-        Ok(SessionKey {
+        Ok(ObjectKey {
             workspace_id: who.workspace_id.clone(),
             connection_id: who.connection.id.clone(),
             country_code: at.country_code.clone(),
             party_id: at.party_id.clone(),
-            session_id: at.id.clone(),
+            object_id: at.id.clone(),
         })
     }
 
@@ -639,12 +645,12 @@ impl Ocpi {
         patch: bool,
         meta: &Metadata,
     ) -> Result<(), OcpiError> {
-        let key = self.session_key(who, at)?;
+        let key = self.object_key(who, at)?;
         let stream = stream_id(
             &key.workspace_id,
             &key.country_code,
             &key.party_id,
-            &key.session_id,
+            &key.object_id,
         );
         let cmd = match patch {
             false => OcpiSessionCommand::Put { key, object },
@@ -663,12 +669,12 @@ impl Ocpi {
 
     /// `GET` of a session: as stored.
     pub async fn session(&self, who: &Admitted, at: &Pushed) -> Result<Value, OcpiError> {
-        let key = self.session_key(who, at)?;
+        let key = self.object_key(who, at)?;
         let stream = stream_id(
             &key.workspace_id,
             &key.country_code,
             &key.party_id,
-            &key.session_id,
+            &key.object_id,
         );
         let s = self.sessions.load(&stream).await.map_err(session_error)?;
         s.session.ok_or(OcpiError::NotFound)
@@ -719,6 +725,38 @@ impl Ocpi {
             Ok(_) | Err(PaymentError::InvalidTransition(_)) => Ok(()),
             Err(e) => Err(payment_error(e)),
         }
+    }
+}
+
+impl Ocpi {
+    /// `PUT` of a tariff (unless older than the stored one), or its `DELETE`.
+    pub async fn push_tariff(
+        &self,
+        who: &Admitted,
+        at: &Pushed,
+        object: Option<Value>,
+        meta: &Metadata,
+    ) -> Result<(), OcpiError> {
+        let key = self.object_key(who, at)?;
+        let stream = stream_id(
+            &key.workspace_id,
+            &key.country_code,
+            &key.party_id,
+            &key.object_id,
+        );
+        let cmd = match object {
+            Some(object) => OcpiTariffCommand::Put { key, object },
+            None => OcpiTariffCommand::Delete {
+                key,
+                at: self.clock.now(),
+            },
+        };
+        let done = self.tariffs.execute(&stream, cmd, meta).await;
+        done.map(|_| ()).map_err(|e| match e {
+            AggregateError::UserError(OcpiTariffError::NotFound) => OcpiError::NotFound,
+            AggregateError::UserError(OcpiTariffError::Invalid(m)) => OcpiError::Invalid(m),
+            other => OcpiError::Store(StoreFault::of(other)),
+        })
     }
 }
 

@@ -9,6 +9,7 @@ pub mod location;
 pub mod money;
 pub mod ocpi_connections;
 pub mod ocpi_session;
+pub mod ocpi_tariff;
 pub mod webhook_rejections;
 pub mod workspace_stripe_profile;
 pub mod workspace_subscription;

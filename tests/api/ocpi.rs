@@ -14,6 +14,7 @@ on_both_backends!(
     a_cpo_registers_with_token_a_and_then_only_its_current_token_works,
     roampay_registers_with_a_cpo_given_its_versions_url_and_token_a,
     the_cpos_sessions_start_and_release_the_holds_they_name,
+    the_cpos_tariffs_are_kept_newest_first_and_deleted_on_request,
 );
 
 const TOKEN_B: &str = "cpo-token-B-QZXregisterKWJ";
@@ -537,4 +538,117 @@ async fn the_cpos_sessions_start_and_release_the_holds_they_name(b: Backend) {
 
 fn token_for_support() -> String {
     token("support", &["ws-1"], "audit:read")
+}
+
+fn ocpi_tariff(price: f64, at: &str) -> Value {
+    json!({"country_code": "AU", "party_id": "DPT", "id": "TARIFF-DC", "currency": "AUD",
+        "type": "REGULAR", "elements": [{"price_components": [
+            {"type": "ENERGY", "price": price, "vat": 10.0, "step_size": 1},
+            {"type": "FLAT", "price": 1.0, "vat": 10.0, "step_size": 1}]}],
+        "last_updated": at})
+}
+
+async fn the_cpos_tariffs_are_kept_newest_first_and_deleted_on_request(b: Backend) {
+    let (_store, _stripe, _fake, server) = start(b, &[]).await;
+    let (token, base, _cpo) = registered_cpo(&server).await;
+    let (s, details, _) = call(&server, "GET", &base, Some(&token), None).await;
+    assert_eq!(s, 200);
+    let listed: Vec<&str> = details["data"]["endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["identifier"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, ["credentials", "sessions", "tariffs"]);
+    let url = format!("{base}/tariffs/AU/DPT/TARIFF-DC");
+    let (s, body, _) = call(
+        &server,
+        "PUT",
+        &url,
+        Some(&token),
+        Some(ocpi_tariff(0.45, "2026-12-08T09:00:00Z")),
+    )
+    .await;
+    assert_eq!(
+        (s, body["status_code"].as_u64()),
+        (200, Some(1000)),
+        "{body}"
+    );
+    // The same again, and an older one: 1000, nothing recorded.
+    let (s, _, _) = call(
+        &server,
+        "PUT",
+        &url,
+        Some(&token),
+        Some(ocpi_tariff(0.45, "2026-12-08T09:00:00Z")),
+    )
+    .await;
+    assert_eq!(s, 200);
+    let (s, _, _) = call(
+        &server,
+        "PUT",
+        &url,
+        Some(&token),
+        Some(ocpi_tariff(0.30, "2026-12-08T08:00:00Z")),
+    )
+    .await;
+    assert_eq!(s, 200);
+    let mut bad = ocpi_tariff(0.45, "2026-12-08T10:00:00Z");
+    bad["elements"][0]["price_components"][0]["type"] = json!("KWH");
+    let (s, body, _) = call(&server, "PUT", &url, Some(&token), Some(bad)).await;
+    assert_eq!(
+        (s, body["status_code"].as_u64()),
+        (400, Some(2001)),
+        "{body}"
+    );
+    let (s, body, _) = call(
+        &server,
+        "PUT",
+        &format!("{base}/tariffs/NL/XYZ/T"),
+        Some(&token),
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(
+        (s, body["status_code"].as_u64()),
+        (403, Some(2000)),
+        "{body}"
+    );
+    let (s, body, _) = call(&server, "DELETE", &url, Some(&token), None).await;
+    assert_eq!(
+        (s, body["status_code"].as_u64()),
+        (200, Some(1000)),
+        "{body}"
+    );
+    let (s, _, _) = call(
+        &server,
+        "DELETE",
+        &format!("{base}/tariffs/AU/DPT/NOPE"),
+        Some(&token),
+        None,
+    )
+    .await;
+    assert_eq!(s, 404);
+    // What was recorded: one tariff pushed, then deleted (the audit shows both).
+    let support = token_for_support();
+    let kinds: Vec<String> = eventually("the tariff's events in the audit", || async {
+        let (_, audit) = server
+            .get("/api/support/audit?workspace_id=ws-1&limit=200", &support)
+            .await;
+        let kinds: Vec<String> = audit["data"]
+            .as_array()?
+            .iter()
+            .filter_map(|e| e["event_type"].as_str())
+            .filter(|t| t.starts_with("OcpiTariff"))
+            .map(str::to_string)
+            .collect();
+        kinds
+            .iter()
+            .any(|k| k == "OcpiTariffRemoved")
+            .then_some(kinds)
+    })
+    .await;
+    let count = |kind: &str| kinds.iter().filter(|k| *k == kind).count();
+    assert_eq!(count("OcpiTariffUpdated"), 1, "{kinds:?}");
+    assert_eq!(count("OcpiTariffRemoved"), 1, "{kinds:?}");
 }

@@ -191,6 +191,14 @@ fn summarize(event: &AnyEvent) -> Option<String> {
             e.claimed_charging_intent_id.as_ref().map(|id| format!(" (it names {id})")).unwrap_or_default()
         ),
         AnyEvent::OcpiConnections(e) => summarize_ocpi(e),
+        AnyEvent::OcpiTariff(roampay_events::OcpiTariffEvent::OcpiTariffUpdated(e)) => format!(
+            "OCPI tariff {} of {}/{} received ({})",
+            e.tariff_id, e.country_code, e.party_id, e.currency
+        ),
+        AnyEvent::OcpiTariff(roampay_events::OcpiTariffEvent::OcpiTariffRemoved(e)) => format!(
+            "OCPI tariff {} of {}/{} deleted by the CPO",
+            e.tariff_id, e.country_code, e.party_id
+        ),
         AnyEvent::OcpiSession(roampay_events::OcpiSessionEvent::OcpiSessionUpdated(e)) => format!(
             "OCPI session {} of {}/{}: {}{}",
             e.session_id,

@@ -35,22 +35,23 @@ pub struct OcpiSession {
     pub last_updated: Option<DateTime<Utc>>,
 }
 
-/// Where a session comes from: the connection and the CPO's party and session id.
+/// Where a pushed object (session, tariff, …) comes from: the connection, the CPO's
+/// party and the object's id.
 #[derive(Debug, Clone)]
-pub struct SessionKey {
+pub struct ObjectKey {
     pub workspace_id: String,
     pub connection_id: String,
     pub country_code: String,
     pub party_id: String,
-    pub session_id: String,
+    pub object_id: String,
 }
 
 #[derive(Debug, Clone)]
 pub enum OcpiSessionCommand {
     /// `PUT`: the whole session object, already checked.
-    Put { key: SessionKey, object: Value },
+    Put { key: ObjectKey, object: Value },
     /// `PATCH`: the fields that changed, with `last_updated`.
-    Patch { key: SessionKey, fields: Value },
+    Patch { key: ObjectKey, fields: Value },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -65,7 +66,7 @@ pub enum OcpiSessionError {
 type Error = OcpiSessionError;
 
 /// `last_updated` of an object (required on every push).
-fn last_updated(o: &Value) -> Result<DateTime<Utc>, Error> {
+pub fn last_updated(o: &Value) -> Result<DateTime<Utc>, Error> {
     o.get("last_updated")
         .and_then(Value::as_str)
         .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
@@ -73,19 +74,19 @@ fn last_updated(o: &Value) -> Result<DateTime<Utc>, Error> {
         .ok_or_else(|| Error::Invalid("last_updated: an RFC 3339 date-time".into()))
 }
 
-fn text<'a>(o: &'a Value, field: &str) -> Option<&'a str> {
+pub fn text<'a>(o: &'a Value, field: &str) -> Option<&'a str> {
     o.get(field).and_then(Value::as_str)
 }
 
 /// What a whole session object must hold, as far as roampay reads it.
-fn check(o: &Value, key: &SessionKey) -> Result<(), Error> {
+fn check(o: &Value, key: &ObjectKey) -> Result<(), Error> {
     let invalid = |m: &str| Err(Error::Invalid(m.into()));
     if !o.is_object() {
         return invalid("a Session object");
     }
     let same =
         |field: &str, want: &str| text(o, field).is_some_and(|v| v.eq_ignore_ascii_case(want));
-    if !same("id", &key.session_id) {
+    if !same("id", &key.object_id) {
         return invalid("id: the session id of the URL");
     }
     if !same("country_code", &key.country_code) || !same("party_id", &key.party_id) {
@@ -103,7 +104,7 @@ fn check(o: &Value, key: &SessionKey) -> Result<(), Error> {
 }
 
 impl OcpiSession {
-    fn updated(&self, key: SessionKey, object: Value) -> Result<Vec<Event>, Error> {
+    fn updated(&self, key: ObjectKey, object: Value) -> Result<Vec<Event>, Error> {
         check(&object, &key)?;
         let at = last_updated(&object)?;
         if self.last_updated.is_some_and(|prev| at < prev) || self.session.as_ref() == Some(&object)
@@ -115,7 +116,7 @@ impl OcpiSession {
             connection_id: key.connection_id,
             country_code: key.country_code.to_ascii_uppercase(),
             party_id: key.party_id.to_ascii_uppercase(),
-            session_id: text(&object, "id").unwrap_or(&key.session_id).to_string(),
+            session_id: text(&object, "id").unwrap_or(&key.object_id).to_string(),
             status: text(&object, "status").unwrap_or_default().to_string(),
             authorization_reference: text(&object, "authorization_reference").map(str::to_string),
             last_updated: at,

@@ -7,13 +7,13 @@ use super::*;
 
 type Spec = TestFramework<OcpiSession>;
 
-fn key() -> SessionKey {
-    SessionKey {
+fn key() -> ObjectKey {
+    ObjectKey {
         workspace_id: "ws-1".into(),
         connection_id: "c1".into(),
         country_code: "AU".into(),
         party_id: "DPT".into(),
-        session_id: "SESS-1".into(),
+        object_id: "SESS-1".into(),
     }
 }
 

@@ -208,5 +208,12 @@ pub fn routes() -> Vec<actix_web::Resource> {
                 (Method::PATCH, web::patch().to(sessions::patch)),
             ],
         ),
+        endpoint(
+            "/ocpi/2.2.1/tariffs/{country_code}/{party_id}/{tariff_id}",
+            vec![
+                (Method::PUT, web::put().to(sessions::put_tariff)),
+                (Method::DELETE, web::delete().to(sessions::delete_tariff)),
+            ],
+        ),
     ]
 }
