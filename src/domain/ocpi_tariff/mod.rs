@@ -59,12 +59,12 @@ fn check(o: &Value, key: &ObjectKey) -> Result<(), Error> {
         return invalid("currency: an ISO 4217 code");
     }
     let elements = o.get("elements").and_then(Value::as_array);
-    if !elements.is_some_and(|e| !e.is_empty()) {
+    if elements.is_none_or(|e| e.is_empty()) {
         return invalid("elements: at least one tariff element");
     }
     for e in elements.into_iter().flatten() {
         let components = e.get("price_components").and_then(Value::as_array);
-        if !components.is_some_and(|c| !c.is_empty()) {
+        if components.is_none_or(|c| c.is_empty()) {
             return invalid("elements[].price_components: at least one price component");
         }
         for c in components.into_iter().flatten() {
@@ -80,7 +80,7 @@ fn check(o: &Value, key: &ObjectKey) -> Result<(), Error> {
             if c.get("vat").is_some_and(|v| !v.is_null()) && number("vat").is_none() {
                 return invalid("elements[].price_components[].vat: a percentage of 0 or more");
             }
-            if !c.get("step_size").and_then(Value::as_u64).is_some() {
+            if c.get("step_size").and_then(Value::as_u64).is_none() {
                 return invalid("elements[].price_components[].step_size: a whole number");
             }
         }
