@@ -8,10 +8,8 @@
 use std::sync::Arc;
 
 use cqrs_es::AggregateError;
-use rand::distributions::{Alphanumeric, DistString};
 use roampay_events::{OcpiEndpoint, OcpiParty};
-use secrecy::{ExposeSecret, SecretString};
-use sha2::{Digest, Sha256};
+use secrecy::SecretString;
 
 use roampay_projections::Db;
 use serde_json::Value;
@@ -28,8 +26,8 @@ use crate::domain::ocpi_session::{stream_id, ObjectKey, OcpiSession, OcpiSession
 use crate::domain::ocpi_tariff::{OcpiTariff, OcpiTariffCommand, OcpiTariffError};
 use crate::infra::clock::Clock;
 use crate::infra::ocpi::{
-    BusinessDetails, Credentials, CredentialsRole, OcpiClient, PeerError, Version, VersionDetails,
-    VERSION,
+    connection_of, digest, new_token, BusinessDetails, Credentials, CredentialsRole, OcpiClient,
+    PeerError, Version, VersionDetails, VERSION,
 };
 use crate::infra::store::ocpi_connection_ids::OcpiConnectionIds;
 use crate::infra::store::{Aggregates, Metadata};
@@ -104,17 +102,6 @@ fn vault_failed(e: crate::infra::vault::VaultError) -> OcpiError {
     OcpiError::Store(StoreFault::Internal(e.to_string()))
 }
 
-/// SHA-256 of a token, hex.
-pub fn digest(token: &str) -> String {
-    hex::encode(Sha256::digest(token.as_bytes()))
-}
-
-/// A new token of `connection_id`: 64 characters, 31 of them random (185 bits).
-fn new_token(connection_id: &str) -> SecretString {
-    let secret = Alphanumeric.sample_string(&mut rand::thread_rng(), 31);
-    SecretString::from(format!("{connection_id}.{secret}"))
-}
-
 /// A caller whose token opened a connection.
 #[derive(Debug, Clone)]
 pub struct Admitted {
@@ -170,7 +157,7 @@ impl Ocpi {
 
     fn own_credentials(&self, token: &SecretString) -> Credentials {
         Credentials {
-            token: token.expose_secret().to_string(),
+            token: token.clone(),
             url: self.versions_url(),
             roles: vec![CredentialsRole {
                 role: "EMSP".into(),
@@ -222,7 +209,7 @@ impl Ocpi {
     ) -> Result<Created, OcpiError> {
         let id = uuid::Uuid::now_v7().simple().to_string();
         let token_a = new_token(&id);
-        self.open(ws, &id, name, Some(digest(token_a.expose_secret())), meta)
+        self.open(ws, &id, name, Some(digest(&token_a)), meta)
             .await?;
         Ok(Created {
             connection: self.connection(ws, &id).await?,
@@ -291,12 +278,10 @@ impl Ocpi {
     }
 
     /// The connection a presented token opens.
-    pub async fn admit(&self, token: Option<&str>) -> Result<Admitted, OcpiError> {
+    pub async fn admit(&self, token: Option<&SecretString>) -> Result<Admitted, OcpiError> {
         let token = token.ok_or(OcpiError::Unauthorized)?;
-        let (id, _) = token.split_once('.').ok_or(OcpiError::Unauthorized)?;
-        if id.len() != 32 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(OcpiError::Unauthorized);
-        }
+        let id = connection_of(token).ok_or(OcpiError::Unauthorized)?;
+        let id = id.as_str();
         let ws = self
             .ids
             .workspace_of(id)
@@ -362,7 +347,7 @@ impl Ocpi {
             }
         }
         let party = party_of(&theirs)?;
-        let partner_token = SecretString::from(theirs.token.clone());
+        let partner_token = theirs.token.clone();
         let details = self.partner_endpoints(&theirs.url, &partner_token).await?;
         let id = who.connection.id.clone();
         let ours = new_token(&id);
@@ -377,7 +362,7 @@ impl Ocpi {
                 version: VERSION.into(),
                 versions_url: theirs.url.clone(),
                 endpoints: details.clone(),
-                token_digest: digest(ours.expose_secret()),
+                token_digest: digest(&ours),
                 partner_token_version: version,
                 partner_token_fingerprint: partner_fp,
                 issued_token_fingerprint: issued_fp,
@@ -437,7 +422,7 @@ impl Ocpi {
     ) -> Result<Created, OcpiError> {
         let id = uuid::Uuid::now_v7().simple().to_string();
         let token_b = new_token(&id);
-        self.open(ws, &id, name, Some(digest(token_b.expose_secret())), meta)
+        self.open(ws, &id, name, Some(digest(&token_b)), meta)
             .await?;
         match self
             .register_outbound(ws, &id, versions_url, &their_token_a, &token_b, meta)
@@ -483,7 +468,7 @@ impl Ocpi {
             .await
             .map_err(|e| OcpiError::PartnerUnusable(e.0))?;
         let party = party_of(&theirs)?;
-        let token_c = SecretString::from(theirs.token.clone());
+        let token_c = theirs.token.clone();
         let version = self.connections.load(ws).await?.next_token_version();
         let (partner_fp, issued_fp) = self.store_tokens(ws, version, &token_c, token_b).await?;
         let cmd = Cmd::Register {
@@ -494,7 +479,7 @@ impl Ocpi {
                 version: VERSION.into(),
                 versions_url: theirs.url,
                 endpoints,
-                token_digest: digest(token_b.expose_secret()),
+                token_digest: digest(token_b),
                 partner_token_version: version,
                 partner_token_fingerprint: partner_fp,
                 issued_token_fingerprint: issued_fp,
@@ -575,7 +560,7 @@ fn registered(who: &Admitted) -> Result<(), OcpiError> {
 /// The partner's party: its CPO role (else its first), every field checked.
 fn party_of(c: &Credentials) -> Result<OcpiParty, OcpiError> {
     let invalid = |m: &str| OcpiError::Invalid(m.to_string());
-    if !crate::infra::ocpi::is_token(&c.token) {
+    if !c.token_is_valid() {
         return Err(invalid("token: 1 to 64 printable ASCII characters"));
     }
     let role = c

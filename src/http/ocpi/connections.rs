@@ -3,7 +3,7 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -94,7 +94,9 @@ pub struct CreatedConnection {
     /// roampay's versions URL, for the CPO.
     pub versions_url: String,
     /// Give it to the CPO to register with (absent when roampay registered itself).
-    pub token_a: Option<String>,
+    #[serde(serialize_with = "crate::infra::ocpi::reveal_some")]
+    #[schema(value_type = Option<String>)]
+    pub token_a: Option<SecretString>,
 }
 
 /// `{"data": [...]}`.
@@ -178,7 +180,7 @@ pub async fn create(
         name: done.connection.name.clone(),
         status: done.connection.status.as_str(),
         versions_url: ocpi.versions_url(),
-        token_a: done.token_a.map(|t| t.expose_secret().to_string()),
+        token_a: done.token_a,
     }))
 }
 

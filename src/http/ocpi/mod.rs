@@ -159,7 +159,7 @@ pub async fn admitted(req: &HttpRequest, state: &super::AppState) -> Result<Admi
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(token_of_header);
-    let who = state.services.ocpi.admit(token.as_deref()).await;
+    let who = state.services.ocpi.admit(token.as_ref()).await;
     who.map_err(|e| Refusal::from(e).to(req))
 }
 

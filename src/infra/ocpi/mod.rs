@@ -12,10 +12,12 @@ use serde_json::Value;
 /// The OCPI version roampay speaks.
 pub const VERSION: &str = "2.2.1";
 
-/// A credentials object (OCPI 2.2.1 §7.3.1).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+/// A credentials object (OCPI 2.2.1 §7.3.1). The token is revealed only when the
+/// object is written for the partner.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Credentials {
-    pub token: String,
+    #[serde(serialize_with = "reveal")]
+    pub token: SecretString,
     pub url: String,
     pub roles: Vec<CredentialsRole>,
 }
@@ -67,9 +69,50 @@ pub struct Envelope<T> {
     pub timestamp: Option<String>,
 }
 
+impl Credentials {
+    /// Whether the token is one OCPI allows.
+    pub fn token_is_valid(&self) -> bool {
+        is_token(self.token.expose_secret())
+    }
+}
+
+/// Writes a token where a partner (or the admin, once) must read it.
+pub fn reveal<S: serde::Serializer>(token: &SecretString, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(token.expose_secret())
+}
+
+/// [`reveal`] for a token that may be absent.
+pub fn reveal_some<S: serde::Serializer>(
+    token: &Option<SecretString>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match token {
+        Some(t) => reveal(t, s),
+        None => s.serialize_none(),
+    }
+}
+
+/// A new token of `connection_id`: `{connection_id}.{31 random characters}` (185 bits).
+pub fn new_token(connection_id: &str) -> SecretString {
+    use rand::distributions::{Alphanumeric, DistString};
+    let secret = Alphanumeric.sample_string(&mut rand::thread_rng(), 31);
+    SecretString::from(format!("{connection_id}.{secret}"))
+}
+
+/// The connection a token of roampay's names (its 32 hex digits before the dot).
+pub fn connection_of(token: &SecretString) -> Option<String> {
+    let (id, _) = token.expose_secret().split_once('.')?;
+    (id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit())).then(|| id.to_string())
+}
+
+/// SHA-256 of a token, hex: what roampay keeps of the tokens it issues.
+pub fn digest(token: &SecretString) -> String {
+    hex::encode(crate::infra::stripe::key_digest(token))
+}
+
 /// The token of an `Authorization: Token …` header: OCPI 2.2.1 sends it base64
 /// encoded; a raw token is accepted too (2.1.1 clients, and the 2.2 errata).
-pub fn token_of_header(value: &str) -> Option<String> {
+pub fn token_of_header(value: &str) -> Option<SecretString> {
     let given = value.strip_prefix("Token ")?.trim();
     if given.is_empty() {
         return None;
@@ -79,7 +122,9 @@ pub fn token_of_header(value: &str) -> Option<String> {
         .ok()
         .and_then(|b| String::from_utf8(b).ok())
         .filter(|t| is_token(t));
-    Some(decoded.unwrap_or_else(|| given.to_string()))
+    Some(SecretString::from(
+        decoded.unwrap_or_else(|| given.to_string()),
+    ))
 }
 
 /// `Authorization: Token <base64 of token>` for calls to a partner.
@@ -227,11 +272,17 @@ mod tests {
     fn a_token_header_is_read_base64_or_raw() {
         let t = "0193a3f0c1b27d4e8f4a6b5c9d0e1f2a.abcdefghijklmnopqrstuvwxyz01234";
         let b64 = base64::engine::general_purpose::STANDARD.encode(t);
-        assert_eq!(token_of_header(&format!("Token {b64}")).as_deref(), Some(t));
-        assert_eq!(token_of_header(&format!("Token {t}")).as_deref(), Some(t));
-        assert_eq!(token_of_header("Bearer x"), None);
-        assert_eq!(token_of_header("Token "), None);
-        let sent = authorization(&SecretString::from(t.to_string()));
-        assert_eq!(token_of_header(&sent).as_deref(), Some(t));
+        let read = |h: &str| token_of_header(h).map(|s| s.expose_secret().to_string());
+        assert_eq!(read(&format!("Token {b64}")).as_deref(), Some(t));
+        assert_eq!(read(&format!("Token {t}")).as_deref(), Some(t));
+        assert_eq!(read("Bearer x"), None);
+        assert_eq!(read("Token "), None);
+        let token = SecretString::from(t.to_string());
+        assert_eq!(read(&authorization(&token)).as_deref(), Some(t));
+        assert_eq!(
+            connection_of(&token).as_deref(),
+            Some("0193a3f0c1b27d4e8f4a6b5c9d0e1f2a")
+        );
+        assert_eq!(connection_of(&SecretString::from("x.y".to_string())), None);
     }
 }
