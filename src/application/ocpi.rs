@@ -209,10 +209,16 @@ impl Ocpi {
     ) -> Result<Created, OcpiError> {
         let id = uuid::Uuid::now_v7().simple().to_string();
         let token_a = new_token(&id);
-        self.open(ws, &id, name, Some(digest(&token_a)), meta)
+        let state = self
+            .open(ws, &id, name, Some(digest(&token_a)), meta)
             .await?;
+        let connection = state
+            .connections
+            .get(&id)
+            .cloned()
+            .ok_or(OcpiError::NotFound)?;
         Ok(Created {
-            connection: self.connection(ws, &id).await?,
+            connection,
             token_a: Some(token_a),
         })
     }
@@ -224,7 +230,7 @@ impl Ocpi {
         name: &str,
         token_a_digest: Option<String>,
         meta: &Metadata,
-    ) -> Result<(), OcpiError> {
+    ) -> Result<OcpiConnections, OcpiError> {
         self.ids.record(id, ws).await.map_err(StoreFault::of_sqlx)?;
         let cmd = Cmd::Create {
             workspace_id: ws.to_string(),
@@ -234,8 +240,7 @@ impl Ocpi {
             actor: meta.actor.clone(),
             at: self.clock.now(),
         };
-        self.connections.execute(ws, cmd, meta).await?;
-        Ok(())
+        Ok(self.connections.execute(ws, cmd, meta).await?)
     }
 
     /// The admin ends a connection: its tokens stop working at once, and a registered

@@ -5,9 +5,9 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::{admitted, ok, status, Refusal};
+use super::{admitted, done, ok, partner_meta, status, Refusal};
 use crate::application::ocpi::SERVED;
-use crate::http::{metadata, AppState};
+use crate::http::AppState;
 use crate::infra::ocpi::{Credentials, Endpoint, Version, VersionDetails, VERSION};
 
 /// One OCPI version roampay speaks.
@@ -91,8 +91,7 @@ pub async fn details(
 /// `GET credentials`: roampay's credentials as the partner uses them.
 pub async fn get(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, Refusal> {
     let who = admitted(&req, &state).await?;
-    let mine = state.services.ocpi.credentials(&who).await;
-    Ok(ok(&req, mine.map_err(|e| Refusal::from(e).to(&req))?))
+    done(&req, state.services.ocpi.credentials(&who).await)
 }
 
 fn body(req: &HttpRequest, raw: &[u8]) -> Result<Credentials, Refusal> {
@@ -110,13 +109,15 @@ async fn exchange(
 ) -> Result<HttpResponse, Refusal> {
     let who = admitted(&req, &state).await?;
     let theirs = body(&req, &raw)?;
-    let meta = metadata(&req, &format!("ocpi:{}", who.connection.id));
-    let done = state
-        .services
-        .ocpi
-        .exchange(&who, theirs, update, &meta)
-        .await;
-    Ok(ok(&req, done.map_err(|e| Refusal::from(e).to(&req))?))
+    let meta = partner_meta(&req, &who);
+    done(
+        &req,
+        state
+            .services
+            .ocpi
+            .exchange(&who, theirs, update, &meta)
+            .await,
+    )
 }
 
 /// `POST credentials` with token A: the CPO registers.
@@ -140,8 +141,7 @@ pub async fn put(
 /// `DELETE credentials`: the CPO unregisters; its token stops working.
 pub async fn delete(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, Refusal> {
     let who = admitted(&req, &state).await?;
-    let meta = metadata(&req, &format!("ocpi:{}", who.connection.id));
-    let done = state.services.ocpi.unregister(&who, &meta).await;
-    done.map_err(|e| Refusal::from(e).to(&req))?;
-    Ok(ok(&req, serde_json::Value::Null))
+    let meta = partner_meta(&req, &who);
+    let ended = state.services.ocpi.unregister(&who, &meta).await;
+    done(&req, ended.map(|()| serde_json::Value::Null))
 }

@@ -152,6 +152,23 @@ impl From<OcpiError> for Refusal {
     }
 }
 
+/// A use case's result as OCPI answers it: its data on success, else the refusal
+/// (with the request's correlation id).
+pub fn done<T: Serialize>(
+    req: &HttpRequest,
+    r: Result<T, OcpiError>,
+) -> Result<HttpResponse, Refusal> {
+    match r {
+        Ok(data) => Ok(ok(req, data)),
+        Err(e) => Err(Refusal::from(e).to(req)),
+    }
+}
+
+/// The metadata of a partner's request: its actor is the connection.
+pub fn partner_meta(req: &HttpRequest, who: &Admitted) -> crate::infra::store::Metadata {
+    super::metadata(req, &format!("ocpi:{}", who.connection.id))
+}
+
 /// The connection the request's token opens.
 pub async fn admitted(req: &HttpRequest, state: &super::AppState) -> Result<Admitted, Refusal> {
     let token = req

@@ -3,9 +3,9 @@
 
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use super::{admitted, ok, status, Refusal};
+use super::{admitted, done, partner_meta, status, Refusal};
 use crate::application::ocpi::Pushed;
-use crate::http::{metadata, AppState};
+use crate::http::AppState;
 
 pub(super) fn at(path: (String, String, String)) -> Pushed {
     let (country_code, party_id, id) = path;
@@ -28,22 +28,35 @@ pub(super) fn object(req: &HttpRequest, raw: &[u8]) -> Result<serde_json::Value,
     })
 }
 
+/// What a push changes.
+#[derive(Clone, Copy)]
+enum Push {
+    Session { patch: bool },
+    Tariff { delete: bool },
+}
+
 async fn push(
     req: HttpRequest,
     path: web::Path<(String, String, String)>,
     raw: web::Bytes,
     state: web::Data<AppState>,
-    patch: bool,
+    what: Push,
 ) -> Result<HttpResponse, Refusal> {
     let who = admitted(&req, &state).await?;
-    let body = object(&req, &raw)?;
-    let meta = metadata(&req, &format!("ocpi:{}", who.connection.id));
-    let ocpi = &state.services.ocpi;
-    let done = ocpi
-        .push_session(&who, &at(path.into_inner()), body, patch, &meta)
-        .await;
-    done.map_err(|e| Refusal::from(e).to(&req))?;
-    Ok(ok(&req, serde_json::Value::Null))
+    let meta = partner_meta(&req, &who);
+    let (ocpi, at) = (&state.services.ocpi, at(path.into_inner()));
+    let pushed = match what {
+        Push::Session { patch } => {
+            let body = object(&req, &raw)?;
+            ocpi.push_session(&who, &at, body, patch, &meta).await
+        }
+        Push::Tariff { delete: true } => ocpi.push_tariff(&who, &at, None, &meta).await,
+        Push::Tariff { delete: false } => {
+            let body = object(&req, &raw)?;
+            ocpi.push_tariff(&who, &at, Some(body), &meta).await
+        }
+    };
+    done(&req, pushed.map(|()| serde_json::Value::Null))
 }
 
 /// `PUT sessions/{country_code}/{party_id}/{session_id}`: the whole session.
@@ -53,7 +66,7 @@ pub async fn put(
     raw: web::Bytes,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, Refusal> {
-    push(req, path, raw, state, false).await
+    push(req, path, raw, state, Push::Session { patch: false }).await
 }
 
 /// `PATCH …`: the fields that changed, with `last_updated`.
@@ -63,7 +76,7 @@ pub async fn patch(
     raw: web::Bytes,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, Refusal> {
-    push(req, path, raw, state, true).await
+    push(req, path, raw, state, Push::Session { patch: true }).await
 }
 
 /// `GET …`: the session as roampay has it.
@@ -78,7 +91,7 @@ pub async fn get(
         .ocpi
         .session(&who, &at(path.into_inner()))
         .await;
-    Ok(ok(&req, found.map_err(|e| Refusal::from(e).to(&req))?))
+    done(&req, found)
 }
 
 /// `PUT tariffs/{country_code}/{party_id}/{tariff_id}`: the whole tariff.
@@ -88,29 +101,15 @@ pub async fn put_tariff(
     raw: web::Bytes,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, Refusal> {
-    let who = admitted(&req, &state).await?;
-    let body = object(&req, &raw)?;
-    let meta = metadata(&req, &format!("ocpi:{}", who.connection.id));
-    let ocpi = &state.services.ocpi;
-    let done = ocpi
-        .push_tariff(&who, &at(path.into_inner()), Some(body), &meta)
-        .await;
-    done.map_err(|e| Refusal::from(e).to(&req))?;
-    Ok(ok(&req, serde_json::Value::Null))
+    push(req, path, raw, state, Push::Tariff { delete: false }).await
 }
 
 /// `DELETE tariffs/…`: the tariff is gone.
 pub async fn delete_tariff(
     req: HttpRequest,
     path: web::Path<(String, String, String)>,
+    raw: web::Bytes,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, Refusal> {
-    let who = admitted(&req, &state).await?;
-    let meta = metadata(&req, &format!("ocpi:{}", who.connection.id));
-    let ocpi = &state.services.ocpi;
-    let done = ocpi
-        .push_tariff(&who, &at(path.into_inner()), None, &meta)
-        .await;
-    done.map_err(|e| Refusal::from(e).to(&req))?;
-    Ok(ok(&req, serde_json::Value::Null))
+    push(req, path, raw, state, Push::Tariff { delete: true }).await
 }
